@@ -1,0 +1,369 @@
+package actors
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+	"unicode/utf8"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"golang.org/x/time/rate"
+
+	"github.com/parleychat/parley/codec"
+	parleypb "github.com/parleychat/parley/proto"
+	"github.com/parleychat/parley/transport"
+)
+
+// conn is what a session needs from its socket (transport.Conn in
+// production, a fake in unit tests). Neither method blocks.
+type conn interface {
+	Send(frame []byte) bool
+	Close(code int, reason string)
+	RemoteAddr() string
+	Codec() codec.Codec
+	ID() string
+}
+
+// sessionShared is the part of a session that survives its restarts: the
+// socket and what the client asked for (its name, its rooms and how far it
+// has read each). It is captured by the session's producer, so a restarted
+// instance finds it; only the session's own Receive touches it.
+type sessionShared struct {
+	id      string
+	conn    conn
+	codec   codec.Codec
+	started bool
+	user    string
+	watch   bool
+	rooms   map[string]*joined
+	closing bool
+	closed  bool
+}
+
+// joined is one room of a session: the last seq delivered to the client,
+// which is where it resumes after any restart.
+type joined struct {
+	last uint64
+}
+
+// session is the actor of one connection: identity, joined rooms, rate
+// limit, resume state. It never blocks: frames go to the socket's bounded
+// queue, and a client that does not drain it is closed with 1013.
+type session struct {
+	n       *Node
+	sh      *sessionShared
+	log     *slog.Logger
+	limit   *rate.Limiter
+	strikes *rate.Limiter
+}
+
+func newSession(n *Node, sh *sessionShared) *session {
+	return &session{
+		n: n, sh: sh,
+		log:     n.log.With("session", sh.id, "conn", sh.conn.ID()),
+		limit:   rate.NewLimiter(rate.Limit(n.cfg.Rate), n.cfg.Burst),
+		strikes: rate.NewLimiter(rate.Limit(float64(n.cfg.Strikes)/10), n.cfg.Strikes),
+	}
+}
+
+func (s *session) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		s.started(ctx)
+	case *parleypb.Envelope:
+		s.request(ctx, m)
+	case *parleypb.Deliver:
+		s.deliver(m)
+	case *parleypb.Ack:
+		s.ack(m)
+	case *parleypb.Error:
+		s.send(&parleypb.Envelope{Body: &parleypb.Envelope_Error{Error: m}})
+	case *parleypb.PresenceEvent:
+		s.presence(m)
+	case *parleypb.HistoryPage:
+		s.send(&parleypb.Envelope{Body: &parleypb.Envelope_HistoryPage{HistoryPage: m}})
+	case *parleypb.RoomRestarted:
+		if j, ok := s.sh.rooms[m.GetRoom()]; ok {
+			s.joinRoom(ctx, m.GetRoom(), &j.last, "", true)
+		}
+	case *parleypb.PresenceRebuild:
+		if s.sh.user != "" {
+			ctx.Send(s.n.presence, &parleypb.Online{User: s.sh.user, Session: ctx.Self(), Watch: s.sh.watch, Rejoin: true})
+		}
+	case *parleypb.BadFrame:
+		s.log.Info("bad frame from client", "reason", m.GetReason())
+		s.fail(ctx, "", "", parleypb.ErrorCode_ERROR_CODE_BAD_REQUEST, m.GetReason())
+	case *parleypb.ConnClosed:
+		s.sh.closed = true
+		ctx.Stop(ctx.Self())
+	case *parleypb.Shutdown:
+		s.close(transport.StatusGoingAway, m.GetReason())
+	case *actor.ReceiveTimeout:
+		s.log.Info("closing idle session", "idle", s.n.cfg.IdleTimeout)
+		s.close(transport.StatusIdleTimeout, fmt.Sprintf("no message for %v", s.n.cfg.IdleTimeout))
+	case *actor.Stopping:
+		s.stopping(ctx)
+	}
+}
+
+func (s *session) started(ctx actor.Context) {
+	s.n.register(ctx.Self())
+	if s.n.cfg.IdleTimeout > 0 {
+		ctx.SetReceiveTimeout(s.n.cfg.IdleTimeout)
+	}
+	if !s.sh.started {
+		s.sh.started = true
+		if s.sh.codec.Kind() == parleypb.Codec_CODEC_LEGACY {
+			// The tutorial's page waits for a handshake listing lobby.
+			s.n.Directory.Tell(ctx, &parleypb.RoomWho{Room: codec.LegacyRoom, Session: ctx.Self()})
+		}
+		return
+	}
+	// A restart: the socket and the client's rooms are still ours; register
+	// again and resume every room after the last event the client got.
+	s.log.Info("session restarted; re-joining its rooms", "rooms", len(s.sh.rooms))
+	if s.sh.user != "" {
+		ctx.Send(s.n.presence, &parleypb.Online{User: s.sh.user, Session: ctx.Self(), Watch: s.sh.watch, Rejoin: true})
+	}
+	for name, j := range s.sh.rooms {
+		s.joinRoom(ctx, name, &j.last, "", true)
+	}
+}
+
+// stopping runs once, when the session ends for good (never on restart).
+func (s *session) stopping(ctx actor.Context) {
+	for name := range s.sh.rooms {
+		s.n.Directory.Tell(ctx, &parleypb.RoomLeave{Room: name, Session: ctx.Self()})
+	}
+	if s.sh.user != "" {
+		ctx.Send(s.n.presence, &parleypb.Offline{Session: ctx.Self()})
+	}
+	if !s.sh.closed && !s.sh.closing {
+		// Stopped without closing first: the supervisor gave up on us.
+		s.close(transport.StatusInternalError, "session failed repeatedly")
+	}
+	s.n.unregister(ctx.Self())
+}
+
+// close closes the socket; the session stops when the transport reports the
+// socket gone (ConnClosed), so nothing is sent to a stopped actor meanwhile.
+func (s *session) close(code int, reason string) {
+	if s.sh.closing || s.sh.closed {
+		return
+	}
+	s.sh.closing = true
+	s.sh.conn.Close(code, reason)
+}
+
+// send encodes an envelope in the client's codec and queues it.
+func (s *session) send(env *parleypb.Envelope) {
+	f, err := s.sh.codec.Encode(env)
+	if err != nil {
+		if err != codec.ErrNoFrame {
+			s.log.Error("encode failed", "err", err)
+		}
+		return
+	}
+	s.queue(f)
+}
+
+func (s *session) queue(frame []byte) {
+	if s.sh.closing || s.sh.closed {
+		return
+	}
+	if !s.sh.conn.Send(frame) {
+		s.log.Warn("client is not reading; closing it", "code", transport.StatusTryAgainLater)
+		s.close(transport.StatusTryAgainLater, "outbound queue full: the client is not reading fast enough; reconnect and resume")
+	}
+}
+
+func (s *session) deliver(d *parleypb.Deliver) {
+	j, ok := s.sh.rooms[d.GetRoom()]
+	if !ok {
+		return // left the room; a late delivery
+	}
+	if d.GetSeq() != 0 {
+		if d.GetSeq() <= j.last {
+			return // already delivered (a replay overlapping what the client has)
+		}
+		j.last = d.GetSeq()
+	}
+	var f []byte
+	switch s.sh.codec.Kind() {
+	case parleypb.Codec_CODEC_PROTO:
+		f = d.GetProtoFrame()
+	case parleypb.Codec_CODEC_JSON:
+		f = d.GetJsonFrame()
+	case parleypb.Codec_CODEC_LEGACY:
+		f = d.GetLegacyFrame()
+	}
+	if len(f) > 0 {
+		s.queue(f)
+	}
+}
+
+func (s *session) ack(a *parleypb.Ack) {
+	if a.GetRoom() != "" && a.GetMembers() != nil {
+		// A join's ack: everything up to Seq has been replayed.
+		if j, ok := s.sh.rooms[a.GetRoom()]; ok && a.GetSeq() > j.last {
+			j.last = a.GetSeq()
+		}
+	}
+	s.send(&parleypb.Envelope{Body: &parleypb.Envelope_Ack{Ack: a}})
+}
+
+func (s *session) presence(p *parleypb.PresenceEvent) {
+	if s.sh.codec.Kind() == parleypb.Codec_CODEC_LEGACY {
+		if p.GetRoom() == codec.LegacyRoom && p.GetMembers() != nil && len(p.GetJoined())+len(p.GetLeft()) == 0 {
+			s.queue(codec.LegacyHandshake(s.sh.conn.RemoteAddr(), p.GetMembers()))
+		}
+		return
+	}
+	s.send(&parleypb.Envelope{Body: &parleypb.Envelope_Presence{Presence: p}})
+}
+
+// fail answers a request with an error frame.
+func (s *session) fail(_ actor.Context, requestID, room string, code parleypb.ErrorCode, text string) {
+	s.send(&parleypb.Envelope{Body: &parleypb.Envelope_Error{Error: &parleypb.Error{RequestId: requestID, Room: room, Code: code, Text: text}}})
+}
+
+func (s *session) ackNow(requestID, room string) {
+	s.send(&parleypb.Envelope{Body: &parleypb.Envelope_Ack{Ack: &parleypb.Ack{RequestId: requestID, Room: room}}})
+}
+
+// request handles one client frame.
+func (s *session) request(ctx actor.Context, env *parleypb.Envelope) {
+	id := env.GetId()
+	if _, isPing := env.GetBody().(*parleypb.Envelope_Ping); !isPing && !s.limit.Allow() {
+		if !s.strikes.Allow() {
+			s.log.Warn("closing a session that keeps exceeding its rate limit", "code", transport.StatusPolicyViolation)
+			s.close(transport.StatusPolicyViolation, "rate limit exceeded repeatedly")
+			return
+		}
+		s.fail(ctx, id, "", parleypb.ErrorCode_ERROR_CODE_RATE_LIMITED, fmt.Sprintf("slow down: at most %g requests per second", s.n.cfg.Rate))
+		return
+	}
+	if h := env.GetHello(); h != nil {
+		s.hello(ctx, id, h)
+		return
+	}
+	if env.GetBody() == nil {
+		s.fail(ctx, id, "", parleypb.ErrorCode_ERROR_CODE_BAD_REQUEST, "empty or unknown request")
+		return
+	}
+	if _, isPing := env.GetBody().(*parleypb.Envelope_Ping); isPing {
+		s.ackNow(id, "")
+		return
+	}
+	if s.sh.user == "" {
+		s.fail(ctx, id, "", parleypb.ErrorCode_ERROR_CODE_NOT_LOGGED_IN, "send hello first")
+		return
+	}
+	switch b := env.GetBody().(type) {
+	case *parleypb.Envelope_Join:
+		s.join(ctx, id, b.Join)
+	case *parleypb.Envelope_Leave:
+		s.leave(ctx, id, b.Leave.GetRoom())
+	case *parleypb.Envelope_Post:
+		s.post(ctx, id, b.Post)
+	case *parleypb.Envelope_Typing:
+		if _, ok := s.sh.rooms[b.Typing.GetRoom()]; ok {
+			s.n.Directory.Tell(ctx, &parleypb.RoomTyping{Room: b.Typing.GetRoom(), User: s.sh.user, Session: ctx.Self()})
+		}
+	case *parleypb.Envelope_History:
+		h := b.History
+		if _, ok := s.sh.rooms[h.GetRoom()]; !ok {
+			s.fail(ctx, id, h.GetRoom(), parleypb.ErrorCode_ERROR_CODE_NOT_JOINED, "join the room to read its history")
+			return
+		}
+		s.n.Directory.Tell(ctx, &parleypb.RoomHistory{Room: h.GetRoom(), BeforeSeq: h.GetBeforeSeq(), Limit: h.GetLimit(), RequestId: id, Session: ctx.Self()})
+	case *parleypb.Envelope_Who:
+		ctx.Send(s.n.presence, &parleypb.WhoQuery{RequestId: id, Session: ctx.Self()})
+	default:
+		s.fail(ctx, id, "", parleypb.ErrorCode_ERROR_CODE_BAD_REQUEST, fmt.Sprintf("%T is not a request", b))
+	}
+}
+
+func (s *session) hello(ctx actor.Context, id string, h *parleypb.Hello) {
+	if s.sh.user != "" {
+		s.fail(ctx, id, "", parleypb.ErrorCode_ERROR_CODE_ALREADY_LOGGED_IN, "already logged in as "+s.sh.user)
+		return
+	}
+	if err := ValidName(h.GetName()); err != nil {
+		s.fail(ctx, id, "", parleypb.ErrorCode_ERROR_CODE_INVALID_NAME, "name "+err.Error())
+		return
+	}
+	s.sh.user, s.sh.watch = h.GetName(), h.GetWatchOnline()
+	s.log = s.log.With("user", s.sh.user)
+	ctx.Send(s.n.presence, &parleypb.Online{User: s.sh.user, Session: ctx.Self(), Watch: s.sh.watch})
+	s.send(&parleypb.Envelope{Body: &parleypb.Envelope_Welcome{Welcome: &parleypb.Welcome{
+		SessionId: s.sh.id, Name: s.sh.user,
+		MaxMessageBytes: uint32(s.n.cfg.MaxMessageBytes), MaxRooms: uint32(s.n.cfg.MaxRooms),
+		IdleTimeoutMs: uint32(s.n.cfg.IdleTimeout / time.Millisecond),
+	}}})
+	s.ackNow(id, "")
+	if s.sh.codec.Kind() == parleypb.Codec_CODEC_LEGACY {
+		s.joinRoom(ctx, codec.LegacyRoom, nil, "", false)
+	}
+}
+
+func (s *session) join(ctx actor.Context, id string, j *parleypb.Join) {
+	name := j.GetRoom()
+	if err := ValidRoom(name); err != nil {
+		s.fail(ctx, id, name, parleypb.ErrorCode_ERROR_CODE_BAD_REQUEST, "room "+err.Error())
+		return
+	}
+	if _, ok := s.sh.rooms[name]; !ok && len(s.sh.rooms) >= s.n.cfg.MaxRooms {
+		s.fail(ctx, id, name, parleypb.ErrorCode_ERROR_CODE_TOO_MANY_ROOMS, fmt.Sprintf("a session may be in at most %d rooms", s.n.cfg.MaxRooms))
+		return
+	}
+	s.joinRoom(ctx, name, j.Since, id, false)
+}
+
+// joinRoom (re-)registers with a room, resuming after since.
+func (s *session) joinRoom(ctx actor.Context, name string, since *uint64, requestID string, rejoin bool) {
+	j, ok := s.sh.rooms[name]
+	if !ok {
+		j = &joined{}
+		s.sh.rooms[name] = j
+	}
+	if since != nil && !rejoin {
+		j.last = *since
+	}
+	var from *uint64
+	if since != nil {
+		v := j.last
+		from = &v
+	}
+	s.n.Directory.Tell(ctx, &parleypb.RoomJoin{Room: name, User: s.sh.user, Session: ctx.Self(), Since: from, Codec: s.sh.codec.Kind(), RequestId: requestID, Rejoin: rejoin})
+}
+
+func (s *session) leave(ctx actor.Context, id, name string) {
+	if _, ok := s.sh.rooms[name]; !ok {
+		s.fail(ctx, id, name, parleypb.ErrorCode_ERROR_CODE_NOT_JOINED, "not in that room")
+		return
+	}
+	delete(s.sh.rooms, name)
+	s.n.Directory.Tell(ctx, &parleypb.RoomLeave{Room: name, Session: ctx.Self(), RequestId: id})
+	if s.sh.codec.Kind() == parleypb.Codec_CODEC_LEGACY {
+		// The tutorial's logout ends the connection.
+		s.close(transport.StatusNormal, "logged out")
+	}
+}
+
+func (s *session) post(ctx actor.Context, id string, p *parleypb.Post) {
+	room := p.GetRoom()
+	if _, ok := s.sh.rooms[room]; !ok {
+		s.fail(ctx, id, room, parleypb.ErrorCode_ERROR_CODE_NOT_JOINED, "join the room before posting to it")
+		return
+	}
+	if !utf8.ValidString(p.GetText()) || p.GetText() == "" {
+		s.fail(ctx, id, room, parleypb.ErrorCode_ERROR_CODE_BAD_REQUEST, "text must be non-empty UTF-8")
+		return
+	}
+	if n := utf8.RuneCountInString(p.GetText()); n > s.n.cfg.MaxTextRunes {
+		s.fail(ctx, id, room, parleypb.ErrorCode_ERROR_CODE_TOO_LONG, fmt.Sprintf("text has %d characters; the limit is %d", n, s.n.cfg.MaxTextRunes))
+		return
+	}
+	s.n.Directory.Tell(ctx, &parleypb.RoomPost{Room: room, User: s.sh.user, Text: p.GetText(), ClientMsgId: p.GetClientMsgId(), RequestId: id, Session: ctx.Self()})
+}

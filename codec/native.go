@@ -1,0 +1,94 @@
+package codec
+
+import (
+	"fmt"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+
+	parleypb "github.com/parleychat/parley/proto"
+)
+
+// Proto is parley.v1.proto: one binary protobuf Envelope per frame.
+var Proto Codec = protoCodec{}
+
+// JSON is parley.v1.json: one protojson Envelope per text frame.
+var JSON Codec = jsonCodec{}
+
+type protoCodec struct{}
+
+func (protoCodec) Kind() parleypb.Codec { return parleypb.Codec_CODEC_PROTO }
+func (protoCodec) Subprotocol() string  { return ProtoSubprotocol }
+func (protoCodec) Binary() bool         { return true }
+
+func (protoCodec) Decode(frame []byte) (*parleypb.Envelope, error) {
+	env := new(parleypb.Envelope)
+	if err := proto.Unmarshal(frame, env); err != nil {
+		return nil, fmt.Errorf("codec: bad protobuf envelope: %w", err)
+	}
+	return env, nil
+}
+
+func (protoCodec) Encode(env *parleypb.Envelope) ([]byte, error) {
+	return proto.Marshal(env)
+}
+
+// batchField is Envelope.batch; itemsField is Batch.items.
+const (
+	batchField = 36
+	itemsField = 1
+)
+
+// AppendBatch builds Envelope{batch: Batch{items: frames}} from frames that
+// are already encoded envelopes, without decoding them: an embedded message
+// is its tag, its length and its bytes.
+func (protoCodec) AppendBatch(dst []byte, frames [][]byte) ([]byte, bool) {
+	inner := 0
+	for _, f := range frames {
+		inner += protowire.SizeTag(itemsField) + protowire.SizeBytes(len(f))
+	}
+	dst = protowire.AppendTag(dst, batchField, protowire.BytesType)
+	dst = protowire.AppendVarint(dst, uint64(inner))
+	for _, f := range frames {
+		dst = protowire.AppendTag(dst, itemsField, protowire.BytesType)
+		dst = protowire.AppendBytes(dst, f)
+	}
+	return dst, true
+}
+
+type jsonCodec struct{}
+
+var (
+	jsonIn  = protojson.UnmarshalOptions{DiscardUnknown: true}
+	jsonOut = protojson.MarshalOptions{}
+)
+
+func (jsonCodec) Kind() parleypb.Codec { return parleypb.Codec_CODEC_JSON }
+func (jsonCodec) Subprotocol() string  { return JSONSubprotocol }
+func (jsonCodec) Binary() bool         { return false }
+
+func (jsonCodec) Decode(frame []byte) (*parleypb.Envelope, error) {
+	env := new(parleypb.Envelope)
+	if err := jsonIn.Unmarshal(frame, env); err != nil {
+		return nil, fmt.Errorf("codec: bad JSON envelope: %w", err)
+	}
+	return env, nil
+}
+
+func (jsonCodec) Encode(env *parleypb.Envelope) ([]byte, error) {
+	return jsonOut.Marshal(env)
+}
+
+// AppendBatch splices already encoded JSON envelopes into
+// {"batch":{"items":[...]}} without re-encoding them.
+func (jsonCodec) AppendBatch(dst []byte, frames [][]byte) ([]byte, bool) {
+	dst = append(dst, `{"batch":{"items":[`...)
+	for i, f := range frames {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, f...)
+	}
+	return append(dst, "]}}"...), true
+}

@@ -1,0 +1,164 @@
+package main_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/parleychat/parley/codec"
+	parleypb "github.com/parleychat/parley/proto"
+	"github.com/parleychat/parley/server"
+	"github.com/parleychat/parley/transport/client"
+)
+
+// testLogger sends server logs to t.Log until the test ends (actors may log
+// a moment after; those lines are dropped rather than panicking t.Log).
+func testLogger(t *testing.T) *slog.Logger {
+	w := &testWriter{t: t}
+	t.Cleanup(w.stop)
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type testWriter struct {
+	mu   sync.Mutex
+	t    *testing.T
+	done bool
+}
+
+func (w *testWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.done {
+		w.t.Log(strings.TrimSuffix(string(p), "\n"))
+	}
+	return len(p), nil
+}
+
+func (w *testWriter) stop() {
+	w.mu.Lock()
+	w.done = true
+	w.mu.Unlock()
+}
+
+var _ io.Writer = (*testWriter)(nil)
+
+// startServer runs a server on 127.0.0.1:0 with test-friendly defaults,
+// changed by edit; Cleanup shuts it down.
+func startServer(t *testing.T, edit func(*server.Config)) *server.Server {
+	t.Helper()
+	cfg := server.Config{Addr: "127.0.0.1:0", Logger: testLogger(t)}
+	cfg.Actors.Rate = 1000
+	cfg.Actors.Burst = 1000
+	if edit != nil {
+		edit(&cfg)
+	}
+	srv, err := server.New(cfg)
+	if err != nil {
+		t.Fatalf("start server: %v", err)
+	}
+	srv.Start()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+	})
+	return srv
+}
+
+func testCtx(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// dial connects a native client; Cleanup closes it.
+func dial(t *testing.T, ctx context.Context, srv *server.Server, cd codec.Codec) *client.Client {
+	t.Helper()
+	c, err := client.Dial(ctx, srv.URL(), cd, nil)
+	if err != nil {
+		t.Fatalf("dial %s: %v", cd.Subprotocol(), err)
+	}
+	t.Cleanup(func() { c.CloseNow() })
+	return c
+}
+
+// login dials, says hello and joins rooms.
+func login(t *testing.T, ctx context.Context, srv *server.Server, cd codec.Codec, name string, rooms ...string) *client.Client {
+	t.Helper()
+	c := dial(t, ctx, srv, cd)
+	if err := c.Hello(ctx, name, false); err != nil {
+		t.Fatalf("%s hello: %v", name, err)
+	}
+	for _, r := range rooms {
+		if _, err := c.Join(ctx, r, nil); err != nil {
+			t.Fatalf("%s join %s: %v", name, r, err)
+		}
+	}
+	return c
+}
+
+// nextEvent returns the next envelope that match accepts, skipping others.
+func nextEvent(t *testing.T, ctx context.Context, c *client.Client, what string, match func(*parleypb.Envelope) bool) *parleypb.Envelope {
+	t.Helper()
+	for {
+		env, err := c.Next(ctx)
+		if err != nil {
+			t.Fatalf("waiting for %s: %v", what, err)
+		}
+		if match(env) {
+			return env
+		}
+	}
+}
+
+// roomEvent waits for the next message in room.
+func roomEvent(t *testing.T, ctx context.Context, c *client.Client, room string) *parleypb.RoomEvent {
+	t.Helper()
+	return nextEvent(t, ctx, c, "a message in "+room, func(e *parleypb.Envelope) bool {
+		return e.GetEvent() != nil && e.GetEvent().GetRoom() == room
+	}).GetEvent()
+}
+
+// closeCode waits for the connection to end and returns its close code.
+func closeCode(t *testing.T, ctx context.Context, c *client.Client) (int, string) {
+	t.Helper()
+	for {
+		_, err := c.Next(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				t.Fatalf("connection still open: %v", err)
+			}
+			return client.CloseCode(err), client.CloseReason(err)
+		}
+	}
+}
+
+// waitFor polls try until it returns nil or d passes.
+func waitFor(t *testing.T, d time.Duration, try func() error) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for err := try(); err != nil; err = try() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: %v", d, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func noSessions(srv *server.Server) func() error {
+	return func() error {
+		if n := srv.Node.Sessions(); n != 0 {
+			return fmt.Errorf("%d sessions still alive", n)
+		}
+		return nil
+	}
+}
+
+var codecs = []codec.Codec{codec.Proto, codec.JSON}

@@ -1,0 +1,152 @@
+// Package server assembles one Parley node: the actors, the WebSocket
+// transport, the history store and the HTTP endpoints (/ws, /healthz,
+// /readyz), and runs its graceful shutdown. main.go parses flags into a
+// Config; tests build a Server directly on 127.0.0.1:0.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/parleychat/parley/actors"
+	"github.com/parleychat/parley/store"
+	"github.com/parleychat/parley/supervision"
+	"github.com/parleychat/parley/transport"
+)
+
+// Config is everything a node needs. Zero values mean the defaults of the
+// package each part belongs to.
+type Config struct {
+	Addr      string
+	Transport transport.Options
+	Actors    actors.Config
+	// Store is the history store; nil means in memory. The server closes it.
+	Store store.Store
+	// ShutdownTimeout bounds Shutdown when its ctx has no deadline. Zero
+	// means 10s.
+	ShutdownTimeout time.Duration
+	Logger          *slog.Logger
+	// Faults injects failures, for tests only.
+	Faults *supervision.Faults
+}
+
+// Server is one running node.
+type Server struct {
+	cfg   Config
+	log   *slog.Logger
+	Node  *actors.Node
+	ws    *transport.Server
+	http  *http.Server
+	ln    net.Listener
+	ready atomic.Bool
+
+	serveErr chan error
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// New builds a node and listens on cfg.Addr, but does not serve yet.
+func New(cfg Config) (*Server, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.ShutdownTimeout <= 0 {
+		cfg.ShutdownTimeout = 10 * time.Second
+	}
+	if cfg.Store == nil {
+		cfg.Store = store.NewMemory()
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, serveErr: make(chan error, 1)}
+	ac := cfg.Actors
+	ac.Store, ac.Logger, ac.Faults = cfg.Store, cfg.Logger, cfg.Faults
+	if ac.MaxMessageBytes == 0 {
+		ac.MaxMessageBytes = int(cfg.Transport.MaxMessageBytes)
+	}
+	node, err := actors.NewNode(ac)
+	if err != nil {
+		return nil, err
+	}
+	s.Node = node
+	to := cfg.Transport
+	to.Logger = cfg.Logger
+	s.ws = transport.NewServer(node, to)
+
+	mux := http.NewServeMux()
+	mux.Handle("/ws", s.ws)
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !s.ready.Load() {
+			http.Error(w, "not ready: starting or draining", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	s.http = &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second, // the WebSocket handshake timeout too
+		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		node.Shutdown(context.Background())
+		return nil, fmt.Errorf("listen on %s (change it with -addr): %w", cfg.Addr, err)
+	}
+	s.ln = ln
+	return s, nil
+}
+
+// Addr is the address the server listens on (useful with port 0).
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// URL is the WebSocket endpoint, ws://addr/ws.
+func (s *Server) URL() string { return "ws://" + s.Addr() + "/ws" }
+
+// Start serves in the background; Wait reports how serving ended.
+func (s *Server) Start() {
+	s.ready.Store(true)
+	go func() {
+		err := s.http.Serve(s.ln)
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		}
+		s.serveErr <- err
+	}()
+}
+
+// Wait blocks until serving stops (after Shutdown, or on a listener error).
+func (s *Server) Wait() error { return <-s.serveErr }
+
+// Shutdown drains the node: /readyz turns 503, no new connections are
+// accepted, every socket is closed with 1001, the actors stop (rooms write
+// what they hold), and the store is closed. It is bounded by ctx and by
+// ShutdownTimeout, and safe to call more than once.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.stopOnce.Do(func() { s.stopErr = s.shutdown(ctx) })
+	return s.stopErr
+}
+
+func (s *Server) shutdown(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.ShutdownTimeout)
+	defer cancel()
+	start := time.Now()
+	s.ready.Store(false)
+	// http.Server.Shutdown stops the listener but ignores hijacked
+	// connections (every WebSocket): transport closes those itself.
+	httpDone := make(chan error, 1)
+	go func() { httpDone <- s.http.Shutdown(ctx) }()
+	closed, err := s.ws.Shutdown(ctx, "server shutting down")
+	_, nerr := s.Node.Shutdown(ctx)
+	herr := <-httpDone
+	serr := s.cfg.Store.Close()
+	s.log.Info("shutdown complete", "sessions_closed", closed, "took", time.Since(start).Round(time.Millisecond))
+	return errors.Join(err, nerr, herr, serr)
+}

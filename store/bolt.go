@@ -1,0 +1,590 @@
+package store
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+)
+
+// BoltFile is the name of the history file OpenBolt keeps in its directory.
+const BoltFile = "history.db"
+
+// BoltOptions tunes OpenBolt. The zero value is what production uses.
+type BoltOptions struct {
+	// LockTimeout bounds the wait for the file lock; 0 means one second. The
+	// lock only ever waits on another process using the same directory, and
+	// failing soon with a clear error beats hanging at start-up.
+	LockTimeout time.Duration
+	// Log, if set, records format upgrades as they are applied.
+	Log *slog.Logger
+}
+
+// Bolt is a durable Store in a single bbolt file: every Append is fsynced
+// before it returns. Only one process may have a directory open at a time.
+type Bolt struct {
+	db     *bolt.DB
+	path   string
+	closed atomic.Bool
+}
+
+var _ Store = (*Bolt)(nil)
+
+// Layout (format version 1). Every room gets its own bucket nested in
+// bucketRooms, keyed by big-endian seq, rather than one big bucket with
+// room-prefixed keys: keys stay 8 bytes instead of repeating the room name in
+// every one, cursors need no prefix checks, and reads of one room touch only
+// that room's pages. The nesting keeps room names, which are arbitrary, from
+// colliding with the store's own top-level buckets.
+//
+// bucketState holds each room's roomState, which outlives the room's
+// messages: Latest must survive retention deleting everything, and keeping
+// the count there makes MaxCount trimming O(1) per untouched room.
+var (
+	bucketMeta   = []byte("meta")
+	bucketRooms  = []byte("rooms")
+	bucketState  = []byte("room_state")
+	keyFormat    = []byte("format")
+	boltTopLevel = [][]byte{bucketMeta, bucketRooms, bucketState}
+)
+
+// boltMigrations[i] upgrades a file from format i to format i+1; format 0 is
+// a file bbolt has just created. To change the layout, append a function and
+// everything older is upgraded in order at open.
+var boltMigrations = []func(tx *bolt.Tx) error{
+	func(tx *bolt.Tx) error {
+		for _, name := range boltTopLevel {
+			if _, err := tx.CreateBucket(name); err != nil {
+				return fmt.Errorf("create bucket %q: %w", name, err)
+			}
+		}
+		return nil
+	},
+}
+
+// boltFormat is the layout this build writes.
+var boltFormat = len(boltMigrations)
+
+// boltTrimBatch caps the deletions of one Trim transaction, so a room with a
+// huge backlog never holds the single bbolt writer (and every room's Append)
+// for long.
+const boltTrimBatch = 10000
+
+// OpenBolt opens (creating if needed) the history in dir/history.db.
+func OpenBolt(dir string, opts BoltOptions) (*Bolt, error) {
+	if dir == "" {
+		return nil, errors.New("store: no data directory for bolt history: set -data")
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("store: create data directory: %w (check -data)", err)
+	}
+	path := filepath.Join(dir, BoltFile)
+	timeout := opts.LockTimeout
+	if timeout <= 0 {
+		timeout = time.Second
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout})
+	switch {
+	case err == nil:
+	case errors.Is(err, berrors.ErrTimeout):
+		return nil, fmt.Errorf("store: open %s: locked by another process after waiting %v; is another parley running with the same -data directory? Stop it or choose another -data", path, timeout)
+	case errors.As(err, new(*fs.PathError)):
+		// The file could not even be opened (permissions, a directory in
+		// its place...): a problem with -data, not with the history in it.
+		return nil, fmt.Errorf("store: open %s: %w (check the -data directory)", path, err)
+	default:
+		return nil, corruptError(path, err)
+	}
+	if err := migrateBolt(db, path, opts.Log); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	return &Bolt{db: db, path: path}, nil
+}
+
+func corruptError(path string, err error) error {
+	return fmt.Errorf("store: open %s: %w: the file is corrupt or not a Parley history file; check it (bbolt check %s) or move the -data directory aside to start with empty history", path, err, path)
+}
+
+// migrateBolt brings the file to boltFormat in one transaction, so a crash
+// mid-upgrade leaves the old format intact.
+func migrateBolt(db *bolt.DB, path string, log *slog.Logger) (err error) {
+	// bbolt panics on some damaged pages instead of returning an error; at
+	// open that is a bad file, not a bug, and deserves the same advice.
+	defer func() {
+		if r := recover(); r != nil {
+			err = corruptError(path, fmt.Errorf("%v", r))
+		}
+	}()
+	from := boltFormat
+	err = db.Update(func(tx *bolt.Tx) error {
+		version, err := boltFileFormat(tx)
+		if err != nil {
+			return err
+		}
+		if version > boltFormat {
+			return fmt.Errorf("store: open %s: history format %d is newer than this build supports (%d); run a newer parley or use another -data directory", path, version, boltFormat)
+		}
+		if version == boltFormat {
+			return nil
+		}
+		for v := version; v < boltFormat; v++ {
+			if err := boltMigrations[v](tx); err != nil {
+				return fmt.Errorf("store: upgrade %s from format %d to %d: %w", path, v, v+1, err)
+			}
+		}
+		from = version
+		return tx.Bucket(bucketMeta).Put(keyFormat, []byte{byte(boltFormat)})
+	})
+	var cerr *corruptFileError
+	switch {
+	case errors.As(err, &cerr):
+		return corruptError(path, cerr.err)
+	case err != nil:
+		return err
+	case log == nil || from == boltFormat:
+	case from == 0:
+		log.Info("store: created history file", "path", path, "format", boltFormat)
+	default:
+		log.Info("store: upgraded history file", "path", path, "from", from, "to", boltFormat)
+	}
+	return nil
+}
+
+type corruptFileError struct{ err error }
+
+func (e *corruptFileError) Error() string { return e.err.Error() }
+
+// boltFileFormat reads the layout version; 0 means a new, empty file.
+func boltFileFormat(tx *bolt.Tx) (int, error) {
+	meta := tx.Bucket(bucketMeta)
+	if meta == nil {
+		empty := true
+		_ = tx.ForEach(func([]byte, *bolt.Bucket) error { empty = false; return nil })
+		if !empty {
+			return 0, &corruptFileError{errors.New("bbolt file without Parley metadata")}
+		}
+		return 0, nil
+	}
+	v := meta.Get(keyFormat)
+	if len(v) != 1 || v[0] == 0 {
+		return 0, &corruptFileError{fmt.Errorf("bad format version record %x", v)}
+	}
+	return int(v[0]), nil
+}
+
+// roomState is a room's entry in bucketState: Latest, then how many messages
+// are stored, each as 8 bytes big-endian.
+type roomState struct {
+	latest uint64
+	count  uint64
+}
+
+func getRoomState(b *bolt.Bucket, room []byte) (roomState, error) {
+	return decodeRoomState(b.Get(room))
+}
+
+func decodeRoomState(v []byte) (roomState, error) {
+	switch len(v) {
+	case 0:
+		return roomState{}, nil
+	case 16:
+		return roomState{latest: binary.BigEndian.Uint64(v), count: binary.BigEndian.Uint64(v[8:])}, nil
+	}
+	return roomState{}, fmt.Errorf("corrupt room state record (%d bytes)", len(v))
+}
+
+func putRoomState(b *bolt.Bucket, room []byte, s roomState) error {
+	var v [16]byte
+	binary.BigEndian.PutUint64(v[:], s.latest)
+	binary.BigEndian.PutUint64(v[8:], s.count)
+	return b.Put(room, v[:])
+}
+
+func seqKey(seq uint64) []byte { return binary.BigEndian.AppendUint64(make([]byte, 0, 8), seq) }
+
+// Append implements Store.
+func (b *Bolt) Append(ctx context.Context, msgs []Message) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	if err := checkBatch(msgs); err != nil {
+		return err
+	}
+	room := msgs[0].Room
+	if err := b.usable(ctx); err != nil {
+		return fmt.Errorf("store: append to %q: %w", room, err)
+	}
+	// Encode before taking the single writer lock; keys share one allocation.
+	vals := make([][]byte, len(msgs))
+	keys := make([]byte, 8*len(msgs))
+	for i := range msgs {
+		vals[i] = appendRecord(nil, &msgs[i])
+		binary.BigEndian.PutUint64(keys[8*i:], msgs[i].Seq)
+	}
+	first, last := msgs[0].Seq, msgs[len(msgs)-1].Seq
+	err := b.db.Update(func(tx *bolt.Tx) error {
+		states := tx.Bucket(bucketState)
+		st, err := getRoomState(states, []byte(room))
+		if err != nil {
+			return err
+		}
+		if first <= st.latest {
+			return ErrConflict
+		}
+		rb, err := tx.Bucket(bucketRooms).CreateBucketIfNotExists([]byte(room))
+		if err != nil {
+			return err
+		}
+		// Keys only ever arrive in ascending order, so full pages are never
+		// split by a later insert; the default 0.5 would waste half of each.
+		rb.FillPercent = 1.0
+		for i := range vals {
+			if err := rb.Put(keys[8*i:8*i+8], vals[i]); err != nil {
+				return err
+			}
+		}
+		return putRoomState(states, []byte(room), roomState{latest: last, count: st.count + uint64(len(msgs))})
+	})
+	if err != nil {
+		return fmt.Errorf("store: append to %q at seq %d: %w", room, first, b.mapErr(err))
+	}
+	return nil
+}
+
+// After implements Store.
+func (b *Bolt) After(ctx context.Context, room string, after uint64, limit int) ([]Message, error) {
+	if err := b.usable(ctx); err != nil {
+		return nil, fmt.Errorf("store: read %q after %d: %w", room, after, err)
+	}
+	if limit <= 0 || after == ^uint64(0) {
+		return nil, nil
+	}
+	var out []Message
+	err := b.db.View(func(tx *bolt.Tx) error {
+		rb := tx.Bucket(bucketRooms).Bucket([]byte(room))
+		if rb == nil {
+			return nil
+		}
+		out = make([]Message, 0, min(limit, 256))
+		c := rb.Cursor()
+		for k, v := c.Seek(seqKey(after + 1)); k != nil && len(out) < limit; k, v = c.Next() {
+			m, err := decodeEntry(room, k, v)
+			if err != nil {
+				return err
+			}
+			out = append(out, m)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: read %q after %d: %w", room, after, b.mapErr(err))
+	}
+	return out, nil
+}
+
+// Before implements Store.
+func (b *Bolt) Before(ctx context.Context, room string, before uint64, limit int) ([]Message, error) {
+	if err := b.usable(ctx); err != nil {
+		return nil, fmt.Errorf("store: read %q before %d: %w", room, before, err)
+	}
+	if limit <= 0 {
+		return nil, nil
+	}
+	var out []Message
+	err := b.db.View(func(tx *bolt.Tx) error {
+		rb := tx.Bucket(bucketRooms).Bucket([]byte(room))
+		if rb == nil {
+			return nil
+		}
+		c := rb.Cursor()
+		var k, v []byte
+		if before == 0 {
+			k, v = c.Last()
+		} else if k, _ = c.Seek(seqKey(before)); k == nil {
+			k, v = c.Last()
+		} else {
+			k, v = c.Prev()
+		}
+		out = make([]Message, 0, min(limit, 256))
+		for ; k != nil && len(out) < limit; k, v = c.Prev() {
+			m, err := decodeEntry(room, k, v)
+			if err != nil {
+				return err
+			}
+			out = append(out, m)
+		}
+		slices.Reverse(out)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: read %q before %d: %w", room, before, b.mapErr(err))
+	}
+	return out, nil
+}
+
+// Bounds implements Store.
+func (b *Bolt) Bounds(ctx context.Context, room string) (Bounds, error) {
+	if err := b.usable(ctx); err != nil {
+		return Bounds{}, fmt.Errorf("store: bounds of %q: %w", room, err)
+	}
+	var bd Bounds
+	err := b.db.View(func(tx *bolt.Tx) error {
+		st, err := getRoomState(tx.Bucket(bucketState), []byte(room))
+		if err != nil {
+			return err
+		}
+		bd.Latest = st.latest
+		if rb := tx.Bucket(bucketRooms).Bucket([]byte(room)); rb != nil {
+			if k, _ := rb.Cursor().First(); k != nil {
+				if len(k) != 8 {
+					return fmt.Errorf("corrupt key %x", k)
+				}
+				bd.Oldest = binary.BigEndian.Uint64(k)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return Bounds{}, fmt.Errorf("store: bounds of %q: %w", room, b.mapErr(err))
+	}
+	return bd, nil
+}
+
+// Trim implements Store. A read-only pass picks the rooms with something to
+// delete; only those get (bounded) write transactions, since every bbolt
+// commit is an fsync that stalls all rooms' Appends.
+func (b *Bolt) Trim(ctx context.Context, r Retention, now time.Time) (int, error) {
+	if err := b.usable(ctx); err != nil {
+		return 0, fmt.Errorf("store: trim: %w", err)
+	}
+	if r.MaxCount <= 0 && r.MaxAge <= 0 {
+		return 0, nil
+	}
+	var cutoff time.Time
+	if r.MaxAge > 0 {
+		cutoff = now.Add(-r.MaxAge)
+	}
+	var todo [][]byte
+	err := b.db.View(func(tx *bolt.Tx) error {
+		rooms := tx.Bucket(bucketRooms)
+		return tx.Bucket(bucketState).ForEach(func(room, v []byte) error {
+			st, err := decodeRoomState(v)
+			if err != nil {
+				return fmt.Errorf("room %q: %w", room, err)
+			}
+			due := r.MaxCount > 0 && st.count > uint64(r.MaxCount)
+			if !due && r.MaxAge > 0 {
+				if rb := rooms.Bucket(room); rb != nil {
+					if _, v := rb.Cursor().First(); v != nil {
+						t, err := recordTime(v)
+						if err != nil {
+							return fmt.Errorf("room %q: %w", room, err)
+						}
+						due = t.Before(cutoff)
+					}
+				}
+			}
+			if due {
+				todo = append(todo, slices.Clone(room))
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return 0, fmt.Errorf("store: trim: %w", b.mapErr(err))
+	}
+	total := 0
+	for _, room := range todo {
+		for {
+			if err := b.usable(ctx); err != nil {
+				return total, fmt.Errorf("store: trim: %w", err)
+			}
+			n, err := b.trimRoom(room, r, cutoff)
+			total += n
+			if err != nil {
+				return total, fmt.Errorf("store: trim %q: %w", room, b.mapErr(err))
+			}
+			if n < boltTrimBatch {
+				break
+			}
+		}
+	}
+	return total, nil
+}
+
+// trimRoom deletes up to boltTrimBatch of room's oldest messages that are
+// past r, in one transaction.
+func (b *Bolt) trimRoom(room []byte, r Retention, cutoff time.Time) (int, error) {
+	n := 0
+	err := b.db.Update(func(tx *bolt.Tx) error {
+		states := tx.Bucket(bucketState)
+		st, err := getRoomState(states, room)
+		if err != nil {
+			return err
+		}
+		rb := tx.Bucket(bucketRooms).Bucket(room)
+		if rb == nil {
+			return nil
+		}
+		var excess uint64
+		if r.MaxCount > 0 && st.count > uint64(r.MaxCount) {
+			excess = st.count - uint64(r.MaxCount)
+		}
+		// Collect first: deleting under a live bbolt cursor can skip keys.
+		var doomed [][]byte
+		c := rb.Cursor()
+		for k, v := c.First(); k != nil && len(doomed) < boltTrimBatch; k, v = c.Next() {
+			if uint64(len(doomed)) >= excess {
+				if r.MaxAge <= 0 {
+					break
+				}
+				t, err := recordTime(v)
+				if err != nil {
+					return fmt.Errorf("seq %x: %w", k, err)
+				}
+				if !t.Before(cutoff) {
+					break
+				}
+			}
+			doomed = append(doomed, slices.Clone(k))
+		}
+		if len(doomed) == 0 {
+			return nil
+		}
+		for _, k := range doomed {
+			if err := rb.Delete(k); err != nil {
+				return err
+			}
+		}
+		st.count -= min(st.count, uint64(len(doomed)))
+		if err := putRoomState(states, room, st); err != nil {
+			return err
+		}
+		n = len(doomed)
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+// Close implements Store. It waits for transactions in flight.
+func (b *Bolt) Close() error {
+	if b.closed.Swap(true) {
+		return nil
+	}
+	if err := b.db.Close(); err != nil {
+		return fmt.Errorf("store: close %s: %w", b.path, err)
+	}
+	return nil
+}
+
+func (b *Bolt) usable(ctx context.Context) error {
+	if b.closed.Load() {
+		return ErrClosed
+	}
+	return ctx.Err()
+}
+
+// mapErr turns bbolt's "not open", seen by calls racing Close, into ErrClosed.
+func (b *Bolt) mapErr(err error) error {
+	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
+		return ErrClosed
+	}
+	return err
+}
+
+// Record format: a version byte (recordV1), the time as a signed varint of
+// Unix seconds and a uvarint of nanoseconds (which, unlike UnixNano, covers
+// every time.Time including the zero one), sender and client_msg_id each as
+// a uvarint length and bytes, then the text, which runs to the end. Room and
+// seq are the bucket and key, so they are not repeated.
+const recordV1 = 1
+
+func appendRecord(buf []byte, m *Message) []byte {
+	buf = slices.Grow(buf, 1+10+5+2*binary.MaxVarintLen64+len(m.Sender)+len(m.ClientMsgID)+len(m.Text))
+	buf = append(buf, recordV1)
+	buf = binary.AppendVarint(buf, m.Time.Unix())
+	buf = binary.AppendUvarint(buf, uint64(m.Time.Nanosecond()))
+	buf = binary.AppendUvarint(buf, uint64(len(m.Sender)))
+	buf = append(buf, m.Sender...)
+	buf = binary.AppendUvarint(buf, uint64(len(m.ClientMsgID)))
+	buf = append(buf, m.ClientMsgID...)
+	return append(buf, m.Text...)
+}
+
+var errBadRecord = errors.New("corrupt message record")
+
+// recordTime decodes only the time, which is all Trim needs.
+func recordTime(v []byte) (time.Time, error) {
+	t, _, err := decodeTime(v)
+	return t, err
+}
+
+func decodeTime(v []byte) (time.Time, []byte, error) {
+	if len(v) == 0 || v[0] != recordV1 {
+		return time.Time{}, nil, errBadRecord
+	}
+	v = v[1:]
+	sec, n := binary.Varint(v)
+	if n <= 0 {
+		return time.Time{}, nil, errBadRecord
+	}
+	v = v[n:]
+	nsec, n := binary.Uvarint(v)
+	if n <= 0 || nsec >= 1e9 {
+		return time.Time{}, nil, errBadRecord
+	}
+	return time.Unix(sec, int64(nsec)).UTC(), v[n:], nil
+}
+
+func decodeRecord(v []byte, m *Message) error {
+	t, v, err := decodeTime(v)
+	if err != nil {
+		return err
+	}
+	m.Time = t
+	var ok bool
+	if m.Sender, v, ok = decodeString(v); !ok {
+		return errBadRecord
+	}
+	if m.ClientMsgID, v, ok = decodeString(v); !ok {
+		return errBadRecord
+	}
+	m.Text = string(v)
+	return nil
+}
+
+func decodeString(v []byte) (string, []byte, bool) {
+	l, n := binary.Uvarint(v)
+	if n <= 0 || l > uint64(len(v)-n) {
+		return "", nil, false
+	}
+	v = v[n:]
+	return string(v[:l]), v[l:], true
+}
+
+// decodeEntry copies a stored message out of bbolt's memory map, which is
+// only valid during the transaction.
+func decodeEntry(room string, k, v []byte) (Message, error) {
+	if len(k) != 8 {
+		return Message{}, fmt.Errorf("corrupt key %x", k)
+	}
+	m := Message{Room: room, Seq: binary.BigEndian.Uint64(k)}
+	if err := decodeRecord(v, &m); err != nil {
+		return Message{}, fmt.Errorf("seq %d: %w", m.Seq, err)
+	}
+	return m, nil
+}

@@ -1,0 +1,210 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+func openTestBolt(t *testing.T, dir string) *Bolt {
+	t.Helper()
+	s, err := OpenBolt(dir, BoltOptions{})
+	if err != nil {
+		t.Fatalf("OpenBolt(%s): %v", dir, err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestBoltReopen(t *testing.T) {
+	dir := t.TempDir()
+	checkReopen(t, openTestBolt(t, dir), func() Store { return openTestBolt(t, dir) })
+}
+
+func TestBoltCreatesDirectory(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "a", "b")
+	openTestBolt(t, dir)
+	if _, err := os.Stat(filepath.Join(dir, BoltFile)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestBoltNoDirectory(t *testing.T) {
+	_, err := OpenBolt("", BoltOptions{})
+	if err == nil || !strings.Contains(err.Error(), "-data") {
+		t.Fatalf("OpenBolt(\"\") = %v, want an error naming -data", err)
+	}
+}
+
+func TestBoltCorruptFile(t *testing.T) {
+	garbage := make([]byte, 64<<10)
+	rand.NewChaCha8([32]byte{1}).Read(garbage)
+	foreign := func(path string) {
+		db, err := bolt.Open(path, 0o600, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		if err := db.Update(func(tx *bolt.Tx) error { _, err := tx.CreateBucket([]byte("theirs")); return err }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, write := range map[string]func(path string){
+		"random 64KiB":       func(path string) { os.WriteFile(path, garbage, 0o600) },
+		"short":              func(path string) { os.WriteFile(path, []byte("not a database"), 0o600) },
+		"zeros":              func(path string) { os.WriteFile(path, make([]byte, 16<<10), 0o600) },
+		"another bbolt file": foreign,
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, BoltFile)
+			write(path)
+			s, err := OpenBolt(dir, BoltOptions{})
+			if err == nil {
+				s.Close()
+				t.Fatal("OpenBolt of a corrupt file succeeded")
+			}
+			for _, want := range []string{path, "corrupt", "-data"} {
+				if !strings.Contains(err.Error(), want) {
+					t.Fatalf("error %q does not mention %q", err, want)
+				}
+			}
+		})
+	}
+}
+
+func TestBoltCorruptRecord(t *testing.T) {
+	dir := t.TempDir()
+	s := openTestBolt(t, dir)
+	mustAppend(t, s, batch("r", 1, 3))
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketRooms).Bucket([]byte("r")).Put(seqKey(2), []byte{99, 1, 2})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.After(context.Background(), "r", 0, 10); err == nil || !strings.Contains(err.Error(), "seq 2") {
+		t.Fatalf("After over a corrupt record = %v, want an error naming seq 2", err)
+	}
+}
+
+func TestBoltLocked(t *testing.T) {
+	dir := t.TempDir()
+	openTestBolt(t, dir)
+	done := make(chan error, 1)
+	go func() {
+		s, err := OpenBolt(dir, BoltOptions{})
+		if err == nil {
+			s.Close()
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "-data") || !strings.Contains(err.Error(), "locked") {
+			t.Fatalf("second OpenBolt = %v, want a lock error naming -data", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("second OpenBolt of a locked directory hangs")
+	}
+}
+
+func TestBoltFormat(t *testing.T) {
+	dir := t.TempDir()
+	s := openTestBolt(t, dir)
+	var got []byte
+	s.db.View(func(tx *bolt.Tx) error {
+		got = bytes.Clone(tx.Bucket(bucketMeta).Get(keyFormat))
+		return nil
+	})
+	if !bytes.Equal(got, []byte{byte(boltFormat)}) {
+		t.Fatalf("recorded format %v, want %d", got, boltFormat)
+	}
+	mustAppend(t, s, batch("r", 1, 1))
+	s.Close()
+
+	// Pretend a newer parley wrote the file.
+	db, err := bolt.Open(filepath.Join(dir, BoltFile), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(keyFormat, []byte{byte(boltFormat + 1)}) })
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = OpenBolt(dir, BoltOptions{})
+	if err == nil || !strings.Contains(err.Error(), "newer") || !strings.Contains(err.Error(), "-data") {
+		t.Fatalf("OpenBolt of a newer format = %v, want a clear refusal", err)
+	}
+}
+
+// TestBoltTrimLargeRoom crosses boltTrimBatch, so trimming takes several
+// transactions.
+func TestBoltTrimLargeRoom(t *testing.T) {
+	s := openTestBolt(t, t.TempDir())
+	const total = boltTrimBatch + 2500
+	for from := uint64(1); from <= total; from += 2500 {
+		mustAppend(t, s, batch("big", from, 2500))
+	}
+	mustAppend(t, s, batch("small", 1, 5))
+	if n := trim(t, s, Retention{MaxCount: 10}, t0); n != total-10 {
+		t.Fatalf("Trim = %d, want %d", n, total-10)
+	}
+	wantBounds(t, s, "big", Bounds{Oldest: total - 9, Latest: total})
+	wantBounds(t, s, "small", Bounds{Oldest: 1, Latest: 5})
+	if n := trim(t, s, Retention{MaxCount: 10}, t0); n != 0 {
+		t.Fatalf("second Trim = %d, want 0", n)
+	}
+}
+
+func TestRecordRoundTrip(t *testing.T) {
+	for _, m := range []Message{
+		{},
+		{Time: t0.Add(123 * time.Nanosecond), Sender: "s", Text: "t", ClientMsgID: "c"},
+		{Time: time.Unix(-1, 999999999), Text: strings.Repeat("x", 300)},
+		{Time: time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC), Sender: strings.Repeat("é", 200)},
+	} {
+		var got Message
+		if err := decodeRecord(appendRecord(nil, &m), &got); err != nil {
+			t.Fatalf("decode(%+v): %v", m, err)
+		}
+		if !got.Time.Equal(m.Time) || got.Sender != m.Sender || got.Text != m.Text || got.ClientMsgID != m.ClientMsgID {
+			t.Fatalf("round trip of %+v gave %+v", m, got)
+		}
+	}
+}
+
+func FuzzDecodeRecord(f *testing.F) {
+	f.Add(appendRecord(nil, &Message{Time: t0, Sender: "s", Text: "hello", ClientMsgID: "c"}))
+	f.Add([]byte{recordV1, 0x80})
+	f.Fuzz(func(t *testing.T, v []byte) {
+		var m Message
+		if decodeRecord(v, &m) != nil {
+			return
+		}
+		var again Message
+		if err := decodeRecord(appendRecord(nil, &m), &again); err != nil ||
+			!again.Time.Equal(m.Time) || again.Sender != m.Sender || again.Text != m.Text || again.ClientMsgID != m.ClientMsgID {
+			t.Fatalf("re-encoding %+v: %+v, %v", m, again, err)
+		}
+	})
+}
+
+func TestBoltUnopenableFile(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, BoltFile), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	_, err := OpenBolt(dir, BoltOptions{})
+	if err == nil || !strings.Contains(err.Error(), "-data") || strings.Contains(err.Error(), "corrupt") {
+		t.Fatalf("OpenBolt with a directory as %s = %v, want an error pointing at -data", BoltFile, err)
+	}
+}

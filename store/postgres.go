@@ -1,0 +1,440 @@
+package store
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"math"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// PostgresOptions tunes OpenPostgres. The zero value is fine for production.
+type PostgresOptions struct {
+	// MaxConns caps the connection pool; 0 keeps the DSN's pool_max_conns or
+	// pgxpool's default.
+	MaxConns int32
+	// Log, if set, records schema migrations as they are applied.
+	Log *slog.Logger
+}
+
+// Postgres is a Store in PostgreSQL, shareable by every node of a cluster:
+// the (room, seq) key and the guard on parley_rooms.latest make a second
+// activation of a room fail with ErrConflict instead of overwriting history.
+type Postgres struct {
+	pool   *pgxpool.Pool
+	closed atomic.Bool
+}
+
+var _ Store = (*Postgres)(nil)
+
+// pgConnectTimeout bounds each connection attempt when the DSN sets no
+// connect_timeout, so a silently dropped SYN cannot stall start-up or a
+// room's Append for the kernel's two minutes.
+const pgConnectTimeout = 10 * time.Second
+
+// pgTrimBatch caps the deletions of one Trim transaction, which holds the
+// room's row lock and so delays that room's Appends while it runs.
+const pgTrimBatch = 1000
+
+// pgTrimRoomsPage is how many due rooms one Trim query fetches at a time.
+const pgTrimRoomsPage = 500
+
+// pgMigrationLock is the pg_advisory_xact_lock key serialising migrations
+// of nodes starting together ("parley" in ASCII).
+const pgMigrationLock int64 = 0x7061726c6579
+
+//go:embed migrations/postgres/*.sql
+var pgMigrationFS embed.FS
+
+type pgMigration struct {
+	version int
+	name    string
+	sql     string
+}
+
+// pgMigrations is the ordered schema history, read from
+// migrations/postgres/NNNN_name.sql. To change the schema, add the next file;
+// never edit one that has shipped.
+var pgMigrations = sync.OnceValues(func() ([]pgMigration, error) {
+	const dir = "migrations/postgres"
+	entries, err := fs.ReadDir(pgMigrationFS, dir)
+	if err != nil {
+		return nil, err
+	}
+	var migs []pgMigration
+	for _, e := range entries {
+		num, name, ok := strings.Cut(strings.TrimSuffix(e.Name(), ".sql"), "_")
+		v, err := strconv.Atoi(num)
+		if !ok || err != nil || v <= 0 {
+			return nil, fmt.Errorf("migration file %s is not named NNNN_name.sql", e.Name())
+		}
+		sql, err := fs.ReadFile(pgMigrationFS, path.Join(dir, e.Name()))
+		if err != nil {
+			return nil, err
+		}
+		migs = append(migs, pgMigration{version: v, name: name, sql: string(sql)})
+	}
+	slices.SortFunc(migs, func(a, b pgMigration) int { return a.version - b.version })
+	for i, m := range migs {
+		if m.version != i+1 {
+			return nil, fmt.Errorf("migration versions must run 1, 2, 3…: found %d at position %d", m.version, i+1)
+		}
+	}
+	return migs, nil
+})
+
+// OpenPostgres connects to dsn (a postgres:// URL or key=value string) and
+// brings the schema up to date. It fails within ctx's deadline when the
+// server is unreachable.
+func OpenPostgres(ctx context.Context, dsn string, opts PostgresOptions) (*Postgres, error) {
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("store: bad PostgreSQL URL in -store: %w", err)
+	}
+	if opts.MaxConns > 0 {
+		cfg.MaxConns = opts.MaxConns
+	}
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		cfg.ConnConfig.ConnectTimeout = pgConnectTimeout
+	}
+	where := fmt.Sprintf("%s:%d/%s", cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database)
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("store: PostgreSQL at %s: %w (check -store)", where, err)
+	}
+	// The pool connects lazily; find out now rather than at the first Append.
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("store: connect to PostgreSQL at %s: %w; check the -store URL and that the server is up and reachable", where, err)
+	}
+	if err := migratePostgres(ctx, pool, opts.Log); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("store: migrate PostgreSQL schema at %s: %w", where, err)
+	}
+	return &Postgres{pool: pool}, nil
+}
+
+// migratePostgres applies the missing migrations in one transaction holding
+// an advisory lock, so nodes starting together apply each exactly once and a
+// failed migration leaves the schema as it was.
+func migratePostgres(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) error {
+	migs, err := pgMigrations()
+	if err != nil {
+		return err
+	}
+	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, pgMigrationLock); err != nil {
+			return fmt.Errorf("take migration lock: %w", err)
+		}
+		if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS parley_schema_migrations (
+			version    integer     PRIMARY KEY,
+			applied_at timestamptz NOT NULL DEFAULT now()
+		)`); err != nil {
+			return err
+		}
+		rows, _ := tx.Query(ctx, `SELECT version FROM parley_schema_migrations`)
+		done, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+		if err != nil {
+			return fmt.Errorf("read applied migrations: %w", err)
+		}
+		// A newer build has changed the schema in ways this one does not
+		// know; writing to it could break that build's invariants.
+		if newest := slices.Max(append(done, 0)); int(newest) > len(migs) {
+			return fmt.Errorf("schema version %d is newer than this build supports (%d); run a newer parley", newest, len(migs))
+		}
+		for _, m := range migs {
+			if slices.Contains(done, int32(m.version)) {
+				continue
+			}
+			if _, err := tx.Exec(ctx, m.sql); err != nil {
+				return fmt.Errorf("migration %04d_%s: %w", m.version, m.name, err)
+			}
+			if _, err := tx.Exec(ctx, `INSERT INTO parley_schema_migrations (version) VALUES ($1)`, m.version); err != nil {
+				return fmt.Errorf("record migration %d: %w", m.version, err)
+			}
+			if log != nil {
+				log.Info("store: applied PostgreSQL migration", "version", m.version, "name", m.name)
+			}
+		}
+		return nil
+	})
+}
+
+// appendSQL is Append in one statement, hence one transaction and one round
+// trip. The guard CTE raises the room's latest only if the batch follows it,
+// and it row-locks the room either way, so concurrent writers of one room
+// queue up and every loser sees the winner's latest: no row comes out of the
+// guard, nothing is inserted, and Append reports ErrConflict. A unique
+// violation on (room, seq) (rows beyond latest, which only manual edits could
+// leave) also fails the whole statement.
+const appendSQL = `
+WITH guard AS (
+	INSERT INTO parley_rooms AS r (room, latest, count) VALUES ($1, $3, $4)
+	ON CONFLICT (room) DO UPDATE SET latest = EXCLUDED.latest, count = r.count + EXCLUDED.count
+	WHERE r.latest < $2
+	RETURNING 1
+)
+INSERT INTO parley_messages (room, seq, time, sender, text, client_msg_id)
+SELECT $1, m.seq, m.time, m.sender, m.text, m.client_msg_id
+FROM guard, unnest($5::bigint[], $6::timestamptz[], $7::text[], $8::text[], $9::text[])
+	AS m(seq, time, sender, text, client_msg_id)`
+
+// Append implements Store. PostgreSQL keeps times to the microsecond; finer
+// precision is truncated.
+func (p *Postgres) Append(ctx context.Context, msgs []Message) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	if err := checkBatch(msgs); err != nil {
+		return err
+	}
+	room := msgs[0].Room
+	first, last := msgs[0].Seq, msgs[len(msgs)-1].Seq
+	if p.closed.Load() {
+		return fmt.Errorf("store: append to %q: %w", room, ErrClosed)
+	}
+	if first == 0 {
+		// Latest is never below 0, so seq 0 can never follow it.
+		return fmt.Errorf("store: append to %q at seq 0: %w", room, ErrConflict)
+	}
+	if last > math.MaxInt64 {
+		return fmt.Errorf("store: append to %q: seq %d does not fit PostgreSQL bigint", room, last)
+	}
+	n := len(msgs)
+	seqs := make([]int64, n)
+	times := make([]time.Time, n)
+	senders := make([]string, n)
+	texts := make([]string, n)
+	ids := make([]string, n)
+	for i := range msgs {
+		seqs[i], times[i], senders[i], texts[i], ids[i] =
+			int64(msgs[i].Seq), msgs[i].Time, msgs[i].Sender, msgs[i].Text, msgs[i].ClientMsgID
+	}
+	tag, err := p.pool.Exec(ctx, appendSQL, room, int64(first), int64(last), int64(n), seqs, times, senders, texts, ids)
+	var pgErr *pgconn.PgError
+	switch {
+	case errors.As(err, &pgErr) && pgErr.Code == "23505": // unique_violation
+		err = ErrConflict
+	case err != nil:
+		err = p.fail(err)
+	case tag.RowsAffected() == 0:
+		err = ErrConflict
+	case tag.RowsAffected() != int64(n):
+		err = fmt.Errorf("stored %d of %d messages", tag.RowsAffected(), n) // cannot happen: one statement
+	}
+	if err != nil {
+		return fmt.Errorf("store: append to %q at seq %d: %w", room, first, err)
+	}
+	return nil
+}
+
+const selectMessage = `SELECT seq, time, sender, text, client_msg_id FROM parley_messages `
+
+// After implements Store.
+func (p *Postgres) After(ctx context.Context, room string, after uint64, limit int) ([]Message, error) {
+	if p.closed.Load() {
+		return nil, fmt.Errorf("store: read %q after %d: %w", room, after, ErrClosed)
+	}
+	if limit <= 0 || after >= math.MaxInt64 {
+		return nil, nil
+	}
+	msgs, err := p.query(ctx, room, false, selectMessage+`WHERE room = $1 AND seq > $2 ORDER BY seq LIMIT $3`,
+		room, int64(after), int64(limit))
+	if err != nil {
+		return nil, fmt.Errorf("store: read %q after %d: %w", room, after, err)
+	}
+	return msgs, nil
+}
+
+// Before implements Store.
+func (p *Postgres) Before(ctx context.Context, room string, before uint64, limit int) ([]Message, error) {
+	if p.closed.Load() {
+		return nil, fmt.Errorf("store: read %q before %d: %w", room, before, ErrClosed)
+	}
+	if limit <= 0 {
+		return nil, nil
+	}
+	var msgs []Message
+	var err error
+	// Two statements rather than "$2 = 0 OR seq < $2", which a generic plan
+	// could not turn into an index bound.
+	if before == 0 || before > math.MaxInt64 {
+		msgs, err = p.query(ctx, room, true, selectMessage+`WHERE room = $1 ORDER BY seq DESC LIMIT $2`,
+			room, int64(limit))
+	} else {
+		msgs, err = p.query(ctx, room, true, selectMessage+`WHERE room = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3`,
+			room, int64(before), int64(limit))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: read %q before %d: %w", room, before, err)
+	}
+	return msgs, nil
+}
+
+func (p *Postgres) query(ctx context.Context, room string, reverse bool, sql string, args ...any) ([]Message, error) {
+	rows, err := p.pool.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, p.fail(err)
+	}
+	var msgs []Message
+	var seq int64
+	m := Message{Room: room}
+	_, err = pgx.ForEachRow(rows, []any{&seq, &m.Time, &m.Sender, &m.Text, &m.ClientMsgID}, func() error {
+		m.Seq = uint64(seq)
+		m.Time = m.Time.UTC()
+		msgs = append(msgs, m)
+		return nil
+	})
+	if err != nil {
+		return nil, p.fail(err)
+	}
+	if reverse {
+		slices.Reverse(msgs)
+	}
+	return msgs, nil
+}
+
+// Bounds implements Store.
+func (p *Postgres) Bounds(ctx context.Context, room string) (Bounds, error) {
+	if p.closed.Load() {
+		return Bounds{}, fmt.Errorf("store: bounds of %q: %w", room, ErrClosed)
+	}
+	var latest, oldest int64
+	err := p.pool.QueryRow(ctx, `
+		SELECT r.latest, coalesce((SELECT m.seq FROM parley_messages m WHERE m.room = r.room ORDER BY m.seq LIMIT 1), 0)
+		FROM parley_rooms r WHERE r.room = $1`, room).Scan(&latest, &oldest)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Bounds{}, nil
+	}
+	if err != nil {
+		return Bounds{}, fmt.Errorf("store: bounds of %q: %w", room, p.fail(err))
+	}
+	return Bounds{Oldest: uint64(oldest), Latest: uint64(latest)}, nil
+}
+
+// Trim implements Store. It pages through the rooms with something to
+// delete and trims each in transactions of at most pgTrimBatch rows, so it
+// never locks a large range and can run while rooms are busy.
+func (p *Postgres) Trim(ctx context.Context, r Retention, now time.Time) (int, error) {
+	if p.closed.Load() {
+		return 0, fmt.Errorf("store: trim: %w", ErrClosed)
+	}
+	if r.MaxCount <= 0 && r.MaxAge <= 0 {
+		return 0, nil
+	}
+	var cutoff *time.Time
+	if r.MaxAge > 0 {
+		c := now.Add(-r.MaxAge)
+		cutoff = &c
+	}
+	maxCount := int64(max(r.MaxCount, 0))
+	total := 0
+	after := ""
+	for {
+		rows, _ := p.pool.Query(ctx, `
+			SELECT r.room FROM parley_rooms r
+			LEFT JOIN LATERAL (
+				SELECT m.time FROM parley_messages m WHERE m.room = r.room ORDER BY m.seq LIMIT 1
+			) o ON true
+			WHERE r.room > $1 AND (($2::bigint > 0 AND r.count > $2::bigint) OR o.time < $3::timestamptz)
+			ORDER BY r.room LIMIT $4`, after, maxCount, cutoff, pgTrimRoomsPage)
+		rooms, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return total, fmt.Errorf("store: trim: list rooms: %w", p.fail(err))
+		}
+		for _, room := range rooms {
+			for {
+				n, more, err := p.trimRoom(ctx, room, maxCount, cutoff)
+				total += n
+				if err != nil {
+					return total, fmt.Errorf("store: trim %q: %w", room, p.fail(err))
+				}
+				if !more {
+					break
+				}
+			}
+		}
+		if len(rooms) < pgTrimRoomsPage {
+			return total, nil
+		}
+		after = rooms[len(rooms)-1]
+	}
+}
+
+// trimRoom deletes up to pgTrimBatch of room's oldest messages past
+// retention, reporting whether there may be more.
+func (p *Postgres) trimRoom(ctx context.Context, room string, maxCount int64, cutoff *time.Time) (n int, more bool, err error) {
+	err = pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		// The row lock keeps count exact against Appends and other nodes'
+		// Trims of this room until commit.
+		var count int64
+		if err := tx.QueryRow(ctx, `SELECT count FROM parley_rooms WHERE room = $1 FOR UPDATE`, room).Scan(&count); err != nil {
+			return err
+		}
+		excess := int64(0)
+		if maxCount > 0 {
+			excess = max(count-maxCount, 0)
+		}
+		rows, _ := tx.Query(ctx, `SELECT seq, time FROM parley_messages WHERE room = $1 ORDER BY seq LIMIT $2`, room, pgTrimBatch)
+		var seq, last int64
+		var t time.Time
+		k := 0
+		_, err := pgx.ForEachRow(rows, []any{&seq, &t}, func() error {
+			if int64(k) < excess || (cutoff != nil && t.Before(*cutoff)) {
+				last, k = seq, k+1
+				return nil
+			}
+			return errStopRows
+		})
+		if err != nil && !errors.Is(err, errStopRows) {
+			return err
+		}
+		if k == 0 {
+			return nil
+		}
+		tag, err := tx.Exec(ctx, `DELETE FROM parley_messages WHERE room = $1 AND seq <= $2`, room, last)
+		if err != nil {
+			return err
+		}
+		n = int(tag.RowsAffected())
+		more = k == pgTrimBatch
+		_, err = tx.Exec(ctx, `UPDATE parley_rooms SET count = greatest(count - $2, 0) WHERE room = $1`, room, n)
+		return err
+	})
+	if err != nil {
+		return 0, false, err
+	}
+	return n, more, nil
+}
+
+// errStopRows ends a pgx.ForEachRow early.
+var errStopRows = errors.New("stop")
+
+// Close implements Store. It waits for queries in flight.
+func (p *Postgres) Close() error {
+	if !p.closed.Swap(true) {
+		p.pool.Close()
+	}
+	return nil
+}
+
+// fail reports a pool error after Close as ErrClosed.
+func (p *Postgres) fail(err error) error {
+	if p.closed.Load() {
+		return ErrClosed
+	}
+	return err
+}

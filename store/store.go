@@ -1,0 +1,73 @@
+// Package store owns Parley's message history: every message a room
+// acknowledged, by room and sequence number, behind one small interface.
+//
+// A room is the only writer of its own history: it assigns sequence numbers
+// and appends them in batches (group commit). Backends must keep (room, seq)
+// unique and reject a batch that reuses one with ErrConflict, which is what
+// fences two activations of one room in a cluster. Every method is safe for
+// concurrent use by many rooms.
+//
+// Backends: NewMemory (tests, and -store memory), and the durable ones that
+// Open picks from a -store value.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// ErrConflict reports that a batch reused a sequence number already stored
+// for that room: another writer got there first. Nothing of the batch is
+// stored.
+var ErrConflict = errors.New("store: sequence number already taken")
+
+// ErrClosed reports a call after Close.
+var ErrClosed = errors.New("store: closed")
+
+// Message is one accepted chat message.
+type Message struct {
+	Room        string
+	Seq         uint64
+	Time        time.Time
+	Sender      string
+	Text        string
+	ClientMsgID string
+}
+
+// Bounds describes what a room has stored. Both are zero for an empty room.
+type Bounds struct {
+	// Oldest is the smallest seq still stored (retention deletes older ones).
+	Oldest uint64
+	// Latest is the largest seq ever stored; it never goes back, even when
+	// retention deleted every message.
+	Latest uint64
+}
+
+// Retention says which messages Trim deletes. A zero field means no limit
+// of that kind.
+type Retention struct {
+	// MaxCount keeps at most this many newest messages per room.
+	MaxCount int
+	// MaxAge deletes messages older than this.
+	MaxAge time.Duration
+}
+
+// Store is message history. Messages within one Append must belong to one
+// room and have consecutive seqs following that room's Latest.
+type Store interface {
+	// Append stores a batch atomically (all or nothing, durable on return).
+	Append(ctx context.Context, msgs []Message) error
+	// After returns up to limit messages of room with seq > after, ascending.
+	After(ctx context.Context, room string, after uint64, limit int) ([]Message, error)
+	// Before returns up to limit messages of room with seq < before (0: no
+	// bound), the newest of them, in ascending order.
+	Before(ctx context.Context, room string, before uint64, limit int) ([]Message, error)
+	// Bounds returns the oldest and latest stored seq of room.
+	Bounds(ctx context.Context, room string) (Bounds, error)
+	// Trim deletes messages past retention in every room and reports how many.
+	// It never changes a room's Latest.
+	Trim(ctx context.Context, r Retention, now time.Time) (int, error)
+	// Close releases the backend; later calls fail with ErrClosed.
+	Close() error
+}

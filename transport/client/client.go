@@ -1,0 +1,332 @@
+// Package client is Parley's Go client: dial with a codec, send requests and
+// await their ack or error, receive events. The end-to-end tests, the load
+// tool and bots outside the server use it, so no program hand-rolls frames.
+//
+// A Client reads on one goroutine of its own and may be used from several
+// goroutines. Events are buffered (Options.EventBuffer); a program that stops
+// calling Next stops reading the socket, as a slow client would.
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	"github.com/coder/websocket"
+
+	"github.com/parleychat/parley/codec"
+	parleypb "github.com/parleychat/parley/proto"
+)
+
+// Options configures Dial. The zero value is usable.
+type Options struct {
+	// Header is sent with the handshake (an Origin, an Authorization).
+	Header http.Header
+	// EventBuffer is how many events wait for Next before the client stops
+	// reading the socket. Zero means 4096.
+	EventBuffer int
+	// ReadLimit is the largest frame accepted from the server. Zero means 16 MiB.
+	ReadLimit int64
+}
+
+// DialError is a refused handshake: the HTTP status and the server's reason.
+type DialError struct {
+	StatusCode int
+	Body       string
+	Err        error
+}
+
+func (e *DialError) Error() string {
+	return fmt.Sprintf("parley: dial refused with HTTP %d: %s", e.StatusCode, e.Body)
+}
+
+func (e *DialError) Unwrap() error { return e.Err }
+
+// ServerError is an Error frame answering a request.
+type ServerError struct{ Frame *parleypb.Error }
+
+func (e *ServerError) Error() string {
+	return fmt.Sprintf("parley: %s: %s", e.Frame.GetCode(), e.Frame.GetText())
+}
+
+// ErrorCode reports the code of a *ServerError inside err, or UNSPECIFIED.
+func ErrorCode(err error) parleypb.ErrorCode {
+	var se *ServerError
+	if errors.As(err, &se) {
+		return se.Frame.GetCode()
+	}
+	return parleypb.ErrorCode_ERROR_CODE_UNSPECIFIED
+}
+
+// CloseCode reports the WebSocket close code inside err, or -1.
+func CloseCode(err error) int { return int(websocket.CloseStatus(err)) }
+
+// CloseReason reports the close reason inside err, or "".
+func CloseReason(err error) string {
+	var ce websocket.CloseError
+	if errors.As(err, &ce) {
+		return ce.Reason
+	}
+	return ""
+}
+
+// Client is one connection speaking a native codec.
+type Client struct {
+	ws     *websocket.Conn
+	codec  codec.Codec
+	events chan *parleypb.Envelope
+
+	mu      sync.Mutex
+	pending map[string]chan *parleypb.Envelope
+	nextID  atomic.Uint64
+
+	done    chan struct{}
+	readErr error // set before done is closed
+}
+
+// Dial connects to a Parley /ws URL with a native codec (codec.Proto or
+// codec.JSON).
+func Dial(ctx context.Context, url string, cd codec.Codec, opts *Options) (*Client, error) {
+	if cd == nil || cd.Subprotocol() == "" {
+		return nil, errors.New("parley: Dial needs a native codec; use DialRaw for the legacy protocol")
+	}
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
+	ws, err := dial(ctx, url, o, []string{cd.Subprotocol()})
+	if err != nil {
+		return nil, err
+	}
+	if ws.Subprotocol() != cd.Subprotocol() {
+		ws.CloseNow()
+		return nil, fmt.Errorf("parley: server chose subprotocol %q, asked for %q", ws.Subprotocol(), cd.Subprotocol())
+	}
+	if o.EventBuffer <= 0 {
+		o.EventBuffer = 4096
+	}
+	c := &Client{ws: ws, codec: cd, events: make(chan *parleypb.Envelope, o.EventBuffer),
+		pending: make(map[string]chan *parleypb.Envelope), done: make(chan struct{})}
+	go c.readLoop()
+	return c, nil
+}
+
+func dial(ctx context.Context, url string, o Options, protos []string) (*websocket.Conn, error) {
+	ws, resp, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPHeader: o.Header, Subprotocols: protos})
+	if err != nil {
+		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
+			body := ""
+			if resp.Body != nil {
+				b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+				body = string(b)
+			}
+			return nil, &DialError{StatusCode: resp.StatusCode, Body: body, Err: err}
+		}
+		return nil, fmt.Errorf("parley: dial %s: %w", url, err)
+	}
+	limit := o.ReadLimit
+	if limit <= 0 {
+		limit = 16 << 20
+	}
+	ws.SetReadLimit(limit)
+	return ws, nil
+}
+
+func (c *Client) readLoop() {
+	defer close(c.events)
+	for {
+		_, b, err := c.ws.Read(context.Background())
+		if err != nil {
+			c.readErr = err
+			close(c.done)
+			return
+		}
+		env, err := c.codec.Decode(b)
+		if err != nil {
+			c.readErr = fmt.Errorf("parley: undecodable frame from server: %w", err)
+			close(c.done)
+			c.ws.Close(websocket.StatusProtocolError, "undecodable frame")
+			return
+		}
+		if batch := env.GetBatch(); batch != nil {
+			for _, item := range batch.GetItems() {
+				c.dispatch(item)
+			}
+			continue
+		}
+		c.dispatch(env)
+	}
+}
+
+// dispatch routes an ack or error to its waiting request and everything
+// else, in order, to the event buffer.
+func (c *Client) dispatch(env *parleypb.Envelope) {
+	var id string
+	switch b := env.GetBody().(type) {
+	case *parleypb.Envelope_Ack:
+		id = b.Ack.GetRequestId()
+	case *parleypb.Envelope_Error:
+		id = b.Error.GetRequestId()
+	}
+	if id != "" {
+		c.mu.Lock()
+		ch, ok := c.pending[id]
+		delete(c.pending, id)
+		c.mu.Unlock()
+		if ok {
+			ch <- env
+			return
+		}
+	}
+	select {
+	case c.events <- env:
+	case <-c.done:
+	}
+}
+
+// Err is why the connection ended (a websocket close error carries the code:
+// see CloseCode), or nil while it is open.
+func (c *Client) Err() error {
+	select {
+	case <-c.done:
+		return c.readErr
+	default:
+		return nil
+	}
+}
+
+// Done is closed when the connection has ended.
+func (c *Client) Done() <-chan struct{} { return c.done }
+
+// Next returns the next event (room events, presence, typing, history pages,
+// welcome, notices, and errors not tied to a request). After the connection
+// ends and buffered events are drained it returns the reason.
+func (c *Client) Next(ctx context.Context) (*parleypb.Envelope, error) {
+	select {
+	case env, ok := <-c.events:
+		if !ok {
+			return nil, c.readErr
+		}
+		return env, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// Send writes one envelope without waiting for an answer.
+func (c *Client) Send(ctx context.Context, env *parleypb.Envelope) error {
+	b, err := c.codec.Encode(env)
+	if err != nil {
+		return err
+	}
+	return c.WriteRaw(ctx, b)
+}
+
+// WriteRaw writes one frame as is, in the codec's frame type (for tests that
+// send what no encoder would).
+func (c *Client) WriteRaw(ctx context.Context, frame []byte) error {
+	typ := websocket.MessageText
+	if c.codec.Binary() {
+		typ = websocket.MessageBinary
+	}
+	return c.ws.Write(ctx, typ, frame)
+}
+
+// Request sends env with a fresh id and waits for its Ack; an Error frame
+// comes back as *ServerError.
+func (c *Client) Request(ctx context.Context, env *parleypb.Envelope) (*parleypb.Ack, error) {
+	id := strconv.FormatUint(c.nextID.Add(1), 10)
+	env.Id = id
+	ch := make(chan *parleypb.Envelope, 1)
+	c.mu.Lock()
+	c.pending[id] = ch
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.pending, id)
+		c.mu.Unlock()
+	}()
+	if err := c.Send(ctx, env); err != nil {
+		return nil, err
+	}
+	select {
+	case reply := <-ch:
+		if e := reply.GetError(); e != nil {
+			return nil, &ServerError{e}
+		}
+		return reply.GetAck(), nil
+	case <-c.done:
+		return nil, fmt.Errorf("parley: connection ended before the answer: %w", c.readErr)
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// Hello logs in.
+func (c *Client) Hello(ctx context.Context, name string, watchOnline bool) error {
+	_, err := c.Request(ctx, &parleypb.Envelope{Body: &parleypb.Envelope_Hello{Hello: &parleypb.Hello{Name: name, WatchOnline: watchOnline}}})
+	return err
+}
+
+// Join joins a room; since, if not nil, resumes after that seq. History is
+// replayed as events before Join returns the ack (seq = the room's latest,
+// members = who is in it).
+func (c *Client) Join(ctx context.Context, room string, since *uint64) (*parleypb.Ack, error) {
+	return c.Request(ctx, &parleypb.Envelope{Body: &parleypb.Envelope_Join{Join: &parleypb.Join{Room: room, Since: since}}})
+}
+
+// Leave leaves a room.
+func (c *Client) Leave(ctx context.Context, room string) error {
+	_, err := c.Request(ctx, &parleypb.Envelope{Body: &parleypb.Envelope_Leave{Leave: &parleypb.Leave{Room: room}}})
+	return err
+}
+
+// Post sends a message and returns the seq it was given. Retrying with the
+// same clientMsgID is safe: the server acks the original seq.
+func (c *Client) Post(ctx context.Context, room, text, clientMsgID string) (uint64, error) {
+	ack, err := c.Request(ctx, &parleypb.Envelope{Body: &parleypb.Envelope_Post{Post: &parleypb.Post{Room: room, Text: text, ClientMsgId: clientMsgID}}})
+	if err != nil {
+		return 0, err
+	}
+	return ack.GetSeq(), nil
+}
+
+// Typing says the user is typing in room.
+func (c *Client) Typing(ctx context.Context, room string) error {
+	return c.Send(ctx, &parleypb.Envelope{Body: &parleypb.Envelope_Typing{Typing: &parleypb.Typing{Room: room}}})
+}
+
+// History asks for up to limit events before beforeSeq (0: the newest); the
+// page arrives as an event before the ack.
+func (c *Client) History(ctx context.Context, room string, beforeSeq uint64, limit uint32) error {
+	_, err := c.Request(ctx, &parleypb.Envelope{Body: &parleypb.Envelope_History{History: &parleypb.HistoryRequest{Room: room, BeforeSeq: beforeSeq, Limit: limit}}})
+	return err
+}
+
+// Who asks for everyone online; the list arrives as a presence event.
+func (c *Client) Who(ctx context.Context) error {
+	_, err := c.Request(ctx, &parleypb.Envelope{Body: &parleypb.Envelope_Who{Who: &parleypb.WhoRequest{}}})
+	return err
+}
+
+// Ping is an application-level keepalive.
+func (c *Client) Ping(ctx context.Context) error {
+	_, err := c.Request(ctx, &parleypb.Envelope{Body: &parleypb.Envelope_Ping{Ping: &parleypb.Ping{}}})
+	return err
+}
+
+// Close closes the connection normally.
+func (c *Client) Close() error {
+	err := c.ws.Close(websocket.StatusNormalClosure, "bye")
+	<-c.done
+	return err
+}
+
+// CloseNow drops the TCP connection without a close handshake, as a
+// crashed client would.
+func (c *Client) CloseNow() { c.ws.CloseNow() }

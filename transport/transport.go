@@ -1,0 +1,308 @@
+// Package transport owns every WebSocket in Parley: it accepts, checks the
+// Origin, picks the codec from the subprotocol, runs heartbeats, reads and
+// writes frames and closes sockets. Nothing else imports
+// github.com/coder/websocket (transport/client, the Go client, lives here for
+// that reason).
+//
+// Each accepted socket becomes a Conn and is handed to a Handler, which
+// spawns the session actor for it. A Conn is written only through its bounded
+// outbound queue (Send), from any goroutine; only transport reads it.
+// Goroutines per connection: one reader (the HTTP handler's own) and one
+// writer; pings run on a timer.
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"path"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/parleychat/parley/codec"
+)
+
+// Close codes Parley sends. The 1xxx ones are RFC 6455's; application codes
+// live in 4000-4999 (RFC 6455 §7.4.2).
+const (
+	StatusNormal          = 1000 // the client logged out
+	StatusGoingAway       = 1001 // the server is shutting down
+	StatusPolicyViolation = 1008 // sustained abuse: rate limit, garbage frames
+	StatusMessageTooBig   = 1009 // a frame over -max-message-bytes
+	StatusInternalError   = 1011 // the session failed past its retry budget
+	StatusTryAgainLater   = 1013 // the client did not drain its outbound queue
+
+	// StatusIdleTimeout: the client sent no application frame for the idle timeout.
+	StatusIdleTimeout = 4000
+	// StatusPongTimeout: the peer did not answer a ping in time.
+	StatusPongTimeout = 4001
+)
+
+// Peer receives what a connection reads: *parleypb.Envelope for each frame,
+// *parleypb.BadFrame for one that did not decode, and finally one
+// *parleypb.ConnClosed. Tell must not block.
+type Peer interface {
+	Tell(msg proto.Message)
+}
+
+// Handler is given each accepted connection and returns the peer that
+// receives its frames (in Parley, the session actor).
+type Handler interface {
+	Open(c *Conn) (Peer, error)
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(c *Conn) (Peer, error)
+
+// Open implements Handler.
+func (f HandlerFunc) Open(c *Conn) (Peer, error) { return f(c) }
+
+// Options configures a Server. Zero values mean the documented defaults.
+type Options struct {
+	// OriginPatterns are host patterns (path.Match syntax, as in
+	// coder/websocket's AcceptOptions.OriginPatterns) allowed besides
+	// same-origin requests. "*" allows every origin, "null" the Origin a page
+	// opened from a file sends.
+	OriginPatterns []string
+	// PingInterval is the time between pings. Zero means 25s.
+	PingInterval time.Duration
+	// PongTimeout is how long a ping waits for its pong before the connection
+	// is closed with StatusPongTimeout. Zero means 10s.
+	PongTimeout time.Duration
+	// WriteTimeout bounds one frame write. Zero means 10s.
+	WriteTimeout time.Duration
+	// MaxMessageBytes is the largest frame read; a larger one closes the
+	// connection with 1009. Zero means 64 KiB.
+	MaxMessageBytes int64
+	// QueueSize is the outbound queue length in frames; a client that lets it
+	// fill is closed with 1013. Zero means 256.
+	QueueSize int
+	// MaxBatch is the most queued frames coalesced into one Batch frame.
+	// Zero means 64.
+	MaxBatch int
+	// Logger receives one line per connection open and close. Nil discards.
+	Logger *slog.Logger
+}
+
+func (o Options) withDefaults() Options {
+	if o.PingInterval <= 0 {
+		o.PingInterval = 25 * time.Second
+	}
+	if o.PongTimeout <= 0 {
+		o.PongTimeout = 10 * time.Second
+	}
+	if o.WriteTimeout <= 0 {
+		o.WriteTimeout = 10 * time.Second
+	}
+	if o.MaxMessageBytes <= 0 {
+		o.MaxMessageBytes = 64 << 10
+	}
+	if o.QueueSize <= 0 {
+		o.QueueSize = 256
+	}
+	if o.MaxBatch <= 0 {
+		o.MaxBatch = 64
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return o
+}
+
+// Server is the /ws endpoint.
+type Server struct {
+	opts    Options
+	handler Handler
+	log     *slog.Logger
+
+	mu       sync.Mutex
+	conns    map[*Conn]struct{}
+	draining bool
+	wg       sync.WaitGroup // one per live connection
+	nextID   atomic.Uint64
+}
+
+// NewServer returns a Server that hands connections to h.
+func NewServer(h Handler, opts Options) *Server {
+	opts = opts.withDefaults()
+	return &Server{opts: opts, handler: h, log: opts.Logger, conns: make(map[*Conn]struct{})}
+}
+
+// Conns reports how many connections are open.
+func (s *Server) Conns() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
+// ServeHTTP accepts one WebSocket and serves it until it closes.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if err := s.checkOrigin(r); err != nil {
+		s.log.Warn("connection refused", "remote", r.RemoteAddr, "origin", r.Header.Get("Origin"), "status", http.StatusForbidden)
+		http.Error(w, err.Error(), http.StatusForbidden)
+		return
+	}
+	cd, err := pickCodec(r)
+	if err != nil {
+		s.log.Warn("connection refused", "remote", r.RemoteAddr, "err", err, "status", http.StatusBadRequest)
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	s.mu.Lock()
+	draining := s.draining
+	if !draining {
+		s.wg.Add(1)
+	}
+	s.mu.Unlock()
+	if draining {
+		http.Error(w, "server is shutting down; reconnect to another node or retry later", http.StatusServiceUnavailable)
+		return
+	}
+	defer s.wg.Done()
+
+	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+		Subprotocols: codec.Subprotocols(),
+		// The Origin was checked above with a clearer refusal than Accept's.
+		InsecureSkipVerify: true,
+		CompressionMode:    websocket.CompressionDisabled,
+	})
+	if err != nil {
+		s.log.Debug("websocket handshake failed", "remote", r.RemoteAddr, "err", err)
+		return
+	}
+	ws.SetReadLimit(s.opts.MaxMessageBytes)
+
+	c := newConn(s, ws, cd, fmt.Sprintf("c%d", s.nextID.Add(1)), r.RemoteAddr)
+	if !s.track(c) {
+		ws.Close(websocket.StatusGoingAway, "server is shutting down")
+		return
+	}
+	defer s.untrack(c)
+	log := s.log.With("conn", c.id, "remote", c.remote, "codec", codecName(cd))
+	peer, err := s.handler.Open(c)
+	if err != nil {
+		log.Error("session could not start", "err", err)
+		ws.Close(websocket.StatusInternalError, "session could not start")
+		return
+	}
+	log.Info("connection open")
+	code, reason := c.serve(peer)
+	log.Info("connection closed", "code", code, "reason", reason)
+}
+
+func (s *Server) track(c *Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.draining {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	return true
+}
+
+func (s *Server) untrack(c *Conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+}
+
+// Shutdown stops accepting, closes every connection with 1001 and reason,
+// and waits until all are gone or ctx ends. It returns how many connections
+// it closed, and ctx.Err() if some were still open. Calling it again is
+// harmless.
+func (s *Server) Shutdown(ctx context.Context, reason string) (int, error) {
+	s.mu.Lock()
+	s.draining = true
+	open := make([]*Conn, 0, len(s.conns))
+	for c := range s.conns {
+		open = append(open, c)
+	}
+	s.mu.Unlock()
+	for _, c := range open {
+		c.Close(int(websocket.StatusGoingAway), reason)
+	}
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return len(open), nil
+	case <-ctx.Done():
+		return len(open), ctx.Err()
+	}
+}
+
+// checkOrigin follows coder/websocket's rules (same host, or a pattern
+// matching the Origin's host, or scheme://host when the pattern has a
+// scheme) and adds "null" for pages opened from a file, so that a refusal
+// can say which flag allows the Origin.
+func (s *Server) checkOrigin(r *http.Request) error {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return nil // not a browser
+	}
+	for _, p := range s.opts.OriginPatterns {
+		if p == "*" || (p == "null" && origin == "null") {
+			return nil
+		}
+	}
+	u, err := url.Parse(origin)
+	if err == nil && u.Host != "" {
+		if strings.EqualFold(r.Host, u.Host) {
+			return nil
+		}
+		for _, p := range s.opts.OriginPatterns {
+			target := u.Host
+			if strings.Contains(p, "://") {
+				target = u.Scheme + "://" + u.Host
+			}
+			if ok, _ := path.Match(strings.ToLower(p), strings.ToLower(target)); ok {
+				return nil
+			}
+		}
+	}
+	hint := origin
+	if err == nil && u.Host != "" {
+		hint = u.Host
+	}
+	return fmt.Errorf("origin %q is not allowed; allow it with the -origins flag (or PARLEY_ORIGINS), e.g. -origins=%s", origin, hint)
+}
+
+var errUnknownSubprotocol = errors.New("unsupported WebSocket subprotocol")
+
+// pickCodec chooses the first offered subprotocol Parley speaks; no offer
+// means the legacy protocol, offers of only unknown ones are refused.
+func pickCodec(r *http.Request) (codec.Codec, error) {
+	var offered []string
+	for _, h := range r.Header.Values("Sec-WebSocket-Protocol") {
+		for _, p := range strings.Split(h, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				offered = append(offered, p)
+			}
+		}
+	}
+	if len(offered) == 0 {
+		return codec.Legacy, nil
+	}
+	for _, p := range offered {
+		if cd, ok := codec.BySubprotocol(p); ok {
+			return cd, nil
+		}
+	}
+	return nil, fmt.Errorf("%w %q; this server speaks %s, or no subprotocol for the legacy JSON protocol",
+		errUnknownSubprotocol, strings.Join(offered, ", "), strings.Join(codec.Subprotocols(), " and "))
+}
+
+func codecName(cd codec.Codec) string {
+	if cd.Subprotocol() == "" {
+		return "legacy"
+	}
+	return cd.Subprotocol()
+}
