@@ -235,7 +235,7 @@ func TestOriginPolicy(t *testing.T) {
 			t.Errorf("origin %s refused: %v", ok, err)
 		}
 	}
-	err = dialOrigin("http://" + srv.Addr(), "chat.v9")
+	err = dialOrigin("http://"+srv.Addr(), "chat.v9")
 	if !errors.As(err, &de) || de.StatusCode != http.StatusBadRequest || !strings.Contains(de.Body, "parley.v1.json") {
 		t.Fatalf("unknown subprotocol: %v, want HTTP 400 listing parley.v1.json", err)
 	}

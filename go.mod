@@ -1,13 +1,13 @@
 module github.com/parleychat/parley
 
-go 1.26.0
+go 1.26
 
 require (
 	github.com/asynkron/protoactor-go v0.0.0-20240822202345-3c0e61ca19c9
 	github.com/coder/websocket v1.8.15
 	github.com/jackc/pgx/v5 v5.12.0
 	go.etcd.io/bbolt v1.4.3
-	golang.org/x/time v0.16.0
+	golang.org/x/time v0.14.0
 	google.golang.org/protobuf v1.36.12
 )
 

@@ -1,6 +1,8 @@
 package actors
 
 import (
+	"sort"
+
 	"github.com/asynkron/protoactor-go/actor"
 	"google.golang.org/protobuf/proto"
 
@@ -19,6 +21,9 @@ type RoomMessage interface {
 // cluster, move, and the directory always finds the current one.
 type Directory interface {
 	Tell(ctx actor.SenderContext, msg RoomMessage)
+	// ListRooms asks for the active rooms; the answer (a RoomList, then an
+	// Ack) goes to q.Session.
+	ListRooms(ctx actor.SenderContext, q *parleypb.RoomsQuery)
 }
 
 // localDirectory is the one-node directory: every room is a child of the
@@ -26,6 +31,10 @@ type Directory interface {
 type localDirectory struct{ rooms *actor.PID }
 
 func (d localDirectory) Tell(ctx actor.SenderContext, msg RoomMessage) { ctx.Send(d.rooms, msg) }
+
+func (d localDirectory) ListRooms(ctx actor.SenderContext, q *parleypb.RoomsQuery) {
+	ctx.Send(d.rooms, q)
+}
 
 // roomsRouter is the parent of every room on this node: it spawns rooms on
 // demand, forwards messages to them by name, supervises them (the room
@@ -42,7 +51,11 @@ type roomEntry struct {
 	pid      *actor.PID
 	stopping bool
 	waiting  []RoomMessage
+	members  uint32
 }
+
+// maxListed bounds a RoomList.
+const maxListed = 200
 
 func newRoomsRouter(n *Node) *roomsRouter {
 	return &roomsRouter{n: n, rooms: make(map[string]*roomEntry), byPID: make(map[string]string)}
@@ -59,6 +72,28 @@ func (r *roomsRouter) Receive(ctx actor.Context) {
 			// re-join when it stops.
 			ctx.Poison(e.pid)
 		}
+	case *parleypb.RoomCount:
+		if e := r.rooms[m.GetRoom()]; e != nil {
+			e.members = m.GetMembers()
+		}
+	case *parleypb.RoomsQuery:
+		list := make([]*parleypb.RoomInfo, 0, len(r.rooms))
+		for name, e := range r.rooms {
+			if e.members > 0 {
+				list = append(list, &parleypb.RoomInfo{Name: name, Members: e.members})
+			}
+		}
+		sort.Slice(list, func(i, j int) bool {
+			if list[i].Members != list[j].Members {
+				return list[i].Members > list[j].Members
+			}
+			return list[i].Name < list[j].Name
+		})
+		if len(list) > maxListed {
+			list = list[:maxListed]
+		}
+		ctx.Send(m.GetSession(), &parleypb.RoomList{Rooms: list})
+		ctx.Send(m.GetSession(), &parleypb.Ack{RequestId: m.GetRequestId()})
 	case *actor.Terminated:
 		name, ok := r.byPID[pidKey(m.GetWho())]
 		if !ok {

@@ -42,3 +42,21 @@ func validName(s string) error {
 	}
 	return nil
 }
+
+// validText checks a message: non-empty valid UTF-8 with no control
+// characters but tab and line breaks. (The stores cannot keep NUL, and no
+// chat client wants the rest.)
+func validText(s string) error {
+	if s == "" {
+		return errors.New("is empty")
+	}
+	if !utf8.ValidString(s) {
+		return errors.New("is not valid UTF-8")
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) && r != '\t' && r != '\n' && r != '\r' {
+			return fmt.Errorf("contains the control character %U", r)
+		}
+	}
+	return nil
+}

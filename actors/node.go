@@ -123,8 +123,8 @@ type Node struct {
 	Directory Directory
 	Stats     Stats
 
-	presence      *actor.PID
-	rooms         *actor.PID
+	presence *actor.PID
+	rooms    *actor.PID
 
 	nextSession atomic.Uint64
 	live        sync.Map // session PID key -> *actor.PID
@@ -302,5 +302,7 @@ func (h minLevel) Enabled(ctx context.Context, l slog.Level) bool {
 	return l >= h.min && h.Handler.Enabled(ctx, l)
 }
 
-func (h minLevel) WithAttrs(a []slog.Attr) slog.Handler { return minLevel{h.Handler.WithAttrs(a), h.min} }
-func (h minLevel) WithGroup(g string) slog.Handler      { return minLevel{h.Handler.WithGroup(g), h.min} }
+func (h minLevel) WithAttrs(a []slog.Attr) slog.Handler {
+	return minLevel{h.Handler.WithAttrs(a), h.min}
+}
+func (h minLevel) WithGroup(g string) slog.Handler { return minLevel{h.Handler.WithGroup(g), h.min} }

@@ -40,10 +40,10 @@ type room struct {
 	next      uint64 // last seq handed out (committed + len(pending))
 	oldest    uint64 // oldest seq the store still has
 
-	window  []*windowEntry // recent events, ascending, at most cfg.History
-	dedup   map[dedupKey]uint64
-	dedupQ  []dedupKey
-	pending []pendingPost
+	window      []*windowEntry // recent events, ascending, at most cfg.History
+	dedup       map[dedupKey]uint64
+	dedupQ      []dedupKey
+	pending     []pendingPost
 	flushQueued bool
 
 	members map[string]*member // by session PID key
@@ -344,8 +344,11 @@ func (r *room) join(ctx actor.Context, m *parleypb.RoomJoin) {
 
 	r.replay(ctx, mem, m.Since)
 	ctx.Send(m.GetSession(), &parleypb.Ack{RequestId: m.GetRequestId(), Room: r.name, Seq: r.committed, Members: r.memberList()})
-	if newUser && !m.GetRejoin() {
-		r.announce(ctx, &parleypb.PresenceEvent{Room: r.name, Joined: []string{m.GetUser()}})
+	if newUser {
+		ctx.Send(ctx.Parent(), &parleypb.RoomCount{Room: r.name, Members: uint32(len(r.users))})
+		if !m.GetRejoin() {
+			r.announce(ctx, &parleypb.PresenceEvent{Room: r.name, Joined: []string{m.GetUser()}})
+		}
 	}
 }
 
@@ -446,6 +449,7 @@ func (r *room) leave(ctx actor.Context, pid *actor.PID, requestID string) {
 				}
 			}
 			r.announce(ctx, &parleypb.PresenceEvent{Room: r.name, Left: []string{mem.user}})
+			ctx.Send(ctx.Parent(), &parleypb.RoomCount{Room: r.name, Members: uint32(len(r.users))})
 		}
 	}
 	if requestID != "" {

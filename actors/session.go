@@ -41,9 +41,14 @@ type sessionShared struct {
 }
 
 // joined is one room of a session: the last seq delivered to the client,
-// which is where it resumes after any restart.
+// which is where it resumes after any restart. synced is false from a
+// (re-)join until its ack: replayed and live events may interleave then,
+// and only order matters. Once synced, a gap in seqs means a delivery was
+// lost (a room instance ended mid-batch): the session re-joins from last and
+// the replay fills the hole, so the client never sees one.
 type joined struct {
-	last uint64
+	last   uint64
+	synced bool
 }
 
 // session is the actor of one connection: identity, joined rooms, rate
@@ -73,7 +78,7 @@ func (s *session) Receive(ctx actor.Context) {
 	case *parleypb.Envelope:
 		s.request(ctx, m)
 	case *parleypb.Deliver:
-		s.deliver(m)
+		s.deliver(ctx, m)
 	case *parleypb.Ack:
 		s.ack(m)
 	case *parleypb.Error:
@@ -82,6 +87,8 @@ func (s *session) Receive(ctx actor.Context) {
 		s.presence(m)
 	case *parleypb.HistoryPage:
 		s.send(&parleypb.Envelope{Body: &parleypb.Envelope_HistoryPage{HistoryPage: m}})
+	case *parleypb.RoomList:
+		s.send(&parleypb.Envelope{Body: &parleypb.Envelope_RoomList{RoomList: m}})
 	case *parleypb.RoomRestarted:
 		if j, ok := s.sh.rooms[m.GetRoom()]; ok {
 			s.joinRoom(ctx, m.GetRoom(), &j.last, "", true)
@@ -177,16 +184,21 @@ func (s *session) queue(frame []byte) {
 	}
 }
 
-func (s *session) deliver(d *parleypb.Deliver) {
+func (s *session) deliver(ctx actor.Context, d *parleypb.Deliver) {
 	j, ok := s.sh.rooms[d.GetRoom()]
 	if !ok {
 		return // left the room; a late delivery
 	}
-	if d.GetSeq() != 0 {
-		if d.GetSeq() <= j.last {
+	if seq := d.GetSeq(); seq != 0 {
+		if seq <= j.last {
 			return // already delivered (a replay overlapping what the client has)
 		}
-		j.last = d.GetSeq()
+		if j.synced && seq != j.last+1 {
+			s.log.Info("gap in room events; resuming from the last one delivered", "room", d.GetRoom(), "last", j.last, "got", seq)
+			s.joinRoom(ctx, d.GetRoom(), &j.last, "", true)
+			return
+		}
+		j.last = seq
 	}
 	var f []byte
 	switch s.sh.codec.Kind() {
@@ -203,10 +215,11 @@ func (s *session) deliver(d *parleypb.Deliver) {
 }
 
 func (s *session) ack(a *parleypb.Ack) {
-	if a.GetRoom() != "" && a.GetMembers() != nil {
+	if a.GetMembers() != nil {
 		// A join's ack: everything up to Seq has been replayed.
-		if j, ok := s.sh.rooms[a.GetRoom()]; ok && a.GetSeq() > j.last {
-			j.last = a.GetSeq()
+		if j, ok := s.sh.rooms[a.GetRoom()]; ok {
+			j.last = max(j.last, a.GetSeq())
+			j.synced = true
 		}
 	}
 	s.send(&parleypb.Envelope{Body: &parleypb.Envelope_Ack{Ack: a}})
@@ -279,6 +292,8 @@ func (s *session) request(ctx actor.Context, env *parleypb.Envelope) {
 		s.n.Directory.Tell(ctx, &parleypb.RoomHistory{Room: h.GetRoom(), BeforeSeq: h.GetBeforeSeq(), Limit: h.GetLimit(), RequestId: id, Session: ctx.Self()})
 	case *parleypb.Envelope_Who:
 		ctx.Send(s.n.presence, &parleypb.WhoQuery{RequestId: id, Session: ctx.Self()})
+	case *parleypb.Envelope_Rooms:
+		s.n.Directory.ListRooms(ctx, &parleypb.RoomsQuery{RequestId: id, Session: ctx.Self()})
 	default:
 		s.fail(ctx, id, "", parleypb.ErrorCode_ERROR_CODE_BAD_REQUEST, fmt.Sprintf("%T is not a request", b))
 	}
@@ -330,6 +345,7 @@ func (s *session) joinRoom(ctx actor.Context, name string, since *uint64, reques
 	if since != nil && !rejoin {
 		j.last = *since
 	}
+	j.synced = false
 	var from *uint64
 	if since != nil {
 		v := j.last
@@ -357,8 +373,8 @@ func (s *session) post(ctx actor.Context, id string, p *parleypb.Post) {
 		s.fail(ctx, id, room, parleypb.ErrorCode_ERROR_CODE_NOT_JOINED, "join the room before posting to it")
 		return
 	}
-	if !utf8.ValidString(p.GetText()) || p.GetText() == "" {
-		s.fail(ctx, id, room, parleypb.ErrorCode_ERROR_CODE_BAD_REQUEST, "text must be non-empty UTF-8")
+	if err := validText(p.GetText()); err != nil {
+		s.fail(ctx, id, room, parleypb.ErrorCode_ERROR_CODE_BAD_REQUEST, "text "+err.Error())
 		return
 	}
 	if n := utf8.RuneCountInString(p.GetText()); n > s.n.cfg.MaxTextRunes {

@@ -14,6 +14,7 @@ func (*PresenceRebuild) NotInfluenceReceiveTimeout() {}
 func (*ConnClosed) NotInfluenceReceiveTimeout()      {}
 func (*Shutdown) NotInfluenceReceiveTimeout()        {}
 func (*RoomFlush) NotInfluenceReceiveTimeout()       {}
+func (*RoomList) NotInfluenceReceiveTimeout()        {}
 
 // A socket's reader may report its close after the session already stopped
 // (the session closed it); that dead letter is expected, not worth a log line.

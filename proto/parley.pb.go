@@ -176,6 +176,7 @@ type Envelope struct {
 	//	*Envelope_History
 	//	*Envelope_Ping
 	//	*Envelope_Who
+	//	*Envelope_Rooms
 	//	*Envelope_Welcome
 	//	*Envelope_Ack
 	//	*Envelope_Error
@@ -184,6 +185,7 @@ type Envelope struct {
 	//	*Envelope_HistoryPage
 	//	*Envelope_Batch
 	//	*Envelope_Notice
+	//	*Envelope_RoomList
 	Body          isEnvelope_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -305,6 +307,15 @@ func (x *Envelope) GetWho() *WhoRequest {
 	return nil
 }
 
+func (x *Envelope) GetRooms() *RoomsRequest {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_Rooms); ok {
+			return x.Rooms
+		}
+	}
+	return nil
+}
+
 func (x *Envelope) GetWelcome() *Welcome {
 	if x != nil {
 		if x, ok := x.Body.(*Envelope_Welcome); ok {
@@ -377,6 +388,15 @@ func (x *Envelope) GetNotice() *Notice {
 	return nil
 }
 
+func (x *Envelope) GetRoomList() *RoomList {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_RoomList); ok {
+			return x.RoomList
+		}
+	}
+	return nil
+}
+
 type isEnvelope_Body interface {
 	isEnvelope_Body()
 }
@@ -414,6 +434,10 @@ type Envelope_Who struct {
 	Who *WhoRequest `protobuf:"bytes,17,opt,name=who,proto3,oneof"`
 }
 
+type Envelope_Rooms struct {
+	Rooms *RoomsRequest `protobuf:"bytes,18,opt,name=rooms,proto3,oneof"`
+}
+
 type Envelope_Welcome struct {
 	// server -> client
 	Welcome *Welcome `protobuf:"bytes,30,opt,name=welcome,proto3,oneof"`
@@ -447,6 +471,10 @@ type Envelope_Notice struct {
 	Notice *Notice `protobuf:"bytes,37,opt,name=notice,proto3,oneof"`
 }
 
+type Envelope_RoomList struct {
+	RoomList *RoomList `protobuf:"bytes,38,opt,name=room_list,json=roomList,proto3,oneof"`
+}
+
 func (*Envelope_Hello) isEnvelope_Body() {}
 
 func (*Envelope_Join) isEnvelope_Body() {}
@@ -463,6 +491,8 @@ func (*Envelope_Ping) isEnvelope_Body() {}
 
 func (*Envelope_Who) isEnvelope_Body() {}
 
+func (*Envelope_Rooms) isEnvelope_Body() {}
+
 func (*Envelope_Welcome) isEnvelope_Body() {}
 
 func (*Envelope_Ack) isEnvelope_Body() {}
@@ -478,6 +508,8 @@ func (*Envelope_HistoryPage) isEnvelope_Body() {}
 func (*Envelope_Batch) isEnvelope_Body() {}
 
 func (*Envelope_Notice) isEnvelope_Body() {}
+
+func (*Envelope_RoomList) isEnvelope_Body() {}
 
 // Hello logs the connection in. It must be the first request.
 type Hello struct {
@@ -1032,6 +1064,141 @@ func (*WhoRequest) Descriptor() ([]byte, []int) {
 	return file_parley_proto_rawDescGZIP(), []int{10}
 }
 
+// RoomsRequest asks which rooms are active; answered by a RoomList (before
+// the Ack).
+type RoomsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RoomsRequest) Reset() {
+	*x = RoomsRequest{}
+	mi := &file_parley_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RoomsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RoomsRequest) ProtoMessage() {}
+
+func (x *RoomsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RoomsRequest.ProtoReflect.Descriptor instead.
+func (*RoomsRequest) Descriptor() ([]byte, []int) {
+	return file_parley_proto_rawDescGZIP(), []int{11}
+}
+
+type RoomList struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Rooms         []*RoomInfo            `protobuf:"bytes,1,rep,name=rooms,proto3" json:"rooms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RoomList) Reset() {
+	*x = RoomList{}
+	mi := &file_parley_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RoomList) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RoomList) ProtoMessage() {}
+
+func (x *RoomList) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RoomList.ProtoReflect.Descriptor instead.
+func (*RoomList) Descriptor() ([]byte, []int) {
+	return file_parley_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *RoomList) GetRooms() []*RoomInfo {
+	if x != nil {
+		return x.Rooms
+	}
+	return nil
+}
+
+type RoomInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Users in the room.
+	Members       uint32 `protobuf:"varint,2,opt,name=members,proto3" json:"members,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RoomInfo) Reset() {
+	*x = RoomInfo{}
+	mi := &file_parley_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RoomInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RoomInfo) ProtoMessage() {}
+
+func (x *RoomInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RoomInfo.ProtoReflect.Descriptor instead.
+func (*RoomInfo) Descriptor() ([]byte, []int) {
+	return file_parley_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *RoomInfo) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *RoomInfo) GetMembers() uint32 {
+	if x != nil {
+		return x.Members
+	}
+	return 0
+}
+
 // Ack answers one request.
 type Ack struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
@@ -1047,7 +1214,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_parley_proto_msgTypes[11]
+	mi := &file_parley_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1059,7 +1226,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[11]
+	mi := &file_parley_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1072,7 +1239,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{11}
+	return file_parley_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Ack) GetRequestId() string {
@@ -1115,7 +1282,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_parley_proto_msgTypes[12]
+	mi := &file_parley_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1127,7 +1294,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[12]
+	mi := &file_parley_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1140,7 +1307,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{12}
+	return file_parley_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Error) GetRequestId() string {
@@ -1187,7 +1354,7 @@ type RoomEvent struct {
 
 func (x *RoomEvent) Reset() {
 	*x = RoomEvent{}
-	mi := &file_parley_proto_msgTypes[13]
+	mi := &file_parley_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1199,7 +1366,7 @@ func (x *RoomEvent) String() string {
 func (*RoomEvent) ProtoMessage() {}
 
 func (x *RoomEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[13]
+	mi := &file_parley_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1212,7 +1379,7 @@ func (x *RoomEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomEvent.ProtoReflect.Descriptor instead.
 func (*RoomEvent) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{13}
+	return file_parley_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RoomEvent) GetRoom() string {
@@ -1268,7 +1435,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_parley_proto_msgTypes[14]
+	mi := &file_parley_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1280,7 +1447,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[14]
+	mi := &file_parley_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1293,7 +1460,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{14}
+	return file_parley_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Member) GetName() string {
@@ -1326,7 +1493,7 @@ type PresenceEvent struct {
 
 func (x *PresenceEvent) Reset() {
 	*x = PresenceEvent{}
-	mi := &file_parley_proto_msgTypes[15]
+	mi := &file_parley_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1338,7 +1505,7 @@ func (x *PresenceEvent) String() string {
 func (*PresenceEvent) ProtoMessage() {}
 
 func (x *PresenceEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[15]
+	mi := &file_parley_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1351,7 +1518,7 @@ func (x *PresenceEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PresenceEvent.ProtoReflect.Descriptor instead.
 func (*PresenceEvent) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{15}
+	return file_parley_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *PresenceEvent) GetRoom() string {
@@ -1394,7 +1561,7 @@ type Batch struct {
 
 func (x *Batch) Reset() {
 	*x = Batch{}
-	mi := &file_parley_proto_msgTypes[16]
+	mi := &file_parley_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1406,7 +1573,7 @@ func (x *Batch) String() string {
 func (*Batch) ProtoMessage() {}
 
 func (x *Batch) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[16]
+	mi := &file_parley_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1419,7 +1586,7 @@ func (x *Batch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Batch.ProtoReflect.Descriptor instead.
 func (*Batch) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{16}
+	return file_parley_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Batch) GetItems() []*Envelope {
@@ -1439,7 +1606,7 @@ type Notice struct {
 
 func (x *Notice) Reset() {
 	*x = Notice{}
-	mi := &file_parley_proto_msgTypes[17]
+	mi := &file_parley_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1451,7 +1618,7 @@ func (x *Notice) String() string {
 func (*Notice) ProtoMessage() {}
 
 func (x *Notice) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[17]
+	mi := &file_parley_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1464,7 +1631,7 @@ func (x *Notice) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Notice.ProtoReflect.Descriptor instead.
 func (*Notice) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{17}
+	return file_parley_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Notice) GetText() string {
@@ -1493,7 +1660,7 @@ type RoomJoin struct {
 
 func (x *RoomJoin) Reset() {
 	*x = RoomJoin{}
-	mi := &file_parley_proto_msgTypes[18]
+	mi := &file_parley_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1505,7 +1672,7 @@ func (x *RoomJoin) String() string {
 func (*RoomJoin) ProtoMessage() {}
 
 func (x *RoomJoin) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[18]
+	mi := &file_parley_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1518,7 +1685,7 @@ func (x *RoomJoin) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomJoin.ProtoReflect.Descriptor instead.
 func (*RoomJoin) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{18}
+	return file_parley_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *RoomJoin) GetRoom() string {
@@ -1581,7 +1748,7 @@ type RoomLeave struct {
 
 func (x *RoomLeave) Reset() {
 	*x = RoomLeave{}
-	mi := &file_parley_proto_msgTypes[19]
+	mi := &file_parley_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1593,7 +1760,7 @@ func (x *RoomLeave) String() string {
 func (*RoomLeave) ProtoMessage() {}
 
 func (x *RoomLeave) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[19]
+	mi := &file_parley_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1606,7 +1773,7 @@ func (x *RoomLeave) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomLeave.ProtoReflect.Descriptor instead.
 func (*RoomLeave) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{19}
+	return file_parley_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *RoomLeave) GetRoom() string {
@@ -1644,7 +1811,7 @@ type RoomPost struct {
 
 func (x *RoomPost) Reset() {
 	*x = RoomPost{}
-	mi := &file_parley_proto_msgTypes[20]
+	mi := &file_parley_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1656,7 +1823,7 @@ func (x *RoomPost) String() string {
 func (*RoomPost) ProtoMessage() {}
 
 func (x *RoomPost) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[20]
+	mi := &file_parley_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1669,7 +1836,7 @@ func (x *RoomPost) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomPost.ProtoReflect.Descriptor instead.
 func (*RoomPost) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{20}
+	return file_parley_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *RoomPost) GetRoom() string {
@@ -1725,7 +1892,7 @@ type RoomTyping struct {
 
 func (x *RoomTyping) Reset() {
 	*x = RoomTyping{}
-	mi := &file_parley_proto_msgTypes[21]
+	mi := &file_parley_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1737,7 +1904,7 @@ func (x *RoomTyping) String() string {
 func (*RoomTyping) ProtoMessage() {}
 
 func (x *RoomTyping) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[21]
+	mi := &file_parley_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1750,7 +1917,7 @@ func (x *RoomTyping) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomTyping.ProtoReflect.Descriptor instead.
 func (*RoomTyping) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{21}
+	return file_parley_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RoomTyping) GetRoom() string {
@@ -1787,7 +1954,7 @@ type RoomHistory struct {
 
 func (x *RoomHistory) Reset() {
 	*x = RoomHistory{}
-	mi := &file_parley_proto_msgTypes[22]
+	mi := &file_parley_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1799,7 +1966,7 @@ func (x *RoomHistory) String() string {
 func (*RoomHistory) ProtoMessage() {}
 
 func (x *RoomHistory) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[22]
+	mi := &file_parley_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1812,7 +1979,7 @@ func (x *RoomHistory) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomHistory.ProtoReflect.Descriptor instead.
 func (*RoomHistory) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{22}
+	return file_parley_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RoomHistory) GetRoom() string {
@@ -1870,7 +2037,7 @@ type Deliver struct {
 
 func (x *Deliver) Reset() {
 	*x = Deliver{}
-	mi := &file_parley_proto_msgTypes[23]
+	mi := &file_parley_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1882,7 +2049,7 @@ func (x *Deliver) String() string {
 func (*Deliver) ProtoMessage() {}
 
 func (x *Deliver) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[23]
+	mi := &file_parley_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1895,7 +2062,7 @@ func (x *Deliver) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Deliver.ProtoReflect.Descriptor instead.
 func (*Deliver) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{23}
+	return file_parley_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Deliver) GetRoom() string {
@@ -1952,7 +2119,7 @@ type RoomWho struct {
 
 func (x *RoomWho) Reset() {
 	*x = RoomWho{}
-	mi := &file_parley_proto_msgTypes[24]
+	mi := &file_parley_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1964,7 +2131,7 @@ func (x *RoomWho) String() string {
 func (*RoomWho) ProtoMessage() {}
 
 func (x *RoomWho) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[24]
+	mi := &file_parley_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1977,7 +2144,7 @@ func (x *RoomWho) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomWho.ProtoReflect.Descriptor instead.
 func (*RoomWho) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{24}
+	return file_parley_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *RoomWho) GetRoom() string {
@@ -2005,7 +2172,7 @@ type RoomRestarted struct {
 
 func (x *RoomRestarted) Reset() {
 	*x = RoomRestarted{}
-	mi := &file_parley_proto_msgTypes[25]
+	mi := &file_parley_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2017,7 +2184,7 @@ func (x *RoomRestarted) String() string {
 func (*RoomRestarted) ProtoMessage() {}
 
 func (x *RoomRestarted) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[25]
+	mi := &file_parley_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2030,7 +2197,7 @@ func (x *RoomRestarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomRestarted.ProtoReflect.Descriptor instead.
 func (*RoomRestarted) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{25}
+	return file_parley_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RoomRestarted) GetRoom() string {
@@ -2049,7 +2216,7 @@ type RoomFlush struct {
 
 func (x *RoomFlush) Reset() {
 	*x = RoomFlush{}
-	mi := &file_parley_proto_msgTypes[26]
+	mi := &file_parley_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2061,7 +2228,7 @@ func (x *RoomFlush) String() string {
 func (*RoomFlush) ProtoMessage() {}
 
 func (x *RoomFlush) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[26]
+	mi := &file_parley_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2074,7 +2241,7 @@ func (x *RoomFlush) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomFlush.ProtoReflect.Descriptor instead.
 func (*RoomFlush) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{26}
+	return file_parley_proto_rawDescGZIP(), []int{29}
 }
 
 // RoomPassivate is a room's request to its parent to be stopped while empty.
@@ -2087,7 +2254,7 @@ type RoomPassivate struct {
 
 func (x *RoomPassivate) Reset() {
 	*x = RoomPassivate{}
-	mi := &file_parley_proto_msgTypes[27]
+	mi := &file_parley_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2099,7 +2266,7 @@ func (x *RoomPassivate) String() string {
 func (*RoomPassivate) ProtoMessage() {}
 
 func (x *RoomPassivate) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[27]
+	mi := &file_parley_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2112,7 +2279,7 @@ func (x *RoomPassivate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomPassivate.ProtoReflect.Descriptor instead.
 func (*RoomPassivate) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{27}
+	return file_parley_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *RoomPassivate) GetRoom() string {
@@ -2120,6 +2287,114 @@ func (x *RoomPassivate) GetRoom() string {
 		return x.Room
 	}
 	return ""
+}
+
+// RoomCount tells the rooms directory how many users a room has, whenever
+// that changes, so it can list rooms without asking each one.
+type RoomCount struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Room          string                 `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
+	Members       uint32                 `protobuf:"varint,2,opt,name=members,proto3" json:"members,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RoomCount) Reset() {
+	*x = RoomCount{}
+	mi := &file_parley_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RoomCount) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RoomCount) ProtoMessage() {}
+
+func (x *RoomCount) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RoomCount.ProtoReflect.Descriptor instead.
+func (*RoomCount) Descriptor() ([]byte, []int) {
+	return file_parley_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *RoomCount) GetRoom() string {
+	if x != nil {
+		return x.Room
+	}
+	return ""
+}
+
+func (x *RoomCount) GetMembers() uint32 {
+	if x != nil {
+		return x.Members
+	}
+	return 0
+}
+
+// RoomsQuery asks the directory for the room list; answered with RoomList
+// and an Ack.
+type RoomsQuery struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RequestId     string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	Session       *actor.PID             `protobuf:"bytes,2,opt,name=session,proto3" json:"session,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RoomsQuery) Reset() {
+	*x = RoomsQuery{}
+	mi := &file_parley_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RoomsQuery) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RoomsQuery) ProtoMessage() {}
+
+func (x *RoomsQuery) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RoomsQuery.ProtoReflect.Descriptor instead.
+func (*RoomsQuery) Descriptor() ([]byte, []int) {
+	return file_parley_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *RoomsQuery) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *RoomsQuery) GetSession() *actor.PID {
+	if x != nil {
+		return x.Session
+	}
+	return nil
 }
 
 // Online / Offline register a session's user with the presence actor.
@@ -2136,7 +2411,7 @@ type Online struct {
 
 func (x *Online) Reset() {
 	*x = Online{}
-	mi := &file_parley_proto_msgTypes[28]
+	mi := &file_parley_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2148,7 +2423,7 @@ func (x *Online) String() string {
 func (*Online) ProtoMessage() {}
 
 func (x *Online) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[28]
+	mi := &file_parley_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2161,7 +2436,7 @@ func (x *Online) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Online.ProtoReflect.Descriptor instead.
 func (*Online) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{28}
+	return file_parley_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *Online) GetUser() string {
@@ -2201,7 +2476,7 @@ type Offline struct {
 
 func (x *Offline) Reset() {
 	*x = Offline{}
-	mi := &file_parley_proto_msgTypes[29]
+	mi := &file_parley_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2213,7 +2488,7 @@ func (x *Offline) String() string {
 func (*Offline) ProtoMessage() {}
 
 func (x *Offline) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[29]
+	mi := &file_parley_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2226,7 +2501,7 @@ func (x *Offline) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Offline.ProtoReflect.Descriptor instead.
 func (*Offline) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{29}
+	return file_parley_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *Offline) GetSession() *actor.PID {
@@ -2246,7 +2521,7 @@ type PresenceRebuild struct {
 
 func (x *PresenceRebuild) Reset() {
 	*x = PresenceRebuild{}
-	mi := &file_parley_proto_msgTypes[30]
+	mi := &file_parley_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2258,7 +2533,7 @@ func (x *PresenceRebuild) String() string {
 func (*PresenceRebuild) ProtoMessage() {}
 
 func (x *PresenceRebuild) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[30]
+	mi := &file_parley_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2271,7 +2546,7 @@ func (x *PresenceRebuild) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PresenceRebuild.ProtoReflect.Descriptor instead.
 func (*PresenceRebuild) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{30}
+	return file_parley_proto_rawDescGZIP(), []int{35}
 }
 
 // WhoQuery asks presence for the online list; answered with PresenceEvent.
@@ -2285,7 +2560,7 @@ type WhoQuery struct {
 
 func (x *WhoQuery) Reset() {
 	*x = WhoQuery{}
-	mi := &file_parley_proto_msgTypes[31]
+	mi := &file_parley_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2297,7 +2572,7 @@ func (x *WhoQuery) String() string {
 func (*WhoQuery) ProtoMessage() {}
 
 func (x *WhoQuery) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[31]
+	mi := &file_parley_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2310,7 +2585,7 @@ func (x *WhoQuery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WhoQuery.ProtoReflect.Descriptor instead.
 func (*WhoQuery) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{31}
+	return file_parley_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *WhoQuery) GetRequestId() string {
@@ -2338,7 +2613,7 @@ type ConnClosed struct {
 
 func (x *ConnClosed) Reset() {
 	*x = ConnClosed{}
-	mi := &file_parley_proto_msgTypes[32]
+	mi := &file_parley_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2350,7 +2625,7 @@ func (x *ConnClosed) String() string {
 func (*ConnClosed) ProtoMessage() {}
 
 func (x *ConnClosed) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[32]
+	mi := &file_parley_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2363,7 +2638,7 @@ func (x *ConnClosed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConnClosed.ProtoReflect.Descriptor instead.
 func (*ConnClosed) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{32}
+	return file_parley_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ConnClosed) GetCode() int32 {
@@ -2390,7 +2665,7 @@ type BadFrame struct {
 
 func (x *BadFrame) Reset() {
 	*x = BadFrame{}
-	mi := &file_parley_proto_msgTypes[33]
+	mi := &file_parley_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2402,7 +2677,7 @@ func (x *BadFrame) String() string {
 func (*BadFrame) ProtoMessage() {}
 
 func (x *BadFrame) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[33]
+	mi := &file_parley_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2415,7 +2690,7 @@ func (x *BadFrame) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BadFrame.ProtoReflect.Descriptor instead.
 func (*BadFrame) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{33}
+	return file_parley_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *BadFrame) GetReason() string {
@@ -2435,7 +2710,7 @@ type Shutdown struct {
 
 func (x *Shutdown) Reset() {
 	*x = Shutdown{}
-	mi := &file_parley_proto_msgTypes[34]
+	mi := &file_parley_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2447,7 +2722,7 @@ func (x *Shutdown) String() string {
 func (*Shutdown) ProtoMessage() {}
 
 func (x *Shutdown) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[34]
+	mi := &file_parley_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2460,7 +2735,7 @@ func (x *Shutdown) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Shutdown.ProtoReflect.Descriptor instead.
 func (*Shutdown) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{34}
+	return file_parley_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *Shutdown) GetReason() string {
@@ -2474,7 +2749,7 @@ var File_parley_proto protoreflect.FileDescriptor
 
 const file_parley_proto_rawDesc = "" +
 	"\n" +
-	"\fparley.proto\x12\tparley.v1\x1a\vactor.proto\"\xf2\x05\n" +
+	"\fparley.proto\x12\tparley.v1\x1a\vactor.proto\"\xd7\x06\n" +
 	"\bEnvelope\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12(\n" +
 	"\x05hello\x18\n" +
@@ -2485,7 +2760,8 @@ const file_parley_proto_rawDesc = "" +
 	"\x06typing\x18\x0e \x01(\v2\x11.parley.v1.TypingH\x00R\x06typing\x125\n" +
 	"\ahistory\x18\x0f \x01(\v2\x19.parley.v1.HistoryRequestH\x00R\ahistory\x12%\n" +
 	"\x04ping\x18\x10 \x01(\v2\x0f.parley.v1.PingH\x00R\x04ping\x12)\n" +
-	"\x03who\x18\x11 \x01(\v2\x15.parley.v1.WhoRequestH\x00R\x03who\x12.\n" +
+	"\x03who\x18\x11 \x01(\v2\x15.parley.v1.WhoRequestH\x00R\x03who\x12/\n" +
+	"\x05rooms\x18\x12 \x01(\v2\x17.parley.v1.RoomsRequestH\x00R\x05rooms\x12.\n" +
 	"\awelcome\x18\x1e \x01(\v2\x12.parley.v1.WelcomeH\x00R\awelcome\x12\"\n" +
 	"\x03ack\x18\x1f \x01(\v2\x0e.parley.v1.AckH\x00R\x03ack\x12(\n" +
 	"\x05error\x18  \x01(\v2\x10.parley.v1.ErrorH\x00R\x05error\x12,\n" +
@@ -2493,7 +2769,8 @@ const file_parley_proto_rawDesc = "" +
 	"\bpresence\x18\" \x01(\v2\x18.parley.v1.PresenceEventH\x00R\bpresence\x12;\n" +
 	"\fhistory_page\x18# \x01(\v2\x16.parley.v1.HistoryPageH\x00R\vhistoryPage\x12(\n" +
 	"\x05batch\x18$ \x01(\v2\x10.parley.v1.BatchH\x00R\x05batch\x12+\n" +
-	"\x06notice\x18% \x01(\v2\x11.parley.v1.NoticeH\x00R\x06noticeB\x06\n" +
+	"\x06notice\x18% \x01(\v2\x11.parley.v1.NoticeH\x00R\x06notice\x122\n" +
+	"\troom_list\x18& \x01(\v2\x13.parley.v1.RoomListH\x00R\broomListB\x06\n" +
 	"\x04body\">\n" +
 	"\x05Hello\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12!\n" +
@@ -2529,7 +2806,13 @@ const file_parley_proto_rawDesc = "" +
 	"\bhas_more\x18\x03 \x01(\bR\ahasMore\"\x06\n" +
 	"\x04Ping\"\f\n" +
 	"\n" +
-	"WhoRequest\"w\n" +
+	"WhoRequest\"\x0e\n" +
+	"\fRoomsRequest\"5\n" +
+	"\bRoomList\x12)\n" +
+	"\x05rooms\x18\x01 \x03(\v2\x13.parley.v1.RoomInfoR\x05rooms\"8\n" +
+	"\bRoomInfo\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
+	"\amembers\x18\x02 \x01(\rR\amembers\"w\n" +
 	"\x03Ack\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x12\n" +
@@ -2619,7 +2902,16 @@ const file_parley_proto_rawDesc = "" +
 	"\x04room\x18\x01 \x01(\tR\x04room\"\v\n" +
 	"\tRoomFlush\"#\n" +
 	"\rRoomPassivate\x12\x12\n" +
-	"\x04room\x18\x01 \x01(\tR\x04room\"p\n" +
+	"\x04room\x18\x01 \x01(\tR\x04room\"9\n" +
+	"\tRoomCount\x12\x12\n" +
+	"\x04room\x18\x01 \x01(\tR\x04room\x12\x18\n" +
+	"\amembers\x18\x02 \x01(\rR\amembers\"Q\n" +
+	"\n" +
+	"RoomsQuery\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\tR\trequestId\x12$\n" +
+	"\asession\x18\x02 \x01(\v2\n" +
+	".actor.PIDR\asession\"p\n" +
 	"\x06Online\x12\x12\n" +
 	"\x04user\x18\x01 \x01(\tR\x04user\x12$\n" +
 	"\asession\x18\x02 \x01(\v2\n" +
@@ -2676,7 +2968,7 @@ func file_parley_proto_rawDescGZIP() []byte {
 }
 
 var file_parley_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_parley_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
+var file_parley_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_parley_proto_goTypes = []any{
 	(ErrorCode)(0),          // 0: parley.v1.ErrorCode
 	(Codec)(0),              // 1: parley.v1.Codec
@@ -2691,31 +2983,36 @@ var file_parley_proto_goTypes = []any{
 	(*HistoryPage)(nil),     // 10: parley.v1.HistoryPage
 	(*Ping)(nil),            // 11: parley.v1.Ping
 	(*WhoRequest)(nil),      // 12: parley.v1.WhoRequest
-	(*Ack)(nil),             // 13: parley.v1.Ack
-	(*Error)(nil),           // 14: parley.v1.Error
-	(*RoomEvent)(nil),       // 15: parley.v1.RoomEvent
-	(*Member)(nil),          // 16: parley.v1.Member
-	(*PresenceEvent)(nil),   // 17: parley.v1.PresenceEvent
-	(*Batch)(nil),           // 18: parley.v1.Batch
-	(*Notice)(nil),          // 19: parley.v1.Notice
-	(*RoomJoin)(nil),        // 20: parley.v1.RoomJoin
-	(*RoomLeave)(nil),       // 21: parley.v1.RoomLeave
-	(*RoomPost)(nil),        // 22: parley.v1.RoomPost
-	(*RoomTyping)(nil),      // 23: parley.v1.RoomTyping
-	(*RoomHistory)(nil),     // 24: parley.v1.RoomHistory
-	(*Deliver)(nil),         // 25: parley.v1.Deliver
-	(*RoomWho)(nil),         // 26: parley.v1.RoomWho
-	(*RoomRestarted)(nil),   // 27: parley.v1.RoomRestarted
-	(*RoomFlush)(nil),       // 28: parley.v1.RoomFlush
-	(*RoomPassivate)(nil),   // 29: parley.v1.RoomPassivate
-	(*Online)(nil),          // 30: parley.v1.Online
-	(*Offline)(nil),         // 31: parley.v1.Offline
-	(*PresenceRebuild)(nil), // 32: parley.v1.PresenceRebuild
-	(*WhoQuery)(nil),        // 33: parley.v1.WhoQuery
-	(*ConnClosed)(nil),      // 34: parley.v1.ConnClosed
-	(*BadFrame)(nil),        // 35: parley.v1.BadFrame
-	(*Shutdown)(nil),        // 36: parley.v1.Shutdown
-	(*actor.PID)(nil),       // 37: actor.PID
+	(*RoomsRequest)(nil),    // 13: parley.v1.RoomsRequest
+	(*RoomList)(nil),        // 14: parley.v1.RoomList
+	(*RoomInfo)(nil),        // 15: parley.v1.RoomInfo
+	(*Ack)(nil),             // 16: parley.v1.Ack
+	(*Error)(nil),           // 17: parley.v1.Error
+	(*RoomEvent)(nil),       // 18: parley.v1.RoomEvent
+	(*Member)(nil),          // 19: parley.v1.Member
+	(*PresenceEvent)(nil),   // 20: parley.v1.PresenceEvent
+	(*Batch)(nil),           // 21: parley.v1.Batch
+	(*Notice)(nil),          // 22: parley.v1.Notice
+	(*RoomJoin)(nil),        // 23: parley.v1.RoomJoin
+	(*RoomLeave)(nil),       // 24: parley.v1.RoomLeave
+	(*RoomPost)(nil),        // 25: parley.v1.RoomPost
+	(*RoomTyping)(nil),      // 26: parley.v1.RoomTyping
+	(*RoomHistory)(nil),     // 27: parley.v1.RoomHistory
+	(*Deliver)(nil),         // 28: parley.v1.Deliver
+	(*RoomWho)(nil),         // 29: parley.v1.RoomWho
+	(*RoomRestarted)(nil),   // 30: parley.v1.RoomRestarted
+	(*RoomFlush)(nil),       // 31: parley.v1.RoomFlush
+	(*RoomPassivate)(nil),   // 32: parley.v1.RoomPassivate
+	(*RoomCount)(nil),       // 33: parley.v1.RoomCount
+	(*RoomsQuery)(nil),      // 34: parley.v1.RoomsQuery
+	(*Online)(nil),          // 35: parley.v1.Online
+	(*Offline)(nil),         // 36: parley.v1.Offline
+	(*PresenceRebuild)(nil), // 37: parley.v1.PresenceRebuild
+	(*WhoQuery)(nil),        // 38: parley.v1.WhoQuery
+	(*ConnClosed)(nil),      // 39: parley.v1.ConnClosed
+	(*BadFrame)(nil),        // 40: parley.v1.BadFrame
+	(*Shutdown)(nil),        // 41: parley.v1.Shutdown
+	(*actor.PID)(nil),       // 42: actor.PID
 }
 var file_parley_proto_depIdxs = []int32{
 	3,  // 0: parley.v1.Envelope.hello:type_name -> parley.v1.Hello
@@ -2726,35 +3023,39 @@ var file_parley_proto_depIdxs = []int32{
 	9,  // 5: parley.v1.Envelope.history:type_name -> parley.v1.HistoryRequest
 	11, // 6: parley.v1.Envelope.ping:type_name -> parley.v1.Ping
 	12, // 7: parley.v1.Envelope.who:type_name -> parley.v1.WhoRequest
-	4,  // 8: parley.v1.Envelope.welcome:type_name -> parley.v1.Welcome
-	13, // 9: parley.v1.Envelope.ack:type_name -> parley.v1.Ack
-	14, // 10: parley.v1.Envelope.error:type_name -> parley.v1.Error
-	15, // 11: parley.v1.Envelope.event:type_name -> parley.v1.RoomEvent
-	17, // 12: parley.v1.Envelope.presence:type_name -> parley.v1.PresenceEvent
-	10, // 13: parley.v1.Envelope.history_page:type_name -> parley.v1.HistoryPage
-	18, // 14: parley.v1.Envelope.batch:type_name -> parley.v1.Batch
-	19, // 15: parley.v1.Envelope.notice:type_name -> parley.v1.Notice
-	15, // 16: parley.v1.HistoryPage.events:type_name -> parley.v1.RoomEvent
-	16, // 17: parley.v1.Ack.members:type_name -> parley.v1.Member
-	0,  // 18: parley.v1.Error.code:type_name -> parley.v1.ErrorCode
-	16, // 19: parley.v1.PresenceEvent.members:type_name -> parley.v1.Member
-	2,  // 20: parley.v1.Batch.items:type_name -> parley.v1.Envelope
-	37, // 21: parley.v1.RoomJoin.session:type_name -> actor.PID
-	1,  // 22: parley.v1.RoomJoin.codec:type_name -> parley.v1.Codec
-	37, // 23: parley.v1.RoomLeave.session:type_name -> actor.PID
-	37, // 24: parley.v1.RoomPost.session:type_name -> actor.PID
-	37, // 25: parley.v1.RoomTyping.session:type_name -> actor.PID
-	37, // 26: parley.v1.RoomHistory.session:type_name -> actor.PID
-	15, // 27: parley.v1.Deliver.event:type_name -> parley.v1.RoomEvent
-	37, // 28: parley.v1.RoomWho.session:type_name -> actor.PID
-	37, // 29: parley.v1.Online.session:type_name -> actor.PID
-	37, // 30: parley.v1.Offline.session:type_name -> actor.PID
-	37, // 31: parley.v1.WhoQuery.session:type_name -> actor.PID
-	32, // [32:32] is the sub-list for method output_type
-	32, // [32:32] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	13, // 8: parley.v1.Envelope.rooms:type_name -> parley.v1.RoomsRequest
+	4,  // 9: parley.v1.Envelope.welcome:type_name -> parley.v1.Welcome
+	16, // 10: parley.v1.Envelope.ack:type_name -> parley.v1.Ack
+	17, // 11: parley.v1.Envelope.error:type_name -> parley.v1.Error
+	18, // 12: parley.v1.Envelope.event:type_name -> parley.v1.RoomEvent
+	20, // 13: parley.v1.Envelope.presence:type_name -> parley.v1.PresenceEvent
+	10, // 14: parley.v1.Envelope.history_page:type_name -> parley.v1.HistoryPage
+	21, // 15: parley.v1.Envelope.batch:type_name -> parley.v1.Batch
+	22, // 16: parley.v1.Envelope.notice:type_name -> parley.v1.Notice
+	14, // 17: parley.v1.Envelope.room_list:type_name -> parley.v1.RoomList
+	18, // 18: parley.v1.HistoryPage.events:type_name -> parley.v1.RoomEvent
+	15, // 19: parley.v1.RoomList.rooms:type_name -> parley.v1.RoomInfo
+	19, // 20: parley.v1.Ack.members:type_name -> parley.v1.Member
+	0,  // 21: parley.v1.Error.code:type_name -> parley.v1.ErrorCode
+	19, // 22: parley.v1.PresenceEvent.members:type_name -> parley.v1.Member
+	2,  // 23: parley.v1.Batch.items:type_name -> parley.v1.Envelope
+	42, // 24: parley.v1.RoomJoin.session:type_name -> actor.PID
+	1,  // 25: parley.v1.RoomJoin.codec:type_name -> parley.v1.Codec
+	42, // 26: parley.v1.RoomLeave.session:type_name -> actor.PID
+	42, // 27: parley.v1.RoomPost.session:type_name -> actor.PID
+	42, // 28: parley.v1.RoomTyping.session:type_name -> actor.PID
+	42, // 29: parley.v1.RoomHistory.session:type_name -> actor.PID
+	18, // 30: parley.v1.Deliver.event:type_name -> parley.v1.RoomEvent
+	42, // 31: parley.v1.RoomWho.session:type_name -> actor.PID
+	42, // 32: parley.v1.RoomsQuery.session:type_name -> actor.PID
+	42, // 33: parley.v1.Online.session:type_name -> actor.PID
+	42, // 34: parley.v1.Offline.session:type_name -> actor.PID
+	42, // 35: parley.v1.WhoQuery.session:type_name -> actor.PID
+	36, // [36:36] is the sub-list for method output_type
+	36, // [36:36] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for extension type_name
+	36, // [36:36] is the sub-list for extension extendee
+	0,  // [0:36] is the sub-list for field type_name
 }
 
 func init() { file_parley_proto_init() }
@@ -2771,6 +3072,7 @@ func file_parley_proto_init() {
 		(*Envelope_History)(nil),
 		(*Envelope_Ping)(nil),
 		(*Envelope_Who)(nil),
+		(*Envelope_Rooms)(nil),
 		(*Envelope_Welcome)(nil),
 		(*Envelope_Ack)(nil),
 		(*Envelope_Error)(nil),
@@ -2779,16 +3081,17 @@ func file_parley_proto_init() {
 		(*Envelope_HistoryPage)(nil),
 		(*Envelope_Batch)(nil),
 		(*Envelope_Notice)(nil),
+		(*Envelope_RoomList)(nil),
 	}
 	file_parley_proto_msgTypes[3].OneofWrappers = []any{}
-	file_parley_proto_msgTypes[18].OneofWrappers = []any{}
+	file_parley_proto_msgTypes[21].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_proto_rawDesc), len(file_parley_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   35,
+			NumMessages:   40,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -314,6 +314,12 @@ func (c *Client) Who(ctx context.Context) error {
 	return err
 }
 
+// Rooms asks for the active rooms; the list arrives as a room_list event.
+func (c *Client) Rooms(ctx context.Context) error {
+	_, err := c.Request(ctx, &parleypb.Envelope{Body: &parleypb.Envelope_Rooms{Rooms: &parleypb.RoomsRequest{}}})
+	return err
+}
+
 // Ping is an application-level keepalive.
 func (c *Client) Ping(ctx context.Context) error {
 	_, err := c.Request(ctx, &parleypb.Envelope{Body: &parleypb.Envelope_Ping{Ping: &parleypb.Ping{}}})
