@@ -15,11 +15,13 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/parleychat/parley/bots/dice"
 	"github.com/parleychat/parley/server"
+	"github.com/parleychat/parley/store"
 )
 
 func main() {
-	if err := run(os.Args[1:], os.Stderr); err != nil {
+	if err := run(os.Args[1:], os.Getenv, os.Stderr); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return
 		}
@@ -28,49 +30,69 @@ func main() {
 	}
 }
 
-func run(args []string, stderr io.Writer) error {
-	cfg, logLevel, err := parseConfig(args, os.Getenv, stderr)
+// options is what the command line says.
+type options struct {
+	server   server.Config
+	logLevel slog.Level
+	store    string
+	data     string
+	dice     string
+}
+
+func run(args []string, getenv func(string) string, stderr io.Writer) error {
+	o, err := parseFlags(args, getenv, stderr)
 	if err != nil {
 		return err
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: logLevel}))
-	cfg.Logger = log
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: o.logLevel}))
+	o.server.Logger = log
 
-	srv, err := server.New(cfg)
+	openCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	o.server.Store, err = store.Open(openCtx, o.store, o.data, log)
+	cancel()
 	if err != nil {
+		return err
+	}
+	srv, err := server.New(o.server)
+	if err != nil {
+		o.server.Store.Close()
 		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if rooms := splitList(o.dice); len(rooms) > 0 {
+		if _, err := dice.Spawn(srv.Node, dice.Options{Rooms: rooms}); err != nil {
+			srv.Shutdown(context.Background())
+			return fmt.Errorf("-dice-rooms: %w", err)
+		}
+	}
 	srv.Start()
 	log.Info("parley serving", "addr", srv.Addr(), "ws", srv.URL())
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Wait() }()
 	select {
 	case <-ctx.Done():
 		log.Info("signal received; draining")
-	case err := <-waitErr(srv):
+	case err := <-serveErr:
+		srv.Shutdown(context.Background())
 		return err
 	}
 	stop() // a second signal kills the process the usual way
 	return srv.Shutdown(context.Background())
 }
 
-func waitErr(srv *server.Server) <-chan error {
-	ch := make(chan error, 1)
-	go func() { ch <- srv.Wait() }()
-	return ch
-}
-
-// parseConfig reads flags; every flag may also be set by PARLEY_<NAME>
+// parseFlags reads flags; every flag may also be set by PARLEY_<NAME>
 // (upper case, dashes as underscores), and a flag on the command line wins.
-func parseConfig(args []string, getenv func(string) string, out io.Writer) (server.Config, slog.Level, error) {
-	var cfg server.Config
-	fs := flag.NewFlagSet("parley", flag.ContinueOnError)
-	fs.SetOutput(out)
+func parseFlags(args []string, getenv func(string) string, out io.Writer) (options, error) {
 	var (
+		o        options
+		cfg      = &o.server
 		origins  string
 		logLevel string
 		maxBytes int64
 	)
+	fs := flag.NewFlagSet("parley", flag.ContinueOnError)
+	fs.SetOutput(out)
 	fs.StringVar(&cfg.Addr, "addr", "127.0.0.1:8080", "address to serve HTTP and WebSocket on")
 	fs.StringVar(&origins, "origins", "", "comma-separated Origin host patterns allowed besides same-origin (path.Match syntax, e.g. \"*.example.com\"); \"*\" allows all, \"null\" allows pages opened from a file")
 	fs.DurationVar(&cfg.Transport.PingInterval, "ping-interval", 25*time.Second, "time between WebSocket pings")
@@ -84,7 +106,13 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (serv
 	fs.Float64Var(&cfg.Actors.Rate, "rate", 20, "requests per second allowed per session")
 	fs.IntVar(&cfg.Actors.Burst, "burst", 40, "burst of requests allowed per session")
 	fs.DurationVar(&cfg.Actors.RoomLinger, "room-linger", 30*time.Second, "how long an empty room stays in memory")
+	fs.StringVar(&o.store, "store", "bolt", "history store: \"bolt\" (on disk in -data), \"memory\" (lost on exit), or a postgres://user@host:5432/db URL")
+	fs.StringVar(&o.data, "data", "./parley-data", "directory of the bolt store")
+	fs.IntVar(&cfg.Retention.MaxCount, "retention-count", 0, "messages kept per room in the store (0: no limit)")
+	fs.DurationVar(&cfg.Retention.MaxAge, "retention-age", 0, "delete stored messages older than this (0: keep forever)")
+	fs.DurationVar(&cfg.RetentionInterval, "retention-interval", time.Minute, "how often retention runs")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "bound on a graceful shutdown")
+	fs.StringVar(&o.dice, "dice-rooms", "", "comma-separated rooms where the dice bot answers /roll 2d6 (empty: no bot)")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.Usage = func() {
 		fmt.Fprintf(out, "Usage: parley [flags]\n\nParley is a fault-tolerant real-time chat server. Every flag can also be set\nwith an environment variable PARLEY_<FLAG> (e.g. PARLEY_ADDR, PARLEY_PING_INTERVAL);\na flag given on the command line wins.\n\nFlags:\n")
@@ -100,23 +128,28 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (serv
 		}
 	})
 	if envErr != nil {
-		return cfg, 0, envErr
+		return o, envErr
 	}
 	if err := fs.Parse(args); err != nil {
-		return cfg, 0, err
+		return o, err
 	}
 	if fs.NArg() > 0 {
-		return cfg, 0, fmt.Errorf("unexpected arguments %q; see -h", fs.Args())
+		return o, fmt.Errorf("unexpected arguments %q; see -h", fs.Args())
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
-		return cfg, 0, fmt.Errorf("-log-level %q: want debug, info, warn or error", logLevel)
+	if err := o.logLevel.UnmarshalText([]byte(logLevel)); err != nil {
+		return o, fmt.Errorf("-log-level %q: want debug, info, warn or error", logLevel)
 	}
-	for _, o := range strings.Split(origins, ",") {
-		if o = strings.TrimSpace(o); o != "" {
-			cfg.Transport.OriginPatterns = append(cfg.Transport.OriginPatterns, o)
+	cfg.Transport.OriginPatterns = splitList(origins)
+	cfg.Transport.MaxMessageBytes = maxBytes
+	return o, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
 		}
 	}
-	cfg.Transport.MaxMessageBytes = maxBytes
-	return cfg, level, nil
+	return out
 }

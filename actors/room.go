@@ -372,20 +372,8 @@ func (r *room) replay(ctx actor.Context, mem *member, since *uint64) {
 	if len(r.window) > 0 {
 		windowStart = r.window[0].ev.Seq
 	}
-	for after := from; after+1 < windowStart; {
-		sctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
-		page, err := r.n.cfg.Store.After(sctx, r.name, after, min(replayPage, int(windowStart-after-1)))
-		cancel()
-		if err != nil || len(page) == 0 {
-			if err != nil {
-				r.log.Error("replay from store failed", "err", err)
-			}
-			break
-		}
-		for _, msg := range page {
-			ctx.Send(mem.pid, r.encodeEvent(eventOf(msg), mask))
-		}
-		after = page[len(page)-1].Seq
+	if from+1 < windowStart {
+		from = r.replayStored(ctx, mem, from, windowStart, mask)
 	}
 	for _, e := range r.window {
 		if e.ev.Seq <= from {
@@ -400,6 +388,44 @@ func (r *room) replay(ctx actor.Context, mem *member, since *uint64) {
 		}
 		ctx.Send(mem.pid, e.deliver)
 	}
+}
+
+// replayStored sends mem the stored events after `after` and before
+// windowStart, page by page, and returns the last seq it sent. A gap that
+// retention already deleted is announced with a Reset, never skipped
+// silently.
+func (r *room) replayStored(ctx actor.Context, mem *member, after, windowStart uint64, mask [4]bool) uint64 {
+	sctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	b, err := r.n.cfg.Store.Bounds(sctx, r.name)
+	cancel()
+	if err != nil {
+		r.log.Error("replay from store failed", "err", err)
+		return after
+	}
+	r.oldest = b.Oldest
+	if oldest := max(b.Oldest, 1); after+1 < oldest || (b.Oldest == 0 && after < b.Latest) {
+		if b.Oldest == 0 { // everything stored was deleted; the window is all there is
+			oldest = windowStart
+		}
+		ctx.Send(mem.pid, &parleypb.Reset{Room: r.name, Since: after, OldestSeq: oldest})
+		after = oldest - 1
+	}
+	for after+1 < windowStart {
+		sctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+		page, err := r.n.cfg.Store.After(sctx, r.name, after, min(replayPage, int(windowStart-after-1)))
+		cancel()
+		if err != nil || len(page) == 0 {
+			if err != nil {
+				r.log.Error("replay from store failed", "err", err)
+			}
+			break
+		}
+		for _, msg := range page {
+			ctx.Send(mem.pid, r.encodeEvent(eventOf(msg), mask))
+		}
+		after = page[len(page)-1].Seq
+	}
+	return after
 }
 
 func hasFrame(d *parleypb.Deliver, k parleypb.Codec) bool {

@@ -87,6 +87,11 @@ func (s *session) Receive(ctx actor.Context) {
 		s.presence(m)
 	case *parleypb.HistoryPage:
 		s.send(&parleypb.Envelope{Body: &parleypb.Envelope_HistoryPage{HistoryPage: m}})
+	case *parleypb.Reset:
+		if j, ok := s.sh.rooms[m.GetRoom()]; ok && m.GetOldestSeq() > 0 {
+			j.last = max(j.last, m.GetOldestSeq()-1)
+		}
+		s.send(&parleypb.Envelope{Body: &parleypb.Envelope_ResetEvent{ResetEvent: m}})
 	case *parleypb.RoomList:
 		s.send(&parleypb.Envelope{Body: &parleypb.Envelope_RoomList{RoomList: m}})
 	case *parleypb.RoomRestarted:

@@ -15,6 +15,7 @@ func (*ConnClosed) NotInfluenceReceiveTimeout()      {}
 func (*Shutdown) NotInfluenceReceiveTimeout()        {}
 func (*RoomFlush) NotInfluenceReceiveTimeout()       {}
 func (*RoomList) NotInfluenceReceiveTimeout()        {}
+func (*Reset) NotInfluenceReceiveTimeout()           {}
 
 // A socket's reader may report its close after the session already stopped
 // (the session closed it); that dead letter is expected, not worth a log line.

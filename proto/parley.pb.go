@@ -186,6 +186,7 @@ type Envelope struct {
 	//	*Envelope_Batch
 	//	*Envelope_Notice
 	//	*Envelope_RoomList
+	//	*Envelope_ResetEvent
 	Body          isEnvelope_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -397,6 +398,15 @@ func (x *Envelope) GetRoomList() *RoomList {
 	return nil
 }
 
+func (x *Envelope) GetResetEvent() *Reset {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_ResetEvent); ok {
+			return x.ResetEvent
+		}
+	}
+	return nil
+}
+
 type isEnvelope_Body interface {
 	isEnvelope_Body()
 }
@@ -475,6 +485,10 @@ type Envelope_RoomList struct {
 	RoomList *RoomList `protobuf:"bytes,38,opt,name=room_list,json=roomList,proto3,oneof"`
 }
 
+type Envelope_ResetEvent struct {
+	ResetEvent *Reset `protobuf:"bytes,39,opt,name=reset_event,json=resetEvent,proto3,oneof"`
+}
+
 func (*Envelope_Hello) isEnvelope_Body() {}
 
 func (*Envelope_Join) isEnvelope_Body() {}
@@ -510,6 +524,8 @@ func (*Envelope_Batch) isEnvelope_Body() {}
 func (*Envelope_Notice) isEnvelope_Body() {}
 
 func (*Envelope_RoomList) isEnvelope_Body() {}
+
+func (*Envelope_ResetEvent) isEnvelope_Body() {}
 
 // Hello logs the connection in. It must be the first request.
 type Hello struct {
@@ -1549,6 +1565,72 @@ func (x *PresenceEvent) GetMembers() []*Member {
 	return nil
 }
 
+// Reset tells a resuming client that part of the gap it asked for is gone
+// (deleted by retention): events from oldest_seq on follow; everything
+// before it is lost for good. Never sent silently: a client that gets no
+// Reset got every event after its since.
+type Reset struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Room  string                 `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
+	// The client asked to resume after this seq.
+	Since uint64 `protobuf:"varint,2,opt,name=since,proto3" json:"since,omitempty"`
+	// The oldest seq still stored; replay starts here.
+	OldestSeq     uint64 `protobuf:"varint,3,opt,name=oldest_seq,json=oldestSeq,proto3" json:"oldest_seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Reset) Reset() {
+	*x = Reset{}
+	mi := &file_parley_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Reset) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Reset) ProtoMessage() {}
+
+func (x *Reset) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Reset.ProtoReflect.Descriptor instead.
+func (*Reset) Descriptor() ([]byte, []int) {
+	return file_parley_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *Reset) GetRoom() string {
+	if x != nil {
+		return x.Room
+	}
+	return ""
+}
+
+func (x *Reset) GetSince() uint64 {
+	if x != nil {
+		return x.Since
+	}
+	return 0
+}
+
+func (x *Reset) GetOldestSeq() uint64 {
+	if x != nil {
+		return x.OldestSeq
+	}
+	return 0
+}
+
 // Batch carries several envelopes in one frame. The server sends it when a
 // client's outbound queue holds more than one frame; clients handle each item
 // in order as if it had come in its own frame.
@@ -1561,7 +1643,7 @@ type Batch struct {
 
 func (x *Batch) Reset() {
 	*x = Batch{}
-	mi := &file_parley_proto_msgTypes[19]
+	mi := &file_parley_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1573,7 +1655,7 @@ func (x *Batch) String() string {
 func (*Batch) ProtoMessage() {}
 
 func (x *Batch) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[19]
+	mi := &file_parley_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1586,7 +1668,7 @@ func (x *Batch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Batch.ProtoReflect.Descriptor instead.
 func (*Batch) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{19}
+	return file_parley_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Batch) GetItems() []*Envelope {
@@ -1606,7 +1688,7 @@ type Notice struct {
 
 func (x *Notice) Reset() {
 	*x = Notice{}
-	mi := &file_parley_proto_msgTypes[20]
+	mi := &file_parley_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1618,7 +1700,7 @@ func (x *Notice) String() string {
 func (*Notice) ProtoMessage() {}
 
 func (x *Notice) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[20]
+	mi := &file_parley_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1631,7 +1713,7 @@ func (x *Notice) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Notice.ProtoReflect.Descriptor instead.
 func (*Notice) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{20}
+	return file_parley_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Notice) GetText() string {
@@ -1660,7 +1742,7 @@ type RoomJoin struct {
 
 func (x *RoomJoin) Reset() {
 	*x = RoomJoin{}
-	mi := &file_parley_proto_msgTypes[21]
+	mi := &file_parley_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1672,7 +1754,7 @@ func (x *RoomJoin) String() string {
 func (*RoomJoin) ProtoMessage() {}
 
 func (x *RoomJoin) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[21]
+	mi := &file_parley_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1685,7 +1767,7 @@ func (x *RoomJoin) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomJoin.ProtoReflect.Descriptor instead.
 func (*RoomJoin) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{21}
+	return file_parley_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *RoomJoin) GetRoom() string {
@@ -1748,7 +1830,7 @@ type RoomLeave struct {
 
 func (x *RoomLeave) Reset() {
 	*x = RoomLeave{}
-	mi := &file_parley_proto_msgTypes[22]
+	mi := &file_parley_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1760,7 +1842,7 @@ func (x *RoomLeave) String() string {
 func (*RoomLeave) ProtoMessage() {}
 
 func (x *RoomLeave) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[22]
+	mi := &file_parley_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1773,7 +1855,7 @@ func (x *RoomLeave) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomLeave.ProtoReflect.Descriptor instead.
 func (*RoomLeave) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{22}
+	return file_parley_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *RoomLeave) GetRoom() string {
@@ -1811,7 +1893,7 @@ type RoomPost struct {
 
 func (x *RoomPost) Reset() {
 	*x = RoomPost{}
-	mi := &file_parley_proto_msgTypes[23]
+	mi := &file_parley_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1823,7 +1905,7 @@ func (x *RoomPost) String() string {
 func (*RoomPost) ProtoMessage() {}
 
 func (x *RoomPost) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[23]
+	mi := &file_parley_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1836,7 +1918,7 @@ func (x *RoomPost) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomPost.ProtoReflect.Descriptor instead.
 func (*RoomPost) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{23}
+	return file_parley_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RoomPost) GetRoom() string {
@@ -1892,7 +1974,7 @@ type RoomTyping struct {
 
 func (x *RoomTyping) Reset() {
 	*x = RoomTyping{}
-	mi := &file_parley_proto_msgTypes[24]
+	mi := &file_parley_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1904,7 +1986,7 @@ func (x *RoomTyping) String() string {
 func (*RoomTyping) ProtoMessage() {}
 
 func (x *RoomTyping) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[24]
+	mi := &file_parley_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1917,7 +1999,7 @@ func (x *RoomTyping) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomTyping.ProtoReflect.Descriptor instead.
 func (*RoomTyping) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{24}
+	return file_parley_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RoomTyping) GetRoom() string {
@@ -1954,7 +2036,7 @@ type RoomHistory struct {
 
 func (x *RoomHistory) Reset() {
 	*x = RoomHistory{}
-	mi := &file_parley_proto_msgTypes[25]
+	mi := &file_parley_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1966,7 +2048,7 @@ func (x *RoomHistory) String() string {
 func (*RoomHistory) ProtoMessage() {}
 
 func (x *RoomHistory) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[25]
+	mi := &file_parley_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1979,7 +2061,7 @@ func (x *RoomHistory) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomHistory.ProtoReflect.Descriptor instead.
 func (*RoomHistory) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{25}
+	return file_parley_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *RoomHistory) GetRoom() string {
@@ -2037,7 +2119,7 @@ type Deliver struct {
 
 func (x *Deliver) Reset() {
 	*x = Deliver{}
-	mi := &file_parley_proto_msgTypes[26]
+	mi := &file_parley_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2049,7 +2131,7 @@ func (x *Deliver) String() string {
 func (*Deliver) ProtoMessage() {}
 
 func (x *Deliver) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[26]
+	mi := &file_parley_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2062,7 +2144,7 @@ func (x *Deliver) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Deliver.ProtoReflect.Descriptor instead.
 func (*Deliver) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{26}
+	return file_parley_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Deliver) GetRoom() string {
@@ -2119,7 +2201,7 @@ type RoomWho struct {
 
 func (x *RoomWho) Reset() {
 	*x = RoomWho{}
-	mi := &file_parley_proto_msgTypes[27]
+	mi := &file_parley_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2131,7 +2213,7 @@ func (x *RoomWho) String() string {
 func (*RoomWho) ProtoMessage() {}
 
 func (x *RoomWho) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[27]
+	mi := &file_parley_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2144,7 +2226,7 @@ func (x *RoomWho) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomWho.ProtoReflect.Descriptor instead.
 func (*RoomWho) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{27}
+	return file_parley_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RoomWho) GetRoom() string {
@@ -2172,7 +2254,7 @@ type RoomRestarted struct {
 
 func (x *RoomRestarted) Reset() {
 	*x = RoomRestarted{}
-	mi := &file_parley_proto_msgTypes[28]
+	mi := &file_parley_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2184,7 +2266,7 @@ func (x *RoomRestarted) String() string {
 func (*RoomRestarted) ProtoMessage() {}
 
 func (x *RoomRestarted) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[28]
+	mi := &file_parley_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2197,7 +2279,7 @@ func (x *RoomRestarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomRestarted.ProtoReflect.Descriptor instead.
 func (*RoomRestarted) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{28}
+	return file_parley_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RoomRestarted) GetRoom() string {
@@ -2216,7 +2298,7 @@ type RoomFlush struct {
 
 func (x *RoomFlush) Reset() {
 	*x = RoomFlush{}
-	mi := &file_parley_proto_msgTypes[29]
+	mi := &file_parley_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2228,7 +2310,7 @@ func (x *RoomFlush) String() string {
 func (*RoomFlush) ProtoMessage() {}
 
 func (x *RoomFlush) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[29]
+	mi := &file_parley_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2241,7 +2323,7 @@ func (x *RoomFlush) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomFlush.ProtoReflect.Descriptor instead.
 func (*RoomFlush) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{29}
+	return file_parley_proto_rawDescGZIP(), []int{30}
 }
 
 // RoomPassivate is a room's request to its parent to be stopped while empty.
@@ -2254,7 +2336,7 @@ type RoomPassivate struct {
 
 func (x *RoomPassivate) Reset() {
 	*x = RoomPassivate{}
-	mi := &file_parley_proto_msgTypes[30]
+	mi := &file_parley_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2266,7 +2348,7 @@ func (x *RoomPassivate) String() string {
 func (*RoomPassivate) ProtoMessage() {}
 
 func (x *RoomPassivate) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[30]
+	mi := &file_parley_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2279,7 +2361,7 @@ func (x *RoomPassivate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomPassivate.ProtoReflect.Descriptor instead.
 func (*RoomPassivate) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{30}
+	return file_parley_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *RoomPassivate) GetRoom() string {
@@ -2301,7 +2383,7 @@ type RoomCount struct {
 
 func (x *RoomCount) Reset() {
 	*x = RoomCount{}
-	mi := &file_parley_proto_msgTypes[31]
+	mi := &file_parley_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2313,7 +2395,7 @@ func (x *RoomCount) String() string {
 func (*RoomCount) ProtoMessage() {}
 
 func (x *RoomCount) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[31]
+	mi := &file_parley_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2326,7 +2408,7 @@ func (x *RoomCount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomCount.ProtoReflect.Descriptor instead.
 func (*RoomCount) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{31}
+	return file_parley_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *RoomCount) GetRoom() string {
@@ -2355,7 +2437,7 @@ type RoomsQuery struct {
 
 func (x *RoomsQuery) Reset() {
 	*x = RoomsQuery{}
-	mi := &file_parley_proto_msgTypes[32]
+	mi := &file_parley_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2367,7 +2449,7 @@ func (x *RoomsQuery) String() string {
 func (*RoomsQuery) ProtoMessage() {}
 
 func (x *RoomsQuery) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[32]
+	mi := &file_parley_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2380,7 +2462,7 @@ func (x *RoomsQuery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomsQuery.ProtoReflect.Descriptor instead.
 func (*RoomsQuery) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{32}
+	return file_parley_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *RoomsQuery) GetRequestId() string {
@@ -2411,7 +2493,7 @@ type Online struct {
 
 func (x *Online) Reset() {
 	*x = Online{}
-	mi := &file_parley_proto_msgTypes[33]
+	mi := &file_parley_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2423,7 +2505,7 @@ func (x *Online) String() string {
 func (*Online) ProtoMessage() {}
 
 func (x *Online) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[33]
+	mi := &file_parley_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2436,7 +2518,7 @@ func (x *Online) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Online.ProtoReflect.Descriptor instead.
 func (*Online) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{33}
+	return file_parley_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *Online) GetUser() string {
@@ -2476,7 +2558,7 @@ type Offline struct {
 
 func (x *Offline) Reset() {
 	*x = Offline{}
-	mi := &file_parley_proto_msgTypes[34]
+	mi := &file_parley_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2488,7 +2570,7 @@ func (x *Offline) String() string {
 func (*Offline) ProtoMessage() {}
 
 func (x *Offline) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[34]
+	mi := &file_parley_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2501,7 +2583,7 @@ func (x *Offline) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Offline.ProtoReflect.Descriptor instead.
 func (*Offline) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{34}
+	return file_parley_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *Offline) GetSession() *actor.PID {
@@ -2521,7 +2603,7 @@ type PresenceRebuild struct {
 
 func (x *PresenceRebuild) Reset() {
 	*x = PresenceRebuild{}
-	mi := &file_parley_proto_msgTypes[35]
+	mi := &file_parley_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2533,7 +2615,7 @@ func (x *PresenceRebuild) String() string {
 func (*PresenceRebuild) ProtoMessage() {}
 
 func (x *PresenceRebuild) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[35]
+	mi := &file_parley_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2546,7 +2628,7 @@ func (x *PresenceRebuild) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PresenceRebuild.ProtoReflect.Descriptor instead.
 func (*PresenceRebuild) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{35}
+	return file_parley_proto_rawDescGZIP(), []int{36}
 }
 
 // WhoQuery asks presence for the online list; answered with PresenceEvent.
@@ -2560,7 +2642,7 @@ type WhoQuery struct {
 
 func (x *WhoQuery) Reset() {
 	*x = WhoQuery{}
-	mi := &file_parley_proto_msgTypes[36]
+	mi := &file_parley_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2572,7 +2654,7 @@ func (x *WhoQuery) String() string {
 func (*WhoQuery) ProtoMessage() {}
 
 func (x *WhoQuery) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[36]
+	mi := &file_parley_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2585,7 +2667,7 @@ func (x *WhoQuery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WhoQuery.ProtoReflect.Descriptor instead.
 func (*WhoQuery) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{36}
+	return file_parley_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *WhoQuery) GetRequestId() string {
@@ -2613,7 +2695,7 @@ type ConnClosed struct {
 
 func (x *ConnClosed) Reset() {
 	*x = ConnClosed{}
-	mi := &file_parley_proto_msgTypes[37]
+	mi := &file_parley_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2625,7 +2707,7 @@ func (x *ConnClosed) String() string {
 func (*ConnClosed) ProtoMessage() {}
 
 func (x *ConnClosed) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[37]
+	mi := &file_parley_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2638,7 +2720,7 @@ func (x *ConnClosed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConnClosed.ProtoReflect.Descriptor instead.
 func (*ConnClosed) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{37}
+	return file_parley_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ConnClosed) GetCode() int32 {
@@ -2665,7 +2747,7 @@ type BadFrame struct {
 
 func (x *BadFrame) Reset() {
 	*x = BadFrame{}
-	mi := &file_parley_proto_msgTypes[38]
+	mi := &file_parley_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2677,7 +2759,7 @@ func (x *BadFrame) String() string {
 func (*BadFrame) ProtoMessage() {}
 
 func (x *BadFrame) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[38]
+	mi := &file_parley_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2690,7 +2772,7 @@ func (x *BadFrame) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BadFrame.ProtoReflect.Descriptor instead.
 func (*BadFrame) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{38}
+	return file_parley_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *BadFrame) GetReason() string {
@@ -2710,7 +2792,7 @@ type Shutdown struct {
 
 func (x *Shutdown) Reset() {
 	*x = Shutdown{}
-	mi := &file_parley_proto_msgTypes[39]
+	mi := &file_parley_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2722,7 +2804,7 @@ func (x *Shutdown) String() string {
 func (*Shutdown) ProtoMessage() {}
 
 func (x *Shutdown) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[39]
+	mi := &file_parley_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2735,7 +2817,7 @@ func (x *Shutdown) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Shutdown.ProtoReflect.Descriptor instead.
 func (*Shutdown) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{39}
+	return file_parley_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *Shutdown) GetReason() string {
@@ -2749,7 +2831,7 @@ var File_parley_proto protoreflect.FileDescriptor
 
 const file_parley_proto_rawDesc = "" +
 	"\n" +
-	"\fparley.proto\x12\tparley.v1\x1a\vactor.proto\"\xd7\x06\n" +
+	"\fparley.proto\x12\tparley.v1\x1a\vactor.proto\"\x8c\a\n" +
 	"\bEnvelope\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12(\n" +
 	"\x05hello\x18\n" +
@@ -2770,7 +2852,9 @@ const file_parley_proto_rawDesc = "" +
 	"\fhistory_page\x18# \x01(\v2\x16.parley.v1.HistoryPageH\x00R\vhistoryPage\x12(\n" +
 	"\x05batch\x18$ \x01(\v2\x10.parley.v1.BatchH\x00R\x05batch\x12+\n" +
 	"\x06notice\x18% \x01(\v2\x11.parley.v1.NoticeH\x00R\x06notice\x122\n" +
-	"\troom_list\x18& \x01(\v2\x13.parley.v1.RoomListH\x00R\broomListB\x06\n" +
+	"\troom_list\x18& \x01(\v2\x13.parley.v1.RoomListH\x00R\broomList\x123\n" +
+	"\vreset_event\x18' \x01(\v2\x10.parley.v1.ResetH\x00R\n" +
+	"resetEventB\x06\n" +
 	"\x04body\">\n" +
 	"\x05Hello\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12!\n" +
@@ -2839,7 +2923,12 @@ const file_parley_proto_rawDesc = "" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12\x16\n" +
 	"\x06joined\x18\x02 \x03(\tR\x06joined\x12\x12\n" +
 	"\x04left\x18\x03 \x03(\tR\x04left\x12+\n" +
-	"\amembers\x18\x04 \x03(\v2\x11.parley.v1.MemberR\amembers\"2\n" +
+	"\amembers\x18\x04 \x03(\v2\x11.parley.v1.MemberR\amembers\"P\n" +
+	"\x05Reset\x12\x12\n" +
+	"\x04room\x18\x01 \x01(\tR\x04room\x12\x14\n" +
+	"\x05since\x18\x02 \x01(\x04R\x05since\x12\x1d\n" +
+	"\n" +
+	"oldest_seq\x18\x03 \x01(\x04R\toldestSeq\"2\n" +
 	"\x05Batch\x12)\n" +
 	"\x05items\x18\x01 \x03(\v2\x13.parley.v1.EnvelopeR\x05items\"\x1c\n" +
 	"\x06Notice\x12\x12\n" +
@@ -2968,7 +3057,7 @@ func file_parley_proto_rawDescGZIP() []byte {
 }
 
 var file_parley_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_parley_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
+var file_parley_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
 var file_parley_proto_goTypes = []any{
 	(ErrorCode)(0),          // 0: parley.v1.ErrorCode
 	(Codec)(0),              // 1: parley.v1.Codec
@@ -2991,28 +3080,29 @@ var file_parley_proto_goTypes = []any{
 	(*RoomEvent)(nil),       // 18: parley.v1.RoomEvent
 	(*Member)(nil),          // 19: parley.v1.Member
 	(*PresenceEvent)(nil),   // 20: parley.v1.PresenceEvent
-	(*Batch)(nil),           // 21: parley.v1.Batch
-	(*Notice)(nil),          // 22: parley.v1.Notice
-	(*RoomJoin)(nil),        // 23: parley.v1.RoomJoin
-	(*RoomLeave)(nil),       // 24: parley.v1.RoomLeave
-	(*RoomPost)(nil),        // 25: parley.v1.RoomPost
-	(*RoomTyping)(nil),      // 26: parley.v1.RoomTyping
-	(*RoomHistory)(nil),     // 27: parley.v1.RoomHistory
-	(*Deliver)(nil),         // 28: parley.v1.Deliver
-	(*RoomWho)(nil),         // 29: parley.v1.RoomWho
-	(*RoomRestarted)(nil),   // 30: parley.v1.RoomRestarted
-	(*RoomFlush)(nil),       // 31: parley.v1.RoomFlush
-	(*RoomPassivate)(nil),   // 32: parley.v1.RoomPassivate
-	(*RoomCount)(nil),       // 33: parley.v1.RoomCount
-	(*RoomsQuery)(nil),      // 34: parley.v1.RoomsQuery
-	(*Online)(nil),          // 35: parley.v1.Online
-	(*Offline)(nil),         // 36: parley.v1.Offline
-	(*PresenceRebuild)(nil), // 37: parley.v1.PresenceRebuild
-	(*WhoQuery)(nil),        // 38: parley.v1.WhoQuery
-	(*ConnClosed)(nil),      // 39: parley.v1.ConnClosed
-	(*BadFrame)(nil),        // 40: parley.v1.BadFrame
-	(*Shutdown)(nil),        // 41: parley.v1.Shutdown
-	(*actor.PID)(nil),       // 42: actor.PID
+	(*Reset)(nil),           // 21: parley.v1.Reset
+	(*Batch)(nil),           // 22: parley.v1.Batch
+	(*Notice)(nil),          // 23: parley.v1.Notice
+	(*RoomJoin)(nil),        // 24: parley.v1.RoomJoin
+	(*RoomLeave)(nil),       // 25: parley.v1.RoomLeave
+	(*RoomPost)(nil),        // 26: parley.v1.RoomPost
+	(*RoomTyping)(nil),      // 27: parley.v1.RoomTyping
+	(*RoomHistory)(nil),     // 28: parley.v1.RoomHistory
+	(*Deliver)(nil),         // 29: parley.v1.Deliver
+	(*RoomWho)(nil),         // 30: parley.v1.RoomWho
+	(*RoomRestarted)(nil),   // 31: parley.v1.RoomRestarted
+	(*RoomFlush)(nil),       // 32: parley.v1.RoomFlush
+	(*RoomPassivate)(nil),   // 33: parley.v1.RoomPassivate
+	(*RoomCount)(nil),       // 34: parley.v1.RoomCount
+	(*RoomsQuery)(nil),      // 35: parley.v1.RoomsQuery
+	(*Online)(nil),          // 36: parley.v1.Online
+	(*Offline)(nil),         // 37: parley.v1.Offline
+	(*PresenceRebuild)(nil), // 38: parley.v1.PresenceRebuild
+	(*WhoQuery)(nil),        // 39: parley.v1.WhoQuery
+	(*ConnClosed)(nil),      // 40: parley.v1.ConnClosed
+	(*BadFrame)(nil),        // 41: parley.v1.BadFrame
+	(*Shutdown)(nil),        // 42: parley.v1.Shutdown
+	(*actor.PID)(nil),       // 43: actor.PID
 }
 var file_parley_proto_depIdxs = []int32{
 	3,  // 0: parley.v1.Envelope.hello:type_name -> parley.v1.Hello
@@ -3030,32 +3120,33 @@ var file_parley_proto_depIdxs = []int32{
 	18, // 12: parley.v1.Envelope.event:type_name -> parley.v1.RoomEvent
 	20, // 13: parley.v1.Envelope.presence:type_name -> parley.v1.PresenceEvent
 	10, // 14: parley.v1.Envelope.history_page:type_name -> parley.v1.HistoryPage
-	21, // 15: parley.v1.Envelope.batch:type_name -> parley.v1.Batch
-	22, // 16: parley.v1.Envelope.notice:type_name -> parley.v1.Notice
+	22, // 15: parley.v1.Envelope.batch:type_name -> parley.v1.Batch
+	23, // 16: parley.v1.Envelope.notice:type_name -> parley.v1.Notice
 	14, // 17: parley.v1.Envelope.room_list:type_name -> parley.v1.RoomList
-	18, // 18: parley.v1.HistoryPage.events:type_name -> parley.v1.RoomEvent
-	15, // 19: parley.v1.RoomList.rooms:type_name -> parley.v1.RoomInfo
-	19, // 20: parley.v1.Ack.members:type_name -> parley.v1.Member
-	0,  // 21: parley.v1.Error.code:type_name -> parley.v1.ErrorCode
-	19, // 22: parley.v1.PresenceEvent.members:type_name -> parley.v1.Member
-	2,  // 23: parley.v1.Batch.items:type_name -> parley.v1.Envelope
-	42, // 24: parley.v1.RoomJoin.session:type_name -> actor.PID
-	1,  // 25: parley.v1.RoomJoin.codec:type_name -> parley.v1.Codec
-	42, // 26: parley.v1.RoomLeave.session:type_name -> actor.PID
-	42, // 27: parley.v1.RoomPost.session:type_name -> actor.PID
-	42, // 28: parley.v1.RoomTyping.session:type_name -> actor.PID
-	42, // 29: parley.v1.RoomHistory.session:type_name -> actor.PID
-	18, // 30: parley.v1.Deliver.event:type_name -> parley.v1.RoomEvent
-	42, // 31: parley.v1.RoomWho.session:type_name -> actor.PID
-	42, // 32: parley.v1.RoomsQuery.session:type_name -> actor.PID
-	42, // 33: parley.v1.Online.session:type_name -> actor.PID
-	42, // 34: parley.v1.Offline.session:type_name -> actor.PID
-	42, // 35: parley.v1.WhoQuery.session:type_name -> actor.PID
-	36, // [36:36] is the sub-list for method output_type
-	36, // [36:36] is the sub-list for method input_type
-	36, // [36:36] is the sub-list for extension type_name
-	36, // [36:36] is the sub-list for extension extendee
-	0,  // [0:36] is the sub-list for field type_name
+	21, // 18: parley.v1.Envelope.reset_event:type_name -> parley.v1.Reset
+	18, // 19: parley.v1.HistoryPage.events:type_name -> parley.v1.RoomEvent
+	15, // 20: parley.v1.RoomList.rooms:type_name -> parley.v1.RoomInfo
+	19, // 21: parley.v1.Ack.members:type_name -> parley.v1.Member
+	0,  // 22: parley.v1.Error.code:type_name -> parley.v1.ErrorCode
+	19, // 23: parley.v1.PresenceEvent.members:type_name -> parley.v1.Member
+	2,  // 24: parley.v1.Batch.items:type_name -> parley.v1.Envelope
+	43, // 25: parley.v1.RoomJoin.session:type_name -> actor.PID
+	1,  // 26: parley.v1.RoomJoin.codec:type_name -> parley.v1.Codec
+	43, // 27: parley.v1.RoomLeave.session:type_name -> actor.PID
+	43, // 28: parley.v1.RoomPost.session:type_name -> actor.PID
+	43, // 29: parley.v1.RoomTyping.session:type_name -> actor.PID
+	43, // 30: parley.v1.RoomHistory.session:type_name -> actor.PID
+	18, // 31: parley.v1.Deliver.event:type_name -> parley.v1.RoomEvent
+	43, // 32: parley.v1.RoomWho.session:type_name -> actor.PID
+	43, // 33: parley.v1.RoomsQuery.session:type_name -> actor.PID
+	43, // 34: parley.v1.Online.session:type_name -> actor.PID
+	43, // 35: parley.v1.Offline.session:type_name -> actor.PID
+	43, // 36: parley.v1.WhoQuery.session:type_name -> actor.PID
+	37, // [37:37] is the sub-list for method output_type
+	37, // [37:37] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_parley_proto_init() }
@@ -3082,16 +3173,17 @@ func file_parley_proto_init() {
 		(*Envelope_Batch)(nil),
 		(*Envelope_Notice)(nil),
 		(*Envelope_RoomList)(nil),
+		(*Envelope_ResetEvent)(nil),
 	}
 	file_parley_proto_msgTypes[3].OneofWrappers = []any{}
-	file_parley_proto_msgTypes[21].OneofWrappers = []any{}
+	file_parley_proto_msgTypes[22].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_proto_rawDesc), len(file_parley_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   40,
+			NumMessages:   41,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -29,6 +29,11 @@ type Config struct {
 	Actors    actors.Config
 	// Store is the history store; nil means in memory. The server closes it.
 	Store store.Store
+	// Retention is how long and how much history is kept; the server trims
+	// the store every RetentionInterval (zero means 1m). A zero Retention
+	// keeps everything.
+	Retention         store.Retention
+	RetentionInterval time.Duration
 	// ShutdownTimeout bounds Shutdown when its ctx has no deadline. Zero
 	// means 10s.
 	ShutdownTimeout time.Duration
@@ -50,6 +55,9 @@ type Server struct {
 	serveErr chan error
 	stopOnce sync.Once
 	stopErr  error
+
+	trimStop chan struct{}
+	trimDone chan struct{}
 }
 
 // New builds a node and listens on cfg.Addr, but does not serve yet.
@@ -63,7 +71,10 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Store == nil {
 		cfg.Store = store.NewMemory()
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, serveErr: make(chan error, 1)}
+	if cfg.RetentionInterval <= 0 {
+		cfg.RetentionInterval = time.Minute
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, serveErr: make(chan error, 1), trimStop: make(chan struct{}), trimDone: make(chan struct{})}
 	ac := cfg.Actors
 	ac.Store, ac.Logger, ac.Faults = cfg.Store, cfg.Logger, cfg.Faults
 	if ac.MaxMessageBytes == 0 {
@@ -112,6 +123,7 @@ func (s *Server) URL() string { return "ws://" + s.Addr() + "/ws" }
 
 // Start serves in the background; Wait reports how serving ended.
 func (s *Server) Start() {
+	go s.trimLoop()
 	s.ready.Store(true)
 	go func() {
 		err := s.http.Serve(s.ln)
@@ -146,7 +158,40 @@ func (s *Server) shutdown(ctx context.Context) error {
 	closed, err := s.ws.Shutdown(ctx, "server shutting down")
 	_, nerr := s.Node.Shutdown(ctx)
 	herr := <-httpDone
+	close(s.trimStop)
+	select {
+	case <-s.trimDone:
+	case <-ctx.Done():
+	}
 	serr := s.cfg.Store.Close()
 	s.log.Info("shutdown complete", "sessions_closed", closed, "took", time.Since(start).Round(time.Millisecond))
 	return errors.Join(err, nerr, herr, serr)
+}
+
+// trimLoop enforces retention in the background. Rooms never wait for it:
+// the store deletes in bounded batches.
+func (s *Server) trimLoop() {
+	defer close(s.trimDone)
+	r := s.cfg.Retention
+	if r.MaxCount <= 0 && r.MaxAge <= 0 {
+		<-s.trimStop
+		return
+	}
+	t := time.NewTicker(s.cfg.RetentionInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.trimStop:
+			return
+		case now := <-t.C:
+			ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RetentionInterval)
+			n, err := s.cfg.Store.Trim(ctx, r, now)
+			cancel()
+			if err != nil {
+				s.log.Error("retention: trim failed; will retry", "err", err)
+			} else if n > 0 {
+				s.log.Info("retention: deleted old messages", "deleted", n, "max_count", r.MaxCount, "max_age", r.MaxAge)
+			}
+		}
+	}
 }
