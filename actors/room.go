@@ -11,6 +11,7 @@ import (
 	"github.com/parleychat/parley/codec"
 	parleypb "github.com/parleychat/parley/proto"
 	"github.com/parleychat/parley/store"
+	"github.com/parleychat/parley/supervision"
 )
 
 // storeTimeout bounds one store call made by a room; a room blocked on its
@@ -50,6 +51,7 @@ type room struct {
 	users   map[string]int     // user -> devices in the room
 	order   []string           // users in the order they joined
 	codecs  [4]int             // members per parleypb.Codec
+	linger  *supervision.IdleTimer
 }
 
 type windowEntry struct {
@@ -85,12 +87,15 @@ func (r *room) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		r.n.Stats.ActiveRooms.Add(1)
+		r.linger = supervision.NewIdleTimer(r.n.System, ctx.Self(), r.n.cfg.RoomLinger, &parleypb.IdleCheck{})
 		r.load()
 		r.armLinger(ctx)
 	case *actor.Restarting:
+		r.linger.Stop()
 		r.n.Stats.ActiveRooms.Add(-1)
 		r.abandon(ctx, "the room restarted")
 	case *actor.Stopping:
+		r.linger.Stop()
 		r.n.Stats.ActiveRooms.Add(-1)
 		r.flush(ctx)
 		r.abandon(ctx, "the room stopped")
@@ -111,9 +116,9 @@ func (r *room) Receive(ctx actor.Context) {
 		r.history(ctx, m)
 	case *parleypb.RoomWho:
 		ctx.Send(m.GetSession(), &parleypb.PresenceEvent{Room: r.name, Members: r.memberList()})
-	case *actor.ReceiveTimeout:
-		if len(r.members) == 0 && len(r.pending) == 0 {
-			ctx.CancelReceiveTimeout()
+	case *parleypb.IdleCheck:
+		if len(r.members) == 0 && len(r.pending) == 0 && r.linger.Expired() {
+			r.linger.Stop()
 			r.n.Stats.Passivations.Add(1)
 			r.log.Debug("room empty; passivating", "linger", r.n.cfg.RoomLinger)
 			ctx.Request(ctx.Parent(), &parleypb.RoomPassivate{Room: r.name})
@@ -325,7 +330,7 @@ func (r *room) join(ctx actor.Context, m *parleypb.RoomJoin) {
 		errorTo(ctx, m.GetSession(), m.GetRequestId(), r.name, parleypb.ErrorCode_ERROR_CODE_UNAVAILABLE, "history store unavailable; retry later")
 		return
 	}
-	ctx.CancelReceiveTimeout()
+	r.linger.Stop()
 	key := pidKey(m.GetSession())
 	newUser := false
 	if old, ok := r.members[key]; ok {
@@ -485,9 +490,9 @@ func (r *room) leave(ctx actor.Context, pid *actor.PID, requestID string) {
 }
 
 // armLinger starts the passivation timer of an empty room.
-func (r *room) armLinger(ctx actor.Context) {
+func (r *room) armLinger(actor.Context) {
 	if len(r.members) == 0 {
-		ctx.SetReceiveTimeout(r.n.cfg.RoomLinger)
+		r.linger.Start()
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/parleychat/parley/codec"
 	parleypb "github.com/parleychat/parley/proto"
+	"github.com/parleychat/parley/supervision"
 	"github.com/parleychat/parley/transport"
 )
 
@@ -60,6 +61,7 @@ type session struct {
 	log     *slog.Logger
 	limit   *rate.Limiter
 	strikes *rate.Limiter
+	idle    *supervision.IdleTimer
 }
 
 func newSession(n *Node, sh *sessionShared) *session {
@@ -76,6 +78,7 @@ func (s *session) Receive(ctx actor.Context) {
 	case *actor.Started:
 		s.started(ctx)
 	case *parleypb.Envelope:
+		s.idle.Touch()
 		s.request(ctx, m)
 	case *parleypb.Deliver:
 		s.deliver(ctx, m)
@@ -103,6 +106,7 @@ func (s *session) Receive(ctx actor.Context) {
 			ctx.Send(s.n.presence, &parleypb.Online{User: s.sh.user, Session: ctx.Self(), Watch: s.sh.watch, Rejoin: true})
 		}
 	case *parleypb.BadFrame:
+		s.idle.Touch()
 		s.log.Info("bad frame from client", "reason", m.GetReason())
 		s.fail(ctx, "", "", parleypb.ErrorCode_ERROR_CODE_BAD_REQUEST, m.GetReason())
 	case *parleypb.ConnClosed:
@@ -110,19 +114,23 @@ func (s *session) Receive(ctx actor.Context) {
 		ctx.Stop(ctx.Self())
 	case *parleypb.Shutdown:
 		s.close(transport.StatusGoingAway, m.GetReason())
-	case *actor.ReceiveTimeout:
-		s.log.Info("closing idle session", "idle", s.n.cfg.IdleTimeout)
-		s.close(transport.StatusIdleTimeout, fmt.Sprintf("no message for %v", s.n.cfg.IdleTimeout))
+	case *parleypb.IdleCheck:
+		if s.idle.Expired() {
+			s.log.Info("closing idle session", "idle", s.n.cfg.IdleTimeout, "code", transport.StatusIdleTimeout)
+			s.close(transport.StatusIdleTimeout, fmt.Sprintf("no message for %v", s.n.cfg.IdleTimeout))
+		}
+	case *actor.Restarting:
+		s.idle.Stop()
 	case *actor.Stopping:
+		s.idle.Stop()
 		s.stopping(ctx)
 	}
 }
 
 func (s *session) started(ctx actor.Context) {
 	s.n.register(ctx.Self())
-	if s.n.cfg.IdleTimeout > 0 {
-		ctx.SetReceiveTimeout(s.n.cfg.IdleTimeout)
-	}
+	s.idle = supervision.NewIdleTimer(s.n.System, ctx.Self(), s.n.cfg.IdleTimeout, &parleypb.IdleCheck{})
+	s.idle.Start()
 	if !s.sh.started {
 		s.sh.started = true
 		if s.sh.codec.Kind() == parleypb.Codec_CODEC_LEGACY {

@@ -2289,6 +2289,44 @@ func (x *RoomRestarted) GetRoom() string {
 	return ""
 }
 
+// IdleCheck is an actor's timer telling it to check whether it has been
+// idle (a session for its idle timeout, an empty room for its linger time).
+type IdleCheck struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IdleCheck) Reset() {
+	*x = IdleCheck{}
+	mi := &file_parley_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IdleCheck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IdleCheck) ProtoMessage() {}
+
+func (x *IdleCheck) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IdleCheck.ProtoReflect.Descriptor instead.
+func (*IdleCheck) Descriptor() ([]byte, []int) {
+	return file_parley_proto_rawDescGZIP(), []int{30}
+}
+
 // RoomFlush is a room's note to itself: write the pending batch.
 type RoomFlush struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -2298,7 +2336,7 @@ type RoomFlush struct {
 
 func (x *RoomFlush) Reset() {
 	*x = RoomFlush{}
-	mi := &file_parley_proto_msgTypes[30]
+	mi := &file_parley_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2310,7 +2348,7 @@ func (x *RoomFlush) String() string {
 func (*RoomFlush) ProtoMessage() {}
 
 func (x *RoomFlush) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[30]
+	mi := &file_parley_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2323,7 +2361,7 @@ func (x *RoomFlush) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomFlush.ProtoReflect.Descriptor instead.
 func (*RoomFlush) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{30}
+	return file_parley_proto_rawDescGZIP(), []int{31}
 }
 
 // RoomPassivate is a room's request to its parent to be stopped while empty.
@@ -2336,7 +2374,7 @@ type RoomPassivate struct {
 
 func (x *RoomPassivate) Reset() {
 	*x = RoomPassivate{}
-	mi := &file_parley_proto_msgTypes[31]
+	mi := &file_parley_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2348,7 +2386,7 @@ func (x *RoomPassivate) String() string {
 func (*RoomPassivate) ProtoMessage() {}
 
 func (x *RoomPassivate) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[31]
+	mi := &file_parley_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2361,7 +2399,7 @@ func (x *RoomPassivate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomPassivate.ProtoReflect.Descriptor instead.
 func (*RoomPassivate) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{31}
+	return file_parley_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *RoomPassivate) GetRoom() string {
@@ -2383,7 +2421,7 @@ type RoomCount struct {
 
 func (x *RoomCount) Reset() {
 	*x = RoomCount{}
-	mi := &file_parley_proto_msgTypes[32]
+	mi := &file_parley_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2395,7 +2433,7 @@ func (x *RoomCount) String() string {
 func (*RoomCount) ProtoMessage() {}
 
 func (x *RoomCount) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[32]
+	mi := &file_parley_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2408,7 +2446,7 @@ func (x *RoomCount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomCount.ProtoReflect.Descriptor instead.
 func (*RoomCount) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{32}
+	return file_parley_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *RoomCount) GetRoom() string {
@@ -2437,7 +2475,7 @@ type RoomsQuery struct {
 
 func (x *RoomsQuery) Reset() {
 	*x = RoomsQuery{}
-	mi := &file_parley_proto_msgTypes[33]
+	mi := &file_parley_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2449,7 +2487,7 @@ func (x *RoomsQuery) String() string {
 func (*RoomsQuery) ProtoMessage() {}
 
 func (x *RoomsQuery) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[33]
+	mi := &file_parley_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2462,7 +2500,7 @@ func (x *RoomsQuery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomsQuery.ProtoReflect.Descriptor instead.
 func (*RoomsQuery) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{33}
+	return file_parley_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *RoomsQuery) GetRequestId() string {
@@ -2493,7 +2531,7 @@ type Online struct {
 
 func (x *Online) Reset() {
 	*x = Online{}
-	mi := &file_parley_proto_msgTypes[34]
+	mi := &file_parley_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2505,7 +2543,7 @@ func (x *Online) String() string {
 func (*Online) ProtoMessage() {}
 
 func (x *Online) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[34]
+	mi := &file_parley_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2518,7 +2556,7 @@ func (x *Online) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Online.ProtoReflect.Descriptor instead.
 func (*Online) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{34}
+	return file_parley_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *Online) GetUser() string {
@@ -2558,7 +2596,7 @@ type Offline struct {
 
 func (x *Offline) Reset() {
 	*x = Offline{}
-	mi := &file_parley_proto_msgTypes[35]
+	mi := &file_parley_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2570,7 +2608,7 @@ func (x *Offline) String() string {
 func (*Offline) ProtoMessage() {}
 
 func (x *Offline) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[35]
+	mi := &file_parley_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2583,7 +2621,7 @@ func (x *Offline) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Offline.ProtoReflect.Descriptor instead.
 func (*Offline) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{35}
+	return file_parley_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *Offline) GetSession() *actor.PID {
@@ -2603,7 +2641,7 @@ type PresenceRebuild struct {
 
 func (x *PresenceRebuild) Reset() {
 	*x = PresenceRebuild{}
-	mi := &file_parley_proto_msgTypes[36]
+	mi := &file_parley_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2615,7 +2653,7 @@ func (x *PresenceRebuild) String() string {
 func (*PresenceRebuild) ProtoMessage() {}
 
 func (x *PresenceRebuild) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[36]
+	mi := &file_parley_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2628,7 +2666,7 @@ func (x *PresenceRebuild) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PresenceRebuild.ProtoReflect.Descriptor instead.
 func (*PresenceRebuild) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{36}
+	return file_parley_proto_rawDescGZIP(), []int{37}
 }
 
 // WhoQuery asks presence for the online list; answered with PresenceEvent.
@@ -2642,7 +2680,7 @@ type WhoQuery struct {
 
 func (x *WhoQuery) Reset() {
 	*x = WhoQuery{}
-	mi := &file_parley_proto_msgTypes[37]
+	mi := &file_parley_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2654,7 +2692,7 @@ func (x *WhoQuery) String() string {
 func (*WhoQuery) ProtoMessage() {}
 
 func (x *WhoQuery) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[37]
+	mi := &file_parley_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2667,7 +2705,7 @@ func (x *WhoQuery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WhoQuery.ProtoReflect.Descriptor instead.
 func (*WhoQuery) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{37}
+	return file_parley_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *WhoQuery) GetRequestId() string {
@@ -2695,7 +2733,7 @@ type ConnClosed struct {
 
 func (x *ConnClosed) Reset() {
 	*x = ConnClosed{}
-	mi := &file_parley_proto_msgTypes[38]
+	mi := &file_parley_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2707,7 +2745,7 @@ func (x *ConnClosed) String() string {
 func (*ConnClosed) ProtoMessage() {}
 
 func (x *ConnClosed) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[38]
+	mi := &file_parley_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2720,7 +2758,7 @@ func (x *ConnClosed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConnClosed.ProtoReflect.Descriptor instead.
 func (*ConnClosed) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{38}
+	return file_parley_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ConnClosed) GetCode() int32 {
@@ -2747,7 +2785,7 @@ type BadFrame struct {
 
 func (x *BadFrame) Reset() {
 	*x = BadFrame{}
-	mi := &file_parley_proto_msgTypes[39]
+	mi := &file_parley_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2759,7 +2797,7 @@ func (x *BadFrame) String() string {
 func (*BadFrame) ProtoMessage() {}
 
 func (x *BadFrame) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[39]
+	mi := &file_parley_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2772,7 +2810,7 @@ func (x *BadFrame) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BadFrame.ProtoReflect.Descriptor instead.
 func (*BadFrame) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{39}
+	return file_parley_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *BadFrame) GetReason() string {
@@ -2792,7 +2830,7 @@ type Shutdown struct {
 
 func (x *Shutdown) Reset() {
 	*x = Shutdown{}
-	mi := &file_parley_proto_msgTypes[40]
+	mi := &file_parley_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2804,7 +2842,7 @@ func (x *Shutdown) String() string {
 func (*Shutdown) ProtoMessage() {}
 
 func (x *Shutdown) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[40]
+	mi := &file_parley_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2817,7 +2855,7 @@ func (x *Shutdown) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Shutdown.ProtoReflect.Descriptor instead.
 func (*Shutdown) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{40}
+	return file_parley_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *Shutdown) GetReason() string {
@@ -2989,6 +3027,7 @@ const file_parley_proto_rawDesc = "" +
 	".actor.PIDR\asession\"#\n" +
 	"\rRoomRestarted\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\"\v\n" +
+	"\tIdleCheck\"\v\n" +
 	"\tRoomFlush\"#\n" +
 	"\rRoomPassivate\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\"9\n" +
@@ -3057,7 +3096,7 @@ func file_parley_proto_rawDescGZIP() []byte {
 }
 
 var file_parley_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_parley_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
+var file_parley_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
 var file_parley_proto_goTypes = []any{
 	(ErrorCode)(0),          // 0: parley.v1.ErrorCode
 	(Codec)(0),              // 1: parley.v1.Codec
@@ -3091,18 +3130,19 @@ var file_parley_proto_goTypes = []any{
 	(*Deliver)(nil),         // 29: parley.v1.Deliver
 	(*RoomWho)(nil),         // 30: parley.v1.RoomWho
 	(*RoomRestarted)(nil),   // 31: parley.v1.RoomRestarted
-	(*RoomFlush)(nil),       // 32: parley.v1.RoomFlush
-	(*RoomPassivate)(nil),   // 33: parley.v1.RoomPassivate
-	(*RoomCount)(nil),       // 34: parley.v1.RoomCount
-	(*RoomsQuery)(nil),      // 35: parley.v1.RoomsQuery
-	(*Online)(nil),          // 36: parley.v1.Online
-	(*Offline)(nil),         // 37: parley.v1.Offline
-	(*PresenceRebuild)(nil), // 38: parley.v1.PresenceRebuild
-	(*WhoQuery)(nil),        // 39: parley.v1.WhoQuery
-	(*ConnClosed)(nil),      // 40: parley.v1.ConnClosed
-	(*BadFrame)(nil),        // 41: parley.v1.BadFrame
-	(*Shutdown)(nil),        // 42: parley.v1.Shutdown
-	(*actor.PID)(nil),       // 43: actor.PID
+	(*IdleCheck)(nil),       // 32: parley.v1.IdleCheck
+	(*RoomFlush)(nil),       // 33: parley.v1.RoomFlush
+	(*RoomPassivate)(nil),   // 34: parley.v1.RoomPassivate
+	(*RoomCount)(nil),       // 35: parley.v1.RoomCount
+	(*RoomsQuery)(nil),      // 36: parley.v1.RoomsQuery
+	(*Online)(nil),          // 37: parley.v1.Online
+	(*Offline)(nil),         // 38: parley.v1.Offline
+	(*PresenceRebuild)(nil), // 39: parley.v1.PresenceRebuild
+	(*WhoQuery)(nil),        // 40: parley.v1.WhoQuery
+	(*ConnClosed)(nil),      // 41: parley.v1.ConnClosed
+	(*BadFrame)(nil),        // 42: parley.v1.BadFrame
+	(*Shutdown)(nil),        // 43: parley.v1.Shutdown
+	(*actor.PID)(nil),       // 44: actor.PID
 }
 var file_parley_proto_depIdxs = []int32{
 	3,  // 0: parley.v1.Envelope.hello:type_name -> parley.v1.Hello
@@ -3130,18 +3170,18 @@ var file_parley_proto_depIdxs = []int32{
 	0,  // 22: parley.v1.Error.code:type_name -> parley.v1.ErrorCode
 	19, // 23: parley.v1.PresenceEvent.members:type_name -> parley.v1.Member
 	2,  // 24: parley.v1.Batch.items:type_name -> parley.v1.Envelope
-	43, // 25: parley.v1.RoomJoin.session:type_name -> actor.PID
+	44, // 25: parley.v1.RoomJoin.session:type_name -> actor.PID
 	1,  // 26: parley.v1.RoomJoin.codec:type_name -> parley.v1.Codec
-	43, // 27: parley.v1.RoomLeave.session:type_name -> actor.PID
-	43, // 28: parley.v1.RoomPost.session:type_name -> actor.PID
-	43, // 29: parley.v1.RoomTyping.session:type_name -> actor.PID
-	43, // 30: parley.v1.RoomHistory.session:type_name -> actor.PID
+	44, // 27: parley.v1.RoomLeave.session:type_name -> actor.PID
+	44, // 28: parley.v1.RoomPost.session:type_name -> actor.PID
+	44, // 29: parley.v1.RoomTyping.session:type_name -> actor.PID
+	44, // 30: parley.v1.RoomHistory.session:type_name -> actor.PID
 	18, // 31: parley.v1.Deliver.event:type_name -> parley.v1.RoomEvent
-	43, // 32: parley.v1.RoomWho.session:type_name -> actor.PID
-	43, // 33: parley.v1.RoomsQuery.session:type_name -> actor.PID
-	43, // 34: parley.v1.Online.session:type_name -> actor.PID
-	43, // 35: parley.v1.Offline.session:type_name -> actor.PID
-	43, // 36: parley.v1.WhoQuery.session:type_name -> actor.PID
+	44, // 32: parley.v1.RoomWho.session:type_name -> actor.PID
+	44, // 33: parley.v1.RoomsQuery.session:type_name -> actor.PID
+	44, // 34: parley.v1.Online.session:type_name -> actor.PID
+	44, // 35: parley.v1.Offline.session:type_name -> actor.PID
+	44, // 36: parley.v1.WhoQuery.session:type_name -> actor.PID
 	37, // [37:37] is the sub-list for method output_type
 	37, // [37:37] is the sub-list for method input_type
 	37, // [37:37] is the sub-list for extension type_name
@@ -3183,7 +3223,7 @@ func file_parley_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_proto_rawDesc), len(file_parley_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   41,
+			NumMessages:   42,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -115,6 +115,9 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
+// Handler is the server's HTTP handler (/ws, /healthz, /readyz, ...).
+func (s *Server) Handler() http.Handler { return s.http.Handler }
+
 // Addr is the address the server listens on (useful with port 0).
 func (s *Server) Addr() string { return s.ln.Addr().String() }
 

@@ -206,7 +206,7 @@ func (c *Conn) writeLoop(done chan<- struct{}) {
 			c.finish(typ)
 			return
 		case f := <-c.out:
-			if c.closeMode == closeDrop && isClosed(c.closing) {
+			if isClosed(c.closing) && c.closeMode == closeDrop { // closeMode is safe to read once closing is closed
 				c.finish(typ)
 				return
 			}

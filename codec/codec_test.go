@@ -1,0 +1,253 @@
+package codec_test
+
+import (
+	"bytes"
+	"slices"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/parleychat/parley/codec"
+	parleypb "github.com/parleychat/parley/proto"
+)
+
+// sampleEnvelopes has one envelope per Envelope body kind, keyed by the
+// oneof field's proto name, with every field set to something non-zero so a
+// codec that drops a field fails the round trip. TestSamplesCoverEveryBody
+// keeps it complete when the proto grows a kind.
+func sampleEnvelopes() map[string]*parleypb.Envelope {
+	since := uint64(7)
+	event := &parleypb.RoomEvent{Room: "general", Seq: 42, TimeMs: 1764000000123, Sender: "alice", Text: "hi <b>bob</b> & ünïcödé 🎉", ClientMsgId: "a-42"}
+	members := []*parleypb.Member{{Name: "alice", Devices: 2}, {Name: "bob", Devices: 1}}
+	return map[string]*parleypb.Envelope{
+		"hello":        {Id: "r1", Body: &parleypb.Envelope_Hello{Hello: &parleypb.Hello{Name: "alice", WatchOnline: true}}},
+		"join":         {Id: "r2", Body: &parleypb.Envelope_Join{Join: &parleypb.Join{Room: "general", Since: &since}}},
+		"leave":        {Id: "r3", Body: &parleypb.Envelope_Leave{Leave: &parleypb.Leave{Room: "general"}}},
+		"post":         {Id: "r4", Body: &parleypb.Envelope_Post{Post: &parleypb.Post{Room: "general", Text: "line one\nline\ttwo", ClientMsgId: "c-1"}}},
+		"typing":       {Id: "r5", Body: &parleypb.Envelope_Typing{Typing: &parleypb.Typing{Room: "general", User: "bob"}}},
+		"history":      {Id: "r6", Body: &parleypb.Envelope_History{History: &parleypb.HistoryRequest{Room: "general", BeforeSeq: 100, Limit: 25}}},
+		"ping":         {Id: "r7", Body: &parleypb.Envelope_Ping{Ping: &parleypb.Ping{}}},
+		"who":          {Id: "r8", Body: &parleypb.Envelope_Who{Who: &parleypb.WhoRequest{}}},
+		"rooms":        {Id: "r9", Body: &parleypb.Envelope_Rooms{Rooms: &parleypb.RoomsRequest{}}},
+		"welcome":      {Body: &parleypb.Envelope_Welcome{Welcome: &parleypb.Welcome{SessionId: "s1", Name: "alice", MaxMessageBytes: 65536, MaxRooms: 100, IdleTimeoutMs: 60000}}},
+		"ack":          {Body: &parleypb.Envelope_Ack{Ack: &parleypb.Ack{RequestId: "r2", Room: "general", Seq: 42, Members: members}}},
+		"error":        {Body: &parleypb.Envelope_Error{Error: &parleypb.Error{RequestId: "r4", Code: parleypb.ErrorCode_ERROR_CODE_RATE_LIMITED, Text: "slow down", Room: "general"}}},
+		"event":        {Body: &parleypb.Envelope_Event{Event: event}},
+		"presence":     {Body: &parleypb.Envelope_Presence{Presence: &parleypb.PresenceEvent{Room: "general", Joined: []string{"carol"}, Left: []string{"dave"}, Members: members}}},
+		"history_page": {Body: &parleypb.Envelope_HistoryPage{HistoryPage: &parleypb.HistoryPage{Room: "general", Events: []*parleypb.RoomEvent{event, {Room: "general", Seq: 43, Sender: "bob", Text: "yo"}}, HasMore: true}}},
+		"batch": {Body: &parleypb.Envelope_Batch{Batch: &parleypb.Batch{Items: []*parleypb.Envelope{
+			{Body: &parleypb.Envelope_Event{Event: event}},
+			{Body: &parleypb.Envelope_Notice{Notice: &parleypb.Notice{Text: "nested"}}},
+		}}}},
+		"notice":      {Body: &parleypb.Envelope_Notice{Notice: &parleypb.Notice{Text: "server restarting in 5 minutes"}}},
+		"room_list":   {Body: &parleypb.Envelope_RoomList{RoomList: &parleypb.RoomList{Rooms: []*parleypb.RoomInfo{{Name: "general", Members: 12}, {Name: "random", Members: 3}}}}},
+		"reset_event": {Body: &parleypb.Envelope_ResetEvent{ResetEvent: &parleypb.Reset{Room: "general", Since: 3, OldestSeq: 40}}},
+	}
+}
+
+// sortedKeys keeps subtest order stable, so -run patterns and failures read
+// the same on every run.
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+func TestSamplesCoverEveryBody(t *testing.T) {
+	t.Parallel()
+	samples := sampleEnvelopes()
+	fields := (&parleypb.Envelope{}).ProtoReflect().Descriptor().Oneofs().ByName("body").Fields()
+	for i := range fields.Len() {
+		name := string(fields.Get(i).Name())
+		env, ok := samples[name]
+		if !ok {
+			t.Errorf("no sample for Envelope body %q: add one to sampleEnvelopes", name)
+			continue
+		}
+		if got := env.ProtoReflect().WhichOneof(fields.Get(i).ContainingOneof()); got == nil || got.Name() != fields.Get(i).Name() {
+			t.Errorf("sample %q sets body %v", name, got)
+		}
+	}
+	if len(samples) != fields.Len() {
+		t.Errorf("%d samples for %d body kinds", len(samples), fields.Len())
+	}
+}
+
+func TestRoundTrip(t *testing.T) {
+	t.Parallel()
+	samples := sampleEnvelopes()
+	for _, cd := range []codec.Codec{codec.Proto, codec.JSON} {
+		for _, name := range sortedKeys(samples) {
+			env := samples[name]
+			t.Run(cd.Subprotocol()+"/"+name, func(t *testing.T) {
+				t.Parallel()
+				frame, err := cd.Encode(env)
+				if err != nil {
+					t.Fatalf("Encode: %v", err)
+				}
+				got, err := cd.Decode(frame)
+				if err != nil {
+					t.Fatalf("Decode(%q): %v", frame, err)
+				}
+				if !proto.Equal(got, env) {
+					t.Fatalf("round trip changed the envelope\n got: %v\nwant: %v", got, env)
+				}
+			})
+		}
+	}
+}
+
+func TestAppendBatch(t *testing.T) {
+	t.Parallel()
+	samples := sampleEnvelopes()
+	var all []*parleypb.Envelope
+	for _, name := range sortedKeys(samples) {
+		all = append(all, samples[name])
+	}
+	cases := []struct {
+		name  string
+		items []*parleypb.Envelope
+	}{
+		{"empty", nil},
+		{"one", all[:1]},
+		{"every kind", all},
+		// Identical frames must stay separate items, not be merged.
+		{"repeated", []*parleypb.Envelope{all[0], all[0], all[0]}},
+	}
+	for _, cd := range []codec.Codec{codec.Proto, codec.JSON} {
+		for _, tc := range cases {
+			t.Run(cd.Subprotocol()+"/"+tc.name, func(t *testing.T) {
+				t.Parallel()
+				frames := make([][]byte, len(tc.items))
+				for i, env := range tc.items {
+					f, err := cd.Encode(env)
+					if err != nil {
+						t.Fatalf("Encode item %d: %v", i, err)
+					}
+					frames[i] = f
+				}
+				// A non-empty dst checks that AppendBatch appends rather
+				// than overwrites: transport reuses pooled buffers.
+				prefix := []byte("prefix")
+				out, ok := cd.AppendBatch(slices.Clone(prefix), frames)
+				if !ok {
+					t.Fatal("AppendBatch reported it cannot batch")
+				}
+				if !bytes.HasPrefix(out, prefix) {
+					t.Fatalf("AppendBatch clobbered dst: %q", out[:min(len(out), len(prefix))])
+				}
+				got, err := cd.Decode(out[len(prefix):])
+				if err != nil {
+					t.Fatalf("Decode batch %q: %v", out[len(prefix):], err)
+				}
+				if got.GetBatch() == nil {
+					t.Fatalf("decoded %v, want a batch", got)
+				}
+				items := got.GetBatch().GetItems()
+				if len(items) != len(tc.items) {
+					t.Fatalf("batch has %d items, want %d", len(items), len(tc.items))
+				}
+				for i := range items {
+					if !proto.Equal(items[i], tc.items[i]) {
+						t.Errorf("item %d\n got: %v\nwant: %v", i, items[i], tc.items[i])
+					}
+				}
+			})
+		}
+	}
+}
+
+func TestLegacyCannotBatch(t *testing.T) {
+	t.Parallel()
+	dst := []byte("keep")
+	out, ok := codec.Legacy.AppendBatch(dst, [][]byte{[]byte(`{"type":"user"}`)})
+	if ok {
+		t.Fatal("legacy AppendBatch reported ok; the tutorial page reads one object per frame")
+	}
+	if string(out) != "keep" {
+		t.Fatalf("legacy AppendBatch changed dst to %q", out)
+	}
+}
+
+func TestFor(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		kind parleypb.Codec
+		want codec.Codec
+	}{
+		{"proto", parleypb.Codec_CODEC_PROTO, codec.Proto},
+		{"json", parleypb.Codec_CODEC_JSON, codec.JSON},
+		{"legacy", parleypb.Codec_CODEC_LEGACY, codec.Legacy},
+		{"unspecified", parleypb.Codec_CODEC_UNSPECIFIED, nil},
+		{"out of range", parleypb.Codec(99), nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			if got := codec.For(tc.kind); got != tc.want {
+				t.Fatalf("For(%v) = %v, want %v", tc.kind, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestBySubprotocol(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, in string
+		want     codec.Codec
+		ok       bool
+	}{
+		{"proto", "parley.v1.proto", codec.Proto, true},
+		{"json", "parley.v1.json", codec.JSON, true},
+		{"none is legacy", "", codec.Legacy, true},
+		{"unknown", "chat.v2", nil, false},
+		{"other version", "parley.v2.proto", nil, false},
+		{"padded", " parley.v1.json", nil, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			got, ok := codec.BySubprotocol(tc.in)
+			if got != tc.want || ok != tc.ok {
+				t.Fatalf("BySubprotocol(%q) = %v, %v; want %v, %v", tc.in, got, ok, tc.want, tc.ok)
+			}
+		})
+	}
+}
+
+// TestCodecIdentity checks that each codec's Kind, Subprotocol and Binary
+// agree with the lookups, since transport and rooms reach codecs both ways.
+func TestCodecIdentity(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		cd     codec.Codec
+		kind   parleypb.Codec
+		sub    string
+		binary bool
+	}{
+		{"proto", codec.Proto, parleypb.Codec_CODEC_PROTO, codec.ProtoSubprotocol, true},
+		{"json", codec.JSON, parleypb.Codec_CODEC_JSON, codec.JSONSubprotocol, false},
+		{"legacy", codec.Legacy, parleypb.Codec_CODEC_LEGACY, "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			if tc.cd.Kind() != tc.kind || tc.cd.Subprotocol() != tc.sub || tc.cd.Binary() != tc.binary {
+				t.Fatalf("Kind, Subprotocol, Binary = %v, %q, %v; want %v, %q, %v",
+					tc.cd.Kind(), tc.cd.Subprotocol(), tc.cd.Binary(), tc.kind, tc.sub, tc.binary)
+			}
+			if codec.For(tc.cd.Kind()) != tc.cd {
+				t.Fatal("For(Kind()) is another codec")
+			}
+			if got, ok := codec.BySubprotocol(tc.cd.Subprotocol()); !ok || got != tc.cd {
+				t.Fatal("BySubprotocol(Subprotocol()) is another codec")
+			}
+		})
+	}
+	if got, want := codec.Subprotocols(), []string{"parley.v1.proto", "parley.v1.json"}; !slices.Equal(got, want) {
+		t.Fatalf("Subprotocols() = %q, want %q (binary preferred)", got, want)
+	}
+}
