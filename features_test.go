@@ -399,7 +399,9 @@ func TestTypingWhoAndRooms(t *testing.T) {
 	if err := bob.Who(ctx); err != nil {
 		t.Fatal(err)
 	}
-	who := nextEvent(t, ctx, bob, "online list", func(e *parleypb.Envelope) bool { return e.GetPresence().GetMembers() != nil && e.GetPresence().GetRoom() == "" })
+	who := nextEvent(t, ctx, bob, "online list", func(e *parleypb.Envelope) bool {
+		return e.GetPresence().GetMembers() != nil && e.GetPresence().GetRoom() == ""
+	})
 	if got := fmt.Sprint(who.GetPresence().GetMembers()); !strings.Contains(got, "alice") || !strings.Contains(got, "bob") {
 		t.Fatalf("who = %s", got)
 	}
@@ -462,7 +464,6 @@ func TestHealthAndReadiness(t *testing.T) {
 		t.Fatalf("/readyz after shutdown: %d, want 503", rec.Code)
 	}
 }
-
 
 func devices(ms []*parleypb.Member) map[string]uint32 {
 	out := map[string]uint32{}
