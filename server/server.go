@@ -5,6 +5,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -78,7 +79,7 @@ func New(cfg Config) (*Server, error) {
 	ac := cfg.Actors
 	ac.Store, ac.Logger, ac.Faults = cfg.Store, cfg.Logger, cfg.Faults
 	if ac.MaxMessageBytes == 0 {
-		ac.MaxMessageBytes = int(cfg.Transport.MaxMessageBytes)
+		ac.MaxMessageBytes = int(cmp.Or(cfg.Transport.MaxMessageBytes, transport.DefaultMaxMessageBytes))
 	}
 	node, err := actors.NewNode(ac)
 	if err != nil {

@@ -59,6 +59,9 @@ type Handler interface {
 	Open(c *Conn) (Peer, error)
 }
 
+// DefaultMaxMessageBytes is the frame size limit when Options leaves it zero.
+const DefaultMaxMessageBytes = 64 << 10
+
 // HandlerFunc adapts a function to Handler.
 type HandlerFunc func(c *Conn) (Peer, error)
 
@@ -103,7 +106,7 @@ func (o Options) withDefaults() Options {
 		o.WriteTimeout = 10 * time.Second
 	}
 	if o.MaxMessageBytes <= 0 {
-		o.MaxMessageBytes = 64 << 10
+		o.MaxMessageBytes = DefaultMaxMessageBytes
 	}
 	if o.QueueSize <= 0 {
 		o.QueueSize = 256
