@@ -50,6 +50,9 @@ type sessionShared struct {
 type joined struct {
 	last   uint64
 	synced bool
+	// joinID is the request id of the client's join until it is answered;
+	// a failed join forgets the room.
+	joinID string
 }
 
 // session is the actor of one connection: identity, joined rooms, rate
@@ -85,6 +88,7 @@ func (s *session) Receive(ctx actor.Context) {
 	case *parleypb.Ack:
 		s.ack(m)
 	case *parleypb.Error:
+		s.roomError(ctx, m)
 		s.send(&parleypb.Envelope{Body: &parleypb.Envelope_Error{Error: m}})
 	case *parleypb.PresenceEvent:
 		s.presence(m)
@@ -232,7 +236,7 @@ func (s *session) ack(a *parleypb.Ack) {
 		// A join's ack: everything up to Seq has been replayed.
 		if j, ok := s.sh.rooms[a.GetRoom()]; ok {
 			j.last = max(j.last, a.GetSeq())
-			j.synced = true
+			j.synced, j.joinID = true, ""
 		}
 	}
 	s.send(&parleypb.Envelope{Body: &parleypb.Envelope_Ack{Ack: a}})
@@ -246,6 +250,28 @@ func (s *session) presence(p *parleypb.PresenceEvent) {
 		return
 	}
 	s.send(&parleypb.Envelope{Body: &parleypb.Envelope_Presence{Presence: p}})
+}
+
+// rejoinDelay spaces the retries of a re-join a room could not take (its
+// store was down).
+const rejoinDelay = 500 * time.Millisecond
+
+// roomError handles a room refusing a join. The client's own join is
+// forgotten (the client got the error and may retry); a re-join the session
+// made by itself is retried after a pause, since the client still counts on
+// being in the room.
+func (s *session) roomError(ctx actor.Context, e *parleypb.Error) {
+	j, ok := s.sh.rooms[e.GetRoom()]
+	if !ok || j.synced {
+		return
+	}
+	switch {
+	case j.joinID != "" && j.joinID == e.GetRequestId():
+		delete(s.sh.rooms, e.GetRoom())
+	case j.joinID == "" && e.GetRequestId() == "":
+		sys, self, room := s.n.System, ctx.Self(), e.GetRoom()
+		time.AfterFunc(rejoinDelay, func() { sys.Root.Send(self, &parleypb.RoomRestarted{Room: room}) })
+	}
 }
 
 // fail answers a request with an error frame.
@@ -358,7 +384,7 @@ func (s *session) joinRoom(ctx actor.Context, name string, since *uint64, reques
 	if since != nil && !rejoin {
 		j.last = *since
 	}
-	j.synced = false
+	j.synced, j.joinID = false, requestID
 	var from *uint64
 	if since != nil {
 		v := j.last

@@ -1,0 +1,510 @@
+package main_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/parleychat/parley/codec"
+	parleypb "github.com/parleychat/parley/proto"
+	"github.com/parleychat/parley/server"
+	"github.com/parleychat/parley/store"
+	"github.com/parleychat/parley/transport/client"
+)
+
+// testPostgres is the PostgreSQL the tests use; this machine kind runs one
+// at 127.0.0.1:5432 and test.sh starts it when it is down.
+func testPostgres() string {
+	if v := os.Getenv("PARLEY_TEST_POSTGRES"); v != "" {
+		return v
+	}
+	return "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+}
+
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+)
+
+// parleyBinary builds the real command once per test run.
+func parleyBinary(t *testing.T) string {
+	t.Helper()
+	binOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "parley-bin")
+		if err != nil {
+			binErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "parley")
+		out, err := exec.Command("go", "build", "-race", "-o", binPath, ".").CombinedOutput()
+		if err != nil {
+			binErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	return binPath
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// proc is a running parley process.
+type proc struct {
+	cmd  *exec.Cmd
+	done chan error
+}
+
+func startProc(t *testing.T, addr string, args ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(parleyBinary(t), append([]string{"-addr", addr, "-log-level", "warn"}, args...)...)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{cmd: cmd, done: make(chan error, 1)}
+	go func() { p.done <- cmd.Wait() }()
+	t.Cleanup(func() { p.kill() })
+	waitFor(t, 20*time.Second, func() error {
+		select {
+		case err := <-p.done:
+			p.done <- err
+			t.Fatalf("parley exited at start: %v", err)
+		default:
+		}
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("readyz %d", resp.StatusCode)
+		}
+		return nil
+	})
+	return p
+}
+
+func (p *proc) kill() {
+	if p.cmd.ProcessState == nil {
+		p.cmd.Process.Signal(syscall.SIGKILL)
+		<-p.done
+		p.done <- nil
+	}
+}
+
+// crashClient posts into its rooms with client message ids, keeps track of
+// what was acknowledged and of every event it saw, and resumes after a
+// reconnect exactly as a real client should.
+type crashClient struct {
+	name  string
+	url   func() string
+	rooms []string
+
+	mu      sync.Mutex
+	last    map[string]uint64            // room -> last seq seen
+	acked   map[string]uint64            // cmid -> seq
+	pending map[string]string            // cmid -> room, sent but not acked
+	errs    []string                     // gaps and duplicates seen
+	retried int                          // posts sent again after a reconnect
+	seen    map[string]map[uint64]string // room -> seq -> cmid
+	next    int
+}
+
+func newCrashClient(name string, url func() string, rooms ...string) *crashClient {
+	c := &crashClient{name: name, url: url, rooms: rooms, last: map[string]uint64{}, acked: map[string]uint64{},
+		pending: map[string]string{}, seen: map[string]map[uint64]string{}}
+	for _, r := range rooms {
+		c.seen[r] = map[uint64]string{}
+		c.last[r] = 0 // the first join replays the room from its start
+	}
+	return c
+}
+
+func (c *crashClient) record(ev *parleypb.RoomEvent) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	room, seq := ev.GetRoom(), ev.GetSeq()
+	last := c.last[room]
+	switch {
+	case seq <= last:
+		c.errs = append(c.errs, fmt.Sprintf("%s: duplicate %s seq %d after %d", c.name, room, seq, last))
+	case seq != last+1:
+		c.errs = append(c.errs, fmt.Sprintf("%s: hole in %s: seq %d after %d", c.name, room, seq, last))
+	}
+	c.last[room] = seq
+	c.seen[room][seq] = ev.GetClientMsgId()
+}
+
+// session runs one connection until ctx ends or the connection drops; it
+// reports whether it got as far as posting.
+func (c *crashClient) session(ctx context.Context) (posted int, err error) {
+	cl, err := client.Dial(ctx, c.url(), codec.Proto, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer cl.CloseNow()
+	if err := cl.Hello(ctx, c.name, false); err != nil {
+		return 0, err
+	}
+	readDone := make(chan struct{})
+	go func() {
+		defer close(readDone)
+		for {
+			env, err := cl.Next(context.Background())
+			if err != nil {
+				return
+			}
+			if ev := env.GetEvent(); ev != nil {
+				c.record(ev)
+			}
+		}
+	}()
+	defer func() { cl.CloseNow(); <-readDone }()
+	for _, r := range c.rooms {
+		c.mu.Lock()
+		since := c.last[r]
+		c.mu.Unlock()
+		if _, err := cl.Join(ctx, r, &since); err != nil {
+			return 0, err
+		}
+	}
+	// Retry what was sent but never acknowledged, with the same ids.
+	c.mu.Lock()
+	retry := make(map[string]string, len(c.pending))
+	for id, r := range c.pending {
+		retry[id] = r
+	}
+	c.mu.Unlock()
+	for id, r := range retry {
+		c.mu.Lock()
+		c.retried++
+		c.mu.Unlock()
+		if err := c.post(ctx, cl, r, id); err != nil {
+			return posted, err
+		}
+	}
+	for ctx.Err() == nil {
+		c.mu.Lock()
+		c.next++
+		id := fmt.Sprintf("%s-%d", c.name, c.next)
+		r := c.rooms[c.next%len(c.rooms)]
+		c.mu.Unlock()
+		if err := c.post(ctx, cl, r, id); err != nil {
+			return posted, err
+		}
+		posted++
+	}
+	return posted, nil
+}
+
+func (c *crashClient) post(ctx context.Context, cl *client.Client, room, id string) error {
+	c.mu.Lock()
+	c.pending[id] = room
+	c.mu.Unlock()
+	seq, err := cl.Post(ctx, room, "text of "+id, id)
+	if err != nil {
+		if client.ErrorCode(err) == parleypb.ErrorCode_ERROR_CODE_UNAVAILABLE {
+			return nil // stays pending: retried on the next session
+		}
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.pending, id)
+	if prev, ok := c.acked[id]; ok && prev != seq {
+		c.errs = append(c.errs, fmt.Sprintf("%s: %s acked as seq %d and %d", c.name, id, prev, seq))
+	}
+	c.acked[id] = seq
+	return nil
+}
+
+// run keeps reconnecting until stop, then runs until the client has posted
+// at least `after` messages in a session that began after `restarted`.
+func (c *crashClient) run(stop <-chan struct{}, done chan<- error) {
+	for {
+		ctx, cancel := context.WithCancel(context.Background())
+		go func() {
+			select {
+			case <-stop:
+			case <-ctx.Done():
+			}
+			cancel()
+		}()
+		_, err := c.session(ctx)
+		cancel()
+		select {
+		case <-stop:
+			done <- nil
+			return
+		default:
+		}
+		if err != nil {
+			time.Sleep(time.Duration(20+rand.IntN(50)) * time.Millisecond) // reconnect backoff with jitter
+		}
+	}
+}
+
+// TestCrashRecovery runs the real binary, kills it with SIGKILL while
+// clients post, restarts it on the same store, and checks that every
+// acknowledged post is stored exactly once in seq order, that every client
+// saw gap-free seqs, and that retried posts were not duplicated.
+func TestCrashRecovery(t *testing.T) {
+	for _, backend := range []string{"bolt", "postgres"} {
+		t.Run(backend, func(t *testing.T) {
+			t.Parallel()
+			addr := freeAddr(t)
+			args := []string{"-rate", "100000", "-burst", "100000"}
+			if backend == "bolt" {
+				args = append(args, "-store", "bolt", "-data", t.TempDir())
+			} else {
+				args = append(args, "-store", testPostgres())
+			}
+			run := fmt.Sprintf("%x", rand.Uint32()) // rooms unique to this run in a shared database
+			rooms := []string{"r1-" + run, "r2-" + run, "r3-" + run}
+			url := func() string { return "ws://" + addr + "/ws" }
+			var clients []*crashClient
+			for i := 0; i < 6; i++ {
+				clients = append(clients, newCrashClient(fmt.Sprint("u", i), url, rooms[i%3], rooms[(i+1)%3]))
+			}
+
+			p := startProc(t, addr, args...)
+			stop := make(chan struct{})
+			done := make(chan error, len(clients))
+			for _, c := range clients {
+				go c.run(stop, done)
+			}
+			ackedBy := func() int {
+				n := 0
+				for _, c := range clients {
+					c.mu.Lock()
+					n += len(c.acked)
+					c.mu.Unlock()
+				}
+				return n
+			}
+			waitFor(t, 20*time.Second, func() error {
+				if n := ackedBy(); n < 150 {
+					return fmt.Errorf("%d posts acked before the crash", n)
+				}
+				return nil
+			})
+			p.kill() // SIGKILL mid-stream
+			before := ackedBy()
+			t.Logf("killed with %d posts acked", before)
+
+			startProc(t, addr, args...)
+			waitFor(t, 30*time.Second, func() error {
+				if n := ackedBy(); n < before+150 {
+					return fmt.Errorf("%d posts acked after the restart (had %d)", n, before)
+				}
+				for _, c := range clients {
+					c.mu.Lock()
+					n := len(c.pending)
+					c.mu.Unlock()
+					if n > 1 { // at most the post in flight
+						return fmt.Errorf("%s still has %d unacknowledged posts", c.name, n)
+					}
+				}
+				return nil
+			})
+			close(stop)
+			for range clients {
+				<-done
+			}
+
+			// Read each room back from the server: every acked post once, in order.
+			ctx := testCtx(t, 20*time.Second)
+			reader, err := client.Dial(ctx, url(), codec.Proto, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer reader.CloseNow()
+			if err := reader.Hello(ctx, "auditor", false); err != nil {
+				t.Fatal(err)
+			}
+			stored := map[string]map[string]uint64{} // room -> cmid -> seq
+			for _, r := range rooms {
+				ack, err := reader.Join(ctx, r, u64(0))
+				if err != nil {
+					t.Fatal(err)
+				}
+				stored[r] = map[string]uint64{}
+				for seq := uint64(1); seq <= ack.GetSeq(); seq++ {
+					ev := roomEvent(t, ctx, reader, r)
+					if ev.GetSeq() != seq {
+						t.Fatalf("%s: stored seq %d where %d was due", r, ev.GetSeq(), seq)
+					}
+					if prev, dup := stored[r][ev.GetClientMsgId()]; dup {
+						t.Fatalf("%s: %s stored twice, as %d and %d", r, ev.GetClientMsgId(), prev, seq)
+					}
+					stored[r][ev.GetClientMsgId()] = seq
+				}
+			}
+			total, retried := 0, 0
+			for _, c := range clients {
+				retried += c.retried
+				if len(c.errs) > 0 {
+					t.Errorf("%s saw: %v", c.name, c.errs)
+				}
+				for id, seq := range c.acked {
+					found := false
+					for _, r := range c.rooms {
+						if got, ok := stored[r][id]; ok {
+							found = true
+							if got != seq {
+								t.Errorf("%s acked as %d but stored as %d", id, seq, got)
+							}
+						}
+					}
+					if !found {
+						t.Errorf("acknowledged %s (seq %d) is not stored", id, seq)
+					}
+				}
+				total += len(c.acked)
+				// What a client saw live must match the store, seq for seq.
+				for r, seen := range c.seen {
+					for seq, id := range seen {
+						if stored[r][id] != seq {
+							t.Errorf("%s saw %s as %s seq %d; stored as %d", c.name, id, r, seq, stored[r][id])
+						}
+					}
+				}
+			}
+			t.Logf("%d posts acknowledged, %d retried after the crash; all stored once, in order; no client saw a gap or a duplicate", total, retried)
+		})
+	}
+}
+
+
+// TestStartupFailuresNameTheFlag: a data directory that cannot be used or a
+// PostgreSQL that cannot be reached stops the real binary at start with a
+// message naming the flag to change.
+func TestStartupFailuresNameTheFlag(t *testing.T) {
+	t.Parallel()
+	corrupt := t.TempDir()
+	if err := os.WriteFile(filepath.Join(corrupt, "history.db"), []byte("this is not a bolt file, not at all; garbage garbage garbage"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	notDir := filepath.Join(t.TempDir(), "file")
+	os.WriteFile(notDir, []byte("x"), 0o600)
+	for _, tc := range []struct {
+		name, want string
+		args       []string
+	}{
+		{"corrupt bolt file", "-data", []string{"-data", corrupt}},
+		{"data is a file", "-data", []string{"-data", notDir}},
+		{"postgres unreachable", "-store", []string{"-store", "postgres://postgres@127.0.0.1:1/test?sslmode=disable&connect_timeout=2"}},
+		{"unknown store", "-store", []string{"-store", "mongodb://x"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := testCtx(t, 30*time.Second)
+			cmd := exec.CommandContext(ctx, parleyBinary(t), append([]string{"-addr", "127.0.0.1:0"}, tc.args...)...)
+			out, err := cmd.CombinedOutput()
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+				t.Fatalf("exit: %v, want status 1\n%s", err, out)
+			}
+			if !strings.Contains(string(out), tc.want) {
+				t.Fatalf("output does not name %s:\n%s", tc.want, out)
+			}
+			t.Logf("%s", out)
+		})
+	}
+}
+
+// flakyStore is an in-memory store that fails while fail is set.
+type flakyStore struct {
+	*store.Memory
+	fail atomic.Bool
+}
+
+var errStoreDown = errors.New("disk on fire")
+
+func (f *flakyStore) Append(ctx context.Context, msgs []store.Message) error {
+	if f.fail.Load() {
+		return errStoreDown
+	}
+	return f.Memory.Append(ctx, msgs)
+}
+
+func (f *flakyStore) Bounds(ctx context.Context, room string) (store.Bounds, error) {
+	if f.fail.Load() {
+		return store.Bounds{}, errStoreDown
+	}
+	return f.Memory.Bounds(ctx, room)
+}
+
+func (f *flakyStore) Before(ctx context.Context, room string, before uint64, limit int) ([]store.Message, error) {
+	if f.fail.Load() {
+		return nil, errStoreDown
+	}
+	return f.Memory.Before(ctx, room, before, limit)
+}
+
+// TestStoreOutage: while the store fails, posts get UNAVAILABLE error
+// frames, never an ack; when it recovers, the same posts (same
+// clientMsgId) go through with the next seq and nobody sees a hole.
+func TestStoreOutage(t *testing.T) {
+	t.Parallel()
+	st := &flakyStore{Memory: store.NewMemory()}
+	srv := startServer(t, func(c *server.Config) { c.Store = st })
+	ctx := testCtx(t, 10*time.Second)
+	alice := login(t, ctx, srv, codec.JSON, "alice", "r")
+	bob := login(t, ctx, srv, codec.Proto, "bob", "r")
+	if seq, err := alice.Post(ctx, "r", "one", "1"); err != nil || seq != 1 {
+		t.Fatalf("post: %d %v", seq, err)
+	}
+	st.fail.Store(true)
+	for i := 0; i < 3; i++ {
+		_, err := alice.Post(ctx, "r", "two", "2")
+		if client.ErrorCode(err) != parleypb.ErrorCode_ERROR_CODE_UNAVAILABLE {
+			t.Fatalf("post during outage: %v, want UNAVAILABLE", err)
+		}
+	}
+	st.fail.Store(false)
+	if seq, err := alice.Post(ctx, "r", "two", "2"); err != nil || seq != 2 {
+		t.Fatalf("post after recovery: %d %v, want seq 2", seq, err)
+	}
+	for _, want := range []string{"one", "two"} {
+		if ev := roomEvent(t, ctx, bob, "r"); ev.GetText() != want {
+			t.Fatalf("bob got %v, want %q", ev, want)
+		}
+	}
+	// A room that starts while the store is down answers UNAVAILABLE too,
+	// and works once it is back.
+	st.fail.Store(true)
+	_, err := alice.Join(ctx, "fresh", nil)
+	if client.ErrorCode(err) != parleypb.ErrorCode_ERROR_CODE_UNAVAILABLE {
+		t.Fatalf("join during outage: %v, want UNAVAILABLE", err)
+	}
+	_, err = alice.Post(ctx, "fresh", "x", "x")
+	if client.ErrorCode(err) != parleypb.ErrorCode_ERROR_CODE_NOT_JOINED {
+		t.Fatalf("post to a room whose join failed: %v, want NOT_JOINED", err)
+	}
+	st.fail.Store(false)
+	if _, err := alice.Join(ctx, "fresh", nil); err != nil {
+		t.Fatalf("join after recovery: %v", err)
+	}
+}
