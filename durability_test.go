@@ -397,7 +397,6 @@ func TestCrashRecovery(t *testing.T) {
 	}
 }
 
-
 // TestStartupFailuresNameTheFlag: a data directory that cannot be used or a
 // PostgreSQL that cannot be reached stops the real binary at start with a
 // message naming the flag to change.
