@@ -114,10 +114,11 @@ func (p *proc) kill() {
 	}
 }
 
-// crashClient posts into its rooms with client message ids, keeps track of
+// resumingClient posts into its rooms with client message ids, keeps track of
 // what was acknowledged and of every event it saw, and resumes after a
-// reconnect exactly as a real client should.
-type crashClient struct {
+// reconnect exactly as a real client should. The crash and chaos tests
+// share it.
+type resumingClient struct {
 	name  string
 	url   func() string
 	rooms []string
@@ -128,13 +129,19 @@ type crashClient struct {
 	pending map[string]string            // cmid -> room, sent but not acked
 	errs    []string                     // gaps and duplicates seen
 	retried int                          // posts sent again after a reconnect
+	closes  map[int]int                  // close code -> times the server closed us
+	pace    time.Duration                // pause between posts (jittered); 0: none
+	quiet   chan struct{}                // closed: stop posting, keep reading
+	calm    chan struct{}                // closed once no post of ours is in flight after quiet
+	calmed  sync.Once
+	watch   bool                         // hello with watchOnline
 	seen    map[string]map[uint64]string // room -> seq -> cmid
 	next    int
 }
 
-func newCrashClient(name string, url func() string, rooms ...string) *crashClient {
-	c := &crashClient{name: name, url: url, rooms: rooms, last: map[string]uint64{}, acked: map[string]uint64{},
-		pending: map[string]string{}, seen: map[string]map[uint64]string{}}
+func newResumingClient(name string, url func() string, rooms ...string) *resumingClient {
+	c := &resumingClient{name: name, url: url, rooms: rooms, last: map[string]uint64{}, acked: map[string]uint64{},
+		pending: map[string]string{}, seen: map[string]map[uint64]string{}, closes: map[int]int{}, quiet: make(chan struct{}), calm: make(chan struct{})}
 	for _, r := range rooms {
 		c.seen[r] = map[uint64]string{}
 		c.last[r] = 0 // the first join replays the room from its start
@@ -142,7 +149,7 @@ func newCrashClient(name string, url func() string, rooms ...string) *crashClien
 	return c
 }
 
-func (c *crashClient) record(ev *parleypb.RoomEvent) {
+func (c *resumingClient) record(ev *parleypb.RoomEvent) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	room, seq := ev.GetRoom(), ev.GetSeq()
@@ -159,13 +166,24 @@ func (c *crashClient) record(ev *parleypb.RoomEvent) {
 
 // session runs one connection until ctx ends or the connection drops; it
 // reports whether it got as far as posting.
-func (c *crashClient) session(ctx context.Context) (posted int, err error) {
+func (c *resumingClient) session(ctx context.Context) (posted int, err error) {
 	cl, err := client.Dial(ctx, c.url(), codec.Proto, nil)
 	if err != nil {
 		return 0, err
 	}
 	defer cl.CloseNow()
-	if err := cl.Hello(ctx, c.name, false); err != nil {
+	defer func() {
+		select {
+		case <-cl.Done(): // the server (or the network) ended it
+			if ctx.Err() == nil {
+				c.mu.Lock()
+				c.closes[client.CloseCode(cl.Err())]++
+				c.mu.Unlock()
+			}
+		default:
+		}
+	}()
+	if err := cl.Hello(ctx, c.name, c.watch); err != nil {
 		return 0, err
 	}
 	readDone := make(chan struct{})
@@ -191,6 +209,10 @@ func (c *crashClient) session(ctx context.Context) (posted int, err error) {
 		}
 	}
 	// Retry what was sent but never acknowledged, with the same ids.
+	if c.isQuiet() {
+		<-ctx.Done()
+		return 0, nil
+	}
 	c.mu.Lock()
 	retry := make(map[string]string, len(c.pending))
 	for id, r := range c.pending {
@@ -206,6 +228,17 @@ func (c *crashClient) session(ctx context.Context) (posted int, err error) {
 		}
 	}
 	for ctx.Err() == nil {
+		if c.isQuiet() {
+			<-ctx.Done() // keep reading until told to go
+			return posted, nil
+		}
+		if c.pace > 0 {
+			select {
+			case <-ctx.Done():
+				return posted, nil
+			case <-time.After(c.pace/2 + rand.N(c.pace)):
+			}
+		}
 		c.mu.Lock()
 		c.next++
 		id := fmt.Sprintf("%s-%d", c.name, c.next)
@@ -219,16 +252,43 @@ func (c *crashClient) session(ctx context.Context) (posted int, err error) {
 	return posted, nil
 }
 
-func (c *crashClient) post(ctx context.Context, cl *client.Client, room, id string) error {
+// isQuiet reports whether posting must stop, and then marks the client calm:
+// it is only called between posts.
+func (c *resumingClient) isQuiet() bool {
+	select {
+	case <-c.quiet:
+		c.calmed.Do(func() { close(c.calm) })
+		return true
+	default:
+		return false
+	}
+}
+
+func (c *resumingClient) post(ctx context.Context, cl *client.Client, room, id string) error {
 	c.mu.Lock()
 	c.pending[id] = room
 	c.mu.Unlock()
-	seq, err := cl.Post(ctx, room, "text of "+id, id)
-	if err != nil {
-		if client.ErrorCode(err) == parleypb.ErrorCode_ERROR_CODE_UNAVAILABLE {
-			return nil // stays pending: retried on the next session
+	var seq uint64
+	for attempt := 0; ; attempt++ {
+		// A request whose answer was lost (the actor handling it failed) is
+		// sent again after a timeout, with the same id, like any real client.
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		var err error
+		seq, err = cl.Post(pctx, room, "text of "+id, id)
+		cancel()
+		if err == nil {
+			break
 		}
-		return err
+		retryable := client.ErrorCode(err) == parleypb.ErrorCode_ERROR_CODE_UNAVAILABLE ||
+			(errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil)
+		if !retryable || attempt == 20 {
+			return err // stays pending: retried on the next session
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -240,9 +300,9 @@ func (c *crashClient) post(ctx context.Context, cl *client.Client, room, id stri
 	return nil
 }
 
-// run keeps reconnecting until stop, then runs until the client has posted
-// at least `after` messages in a session that began after `restarted`.
-func (c *crashClient) run(stop <-chan struct{}, done chan<- error) {
+// run keeps a session going, reconnecting with jittered backoff whenever
+// the connection ends, until stop is closed.
+func (c *resumingClient) run(stop <-chan struct{}, done chan<- error) {
 	for {
 		ctx, cancel := context.WithCancel(context.Background())
 		go func() {
@@ -284,9 +344,9 @@ func TestCrashRecovery(t *testing.T) {
 			run := fmt.Sprintf("%x", rand.Uint32()) // rooms unique to this run in a shared database
 			rooms := []string{"r1-" + run, "r2-" + run, "r3-" + run}
 			url := func() string { return "ws://" + addr + "/ws" }
-			var clients []*crashClient
+			var clients []*resumingClient
 			for i := 0; i < 6; i++ {
-				clients = append(clients, newCrashClient(fmt.Sprint("u", i), url, rooms[i%3], rooms[(i+1)%3]))
+				clients = append(clients, newResumingClient(fmt.Sprint("u", i), url, rooms[i%3], rooms[(i+1)%3]))
 			}
 
 			p := startProc(t, addr, args...)

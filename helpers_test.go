@@ -162,3 +162,11 @@ func noSessions(srv *server.Server) func() error {
 }
 
 var codecs = []codec.Codec{codec.Proto, codec.JSON}
+
+// quietLogger logs warnings and errors only, for tests that would drown
+// the output in connection lines.
+func quietLogger(t *testing.T) *slog.Logger {
+	w := &testWriter{t: t}
+	t.Cleanup(w.stop)
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}

@@ -16,6 +16,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,6 +40,9 @@ type Config struct {
 	// History is how many recent messages a room keeps in memory and replays
 	// to a client that joins without a resume point. Zero means 100.
 	History int
+	// MaxReplay is the longest gap replayed to a resuming client; a longer
+	// one replays its newest MaxReplay events after a Reset. Zero means 10000.
+	MaxReplay int
 	// DedupWindow is how many recent client message ids a room remembers to
 	// acknowledge retried posts once. Zero means 10000.
 	DedupWindow int
@@ -75,6 +80,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.History <= 0 {
 		c.History = 100
+	}
+	if c.MaxReplay <= 0 {
+		c.MaxReplay = 10000
 	}
 	if c.DedupWindow <= 0 {
 		c.DedupWindow = 10000
@@ -125,6 +133,10 @@ type Node struct {
 
 	presence *actor.PID
 	rooms    *actor.PID
+	// sessionOpts holds the options every session shares. Its strategy
+	// must be one value: Proto.Actor keeps one guardian process per
+	// strategy, so a strategy per session would leak one per connection.
+	sessionOpts []actor.PropsOption
 
 	nextSession atomic.Uint64
 	live        sync.Map // session PID key -> *actor.PID
@@ -152,9 +164,13 @@ func NewNode(cfg Config) (*Node, error) {
 		}
 	})
 
+	n.sessionOpts = append([]actor.PropsOption{actor.WithGuardian(n.sessionStrategy())}, middleware(cfg.Faults, "session")...)
 	root := n.System.Root
 	var err error
-	presenceOpts := append([]actor.PropsOption{actor.WithGuardian(supervision.OneForOne(supervision.Options{Kind: "presence", Logger: n.log, Stats: &n.Stats.Presence}))},
+	presenceOpts := append([]actor.PropsOption{actor.WithGuardian(supervision.OneForOne(supervision.Options{
+		// Presence is one per node and everyone needs it: it is never given
+		// up on, only restarted more slowly (backoff up to 1 s).
+		Kind: "presence", MaxRestarts: math.MaxInt, Logger: n.log, Stats: &n.Stats.Presence}))},
 		middleware(cfg.Faults, "presence")...)
 	n.presence, err = root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return newPresence(n) }, presenceOpts...), "presence")
 	if err != nil {
@@ -207,8 +223,7 @@ func (n *Node) Open(c *transport.Conn) (transport.Peer, error) {
 func (n *Node) attach(c conn) (transport.Peer, error) {
 	id := fmt.Sprintf("s%d", n.nextSession.Add(1))
 	sh := &sessionShared{id: id, conn: c, codec: c.Codec(), rooms: make(map[string]*joined)}
-	props := actor.PropsFromProducer(func() actor.Actor { return newSession(n, sh) },
-		append([]actor.PropsOption{actor.WithGuardian(n.sessionStrategy())}, middleware(n.cfg.Faults, "session")...)...)
+	props := actor.PropsFromProducer(func() actor.Actor { return newSession(n, sh) }, n.sessionOpts...)
 	pid, err := n.System.Root.SpawnNamed(props, "session-"+id)
 	if err != nil {
 		return nil, fmt.Errorf("actors: spawn session: %w", err)
@@ -245,6 +260,47 @@ func (n *Node) eachSession(msg proto.Message) {
 		n.System.Root.Send(v.(*actor.PID), msg)
 		return true
 	})
+}
+
+// InjectFault makes one actor of a kind fail, for tests and staging: a
+// random live session ("session"), the named room ("room"), or presence
+// ("presence"). drop makes a session abort its socket instead of panicking.
+// It does nothing unless Config.Faults enables that kind, and reports
+// whether a target was found.
+func (n *Node) InjectFault(kind, room string, drop bool) bool {
+	if !n.cfg.Faults.Enabled(kind) {
+		return false
+	}
+	msg := &parleypb.InjectFault{Room: room, Drop: drop}
+	switch kind {
+	case "session":
+		if pid := n.randomSession(); pid != nil {
+			n.System.Root.Send(pid, msg)
+			return true
+		}
+	case "room":
+		n.Directory.Tell(n.System.Root, msg)
+		return true
+	case "presence":
+		n.System.Root.Send(n.presence, msg)
+		return true
+	}
+	return false
+}
+
+// randomSession picks a live session uniformly (reservoir sampling over the
+// registry, so no list is kept for it).
+func (n *Node) randomSession() *actor.PID {
+	var pick *actor.PID
+	i := 0
+	n.live.Range(func(_, v any) bool {
+		i++
+		if rand.IntN(i) == 0 {
+			pick = v.(*actor.PID)
+		}
+		return true
+	})
+	return pick
 }
 
 // Shutdown asks every session to close with 1001, waits for them to stop,

@@ -22,6 +22,9 @@ const storeTimeout = 5 * time.Second
 // client resumes from further back than its in-memory window.
 const replayPage = 256
 
+// legacyReplay is how much recent history a tutorial client gets on login.
+const legacyReplay = 50
+
 func roomProps(n *Node, name string) *actor.Props {
 	return actor.PropsFromProducer(func() actor.Actor { return newRoom(n, name) }, middleware(n.cfg.Faults, "room")...)
 }
@@ -347,7 +350,12 @@ func (r *room) join(ctx actor.Context, m *parleypb.RoomJoin) {
 	r.members[key] = mem
 	r.codecs[mem.codec]++
 
-	r.replay(ctx, mem, m.Since)
+	if err := r.replay(ctx, mem, m.Since); err != nil {
+		r.log.Error("replay from the store failed; refusing the join", "err", err)
+		r.leave(ctx, mem.pid, "")
+		errorTo(ctx, m.GetSession(), m.GetRequestId(), r.name, parleypb.ErrorCode_ERROR_CODE_UNAVAILABLE, "history store unavailable; join again later")
+		return
+	}
 	ctx.Send(m.GetSession(), &parleypb.Ack{RequestId: m.GetRequestId(), Room: r.name, Seq: r.committed, Members: r.memberList()})
 	if newUser {
 		ctx.Send(ctx.Parent(), &parleypb.RoomCount{Room: r.name, Members: uint32(len(r.users))})
@@ -358,28 +366,42 @@ func (r *room) join(ctx actor.Context, m *parleypb.RoomJoin) {
 }
 
 // replay sends mem the events after since (or the window when since is
-// nil), from the window when it reaches back far enough, else from the
-// store in pages.
-func (r *room) replay(ctx actor.Context, mem *member, since *uint64) {
-	var mask [4]bool
-	mask[mem.codec] = true
+// nil): from the window when it reaches back far enough, else from the store.
+// Events go in batches of up to replayPage (DeliverBatch), which the session
+// writes as one frame each, so a long replay takes few queue slots. A gap
+// that retention deleted, or one longer than MaxReplay, is announced with a
+// Reset naming where the replay starts: never skipped silently. An error
+// means the store could not be read and nothing was sent.
+func (r *room) replay(ctx actor.Context, mem *member, since *uint64) error {
 	from := uint64(0)
 	if len(r.window) > 0 {
 		from = r.window[0].ev.Seq - 1
 	}
 	if since != nil {
 		from = *since
+	} else if mem.codec == parleypb.Codec_CODEC_LEGACY && r.committed > legacyReplay {
+		// The tutorial's page cannot batch: one frame per event must fit
+		// its outbound queue with room to spare.
+		from = max(from, r.committed-legacyReplay)
 	}
 	if from >= r.committed {
-		return
+		return nil
+	}
+	if limit := uint64(r.n.cfg.MaxReplay); r.committed-from > limit {
+		ctx.Send(mem.pid, &parleypb.Reset{Room: r.name, Since: from, OldestSeq: r.committed - limit + 1})
+		from = r.committed - limit
 	}
 	windowStart := r.committed + 1
 	if len(r.window) > 0 {
 		windowStart = r.window[0].ev.Seq
 	}
 	if from+1 < windowStart {
-		from = r.replayStored(ctx, mem, from, windowStart, mask)
+		var err error
+		if from, err = r.replayStored(ctx, mem, from, windowStart); err != nil {
+			return err
+		}
 	}
+	batch := &parleypb.DeliverBatch{Room: r.name}
 	for _, e := range r.window {
 		if e.ev.Seq <= from {
 			continue
@@ -391,21 +413,26 @@ func (r *room) replay(ctx actor.Context, mem *member, since *uint64) {
 			all[mem.codec] = true
 			e.deliver = r.encodeEvent(e.ev, all)
 		}
-		ctx.Send(mem.pid, e.deliver)
+		batch.Items = append(batch.Items, e.deliver)
+		if len(batch.Items) == replayPage {
+			ctx.Send(mem.pid, batch)
+			batch = &parleypb.DeliverBatch{Room: r.name}
+		}
 	}
+	if len(batch.Items) > 0 {
+		ctx.Send(mem.pid, batch)
+	}
+	return nil
 }
 
 // replayStored sends mem the stored events after `after` and before
-// windowStart, page by page, and returns the last seq it sent. A gap that
-// retention already deleted is announced with a Reset, never skipped
-// silently.
-func (r *room) replayStored(ctx actor.Context, mem *member, after, windowStart uint64, mask [4]bool) uint64 {
+// windowStart, page by page, and returns the last seq it covered.
+func (r *room) replayStored(ctx actor.Context, mem *member, after, windowStart uint64) (uint64, error) {
 	sctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 	b, err := r.n.cfg.Store.Bounds(sctx, r.name)
 	cancel()
 	if err != nil {
-		r.log.Error("replay from store failed", "err", err)
-		return after
+		return after, err
 	}
 	r.oldest = b.Oldest
 	if oldest := max(b.Oldest, 1); after+1 < oldest || (b.Oldest == 0 && after < b.Latest) {
@@ -415,22 +442,26 @@ func (r *room) replayStored(ctx actor.Context, mem *member, after, windowStart u
 		ctx.Send(mem.pid, &parleypb.Reset{Room: r.name, Since: after, OldestSeq: oldest})
 		after = oldest - 1
 	}
+	var mask [4]bool
+	mask[mem.codec] = true
 	for after+1 < windowStart {
 		sctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 		page, err := r.n.cfg.Store.After(sctx, r.name, after, min(replayPage, int(windowStart-after-1)))
 		cancel()
-		if err != nil || len(page) == 0 {
-			if err != nil {
-				r.log.Error("replay from store failed", "err", err)
-			}
-			break
+		if err != nil {
+			return after, err
 		}
-		for _, msg := range page {
-			ctx.Send(mem.pid, r.encodeEvent(eventOf(msg), mask))
+		if len(page) == 0 {
+			break // retention caught up with us mid-replay; the window follows
 		}
+		batch := &parleypb.DeliverBatch{Room: r.name, Items: make([]*parleypb.Deliver, len(page))}
+		for i, msg := range page {
+			batch.Items[i] = r.encodeEvent(eventOf(msg), mask)
+		}
+		ctx.Send(mem.pid, batch)
 		after = page[len(page)-1].Seq
 	}
-	return after
+	return after, nil
 }
 
 func hasFrame(d *parleypb.Deliver, k parleypb.Codec) bool {

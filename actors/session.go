@@ -20,6 +20,7 @@ import (
 type conn interface {
 	Send(frame []byte) bool
 	Close(code int, reason string)
+	Abort()
 	RemoteAddr() string
 	Codec() codec.Codec
 	ID() string
@@ -84,7 +85,11 @@ func (s *session) Receive(ctx actor.Context) {
 		s.idle.Touch()
 		s.request(ctx, m)
 	case *parleypb.Deliver:
-		s.deliver(ctx, m)
+		if f := s.accept(ctx, m); f != nil {
+			s.queue(f)
+		}
+	case *parleypb.DeliverBatch:
+		s.deliverBatch(ctx, m)
 	case *parleypb.Ack:
 		s.ack(m)
 	case *parleypb.Error:
@@ -116,6 +121,12 @@ func (s *session) Receive(ctx actor.Context) {
 	case *parleypb.ConnClosed:
 		s.sh.closed = true
 		ctx.Stop(ctx.Self())
+	case *parleypb.InjectFault:
+		if m.GetDrop() && s.n.cfg.Faults.Enabled("session") {
+			s.n.cfg.Faults.Injected.Add(1)
+			s.log.Warn("injected fault: dropping the socket")
+			s.sh.conn.Abort()
+		}
 	case *parleypb.Shutdown:
 		s.close(transport.StatusGoingAway, m.GetReason())
 	case *parleypb.IdleCheck:
@@ -201,19 +212,22 @@ func (s *session) queue(frame []byte) {
 	}
 }
 
-func (s *session) deliver(ctx actor.Context, d *parleypb.Deliver) {
+// accept applies a delivery to the client's resume state and returns the
+// frame to send, or nil: for a room the client left, an event it already
+// has, or a gap (which starts a re-join that fills it).
+func (s *session) accept(ctx actor.Context, d *parleypb.Deliver) []byte {
 	j, ok := s.sh.rooms[d.GetRoom()]
 	if !ok {
-		return // left the room; a late delivery
+		return nil // left the room; a late delivery
 	}
 	if seq := d.GetSeq(); seq != 0 {
 		if seq <= j.last {
-			return // already delivered (a replay overlapping what the client has)
+			return nil // already delivered (a replay overlapping what the client has)
 		}
 		if j.synced && seq != j.last+1 {
 			s.log.Info("gap in room events; resuming from the last one delivered", "room", d.GetRoom(), "last", j.last, "got", seq)
 			s.joinRoom(ctx, d.GetRoom(), &j.last, "", true)
-			return
+			return nil
 		}
 		j.last = seq
 	}
@@ -226,7 +240,30 @@ func (s *session) deliver(ctx actor.Context, d *parleypb.Deliver) {
 	case parleypb.Codec_CODEC_LEGACY:
 		f = d.GetLegacyFrame()
 	}
-	if len(f) > 0 {
+	if len(f) == 0 {
+		return nil
+	}
+	return f
+}
+
+// deliverBatch queues a replay page as one frame where the codec batches.
+func (s *session) deliverBatch(ctx actor.Context, b *parleypb.DeliverBatch) {
+	frames := make([][]byte, 0, len(b.GetItems()))
+	for _, d := range b.GetItems() {
+		if f := s.accept(ctx, d); f != nil {
+			frames = append(frames, f)
+		}
+	}
+	if len(frames) == 0 {
+		return
+	}
+	if len(frames) > 1 {
+		if f, ok := s.sh.codec.AppendBatch(nil, frames); ok {
+			s.queue(f)
+			return
+		}
+	}
+	for _, f := range frames {
 		s.queue(f)
 	}
 }

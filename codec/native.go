@@ -1,6 +1,7 @@
 package codec
 
 import (
+	"bytes"
 	"fmt"
 
 	"google.golang.org/protobuf/encoding/protojson"
@@ -42,19 +43,42 @@ const (
 
 // AppendBatch builds Envelope{batch: Batch{items: frames}} from frames that
 // are already encoded envelopes, without decoding them: an embedded message
-// is its tag, its length and its bytes.
+// is its tag, its length and its bytes. A frame that is itself a batch is
+// spliced in item by item, so a batch never holds a batch.
 func (protoCodec) AppendBatch(dst []byte, frames [][]byte) ([]byte, bool) {
 	inner := 0
 	for _, f := range frames {
-		inner += protowire.SizeTag(itemsField) + protowire.SizeBytes(len(f))
+		if items, ok := protoBatchItems(f); ok {
+			inner += len(items)
+		} else {
+			inner += protowire.SizeTag(itemsField) + protowire.SizeBytes(len(f))
+		}
 	}
 	dst = protowire.AppendTag(dst, batchField, protowire.BytesType)
 	dst = protowire.AppendVarint(dst, uint64(inner))
 	for _, f := range frames {
+		if items, ok := protoBatchItems(f); ok {
+			dst = append(dst, items...)
+			continue
+		}
 		dst = protowire.AppendTag(dst, itemsField, protowire.BytesType)
 		dst = protowire.AppendBytes(dst, f)
 	}
 	return dst, true
+}
+
+// protoBatchItems returns the encoded items field of a frame that is exactly
+// one Envelope{batch}, as AppendBatch writes it.
+func protoBatchItems(f []byte) ([]byte, bool) {
+	num, typ, n := protowire.ConsumeTag(f)
+	if n < 0 || num != batchField || typ != protowire.BytesType {
+		return nil, false
+	}
+	body, m := protowire.ConsumeBytes(f[n:])
+	if m < 0 || n+m != len(f) {
+		return nil, false
+	}
+	return body, true
 }
 
 type jsonCodec struct{}
@@ -80,15 +104,29 @@ func (jsonCodec) Encode(env *parleypb.Envelope) ([]byte, error) {
 	return jsonOut.Marshal(env)
 }
 
+const (
+	jsonBatchOpen  = `{"batch":{"items":[`
+	jsonBatchClose = `]}}`
+)
+
 // AppendBatch splices already encoded JSON envelopes into
-// {"batch":{"items":[...]}} without re-encoding them.
+// {"batch":{"items":[...]}} without re-encoding them. A frame that is itself
+// such a batch is spliced in item by item, so a batch never holds a batch.
 func (jsonCodec) AppendBatch(dst []byte, frames [][]byte) ([]byte, bool) {
-	dst = append(dst, `{"batch":{"items":[`...)
-	for i, f := range frames {
-		if i > 0 {
+	dst = append(dst, jsonBatchOpen...)
+	first := true
+	for _, f := range frames {
+		if bytes.HasPrefix(f, []byte(jsonBatchOpen)) && bytes.HasSuffix(f, []byte(jsonBatchClose)) {
+			f = f[len(jsonBatchOpen) : len(f)-len(jsonBatchClose)]
+			if len(f) == 0 {
+				continue
+			}
+		}
+		if !first {
 			dst = append(dst, ',')
 		}
+		first = false
 		dst = append(dst, f...)
 	}
-	return append(dst, "]}}"...), true
+	return append(dst, jsonBatchClose...), true
 }

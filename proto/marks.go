@@ -7,4 +7,5 @@ func (*ConnClosed) IgnoreDeadLetterLogging() {}
 
 // Deliveries to a session that just stopped are expected too: the room
 // learns of the stop a moment later (it watches its members).
-func (*Deliver) IgnoreDeadLetterLogging() {}
+func (*Deliver) IgnoreDeadLetterLogging()      {}
+func (*DeliverBatch) IgnoreDeadLetterLogging() {}

@@ -1565,10 +1565,12 @@ func (x *PresenceEvent) GetMembers() []*Member {
 	return nil
 }
 
-// Reset tells a resuming client that part of the gap it asked for is gone
-// (deleted by retention): events from oldest_seq on follow; everything
-// before it is lost for good. Never sent silently: a client that gets no
-// Reset got every event after its since.
+// Reset tells a resuming client that part of the gap it asked for will not
+// be replayed: it was deleted by retention, or it is longer than the server
+// replays at once (-max-replay). Events from oldest_seq on follow; older
+// ones may still be read with a HistoryRequest unless retention deleted
+// them. Never silent: a client that gets no Reset got every event after
+// its since.
 type Reset struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Room  string                 `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
@@ -2189,6 +2191,60 @@ func (x *Deliver) GetEvent() *RoomEvent {
 	return nil
 }
 
+// DeliverBatch is a page of replayed events for one session, which writes
+// it as one frame (a Batch envelope) where its codec allows.
+type DeliverBatch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Room          string                 `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
+	Items         []*Deliver             `protobuf:"bytes,2,rep,name=items,proto3" json:"items,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeliverBatch) Reset() {
+	*x = DeliverBatch{}
+	mi := &file_parley_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeliverBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeliverBatch) ProtoMessage() {}
+
+func (x *DeliverBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeliverBatch.ProtoReflect.Descriptor instead.
+func (*DeliverBatch) Descriptor() ([]byte, []int) {
+	return file_parley_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *DeliverBatch) GetRoom() string {
+	if x != nil {
+		return x.Room
+	}
+	return ""
+}
+
+func (x *DeliverBatch) GetItems() []*Deliver {
+	if x != nil {
+		return x.Items
+	}
+	return nil
+}
+
 // RoomWho asks a room for its member list; answered with a PresenceEvent
 // snapshot (members set).
 type RoomWho struct {
@@ -2201,7 +2257,7 @@ type RoomWho struct {
 
 func (x *RoomWho) Reset() {
 	*x = RoomWho{}
-	mi := &file_parley_proto_msgTypes[28]
+	mi := &file_parley_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2213,7 +2269,7 @@ func (x *RoomWho) String() string {
 func (*RoomWho) ProtoMessage() {}
 
 func (x *RoomWho) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[28]
+	mi := &file_parley_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2226,7 +2282,7 @@ func (x *RoomWho) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomWho.ProtoReflect.Descriptor instead.
 func (*RoomWho) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{28}
+	return file_parley_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RoomWho) GetRoom() string {
@@ -2254,7 +2310,7 @@ type RoomRestarted struct {
 
 func (x *RoomRestarted) Reset() {
 	*x = RoomRestarted{}
-	mi := &file_parley_proto_msgTypes[29]
+	mi := &file_parley_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2266,7 +2322,7 @@ func (x *RoomRestarted) String() string {
 func (*RoomRestarted) ProtoMessage() {}
 
 func (x *RoomRestarted) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[29]
+	mi := &file_parley_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2279,7 +2335,7 @@ func (x *RoomRestarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomRestarted.ProtoReflect.Descriptor instead.
 func (*RoomRestarted) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{29}
+	return file_parley_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *RoomRestarted) GetRoom() string {
@@ -2287,6 +2343,63 @@ func (x *RoomRestarted) GetRoom() string {
 		return x.Room
 	}
 	return ""
+}
+
+// InjectFault makes an actor fail on purpose. Only a server built and
+// configured for fault injection (tests, staging) honours it; others ignore
+// it. room names the room when it is sent through the directory.
+type InjectFault struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Room  string                 `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
+	// Drop makes a session abort its socket (no close frame) instead of
+	// panicking, as a network failure would.
+	Drop          bool `protobuf:"varint,2,opt,name=drop,proto3" json:"drop,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InjectFault) Reset() {
+	*x = InjectFault{}
+	mi := &file_parley_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InjectFault) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InjectFault) ProtoMessage() {}
+
+func (x *InjectFault) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InjectFault.ProtoReflect.Descriptor instead.
+func (*InjectFault) Descriptor() ([]byte, []int) {
+	return file_parley_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *InjectFault) GetRoom() string {
+	if x != nil {
+		return x.Room
+	}
+	return ""
+}
+
+func (x *InjectFault) GetDrop() bool {
+	if x != nil {
+		return x.Drop
+	}
+	return false
 }
 
 // IdleCheck is an actor's timer telling it to check whether it has been
@@ -2299,7 +2412,7 @@ type IdleCheck struct {
 
 func (x *IdleCheck) Reset() {
 	*x = IdleCheck{}
-	mi := &file_parley_proto_msgTypes[30]
+	mi := &file_parley_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2311,7 +2424,7 @@ func (x *IdleCheck) String() string {
 func (*IdleCheck) ProtoMessage() {}
 
 func (x *IdleCheck) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[30]
+	mi := &file_parley_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2324,7 +2437,7 @@ func (x *IdleCheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IdleCheck.ProtoReflect.Descriptor instead.
 func (*IdleCheck) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{30}
+	return file_parley_proto_rawDescGZIP(), []int{32}
 }
 
 // RoomFlush is a room's note to itself: write the pending batch.
@@ -2336,7 +2449,7 @@ type RoomFlush struct {
 
 func (x *RoomFlush) Reset() {
 	*x = RoomFlush{}
-	mi := &file_parley_proto_msgTypes[31]
+	mi := &file_parley_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2348,7 +2461,7 @@ func (x *RoomFlush) String() string {
 func (*RoomFlush) ProtoMessage() {}
 
 func (x *RoomFlush) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[31]
+	mi := &file_parley_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2361,7 +2474,7 @@ func (x *RoomFlush) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomFlush.ProtoReflect.Descriptor instead.
 func (*RoomFlush) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{31}
+	return file_parley_proto_rawDescGZIP(), []int{33}
 }
 
 // RoomPassivate is a room's request to its parent to be stopped while empty.
@@ -2374,7 +2487,7 @@ type RoomPassivate struct {
 
 func (x *RoomPassivate) Reset() {
 	*x = RoomPassivate{}
-	mi := &file_parley_proto_msgTypes[32]
+	mi := &file_parley_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2386,7 +2499,7 @@ func (x *RoomPassivate) String() string {
 func (*RoomPassivate) ProtoMessage() {}
 
 func (x *RoomPassivate) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[32]
+	mi := &file_parley_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2399,7 +2512,7 @@ func (x *RoomPassivate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomPassivate.ProtoReflect.Descriptor instead.
 func (*RoomPassivate) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{32}
+	return file_parley_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *RoomPassivate) GetRoom() string {
@@ -2421,7 +2534,7 @@ type RoomCount struct {
 
 func (x *RoomCount) Reset() {
 	*x = RoomCount{}
-	mi := &file_parley_proto_msgTypes[33]
+	mi := &file_parley_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2433,7 +2546,7 @@ func (x *RoomCount) String() string {
 func (*RoomCount) ProtoMessage() {}
 
 func (x *RoomCount) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[33]
+	mi := &file_parley_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2446,7 +2559,7 @@ func (x *RoomCount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomCount.ProtoReflect.Descriptor instead.
 func (*RoomCount) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{33}
+	return file_parley_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *RoomCount) GetRoom() string {
@@ -2475,7 +2588,7 @@ type RoomsQuery struct {
 
 func (x *RoomsQuery) Reset() {
 	*x = RoomsQuery{}
-	mi := &file_parley_proto_msgTypes[34]
+	mi := &file_parley_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2487,7 +2600,7 @@ func (x *RoomsQuery) String() string {
 func (*RoomsQuery) ProtoMessage() {}
 
 func (x *RoomsQuery) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[34]
+	mi := &file_parley_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2500,7 +2613,7 @@ func (x *RoomsQuery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomsQuery.ProtoReflect.Descriptor instead.
 func (*RoomsQuery) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{34}
+	return file_parley_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *RoomsQuery) GetRequestId() string {
@@ -2531,7 +2644,7 @@ type Online struct {
 
 func (x *Online) Reset() {
 	*x = Online{}
-	mi := &file_parley_proto_msgTypes[35]
+	mi := &file_parley_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2543,7 +2656,7 @@ func (x *Online) String() string {
 func (*Online) ProtoMessage() {}
 
 func (x *Online) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[35]
+	mi := &file_parley_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2556,7 +2669,7 @@ func (x *Online) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Online.ProtoReflect.Descriptor instead.
 func (*Online) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{35}
+	return file_parley_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *Online) GetUser() string {
@@ -2596,7 +2709,7 @@ type Offline struct {
 
 func (x *Offline) Reset() {
 	*x = Offline{}
-	mi := &file_parley_proto_msgTypes[36]
+	mi := &file_parley_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2608,7 +2721,7 @@ func (x *Offline) String() string {
 func (*Offline) ProtoMessage() {}
 
 func (x *Offline) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[36]
+	mi := &file_parley_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2621,7 +2734,7 @@ func (x *Offline) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Offline.ProtoReflect.Descriptor instead.
 func (*Offline) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{36}
+	return file_parley_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *Offline) GetSession() *actor.PID {
@@ -2641,7 +2754,7 @@ type PresenceRebuild struct {
 
 func (x *PresenceRebuild) Reset() {
 	*x = PresenceRebuild{}
-	mi := &file_parley_proto_msgTypes[37]
+	mi := &file_parley_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2653,7 +2766,7 @@ func (x *PresenceRebuild) String() string {
 func (*PresenceRebuild) ProtoMessage() {}
 
 func (x *PresenceRebuild) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[37]
+	mi := &file_parley_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2666,7 +2779,7 @@ func (x *PresenceRebuild) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PresenceRebuild.ProtoReflect.Descriptor instead.
 func (*PresenceRebuild) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{37}
+	return file_parley_proto_rawDescGZIP(), []int{39}
 }
 
 // WhoQuery asks presence for the online list; answered with PresenceEvent.
@@ -2680,7 +2793,7 @@ type WhoQuery struct {
 
 func (x *WhoQuery) Reset() {
 	*x = WhoQuery{}
-	mi := &file_parley_proto_msgTypes[38]
+	mi := &file_parley_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2692,7 +2805,7 @@ func (x *WhoQuery) String() string {
 func (*WhoQuery) ProtoMessage() {}
 
 func (x *WhoQuery) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[38]
+	mi := &file_parley_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2705,7 +2818,7 @@ func (x *WhoQuery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WhoQuery.ProtoReflect.Descriptor instead.
 func (*WhoQuery) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{38}
+	return file_parley_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *WhoQuery) GetRequestId() string {
@@ -2733,7 +2846,7 @@ type ConnClosed struct {
 
 func (x *ConnClosed) Reset() {
 	*x = ConnClosed{}
-	mi := &file_parley_proto_msgTypes[39]
+	mi := &file_parley_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2745,7 +2858,7 @@ func (x *ConnClosed) String() string {
 func (*ConnClosed) ProtoMessage() {}
 
 func (x *ConnClosed) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[39]
+	mi := &file_parley_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2758,7 +2871,7 @@ func (x *ConnClosed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConnClosed.ProtoReflect.Descriptor instead.
 func (*ConnClosed) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{39}
+	return file_parley_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ConnClosed) GetCode() int32 {
@@ -2785,7 +2898,7 @@ type BadFrame struct {
 
 func (x *BadFrame) Reset() {
 	*x = BadFrame{}
-	mi := &file_parley_proto_msgTypes[40]
+	mi := &file_parley_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2797,7 +2910,7 @@ func (x *BadFrame) String() string {
 func (*BadFrame) ProtoMessage() {}
 
 func (x *BadFrame) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[40]
+	mi := &file_parley_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2810,7 +2923,7 @@ func (x *BadFrame) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BadFrame.ProtoReflect.Descriptor instead.
 func (*BadFrame) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{40}
+	return file_parley_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *BadFrame) GetReason() string {
@@ -2830,7 +2943,7 @@ type Shutdown struct {
 
 func (x *Shutdown) Reset() {
 	*x = Shutdown{}
-	mi := &file_parley_proto_msgTypes[41]
+	mi := &file_parley_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2842,7 +2955,7 @@ func (x *Shutdown) String() string {
 func (*Shutdown) ProtoMessage() {}
 
 func (x *Shutdown) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[41]
+	mi := &file_parley_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2855,7 +2968,7 @@ func (x *Shutdown) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Shutdown.ProtoReflect.Descriptor instead.
 func (*Shutdown) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{41}
+	return file_parley_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *Shutdown) GetReason() string {
@@ -3020,13 +3133,19 @@ const file_parley_proto_rawDesc = "" +
 	"\n" +
 	"json_frame\x18\x04 \x01(\fR\tjsonFrame\x12!\n" +
 	"\flegacy_frame\x18\x05 \x01(\fR\vlegacyFrame\x12*\n" +
-	"\x05event\x18\x06 \x01(\v2\x14.parley.v1.RoomEventR\x05event\"C\n" +
+	"\x05event\x18\x06 \x01(\v2\x14.parley.v1.RoomEventR\x05event\"L\n" +
+	"\fDeliverBatch\x12\x12\n" +
+	"\x04room\x18\x01 \x01(\tR\x04room\x12(\n" +
+	"\x05items\x18\x02 \x03(\v2\x12.parley.v1.DeliverR\x05items\"C\n" +
 	"\aRoomWho\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12$\n" +
 	"\asession\x18\x02 \x01(\v2\n" +
 	".actor.PIDR\asession\"#\n" +
 	"\rRoomRestarted\x12\x12\n" +
-	"\x04room\x18\x01 \x01(\tR\x04room\"\v\n" +
+	"\x04room\x18\x01 \x01(\tR\x04room\"5\n" +
+	"\vInjectFault\x12\x12\n" +
+	"\x04room\x18\x01 \x01(\tR\x04room\x12\x12\n" +
+	"\x04drop\x18\x02 \x01(\bR\x04drop\"\v\n" +
 	"\tIdleCheck\"\v\n" +
 	"\tRoomFlush\"#\n" +
 	"\rRoomPassivate\x12\x12\n" +
@@ -3096,7 +3215,7 @@ func file_parley_proto_rawDescGZIP() []byte {
 }
 
 var file_parley_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_parley_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
+var file_parley_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
 var file_parley_proto_goTypes = []any{
 	(ErrorCode)(0),          // 0: parley.v1.ErrorCode
 	(Codec)(0),              // 1: parley.v1.Codec
@@ -3128,21 +3247,23 @@ var file_parley_proto_goTypes = []any{
 	(*RoomTyping)(nil),      // 27: parley.v1.RoomTyping
 	(*RoomHistory)(nil),     // 28: parley.v1.RoomHistory
 	(*Deliver)(nil),         // 29: parley.v1.Deliver
-	(*RoomWho)(nil),         // 30: parley.v1.RoomWho
-	(*RoomRestarted)(nil),   // 31: parley.v1.RoomRestarted
-	(*IdleCheck)(nil),       // 32: parley.v1.IdleCheck
-	(*RoomFlush)(nil),       // 33: parley.v1.RoomFlush
-	(*RoomPassivate)(nil),   // 34: parley.v1.RoomPassivate
-	(*RoomCount)(nil),       // 35: parley.v1.RoomCount
-	(*RoomsQuery)(nil),      // 36: parley.v1.RoomsQuery
-	(*Online)(nil),          // 37: parley.v1.Online
-	(*Offline)(nil),         // 38: parley.v1.Offline
-	(*PresenceRebuild)(nil), // 39: parley.v1.PresenceRebuild
-	(*WhoQuery)(nil),        // 40: parley.v1.WhoQuery
-	(*ConnClosed)(nil),      // 41: parley.v1.ConnClosed
-	(*BadFrame)(nil),        // 42: parley.v1.BadFrame
-	(*Shutdown)(nil),        // 43: parley.v1.Shutdown
-	(*actor.PID)(nil),       // 44: actor.PID
+	(*DeliverBatch)(nil),    // 30: parley.v1.DeliverBatch
+	(*RoomWho)(nil),         // 31: parley.v1.RoomWho
+	(*RoomRestarted)(nil),   // 32: parley.v1.RoomRestarted
+	(*InjectFault)(nil),     // 33: parley.v1.InjectFault
+	(*IdleCheck)(nil),       // 34: parley.v1.IdleCheck
+	(*RoomFlush)(nil),       // 35: parley.v1.RoomFlush
+	(*RoomPassivate)(nil),   // 36: parley.v1.RoomPassivate
+	(*RoomCount)(nil),       // 37: parley.v1.RoomCount
+	(*RoomsQuery)(nil),      // 38: parley.v1.RoomsQuery
+	(*Online)(nil),          // 39: parley.v1.Online
+	(*Offline)(nil),         // 40: parley.v1.Offline
+	(*PresenceRebuild)(nil), // 41: parley.v1.PresenceRebuild
+	(*WhoQuery)(nil),        // 42: parley.v1.WhoQuery
+	(*ConnClosed)(nil),      // 43: parley.v1.ConnClosed
+	(*BadFrame)(nil),        // 44: parley.v1.BadFrame
+	(*Shutdown)(nil),        // 45: parley.v1.Shutdown
+	(*actor.PID)(nil),       // 46: actor.PID
 }
 var file_parley_proto_depIdxs = []int32{
 	3,  // 0: parley.v1.Envelope.hello:type_name -> parley.v1.Hello
@@ -3170,23 +3291,24 @@ var file_parley_proto_depIdxs = []int32{
 	0,  // 22: parley.v1.Error.code:type_name -> parley.v1.ErrorCode
 	19, // 23: parley.v1.PresenceEvent.members:type_name -> parley.v1.Member
 	2,  // 24: parley.v1.Batch.items:type_name -> parley.v1.Envelope
-	44, // 25: parley.v1.RoomJoin.session:type_name -> actor.PID
+	46, // 25: parley.v1.RoomJoin.session:type_name -> actor.PID
 	1,  // 26: parley.v1.RoomJoin.codec:type_name -> parley.v1.Codec
-	44, // 27: parley.v1.RoomLeave.session:type_name -> actor.PID
-	44, // 28: parley.v1.RoomPost.session:type_name -> actor.PID
-	44, // 29: parley.v1.RoomTyping.session:type_name -> actor.PID
-	44, // 30: parley.v1.RoomHistory.session:type_name -> actor.PID
+	46, // 27: parley.v1.RoomLeave.session:type_name -> actor.PID
+	46, // 28: parley.v1.RoomPost.session:type_name -> actor.PID
+	46, // 29: parley.v1.RoomTyping.session:type_name -> actor.PID
+	46, // 30: parley.v1.RoomHistory.session:type_name -> actor.PID
 	18, // 31: parley.v1.Deliver.event:type_name -> parley.v1.RoomEvent
-	44, // 32: parley.v1.RoomWho.session:type_name -> actor.PID
-	44, // 33: parley.v1.RoomsQuery.session:type_name -> actor.PID
-	44, // 34: parley.v1.Online.session:type_name -> actor.PID
-	44, // 35: parley.v1.Offline.session:type_name -> actor.PID
-	44, // 36: parley.v1.WhoQuery.session:type_name -> actor.PID
-	37, // [37:37] is the sub-list for method output_type
-	37, // [37:37] is the sub-list for method input_type
-	37, // [37:37] is the sub-list for extension type_name
-	37, // [37:37] is the sub-list for extension extendee
-	0,  // [0:37] is the sub-list for field type_name
+	29, // 32: parley.v1.DeliverBatch.items:type_name -> parley.v1.Deliver
+	46, // 33: parley.v1.RoomWho.session:type_name -> actor.PID
+	46, // 34: parley.v1.RoomsQuery.session:type_name -> actor.PID
+	46, // 35: parley.v1.Online.session:type_name -> actor.PID
+	46, // 36: parley.v1.Offline.session:type_name -> actor.PID
+	46, // 37: parley.v1.WhoQuery.session:type_name -> actor.PID
+	38, // [38:38] is the sub-list for method output_type
+	38, // [38:38] is the sub-list for method input_type
+	38, // [38:38] is the sub-list for extension type_name
+	38, // [38:38] is the sub-list for extension extendee
+	0,  // [0:38] is the sub-list for field type_name
 }
 
 func init() { file_parley_proto_init() }
@@ -3223,7 +3345,7 @@ func file_parley_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_proto_rawDesc), len(file_parley_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   42,
+			NumMessages:   44,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -88,6 +88,12 @@ func (c *Conn) Close(code int, reason string) {
 	c.close(code, reason, mode)
 }
 
+// Abort drops the connection at once, with no close frame, as a network
+// failure would. Fault injection uses it.
+func (c *Conn) Abort() {
+	c.close(int(websocket.StatusAbnormalClosure), "connection aborted (injected fault)", closeNow)
+}
+
 func (c *Conn) close(code int, reason string, mode closeMode) {
 	c.closeOnce.Do(func() {
 		c.closeCode, c.closeReason, c.closeMode = code, reason, mode

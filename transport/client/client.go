@@ -32,6 +32,16 @@ type Options struct {
 	EventBuffer int
 	// ReadLimit is the largest frame accepted from the server. Zero means 16 MiB.
 	ReadLimit int64
+	// OnRoomEvent, when set, receives every room event on the client's read
+	// goroutine instead of Next, without decoding it into an Envelope (see
+	// RawEvent; fast.go). It must not block, and must not keep the
+	// RawEvent's slices after it returns. For programs that read many
+	// events cheaply, such as the load tool.
+	OnRoomEvent func(RawEvent)
+	// OnEvent, when set, receives on the read goroutine every other event
+	// that Next would return (presence, welcome, notices, errors not tied to
+	// a request...), instead of Next. It must not block.
+	OnEvent func(*parleypb.Envelope)
 }
 
 // DialError is a refused handshake: the HTTP status and the server's reason.
@@ -87,6 +97,9 @@ type Client struct {
 
 	done    chan struct{}
 	readErr error // set before done is closed
+
+	onRoomEvent func(RawEvent)           // Options.OnRoomEvent
+	onEvent     func(*parleypb.Envelope) // Options.OnEvent
 }
 
 // Dial connects to a Parley /ws URL with a native codec (codec.Proto or
@@ -111,8 +124,13 @@ func Dial(ctx context.Context, url string, cd codec.Codec, opts *Options) (*Clie
 		o.EventBuffer = 4096
 	}
 	c := &Client{ws: ws, codec: cd, events: make(chan *parleypb.Envelope, o.EventBuffer),
-		pending: make(map[string]chan *parleypb.Envelope), done: make(chan struct{})}
-	go c.readLoop()
+		pending: make(map[string]chan *parleypb.Envelope), done: make(chan struct{}),
+		onRoomEvent: o.OnRoomEvent, onEvent: o.OnEvent}
+	if c.onRoomEvent != nil {
+		go c.readLoopFast()
+	} else {
+		go c.readLoop()
+	}
 	return c, nil
 }
 
@@ -182,6 +200,10 @@ func (c *Client) dispatch(env *parleypb.Envelope) {
 			ch <- env
 			return
 		}
+	}
+	if c.onEvent != nil {
+		c.onEvent(env)
+		return
 	}
 	select {
 	case c.events <- env:

@@ -1,0 +1,251 @@
+package actors
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/parleychat/parley/codec"
+	parleypb "github.com/parleychat/parley/proto"
+	"github.com/parleychat/parley/store"
+)
+
+// newTestNode starts a Node whose teardown is registered with t.
+func newTestNode(t testing.TB, cfg Config) *Node {
+	t.Helper()
+	n, err := NewNode(cfg)
+	if err != nil {
+		t.Fatalf("NewNode: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, err := n.Shutdown(ctx); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+	})
+	return n
+}
+
+// probe is a fake session: a plain actor that records every Parley message
+// it receives, in order, so a test can talk to rooms exactly as a session
+// does (naming itself in the messages) and look at what came back.
+type probe struct {
+	pid    *actor.PID
+	mu     sync.Mutex
+	msgs   []proto.Message
+	notify chan struct{} // a token after each message; waitFor drains it
+}
+
+func newProbe(t testing.TB, n *Node) *probe {
+	t.Helper()
+	p := &probe{notify: make(chan struct{}, 1)}
+	p.pid = n.System.Root.Spawn(actor.PropsFromFunc(func(c actor.Context) {
+		m, ok := c.Message().(proto.Message)
+		if !ok || m.ProtoReflect().Descriptor().ParentFile().Package() != "parley.v1" {
+			return
+		}
+		p.mu.Lock()
+		p.msgs = append(p.msgs, m)
+		p.mu.Unlock()
+		select {
+		case p.notify <- struct{}{}:
+		default:
+		}
+	}))
+	return p
+}
+
+func (p *probe) snapshot() []proto.Message {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]proto.Message(nil), p.msgs...)
+}
+
+// waitFor blocks until done accepts what the probe received, or fails the
+// test after a deadline saying what was missing.
+func (p *probe) waitFor(t testing.TB, what string, done func([]proto.Message) bool) []proto.Message {
+	t.Helper()
+	deadline := time.NewTimer(10 * time.Second)
+	defer deadline.Stop()
+	for {
+		msgs := p.snapshot()
+		if done(msgs) {
+			return msgs
+		}
+		select {
+		case <-p.notify:
+		case <-deadline.C:
+			t.Fatalf("timed out waiting for %s; the probe has %d messages:\n%s", what, len(msgs), describe(msgs))
+		}
+	}
+}
+
+// ackFor waits for the Ack (or fails on the Error) answering requestID.
+func (p *probe) ackFor(t testing.TB, requestID string) *parleypb.Ack {
+	t.Helper()
+	var ack *parleypb.Ack
+	p.waitFor(t, "the answer to "+requestID, func(msgs []proto.Message) bool {
+		for _, m := range msgs {
+			switch m := m.(type) {
+			case *parleypb.Ack:
+				if m.GetRequestId() == requestID {
+					ack = m
+					return true
+				}
+			case *parleypb.Error:
+				if m.GetRequestId() == requestID {
+					t.Fatalf("request %s failed: %v", requestID, m)
+				}
+			}
+		}
+		return false
+	})
+	return ack
+}
+
+// sync waits until the room has handled everything sent to it so far, and
+// everything it sent this probe has arrived: a RoomWho goes behind the
+// earlier messages in the room's mailbox and its answer behind the room's
+// earlier sends to the probe.
+func (p *probe) sync(t testing.TB, n *Node, room string) {
+	t.Helper()
+	before := len(p.snapshot())
+	n.Directory.Tell(n.System.Root, &parleypb.RoomWho{Room: room, Session: p.pid})
+	p.waitFor(t, "the room's who answer", func(msgs []proto.Message) bool {
+		for _, m := range msgs[before:] {
+			if pe, ok := m.(*parleypb.PresenceEvent); ok && pe.GetRoom() == room && pe.GetMembers() != nil {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+func describe(msgs []proto.Message) string {
+	s := ""
+	for i, m := range msgs {
+		if d, ok := m.(*parleypb.Deliver); ok {
+			if env, err := codec.Proto.Decode(d.GetProtoFrame()); err == nil {
+				s += fmt.Sprintf("  %d: Deliver seq=%d %v\n", i, d.GetSeq(), env)
+				continue
+			}
+		}
+		s += fmt.Sprintf("  %d: %T %v\n", i, m, m)
+	}
+	return s
+}
+
+// delivered decodes the proto frames of the Delivers among msgs, in order.
+func delivered(t testing.TB, msgs []proto.Message) []*parleypb.Envelope {
+	t.Helper()
+	var out []*parleypb.Envelope
+	for _, m := range msgs {
+		d, ok := m.(*parleypb.Deliver)
+		if !ok || len(d.GetProtoFrame()) == 0 {
+			continue
+		}
+		env, err := codec.Proto.Decode(d.GetProtoFrame())
+		if err != nil {
+			t.Fatalf("a Deliver carries a bad proto frame: %v", err)
+		}
+		if ev := env.GetEvent(); ev != nil && ev.GetSeq() != d.GetSeq() {
+			t.Fatalf("Deliver seq %d carries event seq %d", d.GetSeq(), ev.GetSeq())
+		}
+		out = append(out, env)
+	}
+	return out
+}
+
+func events(t testing.TB, msgs []proto.Message) []*parleypb.RoomEvent {
+	t.Helper()
+	var out []*parleypb.RoomEvent
+	for _, env := range delivered(t, msgs) {
+		if ev := env.GetEvent(); ev != nil {
+			out = append(out, ev)
+		}
+	}
+	return out
+}
+
+func seqs(evs []*parleypb.RoomEvent) []uint64 {
+	out := make([]uint64, len(evs))
+	for i, ev := range evs {
+		out[i] = ev.GetSeq()
+	}
+	return out
+}
+
+func seqRange(from, to uint64) []uint64 {
+	var out []uint64
+	for s := from; s <= to; s++ {
+		out = append(out, s)
+	}
+	return out
+}
+
+// presenceDeltas are the joined/left events delivered to a member.
+func presenceDeltas(t testing.TB, msgs []proto.Message) []string {
+	t.Helper()
+	var out []string
+	for _, env := range delivered(t, msgs) {
+		p := env.GetPresence()
+		if p == nil {
+			continue
+		}
+		for _, u := range p.GetJoined() {
+			out = append(out, "+"+u)
+		}
+		for _, u := range p.GetLeft() {
+			out = append(out, "-"+u)
+		}
+	}
+	return out
+}
+
+func joinRoom(n *Node, p *probe, room, user, requestID string, since *uint64) {
+	n.Directory.Tell(n.System.Root, &parleypb.RoomJoin{Room: room, User: user, Session: p.pid, Since: since, Codec: parleypb.Codec_CODEC_PROTO, RequestId: requestID})
+}
+
+func postTo(n *Node, p *probe, room, user, text, clientMsgID, requestID string) {
+	n.Directory.Tell(n.System.Root, &parleypb.RoomPost{Room: room, User: user, Text: text, ClientMsgId: clientMsgID, RequestId: requestID, Session: p.pid})
+}
+
+// gatedStore lets a test hold the room inside a store write, so that
+// messages pile up in its mailbox behind the write.
+type gatedStore struct {
+	store.Store
+	mu      sync.Mutex
+	hold    chan struct{} // the next Append waits for it to close
+	entered chan struct{} // a token when an Append starts waiting
+}
+
+func newGatedStore() *gatedStore {
+	return &gatedStore{Store: store.NewMemory(), entered: make(chan struct{}, 1)}
+}
+
+// holdNext makes the next Append wait; calling release lets it through.
+func (g *gatedStore) holdNext() (release func()) {
+	ch := make(chan struct{})
+	g.mu.Lock()
+	g.hold = ch
+	g.mu.Unlock()
+	return sync.OnceFunc(func() { close(ch) })
+}
+
+func (g *gatedStore) Append(ctx context.Context, msgs []store.Message) error {
+	g.mu.Lock()
+	hold := g.hold
+	g.hold = nil
+	g.mu.Unlock()
+	if hold != nil {
+		g.entered <- struct{}{}
+		<-hold
+	}
+	return g.Store.Append(ctx, msgs)
+}

@@ -1,0 +1,334 @@
+package actors
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	parleypb "github.com/parleychat/parley/proto"
+)
+
+func TestRoomFanOut(t *testing.T) {
+	t.Parallel()
+	n := newTestNode(t, Config{})
+	users := []string{"alice", "bob", "carol"}
+	members := make([]*probe, len(users))
+	for i, u := range users {
+		members[i] = newProbe(t, n)
+		joinRoom(n, members[i], "general", u, "join", nil)
+		if ack := members[i].ackFor(t, "join"); ack.GetSeq() != 0 || len(ack.GetMembers()) != i+1 {
+			t.Fatalf("%s's join ack = %v", u, ack)
+		}
+	}
+
+	const posts = 30
+	text := func(i int) string { return fmt.Sprintf("message %d from %s", i, users[i%len(users)]) }
+	// One sender (the root context) and one room: posts are sequenced in
+	// the order sent, so post i must get seq i+1.
+	for i := range posts {
+		postTo(n, members[i%len(users)], "general", users[i%len(users)], text(i), fmt.Sprint("c", i), fmt.Sprint("p", i))
+	}
+
+	for i, m := range members {
+		m.waitFor(t, users[i]+"'s deliveries", func(msgs []proto.Message) bool {
+			return len(events(t, msgs)) >= posts
+		})
+		m.sync(t, n, "general") // anything extra would have arrived by now
+		msgs := m.snapshot()
+		evs := events(t, msgs)
+		if got, want := seqs(evs), seqRange(1, posts); !slices.Equal(got, want) {
+			t.Fatalf("%s got seqs %v, want each of 1..%d once, in order", users[i], got, posts)
+		}
+		for _, ev := range evs {
+			j := int(ev.GetSeq()) - 1
+			if ev.GetText() != text(j) || ev.GetSender() != users[j%len(users)] || ev.GetClientMsgId() != fmt.Sprint("c", j) ||
+				ev.GetRoom() != "general" || ev.GetTimeMs() == 0 {
+				t.Fatalf("%s: event %d = %v", users[i], ev.GetSeq(), ev)
+			}
+		}
+		// Acks: exactly one per own post, with its seq.
+		acks := map[string][]uint64{}
+		for _, m := range msgs {
+			if a, ok := m.(*parleypb.Ack); ok && a.GetRequestId() != "join" {
+				acks[a.GetRequestId()] = append(acks[a.GetRequestId()], a.GetSeq())
+			}
+		}
+		for j := i; j < posts; j += len(users) {
+			if got := acks[fmt.Sprint("p", j)]; !slices.Equal(got, []uint64{uint64(j + 1)}) {
+				t.Errorf("%s: acks for p%d carry seqs %v, want [%d]", users[i], j, got, j+1)
+			}
+			delete(acks, fmt.Sprint("p", j))
+		}
+		if len(acks) > 0 {
+			t.Errorf("%s got acks for others' posts: %v", users[i], acks)
+		}
+	}
+}
+
+func TestRoomDedup(t *testing.T) {
+	t.Parallel()
+	t.Run("retry after commit", func(t *testing.T) {
+		t.Parallel()
+		n := newTestNode(t, Config{})
+		alice, bob := newProbe(t, n), newProbe(t, n)
+		joinRoom(n, alice, "r", "alice", "j", nil)
+		joinRoom(n, bob, "r", "bob", "j", nil)
+		alice.ackFor(t, "j")
+		bob.ackFor(t, "j")
+
+		postTo(n, alice, "r", "alice", "hello", "m1", "first")
+		if a := alice.ackFor(t, "first"); a.GetSeq() != 1 {
+			t.Fatalf("first post seq %d", a.GetSeq())
+		}
+		// The client lost the ack and retries; the text may even differ
+		// (a client bug), the id decides.
+		postTo(n, alice, "r", "alice", "hello again", "m1", "retry")
+		if a := alice.ackFor(t, "retry"); a.GetSeq() != 1 {
+			t.Fatalf("retry acked with seq %d, want the original 1", a.GetSeq())
+		}
+		// Ids are per user: bob's m1 is another message.
+		postTo(n, bob, "r", "bob", "mine", "m1", "bob's")
+		if a := bob.ackFor(t, "bob's"); a.GetSeq() != 2 {
+			t.Fatalf("bob's m1 got seq %d, want 2", a.GetSeq())
+		}
+		// A post without an id is never deduplicated.
+		postTo(n, alice, "r", "alice", "hello", "", "no-id-1")
+		postTo(n, alice, "r", "alice", "hello", "", "no-id-2")
+		if a, b := alice.ackFor(t, "no-id-1"), alice.ackFor(t, "no-id-2"); a.GetSeq() != 3 || b.GetSeq() != 4 {
+			t.Fatalf("posts without id got seqs %d, %d; want 3, 4", a.GetSeq(), b.GetSeq())
+		}
+		for _, p := range []*probe{alice, bob} {
+			p.sync(t, n, "r")
+			evs := events(t, p.snapshot())
+			if got := seqs(evs); !slices.Equal(got, []uint64{1, 2, 3, 4}) {
+				t.Fatalf("delivered seqs %v, want [1 2 3 4]", got)
+			}
+			if evs[0].GetText() != "hello" {
+				t.Fatalf("seq 1 is %q; the retry's text replaced the original", evs[0].GetText())
+			}
+		}
+	})
+
+	t.Run("retry in the same batch", func(t *testing.T) {
+		t.Parallel()
+		st := newGatedStore()
+		n := newTestNode(t, Config{Store: st})
+		alice := newProbe(t, n)
+		joinRoom(n, alice, "r", "alice", "j", nil)
+		alice.ackFor(t, "j")
+
+		// Hold the room inside the write of post 0, queue the post and its
+		// retry behind it, and make sure the router has passed both on (it
+		// answers a room list only after forwarding what came before).
+		release := st.holdNext()
+		t.Cleanup(release)
+		postTo(n, alice, "r", "alice", "zero", "m0", "p0")
+		<-st.entered
+		postTo(n, alice, "r", "alice", "one", "m1", "p1")
+		postTo(n, alice, "r", "alice", "one", "m1", "p1-retry")
+		n.Directory.ListRooms(n.System.Root, &parleypb.RoomsQuery{RequestId: "barrier", Session: alice.pid})
+		alice.ackFor(t, "barrier")
+		release()
+
+		if a := alice.ackFor(t, "p0"); a.GetSeq() != 1 {
+			t.Fatalf("p0 seq %d", a.GetSeq())
+		}
+		a, b := alice.ackFor(t, "p1"), alice.ackFor(t, "p1-retry")
+		if a.GetSeq() != 2 || b.GetSeq() != 2 {
+			t.Fatalf("post and retry acked with seqs %d and %d, want 2 and 2", a.GetSeq(), b.GetSeq())
+		}
+		alice.sync(t, n, "r")
+		if got := seqs(events(t, alice.snapshot())); !slices.Equal(got, []uint64{1, 2}) {
+			t.Fatalf("delivered seqs %v, want [1 2]", got)
+		}
+	})
+}
+
+func TestRoomPresenceIsUserLevel(t *testing.T) {
+	t.Parallel()
+	n := newTestNode(t, Config{})
+	olga := newProbe(t, n)
+	joinRoom(n, olga, "r", "olga", "j", nil)
+	olga.ackFor(t, "j")
+
+	// step performs one change and checks what olga was told, and the
+	// room's member list afterwards.
+	step := func(what string, do func(), wantDeltas []string, wantMembers string) {
+		t.Helper()
+		before := len(olga.snapshot())
+		do()
+		olga.sync(t, n, "r")
+		msgs := olga.snapshot()[before:]
+		if got := presenceDeltas(t, msgs); !slices.Equal(got, wantDeltas) {
+			t.Fatalf("%s: olga was told %q, want %q", what, got, wantDeltas)
+		}
+		var who *parleypb.PresenceEvent
+		for _, m := range msgs {
+			if pe, ok := m.(*parleypb.PresenceEvent); ok {
+				who = pe
+			}
+		}
+		got := ""
+		for _, m := range who.GetMembers() {
+			got += fmt.Sprintf("%s:%d ", m.GetName(), m.GetDevices())
+		}
+		if got != wantMembers {
+			t.Fatalf("%s: members %q, want %q", what, got, wantMembers)
+		}
+	}
+
+	phone, laptop := newProbe(t, n), newProbe(t, n)
+	step("alice's first device joins", func() {
+		joinRoom(n, phone, "r", "alice", "j", nil)
+		phone.ackFor(t, "j")
+	}, []string{"+alice"}, "olga:1 alice:1 ")
+	step("alice's second device joins", func() {
+		joinRoom(n, laptop, "r", "alice", "j", nil)
+		if ack := laptop.ackFor(t, "j"); len(ack.GetMembers()) != 2 || ack.GetMembers()[1].GetDevices() != 2 {
+			t.Fatalf("join ack members %v", ack.GetMembers())
+		}
+	}, nil, "olga:1 alice:2 ")
+	step("the same device joins again", func() {
+		joinRoom(n, laptop, "r", "alice", "j2", nil)
+		laptop.ackFor(t, "j2")
+	}, nil, "olga:1 alice:2 ")
+	step("one device leaves", func() {
+		n.Directory.Tell(n.System.Root, &parleypb.RoomLeave{Room: "r", Session: phone.pid, RequestId: "bye"})
+		phone.ackFor(t, "bye")
+	}, nil, "olga:1 alice:1 ")
+	step("the last device dies", func() {
+		// No leave: the room watches its members. Termination reaches it
+		// on its own path, so wait for its effect before syncing.
+		before := len(olga.snapshot())
+		n.System.Root.Stop(laptop.pid)
+		olga.waitFor(t, "alice's departure", func(msgs []proto.Message) bool {
+			return len(presenceDeltas(t, msgs[before:])) > 0
+		})
+	}, []string{"-alice"}, "olga:1 ")
+	step("alice comes back", func() {
+		joinRoom(n, phone, "r", "alice", "j3", nil)
+		phone.ackFor(t, "j3")
+	}, []string{"+alice"}, "olga:1 alice:1 ")
+}
+
+func TestRoomJoinReplaysTheGap(t *testing.T) {
+	t.Parallel()
+	const latest = 10
+	u := func(v uint64) *uint64 { return &v }
+	for _, tc := range []struct {
+		name    string
+		history int // the room's in-memory window
+		since   *uint64
+		want    []uint64
+	}{
+		{"inside the window", 100, u(6), seqRange(7, latest)},
+		{"from the start", 100, u(0), seqRange(1, latest)},
+		{"up to date", 100, u(latest), nil},
+		{"ahead of the room", 100, u(50), nil},
+		{"no resume point gets the window", 100, nil, seqRange(1, latest)},
+		{"no resume point, small window", 4, nil, seqRange(7, latest)},
+		// Older than the window: the store fills the gap before the window.
+		{"from the store", 4, u(2), seqRange(3, latest)},
+		{"store from the start", 4, u(0), seqRange(1, latest)},
+		{"just before the window", 4, u(6), seqRange(7, latest)},
+		{"one before the window", 4, u(5), seqRange(6, latest)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			n := newTestNode(t, Config{History: tc.history})
+			poster := newProbe(t, n)
+			for i := range latest {
+				postTo(n, poster, "r", "alice", fmt.Sprint("m", i+1), "", fmt.Sprint("p", i))
+			}
+			poster.ackFor(t, fmt.Sprint("p", latest-1))
+
+			late := newProbe(t, n)
+			joinRoom(n, late, "r", "bob", "join", tc.since)
+			ack := late.ackFor(t, "join")
+			if ack.GetSeq() != latest {
+				t.Fatalf("join ack seq %d, want %d", ack.GetSeq(), latest)
+			}
+			// Everything replayed precedes the ack: the session relies on it
+			// to know when it is in sync.
+			msgs := late.snapshot()
+			i := slices.IndexFunc(msgs, func(m proto.Message) bool { _, ok := m.(*parleypb.Ack); return ok })
+			evs := events(t, msgs[:i])
+			if got := seqs(evs); !slices.Equal(got, tc.want) {
+				t.Fatalf("replayed %v, want %v", got, tc.want)
+			}
+			for _, ev := range evs {
+				if ev.GetText() != fmt.Sprint("m", ev.GetSeq()) {
+					t.Fatalf("seq %d carries %q", ev.GetSeq(), ev.GetText())
+				}
+			}
+			late.sync(t, n, "r")
+			if after := events(t, late.snapshot()[i:]); len(after) > 0 {
+				t.Fatalf("events after the ack: %v", seqs(after))
+			}
+		})
+	}
+}
+
+func TestRoomHistoryPaging(t *testing.T) {
+	t.Parallel()
+	const latest = 12
+	// A window of 5 makes some pages come from memory (seqs 8..12), some
+	// from the store, and some from both sides of the boundary.
+	n := newTestNode(t, Config{History: 5})
+	p := newProbe(t, n)
+	for i := range latest {
+		postTo(n, p, "r", "alice", fmt.Sprint("m", i+1), fmt.Sprint("c", i+1), fmt.Sprint("p", i))
+	}
+	p.ackFor(t, fmt.Sprint("p", latest-1))
+
+	for i, tc := range []struct {
+		name          string
+		before, limit uint64
+		want          []uint64
+		hasMore       bool
+	}{
+		{"newest page", 0, 4, seqRange(9, 12), true},
+		{"next page", 9, 4, seqRange(5, 8), true},
+		{"oldest page", 5, 4, seqRange(1, 4), false},
+		{"before the first", 1, 4, nil, false},
+		{"window only", 11, 3, seqRange(8, 10), true},
+		{"across the window edge", 10, 4, seqRange(6, 9), true},
+		{"short last page", 3, 4, seqRange(1, 2), false},
+		{"exactly everything", 13, 12, seqRange(1, 12), false},
+		{"default limit", 0, 0, seqRange(1, 12), false},
+		{"before beyond latest", 1000, 2, seqRange(11, 12), true},
+		{"huge limit is capped, still all", 0, 100000, seqRange(1, 12), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			id := fmt.Sprint("h", i)
+			before := len(p.snapshot())
+			n.Directory.Tell(n.System.Root, &parleypb.RoomHistory{Room: "r", BeforeSeq: tc.before, Limit: uint32(tc.limit), RequestId: id, Session: p.pid})
+			if ack := p.ackFor(t, id); ack.GetSeq() != latest {
+				t.Fatalf("ack seq %d, want %d", ack.GetSeq(), latest)
+			}
+			var pages []*parleypb.HistoryPage
+			for _, m := range p.snapshot()[before:] {
+				if hp, ok := m.(*parleypb.HistoryPage); ok {
+					pages = append(pages, hp)
+				}
+			}
+			if len(pages) != 1 {
+				t.Fatalf("%d history pages, want 1", len(pages))
+			}
+			page := pages[0]
+			if got := seqs(page.GetEvents()); !slices.Equal(got, tc.want) {
+				t.Fatalf("page seqs %v, want %v (ascending)", got, tc.want)
+			}
+			if page.GetHasMore() != tc.hasMore || page.GetRoom() != "r" {
+				t.Fatalf("has_more %v room %q, want %v r", page.GetHasMore(), page.GetRoom(), tc.hasMore)
+			}
+			for _, ev := range page.GetEvents() {
+				if ev.GetText() != fmt.Sprint("m", ev.GetSeq()) || ev.GetSender() != "alice" || ev.GetClientMsgId() != fmt.Sprint("c", ev.GetSeq()) {
+					t.Fatalf("event %v", ev)
+				}
+			}
+		})
+	}
+}
