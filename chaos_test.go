@@ -249,4 +249,3 @@ func countActors(srv *server.Server) int {
 	}
 	return n
 }
-

@@ -124,15 +124,15 @@ type resumingClient struct {
 	rooms []string
 
 	mu      sync.Mutex
-	last    map[string]uint64            // room -> last seq seen
-	acked   map[string]uint64            // cmid -> seq
-	pending map[string]string            // cmid -> room, sent but not acked
-	errs    []string                     // gaps and duplicates seen
-	retried int                          // posts sent again after a reconnect
-	closes  map[int]int                  // close code -> times the server closed us
-	pace    time.Duration                // pause between posts (jittered); 0: none
-	quiet   chan struct{}                // closed: stop posting, keep reading
-	calm    chan struct{}                // closed once no post of ours is in flight after quiet
+	last    map[string]uint64 // room -> last seq seen
+	acked   map[string]uint64 // cmid -> seq
+	pending map[string]string // cmid -> room, sent but not acked
+	errs    []string          // gaps and duplicates seen
+	retried int               // posts sent again after a reconnect
+	closes  map[int]int       // close code -> times the server closed us
+	pace    time.Duration     // pause between posts (jittered); 0: none
+	quiet   chan struct{}     // closed: stop posting, keep reading
+	calm    chan struct{}     // closed once no post of ours is in flight after quiet
 	calmed  sync.Once
 	watch   bool                         // hello with watchOnline
 	seen    map[string]map[uint64]string // room -> seq -> cmid
