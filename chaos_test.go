@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"runtime"
 	"sort"
 	"strings"
@@ -248,4 +249,17 @@ func countActors(srv *server.Server) int {
 		}
 	}
 	return n
+}
+
+// TestChaosSoak is the chaos test, longer and bigger, run by hand:
+//
+//	PARLEY_SOAK=10m go test -race -run TestChaosSoak -timeout 0 -v .
+//
+// It scales faults with the duration (one every 400 ms).
+func TestChaosSoak(t *testing.T) {
+	d, err := time.ParseDuration(os.Getenv("PARLEY_SOAK"))
+	if err != nil || d <= 0 {
+		t.Skip("a soak run is started by hand: PARLEY_SOAK=10m go test -race -run TestChaosSoak -timeout 0 -v .")
+	}
+	runChaos(t, chaosSize{clients: 400, rooms: 40, faults: int(d / (400 * time.Millisecond)), duration: d, pace: 800 * time.Millisecond})
 }

@@ -32,12 +32,17 @@ func main() {
 
 // options is what the command line says.
 type options struct {
-	server   server.Config
-	logLevel slog.Level
-	store    string
-	data     string
-	dice     string
+	server        server.Config
+	logLevel      slog.Level
+	store         string
+	data          string
+	dice          string
+	faultsWarning string
 }
+
+// extraFlags lets optional files add flags (main_faults.go, built only with
+// -tags faults); each returns a function applied after parsing.
+var extraFlags []func(fs *flag.FlagSet, o *options) func() error
 
 func run(args []string, getenv func(string) string, stderr io.Writer) error {
 	o, err := parseFlags(args, getenv, stderr)
@@ -46,6 +51,9 @@ func run(args []string, getenv func(string) string, stderr io.Writer) error {
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: o.logLevel}))
 	o.server.Logger = log
+	if o.faultsWarning != "" {
+		log.Warn(o.faultsWarning)
+	}
 
 	openCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	o.server.Store, err = store.Open(openCtx, o.store, o.data, log)
@@ -114,6 +122,10 @@ func parseFlags(args []string, getenv func(string) string, out io.Writer) (optio
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "bound on a graceful shutdown")
 	fs.StringVar(&o.dice, "dice-rooms", "", "comma-separated rooms where the dice bot answers /roll 2d6 (empty: no bot)")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	var apply []func() error
+	for _, add := range extraFlags {
+		apply = append(apply, add(fs, &o))
+	}
 	fs.Usage = func() {
 		fmt.Fprintf(out, "Usage: parley [flags]\n\nParley is a fault-tolerant real-time chat server. Every flag can also be set\nwith an environment variable PARLEY_<FLAG> (e.g. PARLEY_ADDR, PARLEY_PING_INTERVAL);\na flag given on the command line wins.\n\nFlags:\n")
 		fs.PrintDefaults()
@@ -135,6 +147,11 @@ func parseFlags(args []string, getenv func(string) string, out io.Writer) (optio
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected arguments %q; see -h", fs.Args())
+	}
+	for _, f := range apply {
+		if err := f(); err != nil {
+			return o, err
+		}
 	}
 	if err := o.logLevel.UnmarshalText([]byte(logLevel)); err != nil {
 		return o, fmt.Errorf("-log-level %q: want debug, info, warn or error", logLevel)

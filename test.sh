@@ -63,6 +63,7 @@ if [ -n "$unformatted" ]; then
 	exit 1
 fi
 go vet ./...
+go vet -tags faults .  # the staging-only -faults flag (main_faults.go)
 go tool staticcheck ./...
 
 step "go test -race ./..."
