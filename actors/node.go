@@ -48,6 +48,9 @@ type Config struct {
 	DedupWindow int
 	// MaxRooms is how many rooms one session may be in. Zero means 100.
 	MaxRooms int
+	// MaxMembers caps a room's connections; joins past it get ROOM_FULL.
+	// Zero means no cap.
+	MaxMembers int
 	// MaxTextRunes bounds a post's text. Zero means 4000.
 	MaxTextRunes int
 	// IdleTimeout closes a session that sent no application frame for this

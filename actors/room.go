@@ -3,6 +3,7 @@ package actors
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -333,8 +334,13 @@ func (r *room) join(ctx actor.Context, m *parleypb.RoomJoin) {
 		errorTo(ctx, m.GetSession(), m.GetRequestId(), r.name, parleypb.ErrorCode_ERROR_CODE_UNAVAILABLE, "history store unavailable; retry later")
 		return
 	}
-	r.linger.Stop()
 	key := pidKey(m.GetSession())
+	if _, ok := r.members[key]; !ok && r.n.cfg.MaxMembers > 0 && len(r.members) >= r.n.cfg.MaxMembers {
+		errorTo(ctx, m.GetSession(), m.GetRequestId(), r.name, parleypb.ErrorCode_ERROR_CODE_ROOM_FULL,
+			fmt.Sprintf("the room is full: %d connections", r.n.cfg.MaxMembers))
+		return
+	}
+	r.linger.Stop()
 	newUser := false
 	if old, ok := r.members[key]; ok {
 		r.codecs[old.codec]--

@@ -48,6 +48,12 @@ const (
 	ErrorCode_ERROR_CODE_UNAVAILABLE       ErrorCode = 8
 	ErrorCode_ERROR_CODE_ALREADY_LOGGED_IN ErrorCode = 9
 	ErrorCode_ERROR_CODE_INTERNAL          ErrorCode = 10
+	// The room has as many members as the server allows (-max-members).
+	ErrorCode_ERROR_CODE_ROOM_FULL ErrorCode = 11
+	// The connection's token does not allow this room (its rooms claims).
+	ErrorCode_ERROR_CODE_FORBIDDEN ErrorCode = 12
+	// The connection's token expired; send a refresh with a new one.
+	ErrorCode_ERROR_CODE_TOKEN_EXPIRED ErrorCode = 13
 )
 
 // Enum value maps for ErrorCode.
@@ -64,6 +70,9 @@ var (
 		8:  "ERROR_CODE_UNAVAILABLE",
 		9:  "ERROR_CODE_ALREADY_LOGGED_IN",
 		10: "ERROR_CODE_INTERNAL",
+		11: "ERROR_CODE_ROOM_FULL",
+		12: "ERROR_CODE_FORBIDDEN",
+		13: "ERROR_CODE_TOKEN_EXPIRED",
 	}
 	ErrorCode_value = map[string]int32{
 		"ERROR_CODE_UNSPECIFIED":       0,
@@ -77,6 +86,9 @@ var (
 		"ERROR_CODE_UNAVAILABLE":       8,
 		"ERROR_CODE_ALREADY_LOGGED_IN": 9,
 		"ERROR_CODE_INTERNAL":          10,
+		"ERROR_CODE_ROOM_FULL":         11,
+		"ERROR_CODE_FORBIDDEN":         12,
+		"ERROR_CODE_TOKEN_EXPIRED":     13,
 	}
 )
 
@@ -3181,7 +3193,7 @@ const file_parley_proto_rawDesc = "" +
 	"\bBadFrame\x12\x16\n" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason\"\"\n" +
 	"\bShutdown\x12\x16\n" +
-	"\x06reason\x18\x01 \x01(\tR\x06reason*\xc5\x02\n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reason*\x97\x03\n" +
 	"\tErrorCode\x12\x1a\n" +
 	"\x16ERROR_CODE_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16ERROR_CODE_BAD_REQUEST\x10\x01\x12\x1c\n" +
@@ -3194,7 +3206,10 @@ const file_parley_proto_rawDesc = "" +
 	"\x16ERROR_CODE_UNAVAILABLE\x10\b\x12 \n" +
 	"\x1cERROR_CODE_ALREADY_LOGGED_IN\x10\t\x12\x17\n" +
 	"\x13ERROR_CODE_INTERNAL\x10\n" +
-	"*Q\n" +
+	"\x12\x18\n" +
+	"\x14ERROR_CODE_ROOM_FULL\x10\v\x12\x18\n" +
+	"\x14ERROR_CODE_FORBIDDEN\x10\f\x12\x1c\n" +
+	"\x18ERROR_CODE_TOKEN_EXPIRED\x10\r*Q\n" +
 	"\x05Codec\x12\x15\n" +
 	"\x11CODEC_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vCODEC_PROTO\x10\x01\x12\x0e\n" +

@@ -73,6 +73,7 @@ func (c *Conn) Send(frame []byte) bool {
 	case c.out <- frame:
 		return true
 	default:
+		c.srv.Stats.QueueFull.Add(1)
 		return false
 	}
 }
@@ -158,12 +159,15 @@ func (c *Conn) serve(peer Peer) (code int, reason string) {
 }
 
 func (c *Conn) deliver(peer Peer, typ, want websocket.MessageType, frame []byte) {
+	c.srv.Stats.FramesIn.Add(1)
 	if typ != want {
+		c.srv.Stats.BadFrames.Add(1)
 		peer.Tell(&parleypb.BadFrame{Reason: fmt.Sprintf("this connection speaks %s frames, got a %s frame", msgTypeName(want), msgTypeName(typ))})
 		return
 	}
 	env, err := c.codec.Decode(frame)
 	if err != nil {
+		c.srv.Stats.BadFrames.Add(1)
 		peer.Tell(&parleypb.BadFrame{Reason: err.Error()})
 		return
 	}
@@ -238,6 +242,7 @@ func (c *Conn) writeLoop(done chan<- struct{}) {
 func (c *Conn) write(typ websocket.MessageType, frames [][]byte) error {
 	ctx, cancel := context.WithTimeout(context.Background(), c.srv.opts.WriteTimeout)
 	defer cancel()
+	c.srv.Stats.FramesOut.Add(1)
 	if len(frames) == 1 {
 		return c.ws.Write(ctx, typ, frames[0])
 	}
@@ -245,8 +250,10 @@ func (c *Conn) write(typ websocket.MessageType, frames [][]byte) error {
 	b, ok := c.codec.AppendBatch((*bp)[:0], frames)
 	var err error
 	if ok {
+		c.srv.Stats.BatchedOut.Add(int64(len(frames)))
 		err = c.ws.Write(ctx, typ, b)
 	} else {
+		c.srv.Stats.FramesOut.Add(int64(len(frames) - 1))
 		for _, f := range frames {
 			if err = c.ws.Write(ctx, typ, f); err != nil {
 				break

@@ -91,6 +91,20 @@ type Options struct {
 	// MaxBatch is the most queued frames coalesced into one Batch frame.
 	// Zero means 64.
 	MaxBatch int
+	// MaxConns caps the node's open connections; past it handshakes get
+	// HTTP 503. Zero means no cap.
+	MaxConns int
+	// MaxConnsPerIP caps one client address's open connections; past it
+	// handshakes get HTTP 429. Zero means no cap.
+	MaxConnsPerIP int
+	// HandshakesPerSecond limits one client address's connection attempts
+	// (a token bucket with a burst of twice the rate); past it handshakes
+	// get HTTP 429. Zero means no limit.
+	HandshakesPerSecond float64
+	// ClientIPHeader names a header (such as X-Forwarded-For) whose first
+	// address identifies the client for the limits above, when a trusted
+	// proxy sets it. Empty: the peer address.
+	ClientIPHeader string
 	// Logger receives one line per connection open and close. Nil discards.
 	Logger *slog.Logger
 }
@@ -126,6 +140,9 @@ type Server struct {
 	handler Handler
 	log     *slog.Logger
 
+	admit *admission
+	Stats Stats
+
 	mu       sync.Mutex
 	conns    map[*Conn]struct{}
 	draining bool
@@ -136,7 +153,7 @@ type Server struct {
 // NewServer returns a Server that hands connections to h.
 func NewServer(h Handler, opts Options) *Server {
 	opts = opts.withDefaults()
-	return &Server{opts: opts, handler: h, log: opts.Logger, conns: make(map[*Conn]struct{})}
+	return &Server{opts: opts, handler: h, log: opts.Logger, conns: make(map[*Conn]struct{}), admit: newAdmission(opts)}
 }
 
 // Conns reports how many connections are open.
@@ -149,12 +166,14 @@ func (s *Server) Conns() int {
 // ServeHTTP accepts one WebSocket and serves it until it closes.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err := s.checkOrigin(r); err != nil {
+		s.Stats.refused("origin")
 		s.log.Warn("connection refused", "remote", r.RemoteAddr, "origin", r.Header.Get("Origin"), "status", http.StatusForbidden)
 		http.Error(w, err.Error(), http.StatusForbidden)
 		return
 	}
 	cd, err := pickCodec(r)
 	if err != nil {
+		s.Stats.refused("subprotocol")
 		s.log.Warn("connection refused", "remote", r.RemoteAddr, "err", err, "status", http.StatusBadRequest)
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
@@ -166,10 +185,22 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Unlock()
 	if draining {
+		s.Stats.refused("draining")
 		http.Error(w, "server is shutting down; reconnect to another node or retry later", http.StatusServiceUnavailable)
 		return
 	}
 	defer s.wg.Done()
+	ip := clientIP(r, s.opts.ClientIPHeader)
+	if no := s.admit.admit(ip, time.Now()); no != nil {
+		s.Stats.refused("limit")
+		s.log.Warn("connection refused", "remote", r.RemoteAddr, "ip", ip, "status", no.status, "reason", no.reason)
+		if no.status == http.StatusServiceUnavailable || no.status == http.StatusTooManyRequests {
+			w.Header().Set("Retry-After", "1")
+		}
+		http.Error(w, no.reason, no.status)
+		return
+	}
+	defer s.admit.release(ip)
 
 	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
 		Subprotocols: codec.Subprotocols(),
@@ -197,7 +228,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	log.Info("connection open")
+	s.Stats.open(cd.Kind(), 1)
 	code, reason := c.serve(peer)
+	s.Stats.open(cd.Kind(), -1)
+	s.Stats.closed(code)
 	log.Info("connection closed", "code", code, "reason", reason)
 }
 

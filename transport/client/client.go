@@ -9,9 +9,11 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"sync"
@@ -42,6 +44,11 @@ type Options struct {
 	// that Next would return (presence, welcome, notices, errors not tied to
 	// a request...), instead of Next. It must not block.
 	OnEvent func(*parleypb.Envelope)
+	// LocalAddr, if set, is the local IP to dial from (tests use 127.0.0.2
+	// to look like a second client address).
+	LocalAddr string
+	// TLSConfig is used for wss:// URLs; nil means the system defaults.
+	TLSConfig *tls.Config
 }
 
 // DialError is a refused handshake: the HTTP status and the server's reason.
@@ -135,7 +142,15 @@ func Dial(ctx context.Context, url string, cd codec.Codec, opts *Options) (*Clie
 }
 
 func dial(ctx context.Context, url string, o Options, protos []string) (*websocket.Conn, error) {
-	ws, resp, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPHeader: o.Header, Subprotocols: protos})
+	dopts := &websocket.DialOptions{HTTPHeader: o.Header, Subprotocols: protos}
+	if o.LocalAddr != "" || o.TLSConfig != nil {
+		d := &net.Dialer{}
+		if o.LocalAddr != "" {
+			d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(o.LocalAddr)}
+		}
+		dopts.HTTPClient = &http.Client{Transport: &http.Transport{DialContext: d.DialContext, TLSClientConfig: o.TLSConfig}}
+	}
+	ws, resp, err := websocket.Dial(ctx, url, dopts)
 	if err != nil {
 		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
 			body := ""
