@@ -199,6 +199,16 @@ func TestMultiDevicePresence(t *testing.T) {
 	if err := w.Hello(ctx, "watcher", true); err != nil {
 		t.Fatal(err)
 	}
+	// watchOnline: the online snapshot, the caller included, came before
+	// the ack.
+	w.Next(ctx) // welcome
+	snap, err := w.Next(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := devices(snap.GetPresence().GetMembers()); snap.GetPresence().GetRoom() != "" || got["watcher"] != 1 {
+		t.Fatalf("first event after hello = %v, want the online snapshot with watcher", snap)
+	}
 	if _, err := w.Join(ctx, "r", nil); err != nil {
 		t.Fatal(err)
 	}
@@ -471,4 +481,61 @@ func devices(ms []*parleypb.Member) map[string]uint32 {
 		out[m.GetName()] = m.GetDevices()
 	}
 	return out
+}
+
+// TestJoinAheadOfServer: a client that saw more of a room than the server
+// has (the server lost its history) is told with a resetEvent and then gets
+// the room from its start, live messages included.
+func TestJoinAheadOfServer(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, nil)
+	ctx := testCtx(t, 10*time.Second)
+	a := login(t, ctx, srv, codec.JSON, "a", "r")
+	if _, err := a.Post(ctx, "r", "first", "f"); err != nil {
+		t.Fatal(err)
+	}
+	b := login(t, ctx, srv, codec.JSON, "b")
+	ack, err := b.Join(ctx, "r", u64(99))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reset := nextEvent(t, ctx, b, "a reset", func(e *parleypb.Envelope) bool { return e.GetResetEvent() != nil }).GetResetEvent()
+	if reset.GetSince() != 99 || reset.GetOldestSeq() != 1 || ack.GetSeq() != 1 || ack.GetOldestSeq() != 1 {
+		t.Fatalf("reset %v, ack %v", reset, ack)
+	}
+	if ev := roomEvent(t, ctx, b, "r"); ev.GetSeq() != 1 {
+		t.Fatalf("after the reset got %v, want seq 1", ev)
+	}
+	if _, err := a.Post(ctx, "r", "second", "s"); err != nil {
+		t.Fatal(err)
+	}
+	if ev := roomEvent(t, ctx, b, "r"); ev.GetSeq() != 2 {
+		t.Fatalf("live after the reset: %v, want seq 2", ev)
+	}
+}
+
+// TestSubprotocolFollowsTheClient: the server speaks the first subprotocol
+// the client offers that it knows, and says so in the handshake.
+func TestSubprotocolFollowsTheClient(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, nil)
+	ctx := testCtx(t, 10*time.Second)
+	for _, offer := range [][]string{
+		{codec.JSONSubprotocol, codec.ProtoSubprotocol},
+		{codec.ProtoSubprotocol, codec.JSONSubprotocol},
+		{"chat.v9", codec.JSONSubprotocol},
+	} {
+		r, err := client.DialRaw(ctx, srv.URL(), nil, offer...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := offer[0]
+		if want == "chat.v9" {
+			want = offer[1]
+		}
+		if r.Subprotocol() != want {
+			t.Errorf("offered %v, server chose %q", offer, r.Subprotocol())
+		}
+		r.CloseNow()
+	}
 }

@@ -44,20 +44,24 @@ func (p *presence) Receive(ctx actor.Context) {
 
 func (p *presence) online(ctx actor.Context, m *parleypb.Online) {
 	key := pidKey(m.GetSession())
+	if _, ok := p.sessions[key]; !ok {
+		ctx.Watch(m.GetSession())
+		p.sessions[key] = m.GetUser()
+		p.users[m.GetUser()]++
+		if p.users[m.GetUser()] == 1 && !m.GetRejoin() {
+			p.tell(ctx, &parleypb.PresenceEvent{Joined: []string{m.GetUser()}})
+		}
+	}
 	if m.GetWatch() {
 		if _, ok := p.watchers[key]; !ok && !m.GetRejoin() {
+			// The snapshot (the caller included) answers the Hello, before
+			// its ack; deltas follow.
 			ctx.Send(m.GetSession(), &parleypb.PresenceEvent{Members: p.list()})
 		}
 		p.watchers[key] = m.GetSession()
 	}
-	if _, ok := p.sessions[key]; ok {
-		return
-	}
-	ctx.Watch(m.GetSession())
-	p.sessions[key] = m.GetUser()
-	p.users[m.GetUser()]++
-	if p.users[m.GetUser()] == 1 && !m.GetRejoin() {
-		p.tell(ctx, &parleypb.PresenceEvent{Joined: []string{m.GetUser()}})
+	if m.GetRequestId() != "" {
+		ctx.Send(m.GetSession(), &parleypb.Ack{RequestId: m.GetRequestId()})
 	}
 }
 

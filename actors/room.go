@@ -362,7 +362,7 @@ func (r *room) join(ctx actor.Context, m *parleypb.RoomJoin) {
 		errorTo(ctx, m.GetSession(), m.GetRequestId(), r.name, parleypb.ErrorCode_ERROR_CODE_UNAVAILABLE, "history store unavailable; join again later")
 		return
 	}
-	ctx.Send(m.GetSession(), &parleypb.Ack{RequestId: m.GetRequestId(), Room: r.name, Seq: r.committed, Members: r.memberList()})
+	ctx.Send(m.GetSession(), &parleypb.Ack{RequestId: m.GetRequestId(), Room: r.name, Seq: r.committed, Members: r.memberList(), OldestSeq: r.oldestKnown()})
 	if newUser {
 		ctx.Send(ctx.Parent(), &parleypb.RoomCount{Room: r.name, Members: uint32(len(r.users))})
 		if !m.GetRejoin() {
@@ -382,6 +382,16 @@ func (r *room) replay(ctx actor.Context, mem *member, since *uint64) error {
 	from := uint64(0)
 	if len(r.window) > 0 {
 		from = r.window[0].ev.Seq - 1
+	}
+	if since != nil && *since > r.committed {
+		// The client has seen more than this room ever stored: its history
+		// is gone (a memory store restarted). Start it over, visibly.
+		start := r.committed + 1
+		if len(r.window) > 0 {
+			start = r.window[0].ev.Seq
+		}
+		ctx.Send(mem.pid, &parleypb.Reset{Room: r.name, Since: *since, OldestSeq: start})
+		since = nil
 	}
 	if since != nil {
 		from = *since
@@ -524,6 +534,18 @@ func (r *room) leave(ctx actor.Context, pid *actor.PID, requestID string) {
 		ctx.Send(pid, &parleypb.Ack{RequestId: requestID, Room: r.name})
 	}
 	r.armLinger(ctx)
+}
+
+// oldestKnown is the oldest seq the room can still serve, as far as it
+// knows without asking the store (retention may have moved it since load).
+func (r *room) oldestKnown() uint64 {
+	if r.oldest > 0 {
+		return r.oldest
+	}
+	if len(r.window) > 0 {
+		return r.window[0].ev.Seq
+	}
+	return 0
 }
 
 // armLinger starts the passivation timer of an empty room.

@@ -101,7 +101,10 @@ func (s *session) Receive(ctx actor.Context) {
 		s.send(&parleypb.Envelope{Body: &parleypb.Envelope_HistoryPage{HistoryPage: m}})
 	case *parleypb.Reset:
 		if j, ok := s.sh.rooms[m.GetRoom()]; ok && m.GetOldestSeq() > 0 {
-			j.last = max(j.last, m.GetOldestSeq()-1)
+			// Replay resumes at OldestSeq: after a gap the server no longer
+			// has, or, when the client was ahead of the server (history
+			// lost), from the server's own start.
+			j.last = m.GetOldestSeq() - 1
 		}
 		s.send(&parleypb.Envelope{Body: &parleypb.Envelope_ResetEvent{ResetEvent: m}})
 	case *parleypb.RoomList:
@@ -356,8 +359,14 @@ func (s *session) request(ctx actor.Context, env *parleypb.Envelope) {
 	case *parleypb.Envelope_Post:
 		s.post(ctx, id, b.Post)
 	case *parleypb.Envelope_Typing:
-		if _, ok := s.sh.rooms[b.Typing.GetRoom()]; ok {
-			s.n.Directory.Tell(ctx, &parleypb.RoomTyping{Room: b.Typing.GetRoom(), User: s.sh.user, Session: ctx.Self()})
+		room := b.Typing.GetRoom()
+		if _, ok := s.sh.rooms[room]; !ok {
+			s.fail(ctx, id, room, parleypb.ErrorCode_ERROR_CODE_NOT_JOINED, "join the room to type in it")
+			return
+		}
+		s.n.Directory.Tell(ctx, &parleypb.RoomTyping{Room: room, User: s.sh.user, Session: ctx.Self()})
+		if id != "" {
+			s.ackNow(id, room)
 		}
 	case *parleypb.Envelope_History:
 		h := b.History
@@ -386,13 +395,20 @@ func (s *session) hello(ctx actor.Context, id string, h *parleypb.Hello) {
 	}
 	s.sh.user, s.sh.watch = h.GetName(), h.GetWatchOnline()
 	s.log = s.log.With("user", s.sh.user)
-	ctx.Send(s.n.presence, &parleypb.Online{User: s.sh.user, Session: ctx.Self(), Watch: s.sh.watch})
 	s.send(&parleypb.Envelope{Body: &parleypb.Envelope_Welcome{Welcome: &parleypb.Welcome{
 		SessionId: s.sh.id, Name: s.sh.user,
 		MaxMessageBytes: uint32(s.n.cfg.MaxMessageBytes), MaxRooms: uint32(s.n.cfg.MaxRooms),
 		IdleTimeoutMs: uint32(s.n.cfg.IdleTimeout / time.Millisecond),
+		MaxTextChars:  uint32(s.n.cfg.MaxTextRunes), Rate: s.n.cfg.Rate, Burst: uint32(s.n.cfg.Burst),
 	}}})
-	s.ackNow(id, "")
+	online := &parleypb.Online{User: s.sh.user, Session: ctx.Self(), Watch: s.sh.watch}
+	if s.sh.watch {
+		online.RequestId = id // presence answers: the online snapshot, then the ack
+	}
+	ctx.Send(s.n.presence, online)
+	if !s.sh.watch {
+		s.ackNow(id, "")
+	}
 	if s.sh.codec.Kind() == parleypb.Codec_CODEC_LEGACY {
 		s.joinRoom(ctx, codec.LegacyRoom, nil, "", false)
 	}
@@ -418,8 +434,13 @@ func (s *session) joinRoom(ctx actor.Context, name string, since *uint64, reques
 		j = &joined{}
 		s.sh.rooms[name] = j
 	}
-	if since != nil && !rejoin {
-		j.last = *since
+	if !rejoin {
+		// The client's own join sets its resume point: after since, or
+		// (without one) nothing yet, so the window is replayed in full.
+		j.last = 0
+		if since != nil {
+			j.last = *since
+		}
 	}
 	j.synced, j.joinID = false, requestID
 	var from *uint64

@@ -545,7 +545,8 @@ type Hello struct {
 	// 1 to 32 characters, no control characters.
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// When true the session also receives PresenceEvents with an empty room:
-	// who is online anywhere on the server.
+	// who is online anywhere on the server. The first is a snapshot (members
+	// set, the caller included), sent before the Hello's Ack.
 	WatchOnline   bool `protobuf:"varint,2,opt,name=watch_online,json=watchOnline,proto3" json:"watch_online,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -606,6 +607,11 @@ type Welcome struct {
 	// How often a client should send something (Ping will do) to avoid the idle
 	// timeout, in milliseconds. 0: no idle timeout.
 	IdleTimeoutMs uint32 `protobuf:"varint,5,opt,name=idle_timeout_ms,json=idleTimeoutMs,proto3" json:"idle_timeout_ms,omitempty"`
+	// The longest post text, in characters (Unicode code points).
+	MaxTextChars uint32 `protobuf:"varint,6,opt,name=max_text_chars,json=maxTextChars,proto3" json:"max_text_chars,omitempty"`
+	// Requests per second allowed, and the burst above that rate.
+	Rate          float64 `protobuf:"fixed64,7,opt,name=rate,proto3" json:"rate,omitempty"`
+	Burst         uint32  `protobuf:"varint,8,opt,name=burst,proto3" json:"burst,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -671,6 +677,27 @@ func (x *Welcome) GetMaxRooms() uint32 {
 func (x *Welcome) GetIdleTimeoutMs() uint32 {
 	if x != nil {
 		return x.IdleTimeoutMs
+	}
+	return 0
+}
+
+func (x *Welcome) GetMaxTextChars() uint32 {
+	if x != nil {
+		return x.MaxTextChars
+	}
+	return 0
+}
+
+func (x *Welcome) GetRate() float64 {
+	if x != nil {
+		return x.Rate
+	}
+	return 0
+}
+
+func (x *Welcome) GetBurst() uint32 {
+	if x != nil {
+		return x.Burst
 	}
 	return 0
 }
@@ -1235,7 +1262,10 @@ type Ack struct {
 	// For Post: the seq given to the message. For Join: the room's latest seq.
 	Seq uint64 `protobuf:"varint,3,opt,name=seq,proto3" json:"seq,omitempty"`
 	// For Join: the members at the time of joining.
-	Members       []*Member `protobuf:"bytes,4,rep,name=members,proto3" json:"members,omitempty"`
+	Members []*Member `protobuf:"bytes,4,rep,name=members,proto3" json:"members,omitempty"`
+	// For Join: the oldest seq the server still has (0: none); older history
+	// can be read with HistoryRequest down to it.
+	OldestSeq     uint64 `protobuf:"varint,5,opt,name=oldest_seq,json=oldestSeq,proto3" json:"oldest_seq,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1296,6 +1326,13 @@ func (x *Ack) GetMembers() []*Member {
 		return x.Members
 	}
 	return nil
+}
+
+func (x *Ack) GetOldestSeq() uint64 {
+	if x != nil {
+		return x.OldestSeq
+	}
+	return 0
 }
 
 type Error struct {
@@ -2649,7 +2686,10 @@ type Online struct {
 	Session *actor.PID             `protobuf:"bytes,2,opt,name=session,proto3" json:"session,omitempty"`
 	Watch   bool                   `protobuf:"varint,3,opt,name=watch,proto3" json:"watch,omitempty"`
 	// Re-registration after a restart: announce nothing.
-	Rejoin        bool `protobuf:"varint,4,opt,name=rejoin,proto3" json:"rejoin,omitempty"`
+	Rejoin bool `protobuf:"varint,4,opt,name=rejoin,proto3" json:"rejoin,omitempty"`
+	// When set (a Hello with watch_online), presence answers the Hello: the
+	// snapshot, then an Ack naming this request.
+	RequestId     string `protobuf:"bytes,5,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2710,6 +2750,13 @@ func (x *Online) GetRejoin() bool {
 		return x.Rejoin
 	}
 	return false
+}
+
+func (x *Online) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
 }
 
 type Offline struct {
@@ -3021,14 +3068,17 @@ const file_parley_proto_rawDesc = "" +
 	"\x04body\">\n" +
 	"\x05Hello\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12!\n" +
-	"\fwatch_online\x18\x02 \x01(\bR\vwatchOnline\"\xad\x01\n" +
+	"\fwatch_online\x18\x02 \x01(\bR\vwatchOnline\"\xfd\x01\n" +
 	"\aWelcome\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12*\n" +
 	"\x11max_message_bytes\x18\x03 \x01(\rR\x0fmaxMessageBytes\x12\x1b\n" +
 	"\tmax_rooms\x18\x04 \x01(\rR\bmaxRooms\x12&\n" +
-	"\x0fidle_timeout_ms\x18\x05 \x01(\rR\ridleTimeoutMs\"?\n" +
+	"\x0fidle_timeout_ms\x18\x05 \x01(\rR\ridleTimeoutMs\x12$\n" +
+	"\x0emax_text_chars\x18\x06 \x01(\rR\fmaxTextChars\x12\x12\n" +
+	"\x04rate\x18\a \x01(\x01R\x04rate\x12\x14\n" +
+	"\x05burst\x18\b \x01(\rR\x05burst\"?\n" +
 	"\x04Join\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12\x19\n" +
 	"\x05since\x18\x02 \x01(\x04H\x00R\x05since\x88\x01\x01B\b\n" +
@@ -3059,13 +3109,15 @@ const file_parley_proto_rawDesc = "" +
 	"\x05rooms\x18\x01 \x03(\v2\x13.parley.v1.RoomInfoR\x05rooms\"8\n" +
 	"\bRoomInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
-	"\amembers\x18\x02 \x01(\rR\amembers\"w\n" +
+	"\amembers\x18\x02 \x01(\rR\amembers\"\x96\x01\n" +
 	"\x03Ack\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x12\n" +
 	"\x04room\x18\x02 \x01(\tR\x04room\x12\x10\n" +
 	"\x03seq\x18\x03 \x01(\x04R\x03seq\x12+\n" +
-	"\amembers\x18\x04 \x03(\v2\x11.parley.v1.MemberR\amembers\"x\n" +
+	"\amembers\x18\x04 \x03(\v2\x11.parley.v1.MemberR\amembers\x12\x1d\n" +
+	"\n" +
+	"oldest_seq\x18\x05 \x01(\x04R\toldestSeq\"x\n" +
 	"\x05Error\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12(\n" +
@@ -3170,13 +3222,15 @@ const file_parley_proto_rawDesc = "" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12$\n" +
 	"\asession\x18\x02 \x01(\v2\n" +
-	".actor.PIDR\asession\"p\n" +
+	".actor.PIDR\asession\"\x8f\x01\n" +
 	"\x06Online\x12\x12\n" +
 	"\x04user\x18\x01 \x01(\tR\x04user\x12$\n" +
 	"\asession\x18\x02 \x01(\v2\n" +
 	".actor.PIDR\asession\x12\x14\n" +
 	"\x05watch\x18\x03 \x01(\bR\x05watch\x12\x16\n" +
-	"\x06rejoin\x18\x04 \x01(\bR\x06rejoin\"/\n" +
+	"\x06rejoin\x18\x04 \x01(\bR\x06rejoin\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x05 \x01(\tR\trequestId\"/\n" +
 	"\aOffline\x12$\n" +
 	"\asession\x18\x01 \x01(\v2\n" +
 	".actor.PIDR\asession\"\x11\n" +

@@ -202,8 +202,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer s.admit.release(ip)
 
+	var protos []string
+	if cd.Subprotocol() != "" {
+		// Only the one picked: coder/websocket would otherwise choose by
+		// its own list's order, not the client's, and could echo another.
+		protos = []string{cd.Subprotocol()}
+	}
 	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
-		Subprotocols: codec.Subprotocols(),
+		Subprotocols: protos,
 		// The Origin was checked above with a clearer refusal than Accept's.
 		InsecureSkipVerify: true,
 		CompressionMode:    websocket.CompressionDisabled,
