@@ -20,6 +20,7 @@ import (
 	"github.com/parleychat/parley/store"
 	"github.com/parleychat/parley/supervision"
 	"github.com/parleychat/parley/transport"
+	"github.com/parleychat/parley/web"
 )
 
 // Config is everything a node needs. Zero values mean the defaults of the
@@ -92,6 +93,7 @@ func New(cfg Config) (*Server, error) {
 
 	mux := http.NewServeMux()
 	mux.Handle("/ws", s.ws)
+	mux.Handle("/", web.Handler())
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})
