@@ -78,7 +78,7 @@ type proc struct {
 
 func startProc(t *testing.T, addr string, args ...string) *proc {
 	t.Helper()
-	cmd := exec.Command(parleyBinary(t), append([]string{"-addr", addr, "-log-level", "warn"}, args...)...)
+	cmd := exec.Command(parleyBinary(t), append([]string{"-addr", addr, "-admin-addr", "", "-log-level", "warn"}, args...)...)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -479,7 +479,7 @@ func TestStartupFailuresNameTheFlag(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := testCtx(t, 30*time.Second)
-			cmd := exec.CommandContext(ctx, parleyBinary(t), append([]string{"-addr", "127.0.0.1:0"}, tc.args...)...)
+			cmd := exec.CommandContext(ctx, parleyBinary(t), append([]string{"-addr", "127.0.0.1:0", "-admin-addr", ""}, tc.args...)...)
 			out, err := cmd.CombinedOutput()
 			var ee *exec.ExitError
 			if !errors.As(err, &ee) || ee.ExitCode() != 1 {

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/parleychat/parley/auth"
 	"github.com/parleychat/parley/bots/dice"
 	"github.com/parleychat/parley/server"
 	"github.com/parleychat/parley/store"
@@ -38,6 +39,9 @@ type options struct {
 	data          string
 	dice          string
 	faultsWarning string
+	anonymous     string
+	jwt           auth.Options
+	jwtSecret     string
 }
 
 // extraFlags lets optional files add flags (main_faults.go, built only with
@@ -55,6 +59,9 @@ func run(args []string, getenv func(string) string, stderr io.Writer) error {
 		log.Warn(o.faultsWarning)
 	}
 
+	if err := setupAuth(&o, log); err != nil {
+		return err
+	}
 	openCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	o.server.Store, err = store.Open(openCtx, o.store, o.data, log)
 	cancel()
@@ -68,6 +75,21 @@ func run(args []string, getenv func(string) string, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if o.server.Auth != nil {
+		// SIGHUP re-reads the key files (key rotation) without a restart.
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		go func() {
+			for range hup {
+				if err := o.server.Auth.Reload(); err != nil {
+					log.Error("auth: reloading keys failed; the old ones stay", "err", err)
+				} else {
+					log.Info("auth: keys reloaded")
+				}
+			}
+		}()
+	}
 	if rooms := splitList(o.dice); len(rooms) > 0 {
 		if _, err := dice.Spawn(srv.Node, dice.Options{Rooms: rooms}); err != nil {
 			srv.Shutdown(context.Background())
@@ -75,7 +97,7 @@ func run(args []string, getenv func(string) string, stderr io.Writer) error {
 		}
 	}
 	srv.Start()
-	log.Info("parley serving", "addr", srv.Addr(), "ws", srv.URL())
+	log.Info("parley serving", "addr", srv.Addr(), "ws", srv.URL(), "admin", srv.AdminAddr())
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Wait() }()
 	select {
@@ -125,6 +147,16 @@ func parseFlags(args []string, getenv func(string) string, out io.Writer) (optio
 	fs.DurationVar(&cfg.Retention.MaxAge, "retention-age", 0, "delete stored messages older than this (0: keep forever)")
 	fs.DurationVar(&cfg.RetentionInterval, "retention-interval", time.Minute, "how often retention runs")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "bound on a graceful shutdown")
+	fs.StringVar(&o.jwtSecret, "jwt-secret", "", "HS256 secret (at least 32 bytes) that signs connection tokens")
+	fs.StringVar(&o.jwt.PublicKeyFile, "jwt-public-key", "", "PEM file with the RSA or EC P-256 public key that signs tokens (RS256, ES256)")
+	fs.StringVar(&o.jwt.JWKSFile, "jwt-jwks", "", "JWKS file with the keys that sign tokens (RS256, ES256); re-read on SIGHUP")
+	fs.StringVar(&o.jwt.Issuer, "jwt-issuer", "", "required iss claim (empty: not checked)")
+	fs.StringVar(&o.jwt.Audience, "jwt-audience", "", "required aud claim (empty: not checked)")
+	fs.StringVar(&o.anonymous, "anonymous", "auto", "allow logging in with a name and no token: true, false, or auto (true only when -addr is loopback)")
+	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "PEM certificate chain; with -tls-key the server speaks TLS (wss://)")
+	fs.StringVar(&cfg.TLSKey, "tls-key", "", "PEM private key for -tls-cert")
+	fs.StringVar(&cfg.AdminAddr, "admin-addr", "127.0.0.1:8081", "operator listener: admin API, /metrics, /debug/pprof (empty: off)")
+	fs.StringVar(&cfg.AdminToken, "admin-token", "", "Bearer token the admin API requires (mandatory when -admin-addr is not loopback)")
 	fs.StringVar(&o.dice, "dice-rooms", "", "comma-separated rooms where the dice bot answers /roll 2d6 (empty: no bot)")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	var apply []func() error
@@ -164,6 +196,41 @@ func parseFlags(args []string, getenv func(string) string, out io.Writer) (optio
 	cfg.Transport.OriginPatterns = splitList(origins)
 	cfg.Transport.MaxMessageBytes = maxBytes
 	return o, nil
+}
+
+// setupAuth builds the token verifier and picks the login mode, and says
+// which it is: an operator must never guess whether strangers can log in.
+func setupAuth(o *options, log *slog.Logger) error {
+	o.jwt.HMACSecret = []byte(o.jwtSecret)
+	if o.jwtSecret != "" || o.jwt.PublicKeyFile != "" || o.jwt.JWKSFile != "" {
+		v, err := auth.NewVerifier(o.jwt)
+		if err != nil {
+			return err
+		}
+		o.server.Auth = v
+	}
+	var anonymous bool
+	switch o.anonymous {
+	case "true":
+		anonymous = true
+	case "false":
+	case "auto", "":
+		anonymous = server.IsLoopback(o.server.Addr)
+	default:
+		return fmt.Errorf("-anonymous %q: want true, false or auto", o.anonymous)
+	}
+	o.server.Actors.RequireToken = !anonymous
+	switch {
+	case o.server.Auth == nil && !anonymous:
+		return fmt.Errorf("nobody could log in: -addr %s is not loopback, so tokens are required, but no key is set (-jwt-secret, -jwt-public-key or -jwt-jwks); or allow anonymous names with -anonymous=true", o.server.Addr)
+	case o.server.Auth == nil:
+		log.Warn("auth: anonymous mode: anyone may log in with any name (no token key is set)")
+	case anonymous:
+		log.Info("auth: tokens checked; anonymous names also allowed", "verifier", o.server.Auth)
+	default:
+		log.Info("auth: tokens required", "verifier", o.server.Auth)
+	}
+	return nil
 }
 
 func splitList(s string) []string {

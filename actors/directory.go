@@ -102,6 +102,7 @@ func (r *roomsRouter) Receive(ctx actor.Context) {
 		delete(r.byPID, pidKey(m.GetWho()))
 		e := r.rooms[name]
 		delete(r.rooms, name)
+		r.n.Stats.mailboxes.Delete(name)
 		for _, w := range e.waiting {
 			r.route(ctx, w)
 		}

@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,6 +29,7 @@ import (
 
 	parleypb "github.com/parleychat/parley/proto"
 
+	"github.com/parleychat/parley/auth"
 	"github.com/parleychat/parley/store"
 	"github.com/parleychat/parley/supervision"
 	"github.com/parleychat/parley/transport"
@@ -71,6 +73,12 @@ type Config struct {
 	// SessionBudget and RoomBudget are the retry budgets (restarts within
 	// their Window) of sessions and rooms. Zero values: see supervision.Options.
 	SessionBudget, RoomBudget supervision.Options
+	// Verifier checks tokens sent in Hello and Refresh. Nil: tokens are
+	// refused.
+	Verifier *auth.Verifier
+	// RequireToken refuses a Hello without a verified token; otherwise a
+	// name alone logs in (anonymous).
+	RequireToken bool
 	// Faults injects failures for tests; nil in production.
 	Faults *supervision.Faults
 	// Logger receives actor and supervision logs. Nil discards.
@@ -123,6 +131,39 @@ type Stats struct {
 	ActiveRooms atomic.Int64
 	// Passivations counts rooms stopped for being empty.
 	Passivations atomic.Int64
+	// Posts counts acknowledged posts; Deliveries the room events handed to
+	// members (one per member per event); RateLimited the requests refused
+	// by a session's rate limit; StoreErrors the failed store writes.
+	Posts, Deliveries, RateLimited, StoreErrors atomic.Int64
+
+	mailboxes sync.Map // room name -> *mailboxDepth
+}
+
+// mailboxDepth counts the messages waiting in one room's mailbox.
+type mailboxDepth struct{ n atomic.Int64 }
+
+func (d *mailboxDepth) MailboxStarted()     {}
+func (d *mailboxDepth) MessagePosted(any)   { d.n.Add(1) }
+func (d *mailboxDepth) MessageReceived(any) { d.n.Add(-1) }
+func (d *mailboxDepth) MailboxEmpty()       {}
+
+// RoomDepth is one room's mailbox depth.
+type RoomDepth struct {
+	Room  string
+	Depth int64
+}
+
+// BusiestRooms returns the k rooms with the most messages waiting.
+func (s *Stats) BusiestRooms(k int) []RoomDepth {
+	var all []RoomDepth
+	s.mailboxes.Range(func(key, v any) bool {
+		if d := v.(*mailboxDepth).n.Load(); d > 0 {
+			all = append(all, RoomDepth{key.(string), d})
+		}
+		return true
+	})
+	sort.Slice(all, func(i, j int) bool { return all[i].Depth > all[j].Depth })
+	return all[:min(k, len(all))]
 }
 
 // Node is one Parley server's actors.
@@ -226,6 +267,9 @@ func (n *Node) Open(c *transport.Conn) (transport.Peer, error) {
 func (n *Node) attach(c conn) (transport.Peer, error) {
 	id := fmt.Sprintf("s%d", n.nextSession.Add(1))
 	sh := &sessionShared{id: id, conn: c, codec: c.Codec(), rooms: make(map[string]*joined)}
+	if a, ok := c.(interface{ Claims() *auth.Claims }); ok {
+		sh.claims = a.Claims() // a token checked at the handshake
+	}
 	props := actor.PropsFromProducer(func() actor.Actor { return newSession(n, sh) }, n.sessionOpts...)
 	pid, err := n.System.Root.SpawnNamed(props, "session-"+id)
 	if err != nil {

@@ -17,11 +17,12 @@ type presence struct {
 	n        *Node
 	users    map[string]int    // user -> connections
 	sessions map[string]string // session PID key -> user
+	pids     map[string]*actor.PID
 	watchers map[string]*actor.PID
 }
 
 func newPresence(n *Node) *presence {
-	return &presence{n: n, users: make(map[string]int), sessions: make(map[string]string), watchers: make(map[string]*actor.PID)}
+	return &presence{n: n, users: make(map[string]int), sessions: make(map[string]string), pids: make(map[string]*actor.PID), watchers: make(map[string]*actor.PID)}
 }
 
 func (p *presence) Receive(ctx actor.Context) {
@@ -36,6 +37,15 @@ func (p *presence) Receive(ctx actor.Context) {
 		p.offline(ctx, m.GetSession())
 	case *actor.Terminated:
 		p.offline(ctx, m.GetWho())
+	case *parleypb.Kick:
+		n := 0
+		for key, user := range p.sessions {
+			if user == m.GetUser() {
+				ctx.Send(p.pids[key], &parleypb.KickSession{Reason: m.GetReason()})
+				n++
+			}
+		}
+		ctx.Send(m.GetReplyTo(), &parleypb.Ack{Seq: uint64(n)})
 	case *parleypb.WhoQuery:
 		ctx.Send(m.GetSession(), &parleypb.PresenceEvent{Members: p.list()})
 		ctx.Send(m.GetSession(), &parleypb.Ack{RequestId: m.GetRequestId()})
@@ -47,6 +57,7 @@ func (p *presence) online(ctx actor.Context, m *parleypb.Online) {
 	if _, ok := p.sessions[key]; !ok {
 		ctx.Watch(m.GetSession())
 		p.sessions[key] = m.GetUser()
+		p.pids[key] = m.GetSession()
 		p.users[m.GetUser()]++
 		if p.users[m.GetUser()] == 1 && !m.GetRejoin() {
 			p.tell(ctx, &parleypb.PresenceEvent{Joined: []string{m.GetUser()}})
@@ -73,6 +84,7 @@ func (p *presence) offline(ctx actor.Context, pid *actor.PID) {
 		return
 	}
 	delete(p.sessions, key)
+	delete(p.pids, key)
 	ctx.Unwatch(pid)
 	p.users[user]--
 	if p.users[user] == 0 {

@@ -27,7 +27,10 @@ const replayPage = 256
 const legacyReplay = 50
 
 func roomProps(n *Node, name string) *actor.Props {
-	return actor.PropsFromProducer(func() actor.Actor { return newRoom(n, name) }, middleware(n.cfg.Faults, "room")...)
+	depth := &mailboxDepth{}
+	n.Stats.mailboxes.Store(name, depth)
+	opts := append([]actor.PropsOption{actor.WithMailbox(actor.Unbounded(depth))}, middleware(n.cfg.Faults, "room")...)
+	return actor.PropsFromProducer(func() actor.Actor { return newRoom(n, name) }, opts...)
 }
 
 // room is one chat room: its members, its sequence numbers, a window of
@@ -118,6 +121,8 @@ func (r *room) Receive(ctx actor.Context) {
 		r.typing(ctx, m)
 	case *parleypb.RoomHistory:
 		r.history(ctx, m)
+	case *parleypb.CloseRoom:
+		r.close(ctx, m)
 	case *parleypb.RoomWho:
 		ctx.Send(m.GetSession(), &parleypb.PresenceEvent{Room: r.name, Members: r.memberList()})
 	case *parleypb.IdleCheck:
@@ -231,6 +236,7 @@ func (r *room) flush(ctx actor.Context) {
 	err := r.n.cfg.Store.Append(sctx, msgs)
 	cancel()
 	if err != nil {
+		r.n.Stats.StoreErrors.Add(1)
 		r.log.Error("room could not store a batch; failing its posts", "posts", len(msgs), "err", err)
 		for _, p := range batch {
 			if p.ev != nil && p.ev.ClientMsgId != "" {
@@ -247,6 +253,7 @@ func (r *room) flush(ctx actor.Context) {
 		return
 	}
 	r.committed = r.next
+	r.n.Stats.Posts.Add(int64(len(msgs)))
 	if r.oldest == 0 && len(msgs) > 0 {
 		r.oldest = msgs[0].Seq
 	}
@@ -321,6 +328,9 @@ func (r *room) encodeInto(d *parleypb.Deliver, env *parleypb.Envelope, mask [4]b
 // fanout sends d to every member except those of user skip. A room never
 // waits for a session: a session that cannot keep up closes itself (1013).
 func (r *room) fanout(ctx actor.Context, d *parleypb.Deliver, skip string) {
+	if d.GetSeq() != 0 {
+		r.n.Stats.Deliveries.Add(int64(len(r.members)))
+	}
 	for _, m := range r.members {
 		if skip != "" && m.user == skip {
 			continue
@@ -546,6 +556,28 @@ func (r *room) oldestKnown() uint64 {
 		return r.window[0].ev.Seq
 	}
 	return 0
+}
+
+// close evicts every member (an operator's decision) and asks to be
+// passivated; what was stored stays, and the next join starts the room anew.
+func (r *room) close(ctx actor.Context, m *parleypb.CloseRoom) {
+	r.flush(ctx)
+	n := len(r.members)
+	for key, mem := range r.members {
+		ctx.Unwatch(mem.pid)
+		ctx.Send(mem.pid, &parleypb.RoomClosed{Room: r.name, Reason: m.GetReason()})
+		delete(r.members, key)
+	}
+	clear(r.users)
+	r.order = r.order[:0]
+	r.codecs = [4]int{}
+	ctx.Send(ctx.Parent(), &parleypb.RoomCount{Room: r.name})
+	r.log.Warn("room closed by an operator", "reason", m.GetReason(), "evicted", n)
+	if m.GetReplyTo() != nil {
+		ctx.Send(m.GetReplyTo(), &parleypb.Ack{Room: r.name, Seq: uint64(n)})
+	}
+	r.linger.Stop()
+	ctx.Request(ctx.Parent(), &parleypb.RoomPassivate{Room: r.name})
 }
 
 // armLinger starts the passivation timer of an empty room.

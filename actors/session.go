@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"golang.org/x/time/rate"
 
+	"github.com/parleychat/parley/auth"
 	"github.com/parleychat/parley/codec"
 	parleypb "github.com/parleychat/parley/proto"
 	"github.com/parleychat/parley/supervision"
@@ -40,6 +42,10 @@ type sessionShared struct {
 	rooms   map[string]*joined
 	closing bool
 	closed  bool
+	// claims is the connection's verified token (nil: anonymous), and
+	// expiry the timer that closes the session when it runs out.
+	claims *auth.Claims
+	expiry *time.Timer
 }
 
 // joined is one room of a session: the last seq delivered to the client,
@@ -124,6 +130,21 @@ func (s *session) Receive(ctx actor.Context) {
 	case *parleypb.ConnClosed:
 		s.sh.closed = true
 		ctx.Stop(ctx.Self())
+	case *parleypb.TokenCheck:
+		if c := s.sh.claims; c != nil && !c.Expiry.IsZero() && !time.Now().Before(c.Expiry) {
+			s.log.Info("token expired; closing", "code", transport.StatusTokenExpired)
+			s.close(transport.StatusTokenExpired, "token expired; reconnect with a new one")
+		}
+	case *parleypb.KickSession:
+		s.log.Warn("kicked by an operator", "reason", m.GetReason(), "code", transport.StatusKicked)
+		s.close(transport.StatusKicked, "kicked by an operator: "+m.GetReason())
+	case *parleypb.Notice:
+		s.send(&parleypb.Envelope{Body: &parleypb.Envelope_Notice{Notice: m}})
+	case *parleypb.RoomClosed:
+		if _, ok := s.sh.rooms[m.GetRoom()]; ok {
+			delete(s.sh.rooms, m.GetRoom())
+			s.send(&parleypb.Envelope{Body: &parleypb.Envelope_Notice{Notice: &parleypb.Notice{Room: m.GetRoom(), Text: "the room was closed by an operator: " + m.GetReason()}}})
+		}
 	case *parleypb.InjectFault:
 		if m.GetDrop() && s.n.cfg.Faults.Enabled("session") {
 			s.n.cfg.Faults.Injected.Add(1)
@@ -141,6 +162,9 @@ func (s *session) Receive(ctx actor.Context) {
 		s.idle.Stop()
 	case *actor.Stopping:
 		s.idle.Stop()
+		if s.sh.expiry != nil {
+			s.sh.expiry.Stop()
+		}
 		s.stopping(ctx)
 	}
 }
@@ -292,6 +316,77 @@ func (s *session) presence(p *parleypb.PresenceEvent) {
 	s.send(&parleypb.Envelope{Body: &parleypb.Envelope_Presence{Presence: p}})
 }
 
+// verify checks a token sent in a frame; on failure it answers the request.
+func (s *session) verify(ctx actor.Context, id, tok string) (*auth.Claims, bool) {
+	if s.n.cfg.Verifier == nil {
+		s.fail(ctx, id, "", parleypb.ErrorCode_ERROR_CODE_FORBIDDEN, "this server takes no tokens")
+		return nil, false
+	}
+	c, err := s.n.cfg.Verifier.Verify(tok)
+	if errors.Is(err, auth.ErrExpired) {
+		s.fail(ctx, id, "", parleypb.ErrorCode_ERROR_CODE_TOKEN_EXPIRED, "the token expired; get a new one")
+		return nil, false
+	}
+	if err != nil {
+		s.log.Info("token refused", "err", err)
+		s.fail(ctx, id, "", parleypb.ErrorCode_ERROR_CODE_FORBIDDEN, "invalid token")
+		return nil, false
+	}
+	return c, true
+}
+
+// refresh swaps in a new token for the same user.
+func (s *session) refresh(ctx actor.Context, id string, r *parleypb.Refresh) {
+	c, ok := s.verify(ctx, id, r.GetToken())
+	if !ok {
+		return
+	}
+	if c.Subject != s.sh.user {
+		s.fail(ctx, id, "", parleypb.ErrorCode_ERROR_CODE_FORBIDDEN, fmt.Sprintf("the new token is for %q, not %q", c.Subject, s.sh.user))
+		return
+	}
+	s.sh.claims = c
+	s.armExpiry(ctx)
+	s.ackNow(id, "")
+}
+
+// armExpiry (re)sets the timer that ends the session when its token runs
+// out. The timer only sends a message; the check runs in Receive.
+func (s *session) armExpiry(ctx actor.Context) {
+	if s.sh.expiry != nil {
+		s.sh.expiry.Stop()
+		s.sh.expiry = nil
+	}
+	c := s.sh.claims
+	if c == nil || c.Expiry.IsZero() {
+		return
+	}
+	sys, self := s.n.System, ctx.Self()
+	s.sh.expiry = time.AfterFunc(time.Until(c.Expiry), func() { sys.Root.Send(self, &parleypb.TokenCheck{}) })
+}
+
+func (s *session) expiresMs() int64 {
+	if c := s.sh.claims; c != nil && !c.Expiry.IsZero() {
+		return c.Expiry.UnixMilli()
+	}
+	return 0
+}
+
+// may reports whether the token allows an action in a room, answering the
+// request when it does not.
+func (s *session) may(ctx actor.Context, id, room string, post bool) bool {
+	c := s.sh.claims
+	if c == nil || (post && c.MayPost(room)) || (!post && c.MayJoin(room)) {
+		return true
+	}
+	what := "join"
+	if post {
+		what = "post to"
+	}
+	s.fail(ctx, id, room, parleypb.ErrorCode_ERROR_CODE_FORBIDDEN, "your token does not allow you to "+what+" this room")
+	return false
+}
+
 // rejoinDelay spaces the retries of a re-join a room could not take (its
 // store was down).
 const rejoinDelay = 500 * time.Millisecond
@@ -327,6 +422,7 @@ func (s *session) ackNow(requestID, room string) {
 func (s *session) request(ctx actor.Context, env *parleypb.Envelope) {
 	id := env.GetId()
 	if _, isPing := env.GetBody().(*parleypb.Envelope_Ping); !isPing && !s.limit.Allow() {
+		s.n.Stats.RateLimited.Add(1)
 		if !s.strikes.Allow() {
 			s.log.Warn("closing a session that keeps exceeding its rate limit", "code", transport.StatusPolicyViolation)
 			s.close(transport.StatusPolicyViolation, "rate limit exceeded repeatedly")
@@ -364,6 +460,9 @@ func (s *session) request(ctx actor.Context, env *parleypb.Envelope) {
 			s.fail(ctx, id, room, parleypb.ErrorCode_ERROR_CODE_NOT_JOINED, "join the room to type in it")
 			return
 		}
+		if !s.may(ctx, id, room, true) {
+			return
+		}
 		s.n.Directory.Tell(ctx, &parleypb.RoomTyping{Room: room, User: s.sh.user, Session: ctx.Self()})
 		if id != "" {
 			s.ackNow(id, room)
@@ -377,6 +476,8 @@ func (s *session) request(ctx actor.Context, env *parleypb.Envelope) {
 		s.n.Directory.Tell(ctx, &parleypb.RoomHistory{Room: h.GetRoom(), BeforeSeq: h.GetBeforeSeq(), Limit: h.GetLimit(), RequestId: id, Session: ctx.Self()})
 	case *parleypb.Envelope_Who:
 		ctx.Send(s.n.presence, &parleypb.WhoQuery{RequestId: id, Session: ctx.Self()})
+	case *parleypb.Envelope_Refresh:
+		s.refresh(ctx, id, b.Refresh)
 	case *parleypb.Envelope_Rooms:
 		s.n.Directory.ListRooms(ctx, &parleypb.RoomsQuery{RequestId: id, Session: ctx.Self()})
 	default:
@@ -389,10 +490,35 @@ func (s *session) hello(ctx actor.Context, id string, h *parleypb.Hello) {
 		s.fail(ctx, id, "", parleypb.ErrorCode_ERROR_CODE_ALREADY_LOGGED_IN, "already logged in as "+s.sh.user)
 		return
 	}
-	if err := ValidName(h.GetName()); err != nil {
+	claims := s.sh.claims
+	if tok := h.GetToken(); tok != "" {
+		if claims != nil {
+			s.fail(ctx, id, "", parleypb.ErrorCode_ERROR_CODE_BAD_REQUEST, "a token was already given in the handshake")
+			return
+		}
+		var ok bool
+		if claims, ok = s.verify(ctx, id, tok); !ok {
+			return
+		}
+	}
+	name := h.GetName()
+	switch {
+	case claims != nil && name != "" && name != claims.Subject:
+		s.fail(ctx, id, "", parleypb.ErrorCode_ERROR_CODE_FORBIDDEN, fmt.Sprintf("the token is for %q, not %q", claims.Subject, name))
+		return
+	case claims != nil:
+		name = claims.Subject
+	case s.n.cfg.RequireToken:
+		s.fail(ctx, id, "", parleypb.ErrorCode_ERROR_CODE_NOT_LOGGED_IN, "this server requires a token: send it in the handshake (Authorization: Bearer, or ?token=) or in hello.token")
+		return
+	}
+	if err := ValidName(name); err != nil {
 		s.fail(ctx, id, "", parleypb.ErrorCode_ERROR_CODE_INVALID_NAME, "name "+err.Error())
 		return
 	}
+	h = &parleypb.Hello{Name: name, WatchOnline: h.GetWatchOnline()}
+	s.sh.claims = claims
+	s.armExpiry(ctx)
 	s.sh.user, s.sh.watch = h.GetName(), h.GetWatchOnline()
 	s.log = s.log.With("user", s.sh.user)
 	s.send(&parleypb.Envelope{Body: &parleypb.Envelope_Welcome{Welcome: &parleypb.Welcome{
@@ -400,6 +526,7 @@ func (s *session) hello(ctx actor.Context, id string, h *parleypb.Hello) {
 		MaxMessageBytes: uint32(s.n.cfg.MaxMessageBytes), MaxRooms: uint32(s.n.cfg.MaxRooms),
 		IdleTimeoutMs: uint32(s.n.cfg.IdleTimeout / time.Millisecond),
 		MaxTextChars:  uint32(s.n.cfg.MaxTextRunes), Rate: s.n.cfg.Rate, Burst: uint32(s.n.cfg.Burst),
+		TokenExpiresMs: s.expiresMs(),
 	}}})
 	online := &parleypb.Online{User: s.sh.user, Session: ctx.Self(), Watch: s.sh.watch}
 	if s.sh.watch {
@@ -418,6 +545,9 @@ func (s *session) join(ctx actor.Context, id string, j *parleypb.Join) {
 	name := j.GetRoom()
 	if err := ValidRoom(name); err != nil {
 		s.fail(ctx, id, name, parleypb.ErrorCode_ERROR_CODE_BAD_REQUEST, "room "+err.Error())
+		return
+	}
+	if !s.may(ctx, id, name, false) {
 		return
 	}
 	if _, ok := s.sh.rooms[name]; !ok && len(s.sh.rooms) >= s.n.cfg.MaxRooms {
@@ -468,6 +598,9 @@ func (s *session) post(ctx actor.Context, id string, p *parleypb.Post) {
 	room := p.GetRoom()
 	if _, ok := s.sh.rooms[room]; !ok {
 		s.fail(ctx, id, room, parleypb.ErrorCode_ERROR_CODE_NOT_JOINED, "join the room before posting to it")
+		return
+	}
+	if !s.may(ctx, id, room, true) {
 		return
 	}
 	if err := validText(p.GetText()); err != nil {

@@ -189,6 +189,7 @@ type Envelope struct {
 	//	*Envelope_Ping
 	//	*Envelope_Who
 	//	*Envelope_Rooms
+	//	*Envelope_Refresh
 	//	*Envelope_Welcome
 	//	*Envelope_Ack
 	//	*Envelope_Error
@@ -329,6 +330,15 @@ func (x *Envelope) GetRooms() *RoomsRequest {
 	return nil
 }
 
+func (x *Envelope) GetRefresh() *Refresh {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_Refresh); ok {
+			return x.Refresh
+		}
+	}
+	return nil
+}
+
 func (x *Envelope) GetWelcome() *Welcome {
 	if x != nil {
 		if x, ok := x.Body.(*Envelope_Welcome); ok {
@@ -460,6 +470,10 @@ type Envelope_Rooms struct {
 	Rooms *RoomsRequest `protobuf:"bytes,18,opt,name=rooms,proto3,oneof"`
 }
 
+type Envelope_Refresh struct {
+	Refresh *Refresh `protobuf:"bytes,19,opt,name=refresh,proto3,oneof"`
+}
+
 type Envelope_Welcome struct {
 	// server -> client
 	Welcome *Welcome `protobuf:"bytes,30,opt,name=welcome,proto3,oneof"`
@@ -519,6 +533,8 @@ func (*Envelope_Who) isEnvelope_Body() {}
 
 func (*Envelope_Rooms) isEnvelope_Body() {}
 
+func (*Envelope_Refresh) isEnvelope_Body() {}
+
 func (*Envelope_Welcome) isEnvelope_Body() {}
 
 func (*Envelope_Ack) isEnvelope_Body() {}
@@ -547,7 +563,11 @@ type Hello struct {
 	// When true the session also receives PresenceEvents with an empty room:
 	// who is online anywhere on the server. The first is a snapshot (members
 	// set, the caller included), sent before the Hello's Ack.
-	WatchOnline   bool `protobuf:"varint,2,opt,name=watch_online,json=watchOnline,proto3" json:"watch_online,omitempty"`
+	WatchOnline bool `protobuf:"varint,2,opt,name=watch_online,json=watchOnline,proto3" json:"watch_online,omitempty"`
+	// A JWT, when the connection did not bring one in the handshake
+	// (Authorization header or ?token=). Its subject is the user; name may
+	// then be empty.
+	Token         string `protobuf:"bytes,3,opt,name=token,proto3" json:"token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -596,6 +616,59 @@ func (x *Hello) GetWatchOnline() bool {
 	return false
 }
 
+func (x *Hello) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+// Refresh replaces the connection's token before it expires; the new one
+// must name the same user.
+type Refresh struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Token         string                 `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Refresh) Reset() {
+	*x = Refresh{}
+	mi := &file_parley_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Refresh) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Refresh) ProtoMessage() {}
+
+func (x *Refresh) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Refresh.ProtoReflect.Descriptor instead.
+func (*Refresh) Descriptor() ([]byte, []int) {
+	return file_parley_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *Refresh) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
 // Welcome answers Hello (together with its Ack).
 type Welcome struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
@@ -610,15 +683,18 @@ type Welcome struct {
 	// The longest post text, in characters (Unicode code points).
 	MaxTextChars uint32 `protobuf:"varint,6,opt,name=max_text_chars,json=maxTextChars,proto3" json:"max_text_chars,omitempty"`
 	// Requests per second allowed, and the burst above that rate.
-	Rate          float64 `protobuf:"fixed64,7,opt,name=rate,proto3" json:"rate,omitempty"`
-	Burst         uint32  `protobuf:"varint,8,opt,name=burst,proto3" json:"burst,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Rate  float64 `protobuf:"fixed64,7,opt,name=rate,proto3" json:"rate,omitempty"`
+	Burst uint32  `protobuf:"varint,8,opt,name=burst,proto3" json:"burst,omitempty"`
+	// When the connection's token expires (Unix milliseconds; 0: never). The
+	// server closes the connection with 4003 then, unless a Refresh came.
+	TokenExpiresMs int64 `protobuf:"varint,9,opt,name=token_expires_ms,json=tokenExpiresMs,proto3" json:"token_expires_ms,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Welcome) Reset() {
 	*x = Welcome{}
-	mi := &file_parley_proto_msgTypes[2]
+	mi := &file_parley_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -630,7 +706,7 @@ func (x *Welcome) String() string {
 func (*Welcome) ProtoMessage() {}
 
 func (x *Welcome) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[2]
+	mi := &file_parley_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -643,7 +719,7 @@ func (x *Welcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Welcome.ProtoReflect.Descriptor instead.
 func (*Welcome) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{2}
+	return file_parley_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Welcome) GetSessionId() string {
@@ -702,6 +778,13 @@ func (x *Welcome) GetBurst() uint32 {
 	return 0
 }
 
+func (x *Welcome) GetTokenExpiresMs() int64 {
+	if x != nil {
+		return x.TokenExpiresMs
+	}
+	return 0
+}
+
 // Join a room (created on demand). The server first replays history, then
 // acks with the room's current sequence number and member list, then the
 // session is live.
@@ -717,7 +800,7 @@ type Join struct {
 
 func (x *Join) Reset() {
 	*x = Join{}
-	mi := &file_parley_proto_msgTypes[3]
+	mi := &file_parley_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -729,7 +812,7 @@ func (x *Join) String() string {
 func (*Join) ProtoMessage() {}
 
 func (x *Join) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[3]
+	mi := &file_parley_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -742,7 +825,7 @@ func (x *Join) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Join.ProtoReflect.Descriptor instead.
 func (*Join) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{3}
+	return file_parley_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Join) GetRoom() string {
@@ -768,7 +851,7 @@ type Leave struct {
 
 func (x *Leave) Reset() {
 	*x = Leave{}
-	mi := &file_parley_proto_msgTypes[4]
+	mi := &file_parley_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -780,7 +863,7 @@ func (x *Leave) String() string {
 func (*Leave) ProtoMessage() {}
 
 func (x *Leave) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[4]
+	mi := &file_parley_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -793,7 +876,7 @@ func (x *Leave) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Leave.ProtoReflect.Descriptor instead.
 func (*Leave) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{4}
+	return file_parley_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Leave) GetRoom() string {
@@ -817,7 +900,7 @@ type Post struct {
 
 func (x *Post) Reset() {
 	*x = Post{}
-	mi := &file_parley_proto_msgTypes[5]
+	mi := &file_parley_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -829,7 +912,7 @@ func (x *Post) String() string {
 func (*Post) ProtoMessage() {}
 
 func (x *Post) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[5]
+	mi := &file_parley_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -842,7 +925,7 @@ func (x *Post) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Post.ProtoReflect.Descriptor instead.
 func (*Post) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{5}
+	return file_parley_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Post) GetRoom() string {
@@ -878,7 +961,7 @@ type Typing struct {
 
 func (x *Typing) Reset() {
 	*x = Typing{}
-	mi := &file_parley_proto_msgTypes[6]
+	mi := &file_parley_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -890,7 +973,7 @@ func (x *Typing) String() string {
 func (*Typing) ProtoMessage() {}
 
 func (x *Typing) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[6]
+	mi := &file_parley_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -903,7 +986,7 @@ func (x *Typing) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Typing.ProtoReflect.Descriptor instead.
 func (*Typing) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{6}
+	return file_parley_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Typing) GetRoom() string {
@@ -933,7 +1016,7 @@ type HistoryRequest struct {
 
 func (x *HistoryRequest) Reset() {
 	*x = HistoryRequest{}
-	mi := &file_parley_proto_msgTypes[7]
+	mi := &file_parley_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -945,7 +1028,7 @@ func (x *HistoryRequest) String() string {
 func (*HistoryRequest) ProtoMessage() {}
 
 func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[7]
+	mi := &file_parley_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -958,7 +1041,7 @@ func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryRequest.ProtoReflect.Descriptor instead.
 func (*HistoryRequest) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{7}
+	return file_parley_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *HistoryRequest) GetRoom() string {
@@ -995,7 +1078,7 @@ type HistoryPage struct {
 
 func (x *HistoryPage) Reset() {
 	*x = HistoryPage{}
-	mi := &file_parley_proto_msgTypes[8]
+	mi := &file_parley_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1007,7 +1090,7 @@ func (x *HistoryPage) String() string {
 func (*HistoryPage) ProtoMessage() {}
 
 func (x *HistoryPage) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[8]
+	mi := &file_parley_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1020,7 +1103,7 @@ func (x *HistoryPage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryPage.ProtoReflect.Descriptor instead.
 func (*HistoryPage) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{8}
+	return file_parley_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *HistoryPage) GetRoom() string {
@@ -1053,7 +1136,7 @@ type Ping struct {
 
 func (x *Ping) Reset() {
 	*x = Ping{}
-	mi := &file_parley_proto_msgTypes[9]
+	mi := &file_parley_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1065,7 +1148,7 @@ func (x *Ping) String() string {
 func (*Ping) ProtoMessage() {}
 
 func (x *Ping) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[9]
+	mi := &file_parley_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1078,7 +1161,7 @@ func (x *Ping) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ping.ProtoReflect.Descriptor instead.
 func (*Ping) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{9}
+	return file_parley_proto_rawDescGZIP(), []int{10}
 }
 
 // WhoRequest asks for everyone online on the server; answered by a
@@ -1091,7 +1174,7 @@ type WhoRequest struct {
 
 func (x *WhoRequest) Reset() {
 	*x = WhoRequest{}
-	mi := &file_parley_proto_msgTypes[10]
+	mi := &file_parley_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1103,7 +1186,7 @@ func (x *WhoRequest) String() string {
 func (*WhoRequest) ProtoMessage() {}
 
 func (x *WhoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[10]
+	mi := &file_parley_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1116,7 +1199,7 @@ func (x *WhoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WhoRequest.ProtoReflect.Descriptor instead.
 func (*WhoRequest) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{10}
+	return file_parley_proto_rawDescGZIP(), []int{11}
 }
 
 // RoomsRequest asks which rooms are active; answered by a RoomList (before
@@ -1129,7 +1212,7 @@ type RoomsRequest struct {
 
 func (x *RoomsRequest) Reset() {
 	*x = RoomsRequest{}
-	mi := &file_parley_proto_msgTypes[11]
+	mi := &file_parley_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1141,7 +1224,7 @@ func (x *RoomsRequest) String() string {
 func (*RoomsRequest) ProtoMessage() {}
 
 func (x *RoomsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[11]
+	mi := &file_parley_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1154,7 +1237,7 @@ func (x *RoomsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomsRequest.ProtoReflect.Descriptor instead.
 func (*RoomsRequest) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{11}
+	return file_parley_proto_rawDescGZIP(), []int{12}
 }
 
 type RoomList struct {
@@ -1166,7 +1249,7 @@ type RoomList struct {
 
 func (x *RoomList) Reset() {
 	*x = RoomList{}
-	mi := &file_parley_proto_msgTypes[12]
+	mi := &file_parley_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1178,7 +1261,7 @@ func (x *RoomList) String() string {
 func (*RoomList) ProtoMessage() {}
 
 func (x *RoomList) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[12]
+	mi := &file_parley_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1191,7 +1274,7 @@ func (x *RoomList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomList.ProtoReflect.Descriptor instead.
 func (*RoomList) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{12}
+	return file_parley_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RoomList) GetRooms() []*RoomInfo {
@@ -1212,7 +1295,7 @@ type RoomInfo struct {
 
 func (x *RoomInfo) Reset() {
 	*x = RoomInfo{}
-	mi := &file_parley_proto_msgTypes[13]
+	mi := &file_parley_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1224,7 +1307,7 @@ func (x *RoomInfo) String() string {
 func (*RoomInfo) ProtoMessage() {}
 
 func (x *RoomInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[13]
+	mi := &file_parley_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1237,7 +1320,7 @@ func (x *RoomInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomInfo.ProtoReflect.Descriptor instead.
 func (*RoomInfo) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{13}
+	return file_parley_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RoomInfo) GetName() string {
@@ -1272,7 +1355,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_parley_proto_msgTypes[14]
+	mi := &file_parley_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1284,7 +1367,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[14]
+	mi := &file_parley_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1297,7 +1380,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{14}
+	return file_parley_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Ack) GetRequestId() string {
@@ -1347,7 +1430,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_parley_proto_msgTypes[15]
+	mi := &file_parley_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1359,7 +1442,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[15]
+	mi := &file_parley_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1372,7 +1455,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{15}
+	return file_parley_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Error) GetRequestId() string {
@@ -1419,7 +1502,7 @@ type RoomEvent struct {
 
 func (x *RoomEvent) Reset() {
 	*x = RoomEvent{}
-	mi := &file_parley_proto_msgTypes[16]
+	mi := &file_parley_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1431,7 +1514,7 @@ func (x *RoomEvent) String() string {
 func (*RoomEvent) ProtoMessage() {}
 
 func (x *RoomEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[16]
+	mi := &file_parley_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1444,7 +1527,7 @@ func (x *RoomEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomEvent.ProtoReflect.Descriptor instead.
 func (*RoomEvent) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{16}
+	return file_parley_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RoomEvent) GetRoom() string {
@@ -1500,7 +1583,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_parley_proto_msgTypes[17]
+	mi := &file_parley_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1512,7 +1595,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[17]
+	mi := &file_parley_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1525,7 +1608,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{17}
+	return file_parley_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Member) GetName() string {
@@ -1558,7 +1641,7 @@ type PresenceEvent struct {
 
 func (x *PresenceEvent) Reset() {
 	*x = PresenceEvent{}
-	mi := &file_parley_proto_msgTypes[18]
+	mi := &file_parley_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1570,7 +1653,7 @@ func (x *PresenceEvent) String() string {
 func (*PresenceEvent) ProtoMessage() {}
 
 func (x *PresenceEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[18]
+	mi := &file_parley_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1583,7 +1666,7 @@ func (x *PresenceEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PresenceEvent.ProtoReflect.Descriptor instead.
 func (*PresenceEvent) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{18}
+	return file_parley_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *PresenceEvent) GetRoom() string {
@@ -1633,7 +1716,7 @@ type Reset struct {
 
 func (x *Reset) Reset() {
 	*x = Reset{}
-	mi := &file_parley_proto_msgTypes[19]
+	mi := &file_parley_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1645,7 +1728,7 @@ func (x *Reset) String() string {
 func (*Reset) ProtoMessage() {}
 
 func (x *Reset) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[19]
+	mi := &file_parley_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1658,7 +1741,7 @@ func (x *Reset) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reset.ProtoReflect.Descriptor instead.
 func (*Reset) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{19}
+	return file_parley_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Reset) GetRoom() string {
@@ -1694,7 +1777,7 @@ type Batch struct {
 
 func (x *Batch) Reset() {
 	*x = Batch{}
-	mi := &file_parley_proto_msgTypes[20]
+	mi := &file_parley_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1706,7 +1789,7 @@ func (x *Batch) String() string {
 func (*Batch) ProtoMessage() {}
 
 func (x *Batch) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[20]
+	mi := &file_parley_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1719,7 +1802,7 @@ func (x *Batch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Batch.ProtoReflect.Descriptor instead.
 func (*Batch) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{20}
+	return file_parley_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Batch) GetItems() []*Envelope {
@@ -1729,17 +1812,20 @@ func (x *Batch) GetItems() []*Envelope {
 	return nil
 }
 
-// Notice is a message from the server itself (shutdown, operator notice).
+// Notice is a message from the server itself (an operator's notice, a room
+// closed by an operator: then room names it and the client is no longer in
+// it).
 type Notice struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Text          string                 `protobuf:"bytes,1,opt,name=text,proto3" json:"text,omitempty"`
+	Room          string                 `protobuf:"bytes,2,opt,name=room,proto3" json:"room,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Notice) Reset() {
 	*x = Notice{}
-	mi := &file_parley_proto_msgTypes[21]
+	mi := &file_parley_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1751,7 +1837,7 @@ func (x *Notice) String() string {
 func (*Notice) ProtoMessage() {}
 
 func (x *Notice) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[21]
+	mi := &file_parley_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1764,12 +1850,19 @@ func (x *Notice) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Notice.ProtoReflect.Descriptor instead.
 func (*Notice) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{21}
+	return file_parley_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Notice) GetText() string {
 	if x != nil {
 		return x.Text
+	}
+	return ""
+}
+
+func (x *Notice) GetRoom() string {
+	if x != nil {
+		return x.Room
 	}
 	return ""
 }
@@ -1793,7 +1886,7 @@ type RoomJoin struct {
 
 func (x *RoomJoin) Reset() {
 	*x = RoomJoin{}
-	mi := &file_parley_proto_msgTypes[22]
+	mi := &file_parley_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1805,7 +1898,7 @@ func (x *RoomJoin) String() string {
 func (*RoomJoin) ProtoMessage() {}
 
 func (x *RoomJoin) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[22]
+	mi := &file_parley_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1818,7 +1911,7 @@ func (x *RoomJoin) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomJoin.ProtoReflect.Descriptor instead.
 func (*RoomJoin) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{22}
+	return file_parley_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *RoomJoin) GetRoom() string {
@@ -1881,7 +1974,7 @@ type RoomLeave struct {
 
 func (x *RoomLeave) Reset() {
 	*x = RoomLeave{}
-	mi := &file_parley_proto_msgTypes[23]
+	mi := &file_parley_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1893,7 +1986,7 @@ func (x *RoomLeave) String() string {
 func (*RoomLeave) ProtoMessage() {}
 
 func (x *RoomLeave) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[23]
+	mi := &file_parley_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1906,7 +1999,7 @@ func (x *RoomLeave) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomLeave.ProtoReflect.Descriptor instead.
 func (*RoomLeave) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{23}
+	return file_parley_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RoomLeave) GetRoom() string {
@@ -1944,7 +2037,7 @@ type RoomPost struct {
 
 func (x *RoomPost) Reset() {
 	*x = RoomPost{}
-	mi := &file_parley_proto_msgTypes[24]
+	mi := &file_parley_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1956,7 +2049,7 @@ func (x *RoomPost) String() string {
 func (*RoomPost) ProtoMessage() {}
 
 func (x *RoomPost) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[24]
+	mi := &file_parley_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1969,7 +2062,7 @@ func (x *RoomPost) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomPost.ProtoReflect.Descriptor instead.
 func (*RoomPost) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{24}
+	return file_parley_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RoomPost) GetRoom() string {
@@ -2025,7 +2118,7 @@ type RoomTyping struct {
 
 func (x *RoomTyping) Reset() {
 	*x = RoomTyping{}
-	mi := &file_parley_proto_msgTypes[25]
+	mi := &file_parley_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2037,7 +2130,7 @@ func (x *RoomTyping) String() string {
 func (*RoomTyping) ProtoMessage() {}
 
 func (x *RoomTyping) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[25]
+	mi := &file_parley_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2050,7 +2143,7 @@ func (x *RoomTyping) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomTyping.ProtoReflect.Descriptor instead.
 func (*RoomTyping) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{25}
+	return file_parley_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *RoomTyping) GetRoom() string {
@@ -2087,7 +2180,7 @@ type RoomHistory struct {
 
 func (x *RoomHistory) Reset() {
 	*x = RoomHistory{}
-	mi := &file_parley_proto_msgTypes[26]
+	mi := &file_parley_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2099,7 +2192,7 @@ func (x *RoomHistory) String() string {
 func (*RoomHistory) ProtoMessage() {}
 
 func (x *RoomHistory) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[26]
+	mi := &file_parley_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2112,7 +2205,7 @@ func (x *RoomHistory) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomHistory.ProtoReflect.Descriptor instead.
 func (*RoomHistory) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{26}
+	return file_parley_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *RoomHistory) GetRoom() string {
@@ -2170,7 +2263,7 @@ type Deliver struct {
 
 func (x *Deliver) Reset() {
 	*x = Deliver{}
-	mi := &file_parley_proto_msgTypes[27]
+	mi := &file_parley_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2182,7 +2275,7 @@ func (x *Deliver) String() string {
 func (*Deliver) ProtoMessage() {}
 
 func (x *Deliver) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[27]
+	mi := &file_parley_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2195,7 +2288,7 @@ func (x *Deliver) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Deliver.ProtoReflect.Descriptor instead.
 func (*Deliver) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{27}
+	return file_parley_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Deliver) GetRoom() string {
@@ -2252,7 +2345,7 @@ type DeliverBatch struct {
 
 func (x *DeliverBatch) Reset() {
 	*x = DeliverBatch{}
-	mi := &file_parley_proto_msgTypes[28]
+	mi := &file_parley_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2264,7 +2357,7 @@ func (x *DeliverBatch) String() string {
 func (*DeliverBatch) ProtoMessage() {}
 
 func (x *DeliverBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[28]
+	mi := &file_parley_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2277,7 +2370,7 @@ func (x *DeliverBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeliverBatch.ProtoReflect.Descriptor instead.
 func (*DeliverBatch) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{28}
+	return file_parley_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *DeliverBatch) GetRoom() string {
@@ -2306,7 +2399,7 @@ type RoomWho struct {
 
 func (x *RoomWho) Reset() {
 	*x = RoomWho{}
-	mi := &file_parley_proto_msgTypes[29]
+	mi := &file_parley_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2318,7 +2411,7 @@ func (x *RoomWho) String() string {
 func (*RoomWho) ProtoMessage() {}
 
 func (x *RoomWho) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[29]
+	mi := &file_parley_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2331,7 +2424,7 @@ func (x *RoomWho) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomWho.ProtoReflect.Descriptor instead.
 func (*RoomWho) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{29}
+	return file_parley_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *RoomWho) GetRoom() string {
@@ -2359,7 +2452,7 @@ type RoomRestarted struct {
 
 func (x *RoomRestarted) Reset() {
 	*x = RoomRestarted{}
-	mi := &file_parley_proto_msgTypes[30]
+	mi := &file_parley_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2371,7 +2464,7 @@ func (x *RoomRestarted) String() string {
 func (*RoomRestarted) ProtoMessage() {}
 
 func (x *RoomRestarted) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[30]
+	mi := &file_parley_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2384,7 +2477,7 @@ func (x *RoomRestarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomRestarted.ProtoReflect.Descriptor instead.
 func (*RoomRestarted) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{30}
+	return file_parley_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *RoomRestarted) GetRoom() string {
@@ -2409,7 +2502,7 @@ type InjectFault struct {
 
 func (x *InjectFault) Reset() {
 	*x = InjectFault{}
-	mi := &file_parley_proto_msgTypes[31]
+	mi := &file_parley_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2421,7 +2514,7 @@ func (x *InjectFault) String() string {
 func (*InjectFault) ProtoMessage() {}
 
 func (x *InjectFault) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[31]
+	mi := &file_parley_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2434,7 +2527,7 @@ func (x *InjectFault) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InjectFault.ProtoReflect.Descriptor instead.
 func (*InjectFault) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{31}
+	return file_parley_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *InjectFault) GetRoom() string {
@@ -2451,6 +2544,43 @@ func (x *InjectFault) GetDrop() bool {
 	return false
 }
 
+// TokenCheck is a session's timer telling it its token may have expired.
+type TokenCheck struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TokenCheck) Reset() {
+	*x = TokenCheck{}
+	mi := &file_parley_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TokenCheck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TokenCheck) ProtoMessage() {}
+
+func (x *TokenCheck) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TokenCheck.ProtoReflect.Descriptor instead.
+func (*TokenCheck) Descriptor() ([]byte, []int) {
+	return file_parley_proto_rawDescGZIP(), []int{33}
+}
+
 // IdleCheck is an actor's timer telling it to check whether it has been
 // idle (a session for its idle timeout, an empty room for its linger time).
 type IdleCheck struct {
@@ -2461,7 +2591,7 @@ type IdleCheck struct {
 
 func (x *IdleCheck) Reset() {
 	*x = IdleCheck{}
-	mi := &file_parley_proto_msgTypes[32]
+	mi := &file_parley_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2473,7 +2603,7 @@ func (x *IdleCheck) String() string {
 func (*IdleCheck) ProtoMessage() {}
 
 func (x *IdleCheck) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[32]
+	mi := &file_parley_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2486,7 +2616,7 @@ func (x *IdleCheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IdleCheck.ProtoReflect.Descriptor instead.
 func (*IdleCheck) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{32}
+	return file_parley_proto_rawDescGZIP(), []int{34}
 }
 
 // RoomFlush is a room's note to itself: write the pending batch.
@@ -2498,7 +2628,7 @@ type RoomFlush struct {
 
 func (x *RoomFlush) Reset() {
 	*x = RoomFlush{}
-	mi := &file_parley_proto_msgTypes[33]
+	mi := &file_parley_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2510,7 +2640,7 @@ func (x *RoomFlush) String() string {
 func (*RoomFlush) ProtoMessage() {}
 
 func (x *RoomFlush) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[33]
+	mi := &file_parley_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2523,7 +2653,7 @@ func (x *RoomFlush) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomFlush.ProtoReflect.Descriptor instead.
 func (*RoomFlush) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{33}
+	return file_parley_proto_rawDescGZIP(), []int{35}
 }
 
 // RoomPassivate is a room's request to its parent to be stopped while empty.
@@ -2536,7 +2666,7 @@ type RoomPassivate struct {
 
 func (x *RoomPassivate) Reset() {
 	*x = RoomPassivate{}
-	mi := &file_parley_proto_msgTypes[34]
+	mi := &file_parley_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2548,7 +2678,7 @@ func (x *RoomPassivate) String() string {
 func (*RoomPassivate) ProtoMessage() {}
 
 func (x *RoomPassivate) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[34]
+	mi := &file_parley_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2561,7 +2691,7 @@ func (x *RoomPassivate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomPassivate.ProtoReflect.Descriptor instead.
 func (*RoomPassivate) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{34}
+	return file_parley_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *RoomPassivate) GetRoom() string {
@@ -2583,7 +2713,7 @@ type RoomCount struct {
 
 func (x *RoomCount) Reset() {
 	*x = RoomCount{}
-	mi := &file_parley_proto_msgTypes[35]
+	mi := &file_parley_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2595,7 +2725,7 @@ func (x *RoomCount) String() string {
 func (*RoomCount) ProtoMessage() {}
 
 func (x *RoomCount) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[35]
+	mi := &file_parley_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2608,7 +2738,7 @@ func (x *RoomCount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomCount.ProtoReflect.Descriptor instead.
 func (*RoomCount) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{35}
+	return file_parley_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *RoomCount) GetRoom() string {
@@ -2637,7 +2767,7 @@ type RoomsQuery struct {
 
 func (x *RoomsQuery) Reset() {
 	*x = RoomsQuery{}
-	mi := &file_parley_proto_msgTypes[36]
+	mi := &file_parley_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2649,7 +2779,7 @@ func (x *RoomsQuery) String() string {
 func (*RoomsQuery) ProtoMessage() {}
 
 func (x *RoomsQuery) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[36]
+	mi := &file_parley_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2662,7 +2792,7 @@ func (x *RoomsQuery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomsQuery.ProtoReflect.Descriptor instead.
 func (*RoomsQuery) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{36}
+	return file_parley_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *RoomsQuery) GetRequestId() string {
@@ -2696,7 +2826,7 @@ type Online struct {
 
 func (x *Online) Reset() {
 	*x = Online{}
-	mi := &file_parley_proto_msgTypes[37]
+	mi := &file_parley_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2708,7 +2838,7 @@ func (x *Online) String() string {
 func (*Online) ProtoMessage() {}
 
 func (x *Online) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[37]
+	mi := &file_parley_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2721,7 +2851,7 @@ func (x *Online) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Online.ProtoReflect.Descriptor instead.
 func (*Online) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{37}
+	return file_parley_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *Online) GetUser() string {
@@ -2768,7 +2898,7 @@ type Offline struct {
 
 func (x *Offline) Reset() {
 	*x = Offline{}
-	mi := &file_parley_proto_msgTypes[38]
+	mi := &file_parley_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2780,7 +2910,7 @@ func (x *Offline) String() string {
 func (*Offline) ProtoMessage() {}
 
 func (x *Offline) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[38]
+	mi := &file_parley_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2793,7 +2923,7 @@ func (x *Offline) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Offline.ProtoReflect.Descriptor instead.
 func (*Offline) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{38}
+	return file_parley_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *Offline) GetSession() *actor.PID {
@@ -2813,7 +2943,7 @@ type PresenceRebuild struct {
 
 func (x *PresenceRebuild) Reset() {
 	*x = PresenceRebuild{}
-	mi := &file_parley_proto_msgTypes[39]
+	mi := &file_parley_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2825,7 +2955,7 @@ func (x *PresenceRebuild) String() string {
 func (*PresenceRebuild) ProtoMessage() {}
 
 func (x *PresenceRebuild) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[39]
+	mi := &file_parley_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2838,7 +2968,7 @@ func (x *PresenceRebuild) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PresenceRebuild.ProtoReflect.Descriptor instead.
 func (*PresenceRebuild) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{39}
+	return file_parley_proto_rawDescGZIP(), []int{41}
 }
 
 // WhoQuery asks presence for the online list; answered with PresenceEvent.
@@ -2852,7 +2982,7 @@ type WhoQuery struct {
 
 func (x *WhoQuery) Reset() {
 	*x = WhoQuery{}
-	mi := &file_parley_proto_msgTypes[40]
+	mi := &file_parley_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2864,7 +2994,7 @@ func (x *WhoQuery) String() string {
 func (*WhoQuery) ProtoMessage() {}
 
 func (x *WhoQuery) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[40]
+	mi := &file_parley_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2877,7 +3007,7 @@ func (x *WhoQuery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WhoQuery.ProtoReflect.Descriptor instead.
 func (*WhoQuery) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{40}
+	return file_parley_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *WhoQuery) GetRequestId() string {
@@ -2894,6 +3024,230 @@ func (x *WhoQuery) GetSession() *actor.PID {
 	return nil
 }
 
+// Kick asks presence to close every connection of a user (an operator's
+// decision); presence answers reply_to with an Ack whose seq is how many
+// connections it closed.
+type Kick struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	User          string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	ReplyTo       *actor.PID             `protobuf:"bytes,3,opt,name=reply_to,json=replyTo,proto3" json:"reply_to,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Kick) Reset() {
+	*x = Kick{}
+	mi := &file_parley_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Kick) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Kick) ProtoMessage() {}
+
+func (x *Kick) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Kick.ProtoReflect.Descriptor instead.
+func (*Kick) Descriptor() ([]byte, []int) {
+	return file_parley_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *Kick) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *Kick) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *Kick) GetReplyTo() *actor.PID {
+	if x != nil {
+		return x.ReplyTo
+	}
+	return nil
+}
+
+// KickSession closes one session with close code 4002.
+type KickSession struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Reason        string                 `protobuf:"bytes,1,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KickSession) Reset() {
+	*x = KickSession{}
+	mi := &file_parley_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KickSession) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KickSession) ProtoMessage() {}
+
+func (x *KickSession) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KickSession.ProtoReflect.Descriptor instead.
+func (*KickSession) Descriptor() ([]byte, []int) {
+	return file_parley_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *KickSession) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// CloseRoom asks a room to evict everyone and stop (an operator's decision);
+// its history stays. The room answers reply_to with an Ack whose seq is how
+// many connections it evicted.
+type CloseRoom struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Room          string                 `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	ReplyTo       *actor.PID             `protobuf:"bytes,3,opt,name=reply_to,json=replyTo,proto3" json:"reply_to,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CloseRoom) Reset() {
+	*x = CloseRoom{}
+	mi := &file_parley_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CloseRoom) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CloseRoom) ProtoMessage() {}
+
+func (x *CloseRoom) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CloseRoom.ProtoReflect.Descriptor instead.
+func (*CloseRoom) Descriptor() ([]byte, []int) {
+	return file_parley_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *CloseRoom) GetRoom() string {
+	if x != nil {
+		return x.Room
+	}
+	return ""
+}
+
+func (x *CloseRoom) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *CloseRoom) GetReplyTo() *actor.PID {
+	if x != nil {
+		return x.ReplyTo
+	}
+	return nil
+}
+
+// RoomClosed tells a member that it was evicted from a room.
+type RoomClosed struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Room          string                 `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RoomClosed) Reset() {
+	*x = RoomClosed{}
+	mi := &file_parley_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RoomClosed) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RoomClosed) ProtoMessage() {}
+
+func (x *RoomClosed) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RoomClosed.ProtoReflect.Descriptor instead.
+func (*RoomClosed) Descriptor() ([]byte, []int) {
+	return file_parley_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *RoomClosed) GetRoom() string {
+	if x != nil {
+		return x.Room
+	}
+	return ""
+}
+
+func (x *RoomClosed) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 // ConnClosed tells a session that its socket is gone.
 type ConnClosed struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -2905,7 +3259,7 @@ type ConnClosed struct {
 
 func (x *ConnClosed) Reset() {
 	*x = ConnClosed{}
-	mi := &file_parley_proto_msgTypes[41]
+	mi := &file_parley_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2917,7 +3271,7 @@ func (x *ConnClosed) String() string {
 func (*ConnClosed) ProtoMessage() {}
 
 func (x *ConnClosed) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[41]
+	mi := &file_parley_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2930,7 +3284,7 @@ func (x *ConnClosed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConnClosed.ProtoReflect.Descriptor instead.
 func (*ConnClosed) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{41}
+	return file_parley_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ConnClosed) GetCode() int32 {
@@ -2957,7 +3311,7 @@ type BadFrame struct {
 
 func (x *BadFrame) Reset() {
 	*x = BadFrame{}
-	mi := &file_parley_proto_msgTypes[42]
+	mi := &file_parley_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2969,7 +3323,7 @@ func (x *BadFrame) String() string {
 func (*BadFrame) ProtoMessage() {}
 
 func (x *BadFrame) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[42]
+	mi := &file_parley_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2982,7 +3336,7 @@ func (x *BadFrame) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BadFrame.ProtoReflect.Descriptor instead.
 func (*BadFrame) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{42}
+	return file_parley_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *BadFrame) GetReason() string {
@@ -3002,7 +3356,7 @@ type Shutdown struct {
 
 func (x *Shutdown) Reset() {
 	*x = Shutdown{}
-	mi := &file_parley_proto_msgTypes[43]
+	mi := &file_parley_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3014,7 +3368,7 @@ func (x *Shutdown) String() string {
 func (*Shutdown) ProtoMessage() {}
 
 func (x *Shutdown) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[43]
+	mi := &file_parley_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3027,7 +3381,7 @@ func (x *Shutdown) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Shutdown.ProtoReflect.Descriptor instead.
 func (*Shutdown) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{43}
+	return file_parley_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *Shutdown) GetReason() string {
@@ -3041,7 +3395,7 @@ var File_parley_proto protoreflect.FileDescriptor
 
 const file_parley_proto_rawDesc = "" +
 	"\n" +
-	"\fparley.proto\x12\tparley.v1\x1a\vactor.proto\"\x8c\a\n" +
+	"\fparley.proto\x12\tparley.v1\x1a\vactor.proto\"\xbc\a\n" +
 	"\bEnvelope\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12(\n" +
 	"\x05hello\x18\n" +
@@ -3054,6 +3408,7 @@ const file_parley_proto_rawDesc = "" +
 	"\x04ping\x18\x10 \x01(\v2\x0f.parley.v1.PingH\x00R\x04ping\x12)\n" +
 	"\x03who\x18\x11 \x01(\v2\x15.parley.v1.WhoRequestH\x00R\x03who\x12/\n" +
 	"\x05rooms\x18\x12 \x01(\v2\x17.parley.v1.RoomsRequestH\x00R\x05rooms\x12.\n" +
+	"\arefresh\x18\x13 \x01(\v2\x12.parley.v1.RefreshH\x00R\arefresh\x12.\n" +
 	"\awelcome\x18\x1e \x01(\v2\x12.parley.v1.WelcomeH\x00R\awelcome\x12\"\n" +
 	"\x03ack\x18\x1f \x01(\v2\x0e.parley.v1.AckH\x00R\x03ack\x12(\n" +
 	"\x05error\x18  \x01(\v2\x10.parley.v1.ErrorH\x00R\x05error\x12,\n" +
@@ -3065,10 +3420,13 @@ const file_parley_proto_rawDesc = "" +
 	"\troom_list\x18& \x01(\v2\x13.parley.v1.RoomListH\x00R\broomList\x123\n" +
 	"\vreset_event\x18' \x01(\v2\x10.parley.v1.ResetH\x00R\n" +
 	"resetEventB\x06\n" +
-	"\x04body\">\n" +
+	"\x04body\"T\n" +
 	"\x05Hello\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12!\n" +
-	"\fwatch_online\x18\x02 \x01(\bR\vwatchOnline\"\xfd\x01\n" +
+	"\fwatch_online\x18\x02 \x01(\bR\vwatchOnline\x12\x14\n" +
+	"\x05token\x18\x03 \x01(\tR\x05token\"\x1f\n" +
+	"\aRefresh\x12\x14\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\"\xa7\x02\n" +
 	"\aWelcome\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x12\n" +
@@ -3078,7 +3436,8 @@ const file_parley_proto_rawDesc = "" +
 	"\x0fidle_timeout_ms\x18\x05 \x01(\rR\ridleTimeoutMs\x12$\n" +
 	"\x0emax_text_chars\x18\x06 \x01(\rR\fmaxTextChars\x12\x12\n" +
 	"\x04rate\x18\a \x01(\x01R\x04rate\x12\x14\n" +
-	"\x05burst\x18\b \x01(\rR\x05burst\"?\n" +
+	"\x05burst\x18\b \x01(\rR\x05burst\x12(\n" +
+	"\x10token_expires_ms\x18\t \x01(\x03R\x0etokenExpiresMs\"?\n" +
 	"\x04Join\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12\x19\n" +
 	"\x05since\x18\x02 \x01(\x04H\x00R\x05since\x88\x01\x01B\b\n" +
@@ -3145,9 +3504,10 @@ const file_parley_proto_rawDesc = "" +
 	"\n" +
 	"oldest_seq\x18\x03 \x01(\x04R\toldestSeq\"2\n" +
 	"\x05Batch\x12)\n" +
-	"\x05items\x18\x01 \x03(\v2\x13.parley.v1.EnvelopeR\x05items\"\x1c\n" +
+	"\x05items\x18\x01 \x03(\v2\x13.parley.v1.EnvelopeR\x05items\"0\n" +
 	"\x06Notice\x12\x12\n" +
-	"\x04text\x18\x01 \x01(\tR\x04text\"\xdc\x01\n" +
+	"\x04text\x18\x01 \x01(\tR\x04text\x12\x12\n" +
+	"\x04room\x18\x02 \x01(\tR\x04room\"\xdc\x01\n" +
 	"\bRoomJoin\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12\x12\n" +
 	"\x04user\x18\x02 \x01(\tR\x04user\x12$\n" +
@@ -3209,7 +3569,9 @@ const file_parley_proto_rawDesc = "" +
 	"\x04room\x18\x01 \x01(\tR\x04room\"5\n" +
 	"\vInjectFault\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12\x12\n" +
-	"\x04drop\x18\x02 \x01(\bR\x04drop\"\v\n" +
+	"\x04drop\x18\x02 \x01(\bR\x04drop\"\f\n" +
+	"\n" +
+	"TokenCheck\"\v\n" +
 	"\tIdleCheck\"\v\n" +
 	"\tRoomFlush\"#\n" +
 	"\rRoomPassivate\x12\x12\n" +
@@ -3239,7 +3601,23 @@ const file_parley_proto_rawDesc = "" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12$\n" +
 	"\asession\x18\x02 \x01(\v2\n" +
-	".actor.PIDR\asession\"8\n" +
+	".actor.PIDR\asession\"Y\n" +
+	"\x04Kick\x12\x12\n" +
+	"\x04user\x18\x01 \x01(\tR\x04user\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12%\n" +
+	"\breply_to\x18\x03 \x01(\v2\n" +
+	".actor.PIDR\areplyTo\"%\n" +
+	"\vKickSession\x12\x16\n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reason\"^\n" +
+	"\tCloseRoom\x12\x12\n" +
+	"\x04room\x18\x01 \x01(\tR\x04room\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12%\n" +
+	"\breply_to\x18\x03 \x01(\v2\n" +
+	".actor.PIDR\areplyTo\"8\n" +
+	"\n" +
+	"RoomClosed\x12\x12\n" +
+	"\x04room\x18\x01 \x01(\tR\x04room\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"8\n" +
 	"\n" +
 	"ConnClosed\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x16\n" +
@@ -3284,100 +3662,109 @@ func file_parley_proto_rawDescGZIP() []byte {
 }
 
 var file_parley_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_parley_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
+var file_parley_proto_msgTypes = make([]protoimpl.MessageInfo, 50)
 var file_parley_proto_goTypes = []any{
 	(ErrorCode)(0),          // 0: parley.v1.ErrorCode
 	(Codec)(0),              // 1: parley.v1.Codec
 	(*Envelope)(nil),        // 2: parley.v1.Envelope
 	(*Hello)(nil),           // 3: parley.v1.Hello
-	(*Welcome)(nil),         // 4: parley.v1.Welcome
-	(*Join)(nil),            // 5: parley.v1.Join
-	(*Leave)(nil),           // 6: parley.v1.Leave
-	(*Post)(nil),            // 7: parley.v1.Post
-	(*Typing)(nil),          // 8: parley.v1.Typing
-	(*HistoryRequest)(nil),  // 9: parley.v1.HistoryRequest
-	(*HistoryPage)(nil),     // 10: parley.v1.HistoryPage
-	(*Ping)(nil),            // 11: parley.v1.Ping
-	(*WhoRequest)(nil),      // 12: parley.v1.WhoRequest
-	(*RoomsRequest)(nil),    // 13: parley.v1.RoomsRequest
-	(*RoomList)(nil),        // 14: parley.v1.RoomList
-	(*RoomInfo)(nil),        // 15: parley.v1.RoomInfo
-	(*Ack)(nil),             // 16: parley.v1.Ack
-	(*Error)(nil),           // 17: parley.v1.Error
-	(*RoomEvent)(nil),       // 18: parley.v1.RoomEvent
-	(*Member)(nil),          // 19: parley.v1.Member
-	(*PresenceEvent)(nil),   // 20: parley.v1.PresenceEvent
-	(*Reset)(nil),           // 21: parley.v1.Reset
-	(*Batch)(nil),           // 22: parley.v1.Batch
-	(*Notice)(nil),          // 23: parley.v1.Notice
-	(*RoomJoin)(nil),        // 24: parley.v1.RoomJoin
-	(*RoomLeave)(nil),       // 25: parley.v1.RoomLeave
-	(*RoomPost)(nil),        // 26: parley.v1.RoomPost
-	(*RoomTyping)(nil),      // 27: parley.v1.RoomTyping
-	(*RoomHistory)(nil),     // 28: parley.v1.RoomHistory
-	(*Deliver)(nil),         // 29: parley.v1.Deliver
-	(*DeliverBatch)(nil),    // 30: parley.v1.DeliverBatch
-	(*RoomWho)(nil),         // 31: parley.v1.RoomWho
-	(*RoomRestarted)(nil),   // 32: parley.v1.RoomRestarted
-	(*InjectFault)(nil),     // 33: parley.v1.InjectFault
-	(*IdleCheck)(nil),       // 34: parley.v1.IdleCheck
-	(*RoomFlush)(nil),       // 35: parley.v1.RoomFlush
-	(*RoomPassivate)(nil),   // 36: parley.v1.RoomPassivate
-	(*RoomCount)(nil),       // 37: parley.v1.RoomCount
-	(*RoomsQuery)(nil),      // 38: parley.v1.RoomsQuery
-	(*Online)(nil),          // 39: parley.v1.Online
-	(*Offline)(nil),         // 40: parley.v1.Offline
-	(*PresenceRebuild)(nil), // 41: parley.v1.PresenceRebuild
-	(*WhoQuery)(nil),        // 42: parley.v1.WhoQuery
-	(*ConnClosed)(nil),      // 43: parley.v1.ConnClosed
-	(*BadFrame)(nil),        // 44: parley.v1.BadFrame
-	(*Shutdown)(nil),        // 45: parley.v1.Shutdown
-	(*actor.PID)(nil),       // 46: actor.PID
+	(*Refresh)(nil),         // 4: parley.v1.Refresh
+	(*Welcome)(nil),         // 5: parley.v1.Welcome
+	(*Join)(nil),            // 6: parley.v1.Join
+	(*Leave)(nil),           // 7: parley.v1.Leave
+	(*Post)(nil),            // 8: parley.v1.Post
+	(*Typing)(nil),          // 9: parley.v1.Typing
+	(*HistoryRequest)(nil),  // 10: parley.v1.HistoryRequest
+	(*HistoryPage)(nil),     // 11: parley.v1.HistoryPage
+	(*Ping)(nil),            // 12: parley.v1.Ping
+	(*WhoRequest)(nil),      // 13: parley.v1.WhoRequest
+	(*RoomsRequest)(nil),    // 14: parley.v1.RoomsRequest
+	(*RoomList)(nil),        // 15: parley.v1.RoomList
+	(*RoomInfo)(nil),        // 16: parley.v1.RoomInfo
+	(*Ack)(nil),             // 17: parley.v1.Ack
+	(*Error)(nil),           // 18: parley.v1.Error
+	(*RoomEvent)(nil),       // 19: parley.v1.RoomEvent
+	(*Member)(nil),          // 20: parley.v1.Member
+	(*PresenceEvent)(nil),   // 21: parley.v1.PresenceEvent
+	(*Reset)(nil),           // 22: parley.v1.Reset
+	(*Batch)(nil),           // 23: parley.v1.Batch
+	(*Notice)(nil),          // 24: parley.v1.Notice
+	(*RoomJoin)(nil),        // 25: parley.v1.RoomJoin
+	(*RoomLeave)(nil),       // 26: parley.v1.RoomLeave
+	(*RoomPost)(nil),        // 27: parley.v1.RoomPost
+	(*RoomTyping)(nil),      // 28: parley.v1.RoomTyping
+	(*RoomHistory)(nil),     // 29: parley.v1.RoomHistory
+	(*Deliver)(nil),         // 30: parley.v1.Deliver
+	(*DeliverBatch)(nil),    // 31: parley.v1.DeliverBatch
+	(*RoomWho)(nil),         // 32: parley.v1.RoomWho
+	(*RoomRestarted)(nil),   // 33: parley.v1.RoomRestarted
+	(*InjectFault)(nil),     // 34: parley.v1.InjectFault
+	(*TokenCheck)(nil),      // 35: parley.v1.TokenCheck
+	(*IdleCheck)(nil),       // 36: parley.v1.IdleCheck
+	(*RoomFlush)(nil),       // 37: parley.v1.RoomFlush
+	(*RoomPassivate)(nil),   // 38: parley.v1.RoomPassivate
+	(*RoomCount)(nil),       // 39: parley.v1.RoomCount
+	(*RoomsQuery)(nil),      // 40: parley.v1.RoomsQuery
+	(*Online)(nil),          // 41: parley.v1.Online
+	(*Offline)(nil),         // 42: parley.v1.Offline
+	(*PresenceRebuild)(nil), // 43: parley.v1.PresenceRebuild
+	(*WhoQuery)(nil),        // 44: parley.v1.WhoQuery
+	(*Kick)(nil),            // 45: parley.v1.Kick
+	(*KickSession)(nil),     // 46: parley.v1.KickSession
+	(*CloseRoom)(nil),       // 47: parley.v1.CloseRoom
+	(*RoomClosed)(nil),      // 48: parley.v1.RoomClosed
+	(*ConnClosed)(nil),      // 49: parley.v1.ConnClosed
+	(*BadFrame)(nil),        // 50: parley.v1.BadFrame
+	(*Shutdown)(nil),        // 51: parley.v1.Shutdown
+	(*actor.PID)(nil),       // 52: actor.PID
 }
 var file_parley_proto_depIdxs = []int32{
 	3,  // 0: parley.v1.Envelope.hello:type_name -> parley.v1.Hello
-	5,  // 1: parley.v1.Envelope.join:type_name -> parley.v1.Join
-	6,  // 2: parley.v1.Envelope.leave:type_name -> parley.v1.Leave
-	7,  // 3: parley.v1.Envelope.post:type_name -> parley.v1.Post
-	8,  // 4: parley.v1.Envelope.typing:type_name -> parley.v1.Typing
-	9,  // 5: parley.v1.Envelope.history:type_name -> parley.v1.HistoryRequest
-	11, // 6: parley.v1.Envelope.ping:type_name -> parley.v1.Ping
-	12, // 7: parley.v1.Envelope.who:type_name -> parley.v1.WhoRequest
-	13, // 8: parley.v1.Envelope.rooms:type_name -> parley.v1.RoomsRequest
-	4,  // 9: parley.v1.Envelope.welcome:type_name -> parley.v1.Welcome
-	16, // 10: parley.v1.Envelope.ack:type_name -> parley.v1.Ack
-	17, // 11: parley.v1.Envelope.error:type_name -> parley.v1.Error
-	18, // 12: parley.v1.Envelope.event:type_name -> parley.v1.RoomEvent
-	20, // 13: parley.v1.Envelope.presence:type_name -> parley.v1.PresenceEvent
-	10, // 14: parley.v1.Envelope.history_page:type_name -> parley.v1.HistoryPage
-	22, // 15: parley.v1.Envelope.batch:type_name -> parley.v1.Batch
-	23, // 16: parley.v1.Envelope.notice:type_name -> parley.v1.Notice
-	14, // 17: parley.v1.Envelope.room_list:type_name -> parley.v1.RoomList
-	21, // 18: parley.v1.Envelope.reset_event:type_name -> parley.v1.Reset
-	18, // 19: parley.v1.HistoryPage.events:type_name -> parley.v1.RoomEvent
-	15, // 20: parley.v1.RoomList.rooms:type_name -> parley.v1.RoomInfo
-	19, // 21: parley.v1.Ack.members:type_name -> parley.v1.Member
-	0,  // 22: parley.v1.Error.code:type_name -> parley.v1.ErrorCode
-	19, // 23: parley.v1.PresenceEvent.members:type_name -> parley.v1.Member
-	2,  // 24: parley.v1.Batch.items:type_name -> parley.v1.Envelope
-	46, // 25: parley.v1.RoomJoin.session:type_name -> actor.PID
-	1,  // 26: parley.v1.RoomJoin.codec:type_name -> parley.v1.Codec
-	46, // 27: parley.v1.RoomLeave.session:type_name -> actor.PID
-	46, // 28: parley.v1.RoomPost.session:type_name -> actor.PID
-	46, // 29: parley.v1.RoomTyping.session:type_name -> actor.PID
-	46, // 30: parley.v1.RoomHistory.session:type_name -> actor.PID
-	18, // 31: parley.v1.Deliver.event:type_name -> parley.v1.RoomEvent
-	29, // 32: parley.v1.DeliverBatch.items:type_name -> parley.v1.Deliver
-	46, // 33: parley.v1.RoomWho.session:type_name -> actor.PID
-	46, // 34: parley.v1.RoomsQuery.session:type_name -> actor.PID
-	46, // 35: parley.v1.Online.session:type_name -> actor.PID
-	46, // 36: parley.v1.Offline.session:type_name -> actor.PID
-	46, // 37: parley.v1.WhoQuery.session:type_name -> actor.PID
-	38, // [38:38] is the sub-list for method output_type
-	38, // [38:38] is the sub-list for method input_type
-	38, // [38:38] is the sub-list for extension type_name
-	38, // [38:38] is the sub-list for extension extendee
-	0,  // [0:38] is the sub-list for field type_name
+	6,  // 1: parley.v1.Envelope.join:type_name -> parley.v1.Join
+	7,  // 2: parley.v1.Envelope.leave:type_name -> parley.v1.Leave
+	8,  // 3: parley.v1.Envelope.post:type_name -> parley.v1.Post
+	9,  // 4: parley.v1.Envelope.typing:type_name -> parley.v1.Typing
+	10, // 5: parley.v1.Envelope.history:type_name -> parley.v1.HistoryRequest
+	12, // 6: parley.v1.Envelope.ping:type_name -> parley.v1.Ping
+	13, // 7: parley.v1.Envelope.who:type_name -> parley.v1.WhoRequest
+	14, // 8: parley.v1.Envelope.rooms:type_name -> parley.v1.RoomsRequest
+	4,  // 9: parley.v1.Envelope.refresh:type_name -> parley.v1.Refresh
+	5,  // 10: parley.v1.Envelope.welcome:type_name -> parley.v1.Welcome
+	17, // 11: parley.v1.Envelope.ack:type_name -> parley.v1.Ack
+	18, // 12: parley.v1.Envelope.error:type_name -> parley.v1.Error
+	19, // 13: parley.v1.Envelope.event:type_name -> parley.v1.RoomEvent
+	21, // 14: parley.v1.Envelope.presence:type_name -> parley.v1.PresenceEvent
+	11, // 15: parley.v1.Envelope.history_page:type_name -> parley.v1.HistoryPage
+	23, // 16: parley.v1.Envelope.batch:type_name -> parley.v1.Batch
+	24, // 17: parley.v1.Envelope.notice:type_name -> parley.v1.Notice
+	15, // 18: parley.v1.Envelope.room_list:type_name -> parley.v1.RoomList
+	22, // 19: parley.v1.Envelope.reset_event:type_name -> parley.v1.Reset
+	19, // 20: parley.v1.HistoryPage.events:type_name -> parley.v1.RoomEvent
+	16, // 21: parley.v1.RoomList.rooms:type_name -> parley.v1.RoomInfo
+	20, // 22: parley.v1.Ack.members:type_name -> parley.v1.Member
+	0,  // 23: parley.v1.Error.code:type_name -> parley.v1.ErrorCode
+	20, // 24: parley.v1.PresenceEvent.members:type_name -> parley.v1.Member
+	2,  // 25: parley.v1.Batch.items:type_name -> parley.v1.Envelope
+	52, // 26: parley.v1.RoomJoin.session:type_name -> actor.PID
+	1,  // 27: parley.v1.RoomJoin.codec:type_name -> parley.v1.Codec
+	52, // 28: parley.v1.RoomLeave.session:type_name -> actor.PID
+	52, // 29: parley.v1.RoomPost.session:type_name -> actor.PID
+	52, // 30: parley.v1.RoomTyping.session:type_name -> actor.PID
+	52, // 31: parley.v1.RoomHistory.session:type_name -> actor.PID
+	19, // 32: parley.v1.Deliver.event:type_name -> parley.v1.RoomEvent
+	30, // 33: parley.v1.DeliverBatch.items:type_name -> parley.v1.Deliver
+	52, // 34: parley.v1.RoomWho.session:type_name -> actor.PID
+	52, // 35: parley.v1.RoomsQuery.session:type_name -> actor.PID
+	52, // 36: parley.v1.Online.session:type_name -> actor.PID
+	52, // 37: parley.v1.Offline.session:type_name -> actor.PID
+	52, // 38: parley.v1.WhoQuery.session:type_name -> actor.PID
+	52, // 39: parley.v1.Kick.reply_to:type_name -> actor.PID
+	52, // 40: parley.v1.CloseRoom.reply_to:type_name -> actor.PID
+	41, // [41:41] is the sub-list for method output_type
+	41, // [41:41] is the sub-list for method input_type
+	41, // [41:41] is the sub-list for extension type_name
+	41, // [41:41] is the sub-list for extension extendee
+	0,  // [0:41] is the sub-list for field type_name
 }
 
 func init() { file_parley_proto_init() }
@@ -3395,6 +3782,7 @@ func file_parley_proto_init() {
 		(*Envelope_Ping)(nil),
 		(*Envelope_Who)(nil),
 		(*Envelope_Rooms)(nil),
+		(*Envelope_Refresh)(nil),
 		(*Envelope_Welcome)(nil),
 		(*Envelope_Ack)(nil),
 		(*Envelope_Error)(nil),
@@ -3406,15 +3794,15 @@ func file_parley_proto_init() {
 		(*Envelope_RoomList)(nil),
 		(*Envelope_ResetEvent)(nil),
 	}
-	file_parley_proto_msgTypes[3].OneofWrappers = []any{}
-	file_parley_proto_msgTypes[22].OneofWrappers = []any{}
+	file_parley_proto_msgTypes[4].OneofWrappers = []any{}
+	file_parley_proto_msgTypes[23].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_proto_rawDesc), len(file_parley_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   44,
+			NumMessages:   50,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

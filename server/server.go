@@ -7,6 +7,7 @@ package server
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,6 +18,9 @@ import (
 	"time"
 
 	"github.com/parleychat/parley/actors"
+	"github.com/parleychat/parley/admin"
+	"github.com/parleychat/parley/auth"
+	"github.com/parleychat/parley/metrics"
 	"github.com/parleychat/parley/store"
 	"github.com/parleychat/parley/supervision"
 	"github.com/parleychat/parley/transport"
@@ -42,6 +46,15 @@ type Config struct {
 	Logger          *slog.Logger
 	// Faults injects failures, for tests only.
 	Faults *supervision.Faults
+	// Auth verifies tokens (in the handshake, Hello and Refresh); nil means
+	// tokens are refused. Whether one is required is Actors.RequireToken.
+	Auth *auth.Verifier
+	// TLSCert and TLSKey, when both set, make the main listener serve TLS
+	// (wss://, https://).
+	TLSCert, TLSKey string
+	// AdminAddr is the operator's listener (admin API, /metrics, pprof);
+	// empty disables it. AdminToken is then required as a Bearer token.
+	AdminAddr, AdminToken string
 }
 
 // Server is one running node.
@@ -53,6 +66,12 @@ type Server struct {
 	http  *http.Server
 	ln    net.Listener
 	ready atomic.Bool
+
+	// Metrics is the node's Prometheus registry (served on the admin
+	// listener).
+	Metrics *metrics.Registry
+	admin   *http.Server
+	adminLn net.Listener
 
 	serveErr chan error
 	stopOnce sync.Once
@@ -77,8 +96,10 @@ func New(cfg Config) (*Server, error) {
 		cfg.RetentionInterval = time.Minute
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, serveErr: make(chan error, 1), trimStop: make(chan struct{}), trimDone: make(chan struct{})}
+	s.Metrics = metrics.New()
+	s.cfg.Store = s.Metrics.Store(cfg.Store)
 	ac := cfg.Actors
-	ac.Store, ac.Logger, ac.Faults = cfg.Store, cfg.Logger, cfg.Faults
+	ac.Store, ac.Logger, ac.Faults, ac.Verifier = s.cfg.Store, cfg.Logger, cfg.Faults, cfg.Auth
 	if ac.MaxMessageBytes == 0 {
 		ac.MaxMessageBytes = int(cmp.Or(cfg.Transport.MaxMessageBytes, transport.DefaultMaxMessageBytes))
 	}
@@ -88,8 +109,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.Node = node
 	to := cfg.Transport
-	to.Logger = cfg.Logger
+	to.Logger, to.Verifier = cfg.Logger, cfg.Auth
 	s.ws = transport.NewServer(node, to)
+	s.Metrics.Watch(node, &s.ws.Stats)
 
 	mux := http.NewServeMux()
 	mux.Handle("/ws", s.ws)
@@ -115,7 +137,66 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("listen on %s (change it with -addr): %w", cfg.Addr, err)
 	}
 	s.ln = ln
+	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
+		s.closeEarly()
+		return nil, errors.New("TLS needs both -tls-cert and -tls-key")
+	}
+	if cfg.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			s.closeEarly()
+			return nil, fmt.Errorf("load -tls-cert %s and -tls-key %s: %w", cfg.TLSCert, cfg.TLSKey, err)
+		}
+		s.ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+	}
+	if cfg.AdminAddr != "" {
+		if cfg.AdminToken == "" && !isLoopback(cfg.AdminAddr) {
+			s.closeEarly()
+			return nil, fmt.Errorf("the admin API on %s is not on loopback: set -admin-token", cfg.AdminAddr)
+		}
+		aln, err := net.Listen("tcp", cfg.AdminAddr)
+		if err != nil {
+			s.closeEarly()
+			return nil, fmt.Errorf("listen on %s (change it with -admin-addr, or empty to disable): %w", cfg.AdminAddr, err)
+		}
+		s.adminLn = aln
+		s.admin = &http.Server{
+			Handler:           admin.Handler(node, admin.Options{Token: cfg.AdminToken, Metrics: s.Metrics.Handler(), Logger: cfg.Logger}),
+			ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
+		}
+	}
 	return s, nil
+}
+
+func (s *Server) closeEarly() {
+	s.ln.Close()
+	s.Node.Shutdown(context.Background())
+}
+
+// isLoopback reports whether a listen address is on loopback only.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// IsLoopback reports whether a listen address is on loopback only (main
+// uses it to choose the default authentication mode).
+func IsLoopback(addr string) bool { return isLoopback(addr) }
+
+// AdminAddr is where the admin API listens, or "" when it is off.
+func (s *Server) AdminAddr() string {
+	if s.adminLn == nil {
+		return ""
+	}
+	return s.adminLn.Addr().String()
 }
 
 // Handler is the server's HTTP handler (/ws, /healthz, /readyz, ...).
@@ -124,12 +205,20 @@ func (s *Server) Handler() http.Handler { return s.http.Handler }
 // Addr is the address the server listens on (useful with port 0).
 func (s *Server) Addr() string { return s.ln.Addr().String() }
 
-// URL is the WebSocket endpoint, ws://addr/ws.
-func (s *Server) URL() string { return "ws://" + s.Addr() + "/ws" }
+// URL is the WebSocket endpoint, ws://addr/ws (wss:// with TLS).
+func (s *Server) URL() string {
+	if s.cfg.TLSCert != "" {
+		return "wss://" + s.Addr() + "/ws"
+	}
+	return "ws://" + s.Addr() + "/ws"
+}
 
 // Start serves in the background; Wait reports how serving ended.
 func (s *Server) Start() {
 	go s.trimLoop()
+	if s.admin != nil {
+		go s.admin.Serve(s.adminLn)
+	}
 	s.ready.Store(true)
 	go func() {
 		err := s.http.Serve(s.ln)
@@ -164,6 +253,10 @@ func (s *Server) shutdown(ctx context.Context) error {
 	closed, err := s.ws.Shutdown(ctx, "server shutting down")
 	_, nerr := s.Node.Shutdown(ctx)
 	herr := <-httpDone
+	if s.admin != nil {
+		s.admin.Shutdown(ctx)
+		s.adminLn.Close() // in case it never served
+	}
 	close(s.trimStop)
 	select {
 	case <-s.trimDone:

@@ -10,6 +10,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/parleychat/parley/auth"
 	"github.com/parleychat/parley/codec"
 	parleypb "github.com/parleychat/parley/proto"
 )
@@ -31,6 +32,7 @@ type Conn struct {
 	codec  codec.Codec
 	id     string
 	remote string
+	claims *auth.Claims
 	out    chan []byte
 
 	closeOnce   sync.Once
@@ -56,6 +58,10 @@ func (c *Conn) ID() string { return c.id }
 
 // RemoteAddr is the peer's address as the server saw it.
 func (c *Conn) RemoteAddr() string { return c.remote }
+
+// Claims is what the token brought with the handshake says; nil when the
+// client brought none.
+func (c *Conn) Claims() *auth.Claims { return c.claims }
 
 // Codec is the wire format the client chose.
 func (c *Conn) Codec() codec.Codec { return c.codec }

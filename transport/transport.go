@@ -27,6 +27,7 @@ import (
 	"github.com/coder/websocket"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/parleychat/parley/auth"
 	"github.com/parleychat/parley/codec"
 )
 
@@ -44,6 +45,10 @@ const (
 	StatusIdleTimeout = 4000
 	// StatusPongTimeout: the peer did not answer a ping in time.
 	StatusPongTimeout = 4001
+	// StatusKicked: an operator closed the user's connections.
+	StatusKicked = 4002
+	// StatusTokenExpired: the connection's token expired and was not refreshed.
+	StatusTokenExpired = 4003
 )
 
 // Peer receives what a connection reads: *parleypb.Envelope for each frame,
@@ -105,6 +110,11 @@ type Options struct {
 	// address identifies the client for the limits above, when a trusted
 	// proxy sets it. Empty: the peer address.
 	ClientIPHeader string
+	// Verifier checks a token sent with the handshake (Authorization:
+	// Bearer, or ?token= for browsers); a bad one is refused with HTTP 401.
+	// Nil: tokens in the handshake are refused (there is nothing to check
+	// them with).
+	Verifier *auth.Verifier
 	// Logger receives one line per connection open and close. Nil discards.
 	Logger *slog.Logger
 }
@@ -201,6 +211,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer s.admit.release(ip)
+	claims, err := s.authenticate(r)
+	if err != nil {
+		s.Stats.refused("auth")
+		s.log.Warn("connection refused", "remote", r.RemoteAddr, "status", http.StatusUnauthorized, "reason", err)
+		http.Error(w, err.Error(), http.StatusUnauthorized)
+		return
+	}
 
 	var protos []string
 	if cd.Subprotocol() != "" {
@@ -221,6 +238,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ws.SetReadLimit(s.opts.MaxMessageBytes)
 
 	c := newConn(s, ws, cd, fmt.Sprintf("c%d", s.nextID.Add(1)), r.RemoteAddr)
+	c.claims = claims
 	if !s.track(c) {
 		ws.Close(websocket.StatusGoingAway, "server is shutting down")
 		return
@@ -316,6 +334,28 @@ func (s *Server) checkOrigin(r *http.Request) error {
 		hint = u.Host
 	}
 	return fmt.Errorf("origin %q is not allowed; allow it with the -origins flag (or PARLEY_ORIGINS), e.g. -origins=%s", origin, hint)
+}
+
+// authenticate checks a token brought with the handshake. No token is not
+// an error here: the session decides whether anonymous users may log in, or
+// takes a token in Hello. The reason given to the client never echoes the
+// token or the verifier's details.
+func (s *Server) authenticate(r *http.Request) (*auth.Claims, error) {
+	tok := auth.TokenFromRequest(r)
+	if tok == "" {
+		return nil, nil
+	}
+	if s.opts.Verifier == nil {
+		return nil, errors.New("this server takes no tokens (it was started without -jwt-secret, -jwt-public-key or -jwt-jwks)")
+	}
+	c, err := s.opts.Verifier.Verify(tok)
+	if errors.Is(err, auth.ErrExpired) {
+		return nil, errors.New("token expired; get a new one")
+	}
+	if err != nil {
+		return nil, errors.New("invalid token")
+	}
+	return c, nil
 }
 
 var errUnknownSubprotocol = errors.New("unsupported WebSocket subprotocol")

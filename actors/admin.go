@@ -1,0 +1,112 @@
+package actors
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"google.golang.org/protobuf/proto"
+
+	parleypb "github.com/parleychat/parley/proto"
+)
+
+// The operator's API: each call is a message to the actor that owns the
+// state (the directory, a room, presence), never a look into its state. The
+// answer comes back to a short-lived actor made for the call (not a
+// Proto.Actor future, whose Result/Respond race trips -race: #1145).
+
+// ask spawns an actor for the replies, calls send with its PID, and returns
+// the replies up to and including the first one done accepts.
+func (n *Node) ask(ctx context.Context, send func(replyTo *actor.PID), done func(proto.Message) bool) ([]proto.Message, error) {
+	ch := make(chan proto.Message, 64)
+	pid := n.System.Root.Spawn(actor.PropsFromFunc(func(c actor.Context) {
+		if m, ok := c.Message().(proto.Message); ok && isParley(m) {
+			select {
+			case ch <- m:
+			default: // the caller gave up; drop
+			}
+		}
+	}))
+	defer n.System.Root.Stop(pid)
+	send(pid)
+	var got []proto.Message
+	for {
+		select {
+		case m := <-ch:
+			got = append(got, m)
+			if e, ok := m.(*parleypb.Error); ok {
+				return got, fmt.Errorf("actors: %s: %s", e.GetCode(), e.GetText())
+			}
+			if done(m) {
+				return got, nil
+			}
+		case <-ctx.Done():
+			return got, ctx.Err()
+		}
+	}
+}
+
+func isParley(m proto.Message) bool {
+	return m.ProtoReflect().Descriptor().ParentFile().Package() == "parley.v1"
+}
+
+func isAck(m proto.Message) bool { _, ok := m.(*parleypb.Ack); return ok }
+
+// ListRooms returns the active rooms with their member counts.
+func (n *Node) ListRooms(ctx context.Context) ([]*parleypb.RoomInfo, error) {
+	got, err := n.ask(ctx, func(to *actor.PID) {
+		n.Directory.ListRooms(n.System.Root, &parleypb.RoomsQuery{Session: to})
+	}, isAck)
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range got {
+		if l, ok := m.(*parleypb.RoomList); ok {
+			return l.GetRooms(), nil
+		}
+	}
+	return nil, nil
+}
+
+// RoomMembers returns who is in a room.
+func (n *Node) RoomMembers(ctx context.Context, room string) ([]*parleypb.Member, error) {
+	got, err := n.ask(ctx, func(to *actor.PID) {
+		n.Directory.Tell(n.System.Root, &parleypb.RoomWho{Room: room, Session: to})
+	}, func(m proto.Message) bool { _, ok := m.(*parleypb.PresenceEvent); return ok })
+	if err != nil {
+		return nil, err
+	}
+	return got[len(got)-1].(*parleypb.PresenceEvent).GetMembers(), nil
+}
+
+// Kick closes every connection of user with close code 4002 and returns how
+// many there were.
+func (n *Node) Kick(ctx context.Context, user, reason string) (int, error) {
+	got, err := n.ask(ctx, func(to *actor.PID) {
+		n.System.Root.Send(n.presence, &parleypb.Kick{User: user, Reason: reason, ReplyTo: to})
+	}, isAck)
+	if err != nil {
+		return 0, err
+	}
+	return int(got[len(got)-1].(*parleypb.Ack).GetSeq()), nil
+}
+
+// CloseRoom evicts everyone from a room (each gets a notice) and stops it;
+// its history stays. It returns how many connections were evicted.
+func (n *Node) CloseRoom(ctx context.Context, room, reason string) (int, error) {
+	got, err := n.ask(ctx, func(to *actor.PID) {
+		n.Directory.Tell(n.System.Root, &parleypb.CloseRoom{Room: room, Reason: reason, ReplyTo: to})
+	}, isAck)
+	if err != nil {
+		return 0, err
+	}
+	return int(got[len(got)-1].(*parleypb.Ack).GetSeq()), nil
+}
+
+// Broadcast sends a server notice to every connection and returns how many
+// sessions it was sent to.
+func (n *Node) Broadcast(text string) int {
+	count := n.Sessions()
+	n.eachSession(&parleypb.Notice{Text: text})
+	return count
+}

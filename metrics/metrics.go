@@ -1,0 +1,180 @@
+// Package metrics exposes a Parley node to Prometheus: it reads the
+// counters that transport/ and actors/ keep as plain atomics at scrape time
+// (so the hot paths never touch a Prometheus type), and times the history
+// store. It owns nothing else.
+package metrics
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/parleychat/parley/actors"
+	parleypb "github.com/parleychat/parley/proto"
+	"github.com/parleychat/parley/store"
+	"github.com/parleychat/parley/transport"
+)
+
+// Registry holds a node's metrics.
+type Registry struct {
+	reg       *prometheus.Registry
+	storeTime *prometheus.HistogramVec
+}
+
+// New returns a registry with the Go runtime and process collectors.
+func New() *Registry {
+	r := &Registry{reg: prometheus.NewRegistry()}
+	r.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	r.storeTime = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "parley_store_seconds",
+		Help:    "Time taken by history store calls, by operation and outcome.",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+	}, []string{"op", "outcome"})
+	r.reg.MustRegister(r.storeTime)
+	return r
+}
+
+// Watch adds a node's counters.
+func (r *Registry) Watch(node *actors.Node, ws *transport.Stats) {
+	r.reg.MustRegister(&collector{node: node, ws: ws})
+}
+
+// Handler serves the metrics in the Prometheus text format.
+func (r *Registry) Handler() http.Handler {
+	return promhttp.HandlerFor(r.reg, promhttp.HandlerOpts{Registry: r.reg})
+}
+
+// Store wraps s so every call is timed in parley_store_seconds.
+func (r *Registry) Store(s store.Store) store.Store { return &timedStore{Store: s, h: r.storeTime} }
+
+type timedStore struct {
+	store.Store
+	h *prometheus.HistogramVec
+}
+
+func (t *timedStore) observe(op string, start time.Time, err error) {
+	outcome := "ok"
+	if err != nil {
+		outcome = "error"
+	}
+	t.h.WithLabelValues(op, outcome).Observe(time.Since(start).Seconds())
+}
+
+func (t *timedStore) Append(ctx context.Context, msgs []store.Message) (err error) {
+	defer func(start time.Time) { t.observe("append", start, err) }(time.Now())
+	return t.Store.Append(ctx, msgs)
+}
+
+func (t *timedStore) After(ctx context.Context, room string, after uint64, limit int) (m []store.Message, err error) {
+	defer func(start time.Time) { t.observe("after", start, err) }(time.Now())
+	return t.Store.After(ctx, room, after, limit)
+}
+
+func (t *timedStore) Before(ctx context.Context, room string, before uint64, limit int) (m []store.Message, err error) {
+	defer func(start time.Time) { t.observe("before", start, err) }(time.Now())
+	return t.Store.Before(ctx, room, before, limit)
+}
+
+func (t *timedStore) Bounds(ctx context.Context, room string) (b store.Bounds, err error) {
+	defer func(start time.Time) { t.observe("bounds", start, err) }(time.Now())
+	return t.Store.Bounds(ctx, room)
+}
+
+func (t *timedStore) Trim(ctx context.Context, ret store.Retention, now time.Time) (n int, err error) {
+	defer func(start time.Time) { t.observe("trim", start, err) }(time.Now())
+	return t.Store.Trim(ctx, ret, now)
+}
+
+var (
+	dConns       = prometheus.NewDesc("parley_connections", "Open WebSocket connections, by codec.", []string{"codec"}, nil)
+	dRooms       = prometheus.NewDesc("parley_rooms", "Room actors running.", nil, nil)
+	dSessions    = prometheus.NewDesc("parley_sessions", "Session actors running.", nil, nil)
+	dFramesIn    = prometheus.NewDesc("parley_frames_in_total", "Frames read from clients.", nil, nil)
+	dFramesOut   = prometheus.NewDesc("parley_frames_out_total", "Frames written to clients (a batch counts once).", nil, nil)
+	dBatched     = prometheus.NewDesc("parley_frames_batched_total", "Frames that went out inside a batch frame.", nil, nil)
+	dPosts       = prometheus.NewDesc("parley_posts_total", "Posts stored and acknowledged.", nil, nil)
+	dDeliveries  = prometheus.NewDesc("parley_deliveries_total", "Room events handed to members (one per member per event).", nil, nil)
+	dDrops       = prometheus.NewDesc("parley_drops_total", "Work refused or lost, by reason.", []string{"reason"}, nil)
+	dCloses      = prometheus.NewDesc("parley_closes_total", "Connections ended, by WebSocket close code.", []string{"code"}, nil)
+	dRefusals    = prometheus.NewDesc("parley_handshakes_refused_total", "WebSocket handshakes refused, by reason.", []string{"reason"}, nil)
+	dFailures    = prometheus.NewDesc("parley_actor_failures_total", "Actor panics, by kind.", []string{"kind"}, nil)
+	dRestarts    = prometheus.NewDesc("parley_actor_restarts_total", "Actor restarts ordered by supervisors, by kind.", []string{"kind"}, nil)
+	dStops       = prometheus.NewDesc("parley_actor_stops_total", "Actors stopped after spending their retry budget, by kind.", []string{"kind"}, nil)
+	dMailbox     = prometheus.NewDesc("parley_room_mailbox_depth", "Messages waiting in the busiest rooms' mailboxes (top 10).", []string{"room"}, nil)
+	dPassivation = prometheus.NewDesc("parley_room_passivations_total", "Rooms stopped for being empty.", nil, nil)
+)
+
+// collector reads the atomics at scrape time.
+type collector struct {
+	node *actors.Node
+	ws   *transport.Stats
+}
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{dConns, dRooms, dSessions, dFramesIn, dFramesOut, dBatched, dPosts, dDeliveries,
+		dDrops, dCloses, dRefusals, dFailures, dRestarts, dStops, dMailbox, dPassivation} {
+		ch <- d
+	}
+}
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	counter := func(d *prometheus.Desc, v int64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	for k := parleypb.Codec_CODEC_PROTO; k <= parleypb.Codec_CODEC_LEGACY; k++ {
+		gauge(dConns, float64(c.ws.Open[k].Load()), codecLabel(k))
+	}
+	st := &c.node.Stats
+	gauge(dRooms, float64(st.ActiveRooms.Load()))
+	gauge(dSessions, float64(c.node.Sessions()))
+	counter(dFramesIn, c.ws.FramesIn.Load())
+	counter(dFramesOut, c.ws.FramesOut.Load())
+	counter(dBatched, c.ws.BatchedOut.Load())
+	counter(dPosts, st.Posts.Load())
+	counter(dDeliveries, st.Deliveries.Load())
+	counter(dPassivation, st.Passivations.Load())
+	counter(dDrops, c.ws.QueueFull.Load(), "slow_client")
+	counter(dDrops, c.ws.BadFrames.Load(), "bad_frame")
+	counter(dDrops, st.RateLimited.Load(), "rate_limited")
+	counter(dDrops, st.DeadLetters.Load(), "dead_letter")
+	counter(dDrops, st.StoreErrors.Load(), "store_error")
+	for code, n := range c.ws.Closes() {
+		counter(dCloses, n, strconv.Itoa(code))
+	}
+	for why, n := range c.ws.Refusals() {
+		counter(dRefusals, n, why)
+	}
+	for _, k := range []struct {
+		kind string
+		f, r, s int64
+	}{
+		{"session", st.Sessions.Failures.Load(), st.Sessions.Restarts.Load(), st.Sessions.Stops.Load()},
+		{"room", st.Rooms.Failures.Load(), st.Rooms.Restarts.Load(), st.Rooms.Stops.Load()},
+		{"presence", st.Presence.Failures.Load(), st.Presence.Restarts.Load(), st.Presence.Stops.Load()},
+	} {
+		counter(dFailures, k.f, k.kind)
+		counter(dRestarts, k.r, k.kind)
+		counter(dStops, k.s, k.kind)
+	}
+	for _, r := range st.BusiestRooms(10) {
+		gauge(dMailbox, float64(r.Depth), r.Room)
+	}
+}
+
+func codecLabel(k parleypb.Codec) string {
+	switch k {
+	case parleypb.Codec_CODEC_PROTO:
+		return "proto"
+	case parleypb.Codec_CODEC_JSON:
+		return "json"
+	}
+	return "legacy"
+}
