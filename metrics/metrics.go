@@ -153,7 +153,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(dRefusals, n, why)
 	}
 	for _, k := range []struct {
-		kind string
+		kind    string
 		f, r, s int64
 	}{
 		{"session", st.Sessions.Failures.Load(), st.Sessions.Restarts.Load(), st.Sessions.Stops.Load()},
