@@ -18,20 +18,12 @@ import (
 	"time"
 
 	"github.com/parleychat/parley/codec"
+	"github.com/parleychat/parley/internal/testenv"
 	parleypb "github.com/parleychat/parley/proto"
 	"github.com/parleychat/parley/server"
 	"github.com/parleychat/parley/store"
 	"github.com/parleychat/parley/transport/client"
 )
-
-// testPostgres is the PostgreSQL the tests use; this machine kind runs one
-// at 127.0.0.1:5432 and test.sh starts it when it is down.
-func testPostgres() string {
-	if v := os.Getenv("PARLEY_TEST_POSTGRES"); v != "" {
-		return v
-	}
-	return "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-}
 
 var (
 	binOnce sync.Once
@@ -339,7 +331,7 @@ func TestCrashRecovery(t *testing.T) {
 			if backend == "bolt" {
 				args = append(args, "-store", "bolt", "-data", t.TempDir())
 			} else {
-				args = append(args, "-store", testPostgres())
+				args = append(args, "-store", testenv.PostgresURL())
 			}
 			run := fmt.Sprintf("%x", rand.Uint32()) // rooms unique to this run in a shared database
 			rooms := []string{"r1-" + run, "r2-" + run, "r3-" + run}

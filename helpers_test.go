@@ -11,41 +11,14 @@ import (
 	"time"
 
 	"github.com/parleychat/parley/codec"
+	"github.com/parleychat/parley/internal/testenv"
 	parleypb "github.com/parleychat/parley/proto"
 	"github.com/parleychat/parley/server"
 	"github.com/parleychat/parley/transport/client"
 )
 
-// testLogger sends server logs to t.Log until the test ends (actors may log
-// a moment after; those lines are dropped rather than panicking t.Log).
-func testLogger(t *testing.T) *slog.Logger {
-	w := &testWriter{t: t}
-	t.Cleanup(w.stop)
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-type testWriter struct {
-	mu   sync.Mutex
-	t    *testing.T
-	done bool
-}
-
-func (w *testWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done {
-		w.t.Log(strings.TrimSuffix(string(p), "\n"))
-	}
-	return len(p), nil
-}
-
-func (w *testWriter) stop() {
-	w.mu.Lock()
-	w.done = true
-	w.mu.Unlock()
-}
-
-var _ io.Writer = (*testWriter)(nil)
+// testLogger sends server logs to t.Log until the test ends.
+func testLogger(t *testing.T) *slog.Logger { return testenv.Logger(t, slog.LevelDebug) }
 
 // startServer runs a server on 127.0.0.1:0 with test-friendly defaults,
 // changed by edit; Cleanup shuts it down.
@@ -165,8 +138,4 @@ var codecs = []codec.Codec{codec.Proto, codec.JSON}
 
 // quietLogger logs warnings and errors only, for tests that would drown
 // the output in connection lines.
-func quietLogger(t *testing.T) *slog.Logger {
-	w := &testWriter{t: t}
-	t.Cleanup(w.stop)
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelWarn}))
-}
+func quietLogger(t *testing.T) *slog.Logger { return testenv.Logger(t, slog.LevelWarn) }

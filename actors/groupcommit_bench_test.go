@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
+	"github.com/parleychat/parley/internal/testenv"
 	parleypb "github.com/parleychat/parley/proto"
 	"github.com/parleychat/parley/store"
 )
@@ -45,11 +45,7 @@ func BenchmarkGroupCommit(b *testing.B) {
 			case "bolt":
 				st, err = store.OpenBolt(b.TempDir(), store.BoltOptions{})
 			case "postgres":
-				dsn := os.Getenv("PARLEY_TEST_POSTGRES")
-				if dsn == "" {
-					dsn = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-				}
-				st, err = store.OpenPostgres(context.Background(), dsn, store.PostgresOptions{})
+				st, err = store.OpenPostgres(context.Background(), testenv.PostgresURL(), store.PostgresOptions{})
 			}
 			if err != nil {
 				b.Fatalf("open %s: %v (PostgreSQL must run at 127.0.0.1:5432; test.sh starts it)", backend, err)

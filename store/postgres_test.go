@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"fmt"
 	"net/url"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -13,16 +12,13 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/parleychat/parley/internal/testenv"
 )
 
 // PostgreSQL tests never skip: a missing server is a failed test, so a CI
 // without one cannot silently pass.
-func testPostgresBaseDSN() string {
-	if dsn := os.Getenv("PARLEY_TEST_POSTGRES"); dsn != "" {
-		return dsn
-	}
-	return "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-}
+func testPostgresBaseDSN() string { return testenv.PostgresURL() }
 
 func connectTestPostgres(t testing.TB) *pgx.Conn {
 	t.Helper()

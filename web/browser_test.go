@@ -26,6 +26,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/parleychat/parley/codec"
+	"github.com/parleychat/parley/internal/testenv"
 	"github.com/parleychat/parley/server"
 	"github.com/parleychat/parley/store"
 	"github.com/parleychat/parley/transport/client"
@@ -60,34 +61,7 @@ func startServer(t *testing.T, addr string, st store.Store) *server.Server {
 }
 
 // testLogger sends server logs at warn and above to t.Log while the test runs.
-func testLogger(t *testing.T) *slog.Logger {
-	w := &testWriter{t: t}
-	t.Cleanup(w.stop)
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelWarn}))
-}
-
-type testWriter struct {
-	mu   sync.Mutex
-	t    *testing.T
-	done bool
-}
-
-func (w *testWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done {
-		w.t.Log(strings.TrimSuffix(string(p), "\n"))
-	}
-	return len(p), nil
-}
-
-func (w *testWriter) stop() {
-	w.mu.Lock()
-	w.done = true
-	w.mu.Unlock()
-}
-
-var _ io.Writer = (*testWriter)(nil)
+func testLogger(t *testing.T) *slog.Logger { return testenv.Logger(t, slog.LevelWarn) }
 
 // keepOpen is a store that survives its server: Shutdown closes the store,
 // and a restarted server must find the same history.

@@ -1,0 +1,52 @@
+// Package testenv holds what Parley's tests share across packages: a
+// logger that writes to the test's log, and where the test PostgreSQL is.
+// Only tests import it.
+package testenv
+
+import (
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// PostgresURL is the PostgreSQL the tests use: PARLEY_TEST_POSTGRES, or the
+// server this machine kind runs at 127.0.0.1:5432 (test.sh starts it when
+// it is down). Tests that need it fail, never skip, when it is missing.
+func PostgresURL() string {
+	if v := os.Getenv("PARLEY_TEST_POSTGRES"); v != "" {
+		return v
+	}
+	return "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+}
+
+// Logger sends records at level and above to t.Log until the test ends;
+// actors may log a moment later, and those lines are dropped rather than
+// panicking t.Log.
+func Logger(t testing.TB, level slog.Level) *slog.Logger {
+	w := &writer{t: t}
+	t.Cleanup(w.stop)
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
+}
+
+type writer struct {
+	mu   sync.Mutex
+	t    testing.TB
+	done bool
+}
+
+func (w *writer) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.done {
+		w.t.Log(strings.TrimSuffix(string(p), "\n"))
+	}
+	return len(p), nil
+}
+
+func (w *writer) stop() {
+	w.mu.Lock()
+	w.done = true
+	w.mu.Unlock()
+}
