@@ -3,10 +3,7 @@ package main_test
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
