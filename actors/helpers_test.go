@@ -141,13 +141,22 @@ func describe(msgs []proto.Message) string {
 	return s
 }
 
-// delivered decodes the proto frames of the Delivers among msgs, in order.
+// delivered decodes the proto frames of the Delivers among msgs, in order,
+// replay batches included.
 func delivered(t testing.TB, msgs []proto.Message) []*parleypb.Envelope {
 	t.Helper()
-	var out []*parleypb.Envelope
+	var ds []*parleypb.Deliver
 	for _, m := range msgs {
-		d, ok := m.(*parleypb.Deliver)
-		if !ok || len(d.GetProtoFrame()) == 0 {
+		switch m := m.(type) {
+		case *parleypb.Deliver:
+			ds = append(ds, m)
+		case *parleypb.DeliverBatch:
+			ds = append(ds, m.GetItems()...)
+		}
+	}
+	var out []*parleypb.Envelope
+	for _, d := range ds {
+		if len(d.GetProtoFrame()) == 0 {
 			continue
 		}
 		env, err := codec.Proto.Decode(d.GetProtoFrame())

@@ -152,6 +152,11 @@ func TestRoomPresenceIsUserLevel(t *testing.T) {
 	olga := newProbe(t, n)
 	joinRoom(n, olga, "r", "olga", "j", nil)
 	olga.ackFor(t, "j")
+	// A join is announced to everyone, the newcomer included, after its ack.
+	olga.sync(t, n, "r")
+	if got := presenceDeltas(t, olga.snapshot()); !slices.Equal(got, []string{"+olga"}) {
+		t.Fatalf("olga was told %q about her own join, want [+olga]", got)
+	}
 
 	// step performs one change and checks what olga was told, and the
 	// room's member list afterwards.
@@ -218,26 +223,34 @@ func TestRoomJoinReplaysTheGap(t *testing.T) {
 	const latest = 10
 	u := func(v uint64) *uint64 { return &v }
 	for _, tc := range []struct {
-		name    string
-		history int // the room's in-memory window
-		since   *uint64
-		want    []uint64
+		name      string
+		history   int // the room's in-memory window
+		maxReplay int
+		since     *uint64
+		want      []uint64
+		reset     *parleypb.Reset // announced before the replay, if any
 	}{
-		{"inside the window", 100, u(6), seqRange(7, latest)},
-		{"from the start", 100, u(0), seqRange(1, latest)},
-		{"up to date", 100, u(latest), nil},
-		{"ahead of the room", 100, u(50), nil},
-		{"no resume point gets the window", 100, nil, seqRange(1, latest)},
-		{"no resume point, small window", 4, nil, seqRange(7, latest)},
+		{name: "inside the window", history: 100, since: u(6), want: seqRange(7, latest)},
+		{name: "from the start", history: 100, since: u(0), want: seqRange(1, latest)},
+		{name: "up to date", history: 100, since: u(latest)},
+		{name: "no resume point gets the window", history: 100, want: seqRange(1, latest)},
+		{name: "no resume point, small window", history: 4, want: seqRange(7, latest)},
 		// Older than the window: the store fills the gap before the window.
-		{"from the store", 4, u(2), seqRange(3, latest)},
-		{"store from the start", 4, u(0), seqRange(1, latest)},
-		{"just before the window", 4, u(6), seqRange(7, latest)},
-		{"one before the window", 4, u(5), seqRange(6, latest)},
+		{name: "from the store", history: 4, since: u(2), want: seqRange(3, latest)},
+		{name: "store from the start", history: 4, since: u(0), want: seqRange(1, latest)},
+		{name: "just before the window", history: 4, since: u(6), want: seqRange(7, latest)},
+		{name: "one before the window", history: 4, since: u(5), want: seqRange(6, latest)},
+		// The client saw more than the room ever stored (its history was
+		// lost): it is told, and starts over from the window.
+		{name: "ahead of the room", history: 4, since: u(50), want: seqRange(7, latest),
+			reset: &parleypb.Reset{Room: "r", Since: 50, OldestSeq: 7}},
+		// A gap longer than MaxReplay replays only its newest part, visibly.
+		{name: "gap over the replay limit", history: 100, maxReplay: 3, since: u(2), want: seqRange(8, latest),
+			reset: &parleypb.Reset{Room: "r", Since: 2, OldestSeq: 8}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			n := newTestNode(t, Config{History: tc.history})
+			n := newTestNode(t, Config{History: tc.history, MaxReplay: tc.maxReplay})
 			poster := newProbe(t, n)
 			for i := range latest {
 				postTo(n, poster, "r", "alice", fmt.Sprint("m", i+1), "", fmt.Sprint("p", i))
@@ -257,6 +270,21 @@ func TestRoomJoinReplaysTheGap(t *testing.T) {
 			evs := events(t, msgs[:i])
 			if got := seqs(evs); !slices.Equal(got, tc.want) {
 				t.Fatalf("replayed %v, want %v", got, tc.want)
+			}
+			var resets []*parleypb.Reset
+			for j, m := range msgs[:i] {
+				if r, ok := m.(*parleypb.Reset); ok {
+					resets = append(resets, r)
+					if len(events(t, msgs[:j])) > 0 {
+						t.Fatal("a Reset came after replayed events; it must announce them")
+					}
+				}
+			}
+			switch {
+			case tc.reset == nil && len(resets) > 0:
+				t.Fatalf("unexpected Reset %v", resets)
+			case tc.reset != nil && (len(resets) != 1 || !proto.Equal(resets[0], tc.reset)):
+				t.Fatalf("resets %v, want [%v]", resets, tc.reset)
 			}
 			for _, ev := range evs {
 				if ev.GetText() != fmt.Sprint("m", ev.GetSeq()) {

@@ -295,6 +295,9 @@ func (s *session) deliverBatch(ctx actor.Context, b *parleypb.DeliverBatch) {
 	}
 }
 
+// ack forwards a request's answer. An ack without a request id answers
+// something the session did on its own (a re-join after a restart, the
+// legacy client's lobby): the client asked nothing, so it hears nothing.
 func (s *session) ack(a *parleypb.Ack) {
 	if a.GetMembers() != nil {
 		// A join's ack: everything up to Seq has been replayed.
@@ -302,6 +305,9 @@ func (s *session) ack(a *parleypb.Ack) {
 			j.last = max(j.last, a.GetSeq())
 			j.synced, j.joinID = true, ""
 		}
+	}
+	if a.GetRequestId() == "" {
+		return
 	}
 	s.send(&parleypb.Envelope{Body: &parleypb.Envelope_Ack{Ack: a}})
 }
@@ -415,6 +421,9 @@ func (s *session) fail(_ actor.Context, requestID, room string, code parleypb.Er
 }
 
 func (s *session) ackNow(requestID, room string) {
+	if requestID == "" {
+		return // nothing to name: a request without an id gets no ack
+	}
 	s.send(&parleypb.Envelope{Body: &parleypb.Envelope_Ack{Ack: &parleypb.Ack{RequestId: requestID, Room: room}}})
 }
 

@@ -185,17 +185,13 @@ func (h *sessionHarness) run(t testing.TB, cd codec.Codec, env *parleypb.Envelop
 	pr.Tell(env)
 	h.settle(t, fc, pr, roomOf(env))
 
-	// The protocol promises exactly one answer to a request with an id
-	// (typing is never answered). A request without one broke the contract,
-	// and its answers cannot be told from the session's own: a re-join after
-	// a room passivated under it is acknowledged with an empty id too.
+	// The protocol promises exactly one answer to a request with an id. A
+	// request without one broke the contract, and its answers cannot be
+	// told from the session's own: a re-join after a room passivated under
+	// it is acknowledged with an empty id too.
 	if env.GetId() != "" {
-		want := 1
-		if env.GetTyping() != nil && login {
-			want = 0
-		}
-		if got := answers(fc.envelopes(t), env.GetId()); len(got) != want {
-			t.Fatalf("request %v (logged in: %v) got %d answers, want %d: %v", env, login, len(got), want, got)
+		if got := answers(fc.envelopes(t), env.GetId()); len(got) != 1 {
+			t.Fatalf("request %v (logged in: %v) got %d answers, want 1: %v", env, login, len(got), got)
 		}
 	}
 	fc.mu.Lock()

@@ -20,16 +20,18 @@ func sampleEnvelopes() map[string]*parleypb.Envelope {
 	event := &parleypb.RoomEvent{Room: "general", Seq: 42, TimeMs: 1764000000123, Sender: "alice", Text: "hi <b>bob</b> & ünïcödé 🎉", ClientMsgId: "a-42"}
 	members := []*parleypb.Member{{Name: "alice", Devices: 2}, {Name: "bob", Devices: 1}}
 	return map[string]*parleypb.Envelope{
-		"hello":        {Id: "r1", Body: &parleypb.Envelope_Hello{Hello: &parleypb.Hello{Name: "alice", WatchOnline: true}}},
-		"join":         {Id: "r2", Body: &parleypb.Envelope_Join{Join: &parleypb.Join{Room: "general", Since: &since}}},
-		"leave":        {Id: "r3", Body: &parleypb.Envelope_Leave{Leave: &parleypb.Leave{Room: "general"}}},
-		"post":         {Id: "r4", Body: &parleypb.Envelope_Post{Post: &parleypb.Post{Room: "general", Text: "line one\nline\ttwo", ClientMsgId: "c-1"}}},
-		"typing":       {Id: "r5", Body: &parleypb.Envelope_Typing{Typing: &parleypb.Typing{Room: "general", User: "bob"}}},
-		"history":      {Id: "r6", Body: &parleypb.Envelope_History{History: &parleypb.HistoryRequest{Room: "general", BeforeSeq: 100, Limit: 25}}},
-		"ping":         {Id: "r7", Body: &parleypb.Envelope_Ping{Ping: &parleypb.Ping{}}},
-		"who":          {Id: "r8", Body: &parleypb.Envelope_Who{Who: &parleypb.WhoRequest{}}},
-		"rooms":        {Id: "r9", Body: &parleypb.Envelope_Rooms{Rooms: &parleypb.RoomsRequest{}}},
-		"welcome":      {Body: &parleypb.Envelope_Welcome{Welcome: &parleypb.Welcome{SessionId: "s1", Name: "alice", MaxMessageBytes: 65536, MaxRooms: 100, IdleTimeoutMs: 60000}}},
+		"hello":   {Id: "r1", Body: &parleypb.Envelope_Hello{Hello: &parleypb.Hello{Name: "alice", WatchOnline: true, Token: "eyJhbGciOiJIUzI1NiJ9.e30.sig"}}},
+		"join":    {Id: "r2", Body: &parleypb.Envelope_Join{Join: &parleypb.Join{Room: "general", Since: &since}}},
+		"leave":   {Id: "r3", Body: &parleypb.Envelope_Leave{Leave: &parleypb.Leave{Room: "general"}}},
+		"post":    {Id: "r4", Body: &parleypb.Envelope_Post{Post: &parleypb.Post{Room: "general", Text: "line one\nline\ttwo", ClientMsgId: "c-1"}}},
+		"typing":  {Id: "r5", Body: &parleypb.Envelope_Typing{Typing: &parleypb.Typing{Room: "general", User: "bob"}}},
+		"history": {Id: "r6", Body: &parleypb.Envelope_History{History: &parleypb.HistoryRequest{Room: "general", BeforeSeq: 100, Limit: 25}}},
+		"ping":    {Id: "r7", Body: &parleypb.Envelope_Ping{Ping: &parleypb.Ping{}}},
+		"who":     {Id: "r8", Body: &parleypb.Envelope_Who{Who: &parleypb.WhoRequest{}}},
+		"rooms":   {Id: "r9", Body: &parleypb.Envelope_Rooms{Rooms: &parleypb.RoomsRequest{}}},
+		"refresh": {Id: "r10", Body: &parleypb.Envelope_Refresh{Refresh: &parleypb.Refresh{Token: "eyJhbGciOiJIUzI1NiJ9.e30.sig2"}}},
+		"welcome": {Body: &parleypb.Envelope_Welcome{Welcome: &parleypb.Welcome{SessionId: "s1", Name: "alice", MaxMessageBytes: 65536, MaxRooms: 100, IdleTimeoutMs: 60000,
+			MaxTextChars: 4000, Rate: 20.5, Burst: 40, TokenExpiresMs: 1764000060000}}},
 		"ack":          {Body: &parleypb.Envelope_Ack{Ack: &parleypb.Ack{RequestId: "r2", Room: "general", Seq: 42, Members: members}}},
 		"error":        {Body: &parleypb.Envelope_Error{Error: &parleypb.Error{RequestId: "r4", Code: parleypb.ErrorCode_ERROR_CODE_RATE_LIMITED, Text: "slow down", Room: "general"}}},
 		"event":        {Body: &parleypb.Envelope_Event{Event: event}},
@@ -103,29 +105,71 @@ func TestRoundTrip(t *testing.T) {
 func TestAppendBatch(t *testing.T) {
 	t.Parallel()
 	samples := sampleEnvelopes()
-	var all []*parleypb.Envelope
+	var plain []*parleypb.Envelope // every kind but batch, whose frames AppendBatch treats specially
 	for _, name := range sortedKeys(samples) {
-		all = append(all, samples[name])
+		if name != "batch" {
+			plain = append(plain, samples[name])
+		}
+	}
+	a, b, c, d := samples["event"], samples["notice"], samples["presence"], samples["ack"]
+	withID := &parleypb.Envelope{Id: "x", Body: &parleypb.Envelope_Batch{Batch: &parleypb.Batch{Items: []*parleypb.Envelope{a}}}}
+
+	// A part is either an envelope, encoded on its own, or a batch frame
+	// built by AppendBatch from envelopes, as a session builds a replay page.
+	type part struct {
+		env   *parleypb.Envelope
+		batch []*parleypb.Envelope
+		isBat bool
+	}
+	one := func(envs ...*parleypb.Envelope) []part {
+		ps := make([]part, len(envs))
+		for i, e := range envs {
+			ps[i] = part{env: e}
+		}
+		return ps
 	}
 	cases := []struct {
 		name  string
-		items []*parleypb.Envelope
+		parts []part
+		want  []*parleypb.Envelope
 	}{
-		{"empty", nil},
-		{"one", all[:1]},
-		{"every kind", all},
+		{"empty", nil, nil},
+		{"one", one(a), []*parleypb.Envelope{a}},
+		{"every kind", one(plain...), plain},
 		// Identical frames must stay separate items, not be merged.
-		{"repeated", []*parleypb.Envelope{all[0], all[0], all[0]}},
+		{"repeated", one(a, a, a), []*parleypb.Envelope{a, a, a}},
+		// A batch never holds a batch: a batch frame is spliced in flat.
+		{"batch frame spliced", []part{{env: a}, {batch: []*parleypb.Envelope{b, c}, isBat: true}, {env: d}}, []*parleypb.Envelope{a, b, c, d}},
+		{"empty batch frame vanishes", []part{{env: a}, {isBat: true}, {env: b}}, []*parleypb.Envelope{a, b}},
+		{"only batch frames", []part{{batch: []*parleypb.Envelope{a}, isBat: true}, {batch: []*parleypb.Envelope{b, c}, isBat: true}}, []*parleypb.Envelope{a, b, c}},
+		// An envelope that carries more than a batch is not AppendBatch's
+		// output and stays one item.
+		{"batch with an id stays whole", one(a, withID), []*parleypb.Envelope{a, withID}},
 	}
 	for _, cd := range []codec.Codec{codec.Proto, codec.JSON} {
 		for _, tc := range cases {
 			t.Run(cd.Subprotocol()+"/"+tc.name, func(t *testing.T) {
 				t.Parallel()
-				frames := make([][]byte, len(tc.items))
-				for i, env := range tc.items {
+				encode := func(env *parleypb.Envelope) []byte {
 					f, err := cd.Encode(env)
 					if err != nil {
-						t.Fatalf("Encode item %d: %v", i, err)
+						t.Fatalf("Encode %v: %v", env, err)
+					}
+					return f
+				}
+				frames := make([][]byte, len(tc.parts))
+				for i, p := range tc.parts {
+					if !p.isBat {
+						frames[i] = encode(p.env)
+						continue
+					}
+					var inner [][]byte
+					for _, e := range p.batch {
+						inner = append(inner, encode(e))
+					}
+					f, ok := cd.AppendBatch(nil, inner)
+					if !ok {
+						t.Fatal("AppendBatch reported it cannot batch")
 					}
 					frames[i] = f
 				}
@@ -147,12 +191,12 @@ func TestAppendBatch(t *testing.T) {
 					t.Fatalf("decoded %v, want a batch", got)
 				}
 				items := got.GetBatch().GetItems()
-				if len(items) != len(tc.items) {
-					t.Fatalf("batch has %d items, want %d", len(items), len(tc.items))
+				if len(items) != len(tc.want) {
+					t.Fatalf("batch has %d items, want %d: %v", len(items), len(tc.want), items)
 				}
 				for i := range items {
-					if !proto.Equal(items[i], tc.items[i]) {
-						t.Errorf("item %d\n got: %v\nwant: %v", i, items[i], tc.items[i])
+					if !proto.Equal(items[i], tc.want[i]) {
+						t.Errorf("item %d\n got: %v\nwant: %v", i, items[i], tc.want[i])
 					}
 				}
 			})

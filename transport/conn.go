@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/coder/websocket"
 
@@ -297,10 +298,7 @@ func truncateReason(s string) string {
 		return s
 	}
 	s = s[:max]
-	for len(s) > 0 && (s[len(s)-1]&0xC0) == 0x80 {
-		s = s[:len(s)-1]
-	}
-	if len(s) > 0 && s[len(s)-1] >= 0xC0 {
+	for !utf8.ValidString(s) { // at most three bytes of a cut rune
 		s = s[:len(s)-1]
 	}
 	return s
