@@ -559,3 +559,59 @@ func TestStoreOutage(t *testing.T) {
 		t.Fatalf("join after recovery: %v", err)
 	}
 }
+
+// TestRetentionAndResetOnResume: retention trims the store in the
+// background; a client resuming from before the oldest kept message is told
+// so with a resetEvent naming it, then gets everything from there, in order.
+func TestRetentionAndResetOnResume(t *testing.T) {
+	t.Parallel()
+	st := store.NewMemory()
+	srv := startServer(t, func(c *server.Config) {
+		c.Store = st
+		c.Retention = store.Retention{MaxCount: 5}
+		c.RetentionInterval = 20 * time.Millisecond
+		c.Actors.History = 3 // the window is shorter than what retention keeps
+	})
+	ctx := testCtx(t, 10*time.Second)
+	w := login(t, ctx, srv, codec.JSON, "writer", "kept")
+	for i := 1; i <= 20; i++ {
+		if _, err := w.Post(ctx, "kept", fmt.Sprint(i), fmt.Sprint(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 5*time.Second, func() error {
+		b, err := st.Bounds(ctx, "kept")
+		if err != nil {
+			return err
+		}
+		if b.Oldest != 16 || b.Latest != 20 {
+			return fmt.Errorf("store holds %d..%d, want 16..20", b.Oldest, b.Latest)
+		}
+		return nil
+	})
+	r := login(t, ctx, srv, codec.Proto, "late")
+	ack, err := r.Join(ctx, "kept", u64(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reset := nextEvent(t, ctx, r, "a reset", func(e *parleypb.Envelope) bool { return e.GetResetEvent() != nil }).GetResetEvent()
+	if reset.GetSince() != 2 || reset.GetOldestSeq() != 16 {
+		t.Fatalf("reset = %v, want since 2, oldest 16", reset)
+	}
+	for want := uint64(16); want <= 20; want++ {
+		if ev := roomEvent(t, ctx, r, "kept"); ev.GetSeq() != want {
+			t.Fatalf("after the reset got seq %d, want %d", ev.GetSeq(), want)
+		}
+	}
+	if ack.GetSeq() != 20 {
+		t.Fatalf("join ack seq %d, want 20", ack.GetSeq())
+	}
+	// Scrollback stops at what retention kept.
+	if err := r.History(ctx, "kept", 17, 50); err != nil {
+		t.Fatal(err)
+	}
+	page := nextEvent(t, ctx, r, "a history page", func(e *parleypb.Envelope) bool { return e.GetHistoryPage() != nil }).GetHistoryPage()
+	if len(page.GetEvents()) != 1 || page.GetEvents()[0].GetSeq() != 16 || page.GetHasMore() {
+		t.Fatalf("history before 17 = %v, want just 16 and no more", page)
+	}
+}

@@ -243,11 +243,11 @@ export class ParleyClient extends EventTarget {
    * their own frames BEFORE the ack, so by the time this resolves they have
    * been emitted.
    */
-  request(body) {
+  request(body, onAck) {
     if (!this.ws || this.ws.readyState !== WebSocket.OPEN) return Promise.reject(new ConnectionLost());
     const id = String(++this.nextId);
     return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
+      this.pending.set(id, { resolve, reject, onAck });
       this.#sendFrame({ id, ...body });
     });
   }
@@ -383,9 +383,26 @@ export class ParleyClient extends EventTarget {
     r.ready = false;
     const join = { room };
     if (r.resume) join.since = String(r.lastSeq);
-    let ack;
+    let rewind = false;
+    // The ack is applied the moment it arrives, not when the promise settles:
+    // frames that follow it in the same batch (someone else joining) must
+    // apply to the member list it carries, not be overwritten by it.
+    const onAck = (ack) => {
+      if (gen !== this.gen || this.rooms.get(room) !== r) return;
+      // Everything up to ack.seq has been replayed (as events, before the ack).
+      const resumed = r.resume;
+      const seq = num(ack.seq);
+      if (resumed && seq < r.lastSeq) {
+        rewind = true; // handled below, once the request has settled
+        return;
+      }
+      r.lastSeq = Math.max(r.lastSeq, seq);
+      r.resume = true;
+      r.ready = true;
+      this.#emit('joined', { room, members: normalizeMembers(ack.members), seq, resumed });
+    };
     try {
-      ack = await this.request({ join });
+      await this.request({ join }, onAck);
     } catch (err) {
       if (!(err instanceof ServerError) || gen !== this.gen) return; // re-joined on reconnect
       if (RETRYABLE.has(err.code)) {
@@ -397,17 +414,12 @@ export class ParleyClient extends EventTarget {
       return;
     }
     if (gen !== this.gen || this.rooms.get(room) !== r) return;
-    // Everything up to ack.seq has been replayed (as events, before the ack).
-    const resumed = r.resume;
-    const seq = num(ack.seq);
-    if (resumed && seq < r.lastSeq) {
+    if (rewind) {
       // The room's latest seq is behind what we saw: it lost its history (a
       // server restarted on an in-memory store) and its seqs start over, so
-      // what we hold would collide with new messages. Start over too: leave
-      // and join again without since to get its recent messages. (Leaving
-      // first matters: the server keeps the since we sent as the session's
-      // position in the room and would drop every event up to it, even
-      // after a join without since.)
+      // what we hold would collide with new messages. (Current servers say
+      // so with a resetEvent first; this covers older ones.) Start over:
+      // leave, and join again without since to get its recent messages.
       r.lastSeq = 0;
       r.resume = false;
       this.#emit('rewound', { room });
@@ -415,10 +427,6 @@ export class ParleyClient extends EventTarget {
       if (gen === this.gen && this.rooms.get(room) === r) this.#sendJoin(room);
       return;
     }
-    r.lastSeq = Math.max(r.lastSeq, seq);
-    r.resume = true;
-    r.ready = true;
-    this.#emit('joined', { room, members: normalizeMembers(ack.members), seq, resumed });
     // Step 3: re-send what the server never acknowledged, in order, with the
     // same clientMsgId: if it did store one before the connection dropped it
     // acks the original seq and does not deliver it twice.
@@ -469,7 +477,10 @@ export class ParleyClient extends EventTarget {
       // in order, exactly as if each had come alone.
       for (const item of env.batch.items ?? []) this.#handle(item);
     } else if (env.ack) {
-      this.#answer(env.ack.requestId, (p) => p.resolve(env.ack));
+      this.#answer(env.ack.requestId, (p) => {
+        p.onAck?.(env.ack); // synchronously, before the next item of a batch
+        p.resolve(env.ack);
+      });
     } else if (env.error) {
       const err = new ServerError(env.error);
       if (!this.#answer(err.requestId, (p) => p.reject(err))) this.#emit('servererror', { error: err });
@@ -499,9 +510,19 @@ export class ParleyClient extends EventTarget {
     } else if (env.resetEvent) {
       const r = env.resetEvent;
       const room = this.rooms.get(r.room);
-      // Events before oldestSeq are gone: resume from there next time.
-      if (room) room.lastSeq = Math.max(room.lastSeq, num(r.oldestSeq) - 1);
-      this.#emit('reset', { room: r.room ?? '', since: num(r.since), oldestSeq: num(r.oldestSeq) });
+      const since = num(r.since);
+      const oldest = num(r.oldestSeq);
+      // The replay that follows starts at oldestSeq.
+      if (room) room.lastSeq = oldest - 1;
+      if (since >= oldest && room) {
+        // We had seen more than the server has: its history was lost and
+        // its seqs start over. Forget ours.
+        room.resume = false;
+        this.#emit('rewound', { room: r.room ?? '' });
+      } else {
+        // Retention deleted part of the gap: say so, never skip silently.
+        this.#emit('reset', { room: r.room ?? '', since, oldestSeq: oldest });
+      }
     } else {
       // Newer servers may add frame types; an old page just skips them.
       console.debug('parley: ignoring an unknown frame', Object.keys(env));
