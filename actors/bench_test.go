@@ -35,6 +35,10 @@ func fanOutRoom(b *testing.B, member func() (delivered func())) (post func()) {
 				if m.GetSeq() != 0 {
 					delivered()
 				}
+			case *parleypb.DeliverBatch: // a group commit of several posts
+				for range m.GetItems() {
+					delivered()
+				}
 			}
 		}))
 		// Rejoin: the room announces nothing, so setup does not deliver

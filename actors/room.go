@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/parleychat/parley/codec"
 	parleypb "github.com/parleychat/parley/proto"
@@ -264,14 +265,46 @@ func (r *room) flush(ctx actor.Context) {
 		}
 		ctx.Send(p.session, &parleypb.Ack{RequestId: p.requestID, Room: r.name, Seq: seq})
 	}
+	mask := r.codecMask()
+	var delivers []*parleypb.Deliver
 	for _, p := range batch {
 		if p.ev == nil {
 			continue
 		}
-		d := r.encodeEvent(p.ev, r.codecMask())
+		d := r.encodeEvent(p.ev, mask)
 		r.push(&windowEntry{ev: p.ev, deliver: d})
-		r.fanout(ctx, d, "")
+		delivers = append(delivers, d)
 	}
+	switch len(delivers) {
+	case 0:
+	case 1:
+		r.fanout(ctx, delivers[0], "")
+	default:
+		// Under load a commit holds many events: one message per member for
+		// all of them, and one Batch frame per codec built here, once.
+		r.n.Stats.Deliveries.Add(int64(len(r.members) * (len(delivers) - 1)))
+		r.fanout(ctx, r.batchOf(delivers, mask), "")
+	}
+}
+
+// batchOf wraps consecutive deliveries for every member, with their Batch
+// frames prebuilt per native codec.
+func (r *room) batchOf(ds []*parleypb.Deliver, mask [4]bool) *parleypb.DeliverBatch {
+	b := &parleypb.DeliverBatch{Room: r.name, Items: ds}
+	frames := make([][]byte, len(ds))
+	if mask[parleypb.Codec_CODEC_PROTO] {
+		for i, d := range ds {
+			frames[i] = d.ProtoFrame
+		}
+		b.ProtoFrame, _ = codec.Proto.AppendBatch(nil, frames)
+	}
+	if mask[parleypb.Codec_CODEC_JSON] {
+		for i, d := range ds {
+			frames[i] = d.JsonFrame
+		}
+		b.JsonFrame, _ = codec.JSON.AppendBatch(nil, frames)
+	}
+	return b
 }
 
 func (r *room) push(e *windowEntry) {
@@ -327,8 +360,13 @@ func (r *room) encodeInto(d *parleypb.Deliver, env *parleypb.Envelope, mask [4]b
 
 // fanout sends d to every member except those of user skip. A room never
 // waits for a session: a session that cannot keep up closes itself (1013).
-func (r *room) fanout(ctx actor.Context, d *parleypb.Deliver, skip string) {
-	if d.GetSeq() != 0 {
+func (r *room) fanout(ctx actor.Context, d proto.Message, skip string) {
+	switch d := d.(type) {
+	case *parleypb.Deliver:
+		if d.GetSeq() != 0 {
+			r.n.Stats.Deliveries.Add(int64(len(r.members)))
+		}
+	case *parleypb.DeliverBatch:
 		r.n.Stats.Deliveries.Add(int64(len(r.members)))
 	}
 	for _, m := range r.members {

@@ -273,8 +273,25 @@ func (s *session) accept(ctx actor.Context, d *parleypb.Deliver) []byte {
 	return f
 }
 
-// deliverBatch queues a replay page as one frame where the codec batches.
+// deliverBatch queues consecutive events as one frame where the codec
+// batches: the room's prebuilt frame when the client is exactly at the
+// batch's start, else a frame of the items it still lacks.
 func (s *session) deliverBatch(ctx actor.Context, b *parleypb.DeliverBatch) {
+	items := b.GetItems()
+	if j, ok := s.sh.rooms[b.GetRoom()]; ok && j.synced && len(items) > 0 && items[0].GetSeq() == j.last+1 {
+		var pre []byte
+		switch s.sh.codec.Kind() {
+		case parleypb.Codec_CODEC_PROTO:
+			pre = b.GetProtoFrame()
+		case parleypb.Codec_CODEC_JSON:
+			pre = b.GetJsonFrame()
+		}
+		if pre != nil {
+			j.last = items[len(items)-1].GetSeq()
+			s.queue(pre)
+			return
+		}
+	}
 	frames := make([][]byte, 0, len(b.GetItems()))
 	for _, d := range b.GetItems() {
 		if f := s.accept(ctx, d); f != nil {

@@ -2333,12 +2333,20 @@ func (x *Deliver) GetEvent() *RoomEvent {
 	return nil
 }
 
-// DeliverBatch is a page of replayed events for one session, which writes
-// it as one frame (a Batch envelope) where its codec allows.
+// DeliverBatch carries several consecutive events to a session in one
+// message: a page of replay for one member, or a whole group commit for
+// every member (one mailbox post per member instead of one per event).
+// The session writes it as one frame (a Batch envelope) where the codec
+// allows.
 type DeliverBatch struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Room          string                 `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
-	Items         []*Deliver             `protobuf:"bytes,2,rep,name=items,proto3" json:"items,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Room  string                 `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
+	Items []*Deliver             `protobuf:"bytes,2,rep,name=items,proto3" json:"items,omitempty"`
+	// For a group commit: the items already joined into one Batch frame per
+	// native codec, built once for all members. A session whose resume point
+	// is just before items[0] sends it as is.
+	ProtoFrame    []byte `protobuf:"bytes,3,opt,name=proto_frame,json=protoFrame,proto3" json:"proto_frame,omitempty"`
+	JsonFrame     []byte `protobuf:"bytes,4,opt,name=json_frame,json=jsonFrame,proto3" json:"json_frame,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2383,6 +2391,20 @@ func (x *DeliverBatch) GetRoom() string {
 func (x *DeliverBatch) GetItems() []*Deliver {
 	if x != nil {
 		return x.Items
+	}
+	return nil
+}
+
+func (x *DeliverBatch) GetProtoFrame() []byte {
+	if x != nil {
+		return x.ProtoFrame
+	}
+	return nil
+}
+
+func (x *DeliverBatch) GetJsonFrame() []byte {
+	if x != nil {
+		return x.JsonFrame
 	}
 	return nil
 }
@@ -3557,10 +3579,14 @@ const file_parley_proto_rawDesc = "" +
 	"\n" +
 	"json_frame\x18\x04 \x01(\fR\tjsonFrame\x12!\n" +
 	"\flegacy_frame\x18\x05 \x01(\fR\vlegacyFrame\x12*\n" +
-	"\x05event\x18\x06 \x01(\v2\x14.parley.v1.RoomEventR\x05event\"L\n" +
+	"\x05event\x18\x06 \x01(\v2\x14.parley.v1.RoomEventR\x05event\"\x8c\x01\n" +
 	"\fDeliverBatch\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12(\n" +
-	"\x05items\x18\x02 \x03(\v2\x12.parley.v1.DeliverR\x05items\"C\n" +
+	"\x05items\x18\x02 \x03(\v2\x12.parley.v1.DeliverR\x05items\x12\x1f\n" +
+	"\vproto_frame\x18\x03 \x01(\fR\n" +
+	"protoFrame\x12\x1d\n" +
+	"\n" +
+	"json_frame\x18\x04 \x01(\fR\tjsonFrame\"C\n" +
 	"\aRoomWho\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12$\n" +
 	"\asession\x18\x02 \x01(\v2\n" +
