@@ -11,6 +11,7 @@
 package jsonwalk
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"strconv"
@@ -33,17 +34,28 @@ func skipSpace(b []byte, i int) int {
 }
 
 // stringEnd returns the index just past the string that starts at b[i]
-// (a quote) and whether it holds an escape.
+// (a quote) and whether it holds an escape. It jumps from quote to quote
+// (bytes.IndexByte), so long strings cost little: a quote ends the string
+// unless an odd number of backslashes precedes it.
 func stringEnd(b []byte, i int) (int, bool, error) {
 	escaped := false
-	for j := i + 1; j < len(b); j++ {
-		switch b[j] {
-		case '\\':
-			escaped = true
-			j++
-		case '"':
-			return j + 1, escaped, nil
+	for j := i + 1; j <= len(b); {
+		k := bytes.IndexByte(b[j:], '"')
+		if k < 0 {
+			break
 		}
+		q := j + k
+		if !escaped && bytes.IndexByte(b[j:q], '\\') >= 0 {
+			escaped = true
+		}
+		n := 0
+		for p := q - 1; p > i && b[p] == '\\'; p-- {
+			n++
+		}
+		if n%2 == 0 {
+			return q + 1, escaped, nil
+		}
+		j = q + 1
 	}
 	return 0, false, ErrSyntax
 }

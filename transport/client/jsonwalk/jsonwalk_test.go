@@ -73,3 +73,29 @@ func FuzzObject(f *testing.F) {
 		}
 	})
 }
+
+// field returns the raw value of key in object b.
+func field(b []byte, key string) []byte {
+	var out []byte
+	Object(b, func(k, v []byte) bool {
+		if string(k) == key {
+			out = v
+			return false
+		}
+		return true
+	})
+	return out
+}
+
+// BenchmarkPush walks a Centrifugo push the way the load tool does: four
+// nested objects down to a 65-byte text.
+func BenchmarkPush(b *testing.B) {
+	line := []byte(`{"push":{"channel":"room:f-abc-0","pub":{"data":{"text":"plt 12345 987654321 xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"},"offset":12345}}}`)
+	b.SetBytes(int64(len(line)))
+	for b.Loop() {
+		text, err := String(field(field(field(field(line, "push"), "pub"), "data"), "text"))
+		if err != nil || len(text) != 65 {
+			b.Fatalf("text %q, %v", text, err)
+		}
+	}
+}
