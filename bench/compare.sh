@@ -23,6 +23,8 @@ cd "$ROOT"
 
 QUICK=${QUICK:-0}
 REPS=${REPS:-$([ "$QUICK" = 1 ] && echo 1 || echo 3)}
+# REP_START lets an interrupted run be completed in the same OUT.
+REP_START=${REP_START:-1}
 SCENARIOS=${SCENARIOS:-"idle fanout rooms churn"}
 TARGETS=${TARGETS:-"centrifugo parley-proto parley-json parley-bolt"}
 CENTRIFUGO_VERSION=${CENTRIFUGO_VERSION:-v6.9.1}
@@ -113,6 +115,11 @@ for f in "-max-conns-per-ip 0" "-max-handshake-rate 0" "-max-conns 0"; do
 		PARLEY_FLAGS="$PARLEY_FLAGS $f"
 	fi
 done
+# The admin listener (if any) is not measured; disabling it also avoids a
+# clash with another server's admin port on the same machine.
+if grep -q -- "^  -admin-addr " <<<"$PARLEY_HELP" && [[ " $PARLEY_FLAGS " != *" -admin-addr"* ]]; then
+	PARLEY_FLAGS="$PARLEY_FLAGS -admin-addr="
+fi
 
 cat >"$WORK/centrifugo.json" <<EOF
 {
@@ -225,7 +232,7 @@ load_args() { # target scenario
 }
 
 {
-	echo "date: $(date -u)"
+	echo "date: $(date -u) (reps $REP_START..$REPS, scenarios: $SCENARIOS, targets: $TARGETS)"
 	echo "nproc: $(nproc)"
 	echo "go: $(go version)"
 	echo "kernel: $(uname -r)"
@@ -234,14 +241,18 @@ load_args() { # target scenario
 	echo "ulimit -n: $(ulimit -n)"
 	echo "parley: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" status --porcelain -- . ':!bench' ':!cmd' ':!docs' 2>/dev/null | grep -q . && echo " + uncommitted changes (git diff HEAD sha256 $(git -C "$ROOT" diff HEAD -- . ':!bench' ':!cmd' ':!docs' | sha256sum | cut -c1-12))")"
 	echo "centrifugo: $CENTRIFUGO_VERSION (go install; reports version 0.0.0 as built without release ldflags)"
-} >"$OUT/machine.txt"
+} >>"$OUT/machine.txt"
 log "results in $OUT"
 
-for rep in $(seq "$REPS"); do
+for rep in $(seq "$REP_START" "$REPS"); do
 	for sc in $SCENARIOS; do
 		for t in $TARGETS; do
 			wait_quiet
-			start_server "$t"
+			if ! start_server "$t"; then
+				log "rep $rep $sc on $t: the server did not start; skipped"
+				stop_server
+				continue
+			fi
 			mapfile -t args < <(load_args "$t" "$sc")
 			args+=(-url "$SERVER_URL" -pid "$SERVER_PID" -run-id "r$rep$sc")
 			echo "$SERVER_CMD" >"$OUT/${t}_${sc}_${rep}.server"
