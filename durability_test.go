@@ -129,6 +129,8 @@ type resumingClient struct {
 	watch   bool                         // hello with watchOnline
 	seen    map[string]map[uint64]string // room -> seq -> cmid
 	next    int
+	// onAck, when set, is told of every acknowledged post (under mu).
+	onAck func(room string, at time.Time)
 }
 
 func newResumingClient(name string, url func() string, rooms ...string) *resumingClient {
@@ -289,6 +291,9 @@ func (c *resumingClient) post(ctx context.Context, cl *client.Client, room, id s
 		c.errs = append(c.errs, fmt.Sprintf("%s: %s acked as seq %d and %d", c.name, id, prev, seq))
 	}
 	c.acked[id] = seq
+	if c.onAck != nil {
+		c.onAck(room, time.Now())
+	}
 	return nil
 }
 
@@ -386,67 +391,78 @@ func TestCrashRecovery(t *testing.T) {
 				<-done
 			}
 
-			// Read each room back from the server: every acked post once, in order.
-			ctx := testCtx(t, 20*time.Second)
-			reader, err := client.Dial(ctx, url(), codec.Proto, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer reader.CloseNow()
-			if err := reader.Hello(ctx, "auditor", false); err != nil {
-				t.Fatal(err)
-			}
-			stored := map[string]map[string]uint64{} // room -> cmid -> seq
-			for _, r := range rooms {
-				ack, err := reader.Join(ctx, r, u64(0))
-				if err != nil {
-					t.Fatal(err)
-				}
-				stored[r] = map[string]uint64{}
-				for seq := uint64(1); seq <= ack.GetSeq(); seq++ {
-					ev := roomEvent(t, ctx, reader, r)
-					if ev.GetSeq() != seq {
-						t.Fatalf("%s: stored seq %d where %d was due", r, ev.GetSeq(), seq)
-					}
-					if prev, dup := stored[r][ev.GetClientMsgId()]; dup {
-						t.Fatalf("%s: %s stored twice, as %d and %d", r, ev.GetClientMsgId(), prev, seq)
-					}
-					stored[r][ev.GetClientMsgId()] = seq
-				}
-			}
-			total, retried := 0, 0
-			for _, c := range clients {
-				retried += c.retried
-				if len(c.errs) > 0 {
-					t.Errorf("%s saw: %v", c.name, c.errs)
-				}
-				for id, seq := range c.acked {
-					found := false
-					for _, r := range c.rooms {
-						if got, ok := stored[r][id]; ok {
-							found = true
-							if got != seq {
-								t.Errorf("%s acked as %d but stored as %d", id, seq, got)
-							}
-						}
-					}
-					if !found {
-						t.Errorf("acknowledged %s (seq %d) is not stored", id, seq)
-					}
-				}
-				total += len(c.acked)
-				// What a client saw live must match the store, seq for seq.
-				for r, seen := range c.seen {
-					for seq, id := range seen {
-						if stored[r][id] != seq {
-							t.Errorf("%s saw %s as %s seq %d; stored as %d", c.name, id, r, seq, stored[r][id])
-						}
-					}
-				}
-			}
+			total, retried := auditRooms(t, url(), rooms, clients)
 			t.Logf("%d posts acknowledged, %d retried after the crash; all stored once, in order; no client saw a gap or a duplicate", total, retried)
 		})
 	}
+}
+
+// auditRooms reads every room back from the server at url and checks that
+// each post a client saw acknowledged is stored once, in seq order, with the
+// seq it was acknowledged with, that no client saw a gap or a duplicate, and
+// that what clients saw live matches the store. It returns how many posts
+// were acknowledged and how many were retried after a reconnect.
+func auditRooms(t *testing.T, url string, rooms []string, clients []*resumingClient) (total, retried int) {
+	t.Helper()
+	ctx := testCtx(t, 30*time.Second)
+	reader, err := client.Dial(ctx, url, codec.Proto, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.CloseNow()
+	if err := reader.Hello(ctx, "auditor", false); err != nil {
+		t.Fatal(err)
+	}
+	stored := map[string]map[string]uint64{} // room -> cmid -> seq
+	for _, r := range rooms {
+		ack, err := reader.Join(ctx, r, u64(0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		stored[r] = map[string]uint64{}
+		for seq := uint64(1); seq <= ack.GetSeq(); seq++ {
+			ev := roomEvent(t, ctx, reader, r)
+			if ev.GetSeq() != seq {
+				t.Fatalf("%s: stored seq %d where %d was due", r, ev.GetSeq(), seq)
+			}
+			if prev, dup := stored[r][ev.GetClientMsgId()]; dup {
+				t.Fatalf("%s: %s stored twice, as %d and %d", r, ev.GetClientMsgId(), prev, seq)
+			}
+			stored[r][ev.GetClientMsgId()] = seq
+		}
+	}
+	for _, c := range clients {
+		c.mu.Lock()
+		retried += c.retried
+		if len(c.errs) > 0 {
+			t.Errorf("%s saw: %v", c.name, c.errs)
+		}
+		for id, seq := range c.acked {
+			found := false
+			for _, r := range c.rooms {
+				if got, ok := stored[r][id]; ok {
+					found = true
+					if got != seq {
+						t.Errorf("%s acked as %d but stored as %d", id, seq, got)
+					}
+				}
+			}
+			if !found {
+				t.Errorf("acknowledged %s (seq %d) is not stored", id, seq)
+			}
+		}
+		total += len(c.acked)
+		// What a client saw live must match the store, seq for seq.
+		for r, seen := range c.seen {
+			for seq, id := range seen {
+				if stored[r][id] != seq {
+					t.Errorf("%s saw %s as %s seq %d; stored as %d", c.name, id, r, seq, stored[r][id])
+				}
+			}
+		}
+		c.mu.Unlock()
+	}
+	return total, retried
 }
 
 // TestStartupFailuresNameTheFlag: a data directory that cannot be used or a

@@ -17,6 +17,7 @@ import (
 
 	"github.com/parleychat/parley/auth"
 	"github.com/parleychat/parley/bots/dice"
+	"github.com/parleychat/parley/cluster"
 	"github.com/parleychat/parley/server"
 	"github.com/parleychat/parley/store"
 )
@@ -42,6 +43,7 @@ type options struct {
 	anonymous     string
 	jwt           auth.Options
 	jwtSecret     string
+	cluster       cluster.Config
 }
 
 // extraFlags lets optional files add flags (main_faults.go, built only with
@@ -159,6 +161,18 @@ func parseFlags(args []string, getenv func(string) string, out io.Writer) (optio
 	fs.StringVar(&cfg.AdminToken, "admin-token", "", "Bearer token the admin API requires (mandatory when -admin-addr is not loopback)")
 	fs.StringVar(&o.dice, "dice-rooms", "", "comma-separated rooms where the dice bot answers /roll 2d6 (empty: no bot)")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	var peers, etcd string
+	cc := &o.cluster
+	fs.StringVar(&cc.Provider, "cluster-provider", "", "join a cluster, finding members with: automanaged (a static -cluster-peers list), consul, etcd or k8s; empty: a single node")
+	fs.StringVar(&cc.Name, "cluster-name", "parley", "cluster name; members with another name are ignored")
+	fs.StringVar(&cc.Bind, "cluster-bind", "127.0.0.1:7070", "host:port this member's actors listen on for other members")
+	fs.StringVar(&cc.Advertise, "cluster-advertise", "", "host:port other members reach -cluster-bind at, when it differs (NAT, containers)")
+	fs.StringVar(&peers, "cluster-peers", "", "automanaged: comma-separated health host:port of every member, this one included")
+	fs.IntVar(&cc.Health, "cluster-health", 0, "automanaged: this member's health port (listens on all interfaces; one of -cluster-peers)")
+	fs.DurationVar(&cc.Refresh, "cluster-refresh", 500*time.Millisecond, "automanaged, consul: how often membership is checked (bounds how fast a dead member is noticed)")
+	fs.StringVar(&etcd, "cluster-etcd", "", "etcd: comma-separated endpoints (host:port)")
+	fs.StringVar(&cc.Consul, "cluster-consul", "", "consul: agent address (empty: CONSUL_HTTP_ADDR or 127.0.0.1:8500)")
+	fs.DurationVar(&cc.RequestTimeout, "cluster-request-timeout", time.Second, "bound on one attempt to find a room's member")
 	var apply []func() error
 	for _, add := range extraFlags {
 		apply = append(apply, add(fs, &o))
@@ -192,6 +206,13 @@ func parseFlags(args []string, getenv func(string) string, out io.Writer) (optio
 	}
 	if err := o.logLevel.UnmarshalText([]byte(logLevel)); err != nil {
 		return o, fmt.Errorf("-log-level %q: want debug, info, warn or error", logLevel)
+	}
+	cc.Peers, cc.Endpoints = splitList(peers), splitList(etcd)
+	if cc.Provider != "" {
+		if !strings.HasPrefix(o.store, "postgres://") && !strings.HasPrefix(o.store, "postgresql://") {
+			return o, fmt.Errorf("-cluster-provider %s: every member must share the history: set -store to a postgres:// URL (now %q)", cc.Provider, o.store)
+		}
+		cfg.Cluster = cc
 	}
 	cfg.Transport.OriginPatterns = splitList(origins)
 	cfg.Transport.MaxMessageBytes = maxBytes

@@ -41,10 +41,21 @@ func (d localDirectory) ListRooms(ctx actor.SenderContext, q *parleypb.RoomsQuer
 // strategy), and passivates them. While a room is stopping, messages for it
 // wait here and go to its successor, so nothing is forwarded to a room that
 // is about to vanish.
+//
+// In a cluster each room is a grain, and the grain is a roomsRouter too,
+// hosting only that room: it stops when its room passivates, and reports
+// member counts to the node's rooms actor, which lists what runs here.
 type roomsRouter struct {
 	n     *Node
 	rooms map[string]*roomEntry
 	byPID map[string]string
+	// hosted counts the users of grains on this node (the node's rooms
+	// actor, in a cluster).
+	hosted map[string]uint32
+
+	grain *GrainHost // set for a grain
+	name  string     // the grain's room
+	moved bool       // this node does not own the grain's room
 }
 
 type roomEntry struct {
@@ -58,10 +69,13 @@ type roomEntry struct {
 const maxListed = 200
 
 func newRoomsRouter(n *Node) *roomsRouter {
-	return &roomsRouter{n: n, rooms: make(map[string]*roomEntry), byPID: make(map[string]string)}
+	return &roomsRouter{n: n, rooms: make(map[string]*roomEntry), byPID: make(map[string]string), hosted: make(map[string]uint32)}
 }
 
 func (r *roomsRouter) Receive(ctx actor.Context) {
+	if r.grain != nil && r.grainReceive(ctx) {
+		return
+	}
 	switch m := ctx.Message().(type) {
 	case *parleypb.RoomPassivate:
 		e := r.rooms[m.GetRoom()]
@@ -75,13 +89,20 @@ func (r *roomsRouter) Receive(ctx actor.Context) {
 	case *parleypb.RoomCount:
 		if e := r.rooms[m.GetRoom()]; e != nil {
 			e.members = m.GetMembers()
+		} else if m.GetMembers() > 0 {
+			r.hosted[m.GetRoom()] = m.GetMembers()
+		} else {
+			delete(r.hosted, m.GetRoom())
 		}
 	case *parleypb.RoomsQuery:
-		list := make([]*parleypb.RoomInfo, 0, len(r.rooms))
+		list := make([]*parleypb.RoomInfo, 0, len(r.rooms)+len(r.hosted))
 		for name, e := range r.rooms {
 			if e.members > 0 {
 				list = append(list, &parleypb.RoomInfo{Name: name, Members: e.members})
 			}
+		}
+		for name, members := range r.hosted {
+			list = append(list, &parleypb.RoomInfo{Name: name, Members: members})
 		}
 		sort.Slice(list, func(i, j int) bool {
 			if list[i].Members != list[j].Members {
@@ -125,4 +146,55 @@ func (r *roomsRouter) route(ctx actor.Context, m RoomMessage) {
 		return
 	}
 	ctx.Send(e.pid, m)
+}
+
+// grainReceive handles what is particular to a grain, and reports whether
+// the message is dealt with.
+func (r *roomsRouter) grainReceive(ctx actor.Context) bool {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		r.name = r.grain.Name(ctx)
+		if !r.grain.Owns(r.name) {
+			// Activated by a member whose view of the membership is behind
+			// ours: we would be a second activation. Pass on what comes and
+			// go; the directory finds the owner.
+			r.moved = true
+			r.n.log.Info("room activated on a node that does not own it; forwarding to its owner", "room", r.name)
+			ctx.Poison(ctx.Self())
+		}
+		return true
+	case *actor.Stopping:
+		if !r.moved { // moved to another member, or this node leaves
+			ctx.Send(r.n.rooms, &parleypb.RoomCount{Room: r.name})
+		}
+		return true
+	case *parleypb.RoomCount:
+		ctx.Send(r.n.rooms, m)
+		return true
+	case *actor.Terminated:
+		e := r.rooms[r.name]
+		if e == nil || !e.pid.Equal(m.GetWho()) {
+			return true
+		}
+		if len(e.waiting) == 0 {
+			// The room passivated and nothing waits for it: the grain goes
+			// too, and the next message activates both again.
+			delete(r.rooms, r.name)
+			r.n.Stats.mailboxes.Delete(r.name)
+			ctx.Send(r.n.rooms, &parleypb.RoomCount{Room: r.name})
+			ctx.Stop(ctx.Self())
+			return true
+		}
+		return false // the roomsRouter starts its successor for the waiting
+	case RoomMessage:
+		if r.moved {
+			r.n.Directory.Tell(ctx, m)
+			return true
+		}
+		if m.GetRoom() != r.name {
+			r.n.log.Error("grain got a message for another room; dropped", "grain", r.name, "room", m.GetRoom())
+			return true
+		}
+	}
+	return false
 }

@@ -171,9 +171,22 @@ type Node struct {
 	cfg    Config
 	log    *slog.Logger
 	System *actor.ActorSystem
-	// Directory routes messages to rooms by name.
+	// Directory routes messages to rooms by name. A cluster replaces it
+	// (before the node serves) with one that finds rooms on any member.
 	Directory Directory
 	Stats     Stats
+	// Clustered is set, before the node serves, when rooms live on a
+	// cluster: sessions then keep their unanswered posts so that a room
+	// lost with its node does not lose them.
+	Clustered bool
+	// BeforeStop, when set, runs in Shutdown after the sessions have
+	// closed and before the node's own actors stop (a cluster leaves
+	// there). It must shut the actor system down.
+	BeforeStop func(ctx context.Context) error
+	// PublishPresence, when set, receives this node's share of presence
+	// (who is connected here) after each change, at most every
+	// presencePublishEvery; a cluster gossips it to the other members.
+	PublishPresence func(*parleypb.NodePresence)
 
 	presence *actor.PID
 	rooms    *actor.PID
@@ -216,7 +229,8 @@ func NewNode(cfg Config) (*Node, error) {
 		// up on, only restarted more slowly (backoff up to 1 s).
 		Kind: "presence", MaxRestarts: math.MaxInt, Logger: n.log, Stats: &n.Stats.Presence}))},
 		middleware(cfg.Faults, "presence")...)
-	n.presence, err = root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return newPresence(n) }, presenceOpts...), "presence")
+	peers := newPeerShares()
+	n.presence, err = root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return newPresence(n, peers) }, presenceOpts...), "presence")
 	if err != nil {
 		return nil, fmt.Errorf("actors: start presence: %w", err)
 	}
@@ -364,13 +378,20 @@ func (n *Node) Shutdown(ctx context.Context) (int, error) {
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
+	if n.BeforeStop != nil {
+		if e := n.BeforeStop(ctx); e != nil && err == nil {
+			err = e
+		}
+	}
 	for _, pid := range []*actor.PID{n.rooms, n.presence} {
 		if e := stopWithin(ctx, n.System, pid); e != nil && err == nil {
 			err = e
 		}
 	}
 	n.System.EventStream.Unsubscribe(n.deadSub)
-	n.System.Shutdown()
+	if !n.System.IsStopped() {
+		n.System.Shutdown()
+	}
 	return closed, err
 }
 
@@ -389,6 +410,37 @@ func stopWithin(ctx context.Context, sys *actor.ActorSystem, pid *actor.PID) err
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
+}
+
+// Presence is the node's presence actor (a cluster sends it other
+// members' shares).
+func (n *Node) Presence() *actor.PID { return n.presence }
+
+// RoomIndex is the node's rooms actor: it routes to local rooms, and lists
+// the rooms active on this node (a RoomsQuery).
+func (n *Node) RoomIndex() *actor.PID { return n.rooms }
+
+// GrainHost is how a cluster hosts rooms as virtual actors.
+type GrainHost struct {
+	// Name is the room's name, from its cluster identity.
+	Name func(ctx actor.Context) string
+	// Owns reports whether this node should host the room now, by its own
+	// view of the membership. A room activated on a node that does not own
+	// it (members disagreed for a moment) forwards everything through the
+	// directory and stops, so one activation per room serves members.
+	Owns func(room string) bool
+}
+
+// RoomGrainProps are the props of a room hosted as a cluster grain: a
+// rooms actor that hosts just that room (as its child, under the room
+// strategy, with the same passivation as on a single node) and stops when
+// the room passivates.
+func (n *Node) RoomGrainProps(h GrainHost) *actor.Props {
+	return actor.PropsFromProducer(func() actor.Actor {
+		r := newRoomsRouter(n)
+		r.grain = &h
+		return r
+	}, actor.WithSupervisor(n.roomStrategy()))
 }
 
 // pidKey identifies a PID as a map key (a *PID is not comparable by value).

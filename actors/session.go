@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sort"
 	"time"
 	"unicode/utf8"
 
@@ -46,6 +47,16 @@ type sessionShared struct {
 	// expiry the timer that closes the session when it runs out.
 	claims *auth.Claims
 	expiry *time.Timer
+	// inflight holds, in a cluster, the posts sent to a room and not yet
+	// answered, by room and request id: if the room dies with its node
+	// they are re-sent (or failed) instead of silently lost.
+	inflight map[string]map[string]inflightPost
+	posted   uint64
+}
+
+type inflightPost struct {
+	post  *parleypb.RoomPost
+	order uint64 // re-sent in the order the client sent them
 }
 
 // joined is one room of a session: the last seq delivered to the client,
@@ -60,7 +71,23 @@ type joined struct {
 	// joinID is the request id of the client's join until it is answered;
 	// a failed join forgets the room.
 	joinID string
+	// attempt numbers the joins sent, so a check finds whether the one it
+	// was set for is still unanswered.
+	attempt uint64
+	// resume and rejoin are how the pending join was asked for.
+	resume, rejoin bool
 }
+
+// joinCheck asks a session whether a join it sent was answered (local).
+type joinCheck struct {
+	room    string
+	attempt uint64
+}
+
+// joinRetryAfter is how long a session in a cluster waits for a join's
+// answer before sending it again: a join can vanish with a room that was
+// stopping on a member that was leaving.
+const joinRetryAfter = 2 * time.Second
 
 // session is the actor of one connection: identity, joined rooms, rate
 // limit, resume state. It never blocks: frames go to the socket's bounded
@@ -97,8 +124,10 @@ func (s *session) Receive(ctx actor.Context) {
 	case *parleypb.DeliverBatch:
 		s.deliverBatch(ctx, m)
 	case *parleypb.Ack:
+		s.answered(m.GetRoom(), m.GetRequestId())
 		s.ack(m)
 	case *parleypb.Error:
+		s.answered(m.GetRoom(), m.GetRequestId())
 		s.roomError(ctx, m)
 		s.send(&parleypb.Envelope{Body: &parleypb.Envelope_Error{Error: m}})
 	case *parleypb.PresenceEvent:
@@ -118,6 +147,9 @@ func (s *session) Receive(ctx actor.Context) {
 	case *parleypb.RoomRestarted:
 		if j, ok := s.sh.rooms[m.GetRoom()]; ok {
 			s.joinRoom(ctx, m.GetRoom(), &j.last, "", true)
+		}
+		if m.GetLost() {
+			s.resend(ctx, m.GetRoom())
 		}
 	case *parleypb.PresenceRebuild:
 		if s.sh.user != "" {
@@ -153,6 +185,11 @@ func (s *session) Receive(ctx actor.Context) {
 		}
 	case *parleypb.Shutdown:
 		s.close(transport.StatusGoingAway, m.GetReason())
+	case joinCheck:
+		if j, ok := s.sh.rooms[m.room]; ok && !j.synced && j.attempt == m.attempt {
+			s.log.Info("join unanswered; sending it again", "room", m.room, "after", joinRetryAfter)
+			s.sendJoin(ctx, m.room, j)
+		}
 	case *parleypb.IdleCheck:
 		if s.idle.Expired() {
 			s.log.Info("closing idle session", "idle", s.n.cfg.IdleTimeout, "code", transport.StatusIdleTimeout)
@@ -598,13 +635,23 @@ func (s *session) joinRoom(ctx actor.Context, name string, since *uint64, reques
 			j.last = *since
 		}
 	}
-	j.synced, j.joinID = false, requestID
+	j.synced, j.joinID, j.resume, j.rejoin = false, requestID, since != nil, rejoin
+	s.sendJoin(ctx, name, j)
+}
+
+// sendJoin sends the room the pending join of j (again).
+func (s *session) sendJoin(ctx actor.Context, name string, j *joined) {
 	var from *uint64
-	if since != nil {
+	if j.resume {
 		v := j.last
 		from = &v
 	}
-	s.n.Directory.Tell(ctx, &parleypb.RoomJoin{Room: name, User: s.sh.user, Session: ctx.Self(), Since: from, Codec: s.sh.codec.Kind(), RequestId: requestID, Rejoin: rejoin})
+	j.attempt++
+	if s.n.Clustered {
+		sys, self, check := s.n.System, ctx.Self(), joinCheck{room: name, attempt: j.attempt}
+		time.AfterFunc(joinRetryAfter, func() { sys.Root.Send(self, check) })
+	}
+	s.n.Directory.Tell(ctx, &parleypb.RoomJoin{Room: name, User: s.sh.user, Session: ctx.Self(), Since: from, Codec: s.sh.codec.Kind(), RequestId: j.joinID, Rejoin: j.rejoin})
 }
 
 func (s *session) leave(ctx actor.Context, id, name string) {
@@ -613,6 +660,7 @@ func (s *session) leave(ctx actor.Context, id, name string) {
 		return
 	}
 	delete(s.sh.rooms, name)
+	delete(s.sh.inflight, name)
 	s.n.Directory.Tell(ctx, &parleypb.RoomLeave{Room: name, Session: ctx.Self(), RequestId: id})
 	if s.sh.codec.Kind() == parleypb.Codec_CODEC_LEGACY {
 		// The tutorial's logout ends the connection.
@@ -637,5 +685,53 @@ func (s *session) post(ctx actor.Context, id string, p *parleypb.Post) {
 		s.fail(ctx, id, room, parleypb.ErrorCode_ERROR_CODE_TOO_LONG, fmt.Sprintf("text has %d characters; the limit is %d", n, s.n.cfg.MaxTextRunes))
 		return
 	}
-	s.n.Directory.Tell(ctx, &parleypb.RoomPost{Room: room, User: s.sh.user, Text: p.GetText(), ClientMsgId: p.GetClientMsgId(), RequestId: id, Session: ctx.Self()})
+	rp := &parleypb.RoomPost{Room: room, User: s.sh.user, Text: p.GetText(), ClientMsgId: p.GetClientMsgId(), RequestId: id, Session: ctx.Self()}
+	if s.n.Clustered && id != "" {
+		if s.sh.inflight == nil {
+			s.sh.inflight = make(map[string]map[string]inflightPost)
+		}
+		if s.sh.inflight[room] == nil {
+			s.sh.inflight[room] = make(map[string]inflightPost)
+		}
+		s.sh.posted++
+		s.sh.inflight[room][id] = inflightPost{rp, s.sh.posted}
+	}
+	s.n.Directory.Tell(ctx, rp)
+}
+
+// answered forgets an in-flight post once its room answered it.
+func (s *session) answered(room, requestID string) {
+	if posts := s.sh.inflight[room]; posts != nil {
+		delete(posts, requestID)
+		if len(posts) == 0 {
+			delete(s.sh.inflight, room)
+		}
+	}
+}
+
+// resend handles the posts a lost room never answered. One with a
+// client_msg_id goes again, to the room's next activation, whose dedup
+// window (loaded from the store) acknowledges it once whether or not the
+// dead node stored it. One without cannot be retried safely: the client
+// is told, and decides.
+func (s *session) resend(ctx actor.Context, room string) {
+	posts := s.sh.inflight[room]
+	if len(posts) == 0 {
+		return
+	}
+	ids := make([]string, 0, len(posts))
+	for id := range posts {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return posts[ids[i]].order < posts[ids[j]].order })
+	for _, id := range ids {
+		p := posts[id].post
+		if p.GetClientMsgId() != "" {
+			s.n.Directory.Tell(ctx, p)
+			continue
+		}
+		delete(posts, id)
+		s.fail(ctx, id, room, parleypb.ErrorCode_ERROR_CODE_UNAVAILABLE, "the room's node failed before answering; this post may or may not have been stored (send posts with a client_msg_id to have them retried safely)")
+	}
+	s.log.Info("room lost with its node; unanswered posts handled", "room", room, "posts", len(ids))
 }

@@ -2466,8 +2466,13 @@ func (x *RoomWho) GetSession() *actor.PID {
 // RoomRestarted tells a member that the room's actor was restarted or
 // stopped: the session re-joins with since = the last seq it saw.
 type RoomRestarted struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Room          string                 `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Room  string                 `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
+	// Lost: the room died with its node (cluster), so posts the session sent
+	// and saw no answer for may never have arrived; the session re-sends
+	// those that carry a client_msg_id (the room's dedup makes that safe) and
+	// fails the others as UNAVAILABLE.
+	Lost          bool `protobuf:"varint,2,opt,name=lost,proto3" json:"lost,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2507,6 +2512,13 @@ func (x *RoomRestarted) GetRoom() string {
 		return x.Room
 	}
 	return ""
+}
+
+func (x *RoomRestarted) GetLost() bool {
+	if x != nil {
+		return x.Lost
+	}
+	return false
 }
 
 // InjectFault makes an actor fail on purpose. Only a server built and
@@ -3413,6 +3425,152 @@ func (x *Shutdown) GetReason() string {
 	return ""
 }
 
+// NodePresence is one cluster member's share of presence: who is connected
+// to that node, with how many connections. Each node publishes its own in
+// the cluster's gossip state; every node merges the shares of live members.
+type NodePresence struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Users         []*Member              `protobuf:"bytes,1,rep,name=users,proto3" json:"users,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodePresence) Reset() {
+	*x = NodePresence{}
+	mi := &file_parley_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodePresence) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodePresence) ProtoMessage() {}
+
+func (x *NodePresence) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodePresence.ProtoReflect.Descriptor instead.
+func (*NodePresence) Descriptor() ([]byte, []int) {
+	return file_parley_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *NodePresence) GetUsers() []*Member {
+	if x != nil {
+		return x.Users
+	}
+	return nil
+}
+
+// PeerPresence hands presence another member's share, as gossip brought it.
+type PeerPresence struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	MemberId      string                 `protobuf:"bytes,1,opt,name=member_id,json=memberId,proto3" json:"member_id,omitempty"`
+	Share         *NodePresence          `protobuf:"bytes,2,opt,name=share,proto3" json:"share,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PeerPresence) Reset() {
+	*x = PeerPresence{}
+	mi := &file_parley_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PeerPresence) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PeerPresence) ProtoMessage() {}
+
+func (x *PeerPresence) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PeerPresence.ProtoReflect.Descriptor instead.
+func (*PeerPresence) Descriptor() ([]byte, []int) {
+	return file_parley_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *PeerPresence) GetMemberId() string {
+	if x != nil {
+		return x.MemberId
+	}
+	return ""
+}
+
+func (x *PeerPresence) GetShare() *NodePresence {
+	if x != nil {
+		return x.Share
+	}
+	return nil
+}
+
+// PeerSet tells presence which cluster members are alive; shares of others
+// are dropped.
+type PeerSet struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	MemberIds     []string               `protobuf:"bytes,1,rep,name=member_ids,json=memberIds,proto3" json:"member_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PeerSet) Reset() {
+	*x = PeerSet{}
+	mi := &file_parley_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PeerSet) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PeerSet) ProtoMessage() {}
+
+func (x *PeerSet) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PeerSet.ProtoReflect.Descriptor instead.
+func (*PeerSet) Descriptor() ([]byte, []int) {
+	return file_parley_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *PeerSet) GetMemberIds() []string {
+	if x != nil {
+		return x.MemberIds
+	}
+	return nil
+}
+
 var File_parley_proto protoreflect.FileDescriptor
 
 const file_parley_proto_rawDesc = "" +
@@ -3590,9 +3748,10 @@ const file_parley_proto_rawDesc = "" +
 	"\aRoomWho\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12$\n" +
 	"\asession\x18\x02 \x01(\v2\n" +
-	".actor.PIDR\asession\"#\n" +
+	".actor.PIDR\asession\"7\n" +
 	"\rRoomRestarted\x12\x12\n" +
-	"\x04room\x18\x01 \x01(\tR\x04room\"5\n" +
+	"\x04room\x18\x01 \x01(\tR\x04room\x12\x12\n" +
+	"\x04lost\x18\x02 \x01(\bR\x04lost\"5\n" +
 	"\vInjectFault\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12\x12\n" +
 	"\x04drop\x18\x02 \x01(\bR\x04drop\"\f\n" +
@@ -3651,7 +3810,15 @@ const file_parley_proto_rawDesc = "" +
 	"\bBadFrame\x12\x16\n" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason\"\"\n" +
 	"\bShutdown\x12\x16\n" +
-	"\x06reason\x18\x01 \x01(\tR\x06reason*\x97\x03\n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reason\"7\n" +
+	"\fNodePresence\x12'\n" +
+	"\x05users\x18\x01 \x03(\v2\x11.parley.v1.MemberR\x05users\"Z\n" +
+	"\fPeerPresence\x12\x1b\n" +
+	"\tmember_id\x18\x01 \x01(\tR\bmemberId\x12-\n" +
+	"\x05share\x18\x02 \x01(\v2\x17.parley.v1.NodePresenceR\x05share\"(\n" +
+	"\aPeerSet\x12\x1d\n" +
+	"\n" +
+	"member_ids\x18\x01 \x03(\tR\tmemberIds*\x97\x03\n" +
 	"\tErrorCode\x12\x1a\n" +
 	"\x16ERROR_CODE_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16ERROR_CODE_BAD_REQUEST\x10\x01\x12\x1c\n" +
@@ -3688,7 +3855,7 @@ func file_parley_proto_rawDescGZIP() []byte {
 }
 
 var file_parley_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_parley_proto_msgTypes = make([]protoimpl.MessageInfo, 50)
+var file_parley_proto_msgTypes = make([]protoimpl.MessageInfo, 53)
 var file_parley_proto_goTypes = []any{
 	(ErrorCode)(0),          // 0: parley.v1.ErrorCode
 	(Codec)(0),              // 1: parley.v1.Codec
@@ -3742,7 +3909,10 @@ var file_parley_proto_goTypes = []any{
 	(*ConnClosed)(nil),      // 49: parley.v1.ConnClosed
 	(*BadFrame)(nil),        // 50: parley.v1.BadFrame
 	(*Shutdown)(nil),        // 51: parley.v1.Shutdown
-	(*actor.PID)(nil),       // 52: actor.PID
+	(*NodePresence)(nil),    // 52: parley.v1.NodePresence
+	(*PeerPresence)(nil),    // 53: parley.v1.PeerPresence
+	(*PeerSet)(nil),         // 54: parley.v1.PeerSet
+	(*actor.PID)(nil),       // 55: actor.PID
 }
 var file_parley_proto_depIdxs = []int32{
 	3,  // 0: parley.v1.Envelope.hello:type_name -> parley.v1.Hello
@@ -3771,26 +3941,28 @@ var file_parley_proto_depIdxs = []int32{
 	0,  // 23: parley.v1.Error.code:type_name -> parley.v1.ErrorCode
 	20, // 24: parley.v1.PresenceEvent.members:type_name -> parley.v1.Member
 	2,  // 25: parley.v1.Batch.items:type_name -> parley.v1.Envelope
-	52, // 26: parley.v1.RoomJoin.session:type_name -> actor.PID
+	55, // 26: parley.v1.RoomJoin.session:type_name -> actor.PID
 	1,  // 27: parley.v1.RoomJoin.codec:type_name -> parley.v1.Codec
-	52, // 28: parley.v1.RoomLeave.session:type_name -> actor.PID
-	52, // 29: parley.v1.RoomPost.session:type_name -> actor.PID
-	52, // 30: parley.v1.RoomTyping.session:type_name -> actor.PID
-	52, // 31: parley.v1.RoomHistory.session:type_name -> actor.PID
+	55, // 28: parley.v1.RoomLeave.session:type_name -> actor.PID
+	55, // 29: parley.v1.RoomPost.session:type_name -> actor.PID
+	55, // 30: parley.v1.RoomTyping.session:type_name -> actor.PID
+	55, // 31: parley.v1.RoomHistory.session:type_name -> actor.PID
 	19, // 32: parley.v1.Deliver.event:type_name -> parley.v1.RoomEvent
 	30, // 33: parley.v1.DeliverBatch.items:type_name -> parley.v1.Deliver
-	52, // 34: parley.v1.RoomWho.session:type_name -> actor.PID
-	52, // 35: parley.v1.RoomsQuery.session:type_name -> actor.PID
-	52, // 36: parley.v1.Online.session:type_name -> actor.PID
-	52, // 37: parley.v1.Offline.session:type_name -> actor.PID
-	52, // 38: parley.v1.WhoQuery.session:type_name -> actor.PID
-	52, // 39: parley.v1.Kick.reply_to:type_name -> actor.PID
-	52, // 40: parley.v1.CloseRoom.reply_to:type_name -> actor.PID
-	41, // [41:41] is the sub-list for method output_type
-	41, // [41:41] is the sub-list for method input_type
-	41, // [41:41] is the sub-list for extension type_name
-	41, // [41:41] is the sub-list for extension extendee
-	0,  // [0:41] is the sub-list for field type_name
+	55, // 34: parley.v1.RoomWho.session:type_name -> actor.PID
+	55, // 35: parley.v1.RoomsQuery.session:type_name -> actor.PID
+	55, // 36: parley.v1.Online.session:type_name -> actor.PID
+	55, // 37: parley.v1.Offline.session:type_name -> actor.PID
+	55, // 38: parley.v1.WhoQuery.session:type_name -> actor.PID
+	55, // 39: parley.v1.Kick.reply_to:type_name -> actor.PID
+	55, // 40: parley.v1.CloseRoom.reply_to:type_name -> actor.PID
+	20, // 41: parley.v1.NodePresence.users:type_name -> parley.v1.Member
+	52, // 42: parley.v1.PeerPresence.share:type_name -> parley.v1.NodePresence
+	43, // [43:43] is the sub-list for method output_type
+	43, // [43:43] is the sub-list for method input_type
+	43, // [43:43] is the sub-list for extension type_name
+	43, // [43:43] is the sub-list for extension extendee
+	0,  // [0:43] is the sub-list for field type_name
 }
 
 func init() { file_parley_proto_init() }
@@ -3828,7 +4000,7 @@ func file_parley_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_proto_rawDesc), len(file_parley_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   50,
+			NumMessages:   53,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

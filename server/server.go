@@ -20,6 +20,7 @@ import (
 	"github.com/parleychat/parley/actors"
 	"github.com/parleychat/parley/admin"
 	"github.com/parleychat/parley/auth"
+	"github.com/parleychat/parley/cluster"
 	"github.com/parleychat/parley/metrics"
 	"github.com/parleychat/parley/store"
 	"github.com/parleychat/parley/supervision"
@@ -52,6 +53,10 @@ type Config struct {
 	// TLSCert and TLSKey, when both set, make the main listener serve TLS
 	// (wss://, https://).
 	TLSCert, TLSKey string
+	// Cluster, when set, makes the node a member of a Proto.Actor cluster
+	// (rooms anywhere, presence merged); nil is a single node. A cluster
+	// needs a store every member shares (PostgreSQL).
+	Cluster *cluster.Config
 	// AdminAddr is the operator's listener (admin API, /metrics, pprof);
 	// empty disables it. AdminToken is then required as a Bearer token.
 	AdminAddr, AdminToken string
@@ -62,7 +67,9 @@ type Server struct {
 	cfg   Config
 	log   *slog.Logger
 	Node  *actors.Node
-	ws    *transport.Server
+	// Cluster is the node's membership, nil for a single node.
+	Cluster *cluster.Cluster
+	ws      *transport.Server
 	http  *http.Server
 	ln    net.Listener
 	ready atomic.Bool
@@ -108,6 +115,14 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.Node = node
+	if cfg.Cluster != nil {
+		cc := *cfg.Cluster
+		cc.Logger = cfg.Logger
+		if s.Cluster, err = cluster.Join(node, cc); err != nil {
+			node.Shutdown(context.Background())
+			return nil, err
+		}
+	}
 	to := cfg.Transport
 	to.Logger, to.Verifier = cfg.Logger, cfg.Auth
 	s.ws = transport.NewServer(node, to)

@@ -1,0 +1,323 @@
+// Package cluster runs a Parley node as a member of a Proto.Actor cluster:
+// rooms become virtual actors (grains of kind "room", placed by consistent
+// hashing with disthash) reachable from every member under their name, and
+// presence is merged from every member's share, carried by the cluster's
+// gossip. Membership comes from one of Proto.Actor's providers (automanaged,
+// Consul, etcd, Kubernetes); nothing here decides who is in the cluster or
+// where a room lives.
+//
+// What this package adds is the armour the library lacks in this version
+// (see PROTOACTOR-NOTES.md): lookups run off the actor's thread with a
+// per-attempt timeout and retries below an overall deadline, rooms are
+// re-resolved when the topology changes or their node's endpoint dies,
+// members of a room lost with its node re-join (and re-send unanswered
+// posts), messages that reach a room just after it stopped are routed
+// again instead of lost, and a room activated on a node that does not own
+// it forwards to the owner and stops (single activation). Two activations
+// that still overlap cannot both acknowledge a sequence number: the
+// PostgreSQL store's (room, seq) key fences them.
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	pcluster "github.com/asynkron/protoactor-go/cluster"
+	"github.com/asynkron/protoactor-go/cluster/identitylookup/disthash"
+	"github.com/asynkron/protoactor-go/eventstream"
+	"github.com/asynkron/protoactor-go/remote"
+
+	"github.com/parleychat/parley/actors"
+	parleypb "github.com/parleychat/parley/proto"
+)
+
+// Kind is the cluster kind of rooms.
+const Kind = "room"
+
+// presenceKey is the gossip key under which each member publishes who is
+// connected to it.
+const presenceKey = "parley.presence"
+
+// Config says how to join a cluster. Zero values mean the defaults below.
+type Config struct {
+	// Name is the cluster's name; members of different names ignore each
+	// other. Default "parley".
+	Name string
+	// Provider finds the members: "automanaged", "consul", "etcd" or "k8s".
+	Provider string
+	// Bind is the host:port this member's actors listen on (gRPC) for the
+	// other members. Default 127.0.0.1:7070.
+	Bind string
+	// Advertise is the host:port other members reach Bind at, when it
+	// differs (NAT, containers). Default: Bind.
+	Advertise string
+	// Peers (automanaged) are the health endpoints (host:port) of every
+	// member, this one included.
+	Peers []string
+	// Health (automanaged) is this member's health endpoint port; it must
+	// be one of Peers.
+	Health int
+	// Refresh (automanaged, consul) is how often membership is checked.
+	// Default 500ms. It bounds how fast a killed member is noticed.
+	Refresh time.Duration
+	// Endpoints (etcd) are the etcd servers; Consul is the Consul agent's
+	// address (empty: CONSUL_HTTP_ADDR or 127.0.0.1:8500). Kubernetes needs
+	// nothing: the pod's service account and namespace are used.
+	Endpoints []string
+	Consul    string
+	// RequestTimeout bounds one attempt to find a room's owner. Default 1s.
+	RequestTimeout time.Duration
+	// Deadline is how long messages wait for a room that cannot be found
+	// before their senders get UNAVAILABLE. Default 10s.
+	Deadline time.Duration
+	Logger   *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	if c.Name == "" {
+		c.Name = "parley"
+	}
+	if c.Bind == "" {
+		c.Bind = "127.0.0.1:7070"
+	}
+	if c.Refresh <= 0 {
+		c.Refresh = 500 * time.Millisecond
+	}
+	if c.RequestTimeout <= 0 {
+		c.RequestTimeout = time.Second
+	}
+	if c.Deadline <= 0 {
+		c.Deadline = 10 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// Cluster is this node's membership.
+type Cluster struct {
+	cfg    Config
+	log    *slog.Logger
+	node   *actors.Node
+	c      *pcluster.Cluster
+	router atomic.Pointer[actor.PID]
+	subs   []*eventstream.Subscription
+	// owners is the latest view of the membership, for "who owns room x".
+	owners atomic.Pointer[pcluster.Rendezvous]
+	// Stats counts what the armour did.
+	Stats Stats
+	left  atomic.Bool
+}
+
+// Stats counts cluster events, for metrics and tests.
+type Stats struct {
+	// Lost counts rooms found dead with their node; Moved rooms activated
+	// on a node that did not own them; Rerouted messages that reached a
+	// stopped room and were routed again; Retries lookups tried again;
+	// Expired messages failed after waiting Deadline for their room.
+	Lost, Moved, Rerouted, Retries, Expired atomic.Int64
+	// Members is the current number of members.
+	Members atomic.Int64
+}
+
+// Join makes node a cluster member: it registers the room kind, starts the
+// provider, and replaces node.Directory, before the node serves. The node's
+// Shutdown leaves the cluster (node.BeforeStop).
+func Join(node *actors.Node, cfg Config) (cl *Cluster, err error) {
+	cfg = cfg.withDefaults()
+	host, port, err := splitHostPort(cfg.Bind)
+	if err == nil && cfg.Advertise == "" && (host == "0.0.0.0" || host == "::") {
+		err = errors.New("a wildcard host cannot be advertised to other members; set -cluster-advertise")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("-cluster-bind %q: %w", cfg.Bind, err)
+	}
+	provider, err := newProvider(cfg)
+	if err != nil {
+		return nil, err
+	}
+	var ropts []remote.ConfigOption
+	if cfg.Advertise != "" {
+		ropts = append(ropts, remote.WithAdvertisedHost(cfg.Advertise))
+	}
+	cl = &Cluster{cfg: cfg, log: cfg.Logger.With("cluster", cfg.Name), node: node}
+	cl.owners.Store(pcluster.NewRendezvous())
+	kind := pcluster.NewKind(Kind, node.RoomGrainProps(actors.GrainHost{
+		Name: func(ctx actor.Context) string { return pcluster.GetClusterIdentity(ctx).Identity },
+		Owns: cl.owns,
+	}))
+	pc := pcluster.Configure(cfg.Name, provider, disthash.New(), remote.Configure(host, port, ropts...),
+		pcluster.WithKinds(kind),
+		pcluster.WithRequestTimeout(cfg.RequestTimeout),
+		pcluster.WithRequestLog(false),
+		// A member that stops gossiping (its process hangs) is dropped
+		// after this, even if its provider still lists it.
+		pcluster.WithHeartbeatExpiration(5*time.Second),
+	)
+	cl.c = pcluster.New(node.System, pc)
+
+	// Subscribe before the member starts, so the first topology is seen.
+	es := node.System.EventStream
+	cl.subs = append(cl.subs,
+		es.Subscribe(cl.onEvent),
+	)
+	defer func() {
+		if err != nil {
+			for _, s := range cl.subs {
+				es.Unsubscribe(s)
+			}
+		}
+	}()
+	// StartMember panics on a provider error (and sleeps 1s): turn that
+	// into an error naming the flags.
+	if err := func() (err error) {
+		defer func() {
+			if p := recover(); p != nil {
+				err = fmt.Errorf("%v", p)
+			}
+		}()
+		cl.c.StartMember()
+		return nil
+	}(); err != nil {
+		return nil, fmt.Errorf("cluster: join as %s with provider %s: %w", cfg.Bind, cfg.Provider, err)
+	}
+	// The router is spawned once remoting runs, so its PID carries this
+	// member's address (rooms elsewhere send it Terminated notices).
+	router, err := node.System.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return newRouter(cl) }), "cluster-rooms")
+	if err != nil {
+		return nil, fmt.Errorf("cluster: start the rooms router: %w", err)
+	}
+	node.System.Root.Send(router, &pcluster.ClusterTopology{Members: cl.c.MemberList.Members().Members()})
+	cl.router.Store(router)
+	node.Clustered = true
+	node.Directory = directory{router: router}
+	node.PublishPresence = func(share *parleypb.NodePresence) {
+		cl.log.Debug("publishing presence", "users", len(share.GetUsers()))
+		cl.c.Gossip.SetState(presenceKey, share)
+	}
+	node.BeforeStop = cl.leave
+	cl.log.Info("joined the cluster", "member", cl.c.ActorSystem.ID, "address", cl.c.ActorSystem.Address(), "provider", cfg.Provider)
+	return cl, nil
+}
+
+// Address is this member's actor address (host:port).
+func (cl *Cluster) Address() string { return cl.c.ActorSystem.Address() }
+
+// MemberID is this member's id (new at every start).
+func (cl *Cluster) MemberID() string { return cl.c.ActorSystem.ID }
+
+// Owner is the address of the member that owns room, by this member's view.
+func (cl *Cluster) Owner(room string) string {
+	return cl.owners.Load().GetByClusterIdentity(pcluster.NewClusterIdentity(room, Kind))
+}
+
+func (cl *Cluster) owns(room string) bool {
+	owner := cl.Owner(room)
+	return owner == "" || owner == cl.c.ActorSystem.Address()
+}
+
+// onEvent runs on the publisher's goroutine: it only hands events to
+// actors.
+func (cl *Cluster) onEvent(evt any) {
+	root := cl.node.System.Root
+	toRouter := func(msg any) {
+		if router := cl.router.Load(); router != nil { // else: not started yet; it starts with the topology
+			root.Send(router, msg)
+		}
+	}
+	switch e := evt.(type) {
+	case *pcluster.ClusterTopology:
+		rdv := pcluster.NewRendezvous()
+		rdv.UpdateMembers(e.Members)
+		cl.owners.Store(rdv)
+		cl.Stats.Members.Store(int64(len(e.Members)))
+		ids := make([]string, 0, len(e.Members))
+		for _, m := range e.Members {
+			if m.Id != cl.c.ActorSystem.ID {
+				ids = append(ids, m.Id)
+			}
+		}
+		root.Send(cl.node.Presence(), &parleypb.PeerSet{MemberIds: ids})
+		toRouter(e)
+		for _, m := range e.Joined {
+			cl.log.Info("member joined", "member", m.Id, "address", m.Address())
+		}
+		for _, m := range e.Left {
+			cl.log.Warn("member left", "member", m.Id, "address", m.Address())
+		}
+	case *pcluster.GossipUpdate:
+		cl.log.Debug("gossip update", "key", e.Key, "member", e.MemberID, "seq", e.SeqNumber)
+		if e.Key != presenceKey || e.MemberID == cl.c.ActorSystem.ID || e.Value == nil {
+			return
+		}
+		share := &parleypb.NodePresence{}
+		if err := e.Value.UnmarshalTo(share); err != nil {
+			cl.log.Error("bad presence gossip; ignored", "member", e.MemberID, "err", err)
+			return
+		}
+		root.Send(cl.node.Presence(), &parleypb.PeerPresence{MemberId: e.MemberID, Share: share})
+	case *remote.EndpointTerminatedEvent, *remote.EndpointConnectedEvent:
+		toRouter(e)
+	case *actor.DeadLetterEvent:
+		// A room message that reached a room just after it stopped (it
+		// passivated, moved, or its node died) is routed again: the
+		// directory finds the room's current activation.
+		if m, ok := e.Message.(actors.RoomMessage); ok && reroutable(m) && !cl.left.Load() {
+			toRouter(&reroute{msg: m, dead: e.PID})
+		}
+	}
+}
+
+// reroutable: requests a room must see. Typing notices are not worth it,
+// and deliveries go to sessions.
+func reroutable(m actors.RoomMessage) bool {
+	switch m.(type) {
+	case *parleypb.RoomJoin, *parleypb.RoomLeave, *parleypb.RoomPost, *parleypb.RoomHistory,
+		*parleypb.RoomWho, *parleypb.CloseRoom, *parleypb.InjectFault:
+		return true
+	}
+	return false
+}
+
+// leave is the node's BeforeStop: it leaves the cluster gracefully (the
+// others drop this member at once instead of after a failed poll), which
+// stops the rooms hosted here (they write what they hold; their members on
+// other nodes re-join wherever the rooms land).
+func (cl *Cluster) leave(ctx context.Context) error {
+	cl.left.Store(true)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		cl.c.Shutdown(true)
+	}()
+	for _, s := range cl.subs {
+		cl.node.System.EventStream.Unsubscribe(s)
+	}
+	select {
+	case <-done:
+		cl.log.Info("left the cluster")
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("cluster: leaving took too long: %w", ctx.Err())
+	}
+}
+
+func splitHostPort(hp string) (string, int, error) {
+	host, p, err := net.SplitHostPort(hp)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil || port <= 0 || port > 65535 || host == "" {
+		return "", 0, errors.New("want host:port with a port from 1 to 65535")
+	}
+	return host, port, nil
+}
