@@ -64,15 +64,15 @@ type Config struct {
 
 // Server is one running node.
 type Server struct {
-	cfg   Config
-	log   *slog.Logger
-	Node  *actors.Node
+	cfg  Config
+	log  *slog.Logger
+	Node *actors.Node
 	// Cluster is the node's membership, nil for a single node.
 	Cluster *cluster.Cluster
 	ws      *transport.Server
-	http  *http.Server
-	ln    net.Listener
-	ready atomic.Bool
+	http    *http.Server
+	ln      net.Listener
+	ready   atomic.Bool
 
 	// Metrics is the node's Prometheus registry (served on the admin
 	// listener).
