@@ -25,6 +25,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -109,6 +110,8 @@ type Cluster struct {
 	node   *actors.Node
 	c      *pcluster.Cluster
 	router atomic.Pointer[actor.PID]
+	mu     sync.Mutex                // orders the first topology and the router's start
+	latest *pcluster.ClusterTopology // under mu
 	subs   []*eventstream.Subscription
 	// owners is the latest view of the membership, for "who owns room x".
 	owners atomic.Pointer[pcluster.Rendezvous]
@@ -195,8 +198,14 @@ func Join(node *actors.Node, cfg Config) (cl *Cluster, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster: start the rooms router: %w", err)
 	}
-	node.System.Root.Send(router, &pcluster.ClusterTopology{Members: cl.c.MemberList.Members().Members()})
+	// Topology events before now went nowhere but cl.latest (the member
+	// list's own accessors are not safe to call from here).
+	cl.mu.Lock()
 	cl.router.Store(router)
+	if cl.latest != nil {
+		node.System.Root.Send(router, cl.latest)
+	}
+	cl.mu.Unlock()
 	node.Clustered = true
 	node.Directory = directory{router: router}
 	node.PublishPresence = func(share *parleypb.NodePresence) {
@@ -229,7 +238,7 @@ func (cl *Cluster) owns(room string) bool {
 func (cl *Cluster) onEvent(evt any) {
 	root := cl.node.System.Root
 	toRouter := func(msg any) {
-		if router := cl.router.Load(); router != nil { // else: not started yet; it starts with the topology
+		if router := cl.router.Load(); router != nil { // else: not started yet
 			root.Send(router, msg)
 		}
 	}
@@ -246,7 +255,10 @@ func (cl *Cluster) onEvent(evt any) {
 			}
 		}
 		root.Send(cl.node.Presence(), &parleypb.PeerSet{MemberIds: ids})
+		cl.mu.Lock()
+		cl.latest = e
 		toRouter(e)
+		cl.mu.Unlock()
 		for _, m := range e.Joined {
 			cl.log.Info("member joined", "member", m.Id, "address", m.Address())
 		}

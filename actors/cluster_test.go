@@ -1,0 +1,238 @@
+package actors
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	parleypb "github.com/parleychat/parley/proto"
+	"github.com/parleychat/parley/store"
+)
+
+// What a cluster relies on from a node, tested in one process (the
+// multi-process tests in the repository root run the real thing).
+
+// onlineDeltas are the joined/left events presence sent a watcher.
+func onlineDeltas(msgs []proto.Message) []string {
+	var out []string
+	for _, m := range msgs {
+		p, ok := m.(*parleypb.PresenceEvent)
+		if !ok || p.GetRoom() != "" {
+			continue
+		}
+		for _, u := range p.GetJoined() {
+			out = append(out, "+"+u)
+		}
+		for _, u := range p.GetLeft() {
+			out = append(out, "-"+u)
+		}
+	}
+	return out
+}
+
+// who asks presence for the online list, as "name:devices" sorted.
+func who(t *testing.T, n *Node, p *probe, id string) string {
+	t.Helper()
+	n.System.Root.Send(n.presence, &parleypb.WhoQuery{RequestId: id, Session: p.pid})
+	p.ackFor(t, id)
+	var list []string
+	msgs := p.snapshot()
+	for i := len(msgs) - 1; i >= 0; i-- {
+		if pe, ok := msgs[i].(*parleypb.PresenceEvent); ok && pe.GetMembers() != nil {
+			for _, m := range pe.GetMembers() {
+				list = append(list, fmt.Sprintf("%s:%d", m.GetName(), m.GetDevices()))
+			}
+			break
+		}
+	}
+	sort.Strings(list)
+	return strings.Join(list, " ")
+}
+
+// TestPresenceMergesPeerShares: other members' shares (from gossip) count
+// only while their member is alive; watchers see one joined/left per user
+// across the cluster; this node publishes its own share.
+func TestPresenceMergesPeerShares(t *testing.T) {
+	t.Parallel()
+	n := newTestNode(t, Config{})
+	var mu sync.Mutex
+	var published []*parleypb.NodePresence
+	n.PublishPresence = func(s *parleypb.NodePresence) {
+		mu.Lock()
+		published = append(published, s)
+		mu.Unlock()
+	}
+	w := newProbe(t, n)
+	n.System.Root.Send(n.presence, &parleypb.Online{User: "w", Session: w.pid, Watch: true, RequestId: "hello"})
+	w.ackFor(t, "hello")
+
+	// step sends msgs to presence and checks the deltas the watcher got
+	// and the online list afterwards.
+	step := func(what string, want []string, wantWho string, msgs ...proto.Message) {
+		t.Helper()
+		before := len(w.snapshot())
+		for _, m := range msgs {
+			n.System.Root.Send(n.presence, m)
+		}
+		got := who(t, n, w, what) // behind msgs in presence's mailbox
+		if d := onlineDeltas(w.snapshot()[before:]); !slices.Equal(d, want) {
+			t.Fatalf("%s: watcher told %q, want %q", what, d, want)
+		}
+		if got != wantWho {
+			t.Fatalf("%s: online %q, want %q", what, got, wantWho)
+		}
+	}
+	share := func(users ...string) *parleypb.NodePresence {
+		s := &parleypb.NodePresence{}
+		for _, u := range users {
+			name, devices, _ := strings.Cut(u, ":")
+			var d uint32
+			fmt.Sscan(devices, &d)
+			s.Users = append(s.Users, &parleypb.Member{Name: name, Devices: d})
+		}
+		return s
+	}
+
+	step("m1 is alive and shares bob and alice", []string{"+alice", "+bob"}, "alice:1 bob:2 w:1",
+		&parleypb.PeerSet{MemberIds: []string{"m1"}},
+		&parleypb.PeerPresence{MemberId: "m1", Share: share("alice:1", "bob:2")})
+	phone := newProbe(t, n)
+	step("alice also connects here", nil, "alice:2 bob:2 w:1",
+		&parleypb.Online{User: "alice", Session: phone.pid})
+	step("m2's share arrives before m2 is in the topology", nil, "alice:2 bob:2 w:1",
+		&parleypb.PeerPresence{MemberId: "m2", Share: share("carol:1")})
+	step("m2 joins the topology", []string{"+carol"}, "alice:2 bob:2 carol:1 w:1",
+		&parleypb.PeerSet{MemberIds: []string{"m1", "m2"}})
+	step("bob closes one of two connections on m1", nil, "alice:2 bob:1 carol:1 w:1",
+		&parleypb.PeerPresence{MemberId: "m1", Share: share("alice:1", "bob:1")})
+	step("m1 dies: its users leave, alice stays (connected here)", []string{"-bob"}, "alice:1 carol:1 w:1",
+		&parleypb.PeerSet{MemberIds: []string{"m2"}})
+	step("m1's last gossip arrives late and is ignored", nil, "alice:1 carol:1 w:1",
+		&parleypb.PeerPresence{MemberId: "m1", Share: share("bob:3")})
+
+	// This node's own share: the users connected here, published after the
+	// changes (coalesced).
+	waitForCond(t, "this node's share to be published", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(published) == 0 {
+			return false
+		}
+		last := published[len(published)-1]
+		var got []string
+		for _, m := range last.GetUsers() {
+			got = append(got, fmt.Sprintf("%s:%d", m.GetName(), m.GetDevices()))
+		}
+		return strings.Join(got, " ") == "alice:1 w:1"
+	})
+}
+
+// TestTwoActivationsNeverShareASeq: two nodes host the same room at once
+// over one store (what a cluster can do for a moment while its members
+// disagree). The store's (room, seq) key fences them: a loser's batch fails
+// with a retryable error and its room reloads, so no two posts are ever
+// acknowledged with the same seq and every acknowledged post is stored once.
+func TestTwoActivationsNeverShareASeq(t *testing.T) {
+	t.Parallel()
+	shared := store.NewMemory()
+	a, b := newTestNode(t, Config{Store: shared}), newTestNode(t, Config{Store: shared})
+	pa, pb := newProbe(t, a), newProbe(t, b)
+	joinRoom(a, pa, "r", "ann", "ja", nil)
+	joinRoom(b, pb, "r", "ben", "jb", nil)
+	pa.ackFor(t, "ja")
+	pb.ackFor(t, "jb")
+
+	const each = 50
+	acked := map[string]uint64{} // client msg id -> seq
+	conflicts := 0
+	for i := 0; i < each; i++ {
+		for _, side := range []struct {
+			n    *Node
+			p    *probe
+			user string
+		}{{a, pa, "ann"}, {b, pb, "ben"}} {
+			id := fmt.Sprintf("%s-%d", side.user, i)
+			for attempt := 0; ; attempt++ {
+				req := fmt.Sprintf("%s/%d", id, attempt)
+				postTo(side.n, side.p, "r", side.user, "hi", id, req)
+				ack, failed := answer(t, side.p, req)
+				if failed {
+					conflicts++
+					if attempt == 5 {
+						t.Fatalf("%s still failing after %d attempts", id, attempt)
+					}
+					continue // retried with the same client_msg_id
+				}
+				acked[id] = ack.GetSeq()
+				break
+			}
+		}
+	}
+	bySeq := map[uint64]string{}
+	for id, seq := range acked {
+		if other, dup := bySeq[seq]; dup {
+			t.Fatalf("seq %d acknowledged to both %s and %s", seq, other, id)
+		}
+		bySeq[seq] = id
+	}
+	stored, err := shared.After(t.Context(), "r", 0, 10*each)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(stored) != len(acked) {
+		t.Fatalf("%d stored, %d acknowledged", len(stored), len(acked))
+	}
+	for i, m := range stored {
+		if m.Seq != uint64(i+1) || acked[m.ClientMsgID] != m.Seq {
+			t.Fatalf("stored #%d: seq %d %s, acknowledged as %d", i, m.Seq, m.ClientMsgID, acked[m.ClientMsgID])
+		}
+	}
+	if conflicts == 0 {
+		t.Fatal("the two activations never collided; the test proves nothing")
+	}
+	t.Logf("%d posts through two activations: %d fenced by the store and retried; seqs 1..%d each acknowledged once", len(acked), conflicts, len(stored))
+}
+
+// answer waits for the Ack or Error answering requestID.
+func answer(t *testing.T, p *probe, requestID string) (ack *parleypb.Ack, failed bool) {
+	t.Helper()
+	p.waitFor(t, "the answer to "+requestID, func(msgs []proto.Message) bool {
+		for _, m := range msgs {
+			switch m := m.(type) {
+			case *parleypb.Ack:
+				if m.GetRequestId() == requestID {
+					ack = m
+					return true
+				}
+			case *parleypb.Error:
+				if m.GetRequestId() == requestID {
+					if m.GetCode() != parleypb.ErrorCode_ERROR_CODE_UNAVAILABLE {
+						t.Fatalf("%s: %v, want UNAVAILABLE", requestID, m)
+					}
+					failed = true
+					return true
+				}
+			}
+		}
+		return false
+	})
+	return ack, failed
+}
+
+// waitForCond polls cond until it holds, or fails the test after a deadline.
+func waitForCond(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond) // polling with a deadline
+	}
+}
