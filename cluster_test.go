@@ -5,8 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,7 +25,6 @@ import (
 
 	"github.com/parleychat/parley/codec"
 	"github.com/parleychat/parley/internal/testenv"
-	parleypb "github.com/parleychat/parley/proto"
 	"github.com/parleychat/parley/transport/client"
 )
 
@@ -68,6 +69,7 @@ type member struct {
 	t             *testing.T
 	i             int
 	http, bind    string
+	admin         string
 	health        int
 	args          []string
 	log           *os.File
@@ -75,7 +77,6 @@ type member struct {
 	p             *proc
 	up            atomic.Bool
 	stderrPrinted bool
-	restarts      int
 }
 
 type testCluster struct {
@@ -97,12 +98,12 @@ func startCluster(t *testing.T, n int) *testCluster {
 	c := &testCluster{t: t}
 	var peers []string
 	for i := 0; i < n; i++ {
-		m := &member{t: t, i: i, http: freeAddr(t), bind: freeAddr(t), health: portOf(t, freeAddr(t))}
+		m := &member{t: t, i: i, http: freeAddr(t), admin: freeAddr(t), bind: freeAddr(t), health: portOf(t, freeAddr(t))}
 		peers = append(peers, fmt.Sprintf("127.0.0.1:%d", m.health))
 		c.members = append(c.members, m)
 	}
 	for _, m := range c.members {
-		m.args = []string{"-addr", m.http, "-admin-addr", "", "-log-level", "info",
+		m.args = []string{"-addr", m.http, "-admin-addr", m.admin, "-log-level", "info",
 			"-store", testenv.PostgresURL(), "-rate", "100000", "-burst", "100000",
 			"-cluster-provider", "automanaged", "-cluster-bind", m.bind,
 			"-cluster-peers", strings.Join(peers, ","), "-cluster-health", strconv.Itoa(m.health),
@@ -544,9 +545,50 @@ func TestClusterFailover(t *testing.T) {
 	t.Logf("failover: %v from SIGKILL to the first acknowledged post in every room the dead node hosted (%d rooms)", worst.Round(time.Millisecond), len(affected))
 
 	l.expectPresence(t)
+	// The operator's view is the cluster's: rooms listed from one node
+	// include those hosted by the other, and a kick sent to one node
+	// closes the user's connection on another (4002).
+	b, cnode := c.live()[0], c.live()[1]
+	ctx := testCtx(t, 20*time.Second)
+	resp, err := http.Get("http://" + b.admin + "/rooms")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, r := range rooms {
+		if !strings.Contains(string(body), r) {
+			t.Errorf("GET /rooms on node %d lacks %s (hosted on node %d): %s", b.i, r, c.owner(c.live(), r).i, body)
+		}
+	}
+	victimClient, err := client.Dial(ctx, cnode.url(), codec.Proto, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer victimClient.CloseNow()
+	if err := victimClient.Hello(ctx, "mallory", false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := victimClient.Join(ctx, rooms[0], nil); err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest("POST", "http://"+b.admin+"/kick", strings.NewReader(`{"user":"mallory","reason":"spam"}`))
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `"connections_closed":1`) {
+		t.Fatalf("kick on node %d of a user on node %d: %d %s", b.i, cnode.i, resp.StatusCode, body)
+	}
+	if code, reason := closeCode(t, ctx, victimClient); code != 4002 || !strings.Contains(reason, "spam") {
+		t.Fatalf("kicked across nodes: %d %q, want 4002", code, reason)
+	}
 	l.finish(t)
 	total, retried := auditRooms(t, c.live()[0].url(), rooms, l.clients)
 	t.Logf("%d posts acknowledged, %d re-sent by clients after reconnecting; every one stored once, in order; no client saw a gap or a duplicate", total, retried)
+
 }
 
 // TestClusterRollingRestart restarts each of three nodes in turn (SIGTERM,
@@ -579,8 +621,6 @@ func TestClusterRollingRestart(t *testing.T) {
 	total, retried := auditRooms(t, c.members[0].url(), rooms, l.clients)
 	t.Logf("%d posts acknowledged across 3 restarts, %d re-sent after reconnecting; every one stored once, in order", total, retried)
 }
-
-var _ = parleypb.ErrorCode_ERROR_CODE_UNAVAILABLE
 
 // clusterLogDir keeps the nodes' logs: under PARLEY_CLUSTER_LOGS when set
 // (to read them after the run), else in the test's temporary directory.

@@ -80,15 +80,35 @@ func (n *Node) RoomMembers(ctx context.Context, room string) ([]*parleypb.Member
 }
 
 // Kick closes every connection of user with close code 4002 and returns how
-// many there were.
+// many there were. In a cluster every member's presence is asked, and a
+// member that does not answer before ctx ends makes it an error (with the
+// count of those that did).
 func (n *Node) Kick(ctx context.Context, user, reason string) (int, error) {
-	got, err := n.ask(ctx, func(to *actor.PID) {
-		n.System.Root.Send(n.presence, &parleypb.Kick{User: user, Reason: reason, ReplyTo: to})
-	}, isAck)
-	if err != nil {
-		return 0, err
+	targets := []*actor.PID{n.presence}
+	if n.PeerPresences != nil {
+		targets = append(targets, n.PeerPresences()...)
 	}
-	return int(got[len(got)-1].(*parleypb.Ack).GetSeq()), nil
+	answered := 0
+	got, err := n.ask(ctx, func(to *actor.PID) {
+		for _, p := range targets {
+			n.System.Root.Send(p, &parleypb.Kick{User: user, Reason: reason, ReplyTo: to})
+		}
+	}, func(m proto.Message) bool {
+		if isAck(m) {
+			answered++
+		}
+		return answered == len(targets)
+	})
+	kicked := 0
+	for _, m := range got {
+		if a, ok := m.(*parleypb.Ack); ok {
+			kicked += int(a.GetSeq())
+		}
+	}
+	if err != nil {
+		return kicked, fmt.Errorf("actors: %d of %d members answered: %w", answered, len(targets), err)
+	}
+	return kicked, nil
 }
 
 // CloseRoom evicts everyone from a room (each gets a notice) and stops it;

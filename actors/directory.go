@@ -159,6 +159,7 @@ func (r *roomsRouter) grainReceive(ctx actor.Context) bool {
 			// ours: we would be a second activation. Pass on what comes and
 			// go; the directory finds the owner.
 			r.moved = true
+			r.n.Stats.Moved.Add(1)
 			r.n.log.Info("room activated on a node that does not own it; forwarding to its owner", "room", r.name)
 			ctx.Poison(ctx.Self())
 		}

@@ -135,6 +135,9 @@ type Stats struct {
 	// members (one per member per event); RateLimited the requests refused
 	// by a session's rate limit; StoreErrors the failed store writes.
 	Posts, Deliveries, RateLimited, StoreErrors atomic.Int64
+	// Moved counts rooms activated (as cluster grains) on a node that did
+	// not own them, which forwarded and stopped.
+	Moved atomic.Int64
 
 	mailboxes sync.Map // room name -> *mailboxDepth
 }
@@ -187,6 +190,9 @@ type Node struct {
 	// (who is connected here) after each change, at most every
 	// presencePublishEvery; a cluster gossips it to the other members.
 	PublishPresence func(*parleypb.NodePresence)
+	// PeerPresences, when set, lists the presence actors of the other
+	// cluster members (an operator's kick reaches every member).
+	PeerPresences func() []*actor.PID
 
 	presence *actor.PID
 	rooms    *actor.PID

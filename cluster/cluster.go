@@ -122,11 +122,12 @@ type Cluster struct {
 
 // Stats counts cluster events, for metrics and tests.
 type Stats struct {
-	// Lost counts rooms found dead with their node; Moved rooms activated
-	// on a node that did not own them; Rerouted messages that reached a
-	// stopped room and were routed again; Retries lookups tried again;
-	// Expired messages failed after waiting Deadline for their room.
-	Lost, Moved, Rerouted, Retries, Expired atomic.Int64
+	// Lost counts rooms found dead with their node; Rerouted messages that
+	// reached a stopped room and were routed again; Retries lookups tried
+	// again; Expired messages failed after waiting Deadline for their room.
+	// (Rooms activated on a member that did not own them are counted in
+	// actors.Stats.Moved.)
+	Lost, Rerouted, Retries, Expired atomic.Int64
 	// Members is the current number of members.
 	Members atomic.Int64
 }
@@ -213,8 +214,24 @@ func Join(node *actors.Node, cfg Config) (cl *Cluster, err error) {
 		cl.c.Gossip.SetState(presenceKey, share)
 	}
 	node.BeforeStop = cl.leave
+	node.PeerPresences = cl.peerPresences
 	cl.log.Info("joined the cluster", "member", cl.c.ActorSystem.ID, "address", cl.c.ActorSystem.Address(), "provider", cfg.Provider)
 	return cl, nil
+}
+
+// peerPresences are the presence actors of the other members.
+func (cl *Cluster) peerPresences() []*actor.PID {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	var out []*actor.PID
+	if cl.latest != nil {
+		for _, m := range cl.latest.Members {
+			if m.Id != cl.c.ActorSystem.ID {
+				out = append(out, actor.NewPID(m.Address(), "presence"))
+			}
+		}
+	}
+	return out
 }
 
 // Address is this member's actor address (host:port).

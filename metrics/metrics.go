@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/parleychat/parley/actors"
+	"github.com/parleychat/parley/cluster"
 	parleypb "github.com/parleychat/parley/proto"
 	"github.com/parleychat/parley/store"
 	"github.com/parleychat/parley/transport"
@@ -37,6 +38,37 @@ func New() *Registry {
 	}, []string{"op", "outcome"})
 	r.reg.MustRegister(r.storeTime)
 	return r
+}
+
+// WatchCluster adds a cluster member's counters.
+func (r *Registry) WatchCluster(node *actors.Node, cl *cluster.Cluster) {
+	r.reg.MustRegister(&clusterCollector{node: node, cl: cl})
+}
+
+var (
+	dMembers = prometheus.NewDesc("parley_cluster_members", "Members in this node's view of the cluster.", nil, nil)
+	dCluster = prometheus.NewDesc("parley_cluster_events_total",
+		"Cluster events: room_lost (a room died with its node; members re-joined), rerouted (a message reached a stopped room and was routed again), lookup_retry, expired (requests failed after waiting for a room), moved (a room activated on a non-owner forwarded and stopped).",
+		[]string{"event"}, nil)
+)
+
+type clusterCollector struct {
+	node *actors.Node
+	cl   *cluster.Cluster
+}
+
+func (c *clusterCollector) Describe(ch chan<- *prometheus.Desc) { ch <- dMembers; ch <- dCluster }
+
+func (c *clusterCollector) Collect(ch chan<- prometheus.Metric) {
+	st := &c.cl.Stats
+	ch <- prometheus.MustNewConstMetric(dMembers, prometheus.GaugeValue, float64(st.Members.Load()))
+	for _, e := range []struct {
+		name string
+		n    int64
+	}{{"room_lost", st.Lost.Load()}, {"rerouted", st.Rerouted.Load()}, {"lookup_retry", st.Retries.Load()},
+		{"expired", st.Expired.Load()}, {"moved", c.node.Stats.Moved.Load()}} {
+		ch <- prometheus.MustNewConstMetric(dCluster, prometheus.CounterValue, float64(e.n), e.name)
+	}
 }
 
 // Watch adds a node's counters.

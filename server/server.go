@@ -127,6 +127,9 @@ func New(cfg Config) (*Server, error) {
 	to.Logger, to.Verifier = cfg.Logger, cfg.Auth
 	s.ws = transport.NewServer(node, to)
 	s.Metrics.Watch(node, &s.ws.Stats)
+	if s.Cluster != nil {
+		s.Metrics.WatchCluster(node, s.Cluster)
+	}
 
 	mux := http.NewServeMux()
 	mux.Handle("/ws", s.ws)
