@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -43,6 +45,52 @@ func BenchmarkAppend(b *testing.B) {
 					}
 					b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "msgs/s")
 				})
+			}
+		})
+	}
+}
+
+// BenchmarkAppendRooms measures acknowledged messages per second when many
+// rooms append at once, as in the load tool's rooms scenario: each of
+// `rooms` goroutines appends one-message batches to its own room back to
+// back. For bolt it also reports how many Appends shared one commit.
+func BenchmarkAppendRooms(b *testing.B) {
+	for _, rooms := range []int{1, 10, 100} {
+		b.Run(fmt.Sprintf("bolt/rooms=%d", rooms), func(b *testing.B) {
+			s, err := OpenBolt(b.TempDir(), BoltOptions{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			ctx := context.Background()
+			var next atomic.Int64
+			var wg sync.WaitGroup
+			errs := make(chan error, rooms)
+			b.ResetTimer()
+			for r := range rooms {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					room := fmt.Sprintf("room-%d", r)
+					msgs := batch(room, 1, 1)
+					for seq := uint64(1); next.Add(1) <= int64(b.N); seq++ {
+						msgs[0].Seq = seq
+						if err := s.Append(ctx, msgs); err != nil {
+							errs <- err
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			b.StopTimer()
+			close(errs)
+			for err := range errs {
+				b.Fatal(err)
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+			if c, ok := any(s).(interface{ commitCount() int64 }); ok && c.commitCount() > 0 {
+				b.ReportMetric(float64(b.N)/float64(c.commitCount()), "appends/commit")
 			}
 		})
 	}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -32,11 +33,38 @@ type BoltOptions struct {
 
 // Bolt is a durable Store in a single bbolt file: every Append is fsynced
 // before it returns. Only one process may have a directory open at a time.
+//
+// Appends from many rooms share commits (group commit across rooms): an
+// Append that finds no commit running starts one at once, with no delay;
+// those that arrive while it writes and fsyncs wait and go together into the
+// next transaction. One fsync then serves every room that appended
+// meanwhile, instead of one fsync per room per batch.
 type Bolt struct {
 	db     *bolt.DB
 	path   string
 	closed atomic.Bool
+
+	mu         sync.Mutex
+	pending    []*boltAppend // waiting for the next commit
+	committing bool          // a commitLoop goroutine runs
+	loops      sync.WaitGroup
+	commits    atomic.Int64 // write transactions of Append, for tests and benchmarks
 }
+
+// boltAppend is one Append waiting for a commit, encoded in advance.
+type boltAppend struct {
+	room        string
+	first, last uint64
+	keys        []byte // 8 bytes per message
+	vals        [][]byte
+	err         error         // set before done is closed
+	done        chan struct{} // closed when the commit holding it is durable, or failed
+}
+
+func (b *Bolt) commitCount() int64 { return b.commits.Load() }
+
+// boltMaxGroup caps the Appends one transaction carries.
+const boltMaxGroup = 1000
 
 var _ Store = (*Bolt)(nil)
 
@@ -225,41 +253,119 @@ func (b *Bolt) Append(ctx context.Context, msgs []Message) error {
 	if err := b.usable(ctx); err != nil {
 		return fmt.Errorf("store: append to %q: %w", room, err)
 	}
-	// Encode before taking the single writer lock; keys share one allocation.
-	vals := make([][]byte, len(msgs))
-	keys := make([]byte, 8*len(msgs))
-	for i := range msgs {
-		vals[i] = appendRecord(nil, &msgs[i])
-		binary.BigEndian.PutUint64(keys[8*i:], msgs[i].Seq)
+	// Encode before queueing for the single writer; keys share one allocation.
+	a := &boltAppend{
+		room: room, first: msgs[0].Seq, last: msgs[len(msgs)-1].Seq,
+		keys: make([]byte, 8*len(msgs)), vals: make([][]byte, len(msgs)),
+		done: make(chan struct{}),
 	}
-	first, last := msgs[0].Seq, msgs[len(msgs)-1].Seq
+	for i := range msgs {
+		a.vals[i] = appendRecord(nil, &msgs[i])
+		binary.BigEndian.PutUint64(a.keys[8*i:], msgs[i].Seq)
+	}
+	b.mu.Lock()
+	if b.closed.Load() {
+		b.mu.Unlock()
+		return fmt.Errorf("store: append to %q: %w", room, ErrClosed)
+	}
+	b.pending = append(b.pending, a)
+	if !b.committing {
+		b.committing = true
+		b.loops.Add(1)
+		go b.commitLoop()
+	}
+	b.mu.Unlock()
+	// Not ctx: once queued, the batch may be committed; returning early
+	// would report a failure for messages that are stored.
+	<-a.done
+	if a.err != nil {
+		return fmt.Errorf("store: append to %q at seq %d: %w", room, a.first, b.mapErr(a.err))
+	}
+	return nil
+}
+
+// commitLoop commits what is pending, one transaction at a time, until
+// nothing is; Close waits for it.
+func (b *Bolt) commitLoop() {
+	defer b.loops.Done()
+	for {
+		b.mu.Lock()
+		n := min(len(b.pending), boltMaxGroup)
+		if n == 0 {
+			b.pending = nil
+			b.committing = false
+			b.mu.Unlock()
+			return
+		}
+		group := slices.Clone(b.pending[:n])
+		m := copy(b.pending, b.pending[n:])
+		clear(b.pending[m:])
+		b.pending = b.pending[:m]
+		b.mu.Unlock()
+		b.commit(group)
+	}
+}
+
+// commit writes a group of Appends in one transaction. A batch that
+// conflicts is left out of it (nothing of it was written) and fails alone
+// with ErrConflict. Any other failure inside the transaction rolls it back
+// and each Append is retried in a transaction of its own, so that one bad
+// batch fails only its own room; a failed commit (fsync) fails them all.
+func (b *Bolt) commit(group []*boltAppend) {
+	defer func() {
+		for _, a := range group {
+			close(a.done)
+		}
+	}()
+	b.commits.Add(1)
 	err := b.db.Update(func(tx *bolt.Tx) error {
-		states := tx.Bucket(bucketState)
-		st, err := getRoomState(states, []byte(room))
-		if err != nil {
-			return err
-		}
-		if first <= st.latest {
-			return ErrConflict
-		}
-		rb, err := tx.Bucket(bucketRooms).CreateBucketIfNotExists([]byte(room))
-		if err != nil {
-			return err
-		}
-		// Keys only ever arrive in ascending order, so full pages are never
-		// split by a later insert; the default 0.5 would waste half of each.
-		rb.FillPercent = 1.0
-		for i := range vals {
-			if err := rb.Put(keys[8*i:8*i+8], vals[i]); err != nil {
+		for _, a := range group {
+			if err := applyAppend(tx, a); errors.Is(err, ErrConflict) {
+				a.err = err
+			} else if err != nil {
 				return err
 			}
 		}
-		return putRoomState(states, []byte(room), roomState{latest: last, count: st.count + uint64(len(msgs))})
+		return nil
 	})
-	if err != nil {
-		return fmt.Errorf("store: append to %q at seq %d: %w", room, first, b.mapErr(err))
+	if err == nil || len(group) == 1 {
+		for _, a := range group {
+			if a.err == nil {
+				a.err = err
+			}
+		}
+		return
 	}
-	return nil
+	for _, a := range group {
+		b.commits.Add(1)
+		a.err = b.db.Update(func(tx *bolt.Tx) error { return applyAppend(tx, a) })
+	}
+}
+
+// applyAppend puts one Append's messages and its room's new state. It
+// checks for a conflict before writing anything.
+func applyAppend(tx *bolt.Tx, a *boltAppend) error {
+	states := tx.Bucket(bucketState)
+	st, err := getRoomState(states, []byte(a.room))
+	if err != nil {
+		return err
+	}
+	if a.first <= st.latest {
+		return ErrConflict
+	}
+	rb, err := tx.Bucket(bucketRooms).CreateBucketIfNotExists([]byte(a.room))
+	if err != nil {
+		return err
+	}
+	// Keys only ever arrive in ascending order, so full pages are never
+	// split by a later insert; the default 0.5 would waste half of each.
+	rb.FillPercent = 1.0
+	for i := range a.vals {
+		if err := rb.Put(a.keys[8*i:8*i+8], a.vals[i]); err != nil {
+			return err
+		}
+	}
+	return putRoomState(states, []byte(a.room), roomState{latest: a.last, count: st.count + uint64(len(a.vals))})
 }
 
 // After implements Store.
@@ -480,11 +586,16 @@ func (b *Bolt) trimRoom(room []byte, r Retention, cutoff time.Time) (int, error)
 	return n, nil
 }
 
-// Close implements Store. It waits for transactions in flight.
+// Close implements Store. It waits for transactions in flight, and for
+// the Appends already queued to be committed.
 func (b *Bolt) Close() error {
-	if b.closed.Swap(true) {
+	b.mu.Lock()
+	already := b.closed.Swap(true)
+	b.mu.Unlock()
+	if already {
 		return nil
 	}
+	b.loops.Wait()
 	if err := b.db.Close(); err != nil {
 		return fmt.Errorf("store: close %s: %w", b.path, err)
 	}

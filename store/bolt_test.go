@@ -3,6 +3,8 @@ package store
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -206,5 +208,128 @@ func TestBoltUnopenableFile(t *testing.T) {
 	_, err := OpenBolt(dir, BoltOptions{})
 	if err == nil || !strings.Contains(err.Error(), "-data") || strings.Contains(err.Error(), "corrupt") {
 		t.Fatalf("OpenBolt with a directory as %s = %v, want an error pointing at -data", BoltFile, err)
+	}
+}
+
+// holdWriter takes bbolt's single writer lock until release is called, so
+// that Appends queue up behind it as they do behind a slow fsync.
+func holdWriter(t *testing.T, s *Bolt) (release func()) {
+	t.Helper()
+	held, rel, done := make(chan struct{}), make(chan struct{}), make(chan error, 1)
+	go func() {
+		done <- s.db.Update(func(*bolt.Tx) error { close(held); <-rel; return nil })
+	}()
+	<-held
+	return func() {
+		close(rel)
+		if err := <-done; err != nil {
+			t.Errorf("holding transaction: %v", err)
+		}
+	}
+}
+
+// waitQueued waits until the commit loop holds one group (blocked behind
+// holdWriter) and n more Appends are pending.
+func waitQueued(t *testing.T, s *Bolt, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		s.mu.Lock()
+		committing, pending := s.committing, len(s.pending)
+		s.mu.Unlock()
+		if committing && pending == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 10s: committing %v, %d Appends pending, want %d", committing, pending, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestBoltAppendsShareCommits: Appends of many rooms that arrive while a
+// commit runs are written by the next commit together (one fsync), and
+// every one of them is stored.
+func TestBoltAppendsShareCommits(t *testing.T) {
+	t.Parallel()
+	s := openTestBolt(t, t.TempDir())
+	ctx := context.Background()
+	release := holdWriter(t, s)
+	const rooms = 50
+	errs := make(chan error, rooms)
+	go func() { errs <- s.Append(ctx, batch("room-0", 1, 2)) }()
+	waitQueued(t, s, 0)
+	for i := 1; i < rooms; i++ {
+		go func() { errs <- s.Append(ctx, batch(fmt.Sprintf("room-%d", i), 1, 2)) }()
+	}
+	waitQueued(t, s, rooms-1)
+	release()
+	for range rooms {
+		if err := <-errs; err != nil {
+			t.Errorf("Append: %v", err)
+		}
+	}
+	if n := s.commits.Load(); n != 2 {
+		t.Errorf("%d Appends took %d commits, want 2 (the one queued first, then all the others)", rooms, n)
+	}
+	for i := range rooms {
+		room := fmt.Sprintf("room-%d", i)
+		sameMessages(t, room, after(t, s, room, 0, 10), batch(room, 1, 2))
+	}
+}
+
+// TestBoltSharedCommitIsolatesFailures: in a shared commit, a batch that
+// conflicts fails alone with ErrConflict, a batch that fails otherwise
+// (here a damaged room state) fails alone with its own error, and the other
+// rooms' batches are stored.
+func TestBoltSharedCommitIsolatesFailures(t *testing.T) {
+	t.Parallel()
+	s := openTestBolt(t, t.TempDir())
+	ctx := context.Background()
+	mustAppend(t, s, batch("taken", 1, 2))
+	if err := s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketState).Put([]byte("broken"), []byte("bad"))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	release := holdWriter(t, s)
+	first := make(chan error, 1)
+	go func() { first <- s.Append(ctx, batch("first", 1, 1)) }()
+	waitQueued(t, s, 0)
+	rooms := []struct {
+		msgs []Message
+		err  chan error
+	}{
+		{batch("ok-1", 1, 3), make(chan error, 1)},
+		{batch("taken", 2, 1), make(chan error, 1)}, // seq 2 is stored already
+		{batch("broken", 1, 1), make(chan error, 1)},
+		{batch("ok-2", 1, 3), make(chan error, 1)},
+	}
+	for i, r := range rooms {
+		go func() { r.err <- s.Append(ctx, r.msgs) }()
+		waitQueued(t, s, i+1) // in this order in the group
+	}
+	release()
+	if err := <-first; err != nil {
+		t.Errorf("Append(first): %v", err)
+	}
+	for _, r := range rooms {
+		err := <-r.err
+		switch room := r.msgs[0].Room; room {
+		case "taken":
+			if !errors.Is(err, ErrConflict) {
+				t.Errorf("Append(%s) = %v, want ErrConflict", room, err)
+			}
+			sameMessages(t, room, after(t, s, room, 0, 10), batch(room, 1, 2))
+		case "broken":
+			if err == nil || errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "corrupt room state") {
+				t.Errorf("Append(%s) = %v, want the corrupt room state error", room, err)
+			}
+		default:
+			if err != nil {
+				t.Errorf("Append(%s): %v", room, err)
+			}
+			sameMessages(t, room, after(t, s, room, 0, 10), r.msgs)
+		}
 	}
 }
