@@ -25,6 +25,7 @@ import (
 
 	"github.com/parleychat/parley/codec"
 	"github.com/parleychat/parley/internal/testenv"
+	parleypb "github.com/parleychat/parley/proto"
 	"github.com/parleychat/parley/transport/client"
 )
 
@@ -572,6 +573,14 @@ func TestClusterFailover(t *testing.T) {
 	if _, err := victimClient.Join(ctx, rooms[0], nil); err != nil {
 		t.Fatal(err)
 	}
+	resp, err = http.Post("http://"+b.admin+"/notice", "application/json", strings.NewReader(`{"text":"maintenance at noon"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	nextEvent(t, ctx, victimClient, "the notice sent to another node", func(e *parleypb.Envelope) bool {
+		return e.GetNotice().GetText() == "maintenance at noon"
+	})
 	req, _ := http.NewRequest("POST", "http://"+b.admin+"/kick", strings.NewReader(`{"user":"mallory","reason":"spam"}`))
 	resp, err = http.DefaultClient.Do(req)
 	if err != nil {

@@ -124,9 +124,16 @@ func (n *Node) CloseRoom(ctx context.Context, room, reason string) (int, error) 
 }
 
 // Broadcast sends a server notice to every connection and returns how many
-// sessions it was sent to.
+// sessions of this node it was sent to (in a cluster, the other members'
+// logged-in sessions get it too).
 func (n *Node) Broadcast(text string) int {
 	count := n.Sessions()
 	n.eachSession(&parleypb.Notice{Text: text})
+	if n.PeerPresences != nil {
+		// Other members pass it to their logged-in sessions.
+		for _, p := range n.PeerPresences() {
+			n.System.Root.Send(p, &parleypb.Notice{Text: text})
+		}
+	}
 	return count
 }

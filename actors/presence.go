@@ -88,6 +88,11 @@ func (p *presence) Receive(ctx actor.Context) {
 			}
 		}
 		ctx.Send(m.GetReplyTo(), &parleypb.Ack{Seq: uint64(n)})
+	case *parleypb.Notice:
+		// An operator's notice from another cluster member.
+		for _, pid := range p.pids {
+			ctx.Send(pid, m)
+		}
 	case *parleypb.WhoQuery:
 		ctx.Send(m.GetSession(), &parleypb.PresenceEvent{Members: p.list()})
 		ctx.Send(m.GetSession(), &parleypb.Ack{RequestId: m.GetRequestId()})
