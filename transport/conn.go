@@ -3,9 +3,12 @@ package transport
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -27,31 +30,49 @@ const (
 
 // Conn is one accepted WebSocket. Send and Close may be called from any
 // goroutine; the session actor is their only caller in Parley.
+//
+// An idle Conn holds one goroutine (its reader, parked in the kernel's
+// poller) and no outbound buffer: Send starts a writer goroutine when it
+// queues the first frame, and the writer exits when the queue is empty.
+// Data frames are framed here and written to the socket in one write each
+// (several queued frames become one Batch frame, or for the legacy codec
+// several WebSocket frames in one write); coder/websocket reads, answers
+// pings and writes control frames, through the same socket.
 type Conn struct {
 	srv    *Server
 	ws     *websocket.Conn
+	wire   *wire
 	codec  codec.Codec
+	opcode byte // the WebSocket opcode of data frames: text or binary
 	id     string
 	remote string
 	claims *auth.Claims
-	out    chan []byte
 
-	closeOnce   sync.Once
-	closing     chan struct{} // closed by the first Close
-	closeCode   int           // written before closing is closed
+	mu          sync.Mutex
+	queue       [][]byte  // frames not yet taken by a writer; nil when idle
+	qp          *[][]byte // the pooled slice queue's array came from
+	writing     bool      // a writer goroutine runs (it stays set once the connection is closing)
+	closing     bool      // set by the first close, which also fixes the three below
+	closeCode   int
 	closeReason string
 	closeMode   closeMode
+
+	finished chan struct{} // closed when the last writer wrote the close frame and closed the socket
 
 	pingMu    sync.Mutex
 	pingTimer *time.Timer // nil once serve returned
 }
 
-func newConn(s *Server, ws *websocket.Conn, cd codec.Codec, id, remote string) *Conn {
-	return &Conn{
-		srv: s, ws: ws, codec: cd, id: id, remote: remote,
-		out:     make(chan []byte, s.opts.QueueSize),
-		closing: make(chan struct{}),
+func newConn(s *Server, ws *websocket.Conn, w *wire, cd codec.Codec, id, remote string) *Conn {
+	c := &Conn{
+		srv: s, ws: ws, wire: w, codec: cd, id: id, remote: remote,
+		opcode:   opText,
+		finished: make(chan struct{}),
 	}
+	if cd.Binary() {
+		c.opcode = opBinary
+	}
+	return c
 }
 
 // ID is the connection's id, unique within the process, used in logs.
@@ -69,20 +90,31 @@ func (c *Conn) Codec() codec.Codec { return c.codec }
 
 // Send queues one encoded frame without blocking. It reports false when the
 // queue is full: the client is not draining it, and the caller should close
-// the connection with 1013. Frames sent after Close are dropped.
+// the connection with 1013. Frames sent after Close are dropped. The frame
+// must not be modified afterwards (rooms share one frame among members).
 func (c *Conn) Send(frame []byte) bool {
-	select {
-	case <-c.closing:
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
 		return true
-	default:
 	}
-	select {
-	case c.out <- frame:
-		return true
-	default:
+	if len(c.queue) >= c.srv.opts.QueueSize {
+		c.mu.Unlock()
 		c.srv.Stats.QueueFull.Add(1)
 		return false
 	}
+	if c.qp == nil {
+		c.qp = queues.Get().(*[][]byte)
+		c.queue = (*c.qp)[:0]
+	}
+	c.queue = append(c.queue, frame)
+	start := !c.writing
+	c.writing = true
+	c.mu.Unlock()
+	if start {
+		go c.writeLoop()
+	}
+	return true
 }
 
 // Close closes the connection with a code and a reason, after writing what
@@ -102,32 +134,45 @@ func (c *Conn) Abort() {
 	c.close(int(websocket.StatusAbnormalClosure), "connection aborted (injected fault)", closeNow)
 }
 
+// close records the first close and makes sure a writer runs to finish the
+// connection: the running one sees closing on its next turn, or a new one
+// is started.
 func (c *Conn) close(code int, reason string, mode closeMode) {
-	c.closeOnce.Do(func() {
-		c.closeCode, c.closeReason, c.closeMode = code, reason, mode
-		close(c.closing)
-		if mode == closeNow {
-			c.ws.CloseNow()
-		}
-	})
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return
+	}
+	c.closing = true
+	c.closeCode, c.closeReason, c.closeMode = code, reason, mode
+	start := !c.writing
+	c.writing = true
+	c.mu.Unlock()
+	if mode == closeNow {
+		c.ws.CloseNow()
+	}
+	if start {
+		go c.writeLoop()
+	}
 }
 
 func (c *Conn) closedByServer() (int, string, bool) {
-	select {
-	case <-c.closing:
-		return c.closeCode, c.closeReason, true
-	default:
-		return 0, "", false
-	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closeCode, c.closeReason, c.closing
+}
+
+func (c *Conn) isClosing() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closing
 }
 
 var readBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
-// serve runs the read loop until the connection ends and reports how it
-// ended.
+// serve runs the read loop until the connection ends, waits for the writer
+// to finish, and reports how the connection ended.
 func (c *Conn) serve(peer Peer) (code int, reason string) {
-	writerDone := make(chan struct{})
-	go c.writeLoop(writerDone)
 	c.armPing()
 	defer func() {
 		c.pingMu.Lock()
@@ -161,7 +206,7 @@ func (c *Conn) serve(peer Peer) (code int, reason string) {
 	}
 	peer.Tell(&parleypb.ConnClosed{Code: int32(code), Reason: reason})
 	c.close(code, reason, closeNow)
-	<-writerDone
+	<-c.finished
 	return code, reason
 }
 
@@ -205,85 +250,154 @@ func msgTypeName(t websocket.MessageType) string {
 	return "text"
 }
 
-var batchBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+// writer is what a writer goroutine borrows for its lifetime: the frames
+// it took and the buffer it frames them in.
+type writer struct {
+	frames [][]byte
+	buf    []byte
+}
 
-// writeLoop is the only writer of the socket. When more than one frame is
-// queued it sends them as one Batch frame (if the codec can), which is what
-// keeps the cost per delivery falling as load rises.
-func (c *Conn) writeLoop(done chan<- struct{}) {
-	defer close(done)
-	typ := websocket.MessageText
-	if c.codec.Binary() {
-		typ = websocket.MessageBinary
-	}
-	frames := make([][]byte, 0, 1)
+var writers = sync.Pool{New: func() any { return &writer{buf: make([]byte, 0, 4096)} }}
+
+// writeLoop takes up to MaxBatch queued frames at a time and writes them,
+// as one Batch frame when the codec can batch, until the queue is empty;
+// then it exits, so that an idle connection holds no writer goroutine and
+// no buffer. Taking several frames per write is what keeps the cost per
+// delivery falling as load rises. Once the connection is closing, it
+// finishes it: writes what is queued (unless the mode drops it), the close
+// frame, and closes the socket.
+func (c *Conn) writeLoop() {
+	w := writers.Get().(*writer)
+	defer func() {
+		clear(w.frames)
+		w.frames = w.frames[:0]
+		if cap(w.buf) <= 256<<10 {
+			writers.Put(w)
+		}
+	}()
 	for {
-		select {
-		case <-c.closing:
-			c.finish(typ)
+		c.mu.Lock()
+		if c.closing {
+			c.mu.Unlock()
+			c.finish(w)
 			return
-		case f := <-c.out:
-			if isClosed(c.closing) && c.closeMode == closeDrop { // closeMode is safe to read once closing is closed
-				c.finish(typ)
-				return
-			}
-			frames = append(frames[:0], f)
-		drain:
-			for len(frames) < c.srv.opts.MaxBatch {
-				select {
-				case g := <-c.out:
-					frames = append(frames, g)
-				default:
-					break drain
-				}
-			}
-			if err := c.write(typ, frames); err != nil {
-				c.close(int(websocket.StatusAbnormalClosure), "write failed: "+err.Error(), closeNow)
-				return
-			}
-			clear(frames)
+		}
+		if len(c.queue) == 0 {
+			c.releaseQueueLocked()
+			c.writing = false
+			c.mu.Unlock()
+			return
+		}
+		c.takeLocked(w)
+		c.mu.Unlock()
+		if err := c.write(w); err != nil {
+			c.close(int(websocket.StatusAbnormalClosure), "write failed: "+err.Error(), closeNow)
 		}
 	}
 }
 
-func (c *Conn) write(typ websocket.MessageType, frames [][]byte) error {
-	ctx, cancel := context.WithTimeout(context.Background(), c.srv.opts.WriteTimeout)
-	defer cancel()
+// queues recycles the backing arrays of outbound queues: a connection
+// holds one only while something is queued, and a busy one does not
+// allocate a new one per burst.
+var queues = sync.Pool{New: func() any { q := make([][]byte, 0, 16); return &q }}
+
+// takeLocked moves up to MaxBatch frames from the head of the queue into
+// w.frames, keeping the queue's array.
+func (c *Conn) takeLocked(w *writer) {
+	n := min(len(c.queue), c.srv.opts.MaxBatch)
+	w.frames = append(w.frames[:0], c.queue[:n]...)
+	m := copy(c.queue, c.queue[n:])
+	clear(c.queue[m:])
+	c.queue = c.queue[:m]
+}
+
+// releaseQueueLocked gives the empty queue's array back to the pool.
+func (c *Conn) releaseQueueLocked() {
+	if c.qp != nil && cap(c.queue) <= 1024 {
+		clear(c.queue[:cap(c.queue)])
+		*c.qp = c.queue[:0]
+		queues.Put(c.qp)
+	}
+	c.qp, c.queue = nil, nil
+}
+
+// Server-to-client frame headers (RFC 6455 §5.2): FIN set, no mask, no
+// extension bits; at most 10 bytes.
+const (
+	opText      = 0x1
+	opBinary    = 0x2
+	maxFrameHdr = 10
+)
+
+// appendFrame appends one whole WebSocket frame carrying payload.
+func appendFrame(dst []byte, op byte, payload []byte) []byte {
+	dst = appendHeader(dst, op, len(payload))
+	return append(dst, payload...)
+}
+
+func appendHeader(dst []byte, op byte, n int) []byte {
+	switch {
+	case n <= 125:
+		return append(dst, 0x80|op, byte(n))
+	case n <= 0xffff:
+		return binary.BigEndian.AppendUint16(append(dst, 0x80|op, 126), uint16(n))
+	default:
+		return binary.BigEndian.AppendUint64(append(dst, 0x80|op, 127), uint64(n))
+	}
+}
+
+// write sends w.frames with one write to the socket: one frame as it is,
+// several as one Batch frame (framed in place behind room for its header),
+// or, for a codec that cannot batch, as consecutive WebSocket frames.
+func (c *Conn) write(w *writer) error {
+	frames := w.frames
 	c.srv.Stats.FramesOut.Add(1)
-	if len(frames) == 1 {
-		return c.ws.Write(ctx, typ, frames[0])
-	}
-	bp := batchBufs.Get().(*[]byte)
-	b, ok := c.codec.AppendBatch((*bp)[:0], frames)
-	var err error
-	if ok {
-		c.srv.Stats.BatchedOut.Add(int64(len(frames)))
-		err = c.ws.Write(ctx, typ, b)
-	} else {
-		c.srv.Stats.FramesOut.Add(int64(len(frames) - 1))
-		for _, f := range frames {
-			if err = c.ws.Write(ctx, typ, f); err != nil {
-				break
-			}
+	var out []byte
+	switch {
+	case len(frames) == 1:
+		w.buf = appendFrame(w.buf[:0], c.opcode, frames[0])
+		out = w.buf
+	default:
+		b, ok := c.codec.AppendBatch(w.buf[:maxFrameHdr], frames)
+		if ok {
+			c.srv.Stats.BatchedOut.Add(int64(len(frames)))
+			n := len(b) - maxFrameHdr
+			hdr := appendHeader(make([]byte, 0, maxFrameHdr), c.opcode, n) // does not escape
+			start := maxFrameHdr - len(hdr)
+			copy(b[start:], hdr)
+			w.buf, out = b, b[start:]
+			break
 		}
+		c.srv.Stats.FramesOut.Add(int64(len(frames) - 1))
+		b = w.buf[:0]
+		for _, f := range frames {
+			b = appendFrame(b, c.opcode, f)
+		}
+		w.buf, out = b, b
 	}
-	if cap(b) <= 256<<10 {
-		*bp = b
-		batchBufs.Put(bp)
-	}
+	_, err := c.wire.Write(out)
+	clear(frames)
 	return err
 }
 
 // finish writes what is queued (unless the mode says not to) and the close
-// frame. coder/websocket bounds the close handshake itself (5 s).
-func (c *Conn) finish(typ websocket.MessageType) {
-	if c.closeMode == closeFlush {
-		for len(c.out) > 0 {
-			if c.write(typ, [][]byte{<-c.out}) != nil {
+// frame, closes the socket, and tells serve. coder/websocket bounds the
+// close handshake itself (5 s).
+func (c *Conn) finish(w *writer) {
+	defer close(c.finished)
+	if c.closeMode == closeFlush { // closeMode is fixed once closing is set
+		for {
+			c.mu.Lock()
+			c.takeLocked(w)
+			c.mu.Unlock()
+			if len(w.frames) == 0 || c.write(w) != nil {
 				break
 			}
 		}
 	}
+	c.mu.Lock()
+	c.releaseQueueLocked()
+	c.mu.Unlock()
 	if c.closeMode != closeNow {
 		c.ws.Close(websocket.StatusCode(c.closeCode), truncateReason(c.closeReason))
 	}
@@ -304,13 +418,32 @@ func truncateReason(s string) string {
 	return s
 }
 
-func isClosed(ch <-chan struct{}) bool {
-	select {
-	case <-ch:
-		return true
-	default:
-		return false
+// wire is the hijacked socket as both writers see it: this package's
+// writer goroutine (data frames) and coder/websocket (control frames,
+// through a small bufio.Writer that flushes each whole frame in one Write).
+// Each frame is one Write call, and the kernel socket's own write lock
+// (held by net.Conn.Write until every byte is written) keeps frames whole
+// when the two write at once.
+//
+// WriteTimeout is enforced with the socket's write deadline, renewed
+// lazily: a write starts with between ¾ of WriteTimeout and all of it left,
+// so that a busy connection does not pay for a deadline per frame.
+type wire struct {
+	nc       net.Conn
+	timeout  time.Duration
+	deadline atomic.Int64 // unix nanoseconds of the deadline set on nc
+}
+
+func (w *wire) Write(p []byte) (int, error) {
+	now := time.Now().UnixNano()
+	if w.deadline.Load()-now < int64(w.timeout)*3/4 {
+		d := now + int64(w.timeout)
+		if err := w.nc.SetWriteDeadline(time.Unix(0, d)); err != nil {
+			return 0, err
+		}
+		w.deadline.Store(d)
 	}
+	return w.nc.Write(p)
 }
 
 // armPing schedules the next heartbeat. A ping runs on the timer's own
@@ -329,7 +462,7 @@ func (c *Conn) ping() {
 	ctx, cancel := context.WithTimeout(context.Background(), c.srv.opts.PongTimeout)
 	defer cancel()
 	if err := c.ws.Ping(ctx); err != nil {
-		if !isClosed(c.closing) {
+		if !c.isClosing() {
 			c.close(StatusPongTimeout, fmt.Sprintf("no pong within %v", c.srv.opts.PongTimeout), closeNow)
 		}
 		return

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -222,5 +223,138 @@ func TestBatchOnTheWire(t *testing.T) {
 		if s != fmt.Sprint(i) {
 			t.Fatalf("notice %d = %q (order)", i, s)
 		}
+	}
+}
+
+// recordingPeer hands the test what the connection reads.
+type recordingPeer chan proto.Message
+
+func (p recordingPeer) Tell(m proto.Message) { p <- m }
+
+// waitFor polls try until it returns nil or d passes.
+func waitFor(t *testing.T, d time.Duration, try func() error) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for err := try(); err != nil; err = try() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: %v", d, err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestIdleConnHoldsNoWriter: the writer goroutine and the queue exist only
+// while frames are queued; a connection that has written everything holds
+// neither, and the next Send starts a writer again.
+func TestIdleConnHoldsNoWriter(t *testing.T) {
+	t.Parallel()
+	url, opened := startServer(t, Options{})
+	ctx := testCtx(t)
+	ws, _, err := websocket.Dial(ctx, url, nil)
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	defer ws.CloseNow()
+	c := accepted(t, ctx, opened)
+	idle := func() error {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.writing || c.queue != nil || c.qp != nil {
+			return fmt.Errorf("writer running %v, queue %d frames (array held: %v)", c.writing, len(c.queue), c.qp != nil)
+		}
+		return nil
+	}
+	for round := range 3 {
+		for i := range 10 {
+			if !c.Send(fmt.Appendf(nil, `{"type":"system","content":"%d-%d"}`, round, i)) {
+				t.Fatal("queue full")
+			}
+		}
+		for i := range 10 {
+			_, b, err := ws.Read(ctx)
+			if err != nil {
+				t.Fatalf("read: %v", err)
+			}
+			if want := fmt.Sprintf(`{"type":"system","content":"%d-%d"}`, round, i); string(b) != want {
+				t.Fatalf("frame %s, want %s", b, want)
+			}
+		}
+		waitFor(t, 5*time.Second, idle)
+	}
+}
+
+// TestFramesBeforeHandshakeAnswer: a client may send its first frames right
+// behind the upgrade request, before it reads the 101; they are read, not
+// lost with net/http's buffer.
+func TestFramesBeforeHandshakeAnswer(t *testing.T) {
+	t.Parallel()
+	got := make(recordingPeer, 4)
+	s := NewServer(HandlerFunc(func(*Conn) (Peer, error) { return got, nil }), Options{})
+	ts := httptest.NewServer(s)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		s.Shutdown(ctx, "test over")
+		ts.Close()
+	})
+	nc, err := net.Dial("tcp", ts.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	frame, err := codec.JSON.Encode(&parleypb.Envelope{Id: "early", Body: &parleypb.Envelope_Ping{Ping: &parleypb.Ping{}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := "GET /ws HTTP/1.1\r\nHost: " + ts.Listener.Addr().String() + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: " + codec.JSONSubprotocol + "\r\n\r\n"
+	// One masked text frame (mask key 0: the payload is unchanged).
+	wire := append([]byte(req), 0x81, 0x80|byte(len(frame)), 0, 0, 0, 0)
+	wire = append(wire, frame...)
+	if _, err := nc.Write(wire); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case m := <-got:
+		env, ok := m.(*parleypb.Envelope)
+		if !ok || env.GetId() != "early" {
+			t.Fatalf("peer got %v, want the early ping", m)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the frame sent with the handshake never arrived")
+	}
+}
+
+// TestWriteTimeout: a client that stops reading while the server writes is
+// closed once a write has been blocked for WriteTimeout, with no help from
+// the queue limit.
+func TestWriteTimeout(t *testing.T) {
+	t.Parallel()
+	url, opened := startServer(t, Options{WriteTimeout: 200 * time.Millisecond, QueueSize: 100000})
+	ctx := testCtx(t)
+	ws, _, err := websocket.Dial(ctx, url, nil)
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	defer ws.CloseNow()
+	c := accepted(t, ctx, opened)
+	big := []byte(`{"type":"system","content":"` + strings.Repeat("x", 60<<10) + `"}`)
+	// The socket buffers take a few MB; the client never reads.
+	waitFor(t, 20*time.Second, func() error {
+		select {
+		case <-c.finished:
+			return nil
+		default:
+		}
+		for range 16 {
+			if !c.Send(big) {
+				return errors.New("queue full")
+			}
+		}
+		return errors.New("connection still open")
+	})
+	code, reason, _ := c.closedByServer()
+	if code != int(websocket.StatusAbnormalClosure) || !strings.Contains(reason, "write failed") {
+		t.Fatalf("closed with %d %q, want 1006 after a failed write", code, reason)
 	}
 }

@@ -7,15 +7,18 @@
 // Each accepted socket becomes a Conn and is handed to a Handler, which
 // spawns the session actor for it. A Conn is written only through its bounded
 // outbound queue (Send), from any goroutine; only transport reads it.
-// Goroutines per connection: one reader (the HTTP handler's own) and one
-// writer; pings run on a timer.
+// Goroutines per connection: one reader, started when the handshake is done
+// (the HTTP handler returns), and a writer only while frames are queued;
+// pings run on a timer.
 package transport
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"path"
@@ -85,7 +88,8 @@ type Options struct {
 	// PongTimeout is how long a ping waits for its pong before the connection
 	// is closed with StatusPongTimeout. Zero means 10s.
 	PongTimeout time.Duration
-	// WriteTimeout bounds one frame write. Zero means 10s.
+	// WriteTimeout bounds one frame write (the socket's write deadline is
+	// renewed lazily, so a write may be cut after ¾ of it). Zero means 10s.
 	WriteTimeout time.Duration
 	// MaxMessageBytes is the largest frame read; a larger one closes the
 	// connection with 1009. Zero means 64 KiB.
@@ -173,7 +177,10 @@ func (s *Server) Conns() int {
 	return len(s.conns)
 }
 
-// ServeHTTP accepts one WebSocket and serves it until it closes.
+// ServeHTTP accepts one WebSocket, hands it to the Handler and returns; the
+// connection is then served on a goroutine of its own, so that nothing of
+// the handshake (net/http's request, buffers and the handler's grown stack)
+// stays alive with it.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err := s.checkOrigin(r); err != nil {
 		s.Stats.refused("origin")
@@ -199,7 +206,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "server is shutting down; reconnect to another node or retry later", http.StatusServiceUnavailable)
 		return
 	}
-	defer s.wg.Done()
+	handedOff := false // to serveConn, which then releases what is deferred here
+	defer func() {
+		if !handedOff {
+			s.wg.Done()
+		}
+	}()
 	ip := clientIP(r, s.opts.ClientIPHeader)
 	if no := s.admit.admit(ip, time.Now()); no != nil {
 		s.Stats.refused("limit")
@@ -210,7 +222,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, no.reason, no.status)
 		return
 	}
-	defer s.admit.release(ip)
+	defer func() {
+		if !handedOff {
+			s.admit.release(ip)
+		}
+	}()
 	claims, err := s.authenticate(r)
 	if err != nil {
 		s.Stats.refused("auth")
@@ -225,7 +241,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// its own list's order, not the client's, and could echo another.
 		protos = []string{cd.Subprotocol()}
 	}
-	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+	up := &upgrader{ResponseWriter: w, timeout: s.opts.WriteTimeout}
+	ws, err := websocket.Accept(up, r, &websocket.AcceptOptions{
 		Subprotocols: protos,
 		// The Origin was checked above with a clearer refusal than Accept's.
 		InsecureSkipVerify: true,
@@ -237,26 +254,69 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ws.SetReadLimit(s.opts.MaxMessageBytes)
 
-	c := newConn(s, ws, cd, fmt.Sprintf("c%d", s.nextID.Add(1)), r.RemoteAddr)
+	c := newConn(s, ws, up.wire, cd, fmt.Sprintf("c%d", s.nextID.Add(1)), r.RemoteAddr)
 	c.claims = claims
 	if !s.track(c) {
 		ws.Close(websocket.StatusGoingAway, "server is shutting down")
 		return
 	}
-	defer s.untrack(c)
-	log := s.log.With("conn", c.id, "remote", c.remote, "codec", codecName(cd))
 	peer, err := s.handler.Open(c)
 	if err != nil {
-		log.Error("session could not start", "err", err)
+		s.untrack(c)
+		s.log.Error("session could not start", "conn", c.id, "remote", c.remote, "codec", codecName(cd), "err", err)
 		ws.Close(websocket.StatusInternalError, "session could not start")
 		return
 	}
-	log.Info("connection open")
+	s.log.Info("connection open", "conn", c.id, "remote", c.remote, "codec", codecName(cd))
 	s.Stats.open(cd.Kind(), 1)
+	handedOff = true
+	go s.serveConn(c, peer, ip)
+}
+
+// serveConn is a connection's reader goroutine, the one goroutine an idle
+// connection holds. It releases what ServeHTTP took for the connection.
+func (s *Server) serveConn(c *Conn, peer Peer, ip string) {
+	defer s.wg.Done()
+	defer s.admit.release(ip)
+	defer s.untrack(c)
 	code, reason := c.serve(peer)
-	s.Stats.open(cd.Kind(), -1)
+	s.Stats.open(c.codec.Kind(), -1)
 	s.Stats.closed(code)
-	log.Info("connection closed", "code", code, "reason", reason)
+	s.log.Info("connection closed", "conn", c.id, "remote", c.remote, "codec", codecName(c.codec), "code", code, "reason", reason)
+}
+
+// Buffer sizes of a connection after the handshake. net/http's are 4 KiB
+// each; a chat connection reads small frames, and its data frames are
+// written without a bufio.Writer (see wire), so coder/websocket's writer
+// only ever holds one control frame (at most 127 bytes).
+const (
+	readBufferSize    = 512
+	controlBufferSize = 256
+)
+
+// upgrader is the ResponseWriter coder/websocket hijacks: it swaps net/http's
+// buffers for smaller ones and keeps the socket for Conn's own writes.
+type upgrader struct {
+	http.ResponseWriter
+	timeout time.Duration
+	wire    *wire
+}
+
+func (u *upgrader) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	nc, brw, err := http.NewResponseController(u.ResponseWriter).Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := brw.Writer.Flush(); err != nil { // the 101 response is normally out already
+		nc.Close()
+		return nil, nil, err
+	}
+	u.wire = &wire{nc: nc, timeout: u.timeout}
+	br := brw.Reader
+	if br.Buffered() == 0 { // else the client sent frames before our 101: keep them
+		br = bufio.NewReaderSize(nc, readBufferSize)
+	}
+	return nc, bufio.NewReadWriter(br, bufio.NewWriterSize(u.wire, controlBufferSize)), nil
 }
 
 func (s *Server) track(c *Conn) bool {
