@@ -573,6 +573,25 @@ func TestClusterFailover(t *testing.T) {
 	if _, err := victimClient.Join(ctx, rooms[0], nil); err != nil {
 		t.Fatal(err)
 	}
+	relays := 0
+	for _, m := range c.live() {
+		resp, err := http.Get("http://" + m.admin + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for _, line := range strings.Split(string(body), "\n") {
+			if v, ok := strings.CutPrefix(line, `parley_cluster_events_total{event="relay"} `); ok {
+				n, _ := strconv.Atoi(v)
+				relays += n
+			}
+		}
+	}
+	if relays == 0 {
+		t.Error("no fan-out went to another member as one Relay: the relay path is untested")
+	}
+	t.Logf("%d fan-outs relayed to another member as one message", relays)
 	resp, err = http.Post("http://"+b.admin+"/notice", "application/json", strings.NewReader(`{"text":"maintenance at noon"}`))
 	if err != nil {
 		t.Fatal(err)

@@ -138,6 +138,9 @@ type Stats struct {
 	// Moved counts rooms activated (as cluster grains) on a node that did
 	// not own them, which forwarded and stopped.
 	Moved atomic.Int64
+	// Relays counts fan-outs sent to another cluster member as one Relay
+	// for several of its sessions.
+	Relays atomic.Int64
 
 	mailboxes sync.Map // room name -> *mailboxDepth
 }

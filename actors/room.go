@@ -56,6 +56,9 @@ type room struct {
 	flushQueued bool
 
 	members map[string]*member // by session PID key
+	// remote groups, in a cluster, the members on other nodes by node
+	// address, for one Relay per node per fan-out.
+	remote map[string]*relayGroup
 	users   map[string]int     // user -> devices in the room
 	order   []string           // users in the order they joined
 	codecs  [4]int             // members per parleypb.Codec
@@ -74,6 +77,11 @@ type pendingPost struct {
 	dupOf     uint64
 	session   *actor.PID
 	requestID string
+}
+
+type relayGroup struct {
+	members map[string]*member // by session PID key
+	ids     []string           // their PID ids; nil when stale
 }
 
 type member struct {
@@ -360,6 +368,7 @@ func (r *room) encodeInto(d *parleypb.Deliver, env *parleypb.Envelope, mask [4]b
 
 // fanout sends d to every member except those of user skip. A room never
 // waits for a session: a session that cannot keep up closes itself (1013).
+// In a cluster, members on another node get one Relay per node.
 func (r *room) fanout(ctx actor.Context, d proto.Message, skip string) {
 	switch d := d.(type) {
 	case *parleypb.Deliver:
@@ -369,12 +378,97 @@ func (r *room) fanout(ctx actor.Context, d proto.Message, skip string) {
 	case *parleypb.DeliverBatch:
 		r.n.Stats.Deliveries.Add(int64(len(r.members)))
 	}
+	if len(r.remote) == 0 {
+		for _, m := range r.members {
+			if skip != "" && m.user == skip {
+				continue
+			}
+			ctx.Send(m.pid, d)
+		}
+		return
+	}
 	for _, m := range r.members {
 		if skip != "" && m.user == skip {
 			continue
 		}
-		ctx.Send(m.pid, d)
+		if _, far := r.remote[m.pid.GetAddress()]; !far {
+			ctx.Send(m.pid, d)
+		}
 	}
+	for addr, g := range r.remote {
+		ids := g.idsExcept(skip)
+		switch {
+		case len(ids) == 0:
+		case len(ids) == 1:
+			for _, m := range g.members {
+				if skip == "" || m.user != skip {
+					ctx.Send(m.pid, d)
+				}
+			}
+		default:
+			rl := &parleypb.Relay{SessionIds: ids}
+			switch d := d.(type) {
+			case *parleypb.Deliver:
+				rl.Payload = &parleypb.Relay_Deliver{Deliver: d}
+			case *parleypb.DeliverBatch:
+				rl.Payload = &parleypb.Relay_Batch{Batch: d}
+			}
+			r.n.Stats.Relays.Add(1)
+			ctx.Send(actor.NewPID(addr, RelayName), rl)
+		}
+	}
+}
+
+// RelayName is the name of each cluster member's relay actor.
+const RelayName = "relay"
+
+// addRemote files a member on another node under its node (clustered only).
+func (r *room) addRemote(key string, m *member) {
+	if !r.n.Clustered || m.pid.GetAddress() == r.n.System.Address() {
+		return
+	}
+	if r.remote == nil {
+		r.remote = make(map[string]*relayGroup)
+	}
+	g := r.remote[m.pid.GetAddress()]
+	if g == nil {
+		g = &relayGroup{members: make(map[string]*member)}
+		r.remote[m.pid.GetAddress()] = g
+	}
+	g.members[key] = m
+	g.ids = nil
+}
+
+func (r *room) dropRemote(key string, m *member) {
+	g := r.remote[m.pid.GetAddress()]
+	if g == nil {
+		return
+	}
+	delete(g.members, key)
+	g.ids = nil
+	if len(g.members) == 0 {
+		delete(r.remote, m.pid.GetAddress())
+	}
+}
+
+// idsExcept lists the group's session ids, without user skip's.
+func (g *relayGroup) idsExcept(skip string) []string {
+	if skip != "" {
+		ids := make([]string, 0, len(g.members))
+		for _, m := range g.members {
+			if m.user != skip {
+				ids = append(ids, m.pid.GetId())
+			}
+		}
+		return ids
+	}
+	if g.ids == nil {
+		g.ids = make([]string, 0, len(g.members))
+		for _, m := range g.members {
+			g.ids = append(g.ids, m.pid.GetId())
+		}
+	}
+	return g.ids
 }
 
 func (r *room) join(ctx actor.Context, m *parleypb.RoomJoin) {
@@ -402,6 +496,7 @@ func (r *room) join(ctx actor.Context, m *parleypb.RoomJoin) {
 	}
 	mem := &member{pid: m.GetSession(), user: m.GetUser(), codec: m.GetCodec()}
 	r.members[key] = mem
+	r.addRemote(key, mem)
 	r.codecs[mem.codec]++
 
 	if err := r.replay(ctx, mem, m.Since); err != nil {
@@ -563,6 +658,7 @@ func (r *room) leave(ctx actor.Context, pid *actor.PID, requestID string) {
 	mem, ok := r.members[key]
 	if ok {
 		delete(r.members, key)
+		r.dropRemote(key, mem)
 		ctx.Unwatch(pid)
 		r.codecs[mem.codec]--
 		r.users[mem.user]--
@@ -606,6 +702,7 @@ func (r *room) close(ctx actor.Context, m *parleypb.CloseRoom) {
 		ctx.Send(mem.pid, &parleypb.RoomClosed{Room: r.name, Reason: m.GetReason()})
 		delete(r.members, key)
 	}
+	clear(r.remote)
 	clear(r.users)
 	r.order = r.order[:0]
 	r.codecs = [4]int{}

@@ -199,6 +199,9 @@ func Join(node *actors.Node, cfg Config) (cl *Cluster, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster: start the rooms router: %w", err)
 	}
+	if _, err := node.System.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return relay{} }), actors.RelayName); err != nil {
+		return nil, fmt.Errorf("cluster: start the relay: %w", err)
+	}
 	// Topology events before now went nowhere but cl.latest (the member
 	// list's own accessors are not safe to call from here).
 	cl.mu.Lock()

@@ -3571,6 +3571,101 @@ func (x *PeerSet) GetMemberIds() []string {
 	return nil
 }
 
+// Relay carries one fan-out to the sessions of a room on another cluster
+// member: one message (one serialisation, one network write) per member
+// instead of one per session. The member's relay actor hands the payload to
+// each session named.
+type Relay struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The sessions' PID ids on the receiving member.
+	SessionIds []string `protobuf:"bytes,1,rep,name=session_ids,json=sessionIds,proto3" json:"session_ids,omitempty"`
+	// Types that are valid to be assigned to Payload:
+	//
+	//	*Relay_Deliver
+	//	*Relay_Batch
+	Payload       isRelay_Payload `protobuf_oneof:"payload"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Relay) Reset() {
+	*x = Relay{}
+	mi := &file_parley_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Relay) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Relay) ProtoMessage() {}
+
+func (x *Relay) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Relay.ProtoReflect.Descriptor instead.
+func (*Relay) Descriptor() ([]byte, []int) {
+	return file_parley_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *Relay) GetSessionIds() []string {
+	if x != nil {
+		return x.SessionIds
+	}
+	return nil
+}
+
+func (x *Relay) GetPayload() isRelay_Payload {
+	if x != nil {
+		return x.Payload
+	}
+	return nil
+}
+
+func (x *Relay) GetDeliver() *Deliver {
+	if x != nil {
+		if x, ok := x.Payload.(*Relay_Deliver); ok {
+			return x.Deliver
+		}
+	}
+	return nil
+}
+
+func (x *Relay) GetBatch() *DeliverBatch {
+	if x != nil {
+		if x, ok := x.Payload.(*Relay_Batch); ok {
+			return x.Batch
+		}
+	}
+	return nil
+}
+
+type isRelay_Payload interface {
+	isRelay_Payload()
+}
+
+type Relay_Deliver struct {
+	Deliver *Deliver `protobuf:"bytes,2,opt,name=deliver,proto3,oneof"`
+}
+
+type Relay_Batch struct {
+	Batch *DeliverBatch `protobuf:"bytes,3,opt,name=batch,proto3,oneof"`
+}
+
+func (*Relay_Deliver) isRelay_Payload() {}
+
+func (*Relay_Batch) isRelay_Payload() {}
+
 var File_parley_proto protoreflect.FileDescriptor
 
 const file_parley_proto_rawDesc = "" +
@@ -3818,7 +3913,13 @@ const file_parley_proto_rawDesc = "" +
 	"\x05share\x18\x02 \x01(\v2\x17.parley.v1.NodePresenceR\x05share\"(\n" +
 	"\aPeerSet\x12\x1d\n" +
 	"\n" +
-	"member_ids\x18\x01 \x03(\tR\tmemberIds*\x97\x03\n" +
+	"member_ids\x18\x01 \x03(\tR\tmemberIds\"\x94\x01\n" +
+	"\x05Relay\x12\x1f\n" +
+	"\vsession_ids\x18\x01 \x03(\tR\n" +
+	"sessionIds\x12.\n" +
+	"\adeliver\x18\x02 \x01(\v2\x12.parley.v1.DeliverH\x00R\adeliver\x12/\n" +
+	"\x05batch\x18\x03 \x01(\v2\x17.parley.v1.DeliverBatchH\x00R\x05batchB\t\n" +
+	"\apayload*\x97\x03\n" +
 	"\tErrorCode\x12\x1a\n" +
 	"\x16ERROR_CODE_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16ERROR_CODE_BAD_REQUEST\x10\x01\x12\x1c\n" +
@@ -3855,7 +3956,7 @@ func file_parley_proto_rawDescGZIP() []byte {
 }
 
 var file_parley_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_parley_proto_msgTypes = make([]protoimpl.MessageInfo, 53)
+var file_parley_proto_msgTypes = make([]protoimpl.MessageInfo, 54)
 var file_parley_proto_goTypes = []any{
 	(ErrorCode)(0),          // 0: parley.v1.ErrorCode
 	(Codec)(0),              // 1: parley.v1.Codec
@@ -3912,7 +4013,8 @@ var file_parley_proto_goTypes = []any{
 	(*NodePresence)(nil),    // 52: parley.v1.NodePresence
 	(*PeerPresence)(nil),    // 53: parley.v1.PeerPresence
 	(*PeerSet)(nil),         // 54: parley.v1.PeerSet
-	(*actor.PID)(nil),       // 55: actor.PID
+	(*Relay)(nil),           // 55: parley.v1.Relay
+	(*actor.PID)(nil),       // 56: actor.PID
 }
 var file_parley_proto_depIdxs = []int32{
 	3,  // 0: parley.v1.Envelope.hello:type_name -> parley.v1.Hello
@@ -3941,28 +4043,30 @@ var file_parley_proto_depIdxs = []int32{
 	0,  // 23: parley.v1.Error.code:type_name -> parley.v1.ErrorCode
 	20, // 24: parley.v1.PresenceEvent.members:type_name -> parley.v1.Member
 	2,  // 25: parley.v1.Batch.items:type_name -> parley.v1.Envelope
-	55, // 26: parley.v1.RoomJoin.session:type_name -> actor.PID
+	56, // 26: parley.v1.RoomJoin.session:type_name -> actor.PID
 	1,  // 27: parley.v1.RoomJoin.codec:type_name -> parley.v1.Codec
-	55, // 28: parley.v1.RoomLeave.session:type_name -> actor.PID
-	55, // 29: parley.v1.RoomPost.session:type_name -> actor.PID
-	55, // 30: parley.v1.RoomTyping.session:type_name -> actor.PID
-	55, // 31: parley.v1.RoomHistory.session:type_name -> actor.PID
+	56, // 28: parley.v1.RoomLeave.session:type_name -> actor.PID
+	56, // 29: parley.v1.RoomPost.session:type_name -> actor.PID
+	56, // 30: parley.v1.RoomTyping.session:type_name -> actor.PID
+	56, // 31: parley.v1.RoomHistory.session:type_name -> actor.PID
 	19, // 32: parley.v1.Deliver.event:type_name -> parley.v1.RoomEvent
 	30, // 33: parley.v1.DeliverBatch.items:type_name -> parley.v1.Deliver
-	55, // 34: parley.v1.RoomWho.session:type_name -> actor.PID
-	55, // 35: parley.v1.RoomsQuery.session:type_name -> actor.PID
-	55, // 36: parley.v1.Online.session:type_name -> actor.PID
-	55, // 37: parley.v1.Offline.session:type_name -> actor.PID
-	55, // 38: parley.v1.WhoQuery.session:type_name -> actor.PID
-	55, // 39: parley.v1.Kick.reply_to:type_name -> actor.PID
-	55, // 40: parley.v1.CloseRoom.reply_to:type_name -> actor.PID
+	56, // 34: parley.v1.RoomWho.session:type_name -> actor.PID
+	56, // 35: parley.v1.RoomsQuery.session:type_name -> actor.PID
+	56, // 36: parley.v1.Online.session:type_name -> actor.PID
+	56, // 37: parley.v1.Offline.session:type_name -> actor.PID
+	56, // 38: parley.v1.WhoQuery.session:type_name -> actor.PID
+	56, // 39: parley.v1.Kick.reply_to:type_name -> actor.PID
+	56, // 40: parley.v1.CloseRoom.reply_to:type_name -> actor.PID
 	20, // 41: parley.v1.NodePresence.users:type_name -> parley.v1.Member
 	52, // 42: parley.v1.PeerPresence.share:type_name -> parley.v1.NodePresence
-	43, // [43:43] is the sub-list for method output_type
-	43, // [43:43] is the sub-list for method input_type
-	43, // [43:43] is the sub-list for extension type_name
-	43, // [43:43] is the sub-list for extension extendee
-	0,  // [0:43] is the sub-list for field type_name
+	30, // 43: parley.v1.Relay.deliver:type_name -> parley.v1.Deliver
+	31, // 44: parley.v1.Relay.batch:type_name -> parley.v1.DeliverBatch
+	45, // [45:45] is the sub-list for method output_type
+	45, // [45:45] is the sub-list for method input_type
+	45, // [45:45] is the sub-list for extension type_name
+	45, // [45:45] is the sub-list for extension extendee
+	0,  // [0:45] is the sub-list for field type_name
 }
 
 func init() { file_parley_proto_init() }
@@ -3994,13 +4098,17 @@ func file_parley_proto_init() {
 	}
 	file_parley_proto_msgTypes[4].OneofWrappers = []any{}
 	file_parley_proto_msgTypes[23].OneofWrappers = []any{}
+	file_parley_proto_msgTypes[53].OneofWrappers = []any{
+		(*Relay_Deliver)(nil),
+		(*Relay_Batch)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_proto_rawDesc), len(file_parley_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   53,
+			NumMessages:   54,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
