@@ -59,10 +59,10 @@ type room struct {
 	// remote groups, in a cluster, the members on other nodes by node
 	// address, for one Relay per node per fan-out.
 	remote map[string]*relayGroup
-	users   map[string]int     // user -> devices in the room
-	order   []string           // users in the order they joined
-	codecs  [4]int             // members per parleypb.Codec
-	linger  *supervision.IdleTimer
+	users  map[string]int // user -> devices in the room
+	order  []string       // users in the order they joined
+	codecs [4]int         // members per parleypb.Codec
+	linger *supervision.IdleTimer
 }
 
 type windowEntry struct {
