@@ -49,7 +49,7 @@ type config struct {
 	url      string
 	codec    string
 	scenario string
-	pid      int
+	pid      pids
 	runID    string
 
 	// idle
@@ -99,10 +99,10 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs := flag.NewFlagSet("parley-load", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.target, "target", "parley", "server kind: parley or centrifugo")
-	fs.StringVar(&c.url, "url", "", "WebSocket URL (default ws://127.0.0.1:8080/ws for parley, ws://127.0.0.1:8000/connection/websocket for centrifugo)")
+	fs.StringVar(&c.url, "url", "", "WebSocket URL (default ws://127.0.0.1:8080/ws for parley, ws://127.0.0.1:8000/connection/websocket for centrifugo); parley: comma-separated URLs (a cluster's nodes) get connections in turn")
 	fs.StringVar(&c.codec, "codec", "proto", "parley codec: proto (parley.v1.proto) or json (parley.v1.json)")
 	fs.StringVar(&c.scenario, "scenario", "fanout", "idle, fanout, rooms or churn")
-	fs.IntVar(&c.pid, "pid", 0, "server process id: its CPU (/proc/PID/stat) and memory (/proc/PID/status) are reported; 0 skips them")
+	fs.Var(&c.pid, "pid", "server process id: its CPU (/proc/PID/stat) and memory (/proc/PID/status) are reported; 0 skips them. Comma-separated ids (a cluster's nodes) are summed")
 	fs.StringVar(&c.runID, "run-id", "", "prefix of room and user names (default random), so runs against one server never share rooms")
 	fs.IntVar(&c.conns, "conns", 10000, "idle: connections to open")
 	fs.IntVar(&c.roomSize, "room-size", 10, "idle: connections per room")
@@ -229,9 +229,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "centrifugo":
 		target = &centrifugoTarget{url: cfg.url}
 	}
-	if cfg.pid != 0 {
-		if _, err := procCPU(cfg.pid); err != nil {
-			return fmt.Errorf("-pid %d: %w", cfg.pid, err)
+	if cfg.pid.set() {
+		if _, err := cfg.pid.cpu(); err != nil {
+			return fmt.Errorf("-pid %s: %w", cfg.pid.String(), err)
 		}
 	}
 	if cfg.cpuProfile != "" {

@@ -350,3 +350,70 @@ func machineCPU() (time.Duration, error) {
 	}
 	return time.Duration(busy) * time.Second / clockTicks, nil
 }
+
+// pids are the server's processes (one, or a cluster's nodes): their CPU,
+// memory and threads are summed.
+type pids []int
+
+func (p *pids) String() string {
+	var s []string
+	for _, id := range *p {
+		s = append(s, strconv.Itoa(id))
+	}
+	return strings.Join(s, ",")
+}
+
+func (p *pids) Set(v string) error {
+	*p = nil
+	for _, f := range strings.Split(v, ",") {
+		id, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || id < 0 {
+			return fmt.Errorf("want process ids separated by commas")
+		}
+		if id != 0 {
+			*p = append(*p, id)
+		}
+	}
+	return nil
+}
+
+func (p pids) set() bool { return len(p) > 0 }
+
+func (p pids) first() int {
+	if len(p) == 0 {
+		return 0
+	}
+	return p[0]
+}
+
+func (p pids) cpu() (time.Duration, error) {
+	var sum time.Duration
+	for _, id := range p {
+		d, err := procCPU(id)
+		if err != nil {
+			return 0, err
+		}
+		sum += d
+	}
+	return sum, nil
+}
+
+func (p pids) rss() (int64, error) {
+	var sum int64
+	for _, id := range p {
+		kb, err := procRSS(id)
+		if err != nil {
+			return 0, err
+		}
+		sum += kb
+	}
+	return sum, nil
+}
+
+func (p pids) threads() int64 {
+	var sum int64
+	for _, id := range p {
+		sum += procThreads(id)
+	}
+	return sum
+}

@@ -189,7 +189,7 @@ func newReport(cfg config, t Target) *Report {
 	if cfg.target == "centrifugo" {
 		delete(p, "codec")
 	}
-	return &Report{Tool: "parley-load", Target: t.Name(), Scenario: cfg.scenario, URL: cfg.url, PID: cfg.pid,
+	return &Report{Tool: "parley-load", Target: t.Name(), Scenario: cfg.scenario, URL: cfg.url, PID: cfg.pid.first(),
 		Date: time.Now().UTC().Format(time.RFC3339), GoVersion: runtime.Version(), NumCPU: runtime.NumCPU(), Params: p}
 }
 

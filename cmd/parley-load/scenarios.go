@@ -230,8 +230,8 @@ func (r *loadRun) openOne(ctx context.Context, i, perRoom int) error {
 func (r *loadRun) idle(ctx context.Context, rep *Report) error {
 	res := &IdleResult{Conns: r.cfg.conns, RoomSize: r.cfg.roomSize, HoldS: r.cfg.hold.Seconds()}
 	rep.Idle = res
-	if r.cfg.pid != 0 {
-		res.RSSBeforeKB, _ = procRSS(r.cfg.pid)
+	if r.cfg.pid.set() {
+		res.RSSBeforeKB, _ = r.cfg.pid.rss()
 	}
 	if err := r.open(ctx, r.cfg.roomSize, r.cfg.conns); err != nil {
 		return err
@@ -239,8 +239,8 @@ func (r *loadRun) idle(ctx context.Context, rep *Report) error {
 	t0 := time.Now()
 	r.setStatus(func() string {
 		rss := ""
-		if r.cfg.pid != 0 {
-			kb, _ := procRSS(r.cfg.pid)
+		if r.cfg.pid.set() {
+			kb, _ := r.cfg.pid.rss()
 			rss = fmt.Sprintf(", server RSS %.1f MiB", float64(kb)/1024)
 		}
 		return fmt.Sprintf("holding %d connections for %v (%v left)%s, %d closed", len(r.receivers), r.cfg.hold,
@@ -251,9 +251,9 @@ func (r *loadRun) idle(ctx context.Context, rep *Report) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	if r.cfg.pid != 0 {
-		res.RSSAfterKB, _ = procRSS(r.cfg.pid)
-		res.ServerThreads = procThreads(r.cfg.pid)
+	if r.cfg.pid.set() {
+		res.RSSAfterKB, _ = r.cfg.pid.rss()
+		res.ServerThreads = r.cfg.pid.threads()
 		res.PerConnKB = float64(res.RSSAfterKB-res.RSSBeforeKB) / float64(len(r.receivers))
 	}
 	res.Closed, res.CloseCodes = r.deadCodes()
@@ -460,14 +460,14 @@ func (r *loadRun) steps(ctx context.Context, rep *Report) error {
 // presence traffic), at most a few seconds.
 func (r *loadRun) settle(ctx context.Context) {
 	r.setStatus(func() string { return "letting the server settle after setup" })
-	if r.cfg.pid == 0 {
+	if !r.cfg.pid.set() {
 		return
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	prev, _ := procCPU(r.cfg.pid)
+	prev, _ := r.cfg.pid.cpu()
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		time.Sleep(200 * time.Millisecond)
-		cur, _ := procCPU(r.cfg.pid)
+		cur, _ := r.cfg.pid.cpu()
 		if cur-prev <= 20*time.Millisecond { // under 10% of a core
 			return
 		}
@@ -568,17 +568,17 @@ func (r *loadRun) step(ctx context.Context, name string, rate float64, slots []*
 	}
 	dupsAfter, foreignAfter := r.dupsForeign()
 	res.Dup, res.Foreign = dupsAfter-dupsBefore, foreignAfter-foreignBefore
-	if cpuErr == nil && r.cfg.pid != 0 {
+	if cpuErr == nil && r.cfg.pid.set() {
 		res.ServerCPUS = (cpu1 - cpu0).Seconds()
 		if res.Delivered > 0 {
 			res.ServerCPUPer1M = res.ServerCPUS / float64(res.Delivered) * 1e6
 		}
-		res.ServerRSSKB, _ = procRSS(r.cfg.pid)
+		res.ServerRSSKB, _ = r.cfg.pid.rss()
 	}
 	res.ClientCPUS = (self1 - self0).Seconds()
 	res.MachineCPUS = (all1 - all0).Seconds()
 	res.WallS = (r.now() - stepStart).Seconds()
-	if r.cfg.pid != 0 {
+	if r.cfg.pid.set() {
 		res.OtherCPUS = max(0, res.MachineCPUS-res.ServerCPUS-res.ClientCPUS)
 		res.Disturbed = r.cfg.maxOther > 0 && res.OtherCPUS > r.cfg.maxOther*res.WallS*float64(runtime.NumCPU())
 	}
@@ -646,10 +646,10 @@ func (r *loadRun) waitQuiet(ctx context.Context) {
 }
 
 func (r *loadRun) serverCPU() (time.Duration, error) {
-	if r.cfg.pid == 0 {
+	if !r.cfg.pid.set() {
 		return 0, nil
 	}
-	return procCPU(r.cfg.pid)
+	return r.cfg.pid.cpu()
 }
 
 func (r *loadRun) dupsForeign() (dups, foreign uint64) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/parleychat/parley/codec"
@@ -48,7 +49,8 @@ type Conn interface {
 // ---------------------------------------------------------------- Parley
 
 type parleyTarget struct {
-	url   string
+	urls  []string // connections go to each in turn (a cluster's nodes)
+	next  atomic.Uint64
 	codec codec.Codec
 }
 
@@ -62,7 +64,7 @@ func newParleyTarget(url, codecName string) (*parleyTarget, error) {
 	default:
 		return nil, fmt.Errorf("-codec %q: want proto or json", codecName)
 	}
-	return &parleyTarget{url: url, codec: cd}, nil
+	return &parleyTarget{urls: strings.Split(url, ","), codec: cd}, nil
 }
 
 func (t *parleyTarget) Name() string {
@@ -70,14 +72,15 @@ func (t *parleyTarget) Name() string {
 }
 
 func (t *parleyTarget) Dial(ctx context.Context, user string, onMsg func(room, payload []byte)) (Conn, error) {
-	c, err := client.Dial(ctx, t.url, t.codec, &client.Options{
+	url := t.urls[(t.next.Add(1)-1)%uint64(len(t.urls))]
+	c, err := client.Dial(ctx, url, t.codec, &client.Options{
 		OnRoomEvent: func(ev client.RawEvent) { onMsg(ev.Room, ev.Text) },
 		// Presence and the like are not measured; taking them here keeps
 		// them from piling up in the client's event buffer.
 		OnEvent: func(*parleypb.Envelope) {},
 	})
 	if err != nil {
-		return nil, explainDial(t.url, err)
+		return nil, explainDial(url, err)
 	}
 	if err := c.Hello(ctx, user, false); err != nil {
 		c.CloseNow()
