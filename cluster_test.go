@@ -34,36 +34,12 @@ import (
 // Separate processes, because the library cannot run several members in
 // one process under -race (PROTOACTOR-NOTES.md).
 
-var (
-	clusterBinOnce sync.Once
-	clusterBin     string
-	clusterBinErr  error
-)
-
-// clusterBinary builds the command without -race: the cluster code of
+// clusterBinary is the command built without -race: the cluster code of
 // Proto.Actor (this version) has data races of its own (#1131 disthash
-// topology vs lookup, #1145 futures) that would stop a -race build at the
-// first report. Parley's own code in these processes is the code the
-// -race tests exercise in-process.
-func clusterBinary(t *testing.T) string {
-	t.Helper()
-	clusterBinOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "parley-cluster-bin")
-		if err != nil {
-			clusterBinErr = err
-			return
-		}
-		clusterBin = filepath.Join(dir, "parley")
-		out, err := exec.Command("go", "build", "-o", clusterBin, ".").CombinedOutput()
-		if err != nil {
-			clusterBinErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if clusterBinErr != nil {
-		t.Fatal(clusterBinErr)
-	}
-	return clusterBin
-}
+// topology vs lookup, #1145 futures) that a -race build reports and exits
+// on. Parley's own cluster code runs under -race in cluster/cluster_test.go
+// (a one-member cluster in process).
+func clusterBinary(t *testing.T) string { return buildParley(t, false) }
 
 // member is one node of a test cluster.
 type member struct {
@@ -294,16 +270,37 @@ func (c *testCluster) roomsOwned(among []*member, k int, prefix string) []string
 	return out
 }
 
-// online asks a node who is online (a fresh observer, itself excluded).
-func online(ctx context.Context, url string) (map[string]uint32, error) {
+// observer connects to a node as "observer", whom the presence checks
+// leave out.
+func observer(ctx context.Context, url string) (*client.Client, error) {
 	cl, err := client.Dial(ctx, url, codec.Proto, nil)
 	if err != nil {
 		return nil, err
 	}
-	defer cl.CloseNow()
 	if err := cl.Hello(ctx, "observer", false); err != nil {
+		cl.CloseNow()
 		return nil, err
 	}
+	return cl, nil
+}
+
+func withoutObserver(members []*parleypb.Member) map[string]uint32 {
+	got := map[string]uint32{}
+	for _, m := range members {
+		if m.GetName() != "observer" {
+			got[m.GetName()] = m.GetDevices()
+		}
+	}
+	return got
+}
+
+// online asks a node who is online.
+func online(ctx context.Context, url string) (map[string]uint32, error) {
+	cl, err := observer(ctx, url)
+	if err != nil {
+		return nil, err
+	}
+	defer cl.CloseNow()
 	if err := cl.Who(ctx); err != nil {
 		return nil, err
 	}
@@ -313,39 +310,23 @@ func online(ctx context.Context, url string) (map[string]uint32, error) {
 			return nil, err
 		}
 		if p := env.GetPresence(); p != nil && p.GetRoom() == "" && p.GetMembers() != nil {
-			got := map[string]uint32{}
-			for _, m := range p.GetMembers() {
-				if m.GetName() != "observer" {
-					got[m.GetName()] = m.GetDevices()
-				}
-			}
-			return got, nil
+			return withoutObserver(p.GetMembers()), nil
 		}
 	}
 }
 
-// roomMembers joins a room as an observer and returns its members (the
-// observer excluded).
+// roomMembers joins a room as the observer and returns its members.
 func roomMembers(ctx context.Context, url, room string) (map[string]uint32, error) {
-	cl, err := client.Dial(ctx, url, codec.Proto, nil)
+	cl, err := observer(ctx, url)
 	if err != nil {
 		return nil, err
 	}
 	defer cl.CloseNow()
-	if err := cl.Hello(ctx, "observer", false); err != nil {
-		return nil, err
-	}
 	ack, err := cl.Join(ctx, room, u64(1<<62)) // far ahead: no replay wanted
 	if err != nil {
 		return nil, err
 	}
-	got := map[string]uint32{}
-	for _, m := range ack.GetMembers() {
-		if m.GetName() != "observer" {
-			got[m.GetName()] = m.GetDevices()
-		}
-	}
-	return got, nil
+	return withoutObserver(ack.GetMembers()), nil
 }
 
 func sameCounts(want, got map[string]uint32) error {

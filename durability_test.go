@@ -25,31 +25,47 @@ import (
 	"github.com/parleychat/parley/transport/client"
 )
 
-var (
-	binOnce sync.Once
-	binPath string
-	binErr  error
-)
+// builds holds the command built once per test run, with and without -race.
+var builds struct {
+	sync.Mutex
+	path map[bool]string
+	err  map[bool]error
+}
 
-// parleyBinary builds the real command once per test run.
-func parleyBinary(t *testing.T) string {
+// parleyBinary builds the real command (with -race) once per test run.
+func parleyBinary(t *testing.T) string { return buildParley(t, true) }
+
+func buildParley(t *testing.T, race bool) string {
 	t.Helper()
-	binOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "parley-bin")
-		if err != nil {
-			binErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "parley")
-		out, err := exec.Command("go", "build", "-race", "-o", binPath, ".").CombinedOutput()
-		if err != nil {
-			binErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if binErr != nil {
-		t.Fatal(binErr)
+	builds.Lock()
+	defer builds.Unlock()
+	if builds.path == nil {
+		builds.path, builds.err = map[bool]string{}, map[bool]error{}
 	}
-	return binPath
+	if _, done := builds.path[race]; !done {
+		builds.path[race], builds.err[race] = build(race)
+	}
+	if err := builds.err[race]; err != nil {
+		t.Fatal(err)
+	}
+	return builds.path[race]
+}
+
+func build(race bool) (string, error) {
+	dir, err := os.MkdirTemp("", "parley-bin")
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, "parley")
+	args := []string{"build", "-o", path}
+	if race {
+		args = append(args, "-race")
+	}
+	out, err := exec.Command("go", append(args, ".")...).CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	return path, nil
 }
 
 func freeAddr(t *testing.T) string {

@@ -68,6 +68,18 @@ type roomEntry struct {
 // maxListed bounds a RoomList.
 const maxListed = 200
 
+// TopRooms orders a room list as clients get it (most members first, then
+// by name) and keeps the first maxListed.
+func TopRooms(list []*parleypb.RoomInfo) []*parleypb.RoomInfo {
+	sort.Slice(list, func(i, j int) bool {
+		if list[i].Members != list[j].Members {
+			return list[i].Members > list[j].Members
+		}
+		return list[i].Name < list[j].Name
+	})
+	return list[:min(len(list), maxListed)]
+}
+
 func newRoomsRouter(n *Node) *roomsRouter {
 	return &roomsRouter{n: n, rooms: make(map[string]*roomEntry), byPID: make(map[string]string), hosted: make(map[string]uint32)}
 }
@@ -104,16 +116,7 @@ func (r *roomsRouter) Receive(ctx actor.Context) {
 		for name, members := range r.hosted {
 			list = append(list, &parleypb.RoomInfo{Name: name, Members: members})
 		}
-		sort.Slice(list, func(i, j int) bool {
-			if list[i].Members != list[j].Members {
-				return list[i].Members > list[j].Members
-			}
-			return list[i].Name < list[j].Name
-		})
-		if len(list) > maxListed {
-			list = list[:maxListed]
-		}
-		ctx.Send(m.GetSession(), &parleypb.RoomList{Rooms: list})
+		ctx.Send(m.GetSession(), &parleypb.RoomList{Rooms: TopRooms(list)})
 		ctx.Send(m.GetSession(), &parleypb.Ack{RequestId: m.GetRequestId()})
 	case *actor.Terminated:
 		name, ok := r.byPID[pidKey(m.GetWho())]

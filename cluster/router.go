@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"sort"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -356,9 +355,6 @@ type gather struct {
 
 type gatherTimeout struct{}
 
-// maxListed bounds a RoomList, as on a single node.
-const maxListed = 200
-
 func (g *gather) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
@@ -392,16 +388,7 @@ func (g *gather) answer(ctx actor.Context) {
 	for name, n := range g.rooms {
 		list = append(list, &parleypb.RoomInfo{Name: name, Members: n})
 	}
-	sort.Slice(list, func(i, j int) bool {
-		if list[i].Members != list[j].Members {
-			return list[i].Members > list[j].Members
-		}
-		return list[i].Name < list[j].Name
-	})
-	if len(list) > maxListed {
-		list = list[:maxListed]
-	}
-	ctx.Send(g.q.GetSession(), &parleypb.RoomList{Rooms: list})
+	ctx.Send(g.q.GetSession(), &parleypb.RoomList{Rooms: actors.TopRooms(list)})
 	ctx.Send(g.q.GetSession(), &parleypb.Ack{RequestId: g.q.GetRequestId()})
 	ctx.Stop(ctx.Self())
 }
