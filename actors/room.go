@@ -63,7 +63,19 @@ type room struct {
 	order  []string       // users in the order they joined
 	codecs [4]int         // members per parleypb.Codec
 	linger *supervision.IdleTimer
+
+	// Presence changes not yet announced, coalesced: a burst of joins or
+	// departures (a room filling up, a node's sessions leaving at once) is
+	// one announcement to each member, not one per user.
+	presenceDelta  map[string]int8 // user -> +1 joined, -1 left
+	presenceOrder  []string        // users in the order they changed
+	presenceQueued bool
 }
+
+// presenceFlush is a room's note to itself: announce the presence changes
+// gathered so far. It queues behind what is already in the mailbox, so
+// joins that arrived together are announced together, with no timer.
+type presenceFlush struct{}
 
 type windowEntry struct {
 	ev      *parleypb.RoomEvent
@@ -120,6 +132,8 @@ func (r *room) Receive(ctx actor.Context) {
 	case *parleypb.RoomFlush:
 		r.flushQueued = false
 		r.flush(ctx)
+	case presenceFlush:
+		r.flushPresence(ctx)
 	case *parleypb.RoomJoin:
 		r.join(ctx, m)
 	case *parleypb.RoomLeave:
@@ -509,7 +523,7 @@ func (r *room) join(ctx actor.Context, m *parleypb.RoomJoin) {
 	if newUser {
 		ctx.Send(ctx.Parent(), &parleypb.RoomCount{Room: r.name, Members: uint32(len(r.users))})
 		if !m.GetRejoin() {
-			r.announce(ctx, &parleypb.PresenceEvent{Room: r.name, Joined: []string{m.GetUser()}})
+			r.presenceChange(ctx, m.GetUser(), +1)
 		}
 	}
 }
@@ -635,6 +649,43 @@ func hasFrame(d *parleypb.Deliver, k parleypb.Codec) bool {
 	return d.Event != nil
 }
 
+// presenceChange records that user joined (+1) or left (-1); a change that
+// undoes one not yet announced cancels it.
+func (r *room) presenceChange(ctx actor.Context, user string, d int8) {
+	if r.presenceDelta == nil {
+		r.presenceDelta = make(map[string]int8)
+	}
+	if prev, ok := r.presenceDelta[user]; ok && prev == -d {
+		delete(r.presenceDelta, user)
+		return
+	}
+	r.presenceDelta[user] = d
+	r.presenceOrder = append(r.presenceOrder, user)
+	if !r.presenceQueued {
+		r.presenceQueued = true
+		ctx.Send(ctx.Self(), presenceFlush{})
+	}
+}
+
+// flushPresence announces the changes gathered since the last one.
+func (r *room) flushPresence(ctx actor.Context) {
+	r.presenceQueued = false
+	ev := &parleypb.PresenceEvent{Room: r.name}
+	for _, u := range r.presenceOrder {
+		switch r.presenceDelta[u] {
+		case +1:
+			ev.Joined = append(ev.Joined, u)
+		case -1:
+			ev.Left = append(ev.Left, u)
+		}
+		delete(r.presenceDelta, u) // a user listed twice is announced once
+	}
+	r.presenceOrder = r.presenceOrder[:0]
+	if len(ev.Joined)+len(ev.Left) > 0 {
+		r.announce(ctx, ev)
+	}
+}
+
 // announce tells every member (the subject included) of a presence change,
 // encoded once per codec. The legacy frame carries the full list after the
 // change, as the tutorial's user_list does; native frames carry the delta.
@@ -670,7 +721,7 @@ func (r *room) leave(ctx actor.Context, pid *actor.PID, requestID string) {
 					break
 				}
 			}
-			r.announce(ctx, &parleypb.PresenceEvent{Room: r.name, Left: []string{mem.user}})
+			r.presenceChange(ctx, mem.user, -1)
 			ctx.Send(ctx.Parent(), &parleypb.RoomCount{Room: r.name, Members: uint32(len(r.users))})
 		}
 	}

@@ -360,3 +360,49 @@ func TestRoomHistoryPaging(t *testing.T) {
 		})
 	}
 }
+
+// TestRoomCoalescesPresence: joins and departures that reach a room
+// together are announced together, one event per member instead of one per
+// user, and a join undone before it was announced is not announced at all.
+func TestRoomCoalescesPresence(t *testing.T) {
+	t.Parallel()
+	gs := newGatedStore()
+	n := newTestNode(t, Config{Store: gs})
+	olga := newProbe(t, n)
+	joinRoom(n, olga, "r", "olga", "j", nil)
+	olga.ackFor(t, "j")
+	olga.sync(t, n, "r")
+	before := len(olga.snapshot())
+
+	// Hold the room inside a store write, so the joins below queue up in
+	// its mailbox and reach it together.
+	release := gs.holdNext()
+	postTo(n, olga, "r", "olga", "hi", "c1", "p1")
+	<-gs.entered
+	others := map[string]*probe{}
+	for _, u := range []string{"ann", "bob", "cid"} {
+		others[u] = newProbe(t, n)
+		joinRoom(n, others[u], "r", u, "j-"+u, nil)
+	}
+	n.Directory.Tell(n.System.Root, &parleypb.RoomLeave{Room: "r", Session: others["bob"].pid, RequestId: "bye"})
+	release()
+	others["bob"].ackFor(t, "bye")
+	olga.sync(t, n, "r")
+
+	var announcements [][]string
+	for _, env := range delivered(t, olga.snapshot()[before:]) {
+		if p := env.GetPresence(); p != nil {
+			var d []string
+			for _, u := range p.GetJoined() {
+				d = append(d, "+"+u)
+			}
+			for _, u := range p.GetLeft() {
+				d = append(d, "-"+u)
+			}
+			announcements = append(announcements, d)
+		}
+	}
+	if len(announcements) != 1 || !slices.Equal(announcements[0], []string{"+ann", "+cid"}) {
+		t.Fatalf("olga was told %q; want one announcement [+ann +cid] (bob came and went unannounced)", announcements)
+	}
+}
