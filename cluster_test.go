@@ -70,21 +70,31 @@ func portOf(t *testing.T, addr string) int {
 	return n
 }
 
-func startCluster(t *testing.T, n int) *testCluster {
+// automanaged is the provider flags of the automanaged provider: every
+// member's health endpoint in the list.
+func automanaged(m *member, all []*member) []string {
+	var peers []string
+	for _, o := range all {
+		peers = append(peers, fmt.Sprintf("127.0.0.1:%d", o.health))
+	}
+	return []string{"-cluster-provider", "automanaged", "-cluster-peers", strings.Join(peers, ","),
+		"-cluster-health", strconv.Itoa(m.health), "-cluster-refresh", "300ms"}
+}
+
+// startCluster starts n members that find each other with the provider
+// flags that provider gives each.
+func startCluster(t *testing.T, n int, provider func(m *member, all []*member) []string) *testCluster {
 	t.Helper()
 	c := &testCluster{t: t}
-	var peers []string
 	for i := 0; i < n; i++ {
 		m := &member{t: t, i: i, http: freeAddr(t), admin: freeAddr(t), bind: freeAddr(t), health: portOf(t, freeAddr(t))}
-		peers = append(peers, fmt.Sprintf("127.0.0.1:%d", m.health))
 		c.members = append(c.members, m)
 	}
 	for _, m := range c.members {
-		m.args = []string{"-addr", m.http, "-admin-addr", m.admin, "-log-level", "info",
-			"-store", testenv.PostgresURL(), "-rate", "100000", "-burst", "100000",
-			"-cluster-provider", "automanaged", "-cluster-bind", m.bind,
-			"-cluster-peers", strings.Join(peers, ","), "-cluster-health", strconv.Itoa(m.health),
-			"-cluster-refresh", "300ms", "-max-handshake-rate", "0", "-max-conns-per-ip", "0", "-cluster-request-timeout", "500ms", "-shutdown-timeout", "15s"}
+		m.args = append([]string{"-addr", m.http, "-admin-addr", m.admin, "-log-level", "info",
+			"-store", testenv.PostgresURL(), "-rate", "100000", "-burst", "100000", "-cluster-bind", m.bind,
+			"-max-handshake-rate", "0", "-max-conns-per-ip", "0", "-cluster-request-timeout", "500ms", "-shutdown-timeout", "15s"},
+			provider(m, c.members)...)
 		f, err := os.Create(filepath.Join(clusterLogDir(t), fmt.Sprintf("node%d.log", m.i)))
 		if err != nil {
 			t.Fatal(err)
@@ -493,7 +503,7 @@ func (l *chatLoad) expectPresence(t *testing.T) {
 // clients reconnect elsewhere and resume; nothing acknowledged is lost or
 // duplicated, and presence is exact again everywhere.
 func TestClusterFailover(t *testing.T) {
-	c := startCluster(t, 3)
+	c := startCluster(t, 3, automanaged)
 	rooms := c.roomsOwned(c.members, 2, fmt.Sprintf("fo-%x", rand.Uint32()))
 	victim := c.members[0]
 	var affected []string
@@ -603,7 +613,7 @@ func TestClusterFailover(t *testing.T) {
 // TestClusterRollingRestart restarts each of three nodes in turn (SIGTERM,
 // drain, start again) while clients chat; nothing acknowledged is lost.
 func TestClusterRollingRestart(t *testing.T) {
-	c := startCluster(t, 3)
+	c := startCluster(t, 3, automanaged)
 	rooms := c.roomsOwned(c.members, 2, fmt.Sprintf("rr-%x", rand.Uint32()))
 	l := startChat(c, rooms, 9)
 	l.markNow()
@@ -640,4 +650,61 @@ func clusterLogDir(t *testing.T) string {
 		return d
 	}
 	return t.TempDir()
+}
+
+// TestClusterEtcdProvider: the same cluster found through etcd (Debian's
+// etcd-server, started here on a free port): two members chat across
+// nodes; one is killed, and its rooms come back on the other once its lease
+// expires.
+func TestClusterEtcdProvider(t *testing.T) {
+	bin, err := exec.LookPath("etcd")
+	if err != nil {
+		t.Fatal("etcd is missing: the etcd provider test runs Debian's etcd-server; run ./test.sh, which installs it (apt-get install -y etcd-server)")
+	}
+	client, peer := freeAddr(t), freeAddr(t)
+	etcd := exec.Command(bin, "--data-dir", t.TempDir(), "--name", "parley-test",
+		"--listen-client-urls", "http://"+client, "--advertise-client-urls", "http://"+client,
+		"--listen-peer-urls", "http://"+peer, "--initial-advertise-peer-urls", "http://"+peer,
+		"--initial-cluster", "parley-test=http://"+peer, "--log-level", "error")
+	etcd.Stdout, etcd.Stderr = os.Stderr, os.Stderr
+	if err := etcd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { etcd.Process.Kill(); etcd.Wait() })
+	waitFor(t, 20*time.Second, func() error {
+		resp, err := http.Get("http://" + client + "/health")
+		if err != nil {
+			return err
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.Contains(string(body), `"health":"true"`) {
+			return fmt.Errorf("etcd not healthy yet: %s", body)
+		}
+		return nil
+	})
+
+	c := startCluster(t, 2, func(*member, []*member) []string {
+		return []string{"-cluster-provider", "etcd", "-cluster-etcd", client}
+	})
+	rooms := c.roomsOwned(c.members, 2, fmt.Sprintf("etcd-%x", rand.Uint32()))
+	l := startChat(c, rooms, 6)
+	l.markNow()
+	l.progress(t, 150, 30*time.Second)
+	l.expectPresence(t)
+
+	kill := l.markNow()
+	c.members[0].stop(syscall.SIGKILL)
+	l.progress(t, 150, 40*time.Second)
+	var worst time.Duration
+	l.mu.Lock()
+	for _, r := range rooms {
+		worst = max(worst, l.firstAck[r].Sub(kill))
+	}
+	l.mu.Unlock()
+	t.Logf("etcd provider: %v from SIGKILL to the first acknowledged post in every room (the dead member's lease, 3 s in the library, decides it)", worst.Round(time.Millisecond))
+	l.expectPresence(t)
+	l.finish(t)
+	total, _ := auditRooms(t, c.live()[0].url(), rooms, l.clients)
+	t.Logf("%d posts acknowledged; every one stored once, in order", total)
 }

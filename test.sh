@@ -2,7 +2,8 @@
 # Runs every Parley check and test on a fresh Debian machine (as root, or
 # with the listed packages already installed). It installs what the tests
 # need (protoc for the generated-code check, Chromium for the browser tests,
-# PostgreSQL for the store tests), starts PostgreSQL when it is down, then
+# PostgreSQL for the store and cluster tests, etcd for the etcd provider's
+# test), starts PostgreSQL when it is down, then
 # runs: generated code up to date, gofmt, go vet, staticcheck, go test -race,
 # every benchmark once, and every fuzz target briefly.
 #
@@ -21,6 +22,7 @@ command -v protoc >/dev/null || missing+=(protobuf-compiler)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v pg_ctlcluster >/dev/null || missing+=(postgresql)
 command -v psql >/dev/null || missing+=(postgresql-client)
+command -v etcd >/dev/null || missing+=(etcd-server) # the etcd cluster provider's test
 if [ ${#missing[@]} -gt 0 ]; then
 	echo "installing ${missing[*]}"
 	apt-get update -qq

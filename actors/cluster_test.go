@@ -88,8 +88,8 @@ func TestPresenceMergesPeerShares(t *testing.T) {
 			t.Fatalf("%s: online %q, want %q", what, got, wantWho)
 		}
 	}
-	share := func(users ...string) *parleypb.NodePresence {
-		s := &parleypb.NodePresence{}
+	share := func(addr string, users ...string) *parleypb.NodePresence {
+		s := &parleypb.NodePresence{Address: addr, StartedMs: 1}
 		for _, u := range users {
 			name, devices, _ := strings.Cut(u, ":")
 			var d uint32
@@ -100,21 +100,27 @@ func TestPresenceMergesPeerShares(t *testing.T) {
 	}
 
 	step("m1 is alive and shares bob and alice", []string{"+alice", "+bob"}, "alice:1 bob:2 w:1",
-		&parleypb.PeerSet{MemberIds: []string{"m1"}},
-		&parleypb.PeerPresence{MemberId: "m1", Share: share("alice:1", "bob:2")})
+		&parleypb.PeerSet{Addresses: []string{"host1:1"}},
+		&parleypb.PeerPresence{MemberId: "m1", Share: share("host1:1", "alice:1", "bob:2")})
 	phone := newProbe(t, n)
 	step("alice also connects here", nil, "alice:2 bob:2 w:1",
 		&parleypb.Online{User: "alice", Session: phone.pid})
 	step("m2's share arrives before m2 is in the topology", nil, "alice:2 bob:2 w:1",
-		&parleypb.PeerPresence{MemberId: "m2", Share: share("carol:1")})
+		&parleypb.PeerPresence{MemberId: "m2", Share: share("host2:1", "carol:1")})
 	step("m2 joins the topology", []string{"+carol"}, "alice:2 bob:2 carol:1 w:1",
-		&parleypb.PeerSet{MemberIds: []string{"m1", "m2"}})
+		&parleypb.PeerSet{Addresses: []string{"host1:1", "host2:1"}})
 	step("bob closes one of two connections on m1", nil, "alice:2 bob:1 carol:1 w:1",
-		&parleypb.PeerPresence{MemberId: "m1", Share: share("alice:1", "bob:1")})
+		&parleypb.PeerPresence{MemberId: "m1", Share: share("host1:1", "alice:1", "bob:1")})
 	step("m1 dies: its users leave, alice stays (connected here)", []string{"-bob"}, "alice:1 carol:1 w:1",
-		&parleypb.PeerSet{MemberIds: []string{"m2"}})
+		&parleypb.PeerSet{Addresses: []string{"host2:1"}})
 	step("m1's last gossip arrives late and is ignored", nil, "alice:1 carol:1 w:1",
-		&parleypb.PeerPresence{MemberId: "m1", Share: share("bob:3")})
+		&parleypb.PeerPresence{MemberId: "m1", Share: share("host1:1", "bob:3")})
+	restarted := share("host2:1", "dan:1")
+	restarted.StartedMs = 2
+	step("m2 restarts at the same address: its new process's share replaces the old", []string{"-carol", "+dan"}, "alice:1 dan:1 w:1",
+		&parleypb.PeerPresence{MemberId: "m2b", Share: restarted})
+	step("the old process's gossip still travels, and is outranked", nil, "alice:1 dan:1 w:1",
+		&parleypb.PeerPresence{MemberId: "m2", Share: share("host2:1", "carol:5")})
 
 	// This node's own share: the users connected here, published after the
 	// changes (coalesced).

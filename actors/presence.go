@@ -35,14 +35,26 @@ type presence struct {
 // peerShares is what other members said, kept across presence restarts
 // (gossip does not repeat itself).
 type peerShares struct {
-	shares map[string]map[string]int // member id -> user -> connections
-	alive  map[string]bool           // nil until the first PeerSet
+	shares map[string]*parleypb.NodePresence // by gossip member id
+	alive  map[string]bool                   // member addresses; nil until the first PeerSet
 }
 
-func newPeerShares() *peerShares { return &peerShares{shares: make(map[string]map[string]int)} }
+func newPeerShares() *peerShares { return &peerShares{shares: make(map[string]*parleypb.NodePresence)} }
 
-// counts reports whether a member's share is in the totals.
-func (ps *peerShares) counts(id string) bool { return ps.alive == nil || ps.alive[id] }
+// counts reports whether a member's share is in the totals: its member is
+// alive, and no later process at the same address has spoken since.
+func (ps *peerShares) counts(id string) bool {
+	s := ps.shares[id]
+	if s == nil || (ps.alive != nil && !ps.alive[s.GetAddress()]) {
+		return false
+	}
+	for other, o := range ps.shares {
+		if other != id && o.GetAddress() == s.GetAddress() && o.GetStartedMs() > s.GetStartedMs() {
+			return false
+		}
+	}
+	return true
+}
 
 // publishTick is presence's own timer message (local only).
 type publishTick struct{}
@@ -60,8 +72,8 @@ func (p *presence) Receive(ctx actor.Context) {
 		// (quietly, so watchers see no false changes).
 		for id, share := range p.peers.shares {
 			if p.peers.counts(id) {
-				for u, c := range share {
-					p.total[u] += c
+				for _, m := range share.GetUsers() {
+					p.total[m.GetName()] += int(m.GetDevices())
 				}
 			}
 		}
@@ -75,7 +87,7 @@ func (p *presence) Receive(ctx actor.Context) {
 	case *parleypb.PeerPresence:
 		p.peer(ctx, m.GetMemberId(), m.GetShare())
 	case *parleypb.PeerSet:
-		p.peerSet(ctx, m.GetMemberIds())
+		p.peerSet(ctx, m.GetAddresses())
 	case publishTick:
 		p.tickArmed = false
 		p.publish(ctx)
@@ -162,51 +174,60 @@ func (p *presence) adjust(ctx actor.Context, user string, delta int, quiet bool)
 // topology is kept but not counted: gossip may bring it before the
 // membership does.
 func (p *presence) peer(ctx actor.Context, id string, share *parleypb.NodePresence) {
-	next := make(map[string]int, len(share.GetUsers()))
-	for _, u := range share.GetUsers() {
-		next[u.GetName()] = int(u.GetDevices())
-	}
-	prev := p.peers.shares[id]
-	p.peers.shares[id] = next
-	if p.peers.counts(id) {
-		p.apply(ctx, prev, next)
-	}
+	p.peers.shares[id] = share
+	p.recount(ctx)
 }
 
-// peerSet counts the shares of the members alive now and drops those of
-// members that left (a killed node's users go offline everywhere once the
-// cluster notices; a restarted node is a new member).
-func (p *presence) peerSet(ctx actor.Context, ids []string) {
-	was := p.peers.alive
-	p.peers.alive = make(map[string]bool, len(ids))
-	for _, id := range ids {
-		p.peers.alive[id] = true
+// peerSet records the members alive now; shares of members that left are
+// dropped (a killed node's users go offline everywhere once the cluster
+// notices; a restarted node is a new member).
+func (p *presence) peerSet(ctx actor.Context, addrs []string) {
+	p.peers.alive = make(map[string]bool, len(addrs))
+	for _, a := range addrs {
+		p.peers.alive[a] = true
 	}
-	for id, share := range p.peers.shares {
-		before := was == nil || was[id]
-		now := p.peers.alive[id]
-		switch {
-		case before && !now:
-			p.apply(ctx, share, nil)
-			if was != nil {
-				delete(p.peers.shares, id)
+	for id, s := range p.peers.shares {
+		if !p.peers.alive[s.GetAddress()] {
+			delete(p.peers.shares, id)
+		}
+	}
+	p.recount(ctx)
+}
+
+// recount computes the totals afresh (this node's connections and the
+// counted shares) and tells watchers who appeared or disappeared.
+func (p *presence) recount(ctx actor.Context) {
+	next := make(map[string]int, len(p.total))
+	for u, c := range p.local {
+		next[u] += c
+	}
+	for id, s := range p.peers.shares {
+		if p.peers.counts(id) {
+			for _, m := range s.GetUsers() {
+				next[m.GetName()] += int(m.GetDevices())
 			}
-		case !before && now:
-			p.apply(ctx, nil, share)
 		}
 	}
-}
-
-// apply moves the totals from one share of a member to the next.
-func (p *presence) apply(ctx actor.Context, prev, next map[string]int) {
-	for u, c := range prev {
-		if d := next[u] - c; d != 0 {
+	var changed []string
+	for u, c := range p.total {
+		if next[u] != c {
+			changed = append(changed, u)
+		}
+	}
+	for u := range next {
+		if _, ok := p.total[u]; !ok {
+			changed = append(changed, u)
+		}
+	}
+	sort.Strings(changed) // departures and arrivals in a stable order
+	for _, u := range changed {
+		if next[u] == 0 {
+			p.adjust(ctx, u, -p.total[u], false)
+		}
+	}
+	for _, u := range changed {
+		if d := next[u] - p.total[u]; next[u] > 0 && d != 0 {
 			p.adjust(ctx, u, d, false)
-		}
-	}
-	for u, c := range next {
-		if _, ok := prev[u]; !ok {
-			p.adjust(ctx, u, c, false)
 		}
 	}
 }

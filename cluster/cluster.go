@@ -212,8 +212,9 @@ func Join(node *actors.Node, cfg Config) (cl *Cluster, err error) {
 	cl.mu.Unlock()
 	node.Clustered = true
 	node.Directory = directory{router: router}
+	started := time.Now().UnixMilli()
 	node.PublishPresence = func(share *parleypb.NodePresence) {
-		cl.log.Debug("publishing presence", "users", len(share.GetUsers()))
+		share.Address, share.StartedMs = cl.Address(), started
 		cl.c.Gossip.SetState(presenceKey, share)
 	}
 	node.BeforeStop = cl.leave
@@ -229,7 +230,7 @@ func (cl *Cluster) peerPresences() []*actor.PID {
 	var out []*actor.PID
 	if cl.latest != nil {
 		for _, m := range cl.latest.Members {
-			if m.Id != cl.c.ActorSystem.ID {
+			if m.Address() != cl.Address() {
 				out = append(out, actor.NewPID(m.Address(), "presence"))
 			}
 		}
@@ -268,13 +269,13 @@ func (cl *Cluster) onEvent(evt any) {
 		rdv.UpdateMembers(e.Members)
 		cl.owners.Store(rdv)
 		cl.Stats.Members.Store(int64(len(e.Members)))
-		ids := make([]string, 0, len(e.Members))
+		addrs := make([]string, 0, len(e.Members))
 		for _, m := range e.Members {
-			if m.Id != cl.c.ActorSystem.ID {
-				ids = append(ids, m.Id)
-			}
+			addrs = append(addrs, m.Address())
 		}
-		root.Send(cl.node.Presence(), &parleypb.PeerSet{MemberIds: ids})
+		// By address: providers name members their own way (etcd, k8s),
+		// gossip by the actor system's id.
+		root.Send(cl.node.Presence(), &parleypb.PeerSet{Addresses: addrs})
 		cl.mu.Lock()
 		cl.latest = e
 		toRouter(e)
@@ -286,7 +287,6 @@ func (cl *Cluster) onEvent(evt any) {
 			cl.log.Warn("member left", "member", m.Id, "address", m.Address())
 		}
 	case *pcluster.GossipUpdate:
-		cl.log.Debug("gossip update", "key", e.Key, "member", e.MemberID, "seq", e.SeqNumber)
 		if e.Key != presenceKey || e.MemberID == cl.c.ActorSystem.ID || e.Value == nil {
 			return
 		}

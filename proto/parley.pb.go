@@ -3429,8 +3429,13 @@ func (x *Shutdown) GetReason() string {
 // to that node, with how many connections. Each node publishes its own in
 // the cluster's gossip state; every node merges the shares of live members.
 type NodePresence struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Users         []*Member              `protobuf:"bytes,1,rep,name=users,proto3" json:"users,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Users []*Member              `protobuf:"bytes,1,rep,name=users,proto3" json:"users,omitempty"`
+	// The member's actor address, and when its process started: membership
+	// is matched by address (providers name members in their own ways), and
+	// of two shares from one address (a restarted node) the later start wins.
+	Address       string `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
+	StartedMs     int64  `protobuf:"varint,3,opt,name=started_ms,json=startedMs,proto3" json:"started_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3470,6 +3475,20 @@ func (x *NodePresence) GetUsers() []*Member {
 		return x.Users
 	}
 	return nil
+}
+
+func (x *NodePresence) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *NodePresence) GetStartedMs() int64 {
+	if x != nil {
+		return x.StartedMs
+	}
+	return 0
 }
 
 // PeerPresence hands presence another member's share, as gossip brought it.
@@ -3525,11 +3544,11 @@ func (x *PeerPresence) GetShare() *NodePresence {
 	return nil
 }
 
-// PeerSet tells presence which cluster members are alive; shares of others
-// are dropped.
+// PeerSet tells presence which cluster members are alive, by address;
+// shares of others are dropped.
 type PeerSet struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	MemberIds     []string               `protobuf:"bytes,1,rep,name=member_ids,json=memberIds,proto3" json:"member_ids,omitempty"`
+	Addresses     []string               `protobuf:"bytes,1,rep,name=addresses,proto3" json:"addresses,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3564,9 +3583,9 @@ func (*PeerSet) Descriptor() ([]byte, []int) {
 	return file_parley_proto_rawDescGZIP(), []int{52}
 }
 
-func (x *PeerSet) GetMemberIds() []string {
+func (x *PeerSet) GetAddresses() []string {
 	if x != nil {
-		return x.MemberIds
+		return x.Addresses
 	}
 	return nil
 }
@@ -3905,15 +3924,17 @@ const file_parley_proto_rawDesc = "" +
 	"\bBadFrame\x12\x16\n" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason\"\"\n" +
 	"\bShutdown\x12\x16\n" +
-	"\x06reason\x18\x01 \x01(\tR\x06reason\"7\n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reason\"p\n" +
 	"\fNodePresence\x12'\n" +
-	"\x05users\x18\x01 \x03(\v2\x11.parley.v1.MemberR\x05users\"Z\n" +
+	"\x05users\x18\x01 \x03(\v2\x11.parley.v1.MemberR\x05users\x12\x18\n" +
+	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x1d\n" +
+	"\n" +
+	"started_ms\x18\x03 \x01(\x03R\tstartedMs\"Z\n" +
 	"\fPeerPresence\x12\x1b\n" +
 	"\tmember_id\x18\x01 \x01(\tR\bmemberId\x12-\n" +
-	"\x05share\x18\x02 \x01(\v2\x17.parley.v1.NodePresenceR\x05share\"(\n" +
-	"\aPeerSet\x12\x1d\n" +
-	"\n" +
-	"member_ids\x18\x01 \x03(\tR\tmemberIds\"\x94\x01\n" +
+	"\x05share\x18\x02 \x01(\v2\x17.parley.v1.NodePresenceR\x05share\"'\n" +
+	"\aPeerSet\x12\x1c\n" +
+	"\taddresses\x18\x01 \x03(\tR\taddresses\"\x94\x01\n" +
 	"\x05Relay\x12\x1f\n" +
 	"\vsession_ids\x18\x01 \x03(\tR\n" +
 	"sessionIds\x12.\n" +
