@@ -228,7 +228,10 @@ func TestFloodDoesNotSlowOthers(t *testing.T) {
 	if _, ok := closed1008.Load(true); !ok {
 		t.Error("no flooding connection was closed with 1008")
 	}
-	if d > 20*b {
-		t.Fatalf("the flood slowed another client: median %v during, %v before (bound 20×)", d, b)
+	// Slowed means noticeably, to a person: past 20× the quiet median and
+	// past a quarter second (on a shared 2-core machine a 2 ms base can
+	// grow tenfold from unrelated load alone).
+	if bound := max(20*b, 250*time.Millisecond); d > bound {
+		t.Fatalf("the flood slowed another client: median %v during, %v before (bound %v)", d, b, bound)
 	}
 }
