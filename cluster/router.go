@@ -87,6 +87,9 @@ func (r *router) Receive(ctx actor.Context) {
 	case *reroute:
 		r.cl.Stats.Rerouted.Add(1)
 		r.deadPIDs[pidKey(m.dead)] = time.Now()
+		if len(r.deadPIDs) > maxDeadPIDs {
+			r.pruneDead()
+		}
 		if e := r.rooms[m.msg.GetRoom()]; e != nil && e.pid != nil && e.pid.Equal(m.dead) {
 			r.forget(ctx, m.msg.GetRoom(), e)
 			if m.dead.GetAddress() != ctx.ActorSystem().Address() {
@@ -286,14 +289,23 @@ func (r *router) topology(ctx actor.Context, t *pcluster.ClusterTopology) {
 			delete(r.deadAddrs, addr)
 		}
 	}
-	for k, at := range r.deadPIDs {
-		if time.Since(at) > time.Minute {
-			delete(r.deadPIDs, k)
-		}
-	}
+	r.pruneDead()
 	for name, e := range r.rooms {
 		if e.resolving {
 			r.lookup(ctx, name, e)
+		}
+	}
+}
+
+// maxDeadPIDs bounds the dead PIDs remembered between topology changes.
+const maxDeadPIDs = 10000
+
+// pruneDead forgets dead PIDs older than a minute (activation ids are never
+// reused, so a minute covers every message still on its way to one).
+func (r *router) pruneDead() {
+	for k, at := range r.deadPIDs {
+		if time.Since(at) > time.Minute {
+			delete(r.deadPIDs, k)
 		}
 	}
 }
