@@ -192,8 +192,10 @@ func (c *Conn) serve(peer Peer) (code int, reason string) {
 			buf := readBufs.Get().(*bytes.Buffer)
 			buf.Reset()
 			_, err = buf.ReadFrom(r)
-			if err == nil {
+			if err == nil && c.codec.Binary() {
 				c.deliver(peer, typ, want, buf.Bytes())
+			} else if err == nil {
+				c.srv.dec.deliver(c, peer, typ, want, buf.Bytes()) // see decoders
 			}
 			if buf.Cap() <= 64<<10 {
 				readBufs.Put(buf)

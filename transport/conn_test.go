@@ -358,3 +358,67 @@ func TestWriteTimeout(t *testing.T) {
 		t.Fatalf("closed with %d %q, want 1006 after a failed write", code, reason)
 	}
 }
+
+// TestTextFramesDecodedInOrder: frames of a text codec are decoded by the
+// shared decoder workers, yet reach the peer in the order they were sent,
+// and the workers are gone after Shutdown.
+func TestTextFramesDecodedInOrder(t *testing.T) {
+	t.Parallel()
+	got := make(recordingPeer, 1000)
+	s := NewServer(HandlerFunc(func(*Conn) (Peer, error) { return got, nil }), Options{})
+	ts := httptest.NewServer(s)
+	defer ts.Close()
+	ctx := testCtx(t)
+	const n = 300
+	var clients []*websocket.Conn
+	for range 3 {
+		ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(ts.URL, "http")+"/ws", &websocket.DialOptions{Subprotocols: []string{codec.JSONSubprotocol}})
+		if err != nil {
+			t.Fatalf("dial: %v", err)
+		}
+		defer ws.CloseNow()
+		clients = append(clients, ws)
+	}
+	for i := range n {
+		for k, ws := range clients {
+			f, err := codec.JSON.Encode(&parleypb.Envelope{Id: fmt.Sprintf("%d-%d", k, i), Body: &parleypb.Envelope_Ping{Ping: &parleypb.Ping{}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := ws.Write(ctx, websocket.MessageText, f); err != nil {
+				t.Fatalf("write: %v", err)
+			}
+		}
+	}
+	next := make([]int, len(clients))
+	for range n * len(clients) {
+		var m proto.Message
+		select {
+		case m = <-got:
+		case <-ctx.Done():
+			t.Fatalf("frames missing: next per client %v", next)
+		}
+		var k, i int
+		if _, err := fmt.Sscanf(m.(*parleypb.Envelope).GetId(), "%d-%d", &k, &i); err != nil {
+			t.Fatalf("peer got %v: %v", m, err)
+		}
+		if i != next[k] {
+			t.Fatalf("client %d: frame %d arrived when %d was next", k, i, next[k])
+		}
+		next[k]++
+	}
+	for _, ws := range clients {
+		ws.Close(websocket.StatusNormalClosure, "done")
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := s.Shutdown(sctx, "test over"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, func() error {
+		if w := s.dec.workers.Load(); w != 0 {
+			return fmt.Errorf("%d decoder workers still running", w)
+		}
+		return nil
+	})
+}

@@ -9,7 +9,8 @@
 // outbound queue (Send), from any goroutine; only transport reads it.
 // Goroutines per connection: one reader, started when the handshake is done
 // (the HTTP handler returns), and a writer only while frames are queued;
-// pings run on a timer.
+// pings run on a timer. Frames of the text codecs are decoded by a few
+// workers shared by all connections (see decoders).
 package transport
 
 import (
@@ -155,6 +156,7 @@ type Server struct {
 	log     *slog.Logger
 
 	admit *admission
+	dec   *decoders
 	Stats Stats
 
 	mu       sync.Mutex
@@ -167,7 +169,7 @@ type Server struct {
 // NewServer returns a Server that hands connections to h.
 func NewServer(h Handler, opts Options) *Server {
 	opts = opts.withDefaults()
-	return &Server{opts: opts, handler: h, log: opts.Logger, conns: make(map[*Conn]struct{}), admit: newAdmission(opts)}
+	return &Server{opts: opts, handler: h, log: opts.Logger, conns: make(map[*Conn]struct{}), admit: newAdmission(opts), dec: newDecoders()}
 }
 
 // Conns reports how many connections are open.
@@ -336,10 +338,11 @@ func (s *Server) untrack(c *Conn) {
 }
 
 // Shutdown stops accepting, closes every connection with 1001 and reason,
-// and waits until all are gone or ctx ends. It returns how many connections
-// it closed, and ctx.Err() if some were still open. Calling it again is
-// harmless.
+// and waits until all are gone or ctx ends; then the decoder workers exit.
+// It returns how many connections it closed, and ctx.Err() if some were
+// still open. Calling it again is harmless.
 func (s *Server) Shutdown(ctx context.Context, reason string) (int, error) {
+	defer s.dec.close()
 	s.mu.Lock()
 	s.draining = true
 	open := make([]*Conn, 0, len(s.conns))
