@@ -322,6 +322,10 @@ func TestSlowReaderClosed(t *testing.T) {
 	srv := startServer(t, func(c *server.Config) {
 		c.Transport.QueueSize = 16
 		c.Transport.PingInterval = time.Hour // the slow reader must fail on its queue, not on pings
+		// The close frame waits behind what the slow reader has not read
+		// yet; it reads only after the fast one got everything, which a
+		// loaded machine can stretch past the default 10 s write bound.
+		c.Transport.WriteTimeout = time.Minute
 		c.Actors.Rate, c.Actors.Burst = 1e6, 1e6
 		c.Actors.MaxTextRunes = 64 << 10
 		c.Transport.MaxMessageBytes = 1 << 20
