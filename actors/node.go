@@ -421,6 +421,12 @@ func stopWithin(ctx context.Context, sys *actor.ActorSystem, pid *actor.PID) err
 	}
 }
 
+// PublishPresenceNow makes presence publish this node's share, even an
+// empty one: a cluster calls it once it has set PublishPresence, so that a
+// restarted node's first share (a later start time) outranks what its
+// previous process left in the gossip.
+func (n *Node) PublishPresenceNow() { n.System.Root.Send(n.presence, publishNow{}) }
+
 // Presence is the node's presence actor (a cluster sends it other
 // members' shares).
 func (n *Node) Presence() *actor.PID { return n.presence }

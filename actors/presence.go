@@ -59,6 +59,10 @@ func (ps *peerShares) counts(id string) bool {
 // publishTick is presence's own timer message (local only).
 type publishTick struct{}
 
+// publishNow asks presence to publish this node's share even if nothing
+// changed (local only; see Node.PublishPresenceNow).
+type publishNow struct{}
+
 func newPresence(n *Node, peers *peerShares) *presence {
 	return &presence{n: n, peers: peers, local: make(map[string]int), total: make(map[string]int),
 		sessions: make(map[string]string), pids: make(map[string]*actor.PID), watchers: make(map[string]*actor.PID)}
@@ -78,6 +82,8 @@ func (p *presence) Receive(ctx actor.Context) {
 			}
 		}
 		p.n.eachSession(&parleypb.PresenceRebuild{})
+	case publishNow:
+		p.changed(ctx)
 	case *parleypb.Online:
 		p.online(ctx, m)
 	case *parleypb.Offline:

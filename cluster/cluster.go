@@ -219,6 +219,7 @@ func Join(node *actors.Node, cfg Config) (cl *Cluster, err error) {
 	}
 	node.BeforeStop = cl.leave
 	node.PeerPresences = cl.peerPresences
+	node.PublishPresenceNow()
 	cl.log.Info("joined the cluster", "member", cl.c.ActorSystem.ID, "address", cl.c.ActorSystem.Address(), "provider", cfg.Provider)
 	return cl, nil
 }

@@ -100,7 +100,10 @@ func (r *loadRun) execute(ctx context.Context) *Report {
 	pctx, stopProgress := context.WithCancel(ctx)
 	go r.progress(pctx)
 	defer func() {
-		r.setStatus(func() string { return fmt.Sprintf("closing %d connections", len(r.conns)) })
+		r.connsMu.Lock()
+		n := len(r.conns) // read here: the progress goroutine calls the status func while closeAll empties r.conns
+		r.connsMu.Unlock()
+		r.setStatus(func() string { return fmt.Sprintf("closing %d connections", n) })
 		r.closeAll()
 		stopProgress()
 	}()
