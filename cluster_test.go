@@ -117,7 +117,7 @@ func startCluster(t *testing.T, n int, provider func(m *member, all []*member) [
 			}
 		}
 	})
-	c.waitMembers(n)
+	c.waitMembers()
 	return c
 }
 
@@ -201,14 +201,13 @@ func (m *member) printLog() {
 
 func (m *member) url() string { return "ws://" + m.http + "/ws" }
 
-// waitMembers waits until a client of every live node sees n-member
-// behaviour: a room owned by each member answers a join.
-func (c *testCluster) waitMembers(n int) {
+// waitMembers waits until every live node answers joins in rooms
+// owned by each member.
+func (c *testCluster) waitMembers() {
 	c.t.Helper()
 	if c.t.Failed() {
 		c.t.FailNow()
 	}
-	_ = n
 	rooms := c.roomsOwned(c.live(), 1, fmt.Sprintf("probe-%x", rand.Uint32()))
 	for _, m := range c.members {
 		if !m.up.Load() {
@@ -518,9 +517,7 @@ func TestClusterFailover(t *testing.T) {
 	l.expectPresence(t)
 
 	kill := l.markNow()
-	if err := victim.stop(syscall.SIGKILL); err == nil || !strings.Contains(err.Error(), "killed") {
-		t.Logf("victim exit: %v", err)
-	}
+	victim.stop(syscall.SIGKILL) // its exit error is the kill's
 	l.progress(t, 300, 40*time.Second)
 	l.mu.Lock()
 	var worst time.Duration

@@ -22,15 +22,8 @@ import (
 func onlineDeltas(msgs []proto.Message) []string {
 	var out []string
 	for _, m := range msgs {
-		p, ok := m.(*parleypb.PresenceEvent)
-		if !ok || p.GetRoom() != "" {
-			continue
-		}
-		for _, u := range p.GetJoined() {
-			out = append(out, "+"+u)
-		}
-		for _, u := range p.GetLeft() {
-			out = append(out, "-"+u)
+		if p, ok := m.(*parleypb.PresenceEvent); ok && p.GetRoom() == "" {
+			out = append(out, deltas(p)...)
 		}
 	}
 	return out

@@ -203,16 +203,22 @@ func presenceDeltas(t testing.TB, msgs []proto.Message) []string {
 	t.Helper()
 	var out []string
 	for _, env := range delivered(t, msgs) {
-		p := env.GetPresence()
-		if p == nil {
-			continue
+		if p := env.GetPresence(); p != nil {
+			out = append(out, deltas(p)...)
 		}
-		for _, u := range p.GetJoined() {
-			out = append(out, "+"+u)
-		}
-		for _, u := range p.GetLeft() {
-			out = append(out, "-"+u)
-		}
+	}
+	return out
+}
+
+// deltas writes a presence change as "+user" for each join, then "-user"
+// for each departure.
+func deltas(p *parleypb.PresenceEvent) []string {
+	var out []string
+	for _, u := range p.GetJoined() {
+		out = append(out, "+"+u)
+	}
+	for _, u := range p.GetLeft() {
+		out = append(out, "-"+u)
 	}
 	return out
 }

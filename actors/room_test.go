@@ -392,14 +392,7 @@ func TestRoomCoalescesPresence(t *testing.T) {
 	var announcements [][]string
 	for _, env := range delivered(t, olga.snapshot()[before:]) {
 		if p := env.GetPresence(); p != nil {
-			var d []string
-			for _, u := range p.GetJoined() {
-				d = append(d, "+"+u)
-			}
-			for _, u := range p.GetLeft() {
-				d = append(d, "-"+u)
-			}
-			announcements = append(announcements, d)
+			announcements = append(announcements, deltas(p))
 		}
 	}
 	if len(announcements) != 1 || !slices.Equal(announcements[0], []string{"+ann", "+cid"}) {

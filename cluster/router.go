@@ -149,7 +149,6 @@ func (r *router) route(ctx actor.Context, m actors.RoomMessage) {
 	}
 	if e.pid != nil {
 		ctx.Send(e.pid, m)
-		r.gc(name, e)
 		return
 	}
 	if len(e.waiting) >= maxWaiting {
