@@ -288,15 +288,13 @@ func (cl *Cluster) onEvent(evt any) {
 			cl.log.Warn("member left", "member", m.Id, "address", m.Address())
 		}
 	case *pcluster.GossipUpdate:
-		if e.Key != presenceKey || e.MemberID == cl.c.ActorSystem.ID || e.Value == nil {
-			return
-		}
-		share := &parleypb.NodePresence{}
-		if err := e.Value.UnmarshalTo(share); err != nil {
+		peer, err := peerShare(cl.c.ActorSystem.ID, cl.Address(), e)
+		if err != nil {
 			cl.log.Error("bad presence gossip; ignored", "member", e.MemberID, "err", err)
-			return
 		}
-		root.Send(cl.node.Presence(), &parleypb.PeerPresence{MemberId: e.MemberID, Share: share})
+		if peer != nil {
+			root.Send(cl.node.Presence(), peer)
+		}
 	case *remote.EndpointTerminatedEvent, *remote.EndpointConnectedEvent:
 		toRouter(e)
 	case *actor.DeadLetterEvent:
@@ -307,6 +305,27 @@ func (cl *Cluster) onEvent(evt any) {
 			toRouter(&reroute{msg: m, dead: e.PID})
 		}
 	}
+}
+
+// peerShare turns a gossip update into another member's presence share, or
+// nil when the update is not one: another key, this member's own share, or a
+// share from an earlier process at this member's own address. That last one
+// lingers in the others' gossip state after a restart and comes back to the
+// new process; counting it would show this node's users twice (the others
+// drop it because the new process's share outranks it, but this node never
+// holds its own share among the peers').
+func peerShare(selfID, selfAddr string, e *pcluster.GossipUpdate) (*parleypb.PeerPresence, error) {
+	if e.Key != presenceKey || e.MemberID == selfID || e.Value == nil {
+		return nil, nil
+	}
+	share := &parleypb.NodePresence{}
+	if err := e.Value.UnmarshalTo(share); err != nil {
+		return nil, err
+	}
+	if share.GetAddress() == selfAddr {
+		return nil, nil
+	}
+	return &parleypb.PeerPresence{MemberId: e.MemberID, Share: share}, nil
 }
 
 // reroutable: requests a room must see. Typing notices are not worth it,
