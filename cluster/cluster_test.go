@@ -53,14 +53,20 @@ func TestConfigErrorsNameTheFlag(t *testing.T) {
 	}
 }
 
-func freePort(t *testing.T) int {
+// freePorts picks n distinct free loopback ports (all listeners open at
+// once, so no port comes out twice).
+func freePorts(t *testing.T, n int) []int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	ports := make([]int, n)
+	for i := range ports {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		ports[i] = ln.Addr().(*net.TCPAddr).Port
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return ports
 }
 
 // recorder is a fake session that keeps what rooms send it.
@@ -120,8 +126,9 @@ func TestOneMemberCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	health := freePort(t)
-	cl, err := Join(n, Config{Provider: "automanaged", Bind: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+	ports := freePorts(t, 2)
+	health := ports[0]
+	cl, err := Join(n, Config{Provider: "automanaged", Bind: fmt.Sprintf("127.0.0.1:%d", ports[1]),
 		Peers: []string{fmt.Sprintf("127.0.0.1:%d", health)}, Health: health, Refresh: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
