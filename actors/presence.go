@@ -180,6 +180,18 @@ func (p *presence) adjust(ctx actor.Context, user string, delta int, quiet bool)
 // topology is kept but not counted: gossip may bring it before the
 // membership does.
 func (p *presence) peer(ctx actor.Context, id string, share *parleypb.NodePresence) {
+	// Only the latest process at an address counts: an earlier one's share
+	// (a restarted node's, still in the gossip state) is dropped, not kept
+	// for the life of this process.
+	for other, o := range p.peers.shares {
+		if other == id || o.GetAddress() != share.GetAddress() {
+			continue
+		}
+		if o.GetStartedMs() > share.GetStartedMs() {
+			return
+		}
+		delete(p.peers.shares, other)
+	}
 	p.peers.shares[id] = share
 	p.recount(ctx)
 }
