@@ -86,7 +86,7 @@ func automanaged(m *member, all []*member) []string {
 func startCluster(t *testing.T, n int, provider func(m *member, all []*member) []string) *testCluster {
 	t.Helper()
 	c := &testCluster{t: t}
-	addrs := freeAddrs(t, 4*n)
+	addrs := testenv.FreeAddrs(t, 4*n)
 	for i := 0; i < n; i++ {
 		a := addrs[4*i:]
 		m := &member{t: t, i: i, http: a[0], admin: a[1], bind: a[2], health: portOf(t, a[3])}
@@ -660,7 +660,7 @@ func TestClusterEtcdProvider(t *testing.T) {
 	if err != nil {
 		t.Fatal("etcd is missing: the etcd provider test runs Debian's etcd-server; run ./test.sh, which installs it (apt-get install -y etcd-server)")
 	}
-	a := freeAddrs(t, 2)
+	a := testenv.FreeAddrs(t, 2)
 	client, peer := a[0], a[1]
 	etcd := exec.Command(bin, "--data-dir", t.TempDir(), "--name", "parley-test",
 		"--listen-client-urls", "http://"+client, "--advertise-client-urls", "http://"+client,

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -70,25 +69,7 @@ func build(race bool) (string, error) {
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	return freeAddrs(t, 1)[0]
-}
-
-// freeAddrs picks n distinct free loopback addresses: all n listeners are
-// open at once, so the kernel cannot hand the same port out twice (picked
-// one at a time, a process's -addr and its cluster health port once came
-// out equal).
-func freeAddrs(t *testing.T, n int) []string {
-	t.Helper()
-	addrs := make([]string, n)
-	for i := range addrs {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
-		addrs[i] = ln.Addr().String()
-	}
-	return addrs
+	return testenv.FreeAddrs(t, 1)[0]
 }
 
 // proc is a running parley process.

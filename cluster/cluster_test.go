@@ -2,8 +2,8 @@ package cluster
 
 import (
 	"context"
-	"fmt"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/parleychat/parley/actors"
+	"github.com/parleychat/parley/internal/testenv"
 	parleypb "github.com/parleychat/parley/proto"
 )
 
@@ -51,22 +52,6 @@ func TestConfigErrorsNameTheFlag(t *testing.T) {
 			t.Errorf("Join with -cluster-bind %s = %v, want an error naming %q", bind, err, want)
 		}
 	}
-}
-
-// freePorts picks n distinct free loopback ports (all listeners open at
-// once, so no port comes out twice).
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	ports := make([]int, n)
-	for i := range ports {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
-		ports[i] = ln.Addr().(*net.TCPAddr).Port
-	}
-	return ports
 }
 
 // recorder is a fake session that keeps what rooms send it.
@@ -126,10 +111,11 @@ func TestOneMemberCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ports := freePorts(t, 2)
-	health := ports[0]
-	cl, err := Join(n, Config{Provider: "automanaged", Bind: fmt.Sprintf("127.0.0.1:%d", ports[1]),
-		Peers: []string{fmt.Sprintf("127.0.0.1:%d", health)}, Health: health, Refresh: 200 * time.Millisecond})
+	addrs := testenv.FreeAddrs(t, 2)
+	_, port, _ := net.SplitHostPort(addrs[0])
+	health, _ := strconv.Atoi(port)
+	cl, err := Join(n, Config{Provider: "automanaged", Bind: addrs[1],
+		Peers: []string{addrs[0]}, Health: health, Refresh: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,10 +1,11 @@
 // Package testenv holds what Parley's tests share across packages: a
-// logger that writes to the test's log, and where the test PostgreSQL is.
-// Only tests import it.
+// logger that writes to the test's log, where the test PostgreSQL is, and
+// free loopback addresses. Only tests import it.
 package testenv
 
 import (
 	"log/slog"
+	"net"
 	"os"
 	"strings"
 	"sync"
@@ -19,6 +20,24 @@ func PostgresURL() string {
 		return v
 	}
 	return "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+}
+
+// FreeAddrs picks n distinct free loopback addresses (host:port): all n
+// listeners are open at once, so the kernel cannot hand the same port out
+// twice (picked one at a time, a process's -addr and its cluster health
+// port once came out equal).
+func FreeAddrs(t testing.TB, n int) []string {
+	t.Helper()
+	addrs := make([]string, n)
+	for i := range addrs {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		addrs[i] = ln.Addr().String()
+	}
+	return addrs
 }
 
 // Logger sends records at level and above to t.Log until the test ends;
