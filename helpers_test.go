@@ -111,16 +111,7 @@ func closeCode(t *testing.T, ctx context.Context, c *client.Client) (int, string
 }
 
 // waitFor polls try until it returns nil or d passes.
-func waitFor(t *testing.T, d time.Duration, try func() error) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for err := try(); err != nil; err = try() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %v", d, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
+var waitFor = testenv.WaitFor
 
 func noSessions(srv *server.Server) func() error {
 	return func() error {

@@ -160,8 +160,11 @@ func TestTwoActivationsNeverShareASeq(t *testing.T) {
 			for attempt := 0; ; attempt++ {
 				req := fmt.Sprintf("%s/%d", id, attempt)
 				postTo(side.n, side.p, "r", side.user, "hi", id, req)
-				ack, failed := answer(t, side.p, req)
-				if failed {
+				ack, failed := side.p.answerTo(t, req)
+				if failed != nil {
+					if failed.GetCode() != parleypb.ErrorCode_ERROR_CODE_UNAVAILABLE {
+						t.Fatalf("%s: %v, want UNAVAILABLE", req, failed)
+					}
 					conflicts++
 					if attempt == 5 {
 						t.Fatalf("%s still failing after %d attempts", id, attempt)
@@ -196,32 +199,6 @@ func TestTwoActivationsNeverShareASeq(t *testing.T) {
 		t.Fatal("the two activations never collided; the test proves nothing")
 	}
 	t.Logf("%d posts through two activations: %d fenced by the store and retried; seqs 1..%d each acknowledged once", len(acked), conflicts, len(stored))
-}
-
-// answer waits for the Ack or Error answering requestID.
-func answer(t *testing.T, p *probe, requestID string) (ack *parleypb.Ack, failed bool) {
-	t.Helper()
-	p.waitFor(t, "the answer to "+requestID, func(msgs []proto.Message) bool {
-		for _, m := range msgs {
-			switch m := m.(type) {
-			case *parleypb.Ack:
-				if m.GetRequestId() == requestID {
-					ack = m
-					return true
-				}
-			case *parleypb.Error:
-				if m.GetRequestId() == requestID {
-					if m.GetCode() != parleypb.ErrorCode_ERROR_CODE_UNAVAILABLE {
-						t.Fatalf("%s: %v, want UNAVAILABLE", requestID, m)
-					}
-					failed = true
-					return true
-				}
-			}
-		}
-		return false
-	})
-	return ack, failed
 }
 
 // waitForCond polls cond until it holds, or fails the test after a deadline.

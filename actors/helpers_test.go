@@ -86,10 +86,10 @@ func (p *probe) waitFor(t testing.TB, what string, done func([]proto.Message) bo
 	}
 }
 
-// ackFor waits for the Ack (or fails on the Error) answering requestID.
-func (p *probe) ackFor(t testing.TB, requestID string) *parleypb.Ack {
+// answerTo waits for the Ack or the Error answering requestID; one of the
+// two is nil.
+func (p *probe) answerTo(t testing.TB, requestID string) (ack *parleypb.Ack, failed *parleypb.Error) {
 	t.Helper()
-	var ack *parleypb.Ack
 	p.waitFor(t, "the answer to "+requestID, func(msgs []proto.Message) bool {
 		for _, m := range msgs {
 			switch m := m.(type) {
@@ -100,12 +100,23 @@ func (p *probe) ackFor(t testing.TB, requestID string) *parleypb.Ack {
 				}
 			case *parleypb.Error:
 				if m.GetRequestId() == requestID {
-					t.Fatalf("request %s failed: %v", requestID, m)
+					failed = m
+					return true
 				}
 			}
 		}
 		return false
 	})
+	return ack, failed
+}
+
+// ackFor waits for the Ack (or fails on the Error) answering requestID.
+func (p *probe) ackFor(t testing.TB, requestID string) *parleypb.Ack {
+	t.Helper()
+	ack, failed := p.answerTo(t, requestID)
+	if failed != nil {
+		t.Fatalf("request %s failed: %v", requestID, failed)
+	}
 	return ack
 }
 

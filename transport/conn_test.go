@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/parleychat/parley/codec"
+	"github.com/parleychat/parley/internal/testenv"
 	parleypb "github.com/parleychat/parley/proto"
 )
 
@@ -60,6 +61,18 @@ func accepted(t *testing.T, ctx context.Context, opened <-chan *Conn) *Conn {
 	}
 }
 
+// dial connects a client offering subprotocols (none: the legacy codec)
+// and returns it with the server's side of the connection.
+func dial(t *testing.T, ctx context.Context, url string, opened <-chan *Conn, subprotocols ...string) (*websocket.Conn, *Conn) {
+	t.Helper()
+	ws, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{Subprotocols: subprotocols})
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	t.Cleanup(func() { ws.CloseNow() })
+	return ws, accepted(t, ctx, opened)
+}
+
 // TestNegotiatedSubprotocolIsTheCodec: the subprotocol the server answers
 // with in the handshake is the one the client will speak, so it must be the
 // codec the connection decodes and encodes with, whatever order a client
@@ -80,12 +93,7 @@ func TestNegotiatedSubprotocolIsTheCodec(t *testing.T) {
 			t.Parallel()
 			url, opened := startServer(t, Options{})
 			ctx := testCtx(t)
-			ws, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{Subprotocols: tc.offer})
-			if err != nil {
-				t.Fatalf("dial: %v", err)
-			}
-			defer ws.CloseNow()
-			c := accepted(t, ctx, opened)
+			ws, c := dial(t, ctx, url, opened, tc.offer...)
 			if got, want := ws.Subprotocol(), c.Codec().Subprotocol(); got != want {
 				t.Fatalf("offered %q: handshake chose %q but the connection speaks %q", tc.offer, got, want)
 			}
@@ -133,12 +141,7 @@ func TestCloseWhileSending(t *testing.T) {
 			// writer is mid-queue when Close lands.
 			url, opened := startServer(t, Options{MaxBatch: 1, QueueSize: frames})
 			ctx := testCtx(t)
-			ws, _, err := websocket.Dial(ctx, url, nil)
-			if err != nil {
-				t.Fatalf("dial: %v", err)
-			}
-			defer ws.CloseNow()
-			c := accepted(t, ctx, opened)
+			ws, c := dial(t, ctx, url, opened)
 			for i := range frames {
 				if !c.Send(fmt.Appendf(nil, `{"type":"system","content":"%d"}`, i)) {
 					t.Fatalf("queue full at frame %d of %d", i, frames)
@@ -175,12 +178,7 @@ func TestBatchOnTheWire(t *testing.T) {
 	t.Parallel()
 	url, opened := startServer(t, Options{})
 	ctx := testCtx(t)
-	ws, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{Subprotocols: []string{codec.ProtoSubprotocol}})
-	if err != nil {
-		t.Fatalf("dial: %v", err)
-	}
-	defer ws.CloseNow()
-	c := accepted(t, ctx, opened)
+	ws, c := dial(t, ctx, url, opened, codec.ProtoSubprotocol)
 	const n = 50
 	for i := range n {
 		f, err := codec.Proto.Encode(&parleypb.Envelope{Body: &parleypb.Envelope_Notice{Notice: &parleypb.Notice{Text: fmt.Sprint(i)}}})
@@ -232,16 +230,7 @@ type recordingPeer chan proto.Message
 func (p recordingPeer) Tell(m proto.Message) { p <- m }
 
 // waitFor polls try until it returns nil or d passes.
-func waitFor(t *testing.T, d time.Duration, try func() error) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for err := try(); err != nil; err = try() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %v", d, err)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
+var waitFor = testenv.WaitFor
 
 // TestIdleConnHoldsNoWriter: the writer goroutine and the queue exist only
 // while frames are queued; a connection that has written everything holds
@@ -250,12 +239,7 @@ func TestIdleConnHoldsNoWriter(t *testing.T) {
 	t.Parallel()
 	url, opened := startServer(t, Options{})
 	ctx := testCtx(t)
-	ws, _, err := websocket.Dial(ctx, url, nil)
-	if err != nil {
-		t.Fatalf("dial: %v", err)
-	}
-	defer ws.CloseNow()
-	c := accepted(t, ctx, opened)
+	ws, c := dial(t, ctx, url, opened)
 	idle := func() error {
 		c.mu.Lock()
 		defer c.mu.Unlock()
@@ -332,12 +316,7 @@ func TestWriteTimeout(t *testing.T) {
 	t.Parallel()
 	url, opened := startServer(t, Options{WriteTimeout: 200 * time.Millisecond, QueueSize: 100000})
 	ctx := testCtx(t)
-	ws, _, err := websocket.Dial(ctx, url, nil)
-	if err != nil {
-		t.Fatalf("dial: %v", err)
-	}
-	defer ws.CloseNow()
-	c := accepted(t, ctx, opened)
+	_, c := dial(t, ctx, url, opened) // the client never reads
 	big := []byte(`{"type":"system","content":"` + strings.Repeat("x", 60<<10) + `"}`)
 	// The socket buffers take a few MB; the client never reads.
 	waitFor(t, 20*time.Second, func() error {

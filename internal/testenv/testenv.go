@@ -1,6 +1,6 @@
 // Package testenv holds what Parley's tests share across packages: a
-// logger that writes to the test's log, where the test PostgreSQL is, and
-// free loopback addresses. Only tests import it.
+// logger that writes to the test's log, where the test PostgreSQL is, free
+// loopback addresses, and polling with a deadline. Only tests import it.
 package testenv
 
 import (
@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // PostgresURL is the PostgreSQL the tests use: PARLEY_TEST_POSTGRES, or the
@@ -38,6 +39,19 @@ func FreeAddrs(t testing.TB, n int) []string {
 		addrs[i] = ln.Addr().String()
 	}
 	return addrs
+}
+
+// WaitFor polls try until it returns nil, and fails the test with try's
+// last error once d has passed.
+func WaitFor(t testing.TB, d time.Duration, try func() error) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for err := try(); err != nil; err = try() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: %v", d, err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // Logger sends records at level and above to t.Log until the test ends;
