@@ -320,24 +320,17 @@ func (r *router) expire(ctx actor.Context, name string, e *entry) {
 	r.gc(name, e)
 }
 
+// request is a room message a session waits an answer to (a join, post,
+// history or leave request).
+type request interface {
+	GetSession() *actor.PID
+	GetRequestId() string
+}
+
 // fail answers a waiting request with UNAVAILABLE, which clients retry.
 func fail(ctx actor.Context, m actors.RoomMessage, text string) {
-	var to *actor.PID
-	var id string
-	switch m := m.(type) {
-	case *parleypb.RoomJoin:
-		to, id = m.GetSession(), m.GetRequestId()
-	case *parleypb.RoomPost:
-		to, id = m.GetSession(), m.GetRequestId()
-	case *parleypb.RoomHistory:
-		to, id = m.GetSession(), m.GetRequestId()
-	case *parleypb.RoomLeave:
-		to, id = m.GetSession(), m.GetRequestId()
-	default:
-		return
-	}
-	if to != nil {
-		ctx.Send(to, &parleypb.Error{RequestId: id, Room: m.GetRoom(), Code: parleypb.ErrorCode_ERROR_CODE_UNAVAILABLE, Text: text})
+	if r, ok := m.(request); ok && r.GetSession() != nil {
+		ctx.Send(r.GetSession(), &parleypb.Error{RequestId: r.GetRequestId(), Room: m.GetRoom(), Code: parleypb.ErrorCode_ERROR_CODE_UNAVAILABLE, Text: text})
 	}
 }
 
