@@ -33,7 +33,8 @@ type presence struct {
 }
 
 // peerShares is what other members said, kept across presence restarts
-// (gossip does not repeat itself).
+// (gossip does not repeat itself): at most one share per address, the
+// latest process's.
 type peerShares struct {
 	shares map[string]*parleypb.NodePresence // by gossip member id
 	alive  map[string]bool                   // member addresses; nil until the first PeerSet
@@ -41,19 +42,17 @@ type peerShares struct {
 
 func newPeerShares() *peerShares { return &peerShares{shares: make(map[string]*parleypb.NodePresence)} }
 
-// counts reports whether a member's share is in the totals: its member is
-// alive, and no later process at the same address has spoken since.
-func (ps *peerShares) counts(id string) bool {
-	s := ps.shares[id]
-	if s == nil || (ps.alive != nil && !ps.alive[s.GetAddress()]) {
-		return false
-	}
-	for other, o := range ps.shares {
-		if other != id && o.GetAddress() == s.GetAddress() && o.GetStartedMs() > s.GetStartedMs() {
-			return false
+// addTo adds the connections of every share whose member is alive to
+// totals. (A share may come before the membership that makes it count.)
+func (ps *peerShares) addTo(totals map[string]int) {
+	for _, s := range ps.shares {
+		if ps.alive != nil && !ps.alive[s.GetAddress()] {
+			continue
+		}
+		for _, m := range s.GetUsers() {
+			totals[m.GetName()] += int(m.GetDevices())
 		}
 	}
-	return true
 }
 
 // publishTick is presence's own timer message (local only).
@@ -74,13 +73,7 @@ func (p *presence) Receive(ctx actor.Context) {
 		// After a restart this instance knows nobody here: start from the
 		// peers' shares and ask every live session to register again
 		// (quietly, so watchers see no false changes).
-		for id, share := range p.peers.shares {
-			if p.peers.counts(id) {
-				for _, m := range share.GetUsers() {
-					p.total[m.GetName()] += int(m.GetDevices())
-				}
-			}
-		}
+		p.peers.addTo(p.total)
 		p.n.eachSession(&parleypb.PresenceRebuild{})
 	case publishNow:
 		p.changed(ctx)
@@ -181,8 +174,8 @@ func (p *presence) adjust(ctx actor.Context, user string, delta int, quiet bool)
 // membership does.
 func (p *presence) peer(ctx actor.Context, id string, share *parleypb.NodePresence) {
 	// Only the latest process at an address counts: an earlier one's share
-	// (a restarted node's, still in the gossip state) is dropped, not kept
-	// for the life of this process.
+	// (a restarted node's, still in the gossip state) is dropped, and one
+	// arriving late is ignored.
 	for other, o := range p.peers.shares {
 		if other == id || o.GetAddress() != share.GetAddress() {
 			continue
@@ -219,13 +212,7 @@ func (p *presence) recount(ctx actor.Context) {
 	for u, c := range p.local {
 		next[u] += c
 	}
-	for id, s := range p.peers.shares {
-		if p.peers.counts(id) {
-			for _, m := range s.GetUsers() {
-				next[m.GetName()] += int(m.GetDevices())
-			}
-		}
-	}
+	p.peers.addTo(next)
 	var changed []string
 	for u, c := range p.total {
 		if next[u] != c {
