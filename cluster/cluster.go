@@ -112,7 +112,7 @@ type Cluster struct {
 	router atomic.Pointer[actor.PID]
 	mu     sync.Mutex                // orders the first topology and the router's start
 	latest *pcluster.ClusterTopology // under mu
-	subs   []*eventstream.Subscription
+	sub    *eventstream.Subscription
 	// owners is the latest view of the membership, for "who owns room x".
 	owners atomic.Pointer[pcluster.Rendezvous]
 	// Stats counts what the armour did.
@@ -170,14 +170,10 @@ func Join(node *actors.Node, cfg Config) (cl *Cluster, err error) {
 
 	// Subscribe before the member starts, so the first topology is seen.
 	es := node.System.EventStream
-	cl.subs = append(cl.subs,
-		es.Subscribe(cl.onEvent),
-	)
+	cl.sub = es.Subscribe(cl.onEvent)
 	defer func() {
 		if err != nil {
-			for _, s := range cl.subs {
-				es.Unsubscribe(s)
-			}
+			es.Unsubscribe(cl.sub)
 		}
 	}()
 	// StartMember panics on a provider error (and sleeps 1s): turn that
@@ -350,9 +346,7 @@ func (cl *Cluster) leave(ctx context.Context) error {
 		defer close(done)
 		cl.c.Shutdown(true)
 	}()
-	for _, s := range cl.subs {
-		cl.node.System.EventStream.Unsubscribe(s)
-	}
+	cl.node.System.EventStream.Unsubscribe(cl.sub)
 	select {
 	case <-done:
 		cl.log.Info("left the cluster")

@@ -648,12 +648,7 @@ func (r *loadRun) waitQuiet(ctx context.Context) {
 	}
 }
 
-func (r *loadRun) serverCPU() (time.Duration, error) {
-	if !r.cfg.pid.set() {
-		return 0, nil
-	}
-	return r.cfg.pid.cpu()
-}
+func (r *loadRun) serverCPU() (time.Duration, error) { return r.cfg.pid.cpu() } // 0 with no -pid
 
 func (r *loadRun) dupsForeign() (dups, foreign uint64) {
 	for _, rc := range r.receivers {
