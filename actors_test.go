@@ -11,11 +11,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/parleychat/parley/codec"
+	"github.com/parleychat/parley/client"
 	parleypb "github.com/parleychat/parley/proto"
+	"github.com/parleychat/parley/proto/codec"
 	"github.com/parleychat/parley/server"
 	"github.com/parleychat/parley/supervision"
-	"github.com/parleychat/parley/transport/client"
 )
 
 func TestTwoUsersChat(t *testing.T) {
@@ -150,8 +150,8 @@ func TestLegacyConversation(t *testing.T) {
 		t.Fatalf("logout broadcast = %+v", f)
 	}
 	_, err := ben.Read(ctx)
-	if code := client.CloseCode(err); code != 1000 {
-		t.Fatalf("after logout: close code %d (%v), want 1000", code, err)
+	if code := client.CloseCode(err); code != parleypb.CloseCode_CLOSE_CODE_NORMAL {
+		t.Fatalf("after logout: close code %v (%v), want NORMAL (1000)", code, err)
 	}
 
 	// Closing the socket counts as a logout too.
@@ -261,7 +261,7 @@ func TestOversizedFrame(t *testing.T) {
 	if err := c.WriteRaw(ctx, big); err != nil {
 		t.Fatal(err)
 	}
-	if code, reason := closeCode(t, ctx, c); code != 1009 {
+	if code, reason := closeCode(t, ctx, c); code != parleypb.CloseCode_CLOSE_CODE_MESSAGE_TOO_BIG {
 		t.Fatalf("close code %d (%q), want 1009", code, reason)
 	}
 	waitFor(t, 5*time.Second, noSessions(srv))
@@ -382,7 +382,7 @@ func TestSlowReaderClosed(t *testing.T) {
 	// Now read the slow one: whatever was in flight, then the close.
 	for {
 		if _, err := slow.Read(ctx); err != nil {
-			if code := client.CloseCode(err); code != 1013 {
+			if code := client.CloseCode(err); code != parleypb.CloseCode_CLOSE_CODE_TRY_AGAIN_LATER {
 				t.Fatalf("slow reader closed with %d (%v), want 1013", code, err)
 			}
 			break
@@ -432,7 +432,7 @@ func TestSessionPanicKeepsSocket(t *testing.T) {
 	for i := 0; i < 2; i++ { // the 2nd and 3rd failure: the 3rd is past the budget
 		c.Send(ctx, &parleypb.Envelope{Body: &parleypb.Envelope_Post{Post: &parleypb.Post{Room: "r", Text: "💥"}}})
 	}
-	if code, reason := closeCode(t, ctx, c); code != 1011 {
+	if code, reason := closeCode(t, ctx, c); code != parleypb.CloseCode_CLOSE_CODE_INTERNAL_ERROR {
 		t.Fatalf("close code %d (%q), want 1011", code, reason)
 	}
 	nextEvent(t, ctx, other, "crashy leaving", func(e *parleypb.Envelope) bool {
@@ -455,11 +455,11 @@ func TestShutdownSends1001(t *testing.T) {
 		t.Fatalf("shutdown: %v", err)
 	}
 	for _, c := range []*client.Client{a, b} {
-		if code, reason := closeCode(t, ctx, c); code != 1001 || reason == "" {
-			t.Fatalf("close %d %q, want 1001 with a reason", code, reason)
+		if code, reason := closeCode(t, ctx, c); code != parleypb.CloseCode_CLOSE_CODE_GOING_AWAY || reason == "" {
+			t.Fatalf("close %v %q, want GOING_AWAY (1001) with a reason", code, reason)
 		}
 	}
-	if _, err := leg.Read(ctx); client.CloseCode(err) != 1001 {
+	if _, err := leg.Read(ctx); client.CloseCode(err) != parleypb.CloseCode_CLOSE_CODE_GOING_AWAY {
 		t.Fatalf("legacy close: %v, want 1001", err)
 	}
 	if n := srv.Node.Sessions(); n != 0 {

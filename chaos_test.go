@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/parleychat/parley/codec"
 	parleypb "github.com/parleychat/parley/proto"
+	"github.com/parleychat/parley/proto/codec"
 	"github.com/parleychat/parley/server"
 	"github.com/parleychat/parley/supervision"
 )
@@ -131,7 +131,7 @@ func runChaos(t *testing.T, size chaosSize) {
 		<-done
 	}
 	acked, delivered, retried := 0, 0, 0
-	closes := map[int]int{}
+	closes := map[parleypb.CloseCode]int{}
 	for _, c := range clients {
 		c.mu.Lock()
 		for _, e := range c.errs {
@@ -139,7 +139,7 @@ func runChaos(t *testing.T, size chaosSize) {
 		}
 		for code, n := range c.closes {
 			closes[code] += n
-			if code != 1011 {
+			if code != parleypb.CloseCode_CLOSE_CODE_INTERNAL_ERROR {
 				t.Errorf("%s was closed %d× with %d; only a spent retry budget (1011) may close a connection", c.name, n, code)
 			}
 		}

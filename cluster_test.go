@@ -23,16 +23,16 @@ import (
 
 	pcluster "github.com/asynkron/protoactor-go/cluster"
 
-	"github.com/parleychat/parley/codec"
+	"github.com/parleychat/parley/client"
 	"github.com/parleychat/parley/internal/testenv"
 	parleypb "github.com/parleychat/parley/proto"
-	"github.com/parleychat/parley/transport/client"
+	"github.com/parleychat/parley/proto/codec"
 )
 
 // The cluster tests run three real parley processes on 127.0.0.1, members
 // of one Proto.Actor cluster (automanaged provider, PostgreSQL history).
 // Separate processes, because the library cannot run several members in
-// one process under -race (PROTOACTOR-NOTES.md).
+// one process under -race (docs/PROTOACTOR.md).
 
 // clusterBinary is the command built without -race: the cluster code of
 // Proto.Actor (this version) has data races of its own (#1131 disthash
@@ -600,7 +600,7 @@ func TestClusterFailover(t *testing.T) {
 	if resp.StatusCode != 200 || !strings.Contains(string(body), `"connections_closed":1`) {
 		t.Fatalf("kick on node %d of a user on node %d: %d %s", b.i, cnode.i, resp.StatusCode, body)
 	}
-	if code, reason := closeCode(t, ctx, victimClient); code != 4002 || !strings.Contains(reason, "spam") {
+	if code, reason := closeCode(t, ctx, victimClient); code != parleypb.CloseCode_CLOSE_CODE_KICKED || !strings.Contains(reason, "spam") {
 		t.Fatalf("kicked across nodes: %d %q, want 4002", code, reason)
 	}
 	l.finish(t)

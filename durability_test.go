@@ -16,12 +16,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/parleychat/parley/codec"
+	"github.com/parleychat/parley/client"
 	"github.com/parleychat/parley/internal/testenv"
 	parleypb "github.com/parleychat/parley/proto"
+	"github.com/parleychat/parley/proto/codec"
 	"github.com/parleychat/parley/server"
 	"github.com/parleychat/parley/store"
-	"github.com/parleychat/parley/transport/client"
 )
 
 // builds holds the command built once per test run, with and without -race.
@@ -126,15 +126,15 @@ type resumingClient struct {
 	rooms []string
 
 	mu      sync.Mutex
-	last    map[string]uint64 // room -> last seq seen
-	acked   map[string]uint64 // cmid -> seq
-	pending map[string]string // cmid -> room, sent but not acked
-	errs    []string          // gaps and duplicates seen
-	retried int               // posts sent again after a reconnect
-	closes  map[int]int       // close code -> times the server closed us
-	pace    time.Duration     // pause between posts (jittered); 0: none
-	quiet   chan struct{}     // closed: stop posting, keep reading
-	calm    chan struct{}     // closed once no post of ours is in flight after quiet
+	last    map[string]uint64          // room -> last seq seen
+	acked   map[string]uint64          // cmid -> seq
+	pending map[string]string          // cmid -> room, sent but not acked
+	errs    []string                   // gaps and duplicates seen
+	retried int                        // posts sent again after a reconnect
+	closes  map[parleypb.CloseCode]int // close code -> times the server closed us
+	pace    time.Duration              // pause between posts (jittered); 0: none
+	quiet   chan struct{}              // closed: stop posting, keep reading
+	calm    chan struct{}              // closed once no post of ours is in flight after quiet
 	calmed  sync.Once
 	watch   bool                         // hello with watchOnline
 	seen    map[string]map[uint64]string // room -> seq -> cmid
@@ -145,7 +145,7 @@ type resumingClient struct {
 
 func newResumingClient(name string, url func() string, rooms ...string) *resumingClient {
 	c := &resumingClient{name: name, url: url, rooms: rooms, last: map[string]uint64{}, acked: map[string]uint64{},
-		pending: map[string]string{}, seen: map[string]map[uint64]string{}, closes: map[int]int{}, quiet: make(chan struct{}), calm: make(chan struct{})}
+		pending: map[string]string{}, seen: map[string]map[uint64]string{}, closes: map[parleypb.CloseCode]int{}, quiet: make(chan struct{}), calm: make(chan struct{})}
 	for _, r := range rooms {
 		c.seen[r] = map[uint64]string{}
 		c.last[r] = 0 // the first join replays the room from its start

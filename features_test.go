@@ -10,11 +10,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/parleychat/parley/codec"
+	"github.com/parleychat/parley/client"
 	parleypb "github.com/parleychat/parley/proto"
+	"github.com/parleychat/parley/proto/codec"
 	"github.com/parleychat/parley/server"
 	"github.com/parleychat/parley/supervision"
-	"github.com/parleychat/parley/transport/client"
 )
 
 func u64(v uint64) *uint64 { return &v }
@@ -150,7 +150,7 @@ func TestRateLimit(t *testing.T) {
 	if limited.GetError().GetCode() != parleypb.ErrorCode_ERROR_CODE_RATE_LIMITED {
 		t.Fatalf("got %v", limited)
 	}
-	if code, reason := closeCode(t, ctx, c); code != 1008 {
+	if code, reason := closeCode(t, ctx, c); code != parleypb.CloseCode_CLOSE_CODE_POLICY_VIOLATION {
 		t.Fatalf("close %d %q, want 1008", code, reason)
 	}
 }
@@ -181,8 +181,8 @@ func TestIdleTimeout(t *testing.T) {
 	code, reason := closeCode(t, ctx, idle)
 	close(stop)
 	<-done
-	if code != 4000 {
-		t.Fatalf("idle close %d %q, want 4000", code, reason)
+	if code != parleypb.CloseCode_CLOSE_CODE_IDLE_TIMEOUT {
+		t.Fatalf("idle close %v %q, want IDLE_TIMEOUT (4000)", code, reason)
 	}
 	if err := busy.Err(); err != nil {
 		t.Fatalf("busy client closed too: %v", err)

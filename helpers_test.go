@@ -7,11 +7,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/parleychat/parley/codec"
+	"github.com/parleychat/parley/client"
 	"github.com/parleychat/parley/internal/testenv"
 	parleypb "github.com/parleychat/parley/proto"
+	"github.com/parleychat/parley/proto/codec"
 	"github.com/parleychat/parley/server"
-	"github.com/parleychat/parley/transport/client"
 )
 
 // testLogger sends server logs to t.Log until the test ends.
@@ -97,7 +97,7 @@ func roomEvent(t *testing.T, ctx context.Context, c *client.Client, room string)
 }
 
 // closeCode waits for the connection to end and returns its close code.
-func closeCode(t *testing.T, ctx context.Context, c *client.Client) (int, string) {
+func closeCode(t *testing.T, ctx context.Context, c *client.Client) (parleypb.CloseCode, string) {
 	t.Helper()
 	for {
 		_, err := c.Next(ctx)

@@ -12,10 +12,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/parleychat/parley/codec"
+	"github.com/parleychat/parley/client"
 	parleypb "github.com/parleychat/parley/proto"
+	"github.com/parleychat/parley/proto/codec"
 	"github.com/parleychat/parley/server"
-	"github.com/parleychat/parley/transport/client"
 )
 
 func dialFrom(ctx context.Context, srv *server.Server, ip string) (*client.Client, error) {
@@ -196,7 +196,7 @@ func TestFloodDoesNotSlowOthers(t *testing.T) {
 				}
 				select {
 				case <-c.Done():
-					if client.CloseCode(c.Err()) == 1008 {
+					if client.CloseCode(c.Err()) == parleypb.CloseCode_CLOSE_CODE_POLICY_VIOLATION {
 						closed1008.Store(true, true)
 					}
 				case <-time.After(500 * time.Millisecond):

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/parleychat/parley/auth"
-	"github.com/parleychat/parley/bots/dice"
+	"github.com/parleychat/parley/bots"
 	"github.com/parleychat/parley/cluster"
 	"github.com/parleychat/parley/server"
 	"github.com/parleychat/parley/store"
@@ -39,6 +39,7 @@ type options struct {
 	store         string
 	data          string
 	dice          string
+	bots          []bots.Spec
 	faultsWarning string
 	anonymous     string
 	jwt           auth.Options
@@ -78,25 +79,11 @@ func run(args []string, getenv func(string) string, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if o.server.Auth != nil {
-		// SIGHUP re-reads the key files (key rotation) without a restart.
-		hup := make(chan os.Signal, 1)
-		signal.Notify(hup, syscall.SIGHUP)
-		defer signal.Stop(hup)
-		go func() {
-			for range hup {
-				if err := o.server.Auth.Reload(); err != nil {
-					log.Error("auth: reloading keys failed; the old ones stay", "err", err)
-				} else {
-					log.Info("auth: keys reloaded")
-				}
-			}
-		}()
+		defer reloadOnHUP(o.server.Auth, log)()
 	}
-	if rooms := splitList(o.dice); len(rooms) > 0 {
-		if _, err := dice.Spawn(srv.Node, dice.Options{Rooms: rooms}); err != nil {
-			srv.Shutdown(context.Background())
-			return fmt.Errorf("-dice-rooms: %w", err)
-		}
+	if err := bots.Start(srv.Node, o.bots); err != nil {
+		srv.Shutdown(context.Background())
+		return fmt.Errorf("-bots: %w", err)
 	}
 	srv.Start()
 	log.Info("parley serving", "addr", srv.Addr(), "ws", srv.URL(), "admin", srv.AdminAddr())
@@ -113,6 +100,36 @@ func run(args []string, getenv func(string) string, stderr io.Writer) error {
 	return srv.Shutdown(context.Background())
 }
 
+// reloadOnHUP re-reads the key files on SIGHUP (key rotation without a
+// restart) until the returned function is called; that stops it and waits
+// for it.
+func reloadOnHUP(v *auth.Verifier, log *slog.Logger) (stop func()) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		for {
+			select {
+			case <-hup:
+				if err := v.Reload(); err != nil {
+					log.Error("auth: reloading keys failed; the old ones stay", "err", err)
+				} else {
+					log.Info("auth: keys reloaded")
+				}
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() {
+		signal.Stop(hup)
+		close(done)
+		<-stopped
+	}
+}
+
 // parseFlags reads flags; every flag may also be set by PARLEY_<NAME>
 // (upper case, dashes as underscores), and a flag on the command line wins.
 func parseFlags(args []string, getenv func(string) string, out io.Writer) (options, error) {
@@ -122,6 +139,7 @@ func parseFlags(args []string, getenv func(string) string, out io.Writer) (optio
 		origins  string
 		logLevel string
 		maxBytes int64
+		err      error
 	)
 	fs := flag.NewFlagSet("parley", flag.ContinueOnError)
 	fs.SetOutput(out)
@@ -159,7 +177,9 @@ func parseFlags(args []string, getenv func(string) string, out io.Writer) (optio
 	fs.StringVar(&cfg.TLSKey, "tls-key", "", "PEM private key for -tls-cert")
 	fs.StringVar(&cfg.AdminAddr, "admin-addr", "127.0.0.1:8081", "operator listener: admin API, /metrics, /debug/pprof (empty: off)")
 	fs.StringVar(&cfg.AdminToken, "admin-token", "", "Bearer token the admin API requires (mandatory when -admin-addr is not loopback)")
-	fs.StringVar(&o.dice, "dice-rooms", "", "comma-separated rooms where the dice bot answers /roll 2d6 (empty: no bot)")
+	var botSpec string
+	fs.StringVar(&botSpec, "bots", "", "bots to run, as name=room,room;name=room (known: "+strings.Join(bots.Names(), ", ")+"), e.g. \"dice=games;greeter=lobby\"")
+	fs.StringVar(&o.dice, "dice-rooms", "", "comma-separated rooms where the dice bot answers /roll 2d6 (short for -bots dice=...)")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	var peers, etcd string
 	cc := &o.cluster
@@ -206,6 +226,12 @@ func parseFlags(args []string, getenv func(string) string, out io.Writer) (optio
 	}
 	if err := o.logLevel.UnmarshalText([]byte(logLevel)); err != nil {
 		return o, fmt.Errorf("-log-level %q: want debug, info, warn or error", logLevel)
+	}
+	if o.bots, err = bots.Parse(botSpec); err != nil {
+		return o, err
+	}
+	if rooms := splitList(o.dice); len(rooms) > 0 {
+		o.bots = append(o.bots, bots.Spec{Name: "dice", Rooms: rooms})
 	}
 	cc.Peers, cc.Endpoints = splitList(peers), splitList(etcd)
 	if cc.Provider != "" {

@@ -22,10 +22,10 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/parleychat/parley/auth"
-	"github.com/parleychat/parley/codec"
+	"github.com/parleychat/parley/client"
 	parleypb "github.com/parleychat/parley/proto"
+	"github.com/parleychat/parley/proto/codec"
 	"github.com/parleychat/parley/server"
-	"github.com/parleychat/parley/transport/client"
 )
 
 var testSecret = []byte("a test secret that is long enough for HS256")
@@ -131,7 +131,7 @@ func TestTokenExpiryAndRefresh(t *testing.T) {
 	if _, err := refreshed.Request(ctx, &parleypb.Envelope{Body: &parleypb.Envelope_Refresh{Refresh: &parleypb.Refresh{Token: token(t, "kept", time.Hour, nil, nil)}}}); err != nil {
 		t.Fatalf("refresh: %v", err)
 	}
-	if code, reason := closeCode(t, ctx, short); code != 4003 {
+	if code, reason := closeCode(t, ctx, short); code != parleypb.CloseCode_CLOSE_CODE_TOKEN_EXPIRED {
 		t.Fatalf("expired session closed with %d %q, want 4003", code, reason)
 	}
 	if err := refreshed.Ping(ctx); err != nil {
@@ -194,7 +194,7 @@ func TestAdminAPI(t *testing.T) {
 	if code, body := call("POST", "/kick", `{"user":"bob","reason":"rude"}`, true); code != 200 || !strings.Contains(body, `"connections_closed":1`) {
 		t.Fatalf("kick: %d %s", code, body)
 	}
-	if code, reason := closeCode(t, ctx, bob); code != 4002 || !strings.Contains(reason, "rude") {
+	if code, reason := closeCode(t, ctx, bob); code != parleypb.CloseCode_CLOSE_CODE_KICKED || !strings.Contains(reason, "rude") {
 		t.Fatalf("kicked: %d %q, want 4002 naming the reason", code, reason)
 	}
 	waitFor(t, 5*time.Second, func() error {
@@ -264,4 +264,29 @@ func selfSigned(t *testing.T, dir string) (certFile, keyFile string, pool *x509.
 	pool = x509.NewCertPool()
 	pool.AddCert(cert)
 	return certFile, keyFile, pool
+}
+
+// TestShutdownBeforeStart: a server that never served (main takes this
+// path when a bot cannot start) shuts down at once, closing the listeners
+// New opened, instead of waiting out its shutdown timeout.
+func TestShutdownBeforeStart(t *testing.T) {
+	t.Parallel()
+	srv, err := server.New(server.Config{Addr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", ShutdownTimeout: time.Hour, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, admin := srv.Addr(), srv.AdminAddr()
+	ctx := testCtx(t, 30*time.Second)
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown before Start: %v", err)
+	}
+	for _, a := range []string{addr, admin} {
+		if c, err := net.Dial("tcp", a); err == nil {
+			c.Close()
+			t.Errorf("%s still accepts connections after Shutdown", a)
+		}
+	}
+	if err := srv.Wait(); err != nil {
+		t.Errorf("Wait after Shutdown: %v", err)
+	}
 }

@@ -51,10 +51,10 @@ fi
 psql "$PGURL" -Atqc 'select version()'
 
 step "generated code is up to date"
-go generate ./proto
-if ! git diff --quiet -- proto/; then
-	git --no-pager diff --stat -- proto/
-	echo "proto/parley.pb.go is stale: run 'go generate ./proto' and commit the result" >&2
+go generate ./proto ./actors/actorpb
+if ! git diff --quiet -- proto/ actors/actorpb/; then
+	git --no-pager diff --stat -- proto/ actors/actorpb/
+	echo "generated protobuf code is stale: run 'go generate ./proto ./actors/actorpb' and commit the result" >&2
 	exit 1
 fi
 

@@ -7,6 +7,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/parleychat/parley/actors/actorpb"
 	parleypb "github.com/parleychat/parley/proto"
 )
 
@@ -20,7 +21,7 @@ import (
 func (n *Node) ask(ctx context.Context, send func(replyTo *actor.PID), done func(proto.Message) bool) ([]proto.Message, error) {
 	ch := make(chan proto.Message, 64)
 	pid := n.System.Root.Spawn(actor.PropsFromFunc(func(c actor.Context) {
-		if m, ok := c.Message().(proto.Message); ok && isParley(m) {
+		if m, ok := c.Message().(proto.Message); ok && actorpb.IsParley(m) {
 			select {
 			case ch <- m:
 			default: // the caller gave up; drop
@@ -46,16 +47,12 @@ func (n *Node) ask(ctx context.Context, send func(replyTo *actor.PID), done func
 	}
 }
 
-func isParley(m proto.Message) bool {
-	return m.ProtoReflect().Descriptor().ParentFile().Package() == "parley.v1"
-}
-
 func isAck(m proto.Message) bool { _, ok := m.(*parleypb.Ack); return ok }
 
 // ListRooms returns the active rooms with their member counts.
 func (n *Node) ListRooms(ctx context.Context) ([]*parleypb.RoomInfo, error) {
 	got, err := n.ask(ctx, func(to *actor.PID) {
-		n.Directory.ListRooms(n.System.Root, &parleypb.RoomsQuery{Session: to})
+		n.dir.ListRooms(n.System.Root, &actorpb.RoomsQuery{Session: to})
 	}, isAck)
 	if err != nil {
 		return nil, err
@@ -71,7 +68,7 @@ func (n *Node) ListRooms(ctx context.Context) ([]*parleypb.RoomInfo, error) {
 // RoomMembers returns who is in a room.
 func (n *Node) RoomMembers(ctx context.Context, room string) ([]*parleypb.Member, error) {
 	got, err := n.ask(ctx, func(to *actor.PID) {
-		n.Directory.Tell(n.System.Root, &parleypb.RoomWho{Room: room, Session: to})
+		n.dir.Tell(n.System.Root, &actorpb.RoomWho{Room: room, Session: to})
 	}, func(m proto.Message) bool { _, ok := m.(*parleypb.PresenceEvent); return ok })
 	if err != nil {
 		return nil, err
@@ -84,14 +81,11 @@ func (n *Node) RoomMembers(ctx context.Context, room string) ([]*parleypb.Member
 // member that does not answer before ctx ends makes it an error (with the
 // count of those that did).
 func (n *Node) Kick(ctx context.Context, user, reason string) (int, error) {
-	targets := []*actor.PID{n.presence}
-	if n.PeerPresences != nil {
-		targets = append(targets, n.PeerPresences()...)
-	}
+	targets := append([]*actor.PID{n.presence}, n.peerPresences()...)
 	answered := 0
 	got, err := n.ask(ctx, func(to *actor.PID) {
 		for _, p := range targets {
-			n.System.Root.Send(p, &parleypb.Kick{User: user, Reason: reason, ReplyTo: to})
+			n.System.Root.Send(p, &actorpb.Kick{User: user, Reason: reason, ReplyTo: to})
 		}
 	}, func(m proto.Message) bool {
 		if isAck(m) {
@@ -115,7 +109,7 @@ func (n *Node) Kick(ctx context.Context, user, reason string) (int, error) {
 // its history stays. It returns how many connections were evicted.
 func (n *Node) CloseRoom(ctx context.Context, room, reason string) (int, error) {
 	got, err := n.ask(ctx, func(to *actor.PID) {
-		n.Directory.Tell(n.System.Root, &parleypb.CloseRoom{Room: room, Reason: reason, ReplyTo: to})
+		n.dir.Tell(n.System.Root, &actorpb.CloseRoom{Room: room, Reason: reason, ReplyTo: to})
 	}, isAck)
 	if err != nil {
 		return 0, err
@@ -129,11 +123,17 @@ func (n *Node) CloseRoom(ctx context.Context, room, reason string) (int, error) 
 func (n *Node) Broadcast(text string) int {
 	count := n.Sessions()
 	n.eachSession(&parleypb.Notice{Text: text})
-	if n.PeerPresences != nil {
-		// Other members pass it to their logged-in sessions.
-		for _, p := range n.PeerPresences() {
-			n.System.Root.Send(p, &parleypb.Notice{Text: text})
-		}
+	// Other members pass it to their logged-in sessions.
+	for _, p := range n.peerPresences() {
+		n.System.Root.Send(p, &parleypb.Notice{Text: text})
 	}
 	return count
+}
+
+// peerPresences are the presence actors of the other cluster members.
+func (n *Node) peerPresences() []*actor.PID {
+	if n.cfg.Cluster == nil {
+		return nil
+	}
+	return n.cfg.Cluster.PeerPresences()
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/parleychat/parley/actors/actorpb"
 	parleypb "github.com/parleychat/parley/proto"
 )
 
@@ -31,11 +32,11 @@ func fanOutRoom(b *testing.B, member func() (delivered func())) (post func()) {
 			switch m := c.Message().(type) {
 			case *parleypb.Ack:
 				joined.Done()
-			case *parleypb.Deliver:
+			case *actorpb.Deliver:
 				if m.GetSeq() != 0 {
 					delivered()
 				}
-			case *parleypb.DeliverBatch: // a group commit of several posts
+			case *actorpb.DeliverBatch: // a group commit of several posts
 				for range m.GetItems() {
 					delivered()
 				}
@@ -43,16 +44,16 @@ func fanOutRoom(b *testing.B, member func() (delivered func())) (post func()) {
 		}))
 		// Rejoin: the room announces nothing, so setup does not deliver
 		// half a million presence events before the clock starts.
-		n.Directory.Tell(n.System.Root, &parleypb.RoomJoin{Room: "bench", User: fmt.Sprint("user", i), Session: pid,
+		n.Directory().Tell(n.System.Root, &actorpb.RoomJoin{Room: "bench", User: fmt.Sprint("user", i), Session: pid,
 			Codec: parleypb.Codec_CODEC_PROTO, RequestId: "join", Rejoin: true})
 	}
 	joined.Wait()
 	poster := n.System.Root.Spawn(actor.PropsFromFunc(func(actor.Context) {})) // takes the acks
-	msg := &parleypb.RoomPost{Room: "bench", User: "user0", Session: poster,
+	msg := &actorpb.RoomPost{Room: "bench", User: "user0", Session: poster,
 		Text: "Has anyone tried the new build? The reconnect after a deploy is much faster now."}
 	return func() {
 		// A session builds a new RoomPost per post, and the room keeps it.
-		n.Directory.Tell(n.System.Root, proto.Clone(msg).(*parleypb.RoomPost))
+		n.Directory().Tell(n.System.Root, proto.Clone(msg).(*actorpb.RoomPost))
 	}
 }
 

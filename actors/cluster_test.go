@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"sort"
@@ -9,8 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/parleychat/parley/actors/actorpb"
 	parleypb "github.com/parleychat/parley/proto"
 	"github.com/parleychat/parley/store"
 )
@@ -32,7 +35,7 @@ func onlineDeltas(msgs []proto.Message) []string {
 // who asks presence for the online list, as "name:devices" sorted.
 func who(t *testing.T, n *Node, p *probe, id string) string {
 	t.Helper()
-	n.System.Root.Send(n.presence, &parleypb.WhoQuery{RequestId: id, Session: p.pid})
+	n.System.Root.Send(n.presence, &actorpb.WhoQuery{RequestId: id, Session: p.pid})
 	p.ackFor(t, id)
 	var list []string
 	msgs := p.snapshot()
@@ -53,16 +56,11 @@ func who(t *testing.T, n *Node, p *probe, id string) string {
 // across the cluster; this node publishes its own share.
 func TestPresenceMergesPeerShares(t *testing.T) {
 	t.Parallel()
-	n := newTestNode(t, Config{})
-	var mu sync.Mutex
-	var published []*parleypb.NodePresence
-	n.PublishPresence = func(s *parleypb.NodePresence) {
-		mu.Lock()
-		published = append(published, s)
-		mu.Unlock()
-	}
+	fc := &fakeCluster{}
+	n := newTestNode(t, Config{Cluster: fc})
+	mu := &fc.mu
 	w := newProbe(t, n)
-	n.System.Root.Send(n.presence, &parleypb.Online{User: "w", Session: w.pid, Watch: true, RequestId: "hello"})
+	n.System.Root.Send(n.presence, &actorpb.Online{User: "w", Session: w.pid, Watch: true, RequestId: "hello"})
 	w.ackFor(t, "hello")
 
 	// step sends msgs to presence and checks the deltas the watcher got
@@ -81,8 +79,8 @@ func TestPresenceMergesPeerShares(t *testing.T) {
 			t.Fatalf("%s: online %q, want %q", what, got, wantWho)
 		}
 	}
-	share := func(addr string, users ...string) *parleypb.NodePresence {
-		s := &parleypb.NodePresence{Address: addr, StartedMs: 1}
+	share := func(addr string, users ...string) *actorpb.NodePresence {
+		s := &actorpb.NodePresence{Address: addr, StartedMs: 1}
 		for _, u := range users {
 			name, devices, _ := strings.Cut(u, ":")
 			var d uint32
@@ -93,37 +91,37 @@ func TestPresenceMergesPeerShares(t *testing.T) {
 	}
 
 	step("m1 is alive and shares bob and alice", []string{"+alice", "+bob"}, "alice:1 bob:2 w:1",
-		&parleypb.PeerSet{Addresses: []string{"host1:1"}},
-		&parleypb.PeerPresence{MemberId: "m1", Share: share("host1:1", "alice:1", "bob:2")})
+		&actorpb.PeerSet{Addresses: []string{"host1:1"}},
+		&actorpb.PeerPresence{MemberId: "m1", Share: share("host1:1", "alice:1", "bob:2")})
 	phone := newProbe(t, n)
 	step("alice also connects here", nil, "alice:2 bob:2 w:1",
-		&parleypb.Online{User: "alice", Session: phone.pid})
+		&actorpb.Online{User: "alice", Session: phone.pid})
 	step("m2's share arrives before m2 is in the topology", nil, "alice:2 bob:2 w:1",
-		&parleypb.PeerPresence{MemberId: "m2", Share: share("host2:1", "carol:1")})
+		&actorpb.PeerPresence{MemberId: "m2", Share: share("host2:1", "carol:1")})
 	step("m2 joins the topology", []string{"+carol"}, "alice:2 bob:2 carol:1 w:1",
-		&parleypb.PeerSet{Addresses: []string{"host1:1", "host2:1"}})
+		&actorpb.PeerSet{Addresses: []string{"host1:1", "host2:1"}})
 	step("bob closes one of two connections on m1", nil, "alice:2 bob:1 carol:1 w:1",
-		&parleypb.PeerPresence{MemberId: "m1", Share: share("host1:1", "alice:1", "bob:1")})
+		&actorpb.PeerPresence{MemberId: "m1", Share: share("host1:1", "alice:1", "bob:1")})
 	step("m1 dies: its users leave, alice stays (connected here)", []string{"-bob"}, "alice:1 carol:1 w:1",
-		&parleypb.PeerSet{Addresses: []string{"host2:1"}})
+		&actorpb.PeerSet{Addresses: []string{"host2:1"}})
 	step("m1's last gossip arrives late and is ignored", nil, "alice:1 carol:1 w:1",
-		&parleypb.PeerPresence{MemberId: "m1", Share: share("host1:1", "bob:3")})
+		&actorpb.PeerPresence{MemberId: "m1", Share: share("host1:1", "bob:3")})
 	restarted := share("host2:1", "dan:1")
 	restarted.StartedMs = 2
 	step("m2 restarts at the same address: its new process's share replaces the old", []string{"-carol", "+dan"}, "alice:1 dan:1 w:1",
-		&parleypb.PeerPresence{MemberId: "m2b", Share: restarted})
+		&actorpb.PeerPresence{MemberId: "m2b", Share: restarted})
 	step("the old process's gossip still travels, and is outranked", nil, "alice:1 dan:1 w:1",
-		&parleypb.PeerPresence{MemberId: "m2", Share: share("host2:1", "carol:5")})
+		&actorpb.PeerPresence{MemberId: "m2", Share: share("host2:1", "carol:5")})
 
 	// This node's own share: the users connected here, published after the
 	// changes (coalesced).
 	waitForCond(t, "this node's share to be published", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
-		if len(published) == 0 {
+		if len(fc.published) == 0 {
 			return false
 		}
-		last := published[len(published)-1]
+		last := fc.published[len(fc.published)-1]
 		var got []string
 		for _, m := range last.GetUsers() {
 			got = append(got, fmt.Sprintf("%s:%d", m.GetName(), m.GetDevices()))
@@ -200,6 +198,35 @@ func TestTwoActivationsNeverShareASeq(t *testing.T) {
 	}
 	t.Logf("%d posts through two activations: %d fenced by the store and retried; seqs 1..%d each acknowledged once", len(acked), conflicts, len(stored))
 }
+
+// fakeCluster is a cluster of one node that records the presence shares
+// the node publishes; rooms are the node's own.
+type fakeCluster struct {
+	mu        sync.Mutex
+	started   bool
+	published []*actorpb.NodePresence
+}
+
+func (c *fakeCluster) Directory() Directory {
+	// "nonhost" is a local actor system's address before remoting starts.
+	return localDirectory{rooms: actor.NewPID("nonhost", RoomsName)}
+}
+
+func (c *fakeCluster) Start(ClusterHost) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.started = true
+	return nil
+}
+
+func (c *fakeCluster) PublishPresence(s *actorpb.NodePresence) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.published = append(c.published, s)
+}
+
+func (c *fakeCluster) PeerPresences() []*actor.PID { return nil }
+func (c *fakeCluster) Leave(context.Context) error { return nil }
 
 // waitForCond polls cond until it holds, or fails the test after a deadline.
 func waitForCond(t *testing.T, what string, cond func() bool) {

@@ -6,6 +6,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/parleychat/parley/actors/actorpb"
 	parleypb "github.com/parleychat/parley/proto"
 )
 
@@ -23,7 +24,7 @@ type Directory interface {
 	Tell(ctx actor.SenderContext, msg RoomMessage)
 	// ListRooms asks for the active rooms; the answer (a RoomList, then an
 	// Ack) goes to q.Session.
-	ListRooms(ctx actor.SenderContext, q *parleypb.RoomsQuery)
+	ListRooms(ctx actor.SenderContext, q *actorpb.RoomsQuery)
 }
 
 // localDirectory is the one-node directory: every room is a child of the
@@ -32,7 +33,7 @@ type localDirectory struct{ rooms *actor.PID }
 
 func (d localDirectory) Tell(ctx actor.SenderContext, msg RoomMessage) { ctx.Send(d.rooms, msg) }
 
-func (d localDirectory) ListRooms(ctx actor.SenderContext, q *parleypb.RoomsQuery) {
+func (d localDirectory) ListRooms(ctx actor.SenderContext, q *actorpb.RoomsQuery) {
 	ctx.Send(d.rooms, q)
 }
 
@@ -89,7 +90,7 @@ func (r *roomsRouter) Receive(ctx actor.Context) {
 		return
 	}
 	switch m := ctx.Message().(type) {
-	case *parleypb.RoomPassivate:
+	case *actorpb.RoomPassivate:
 		e := r.rooms[m.GetRoom()]
 		if e != nil && !e.stopping && e.pid.Equal(ctx.Sender()) {
 			e.stopping = true
@@ -98,7 +99,7 @@ func (r *roomsRouter) Receive(ctx actor.Context) {
 			// re-join when it stops.
 			ctx.Poison(e.pid)
 		}
-	case *parleypb.RoomCount:
+	case *actorpb.RoomCount:
 		if e := r.rooms[m.GetRoom()]; e != nil {
 			e.members = m.GetMembers()
 		} else if m.GetMembers() > 0 {
@@ -106,7 +107,7 @@ func (r *roomsRouter) Receive(ctx actor.Context) {
 		} else {
 			delete(r.hosted, m.GetRoom())
 		}
-	case *parleypb.RoomsQuery:
+	case *actorpb.RoomsQuery:
 		list := make([]*parleypb.RoomInfo, 0, len(r.rooms)+len(r.hosted))
 		for name, e := range r.rooms {
 			if e.members > 0 {
@@ -169,10 +170,10 @@ func (r *roomsRouter) grainReceive(ctx actor.Context) bool {
 		return true
 	case *actor.Stopping:
 		if !r.moved { // moved to another member, or this node leaves
-			ctx.Send(r.n.rooms, &parleypb.RoomCount{Room: r.name})
+			ctx.Send(r.n.rooms, &actorpb.RoomCount{Room: r.name})
 		}
 		return true
-	case *parleypb.RoomCount:
+	case *actorpb.RoomCount:
 		ctx.Send(r.n.rooms, m)
 		return true
 	case *actor.Terminated:
@@ -185,14 +186,14 @@ func (r *roomsRouter) grainReceive(ctx actor.Context) bool {
 			// too, and the next message activates both again.
 			delete(r.rooms, r.name)
 			r.n.Stats.mailboxes.Delete(r.name)
-			ctx.Send(r.n.rooms, &parleypb.RoomCount{Room: r.name})
+			ctx.Send(r.n.rooms, &actorpb.RoomCount{Room: r.name})
 			ctx.Stop(ctx.Self())
 			return true
 		}
 		return false // the roomsRouter starts its successor for the waiting
 	case RoomMessage:
 		if r.moved {
-			r.n.Directory.Tell(ctx, m)
+			r.n.dir.Tell(ctx, m)
 			return true
 		}
 		if m.GetRoom() != r.name {

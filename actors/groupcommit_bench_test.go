@@ -11,6 +11,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
+	"github.com/parleychat/parley/actors/actorpb"
 	"github.com/parleychat/parley/internal/testenv"
 	parleypb "github.com/parleychat/parley/proto"
 	"github.com/parleychat/parley/store"
@@ -66,7 +67,7 @@ func BenchmarkGroupCommit(b *testing.B) {
 				n.System.Root.Spawn(actor.PropsFromFunc(func(c actor.Context) {
 					post := func() {
 						sent++
-						n.Directory.Tell(c, &parleypb.RoomPost{Room: room, User: user, Text: "benchmark post", ClientMsgId: fmt.Sprint(sent), RequestId: "r", Session: c.Self()})
+						n.Directory().Tell(c, &actorpb.RoomPost{Room: room, User: user, Text: "benchmark post", ClientMsgId: fmt.Sprint(sent), RequestId: "r", Session: c.Self()})
 					}
 					switch m := c.Message().(type) {
 					case *actor.Started:

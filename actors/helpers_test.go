@@ -10,8 +10,9 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/parleychat/parley/codec"
+	"github.com/parleychat/parley/actors/actorpb"
 	parleypb "github.com/parleychat/parley/proto"
+	"github.com/parleychat/parley/proto/codec"
 	"github.com/parleychat/parley/store"
 )
 
@@ -47,7 +48,7 @@ func newProbe(t testing.TB, n *Node) *probe {
 	p := &probe{notify: make(chan struct{}, 1)}
 	p.pid = n.System.Root.Spawn(actor.PropsFromFunc(func(c actor.Context) {
 		m, ok := c.Message().(proto.Message)
-		if !ok || m.ProtoReflect().Descriptor().ParentFile().Package() != "parley.v1" {
+		if !ok || !actorpb.IsParley(m) {
 			return
 		}
 		p.mu.Lock()
@@ -127,7 +128,7 @@ func (p *probe) ackFor(t testing.TB, requestID string) *parleypb.Ack {
 func (p *probe) sync(t testing.TB, n *Node, room string) {
 	t.Helper()
 	before := len(p.snapshot())
-	n.Directory.Tell(n.System.Root, &parleypb.RoomWho{Room: room, Session: p.pid})
+	n.Directory().Tell(n.System.Root, &actorpb.RoomWho{Room: room, Session: p.pid})
 	p.waitFor(t, "the room's who answer", func(msgs []proto.Message) bool {
 		for _, m := range msgs[before:] {
 			if pe, ok := m.(*parleypb.PresenceEvent); ok && pe.GetRoom() == room && pe.GetMembers() != nil {
@@ -141,7 +142,7 @@ func (p *probe) sync(t testing.TB, n *Node, room string) {
 func describe(msgs []proto.Message) string {
 	s := ""
 	for i, m := range msgs {
-		if d, ok := m.(*parleypb.Deliver); ok {
+		if d, ok := m.(*actorpb.Deliver); ok {
 			if env, err := codec.Proto.Decode(d.GetProtoFrame()); err == nil {
 				s += fmt.Sprintf("  %d: Deliver seq=%d %v\n", i, d.GetSeq(), env)
 				continue
@@ -156,12 +157,12 @@ func describe(msgs []proto.Message) string {
 // replay batches included.
 func delivered(t testing.TB, msgs []proto.Message) []*parleypb.Envelope {
 	t.Helper()
-	var ds []*parleypb.Deliver
+	var ds []*actorpb.Deliver
 	for _, m := range msgs {
 		switch m := m.(type) {
-		case *parleypb.Deliver:
+		case *actorpb.Deliver:
 			ds = append(ds, m)
-		case *parleypb.DeliverBatch:
+		case *actorpb.DeliverBatch:
 			ds = append(ds, m.GetItems()...)
 		}
 	}
@@ -235,11 +236,11 @@ func deltas(p *parleypb.PresenceEvent) []string {
 }
 
 func joinRoom(n *Node, p *probe, room, user, requestID string, since *uint64) {
-	n.Directory.Tell(n.System.Root, &parleypb.RoomJoin{Room: room, User: user, Session: p.pid, Since: since, Codec: parleypb.Codec_CODEC_PROTO, RequestId: requestID})
+	n.Directory().Tell(n.System.Root, &actorpb.RoomJoin{Room: room, User: user, Session: p.pid, Since: since, Codec: parleypb.Codec_CODEC_PROTO, RequestId: requestID})
 }
 
 func postTo(n *Node, p *probe, room, user, text, clientMsgID, requestID string) {
-	n.Directory.Tell(n.System.Root, &parleypb.RoomPost{Room: room, User: user, Text: text, ClientMsgId: clientMsgID, RequestId: requestID, Session: p.pid})
+	n.Directory().Tell(n.System.Root, &actorpb.RoomPost{Room: room, User: user, Text: text, ClientMsgId: clientMsgID, RequestId: requestID, Session: p.pid})
 }
 
 // gatedStore lets a test hold the room inside a store write, so that

@@ -1,15 +1,21 @@
-// Package actors owns Parley's actors: one session per connection, one room
-// per room name, and presence. They exchange only the protobuf messages of
-// package parleypb, so a room can later live on another node.
+// Package actors owns Parley's actors: a session per connection, a room per
+// room name, presence per node, and every actor type that joins rooms (the
+// bots). They exchange only protobuf messages (package actorpb, and the wire
+// protocol's own), so a room can live on another node.
 //
-// A Node wires them on one actor system: it implements transport.Handler by
-// spawning a session for each socket, routes room messages through a
-// Directory, and shuts everything down in order. Actors start no goroutines;
-// their state lives in Receive, which runs one message at a time.
+// A Node runs them on one actor system. It knows nothing of sockets: package
+// server hands it each connection as a Socket (Attach) and passes what the
+// socket reads to the returned Inbox. Rooms are reached by name through a
+// Directory, one node's or, when Config.Cluster is set, the cluster's: the
+// node gets every collaborator in its Config, before any actor starts, and
+// nothing rewires it afterwards. Actors start no goroutines; their state
+// lives in Receive, which runs one message at a time.
 //
-// Extending Parley with a new actor type (a bot, a moderation filter) means
-// writing an actor that talks to rooms through Node.Directory with the same
-// messages a session uses; see package bots/dice.
+// Any actor that joins rooms uses the member contract, Member (member.go):
+// it joins, unpacks deliveries into the events not seen yet, in order, and
+// resumes after a room restarts. The session uses it; bots/dice and
+// bots/greeter are worked examples of new actor types, and
+// docs/ARCHITECTURE.md walks through the package.
 package actors
 
 import (
@@ -18,7 +24,6 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,12 +32,11 @@ import (
 	"github.com/asynkron/protoactor-go/eventstream"
 	"google.golang.org/protobuf/proto"
 
-	parleypb "github.com/parleychat/parley/proto"
-
+	"github.com/parleychat/parley/actors/actorpb"
 	"github.com/parleychat/parley/auth"
+	parleypb "github.com/parleychat/parley/proto"
 	"github.com/parleychat/parley/store"
 	"github.com/parleychat/parley/supervision"
-	"github.com/parleychat/parley/transport"
 )
 
 // Config configures a Node. Zero values mean the documented defaults.
@@ -56,7 +60,7 @@ type Config struct {
 	// MaxTextRunes bounds a post's text. Zero means 4000.
 	MaxTextRunes int
 	// IdleTimeout closes a session that sent no application frame for this
-	// long, with close code 4000. Zero disables it.
+	// long, with CLOSE_CODE_IDLE_TIMEOUT. Zero disables it.
 	IdleTimeout time.Duration
 	// RoomLinger is how long an empty room stays before it passivates. Zero
 	// means 30s.
@@ -66,7 +70,8 @@ type Config struct {
 	Rate  float64
 	Burst int
 	// Strikes is how many rate-limited requests a session may make within
-	// 10 seconds before it is closed with 1008. Zero means 20.
+	// 10 seconds before it is closed with CLOSE_CODE_POLICY_VIOLATION. Zero
+	// means 20.
 	Strikes int
 	// MaxMessageBytes is told to clients in Welcome.
 	MaxMessageBytes int
@@ -79,6 +84,10 @@ type Config struct {
 	// RequireToken refuses a Hello without a verified token; otherwise a
 	// name alone logs in (anonymous).
 	RequireToken bool
+	// Cluster, when set, makes the node a cluster member: NewNode starts it
+	// once the node's own actors run, and rooms are then found anywhere in
+	// the cluster through its Directory. Nil: a single node.
+	Cluster Cluster
 	// Faults injects failures for tests; nil in production.
 	Faults *supervision.Faults
 	// Logger receives actor and supervision logs. Nil discards.
@@ -122,81 +131,14 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// Stats counts what the node's actors did; safe for concurrent reads.
-type Stats struct {
-	Sessions, Rooms, Presence supervision.Stats
-	// DeadLetters counts messages sent to actors that were gone.
-	DeadLetters atomic.Int64
-	// ActiveRooms is how many room actors are running.
-	ActiveRooms atomic.Int64
-	// Passivations counts rooms stopped for being empty.
-	Passivations atomic.Int64
-	// Posts counts acknowledged posts; Deliveries the room events handed to
-	// members (one per member per event); RateLimited the requests refused
-	// by a session's rate limit; StoreErrors the failed store writes.
-	Posts, Deliveries, RateLimited, StoreErrors atomic.Int64
-	// Moved counts rooms activated (as cluster grains) on a node that did
-	// not own them, which forwarded and stopped.
-	Moved atomic.Int64
-	// Relays counts fan-outs sent to another cluster member as one Relay
-	// for several of its sessions.
-	Relays atomic.Int64
-
-	mailboxes sync.Map // room name -> *mailboxDepth
-}
-
-// mailboxDepth counts the messages waiting in one room's mailbox.
-type mailboxDepth struct{ n atomic.Int64 }
-
-func (d *mailboxDepth) MailboxStarted()     {}
-func (d *mailboxDepth) MessagePosted(any)   { d.n.Add(1) }
-func (d *mailboxDepth) MessageReceived(any) { d.n.Add(-1) }
-func (d *mailboxDepth) MailboxEmpty()       {}
-
-// RoomDepth is one room's mailbox depth.
-type RoomDepth struct {
-	Room  string
-	Depth int64
-}
-
-// BusiestRooms returns the k rooms with the most messages waiting.
-func (s *Stats) BusiestRooms(k int) []RoomDepth {
-	var all []RoomDepth
-	s.mailboxes.Range(func(key, v any) bool {
-		if d := v.(*mailboxDepth).n.Load(); d > 0 {
-			all = append(all, RoomDepth{key.(string), d})
-		}
-		return true
-	})
-	sort.Slice(all, func(i, j int) bool { return all[i].Depth > all[j].Depth })
-	return all[:min(k, len(all))]
-}
-
 // Node is one Parley server's actors.
 type Node struct {
 	cfg    Config
 	log    *slog.Logger
 	System *actor.ActorSystem
-	// Directory routes messages to rooms by name. A cluster replaces it
-	// (before the node serves) with one that finds rooms on any member.
-	Directory Directory
-	Stats     Stats
-	// Clustered is set, before the node serves, when rooms live on a
-	// cluster: sessions then keep their unanswered posts so that a room
-	// lost with its node does not lose them.
-	Clustered bool
-	// BeforeStop, when set, runs in Shutdown after the sessions have
-	// closed and before the node's own actors stop (a cluster leaves
-	// there). It must shut the actor system down.
-	BeforeStop func(ctx context.Context) error
-	// PublishPresence, when set, receives this node's share of presence
-	// (who is connected here) after each change, at most every
-	// presencePublishEvery; a cluster gossips it to the other members.
-	PublishPresence func(*parleypb.NodePresence)
-	// PeerPresences, when set, lists the presence actors of the other
-	// cluster members (an operator's kick reaches every member).
-	PeerPresences func() []*actor.PID
+	Stats  Stats
 
+	dir      Directory // set before any actor starts, never changed
 	presence *actor.PID
 	rooms    *actor.PID
 	// sessionOpts holds the options every session shares. Its strategy
@@ -210,7 +152,8 @@ type Node struct {
 	deadSub     *eventstream.Subscription
 }
 
-// NewNode starts an actor system with the rooms directory and presence.
+// NewNode starts an actor system with the rooms directory and presence,
+// and joins the cluster when Config.Cluster is set.
 func NewNode(cfg Config) (*Node, error) {
 	cfg = cfg.withDefaults()
 	n := &Node{cfg: cfg, log: cfg.Logger}
@@ -239,18 +182,44 @@ func NewNode(cfg Config) (*Node, error) {
 		Kind: "presence", MaxRestarts: math.MaxInt, Logger: n.log, Stats: &n.Stats.Presence}))},
 		middleware(cfg.Faults, "presence")...)
 	peers := newPeerShares()
-	n.presence, err = root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return newPresence(n, peers) }, presenceOpts...), "presence")
+	n.presence, err = root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return newPresence(n, peers) }, presenceOpts...), PresenceName)
 	if err != nil {
 		return nil, fmt.Errorf("actors: start presence: %w", err)
 	}
 	n.rooms, err = root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return newRoomsRouter(n) },
-		actor.WithSupervisor(n.roomStrategy())), "rooms")
+		actor.WithSupervisor(n.roomStrategy())), RoomsName)
 	if err != nil {
 		return nil, fmt.Errorf("actors: start rooms: %w", err)
 	}
-	n.Directory = localDirectory{rooms: n.rooms}
+	n.dir = localDirectory{rooms: n.rooms}
+	if cfg.Cluster != nil {
+		n.dir = cfg.Cluster.Directory()
+		if err := cfg.Cluster.Start(ClusterHost{System: n.System, Presence: n.presence, RoomGrain: n.roomGrainProps}); err != nil {
+			n.Shutdown(context.Background())
+			return nil, err
+		}
+		// A restarted node's first share (a later start time) outranks
+		// what its previous process left in the gossip: publish at once,
+		// even empty.
+		root.Send(n.presence, publishNow{})
+	}
 	return n, nil
 }
+
+// Names of the node's well-known actors, the same on every member of a
+// cluster (other members address them by name).
+const (
+	PresenceName = "presence"
+	RoomsName    = "rooms"
+	RelayName    = "relay"
+)
+
+// Directory routes messages to rooms by name, on this node or anywhere in
+// its cluster.
+func (n *Node) Directory() Directory { return n.dir }
+
+// Clustered reports whether rooms may live on other nodes.
+func (n *Node) Clustered() bool { return n.cfg.Cluster != nil }
 
 func middleware(f *supervision.Faults, kind string) []actor.PropsOption {
 	if mw := f.Middleware(kind); mw != nil {
@@ -275,39 +244,45 @@ func (n *Node) sessionStrategy() actor.SupervisorStrategy {
 // failPost answers the post a room was handling when it panicked, so the
 // client learns at once that it may retry instead of waiting for a timeout.
 func (n *Node) failPost(_ *actor.PID, _, message any) {
-	if p, ok := message.(*parleypb.RoomPost); ok {
+	if p, ok := message.(*actorpb.RoomPost); ok {
 		errorTo(n.System.Root, p.GetSession(), p.GetRequestId(), p.GetRoom(), parleypb.ErrorCode_ERROR_CODE_UNAVAILABLE, "the room failed while handling this post; retry it with the same client_msg_id")
 	}
 }
 
-// Open implements transport.Handler: it spawns the session actor of a new
-// connection. The session is supervised by the sessions strategy; the
-// socket lives in its props, so a restart keeps it.
-func (n *Node) Open(c *transport.Conn) (transport.Peer, error) {
-	return n.attach(c)
-}
-
-func (n *Node) attach(c conn) (transport.Peer, error) {
+// Attach spawns the session actor of a new connection and returns the
+// Inbox that the connection's reader hands what it reads. The session is
+// supervised by the sessions strategy; the socket lives in its props, so a
+// restart keeps it.
+func (n *Node) Attach(sock Socket) (*Inbox, error) {
 	id := fmt.Sprintf("s%d", n.nextSession.Add(1))
-	sh := &sessionShared{id: id, conn: c, codec: c.Codec(), rooms: make(map[string]*joined)}
-	if a, ok := c.(interface{ Claims() *auth.Claims }); ok {
-		sh.claims = a.Claims() // a token checked at the handshake
-	}
+	sh := &sessionShared{id: id, sock: sock, codec: sock.Codec(), claims: sock.Claims()}
 	props := actor.PropsFromProducer(func() actor.Actor { return newSession(n, sh) }, n.sessionOpts...)
 	pid, err := n.System.Root.SpawnNamed(props, "session-"+id)
 	if err != nil {
 		return nil, fmt.Errorf("actors: spawn session: %w", err)
 	}
-	return peer{sys: n.System, pid: pid}, nil
+	return &Inbox{sys: n.System, pid: pid}, nil
 }
 
-// peer forwards what a socket reads to its session actor.
-type peer struct {
+// Inbox passes what a connection reads to its session actor. Its methods
+// never block.
+type Inbox struct {
 	sys *actor.ActorSystem
 	pid *actor.PID
 }
 
-func (p peer) Tell(msg proto.Message) { p.sys.Root.Send(p.pid, msg) }
+// Frame hands the session a decoded client frame.
+func (in *Inbox) Frame(env *parleypb.Envelope) { in.sys.Root.Send(in.pid, env) }
+
+// BadFrame tells the session a frame did not decode.
+func (in *Inbox) BadFrame(reason string) {
+	in.sys.Root.Send(in.pid, &actorpb.BadFrame{Reason: reason})
+}
+
+// Closed tells the session its connection is gone; it stops.
+func (in *Inbox) Closed(how *parleypb.CloseError) {
+	in.sys.Root.Send(in.pid, &actorpb.ConnClosed{Code: int32(how.Code), Reason: how.Reason})
+}
 
 func (n *Node) register(pid *actor.PID) {
 	if _, loaded := n.live.LoadOrStore(pidKey(pid), pid); !loaded {
@@ -341,7 +316,7 @@ func (n *Node) InjectFault(kind, room string, drop bool) bool {
 	if !n.cfg.Faults.Enabled(kind) {
 		return false
 	}
-	msg := &parleypb.InjectFault{Room: room, Drop: drop}
+	msg := &actorpb.InjectFault{Room: room, Drop: drop}
 	switch kind {
 	case "session":
 		if pid := n.randomSession(); pid != nil {
@@ -349,7 +324,7 @@ func (n *Node) InjectFault(kind, room string, drop bool) bool {
 			return true
 		}
 	case "room":
-		n.Directory.Tell(n.System.Root, msg)
+		n.dir.Tell(n.System.Root, msg)
 		return true
 	case "presence":
 		n.System.Root.Send(n.presence, msg)
@@ -373,12 +348,13 @@ func (n *Node) randomSession() *actor.PID {
 	return pick
 }
 
-// Shutdown asks every session to close with 1001, waits for them to stop,
-// then stops the rooms (which write what they hold) and presence. It returns
-// how many sessions it asked to close, and ctx.Err() when time ran out.
+// Shutdown asks every session to close with GOING_AWAY, waits for them to
+// stop, leaves the cluster (if any), then stops the rooms (which write what
+// they hold) and presence. It returns how many sessions it asked to close,
+// and ctx.Err() when time ran out.
 func (n *Node) Shutdown(ctx context.Context) (int, error) {
 	closed := n.Sessions()
-	n.eachSession(&parleypb.Shutdown{Reason: "server shutting down"})
+	n.eachSession(&actorpb.Shutdown{Reason: "server shutting down"})
 	var err error
 	for n.Sessions() > 0 && err == nil {
 		select {
@@ -387,12 +363,15 @@ func (n *Node) Shutdown(ctx context.Context) (int, error) {
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
-	if n.BeforeStop != nil {
-		if e := n.BeforeStop(ctx); e != nil && err == nil {
+	if n.cfg.Cluster != nil {
+		if e := n.cfg.Cluster.Leave(ctx); e != nil && err == nil {
 			err = e
 		}
 	}
 	for _, pid := range []*actor.PID{n.rooms, n.presence} {
+		if pid == nil {
+			continue
+		}
 		if e := stopWithin(ctx, n.System, pid); e != nil && err == nil {
 			err = e
 		}
@@ -419,43 +398,6 @@ func stopWithin(ctx context.Context, sys *actor.ActorSystem, pid *actor.PID) err
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
-}
-
-// PublishPresenceNow makes presence publish this node's share, even an
-// empty one: a cluster calls it once it has set PublishPresence, so that a
-// restarted node's first share (a later start time) outranks what its
-// previous process left in the gossip.
-func (n *Node) PublishPresenceNow() { n.System.Root.Send(n.presence, publishNow{}) }
-
-// Presence is the node's presence actor (a cluster sends it other
-// members' shares).
-func (n *Node) Presence() *actor.PID { return n.presence }
-
-// RoomIndex is the node's rooms actor: it routes to local rooms, and lists
-// the rooms active on this node (a RoomsQuery).
-func (n *Node) RoomIndex() *actor.PID { return n.rooms }
-
-// GrainHost is how a cluster hosts rooms as virtual actors.
-type GrainHost struct {
-	// Name is the room's name, from its cluster identity.
-	Name func(ctx actor.Context) string
-	// Owns reports whether this node should host the room now, by its own
-	// view of the membership. A room activated on a node that does not own
-	// it (members disagreed for a moment) forwards everything through the
-	// directory and stops, so one activation per room serves members.
-	Owns func(room string) bool
-}
-
-// RoomGrainProps are the props of a room hosted as a cluster grain: a
-// rooms actor that hosts just that room (as its child, under the room
-// strategy, with the same passivation as on a single node) and stops when
-// the room passivates.
-func (n *Node) RoomGrainProps(h GrainHost) *actor.Props {
-	return actor.PropsFromProducer(func() actor.Actor {
-		r := newRoomsRouter(n)
-		r.grain = &h
-		return r
-	}, actor.WithSupervisor(n.roomStrategy()))
 }
 
 // pidKey identifies a PID as a map key (a *PID is not comparable by value).

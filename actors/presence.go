@@ -6,6 +6,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
+	"github.com/parleychat/parley/actors/actorpb"
 	parleypb "github.com/parleychat/parley/proto"
 )
 
@@ -36,11 +37,11 @@ type presence struct {
 // (gossip does not repeat itself): at most one share per address, the
 // latest process's.
 type peerShares struct {
-	shares map[string]*parleypb.NodePresence // by gossip member id
-	alive  map[string]bool                   // member addresses; nil until the first PeerSet
+	shares map[string]*actorpb.NodePresence // by gossip member id
+	alive  map[string]bool                  // member addresses; nil until the first PeerSet
 }
 
-func newPeerShares() *peerShares { return &peerShares{shares: make(map[string]*parleypb.NodePresence)} }
+func newPeerShares() *peerShares { return &peerShares{shares: make(map[string]*actorpb.NodePresence)} }
 
 // addTo adds the connections of every share whose member is alive to
 // totals. (A share may come before the membership that makes it count.)
@@ -59,7 +60,7 @@ func (ps *peerShares) addTo(totals map[string]int) {
 type publishTick struct{}
 
 // publishNow asks presence to publish this node's share even if nothing
-// changed (local only; see Node.PublishPresenceNow).
+// changed (local only): a node that joined a cluster publishes at once.
 type publishNow struct{}
 
 func newPresence(n *Node, peers *peerShares) *presence {
@@ -74,27 +75,27 @@ func (p *presence) Receive(ctx actor.Context) {
 		// peers' shares and ask every live session to register again
 		// (quietly, so watchers see no false changes).
 		p.peers.addTo(p.total)
-		p.n.eachSession(&parleypb.PresenceRebuild{})
+		p.n.eachSession(&actorpb.PresenceRebuild{})
 	case publishNow:
 		p.changed(ctx)
-	case *parleypb.Online:
+	case *actorpb.Online:
 		p.online(ctx, m)
-	case *parleypb.Offline:
+	case *actorpb.Offline:
 		p.offline(ctx, m.GetSession())
 	case *actor.Terminated:
 		p.offline(ctx, m.GetWho())
-	case *parleypb.PeerPresence:
+	case *actorpb.PeerPresence:
 		p.peer(ctx, m.GetMemberId(), m.GetShare())
-	case *parleypb.PeerSet:
+	case *actorpb.PeerSet:
 		p.peerSet(ctx, m.GetAddresses())
 	case publishTick:
 		p.tickArmed = false
 		p.publish(ctx)
-	case *parleypb.Kick:
+	case *actorpb.Kick:
 		n := 0
 		for key, user := range p.sessions {
 			if user == m.GetUser() {
-				ctx.Send(p.pids[key], &parleypb.KickSession{Reason: m.GetReason()})
+				ctx.Send(p.pids[key], &actorpb.KickSession{Reason: m.GetReason()})
 				n++
 			}
 		}
@@ -104,13 +105,13 @@ func (p *presence) Receive(ctx actor.Context) {
 		for _, pid := range p.pids {
 			ctx.Send(pid, m)
 		}
-	case *parleypb.WhoQuery:
+	case *actorpb.WhoQuery:
 		ctx.Send(m.GetSession(), &parleypb.PresenceEvent{Members: p.list()})
 		ctx.Send(m.GetSession(), &parleypb.Ack{RequestId: m.GetRequestId()})
 	}
 }
 
-func (p *presence) online(ctx actor.Context, m *parleypb.Online) {
+func (p *presence) online(ctx actor.Context, m *actorpb.Online) {
 	key := pidKey(m.GetSession())
 	if _, ok := p.sessions[key]; !ok {
 		ctx.Watch(m.GetSession())
@@ -172,7 +173,7 @@ func (p *presence) adjust(ctx actor.Context, user string, delta int, quiet bool)
 // peer replaces one member's share. A share of a member not (yet) in the
 // topology is kept but not counted: gossip may bring it before the
 // membership does.
-func (p *presence) peer(ctx actor.Context, id string, share *parleypb.NodePresence) {
+func (p *presence) peer(ctx actor.Context, id string, share *actorpb.NodePresence) {
 	// Only the latest process at an address counts: an earlier one's share
 	// (a restarted node's, still in the gossip state) is dropped, and one
 	// arriving late is ignored.
@@ -239,7 +240,7 @@ func (p *presence) recount(ctx actor.Context) {
 
 // changed schedules publishing this node's share, when a cluster wants it.
 func (p *presence) changed(ctx actor.Context) {
-	if p.n.PublishPresence == nil {
+	if p.n.cfg.Cluster == nil {
 		return
 	}
 	p.dirty = true
@@ -251,16 +252,16 @@ func (p *presence) changed(ctx actor.Context) {
 }
 
 func (p *presence) publish(actor.Context) {
-	if !p.dirty || p.n.PublishPresence == nil {
+	if !p.dirty || p.n.cfg.Cluster == nil {
 		return
 	}
 	p.dirty = false
-	share := &parleypb.NodePresence{Users: make([]*parleypb.Member, 0, len(p.local))}
+	share := &actorpb.NodePresence{Users: make([]*parleypb.Member, 0, len(p.local))}
 	for u, c := range p.local {
 		share.Users = append(share.Users, &parleypb.Member{Name: u, Devices: uint32(c)})
 	}
 	sort.Slice(share.Users, func(i, j int) bool { return share.Users[i].Name < share.Users[j].Name })
-	p.n.PublishPresence(share)
+	p.n.cfg.Cluster.PublishPresence(share)
 }
 
 func (p *presence) tell(ctx actor.Context, e *parleypb.PresenceEvent) {

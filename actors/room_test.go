@@ -7,6 +7,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/parleychat/parley/actors/actorpb"
 	parleypb "github.com/parleychat/parley/proto"
 )
 
@@ -128,7 +129,7 @@ func TestRoomDedup(t *testing.T) {
 		<-st.entered
 		postTo(n, alice, "r", "alice", "one", "m1", "p1")
 		postTo(n, alice, "r", "alice", "one", "m1", "p1-retry")
-		n.Directory.ListRooms(n.System.Root, &parleypb.RoomsQuery{RequestId: "barrier", Session: alice.pid})
+		n.Directory().ListRooms(n.System.Root, &actorpb.RoomsQuery{RequestId: "barrier", Session: alice.pid})
 		alice.ackFor(t, "barrier")
 		release()
 
@@ -200,7 +201,7 @@ func TestRoomPresenceIsUserLevel(t *testing.T) {
 		laptop.ackFor(t, "j2")
 	}, nil, "olga:1 alice:2 ")
 	step("one device leaves", func() {
-		n.Directory.Tell(n.System.Root, &parleypb.RoomLeave{Room: "r", Session: phone.pid, RequestId: "bye"})
+		n.Directory().Tell(n.System.Root, &actorpb.RoomLeave{Room: "r", Session: phone.pid, RequestId: "bye"})
 		phone.ackFor(t, "bye")
 	}, nil, "olga:1 alice:1 ")
 	step("the last device dies", func() {
@@ -332,7 +333,7 @@ func TestRoomHistoryPaging(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			id := fmt.Sprint("h", i)
 			before := len(p.snapshot())
-			n.Directory.Tell(n.System.Root, &parleypb.RoomHistory{Room: "r", BeforeSeq: tc.before, Limit: uint32(tc.limit), RequestId: id, Session: p.pid})
+			n.Directory().Tell(n.System.Root, &actorpb.RoomHistory{Room: "r", BeforeSeq: tc.before, Limit: uint32(tc.limit), RequestId: id, Session: p.pid})
 			if ack := p.ackFor(t, id); ack.GetSeq() != latest {
 				t.Fatalf("ack seq %d, want %d", ack.GetSeq(), latest)
 			}
@@ -384,7 +385,7 @@ func TestRoomCoalescesPresence(t *testing.T) {
 		others[u] = newProbe(t, n)
 		joinRoom(n, others[u], "r", u, "j-"+u, nil)
 	}
-	n.Directory.Tell(n.System.Root, &parleypb.RoomLeave{Room: "r", Session: others["bob"].pid, RequestId: "bye"})
+	n.Directory().Tell(n.System.Root, &actorpb.RoomLeave{Room: "r", Session: others["bob"].pid, RequestId: "bye"})
 	release()
 	others["bob"].ackFor(t, "bye")
 	olga.sync(t, n, "r")

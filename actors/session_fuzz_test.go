@@ -9,9 +9,10 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/parleychat/parley/codec"
+	"github.com/parleychat/parley/actors/actorpb"
+	"github.com/parleychat/parley/auth"
 	parleypb "github.com/parleychat/parley/proto"
-	"github.com/parleychat/parley/transport"
+	"github.com/parleychat/parley/proto/codec"
 )
 
 // fakeConn is a socket that keeps what the session sends it.
@@ -25,7 +26,7 @@ type fakeConn struct {
 	notify chan struct{}
 }
 
-var _ conn = (*fakeConn)(nil)
+var _ Socket = (*fakeConn)(nil)
 
 func newFakeConn(cd codec.Codec, id string) *fakeConn {
 	return &fakeConn{cd: cd, id: id, notify: make(chan struct{}, 1)}
@@ -42,9 +43,9 @@ func (c *fakeConn) Send(frame []byte) bool {
 	return true
 }
 
-func (c *fakeConn) Close(code int, reason string) {
+func (c *fakeConn) Close(how *parleypb.CloseError) {
 	c.mu.Lock()
-	c.closed = append(c.closed, fmt.Sprint(code, " ", reason))
+	c.closed = append(c.closed, fmt.Sprint(int32(how.Code), " ", how.Reason))
 	c.mu.Unlock()
 }
 
@@ -54,9 +55,10 @@ func (c *fakeConn) Abort() {
 	c.mu.Unlock()
 }
 
-func (c *fakeConn) RemoteAddr() string { return "192.0.2.10:40000" }
-func (c *fakeConn) Codec() codec.Codec { return c.cd }
-func (c *fakeConn) ID() string         { return c.id }
+func (c *fakeConn) RemoteAddr() string   { return "192.0.2.10:40000" }
+func (c *fakeConn) Codec() codec.Codec   { return c.cd }
+func (c *fakeConn) ID() string           { return c.id }
+func (c *fakeConn) Claims() *auth.Claims { return nil }
 
 // envelopes decodes every frame sent so far, flattening batches.
 func (c *fakeConn) envelopes(t testing.TB) []*parleypb.Envelope {
@@ -148,13 +150,13 @@ func (h *sessionHarness) run(t testing.TB, cd codec.Codec, env *parleypb.Envelop
 	t.Helper()
 	h.count++
 	fc := newFakeConn(cd, fmt.Sprint("fake", h.count))
-	pr, err := h.n.attach(fc)
+	pr, err := h.n.Attach(fc)
 	if err != nil {
 		t.Fatalf("attach: %v", err)
 	}
-	pid := pr.(peer).pid
+	pid := pr.pid
 	defer func() {
-		pr.Tell(&parleypb.ConnClosed{Code: int32(transport.StatusNormal)})
+		pr.Closed(parleypb.Close(parleypb.CloseCode_CLOSE_CODE_NORMAL, ""))
 		deadline := time.Now().Add(10 * time.Second)
 		for {
 			if _, alive := h.n.System.ProcessRegistry.GetLocal(pid.GetId()); !alive {
@@ -168,11 +170,11 @@ func (h *sessionHarness) run(t testing.TB, cd codec.Codec, env *parleypb.Envelop
 	}()
 
 	if login {
-		pr.Tell(&parleypb.Envelope{Id: harnessID + "hello", Body: &parleypb.Envelope_Hello{Hello: &parleypb.Hello{Name: "fuzzer"}}})
+		pr.Frame(&parleypb.Envelope{Id: harnessID + "hello", Body: &parleypb.Envelope_Hello{Hello: &parleypb.Hello{Name: "fuzzer"}}})
 		if a := fc.waitAnswer(t, harnessID+"hello"); a.GetAck() == nil {
 			t.Fatalf("hello failed: %v", a)
 		}
-		pr.Tell(&parleypb.Envelope{Id: harnessID + "join", Body: &parleypb.Envelope_Join{Join: &parleypb.Join{Room: "lobby"}}})
+		pr.Frame(&parleypb.Envelope{Id: harnessID + "join", Body: &parleypb.Envelope_Join{Join: &parleypb.Join{Room: "lobby"}}})
 		if a := fc.waitAnswer(t, harnessID+"join"); a.GetAck() == nil {
 			t.Fatalf("join failed: %v", a)
 		}
@@ -182,7 +184,7 @@ func (h *sessionHarness) run(t testing.TB, cd codec.Codec, env *parleypb.Envelop
 	if strings.HasPrefix(env.GetId(), harnessID) {
 		env.Id = "~" + env.GetId()
 	}
-	pr.Tell(env)
+	pr.Frame(env)
 	h.settle(t, fc, pr, roomOf(env))
 
 	// The protocol promises exactly one answer to a request with an id. A
@@ -210,18 +212,18 @@ func (h *sessionHarness) run(t testing.TB, cd codec.Codec, env *parleypb.Envelop
 // settle returns once every answer to what the session was sent has reached
 // the client: each step is a message queued behind the request's effects in
 // one of the actors the request can reach.
-func (h *sessionHarness) settle(t testing.TB, fc *fakeConn, pr interface{ Tell(proto.Message) }, room string) {
+func (h *sessionHarness) settle(t testing.TB, fc *fakeConn, pr *Inbox, room string) {
 	t.Helper()
 	ping := func(id string) {
-		pr.Tell(&parleypb.Envelope{Id: id, Body: &parleypb.Envelope_Ping{Ping: &parleypb.Ping{}}})
+		pr.Frame(&parleypb.Envelope{Id: id, Body: &parleypb.Envelope_Ping{Ping: &parleypb.Ping{}}})
 		fc.waitAnswer(t, id)
 	}
 	// The session has handled the request and sent it on.
 	ping(harnessID + "ping1")
 	// Presence and the rooms router have handled what it sent them.
-	h.n.System.Root.Send(h.n.presence, &parleypb.WhoQuery{RequestId: harnessID + "who", Session: h.probe.pid})
+	h.n.System.Root.Send(h.n.presence, &actorpb.WhoQuery{RequestId: harnessID + "who", Session: h.probe.pid})
 	h.probe.ackFor(t, harnessID+"who")
-	h.n.Directory.ListRooms(h.n.System.Root, &parleypb.RoomsQuery{RequestId: harnessID + "rooms", Session: h.probe.pid})
+	h.n.Directory().ListRooms(h.n.System.Root, &actorpb.RoomsQuery{RequestId: harnessID + "rooms", Session: h.probe.pid})
 	h.probe.ackFor(t, harnessID+"rooms")
 	if room != "" {
 		// Twice: a post's answer comes from a flush the room queues to

@@ -7,7 +7,7 @@
 // where a room lives.
 //
 // What this package adds is the armour the library lacks in this version
-// (see PROTOACTOR-NOTES.md): lookups run off the actor's thread with a
+// (see docs/PROTOACTOR.md): lookups run off the actor's thread with a
 // per-attempt timeout and retries below an overall deadline, rooms are
 // re-resolved when the topology changes or their node's endpoint dies,
 // members of a room lost with its node re-join (and re-send unanswered
@@ -36,7 +36,7 @@ import (
 	"github.com/asynkron/protoactor-go/remote"
 
 	"github.com/parleychat/parley/actors"
-	parleypb "github.com/parleychat/parley/proto"
+	"github.com/parleychat/parley/actors/actorpb"
 )
 
 // Kind is the cluster kind of rooms.
@@ -103,21 +103,29 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// Cluster is this node's membership.
+// Cluster is this node's membership: it implements actors.Cluster, given
+// to the node in its Config (New, then actors.NewNode, which calls Start).
 type Cluster struct {
-	cfg    Config
-	log    *slog.Logger
-	node   *actors.Node
-	c      *pcluster.Cluster
-	router atomic.Pointer[actor.PID]
-	mu     sync.Mutex                // orders the first topology and the router's start
-	latest *pcluster.ClusterTopology // under mu
-	sub    *eventstream.Subscription
+	cfg  Config
+	log  *slog.Logger
+	host actors.ClusterHost
+	c    *pcluster.Cluster
+	// started is when Start ran (Unix ms, 0 before): this process's
+	// presence shares carry it, so a restarted node's outrank its
+	// previous process's.
+	started atomic.Int64
+	router  atomic.Pointer[actor.PID]
+	mu      sync.Mutex                // orders the first topology and the router's start
+	latest  *pcluster.ClusterTopology // under mu
+	sub     *eventstream.Subscription
 	// owners is the latest view of the membership, for "who owns room x".
 	owners atomic.Pointer[pcluster.Rendezvous]
 	// Stats counts what the armour did.
 	Stats Stats
 	left  atomic.Bool
+	// lookups counts the goroutines finding rooms (the library's lookup
+	// blocks); Leave waits for them.
+	lookups sync.WaitGroup
 }
 
 // Stats counts cluster events, for metrics and tests.
@@ -132,29 +140,49 @@ type Stats struct {
 	Members atomic.Int64
 }
 
-// Join makes node a cluster member: it registers the room kind, starts the
-// provider, and replaces node.Directory, before the node serves. The node's
-// Shutdown leaves the cluster (node.BeforeStop).
-func Join(node *actors.Node, cfg Config) (cl *Cluster, err error) {
+var _ actors.Cluster = (*Cluster)(nil)
+
+// New checks cfg and returns a Cluster to give a node in its
+// actors.Config; the node starts it (Start) once its own actors run, and
+// leaves it (Leave) when it shuts down.
+func New(cfg Config) (*Cluster, error) {
 	cfg = cfg.withDefaults()
-	host, port, err := splitHostPort(cfg.Bind)
+	host, _, err := splitHostPort(cfg.Bind)
 	if err == nil && cfg.Advertise == "" && (host == "0.0.0.0" || host == "::") {
 		err = errors.New("a wildcard host cannot be advertised to other members; set -cluster-advertise")
 	}
 	if err != nil {
 		return nil, fmt.Errorf("-cluster-bind %q: %w", cfg.Bind, err)
 	}
+	switch cfg.Provider {
+	case "automanaged", "consul", "etcd", "k8s":
+	default:
+		return nil, fmt.Errorf("-cluster-provider %q: want automanaged, consul, etcd or k8s", cfg.Provider)
+	}
+	cl := &Cluster{cfg: cfg, log: cfg.Logger.With("cluster", cfg.Name)}
+	cl.owners.Store(pcluster.NewRendezvous())
+	return cl, nil
+}
+
+// Directory finds rooms anywhere in the cluster, through this member's
+// router (started by Start, before the node serves).
+func (cl *Cluster) Directory() actors.Directory { return directory{cl: cl} }
+
+// Start makes the node a cluster member: it registers the room kind,
+// starts remoting and the provider, and the router that finds rooms.
+func (cl *Cluster) Start(h actors.ClusterHost) (err error) {
+	cfg := cl.cfg
+	cl.host = h
+	host, port, _ := splitHostPort(cfg.Bind)
 	provider, err := newProvider(cfg)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	var ropts []remote.ConfigOption
 	if cfg.Advertise != "" {
 		ropts = append(ropts, remote.WithAdvertisedHost(cfg.Advertise))
 	}
-	cl = &Cluster{cfg: cfg, log: cfg.Logger.With("cluster", cfg.Name), node: node}
-	cl.owners.Store(pcluster.NewRendezvous())
-	kind := pcluster.NewKind(Kind, node.RoomGrainProps(actors.GrainHost{
+	kind := pcluster.NewKind(Kind, h.RoomGrain(actors.GrainHost{
 		Name: func(ctx actor.Context) string { return pcluster.GetClusterIdentity(ctx).Identity },
 		Owns: cl.owns,
 	}))
@@ -166,14 +194,15 @@ func Join(node *actors.Node, cfg Config) (cl *Cluster, err error) {
 		// after this, even if its provider still lists it.
 		pcluster.WithHeartbeatExpiration(5*time.Second),
 	)
-	cl.c = pcluster.New(node.System, pc)
+	cl.c = pcluster.New(h.System, pc)
 
 	// Subscribe before the member starts, so the first topology is seen.
-	es := node.System.EventStream
+	es := h.System.EventStream
 	cl.sub = es.Subscribe(cl.onEvent)
 	defer func() {
 		if err != nil {
 			es.Unsubscribe(cl.sub)
+			cl.sub = nil
 		}
 	}()
 	// StartMember panics on a provider error (and sleeps 1s): turn that
@@ -187,48 +216,49 @@ func Join(node *actors.Node, cfg Config) (cl *Cluster, err error) {
 		cl.c.StartMember()
 		return nil
 	}(); err != nil {
-		return nil, fmt.Errorf("cluster: join as %s with provider %s: %w", cfg.Bind, cfg.Provider, err)
+		return fmt.Errorf("cluster: join as %s with provider %s: %w", cfg.Bind, cfg.Provider, err)
 	}
+	cl.started.Store(time.Now().UnixMilli())
 	// The router is spawned once remoting runs, so its PID carries this
 	// member's address (rooms elsewhere send it Terminated notices).
-	router, err := node.System.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return newRouter(cl) }), "cluster-rooms")
+	router, err := h.System.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return newRouter(cl) }), "cluster-rooms")
 	if err != nil {
-		return nil, fmt.Errorf("cluster: start the rooms router: %w", err)
+		return fmt.Errorf("cluster: start the rooms router: %w", err)
 	}
-	if _, err := node.System.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return relay{} }), actors.RelayName); err != nil {
-		return nil, fmt.Errorf("cluster: start the relay: %w", err)
+	if _, err := h.System.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return relay{} }), actors.RelayName); err != nil {
+		return fmt.Errorf("cluster: start the relay: %w", err)
 	}
 	// Topology events before now went nowhere but cl.latest (the member
 	// list's own accessors are not safe to call from here).
 	cl.mu.Lock()
 	cl.router.Store(router)
 	if cl.latest != nil {
-		node.System.Root.Send(router, cl.latest)
+		h.System.Root.Send(router, cl.latest)
 	}
 	cl.mu.Unlock()
-	node.Clustered = true
-	node.Directory = directory{router: router}
-	started := time.Now().UnixMilli()
-	node.PublishPresence = func(share *parleypb.NodePresence) {
-		share.Address, share.StartedMs = cl.Address(), started
-		cl.c.Gossip.SetState(presenceKey, share)
-	}
-	node.BeforeStop = cl.leave
-	node.PeerPresences = cl.peerPresences
-	node.PublishPresenceNow()
 	cl.log.Info("joined the cluster", "member", cl.c.ActorSystem.ID, "address", cl.c.ActorSystem.Address(), "provider", cfg.Provider)
-	return cl, nil
+	return nil
 }
 
-// peerPresences are the presence actors of the other members.
-func (cl *Cluster) peerPresences() []*actor.PID {
+// PublishPresence puts this node's share of presence in the cluster's
+// gossip state, under this member's address and start time.
+func (cl *Cluster) PublishPresence(share *actorpb.NodePresence) {
+	if cl.started.Load() == 0 || cl.left.Load() {
+		return
+	}
+	share.Address, share.StartedMs = cl.Address(), cl.started.Load()
+	cl.c.Gossip.SetState(presenceKey, share)
+}
+
+// PeerPresences are the presence actors of the other members.
+func (cl *Cluster) PeerPresences() []*actor.PID {
 	cl.mu.Lock()
 	defer cl.mu.Unlock()
 	var out []*actor.PID
 	if cl.latest != nil {
 		for _, m := range cl.latest.Members {
 			if m.Address() != cl.Address() {
-				out = append(out, actor.NewPID(m.Address(), "presence"))
+				out = append(out, actor.NewPID(m.Address(), actors.PresenceName))
 			}
 		}
 	}
@@ -236,10 +266,7 @@ func (cl *Cluster) peerPresences() []*actor.PID {
 }
 
 // Address is this member's actor address (host:port).
-func (cl *Cluster) Address() string { return cl.c.ActorSystem.Address() }
-
-// MemberID is this member's id (new at every start).
-func (cl *Cluster) MemberID() string { return cl.c.ActorSystem.ID }
+func (cl *Cluster) Address() string { return cl.host.System.Address() }
 
 // Owner is the address of the member that owns room, by this member's view.
 func (cl *Cluster) Owner(room string) string {
@@ -248,13 +275,13 @@ func (cl *Cluster) Owner(room string) string {
 
 func (cl *Cluster) owns(room string) bool {
 	owner := cl.Owner(room)
-	return owner == "" || owner == cl.c.ActorSystem.Address()
+	return owner == "" || owner == cl.Address()
 }
 
 // onEvent runs on the publisher's goroutine: it only hands events to
 // actors.
 func (cl *Cluster) onEvent(evt any) {
-	root := cl.node.System.Root
+	root := cl.host.System.Root
 	toRouter := func(msg any) {
 		if router := cl.router.Load(); router != nil { // else: not started yet
 			root.Send(router, msg)
@@ -272,7 +299,7 @@ func (cl *Cluster) onEvent(evt any) {
 		}
 		// By address: providers name members their own way (etcd, k8s),
 		// gossip by the actor system's id.
-		root.Send(cl.node.Presence(), &parleypb.PeerSet{Addresses: addrs})
+		root.Send(cl.host.Presence, &actorpb.PeerSet{Addresses: addrs})
 		cl.mu.Lock()
 		cl.latest = e
 		toRouter(e)
@@ -289,7 +316,7 @@ func (cl *Cluster) onEvent(evt any) {
 			cl.log.Error("bad presence gossip; ignored", "member", e.MemberID, "err", err)
 		}
 		if peer != nil {
-			root.Send(cl.node.Presence(), peer)
+			root.Send(cl.host.Presence, peer)
 		}
 	case *remote.EndpointTerminatedEvent, *remote.EndpointConnectedEvent:
 		toRouter(e)
@@ -310,43 +337,49 @@ func (cl *Cluster) onEvent(evt any) {
 // new process; counting it would show this node's users twice (the others
 // drop it because the new process's share outranks it, but this node never
 // holds its own share among the peers').
-func peerShare(selfID, selfAddr string, e *pcluster.GossipUpdate) (*parleypb.PeerPresence, error) {
+func peerShare(selfID, selfAddr string, e *pcluster.GossipUpdate) (*actorpb.PeerPresence, error) {
 	if e.Key != presenceKey || e.MemberID == selfID || e.Value == nil {
 		return nil, nil
 	}
-	share := &parleypb.NodePresence{}
+	share := &actorpb.NodePresence{}
 	if err := e.Value.UnmarshalTo(share); err != nil {
 		return nil, err
 	}
 	if share.GetAddress() == selfAddr {
 		return nil, nil
 	}
-	return &parleypb.PeerPresence{MemberId: e.MemberID, Share: share}, nil
+	return &actorpb.PeerPresence{MemberId: e.MemberID, Share: share}, nil
 }
 
 // reroutable: requests a room must see. Typing notices are not worth it,
 // and deliveries go to sessions.
 func reroutable(m actors.RoomMessage) bool {
 	switch m.(type) {
-	case *parleypb.RoomJoin, *parleypb.RoomLeave, *parleypb.RoomPost, *parleypb.RoomHistory,
-		*parleypb.RoomWho, *parleypb.CloseRoom, *parleypb.InjectFault:
+	case *actorpb.RoomJoin, *actorpb.RoomLeave, *actorpb.RoomPost, *actorpb.RoomHistory,
+		*actorpb.RoomWho, *actorpb.CloseRoom, *actorpb.InjectFault:
 		return true
 	}
 	return false
 }
 
-// leave is the node's BeforeStop: it leaves the cluster gracefully (the
-// others drop this member at once instead of after a failed poll), which
-// stops the rooms hosted here (they write what they hold; their members on
-// other nodes re-join wherever the rooms land).
-func (cl *Cluster) leave(ctx context.Context) error {
-	cl.left.Store(true)
+// Leave leaves the cluster gracefully (the others drop this member at once
+// instead of after a failed poll), which stops the rooms hosted here (they
+// write what they hold; their members on other nodes re-join wherever the
+// rooms land), and waits for the room lookups still running. The node's
+// Shutdown calls it once its sessions have closed.
+func (cl *Cluster) Leave(ctx context.Context) error {
+	if cl.c == nil || cl.left.Swap(true) {
+		return nil // never started, or already left
+	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		cl.c.Shutdown(true)
+		cl.lookups.Wait()
 	}()
-	cl.node.System.EventStream.Unsubscribe(cl.sub)
+	if cl.sub != nil {
+		cl.host.System.EventStream.Unsubscribe(cl.sub)
+	}
 	select {
 	case <-done:
 		cl.log.Info("left the cluster")

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/parleychat/parley/actors"
+	"github.com/parleychat/parley/actors/actorpb"
 	"github.com/parleychat/parley/internal/testenv"
 	parleypb "github.com/parleychat/parley/proto"
 )
@@ -37,20 +38,18 @@ func TestConfigErrorsNameTheFlag(t *testing.T) {
 			t.Errorf("newProvider(%+v) = %v, want an error naming %q", tc.cfg, err, tc.want)
 		}
 	}
-	n, err := actors.NewNode(actors.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Shutdown(context.Background())
 	for bind, want := range map[string]string{
 		"nope":         "-cluster-bind",
 		"0.0.0.0:7070": "-cluster-advertise",
 		"host:99999":   "port from 1 to 65535",
 	} {
-		_, err := Join(n, Config{Provider: "automanaged", Bind: bind, Peers: []string{"127.0.0.1:1"}, Health: 1})
+		_, err := New(Config{Provider: "automanaged", Bind: bind, Peers: []string{"127.0.0.1:1"}, Health: 1})
 		if err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("Join with -cluster-bind %s = %v, want an error naming %q", bind, err, want)
+			t.Errorf("New with -cluster-bind %s = %v, want an error naming %q", bind, err, want)
 		}
+	}
+	if _, err := New(Config{Provider: "zookeeper"}); err == nil || !strings.Contains(err.Error(), "-cluster-provider") {
+		t.Errorf("New with an unknown provider = %v, want an error naming -cluster-provider", err)
 	}
 }
 
@@ -104,18 +103,18 @@ func (r *recorder) ack(t *testing.T, id string) *parleypb.Ack {
 // room is activated as a grain through the clustered directory, answers,
 // passivates when empty (the grain stops with it), and the next message
 // activates it again with its history. (Several members cannot share a
-// process under -race: see PROTOACTOR-NOTES.md; the repository root's
+// process under -race: see docs/PROTOACTOR.md; the repository root's
 // tests run three processes.)
 func TestOneMemberCluster(t *testing.T) {
-	n, err := actors.NewNode(actors.Config{RoomLinger: 100 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
 	addrs := testenv.FreeAddrs(t, 2)
 	_, port, _ := net.SplitHostPort(addrs[0])
 	health, _ := strconv.Atoi(port)
-	cl, err := Join(n, Config{Provider: "automanaged", Bind: addrs[1],
+	cl, err := New(Config{Provider: "automanaged", Bind: addrs[1],
 		Peers: []string{addrs[0]}, Health: health, Refresh: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := actors.NewNode(actors.Config{RoomLinger: 100 * time.Millisecond, Cluster: cl})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,15 +125,15 @@ func TestOneMemberCluster(t *testing.T) {
 			t.Error(err)
 		}
 	}()
-	if !n.Clustered || cl.Owner("r") != cl.Address() {
-		t.Fatalf("clustered=%v owner of r=%q, this member=%q", n.Clustered, cl.Owner("r"), cl.Address())
+	if !n.Clustered() || cl.Owner("r") != cl.Address() {
+		t.Fatalf("clustered=%v owner of r=%q, this member=%q", n.Clustered(), cl.Owner("r"), cl.Address())
 	}
 	s := newRecorder(n)
-	dir := n.Directory
+	dir := n.Directory()
 	root := n.System.Root
-	dir.Tell(root, &parleypb.RoomJoin{Room: "r", User: "ann", Session: s.pid, Codec: parleypb.Codec_CODEC_PROTO, RequestId: "j1"})
+	dir.Tell(root, &actorpb.RoomJoin{Room: "r", User: "ann", Session: s.pid, Codec: parleypb.Codec_CODEC_PROTO, RequestId: "j1"})
 	s.ack(t, "j1")
-	dir.Tell(root, &parleypb.RoomPost{Room: "r", User: "ann", Text: "hello", ClientMsgId: "c1", RequestId: "p1", Session: s.pid})
+	dir.Tell(root, &actorpb.RoomPost{Room: "r", User: "ann", Text: "hello", ClientMsgId: "c1", RequestId: "p1", Session: s.pid})
 	if got := s.ack(t, "p1").GetSeq(); got != 1 {
 		t.Fatalf("first post seq %d", got)
 	}
@@ -144,7 +143,7 @@ func TestOneMemberCluster(t *testing.T) {
 	}
 
 	// Leave; the room passivates after its linger and the grain with it.
-	dir.Tell(root, &parleypb.RoomLeave{Room: "r", Session: s.pid, RequestId: "l1"})
+	dir.Tell(root, &actorpb.RoomLeave{Room: "r", Session: s.pid, RequestId: "l1"})
 	s.ack(t, "l1")
 	deadline := time.Now().Add(10 * time.Second)
 	for n.Stats.ActiveRooms.Load() != 0 || n.Stats.Passivations.Load() == 0 {
@@ -155,11 +154,11 @@ func TestOneMemberCluster(t *testing.T) {
 	}
 	// The next message activates it again, with its history; the retried
 	// post is recognised.
-	dir.Tell(root, &parleypb.RoomPost{Room: "r", User: "ann", Text: "hello", ClientMsgId: "c1", RequestId: "p2", Session: s.pid})
+	dir.Tell(root, &actorpb.RoomPost{Room: "r", User: "ann", Text: "hello", ClientMsgId: "c1", RequestId: "p2", Session: s.pid})
 	if got := s.ack(t, "p2").GetSeq(); got != 1 {
 		t.Fatalf("retried post after re-activation: seq %d, want 1 (deduplicated)", got)
 	}
-	dir.Tell(root, &parleypb.RoomPost{Room: "r", User: "ann", Text: "again", ClientMsgId: "c2", RequestId: "p3", Session: s.pid})
+	dir.Tell(root, &actorpb.RoomPost{Room: "r", User: "ann", Text: "again", ClientMsgId: "c2", RequestId: "p3", Session: s.pid})
 	if got := s.ack(t, "p3").GetSeq(); got != 2 {
 		t.Fatalf("post after re-activation: seq %d, want 2", got)
 	}
@@ -171,7 +170,7 @@ func TestOneMemberCluster(t *testing.T) {
 func TestPeerShareSkipsOwnAddress(t *testing.T) {
 	const self, selfAddr = "member-new", "127.0.0.1:7001"
 	update := func(member, addr string, key string) *pcluster.GossipUpdate {
-		v, err := anypb.New(&parleypb.NodePresence{Address: addr, StartedMs: 1,
+		v, err := anypb.New(&actorpb.NodePresence{Address: addr, StartedMs: 1,
 			Users: []*parleypb.Member{{Name: "u0", Devices: 1}}})
 		if err != nil {
 			t.Fatal(err)

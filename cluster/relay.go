@@ -3,7 +3,7 @@ package cluster
 import (
 	"github.com/asynkron/protoactor-go/actor"
 
-	parleypb "github.com/parleychat/parley/proto"
+	"github.com/parleychat/parley/actors/actorpb"
 )
 
 // relay receives a room's fan-out for the sessions on this member: the room
@@ -13,15 +13,15 @@ import (
 type relay struct{}
 
 func (relay) Receive(ctx actor.Context) {
-	m, ok := ctx.Message().(*parleypb.Relay)
+	m, ok := ctx.Message().(*actorpb.Relay)
 	if !ok {
 		return
 	}
 	var payload any
 	switch p := m.GetPayload().(type) {
-	case *parleypb.Relay_Deliver:
+	case *actorpb.Relay_Deliver:
 		payload = p.Deliver
-	case *parleypb.Relay_Batch:
+	case *actorpb.Relay_Batch:
 		payload = p.Batch
 	default:
 		return

@@ -8,18 +8,30 @@ import (
 	"github.com/asynkron/protoactor-go/remote"
 
 	"github.com/parleychat/parley/actors"
+	"github.com/parleychat/parley/actors/actorpb"
 	parleypb "github.com/parleychat/parley/proto"
 )
 
 // directory is the clustered actors.Directory: every room message goes
 // through this node's router, which finds the room's activation anywhere
-// in the cluster.
-type directory struct{ router *actor.PID }
+// in the cluster. Before the router runs (a moment inside Start, while no
+// session exists yet) a request is answered UNAVAILABLE.
+type directory struct{ cl *Cluster }
 
-func (d directory) Tell(ctx actor.SenderContext, msg actors.RoomMessage) { ctx.Send(d.router, msg) }
+func (d directory) Tell(ctx actor.SenderContext, msg actors.RoomMessage) {
+	if r := d.cl.router.Load(); r != nil {
+		ctx.Send(r, msg)
+		return
+	}
+	fail(ctx, msg, "the cluster is starting; retry")
+}
 
-func (d directory) ListRooms(ctx actor.SenderContext, q *parleypb.RoomsQuery) {
-	ctx.Send(d.router, q)
+func (d directory) ListRooms(ctx actor.SenderContext, q *actorpb.RoomsQuery) {
+	if r := d.cl.router.Load(); r != nil {
+		ctx.Send(r, q)
+		return
+	}
+	ctx.Send(q.GetSession(), &parleypb.Error{RequestId: q.GetRequestId(), Code: parleypb.ErrorCode_ERROR_CODE_UNAVAILABLE, Text: "the cluster is starting; retry"})
 }
 
 // deadOwnerWait is how long lookups wait for the topology to drop a member
@@ -80,7 +92,7 @@ func newRouter(cl *Cluster) *router {
 
 func (r *router) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
-	case *parleypb.RoomsQuery:
+	case *actorpb.RoomsQuery:
 		r.listRooms(ctx, m)
 	case actors.RoomMessage:
 		r.route(ctx, m)
@@ -137,14 +149,14 @@ func (r *router) route(ctx actor.Context, m actors.RoomMessage) {
 		r.rooms[name] = e
 	}
 	switch m := m.(type) {
-	case *parleypb.RoomJoin:
+	case *actorpb.RoomJoin:
 		if s := m.GetSession(); s != nil && s.GetAddress() == ctx.ActorSystem().Address() {
 			if e.locals == nil {
 				e.locals = make(map[string]*actor.PID)
 			}
 			e.locals[pidKey(s)] = s
 		}
-	case *parleypb.RoomLeave:
+	case *actorpb.RoomLeave:
 		delete(e.locals, pidKey(m.GetSession()))
 	}
 	if e.pid != nil {
@@ -189,16 +201,14 @@ func (r *router) lookup(ctx actor.Context, name string, e *entry) {
 		r.cl.Stats.Retries.Add(1)
 	}
 	e.tries++
-	self, root, c, timeout := ctx.Self(), ctx.ActorSystem().Root, r.cl.c, r.cl.cfg.RequestTimeout
+	self, root, c := ctx.Self(), ctx.ActorSystem().Root, r.cl.c
+	// The attempt ends at the first of its answer and its timeout (an
+	// answer without a PID); whichever comes second has an old gen.
+	time.AfterFunc(r.cl.cfg.RequestTimeout, func() { root.Send(self, &resolved{room: name, gen: gen}) })
+	r.cl.lookups.Add(1)
 	go func() {
-		got := make(chan *actor.PID, 1)
-		go func() { got <- c.Get(name, Kind) }()
-		var pid *actor.PID
-		select {
-		case pid = <-got:
-		case <-time.After(timeout):
-		}
-		root.Send(self, &resolved{room: name, gen: gen, pid: pid})
+		defer r.cl.lookups.Done()
+		root.Send(self, &resolved{room: name, gen: gen, pid: c.Get(name, Kind)})
 	}()
 }
 
@@ -214,8 +224,9 @@ func (r *router) resolved(ctx actor.Context, m *resolved) {
 		return
 	}
 	if m.pid == nil || r.isDead(m.pid) {
+		e.gen++ // the attempt is over: its late answer is ignored
 		backoff := min(time.Duration(e.tries)*50*time.Millisecond, 500*time.Millisecond)
-		r.later(ctx, m.room, m.gen, backoff)
+		r.later(ctx, m.room, e.gen, backoff)
 		return
 	}
 	e.pid, e.resolving = m.pid, false
@@ -253,7 +264,7 @@ func (r *router) forget(ctx actor.Context, name string, e *entry) {
 func (r *router) lost(ctx actor.Context, name string, e *entry) {
 	r.cl.Stats.Lost.Add(1)
 	for _, s := range e.locals {
-		ctx.Send(s, &parleypb.RoomRestarted{Room: name, Lost: true})
+		ctx.Send(s, &actorpb.RoomRestarted{Room: name, Lost: true})
 	}
 	if len(e.locals) > 0 {
 		r.cl.log.Warn("room lost with its node; members re-join", "room", name, "members_here", len(e.locals))
@@ -328,7 +339,7 @@ type request interface {
 }
 
 // fail answers a waiting request with UNAVAILABLE, which clients retry.
-func fail(ctx actor.Context, m actors.RoomMessage, text string) {
+func fail(ctx actor.SenderContext, m actors.RoomMessage, text string) {
 	if r, ok := m.(request); ok && r.GetSession() != nil {
 		ctx.Send(r.GetSession(), &parleypb.Error{RequestId: r.GetRequestId(), Room: m.GetRoom(), Code: parleypb.ErrorCode_ERROR_CODE_UNAVAILABLE, Text: text})
 	}
@@ -336,7 +347,7 @@ func fail(ctx actor.Context, m actors.RoomMessage, text string) {
 
 // listRooms asks every member's rooms actor for what it hosts, and merges
 // the answers (a member that does not answer within a second is left out).
-func (r *router) listRooms(ctx actor.Context, q *parleypb.RoomsQuery) {
+func (r *router) listRooms(ctx actor.Context, q *actorpb.RoomsQuery) {
 	var addrs []string
 	for _, m := range r.members {
 		addrs = append(addrs, m.Address())
@@ -349,7 +360,7 @@ func (r *router) listRooms(ctx actor.Context, q *parleypb.RoomsQuery) {
 
 // gather is one cluster-wide room listing.
 type gather struct {
-	q       *parleypb.RoomsQuery
+	q       *actorpb.RoomsQuery
 	addrs   []string
 	pending int
 	rooms   map[string]uint32
@@ -365,7 +376,7 @@ func (g *gather) Receive(ctx actor.Context) {
 		g.rooms = make(map[string]uint32)
 		g.pending = len(g.addrs)
 		for _, a := range g.addrs {
-			ctx.Send(actor.NewPID(a, "rooms"), &parleypb.RoomsQuery{Session: ctx.Self()})
+			ctx.Send(actor.NewPID(a, actors.RoomsName), &actorpb.RoomsQuery{Session: ctx.Self()})
 		}
 		self, root := ctx.Self(), ctx.ActorSystem().Root
 		g.timer = time.AfterFunc(time.Second, func() { root.Send(self, gatherTimeout{}) })

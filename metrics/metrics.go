@@ -179,7 +179,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(dDrops, st.DeadLetters.Load(), "dead_letter")
 	counter(dDrops, st.StoreErrors.Load(), "store_error")
 	for code, n := range c.ws.Closes() {
-		counter(dCloses, n, strconv.Itoa(code))
+		counter(dCloses, n, strconv.Itoa(int(code)))
 	}
 	for why, n := range c.ws.Refusals() {
 		counter(dRefusals, n, why)

@@ -83,9 +83,13 @@ type Server struct {
 	serveErr chan error
 	stopOnce sync.Once
 	stopErr  error
+	started  atomic.Bool
 
+	// bg runs the goroutines Start starts besides the main listener's
+	// (retention, the admin listener); Shutdown stops them with trimStop
+	// and the admin server's own Shutdown, and waits.
+	bg       sync.WaitGroup
 	trimStop chan struct{}
-	trimDone chan struct{}
 }
 
 // New builds a node and listens on cfg.Addr, but does not serve yet.
@@ -102,30 +106,39 @@ func New(cfg Config) (*Server, error) {
 	if cfg.RetentionInterval <= 0 {
 		cfg.RetentionInterval = time.Minute
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, serveErr: make(chan error, 1), trimStop: make(chan struct{}), trimDone: make(chan struct{})}
+	s := &Server{cfg: cfg, log: cfg.Logger, serveErr: make(chan error, 1), trimStop: make(chan struct{})}
 	s.Metrics = metrics.New()
 	s.cfg.Store = s.Metrics.Store(cfg.Store)
+	var err error
 	ac := cfg.Actors
 	ac.Store, ac.Logger, ac.Faults, ac.Verifier = s.cfg.Store, cfg.Logger, cfg.Faults, cfg.Auth
 	if ac.MaxMessageBytes == 0 {
 		ac.MaxMessageBytes = int(cmp.Or(cfg.Transport.MaxMessageBytes, transport.DefaultMaxMessageBytes))
+	}
+	if cfg.Cluster != nil {
+		cc := *cfg.Cluster
+		cc.Logger = cfg.Logger
+		if s.Cluster, err = cluster.New(cc); err != nil {
+			return nil, err
+		}
+		ac.Cluster = s.Cluster
 	}
 	node, err := actors.NewNode(ac)
 	if err != nil {
 		return nil, err
 	}
 	s.Node = node
-	if cfg.Cluster != nil {
-		cc := *cfg.Cluster
-		cc.Logger = cfg.Logger
-		if s.Cluster, err = cluster.Join(node, cc); err != nil {
-			node.Shutdown(context.Background())
-			return nil, err
-		}
-	}
 	to := cfg.Transport
 	to.Logger, to.Verifier = cfg.Logger, cfg.Auth
-	s.ws = transport.NewServer(node, to)
+	// The one place sockets meet actors: each accepted connection gets a
+	// session, and what the socket reads goes to the session's inbox.
+	s.ws = transport.NewServer(transport.HandlerFunc(func(c *transport.Conn) (transport.Peer, error) {
+		in, err := node.Attach(c)
+		if err != nil {
+			return nil, err
+		}
+		return in, nil
+	}), to)
 	s.Metrics.Watch(node, &s.ws.Stats)
 	if s.Cluster != nil {
 		s.Metrics.WatchCluster(node, s.Cluster)
@@ -168,7 +181,7 @@ func New(cfg Config) (*Server, error) {
 		s.ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
 	}
 	if cfg.AdminAddr != "" {
-		if cfg.AdminToken == "" && !isLoopback(cfg.AdminAddr) {
+		if cfg.AdminToken == "" && !IsLoopback(cfg.AdminAddr) {
 			s.closeEarly()
 			return nil, fmt.Errorf("the admin API on %s is not on loopback: set -admin-token", cfg.AdminAddr)
 		}
@@ -192,8 +205,9 @@ func (s *Server) closeEarly() {
 	s.Node.Shutdown(context.Background())
 }
 
-// isLoopback reports whether a listen address is on loopback only.
-func isLoopback(addr string) bool {
+// IsLoopback reports whether a listen address is on loopback only (main
+// uses it to choose the default authentication mode).
+func IsLoopback(addr string) bool {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return false
@@ -204,10 +218,6 @@ func isLoopback(addr string) bool {
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
 }
-
-// IsLoopback reports whether a listen address is on loopback only (main
-// uses it to choose the default authentication mode).
-func IsLoopback(addr string) bool { return isLoopback(addr) }
 
 // AdminAddr is where the admin API listens, or "" when it is off.
 func (s *Server) AdminAddr() string {
@@ -233,9 +243,22 @@ func (s *Server) URL() string {
 
 // Start serves in the background; Wait reports how serving ended.
 func (s *Server) Start() {
-	go s.trimLoop()
+	if s.started.Swap(true) {
+		return
+	}
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		s.trimLoop()
+	}()
 	if s.admin != nil {
-		go s.admin.Serve(s.adminLn)
+		s.bg.Add(1)
+		go func() {
+			defer s.bg.Done()
+			if err := s.admin.Serve(s.adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.log.Error("admin listener failed", "addr", s.AdminAddr(), "err", err)
+			}
+		}()
 	}
 	s.ready.Store(true)
 	go func() {
@@ -248,6 +271,7 @@ func (s *Server) Start() {
 }
 
 // Wait blocks until serving stops (after Shutdown, or on a listener error).
+// Before Start it returns once Shutdown ran.
 func (s *Server) Wait() error { return <-s.serveErr }
 
 // Shutdown drains the node: /readyz turns 503, no new connections are
@@ -264,6 +288,17 @@ func (s *Server) shutdown(ctx context.Context) error {
 	defer cancel()
 	start := time.Now()
 	s.ready.Store(false)
+	if !s.started.Swap(true) {
+		// Never served: nothing is connected and nothing runs but the
+		// actors; close the listeners (New opened them) and stop those.
+		s.ln.Close()
+		if s.adminLn != nil {
+			s.adminLn.Close()
+		}
+		s.serveErr <- nil
+		_, nerr := s.Node.Shutdown(ctx)
+		return errors.Join(nerr, s.cfg.Store.Close())
+	}
 	// http.Server.Shutdown stops the listener but ignores hijacked
 	// connections (every WebSocket): transport closes those itself.
 	httpDone := make(chan error, 1)
@@ -273,11 +308,12 @@ func (s *Server) shutdown(ctx context.Context) error {
 	herr := <-httpDone
 	if s.admin != nil {
 		s.admin.Shutdown(ctx)
-		s.adminLn.Close() // in case it never served
 	}
 	close(s.trimStop)
+	bgDone := make(chan struct{})
+	go func() { s.bg.Wait(); close(bgDone) }()
 	select {
-	case <-s.trimDone:
+	case <-bgDone:
 	case <-ctx.Done():
 	}
 	serr := s.cfg.Store.Close()
@@ -288,7 +324,6 @@ func (s *Server) shutdown(ctx context.Context) error {
 // trimLoop enforces retention in the background. Rooms never wait for it:
 // the store deletes in bounded batches.
 func (s *Server) trimLoop() {
-	defer close(s.trimDone)
 	r := s.cfg.Retention
 	if r.MaxCount <= 0 && r.MaxAge <= 0 {
 		<-s.trimStop

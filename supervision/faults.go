@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
-	"google.golang.org/protobuf/proto"
 
+	"github.com/parleychat/parley/actors/actorpb"
 	parleypb "github.com/parleychat/parley/proto"
 )
 
@@ -64,7 +64,7 @@ func (f *Faults) Middleware(kind string) actor.ReceiverMiddleware {
 				f.Injected.Add(1)
 				panic(fmt.Sprintf("injected fault in %s on %T", kind, env.Message))
 			}
-			if f.Delay > 0 && isParley(env.Message) {
+			if f.Delay > 0 && actorpb.IsParley(env.Message) {
 				time.Sleep(f.Delay)
 			}
 			next(c, env)
@@ -73,10 +73,10 @@ func (f *Faults) Middleware(kind string) actor.ReceiverMiddleware {
 }
 
 func (f *Faults) shouldFail(msg any) bool {
-	if !isParley(msg) {
+	if !actorpb.IsParley(msg) {
 		return false
 	}
-	if inj, ok := msg.(*parleypb.InjectFault); ok {
+	if inj, ok := msg.(*actorpb.InjectFault); ok {
 		return !inj.GetDrop() // a drop is the session's to carry out
 	}
 	if f.Marker != "" {
@@ -90,11 +90,6 @@ func (f *Faults) shouldFail(msg any) bool {
 	return f.Share > 0 && rand.Float64() < f.Share
 }
 
-func isParley(msg any) bool {
-	m, ok := msg.(proto.Message)
-	return ok && m.ProtoReflect().Descriptor().ParentFile().Package() == "parley.v1"
-}
-
 // textOf finds the user text a message carries: a post as the client sent
 // it (an Envelope) or as a room receives it (a RoomPost).
 func textOf(msg any) (string, bool) {
@@ -103,7 +98,7 @@ func textOf(msg any) (string, bool) {
 		if p := m.GetPost(); p != nil {
 			return p.GetText(), true
 		}
-	case *parleypb.RoomPost:
+	case *actorpb.RoomPost:
 		return m.GetText(), true
 	}
 	return "", false

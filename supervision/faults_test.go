@@ -8,6 +8,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
+	"github.com/parleychat/parley/actors/actorpb"
 	parleypb "github.com/parleychat/parley/proto"
 )
 
@@ -49,20 +50,20 @@ func TestFaultsMiddlewarePanics(t *testing.T) {
 		{"client post is the marker", "session", post(marker), true},
 		{"client post without marker", "session", post("say boom now"), false},
 		{"marker is case-sensitive", "session", post("💥boom"), false},
-		{"room post with marker", "room", &parleypb.RoomPost{Room: "r", User: "u", Text: marker}, true},
-		{"room post without marker", "room", &parleypb.RoomPost{Room: "r", User: "u", Text: "fine"}, false},
+		{"room post with marker", "room", &actorpb.RoomPost{Room: "r", User: "u", Text: marker}, true},
+		{"room post without marker", "room", &actorpb.RoomPost{Room: "r", User: "u", Text: "fine"}, false},
 		// Only text a user posts triggers it, never names or other fields.
 		{"hello named marker", "session", &parleypb.Envelope{Body: &parleypb.Envelope_Hello{Hello: &parleypb.Hello{Name: marker}}}, false},
 		{"join of marker room", "session", &parleypb.Envelope{Body: &parleypb.Envelope_Join{Join: &parleypb.Join{Room: marker}}}, false},
-		{"client msg id is marker", "room", &parleypb.RoomPost{Room: "r", Text: "x", ClientMsgId: marker}, false},
-		{"room join by marker user", "room", &parleypb.RoomJoin{Room: "r", User: marker}, false},
-		{"typing", "room", &parleypb.RoomTyping{Room: "r", User: marker}, false},
+		{"client msg id is marker", "room", &actorpb.RoomPost{Room: "r", Text: "x", ClientMsgId: marker}, false},
+		{"room join by marker user", "room", &actorpb.RoomJoin{Room: "r", User: marker}, false},
+		{"typing", "room", &actorpb.RoomTyping{Room: "r", User: marker}, false},
 		// Lifecycle messages never fail, or a restart could loop on Started.
 		{"started", "room", &actor.Started{}, false},
 		{"restarting", "room", &actor.Restarting{}, false},
 		{"nil message", "room", nil, false},
-		{"inject fault", "presence", &parleypb.InjectFault{}, true},
-		{"inject drop is the session's", "session", &parleypb.InjectFault{Drop: true}, false},
+		{"inject fault", "presence", &actorpb.InjectFault{}, true},
+		{"inject drop is the session's", "session", &actorpb.InjectFault{Drop: true}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -118,7 +119,7 @@ func TestFaultsUnderStrategy(t *testing.T) {
 		switch m := c.Message().(type) {
 		case *actor.Started:
 			started <- struct{}{}
-		case *parleypb.RoomPost:
+		case *actorpb.RoomPost:
 			seen <- m.GetText()
 		}
 	}, actor.WithReceiverMiddleware(faults.Middleware("room")))
@@ -133,14 +134,14 @@ func TestFaultsUnderStrategy(t *testing.T) {
 	room := recv(t, born, "room spawned")
 	recv(t, started, "room started")
 
-	bad := &parleypb.RoomPost{Room: "r", Text: "BOOM"}
+	bad := &actorpb.RoomPost{Room: "r", Text: "BOOM"}
 	sys.Root.Send(room, bad)
 	got := recv(t, failed, "the injected failure")
 	if reason, _ := got.reason.(string); got.message != bad || !strings.HasPrefix(reason, "injected fault in room") {
 		t.Fatalf("failure = %#v, %#v", got.reason, got.message)
 	}
 	recv(t, started, "restart")
-	sys.Root.Send(room, &parleypb.RoomPost{Room: "r", Text: "fine"})
+	sys.Root.Send(room, &actorpb.RoomPost{Room: "r", Text: "fine"})
 	if text := recv(t, seen, "the next post"); text != "fine" {
 		t.Fatalf("room saw %q", text)
 	}
@@ -161,7 +162,7 @@ func TestFaultsNoMarker(t *testing.T) {
 	passed := 0
 	next := func(actor.ReceiverContext, *actor.MessageEnvelope) { passed++ }
 	for _, text := range []string{"", "anything", "BOOM"} {
-		mw(next)(nil, &actor.MessageEnvelope{Message: &parleypb.RoomPost{Room: "r", Text: text}})
+		mw(next)(nil, &actor.MessageEnvelope{Message: &actorpb.RoomPost{Room: "r", Text: text}})
 	}
 	if passed != 3 || f.Injected.Load() != 0 {
 		t.Fatalf("passed %d of 3, injected %d", passed, f.Injected.Load())
@@ -188,7 +189,7 @@ func TestFaultsEveryAndShare(t *testing.T) {
 				mw(nil, &actor.MessageEnvelope{Message: &actor.Started{}})
 				got := func() (p bool) {
 					defer func() { p = recover() != nil }()
-					mw(nil, &actor.MessageEnvelope{Message: &parleypb.RoomTyping{Room: "r"}})
+					mw(nil, &actor.MessageEnvelope{Message: &actorpb.RoomTyping{Room: "r"}})
 					return false
 				}()
 				if got != want {

@@ -4,15 +4,10 @@ import (
 	"testing"
 
 	"github.com/coder/websocket"
-	"google.golang.org/protobuf/proto"
 
-	"github.com/parleychat/parley/codec"
 	parleypb "github.com/parleychat/parley/proto"
+	"github.com/parleychat/parley/proto/codec"
 )
-
-type nopPeer struct{}
-
-func (nopPeer) Tell(proto.Message) {}
 
 // BenchmarkDeliverJSON measures decoding one inbound JSON post and telling
 // the peer, on the reader's own goroutine and handed to the shared decoder
@@ -36,9 +31,9 @@ func BenchmarkDeliverJSON(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				if onWorker {
-					s.dec.deliver(c, nopPeer{}, websocket.MessageText, websocket.MessageText, frame)
+					s.dec.deliver(c, discardPeer{}, websocket.MessageText, websocket.MessageText, frame)
 				} else {
-					c.deliver(nopPeer{}, websocket.MessageText, websocket.MessageText, frame)
+					c.deliver(discardPeer{}, websocket.MessageText, websocket.MessageText, frame)
 				}
 			}
 		})

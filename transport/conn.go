@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -15,8 +16,8 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/parleychat/parley/auth"
-	"github.com/parleychat/parley/codec"
 	parleypb "github.com/parleychat/parley/proto"
+	"github.com/parleychat/parley/proto/codec"
 )
 
 // closeMode says what happens to queued frames when a connection closes.
@@ -48,14 +49,13 @@ type Conn struct {
 	remote string
 	claims *auth.Claims
 
-	mu          sync.Mutex
-	queue       [][]byte  // frames not yet taken by a writer; nil when idle
-	qp          *[][]byte // the pooled slice queue's array came from
-	writing     bool      // a writer goroutine runs (it stays set once the connection is closing)
-	closing     bool      // set by the first close, which also fixes the three below
-	closeCode   int
-	closeReason string
-	closeMode   closeMode
+	mu        sync.Mutex
+	queue     [][]byte  // frames not yet taken by a writer; nil when idle
+	qp        *[][]byte // the pooled slice queue's array came from
+	writing   bool      // a writer goroutine runs (it stays set once the connection is closing)
+	closing   bool      // set by the first close, which also fixes the two below
+	closeWith parleypb.CloseError
+	closeMode closeMode
 
 	finished chan struct{} // closed when the last writer wrote the close frame and closed the socket
 
@@ -118,33 +118,33 @@ func (c *Conn) Send(frame []byte) bool {
 }
 
 // Close closes the connection with a code and a reason, after writing what
-// is already queued; with 1013 (the client is too slow) the queue is
-// dropped instead. It does not wait. Only the first call counts.
-func (c *Conn) Close(code int, reason string) {
+// is already queued; with TRY_AGAIN_LATER (the client is too slow) the
+// queue is dropped instead. It does not wait. Only the first call counts.
+func (c *Conn) Close(how *parleypb.CloseError) {
 	mode := closeFlush
-	if code == int(websocket.StatusTryAgainLater) {
+	if how.Code == parleypb.CloseCode_CLOSE_CODE_TRY_AGAIN_LATER {
 		mode = closeDrop
 	}
-	c.close(code, reason, mode)
+	c.close(how.Code, how.Reason, mode)
 }
 
 // Abort drops the connection at once, with no close frame, as a network
 // failure would. Fault injection uses it.
 func (c *Conn) Abort() {
-	c.close(int(websocket.StatusAbnormalClosure), "connection aborted (injected fault)", closeNow)
+	c.close(parleypb.CloseCode_CLOSE_CODE_ABNORMAL, "connection aborted (injected fault)", closeNow)
 }
 
 // close records the first close and makes sure a writer runs to finish the
 // connection: the running one sees closing on its next turn, or a new one
 // is started.
-func (c *Conn) close(code int, reason string, mode closeMode) {
+func (c *Conn) close(code parleypb.CloseCode, reason string, mode closeMode) {
 	c.mu.Lock()
 	if c.closing {
 		c.mu.Unlock()
 		return
 	}
 	c.closing = true
-	c.closeCode, c.closeReason, c.closeMode = code, reason, mode
+	c.closeWith, c.closeMode = parleypb.CloseError{Code: code, Reason: reason}, mode
 	start := !c.writing
 	c.writing = true
 	c.mu.Unlock()
@@ -156,10 +156,10 @@ func (c *Conn) close(code int, reason string, mode closeMode) {
 	}
 }
 
-func (c *Conn) closedByServer() (int, string, bool) {
+func (c *Conn) closedByServer() (parleypb.CloseError, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.closeCode, c.closeReason, c.closing
+	return c.closeWith, c.closing
 }
 
 func (c *Conn) isClosing() bool {
@@ -172,7 +172,7 @@ var readBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 // serve runs the read loop until the connection ends, waits for the writer
 // to finish, and reports how the connection ended.
-func (c *Conn) serve(peer Peer) (code int, reason string) {
+func (c *Conn) serve(peer Peer) *parleypb.CloseError {
 	c.armPing()
 	defer func() {
 		c.pingMu.Lock()
@@ -186,8 +186,13 @@ func (c *Conn) serve(peer Peer) (code int, reason string) {
 		want = websocket.MessageBinary
 	}
 	ctx := context.Background()
+	var err error
 	for {
-		typ, r, err := c.ws.Reader(ctx)
+		var (
+			typ websocket.MessageType
+			r   io.Reader
+		)
+		typ, r, err = c.ws.Reader(ctx)
 		if err == nil {
 			buf := readBufs.Get().(*bytes.Buffer)
 			buf.Reset()
@@ -202,47 +207,47 @@ func (c *Conn) serve(peer Peer) (code int, reason string) {
 			}
 		}
 		if err != nil {
-			code, reason = c.readEnded(err)
 			break
 		}
 	}
-	peer.Tell(&parleypb.ConnClosed{Code: int32(code), Reason: reason})
-	c.close(code, reason, closeNow)
+	how := c.readEnded(err)
+	peer.Closed(how)
+	c.close(how.Code, how.Reason, closeNow)
 	<-c.finished
-	return code, reason
+	return how
 }
 
 func (c *Conn) deliver(peer Peer, typ, want websocket.MessageType, frame []byte) {
 	c.srv.Stats.FramesIn.Add(1)
 	if typ != want {
 		c.srv.Stats.BadFrames.Add(1)
-		peer.Tell(&parleypb.BadFrame{Reason: fmt.Sprintf("this connection speaks %s frames, got a %s frame", msgTypeName(want), msgTypeName(typ))})
+		peer.BadFrame(fmt.Sprintf("this connection speaks %s frames, got a %s frame", msgTypeName(want), msgTypeName(typ)))
 		return
 	}
 	env, err := c.codec.Decode(frame)
 	if err != nil {
 		c.srv.Stats.BadFrames.Add(1)
-		peer.Tell(&parleypb.BadFrame{Reason: err.Error()})
+		peer.BadFrame(err.Error())
 		return
 	}
-	peer.Tell(env)
+	peer.Frame(env)
 }
 
 // readEnded names the close: the server's own code when it closed first,
-// 1009 for a frame over the limit, else what the client sent.
-func (c *Conn) readEnded(err error) (int, string) {
+// MESSAGE_TOO_BIG for a frame over the limit, else what the client sent.
+func (c *Conn) readEnded(err error) *parleypb.CloseError {
 	if errors.Is(err, websocket.ErrMessageTooBig) {
 		reason := fmt.Sprintf("frame larger than %d bytes", c.srv.opts.MaxMessageBytes)
-		c.close(int(websocket.StatusMessageTooBig), reason, closeNow)
+		c.close(parleypb.CloseCode_CLOSE_CODE_MESSAGE_TOO_BIG, reason, closeNow)
 	}
-	if code, reason, ok := c.closedByServer(); ok {
-		return code, reason
+	if how, ok := c.closedByServer(); ok {
+		return &how
 	}
 	var ce websocket.CloseError
 	if errors.As(err, &ce) {
-		return int(ce.Code), ce.Reason
+		return parleypb.Close(parleypb.CloseCode(ce.Code), ce.Reason)
 	}
-	return int(websocket.StatusAbnormalClosure), err.Error()
+	return parleypb.Close(parleypb.CloseCode_CLOSE_CODE_ABNORMAL, err.Error())
 }
 
 func msgTypeName(t websocket.MessageType) string {
@@ -293,7 +298,7 @@ func (c *Conn) writeLoop() {
 		c.takeLocked(w)
 		c.mu.Unlock()
 		if err := c.write(w); err != nil {
-			c.close(int(websocket.StatusAbnormalClosure), "write failed: "+err.Error(), closeNow)
+			c.close(parleypb.CloseCode_CLOSE_CODE_ABNORMAL, "write failed: "+err.Error(), closeNow)
 		}
 	}
 }
@@ -401,7 +406,7 @@ func (c *Conn) finish(w *writer) {
 	c.releaseQueueLocked()
 	c.mu.Unlock()
 	if c.closeMode != closeNow {
-		c.ws.Close(websocket.StatusCode(c.closeCode), truncateReason(c.closeReason))
+		c.ws.Close(websocket.StatusCode(c.closeWith.Code), truncateReason(c.closeWith.Reason))
 	}
 	c.ws.CloseNow()
 }
@@ -465,7 +470,7 @@ func (c *Conn) ping() {
 	defer cancel()
 	if err := c.ws.Ping(ctx); err != nil {
 		if !c.isClosing() {
-			c.close(StatusPongTimeout, fmt.Sprintf("no pong within %v", c.srv.opts.PongTimeout), closeNow)
+			c.close(parleypb.CloseCode_CLOSE_CODE_PONG_TIMEOUT, fmt.Sprintf("no pong within %v", c.srv.opts.PongTimeout), closeNow)
 		}
 		return
 	}

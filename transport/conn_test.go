@@ -11,17 +11,18 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-	"google.golang.org/protobuf/proto"
 
-	"github.com/parleychat/parley/codec"
 	"github.com/parleychat/parley/internal/testenv"
 	parleypb "github.com/parleychat/parley/proto"
+	"github.com/parleychat/parley/proto/codec"
 )
 
 // discardPeer stands in for a session: these tests drive the Conn directly.
 type discardPeer struct{}
 
-func (discardPeer) Tell(proto.Message) {}
+func (discardPeer) Frame(*parleypb.Envelope)    {}
+func (discardPeer) BadFrame(string)             {}
+func (discardPeer) Closed(*parleypb.CloseError) {}
 
 // startServer serves /ws on 127.0.0.1 and hands each accepted Conn to the
 // test through the returned channel.
@@ -128,12 +129,12 @@ func TestCloseWhileSending(t *testing.T) {
 	const frames = 200
 	for _, tc := range []struct {
 		name      string
-		code      int
+		code      parleypb.CloseCode
 		wantAll   bool
 		wantFrame string
 	}{
-		{"normal close flushes", StatusNormal, true, "logged out"},
-		{"too slow drops", StatusTryAgainLater, false, "outbound queue full"},
+		{"normal close flushes", parleypb.CloseCode_CLOSE_CODE_NORMAL, true, "logged out"},
+		{"too slow drops", parleypb.CloseCode_CLOSE_CODE_TRY_AGAIN_LATER, false, "outbound queue full"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -147,12 +148,12 @@ func TestCloseWhileSending(t *testing.T) {
 					t.Fatalf("queue full at frame %d of %d", i, frames)
 				}
 			}
-			c.Close(tc.code, tc.wantFrame)
+			c.Close(parleypb.Close(tc.code, tc.wantFrame))
 			got, ce, err := readAll(ctx, ws)
 			if err != nil {
 				t.Fatalf("read: %v after %d frames", err, len(got))
 			}
-			if int(ce.Code) != tc.code || ce.Reason != tc.wantFrame {
+			if parleypb.CloseCode(ce.Code) != tc.code || ce.Reason != tc.wantFrame {
 				t.Fatalf("closed with %d %q, want %d %q", ce.Code, ce.Reason, tc.code, tc.wantFrame)
 			}
 			if tc.wantAll && len(got) != frames {
@@ -189,12 +190,12 @@ func TestBatchOnTheWire(t *testing.T) {
 			t.Fatalf("queue full at %d", i)
 		}
 	}
-	c.Close(StatusNormal, "done")
+	c.Close(parleypb.Close(parleypb.CloseCode_CLOSE_CODE_NORMAL, "done"))
 	var texts []string
 	for {
 		typ, b, err := ws.Read(ctx)
 		if err != nil {
-			if websocket.CloseStatus(err) != StatusNormal {
+			if websocket.CloseStatus(err) != websocket.StatusNormalClosure {
 				t.Fatalf("read: %v", err)
 			}
 			break
@@ -224,10 +225,13 @@ func TestBatchOnTheWire(t *testing.T) {
 	}
 }
 
-// recordingPeer hands the test what the connection reads.
-type recordingPeer chan proto.Message
+// recordingPeer hands the test what the connection reads: each frame's
+// Envelope, each bad frame's reason, and how the connection closed.
+type recordingPeer chan any
 
-func (p recordingPeer) Tell(m proto.Message) { p <- m }
+func (p recordingPeer) Frame(env *parleypb.Envelope)    { p <- env }
+func (p recordingPeer) BadFrame(reason string)          { p <- reason }
+func (p recordingPeer) Closed(how *parleypb.CloseError) { p <- how }
 
 // waitFor polls try until it returns nil or d passes.
 var waitFor = testenv.WaitFor
@@ -332,9 +336,9 @@ func TestWriteTimeout(t *testing.T) {
 		}
 		return errors.New("connection still open")
 	})
-	code, reason, _ := c.closedByServer()
-	if code != int(websocket.StatusAbnormalClosure) || !strings.Contains(reason, "write failed") {
-		t.Fatalf("closed with %d %q, want 1006 after a failed write", code, reason)
+	how, _ := c.closedByServer()
+	if how.Code != parleypb.CloseCode_CLOSE_CODE_ABNORMAL || !strings.Contains(how.Reason, "write failed") {
+		t.Fatalf("closed with %v, want ABNORMAL (1006) after a failed write", &how)
 	}
 }
 
@@ -371,7 +375,7 @@ func TestTextFramesDecodedInOrder(t *testing.T) {
 	}
 	next := make([]int, len(clients))
 	for range n * len(clients) {
-		var m proto.Message
+		var m any
 		select {
 		case m = <-got:
 		case <-ctx.Done():

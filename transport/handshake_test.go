@@ -8,7 +8,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
-	"github.com/parleychat/parley/codec"
+	"github.com/parleychat/parley/proto/codec"
 )
 
 func TestCheckOrigin(t *testing.T) {

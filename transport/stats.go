@@ -22,13 +22,13 @@ type Stats struct {
 	BadFrames atomic.Int64
 
 	mu      sync.Mutex
-	closes  map[int]*atomic.Int64
+	closes  map[parleypb.CloseCode]*atomic.Int64
 	refusal map[string]*atomic.Int64
 }
 
 func (s *Stats) open(k parleypb.Codec, d int64) { s.Open[k].Add(d) }
 
-func (s *Stats) closed(code int) { bump(&s.mu, &s.closes, code) }
+func (s *Stats) closed(code parleypb.CloseCode) { bump(&s.mu, &s.closes, code) }
 
 func (s *Stats) refused(why string) { bump(&s.mu, &s.refusal, why) }
 
@@ -47,10 +47,10 @@ func bump[K comparable](mu *sync.Mutex, m *map[K]*atomic.Int64, k K) {
 }
 
 // Closes reports how many connections ended with each close code.
-func (s *Stats) Closes() map[int]int64 {
+func (s *Stats) Closes() map[parleypb.CloseCode]int64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make(map[int]int64, len(s.closes))
+	out := make(map[parleypb.CloseCode]int64, len(s.closes))
 	for k, v := range s.closes {
 		out[k] = v.Load()
 	}

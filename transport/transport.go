@@ -1,11 +1,13 @@
-// Package transport owns every WebSocket in Parley: it accepts, checks the
-// Origin, picks the codec from the subprotocol, runs heartbeats, reads and
-// writes frames and closes sockets. Nothing else imports
-// github.com/coder/websocket (transport/client, the Go client, lives here for
-// that reason).
+// Package transport owns every WebSocket the server accepts: it checks the
+// Origin and the handshake limits, picks the codec from the subprotocol,
+// runs heartbeats, reads and writes frames and closes sockets. Of the
+// server's packages only this one imports github.com/coder/websocket (the Go
+// client in package client and the load tools dial with it too), and it
+// knows nothing of actors: it imports only the wire protocol (proto/...) and
+// auth. Package server hands its connections to the session actors.
 //
 // Each accepted socket becomes a Conn and is handed to a Handler, which
-// spawns the session actor for it. A Conn is written only through its bounded
+// returns the Peer that receives what the socket reads. A Conn is written only through its bounded
 // outbound queue (Send), from any goroutine; only transport reads it.
 // Goroutines per connection: one reader, started when the handshake is done
 // (the HTTP handler returns), and a writer only while frames are queued;
@@ -29,37 +31,19 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/parleychat/parley/auth"
-	"github.com/parleychat/parley/codec"
+	parleypb "github.com/parleychat/parley/proto"
+	"github.com/parleychat/parley/proto/codec"
 )
 
-// Close codes Parley sends. The 1xxx ones are RFC 6455's; application codes
-// live in 4000-4999 (RFC 6455 §7.4.2).
-const (
-	StatusNormal          = 1000 // the client logged out
-	StatusGoingAway       = 1001 // the server is shutting down
-	StatusPolicyViolation = 1008 // sustained abuse: rate limit, garbage frames
-	StatusMessageTooBig   = 1009 // a frame over -max-message-bytes
-	StatusInternalError   = 1011 // the session failed past its retry budget
-	StatusTryAgainLater   = 1013 // the client did not drain its outbound queue
-
-	// StatusIdleTimeout: the client sent no application frame for the idle timeout.
-	StatusIdleTimeout = 4000
-	// StatusPongTimeout: the peer did not answer a ping in time.
-	StatusPongTimeout = 4001
-	// StatusKicked: an operator closed the user's connections.
-	StatusKicked = 4002
-	// StatusTokenExpired: the connection's token expired and was not refreshed.
-	StatusTokenExpired = 4003
-)
-
-// Peer receives what a connection reads: *parleypb.Envelope for each frame,
-// *parleypb.BadFrame for one that did not decode, and finally one
-// *parleypb.ConnClosed. Tell must not block.
+// Peer receives what a connection reads, in order: each frame decoded, each
+// frame that did not decode, and once, last, how the connection ended. None
+// of its methods may block (they run on the connection's reader).
 type Peer interface {
-	Tell(msg proto.Message)
+	Frame(env *parleypb.Envelope)
+	BadFrame(reason string)
+	Closed(how *parleypb.CloseError)
 }
 
 // Handler is given each accepted connection and returns the peer that
@@ -87,7 +71,7 @@ type Options struct {
 	// PingInterval is the time between pings. Zero means 25s.
 	PingInterval time.Duration
 	// PongTimeout is how long a ping waits for its pong before the connection
-	// is closed with StatusPongTimeout. Zero means 10s.
+	// is closed with CLOSE_CODE_PONG_TIMEOUT. Zero means 10s.
 	PongTimeout time.Duration
 	// WriteTimeout bounds one frame write (the socket's write deadline is
 	// renewed lazily, so a write may be cut after ¾ of it). Zero means 10s.
@@ -281,10 +265,10 @@ func (s *Server) serveConn(c *Conn, peer Peer, ip string) {
 	defer s.wg.Done()
 	defer s.admit.release(ip)
 	defer s.untrack(c)
-	code, reason := c.serve(peer)
+	how := c.serve(peer)
 	s.Stats.open(c.codec.Kind(), -1)
-	s.Stats.closed(code)
-	s.log.Info("connection closed", "conn", c.id, "remote", c.remote, "codec", codecName(c.codec), "code", code, "reason", reason)
+	s.Stats.closed(how.Code)
+	s.log.Info("connection closed", "conn", c.id, "remote", c.remote, "codec", codecName(c.codec), "code", int32(how.Code), "reason", how.Reason)
 }
 
 // Buffer sizes of a connection after the handshake. net/http's are 4 KiB
@@ -351,7 +335,7 @@ func (s *Server) Shutdown(ctx context.Context, reason string) (int, error) {
 	}
 	s.mu.Unlock()
 	for _, c := range open {
-		c.Close(int(websocket.StatusGoingAway), reason)
+		c.Close(parleypb.Close(parleypb.CloseCode_CLOSE_CODE_GOING_AWAY, reason))
 	}
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()

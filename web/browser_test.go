@@ -24,11 +24,11 @@ import (
 	"github.com/chromedp/cdproto/target"
 	"github.com/chromedp/chromedp"
 
-	"github.com/parleychat/parley/codec"
+	"github.com/parleychat/parley/client"
 	"github.com/parleychat/parley/internal/testenv"
+	"github.com/parleychat/parley/proto/codec"
 	"github.com/parleychat/parley/server"
 	"github.com/parleychat/parley/store"
-	"github.com/parleychat/parley/transport/client"
 )
 
 const chromiumPath = "/usr/bin/chromium"

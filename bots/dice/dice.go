@@ -3,16 +3,19 @@
 // server with a new actor type, kept under test (dice_test.go).
 //
 // What it shows:
-//   - A bot is an ordinary actor. It needs no socket: it talks to rooms
-//     through the node's Directory with the same protobuf messages a session
-//     sends (RoomJoin, RoomPost), and receives what a session receives
-//     (Deliver, Ack, Error, RoomRestarted).
-//   - It joins with codec CODEC_UNSPECIFIED, which asks the room to put the
-//     decoded RoomEvent in each Deliver instead of wire frames.
-//   - It resumes like a session: it remembers the last seq it saw per room
-//     and re-joins from there when the room restarts, so it answers every
-//     roll once, even across restarts (its replies carry a client_msg_id
-//     derived from the roll's seq, which the room deduplicates).
+//   - A bot is an ordinary actor. It needs no socket: it belongs to rooms
+//     through the member contract (actors.Member), which a session uses
+//     too. The Member joins, hands over each room event once and in order
+//     (whether the room sent it alone, in a batch of posts committed
+//     together, or in a replay), and re-joins from the last event seen
+//     when a room restarts or passivates.
+//   - It joins with codec CODEC_UNSPECIFIED, so deliveries carry the
+//     decoded RoomEvent instead of wire frames, and with Latest, so it
+//     answers what comes after it arrived, not the room's history.
+//   - It answers every roll once, even across restarts (its own and the
+//     room's): the Member lives outside the actor's state, and replies
+//     carry a client_msg_id derived from the roll's seq, which the room
+//     deduplicates.
 package dice
 
 import (
@@ -25,6 +28,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/parleychat/parley/actors"
+	"github.com/parleychat/parley/actors/actorpb"
 	parleypb "github.com/parleychat/parley/proto"
 )
 
@@ -36,6 +40,13 @@ type Options struct {
 	Rooms []string
 	// Rand rolls the dice. Nil means a randomly seeded generator.
 	Rand *rand.Rand
+}
+
+// Start starts a dice bot in rooms with the default options (package bots
+// calls it for -bots dice=...).
+func Start(n *actors.Node, rooms []string) error {
+	_, err := Spawn(n, Options{Rooms: rooms})
+	return err
 }
 
 // Spawn starts a dice bot on node n.
@@ -54,67 +65,45 @@ func Spawn(n *actors.Node, o Options) (*actor.PID, error) {
 	if o.Rand == nil {
 		o.Rand = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
 	}
-	rooms := make(map[string]*roomState) // survives restarts: captured, not state
-	props := actor.PropsFromProducer(func() actor.Actor { return &bot{n: n, o: o, rooms: rooms} })
+	// Captured by the producer, so a restarted bot keeps its rooms and
+	// where it is in each.
+	member := actors.NewMember(n, actors.MemberOptions{User: o.Name, Codec: parleypb.Codec_CODEC_UNSPECIFIED})
+	started := false
+	props := actor.PropsFromProducer(func() actor.Actor { return &bot{n: n, o: o, member: member, started: &started} })
 	return n.System.Root.SpawnNamed(props, "bot-"+o.Name)
 }
 
 type bot struct {
-	n     *actors.Node
-	o     Options
-	rooms map[string]*roomState
-}
-
-// roomState is where the bot is in a room. Until the first join's ack
-// (caughtUp), delivered events are history from before the bot came: it
-// reads them but answers none.
-type roomState struct {
-	last     uint64
-	caughtUp bool
+	n       *actors.Node
+	o       Options
+	member  *actors.Member
+	started *bool
 }
 
 func (b *bot) Receive(ctx actor.Context) {
-	switch m := ctx.Message().(type) {
-	case *actor.Started:
-		for _, room := range b.o.Rooms {
-			b.join(ctx, room)
-		}
-	case *parleypb.Deliver:
-		st := b.rooms[m.GetRoom()]
-		if ev := m.GetEvent(); st != nil && ev != nil && ev.GetSeq() > st.last {
-			st.last = ev.GetSeq()
-			if st.caughtUp {
+	if d, done := b.member.Receive(ctx); done {
+		for _, item := range d.Items {
+			if ev := item.GetEvent(); ev != nil {
 				b.answer(ctx, ev)
 			}
 		}
-	case *parleypb.Ack:
-		if st := b.rooms[m.GetRoom()]; st != nil && m.GetMembers() != nil && !st.caughtUp {
-			st.last = max(st.last, m.GetSeq())
-			st.caughtUp = true
+		return
+	}
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		if *b.started {
+			b.member.Rejoin(ctx)
+			return
 		}
-	case *parleypb.RoomRestarted:
-		b.join(ctx, m.GetRoom())
+		*b.started = true
+		for _, room := range b.o.Rooms {
+			b.member.Join(ctx, room, actors.JoinOptions{Latest: true})
+		}
 	case *parleypb.Error:
 		// A reply the room could not take (store down): it is lost, like a
 		// message typed into a broken chat; the next roll works again.
 		b.n.System.Logger().Warn("dice: reply failed", "room", m.GetRoom(), "err", m.GetText())
 	}
-}
-
-// join registers with a room, resuming after the last event seen: a fresh
-// bot starts from the room's latest message rather than replaying history.
-func (b *bot) join(ctx actor.Context, room string) {
-	st, ok := b.rooms[room]
-	if !ok {
-		st = &roomState{}
-		b.rooms[room] = st
-	}
-	var since *uint64
-	if st.caughtUp {
-		last := st.last
-		since = &last
-	}
-	b.n.Directory.Tell(ctx, &parleypb.RoomJoin{Room: room, User: b.o.Name, Session: ctx.Self(), Since: since, Codec: parleypb.Codec_CODEC_UNSPECIFIED, Rejoin: ok})
 }
 
 func (b *bot) answer(ctx actor.Context, ev *parleypb.RoomEvent) {
@@ -125,7 +114,7 @@ func (b *bot) answer(ctx actor.Context, ev *parleypb.RoomEvent) {
 	if !ok {
 		return
 	}
-	b.n.Directory.Tell(ctx, &parleypb.RoomPost{
+	b.member.Post(ctx, &actorpb.RoomPost{
 		Room: ev.GetRoom(), User: b.o.Name, Session: ctx.Self(),
 		Text:        ev.GetSender() + " " + reply,
 		ClientMsgId: "roll-" + strconv.FormatUint(ev.GetSeq(), 10),

@@ -14,7 +14,7 @@ import (
 
 	"github.com/coder/websocket"
 
-	"github.com/parleychat/parley/transport/client/jsonwalk"
+	"github.com/parleychat/parley/client/jsonwalk"
 )
 
 // centrifugoTarget speaks Centrifugo v6's bidirectional client protocol in

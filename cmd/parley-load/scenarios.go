@@ -15,7 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/parleychat/parley/transport/client"
+	"github.com/parleychat/parley/client"
 )
 
 // loadRun is one run of one scenario.

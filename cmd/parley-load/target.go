@@ -9,9 +9,9 @@ import (
 	"sync/atomic"
 	"syscall"
 
-	"github.com/parleychat/parley/codec"
+	"github.com/parleychat/parley/client"
 	parleypb "github.com/parleychat/parley/proto"
-	"github.com/parleychat/parley/transport/client"
+	"github.com/parleychat/parley/proto/codec"
 )
 
 // Target is a server the load tool can drive: Parley or a peer such as
@@ -106,7 +106,7 @@ func (p *parleyConn) Publish(ctx context.Context, room string, payload []byte) e
 func (p *parleyConn) Close()                { p.c.Close() }
 func (p *parleyConn) CloseNow()             { p.c.CloseNow() }
 func (p *parleyConn) Done() <-chan struct{} { return p.c.Done() }
-func (p *parleyConn) CloseCode() int        { return client.CloseCode(p.c.Err()) }
+func (p *parleyConn) CloseCode() int        { return int(client.CloseCode(p.c.Err())) }
 func (p *parleyConn) Err() error            { return p.c.Err() }
 
 // explainDial turns the usual ways a dial fails into a sentence that says

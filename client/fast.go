@@ -9,7 +9,7 @@ import (
 	"github.com/coder/websocket"
 	"google.golang.org/protobuf/encoding/protowire"
 
-	"github.com/parleychat/parley/transport/client/jsonwalk"
+	"github.com/parleychat/parley/client/jsonwalk"
 )
 
 // RawEvent is a room event as it arrived, not decoded into a RoomEvent.
@@ -35,7 +35,7 @@ func (c *Client) readLoopFast() {
 			_, err = buf.ReadFrom(r)
 		}
 		if err != nil {
-			c.readErr = err
+			c.readErr = readEnded(err)
 			close(c.done)
 			return
 		}

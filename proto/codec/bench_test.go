@@ -4,8 +4,8 @@ import (
 	"encoding/json"
 	"testing"
 
-	"github.com/parleychat/parley/codec"
 	parleypb "github.com/parleychat/parley/proto"
+	"github.com/parleychat/parley/proto/codec"
 )
 
 // typicalEvent is what a room encodes once per codec per post: a chat line

@@ -8,10 +8,10 @@ import (
 	"time"
 
 	"github.com/parleychat/parley/actors"
-	"github.com/parleychat/parley/codec"
+	"github.com/parleychat/parley/client"
 	parleypb "github.com/parleychat/parley/proto"
+	"github.com/parleychat/parley/proto/codec"
 	"github.com/parleychat/parley/server"
-	"github.com/parleychat/parley/transport/client"
 )
 
 // TestOnRoomEvent checks the fast path against the ordinary one: a client

@@ -5,8 +5,8 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/parleychat/parley/codec"
 	parleypb "github.com/parleychat/parley/proto"
+	"github.com/parleychat/parley/proto/codec"
 )
 
 // TestBatchNeverNests: batching frames of which some are batches already

@@ -1,4 +1,4 @@
-package parleypb
+package actorpb
 
 // A socket's reader may report its close after the session already stopped
 // (the session closed it); that dead letter is expected, not worth a log

@@ -21,8 +21,8 @@ import (
 
 	"github.com/coder/websocket"
 
-	"github.com/parleychat/parley/codec"
 	parleypb "github.com/parleychat/parley/proto"
+	"github.com/parleychat/parley/proto/codec"
 )
 
 // Options configures Dial. The zero value is usable.
@@ -80,16 +80,33 @@ func ErrorCode(err error) parleypb.ErrorCode {
 	return parleypb.ErrorCode_ERROR_CODE_UNSPECIFIED
 }
 
-// CloseCode reports the WebSocket close code inside err, or -1.
-func CloseCode(err error) int { return int(websocket.CloseStatus(err)) }
+// CloseCode reports the close code of the *parleypb.CloseError inside err
+// (how the server closed the connection), or CLOSE_CODE_UNSPECIFIED.
+func CloseCode(err error) parleypb.CloseCode {
+	var ce *parleypb.CloseError
+	if errors.As(err, &ce) {
+		return ce.Code
+	}
+	return parleypb.CloseCode_CLOSE_CODE_UNSPECIFIED
+}
 
 // CloseReason reports the close reason inside err, or "".
 func CloseReason(err error) string {
-	var ce websocket.CloseError
+	var ce *parleypb.CloseError
 	if errors.As(err, &ce) {
 		return ce.Reason
 	}
 	return ""
+}
+
+// readEnded turns the error that ended reading into the client's Err: a
+// close frame from the server becomes a *parleypb.CloseError.
+func readEnded(err error) error {
+	var ce websocket.CloseError
+	if errors.As(err, &ce) {
+		return parleypb.Close(parleypb.CloseCode(ce.Code), ce.Reason)
+	}
+	return err
 }
 
 // Client is one connection speaking a native codec.
@@ -175,7 +192,7 @@ func (c *Client) readLoop() {
 	for {
 		_, b, err := c.ws.Read(context.Background())
 		if err != nil {
-			c.readErr = err
+			c.readErr = readEnded(err)
 			close(c.done)
 			return
 		}
@@ -226,8 +243,8 @@ func (c *Client) dispatch(env *parleypb.Envelope) {
 	}
 }
 
-// Err is why the connection ended (a websocket close error carries the code:
-// see CloseCode), or nil while it is open.
+// Err is why the connection ended (a *parleypb.CloseError when the server
+// closed it: see CloseCode), or nil while it is open.
 func (c *Client) Err() error {
 	select {
 	case <-c.done:

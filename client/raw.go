@@ -47,10 +47,14 @@ func (r *Raw) Write(ctx context.Context, binary bool, b []byte) error {
 	return r.ws.Write(ctx, typ, b)
 }
 
-// Read returns the next frame's bytes.
+// Read returns the next frame's bytes; once the server closed the
+// connection, a *parleypb.CloseError (see CloseCode).
 func (r *Raw) Read(ctx context.Context) ([]byte, error) {
 	_, b, err := r.ws.Read(ctx)
-	return b, err
+	if err != nil {
+		return nil, readEnded(err)
+	}
+	return b, nil
 }
 
 // ReadJSON decodes the next frame into v.
