@@ -152,6 +152,7 @@ func parseFlags(args []string, getenv func(string) string, out io.Writer) (optio
 	fs.DurationVar(&cfg.Actors.IdleTimeout, "idle-timeout", 15*time.Minute, "close a session that sent no application frame for this long (0 disables)")
 	fs.Int64Var(&maxBytes, "max-message-bytes", 64<<10, "largest frame a client may send; larger ones close the connection with 1009")
 	fs.IntVar(&cfg.Actors.History, "history", 100, "messages kept in memory per room and replayed on join")
+	fs.IntVar(&cfg.Actors.MaxReplay, "max-replay", 10000, "most events replayed to a resuming client at once; a longer gap replays its newest ones after a resetEvent")
 	fs.IntVar(&cfg.Actors.MaxRooms, "max-rooms", 100, "rooms one session may be in")
 	fs.IntVar(&cfg.Actors.MaxMembers, "max-members", 10000, "connections one room may hold (0: no cap)")
 	fs.IntVar(&cfg.Transport.MaxConns, "max-conns", 100000, "open connections per node; past it handshakes get HTTP 503 (0: no cap)")

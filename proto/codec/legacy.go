@@ -12,10 +12,13 @@ import (
 // LegacyRoom is the one room every legacy (tutorial) client lives in.
 const LegacyRoom = "lobby"
 
-// Legacy is the tutorial's JSON protocol (see LEGACY-PROTOCOL.md), spoken
-// when a client asks for no subprotocol. It maps onto the native Envelope so
-// that sessions and rooms never see it: login is Hello, user is a Post to
-// lobby, logout is a Leave of lobby.
+// Legacy is the tutorial's JSON protocol (see docs/LEGACY-PROTOCOL.md),
+// spoken when a client asks for no subprotocol. Its frames map onto the
+// native Envelope (login is Hello, user is a Post to lobby, logout is a
+// Leave of lobby), so the server handles them as native requests; what the
+// conversation needs beyond that (the handshake frame, lobby joined at
+// login, one login or logout frame per user) is the session's and the
+// room's, in actors/session_legacy.go and actors/room_legacy.go.
 //
 // The tutorial's page renders every string with innerHTML, so every
 // user-supplied string this codec sends is HTML-escaped.
