@@ -34,6 +34,7 @@ import (
 
 	"github.com/parleychat/parley/actors/actorpb"
 	"github.com/parleychat/parley/auth"
+	"github.com/parleychat/parley/internal/logs"
 	parleypb "github.com/parleychat/parley/proto"
 	"github.com/parleychat/parley/store"
 	"github.com/parleychat/parley/supervision"
@@ -160,9 +161,11 @@ func NewNode(cfg Config) (*Node, error) {
 	// Proto.Actor logs through its own slog logger (coloured, at INFO, on
 	// stderr by default); route it into ours at WARN and above so it neither
 	// floods nor escapes the operator's format.
-	libLog := cfg.Logger.With("lib", "protoactor")
+	// A dead cluster peer is reported on every poll, twice a second:
+	// repeated lines are throttled to a few per interval and a count.
+	lib := slog.New(logs.Throttle(logs.MinLevel(cfg.Logger.With("lib", "protoactor").Handler(), slog.LevelWarn), logThrottle, logBurst))
 	n.System = actor.NewActorSystem(
-		actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return slog.New(minLevel{libLog.Handler(), slog.LevelWarn}) }),
+		actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return lib }),
 		actor.WithDeadLetterThrottleCount(3),
 		actor.WithDeadLetterThrottleInterval(time.Second),
 		actor.WithDeadLetterRequestLogging(false),
@@ -400,21 +403,12 @@ func stopWithin(ctx context.Context, sys *actor.ActorSystem, pid *actor.PID) err
 	}
 }
 
+// Lines that a client or a failing peer can repeat without end are written
+// at most logBurst times per logThrottle, with a count of those dropped.
+const (
+	logThrottle = 10 * time.Second
+	logBurst    = 5
+)
+
 // pidKey identifies a PID as a map key (a *PID is not comparable by value).
 func pidKey(p *actor.PID) string { return p.GetAddress() + "/" + p.GetId() }
-
-// minLevel drops records below a level; it lets Proto.Actor log through our
-// handler without its INFO chatter.
-type minLevel struct {
-	slog.Handler
-	min slog.Level
-}
-
-func (h minLevel) Enabled(ctx context.Context, l slog.Level) bool {
-	return l >= h.min && h.Handler.Enabled(ctx, l)
-}
-
-func (h minLevel) WithAttrs(a []slog.Attr) slog.Handler {
-	return minLevel{h.Handler.WithAttrs(a), h.min}
-}
-func (h minLevel) WithGroup(g string) slog.Handler { return minLevel{h.Handler.WithGroup(g), h.min} }
