@@ -147,8 +147,8 @@ func TestRateLimit(t *testing.T) {
 		}
 	}
 	limited := nextEvent(t, ctx, c, "a RATE_LIMITED error", func(e *parleypb.Envelope) bool { return e.GetError() != nil })
-	if limited.GetError().GetCode() != parleypb.ErrorCode_ERROR_CODE_RATE_LIMITED {
-		t.Fatalf("got %v", limited)
+	if limited.GetError().GetCode() != parleypb.ErrorCode_ERROR_CODE_RATE_LIMITED || limited.GetError().GetRequestId() == "" {
+		t.Fatalf("got %v, want RATE_LIMITED naming the refused request", limited)
 	}
 	if code, reason := closeCode(t, ctx, c); code != parleypb.CloseCode_CLOSE_CODE_POLICY_VIOLATION {
 		t.Fatalf("close %d %q, want 1008", code, reason)

@@ -107,6 +107,10 @@ type membership struct {
 	// was set for is still unanswered.
 	attempt uint64
 	rejoin  bool
+	// before is where the member stood in the room when it joined it
+	// again (from another point): a refusal of that join leaves it there,
+	// since the room still has it.
+	before *membership
 }
 
 type inflightPost struct {
@@ -141,6 +145,13 @@ func (m *Member) User() string { return m.opts.User }
 // In reports whether the member is in room (or joining it).
 func (m *Member) In(room string) bool { _, ok := m.rooms[room]; return ok }
 
+// Joining reports whether a join of room was sent and not answered yet:
+// another join would race with it (the session refuses one).
+func (m *Member) Joining(room string) bool {
+	j, ok := m.rooms[room]
+	return ok && !j.synced
+}
+
 // Len is how many rooms the member is in (or joining).
 func (m *Member) Len() int { return len(m.rooms) }
 
@@ -150,6 +161,9 @@ func (m *Member) Join(ctx actor.Context, room string, o JoinOptions) {
 	if !ok {
 		j = &membership{}
 		m.rooms[room] = j
+	} else if j.synced {
+		prev := *j
+		j.before = &prev
 	}
 	j.opts = o
 	j.last, j.based = 0, o.Since != nil
@@ -262,7 +276,7 @@ func (m *Member) Receive(ctx actor.Context) (d Delivery, done bool) {
 		return d, true
 	case *parleypb.Ack:
 		m.answered(msg.GetRoom(), msg.GetRequestId())
-		return d, m.joinAnswered(msg)
+		return d, m.joinAnswered(ctx, msg)
 	case *parleypb.Error:
 		m.answered(msg.GetRoom(), msg.GetRequestId())
 		m.refused(ctx, msg)
@@ -324,8 +338,10 @@ func (m *Member) acceptBatch(ctx actor.Context, b *actorpb.DeliverBatch) Deliver
 }
 
 // joinAnswered applies a join's Ack and reports whether it is a duplicate
-// answer, to drop.
-func (m *Member) joinAnswered(a *parleypb.Ack) (duplicate bool) {
+// answer, to drop. The ack says the room replayed everything up to its
+// seq; a member that holds less lost part of the replay on the way (it
+// came while another join was being answered) and re-joins for it.
+func (m *Member) joinAnswered(ctx actor.Context, a *parleypb.Ack) (duplicate bool) {
 	j, ok := m.rooms[a.GetRoom()]
 	if !ok || a.GetMembers() == nil { // not a join's ack
 		return false
@@ -335,9 +351,15 @@ func (m *Member) joinAnswered(a *parleypb.Ack) (duplicate bool) {
 		// an answered join (sent again), or an earlier join's.
 		return a.GetRequestId() != "" && a.GetRequestId() == j.answered
 	}
-	// Everything up to Seq has been replayed.
-	j.last, j.based = max(j.last, a.GetSeq()), true
-	j.synced, j.answered, j.joinID = true, j.joinID, ""
+	hole := j.based && j.last < a.GetSeq()
+	if !j.based {
+		j.last, j.based = a.GetSeq(), true // nothing was replayed: it starts here
+	}
+	j.synced, j.answered, j.joinID, j.before = true, j.joinID, "", nil
+	if hole {
+		m.n.log.Info("join answered past the events delivered; resuming from the last one", "room", a.GetRoom(), "user", m.opts.User, "last", j.last, "answered", a.GetSeq())
+		m.rejoinRoom(ctx, a.GetRoom(), j)
+	}
 	return false
 }
 
@@ -349,6 +371,13 @@ func (m *Member) joinAnswered(a *parleypb.Ack) (duplicate bool) {
 func (m *Member) refused(ctx actor.Context, e *parleypb.Error) {
 	j, ok := m.rooms[e.GetRoom()]
 	if !ok || j.synced || e.GetRequestId() != j.joinID {
+		return
+	}
+	if j.before != nil && !j.rejoin {
+		// A join again of a room the member is in: it stays where it was.
+		prev := *j.before
+		prev.before, prev.answered = nil, j.joinID
+		m.rooms[e.GetRoom()] = &prev
 		return
 	}
 	if j.joinID != "" || e.GetCode() != parleypb.ErrorCode_ERROR_CODE_UNAVAILABLE {

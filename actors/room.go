@@ -46,6 +46,12 @@ type room struct {
 	flushQueued bool
 
 	members map[string]*roomMember // by session PID key
+	// catching are the joins whose stored history a reader is replaying
+	// (room_replay.go), by session PID key; readers counts the readers
+	// running, readQueue those waiting to.
+	catching  map[string]*catchup
+	readers   int
+	readQueue []queuedRead
 	// remote groups, in a cluster, the members on other nodes by node
 	// address, for one Relay per node per fan-out.
 	remote map[string]*relayGroup
@@ -70,9 +76,10 @@ type windowEntry struct {
 func newRoom(n *Node, name string) *room {
 	return &room{
 		n: n, name: name, log: n.log.With("room", name),
-		dedup:   make(map[dedupKey]uint64),
-		members: make(map[string]*roomMember),
-		users:   make(map[string]int),
+		dedup:    make(map[dedupKey]uint64),
+		members:  make(map[string]*roomMember),
+		catching: make(map[string]*catchup),
+		users:    make(map[string]int),
 	}
 }
 
@@ -102,9 +109,13 @@ func (r *room) Receive(ctx actor.Context) {
 	case *actorpb.RoomJoin:
 		r.join(ctx, m)
 	case *actorpb.RoomLeave:
+		r.cancelCatchUp(ctx, pidKey(m.GetSession()))
 		r.leave(ctx, m.GetSession(), m.GetRequestId())
 	case *actor.Terminated:
+		r.cancelCatchUp(ctx, pidKey(m.GetWho()))
 		r.leave(ctx, m.GetWho(), "")
+	case *readDone:
+		r.readerDone(ctx, m)
 	case *actorpb.RoomTyping:
 		r.typing(ctx, m)
 	case *actorpb.RoomHistory:
@@ -114,7 +125,7 @@ func (r *room) Receive(ctx actor.Context) {
 	case *actorpb.RoomWho:
 		ctx.Send(m.GetSession(), &parleypb.PresenceEvent{Room: r.name, Members: r.memberList()})
 	case *actorpb.IdleCheck:
-		if len(r.members) == 0 && len(r.pending) == 0 && r.linger.Expired() {
+		if len(r.members) == 0 && len(r.pending) == 0 && len(r.catching) == 0 && r.readers == 0 && r.linger.Expired() {
 			r.linger.Stop()
 			r.n.Stats.Passivations.Add(1)
 			r.log.Debug("room empty; passivating", "linger", r.n.cfg.RoomLinger)
@@ -179,6 +190,7 @@ func (r *room) oldestKnown() uint64 {
 // passivated; what was stored stays, and the next join starts the room anew.
 func (r *room) close(ctx actor.Context, m *actorpb.CloseRoom) {
 	r.flush(ctx)
+	r.dropCatchUps(ctx, "the room was closed by an operator: "+m.GetReason())
 	n := len(r.members)
 	for key, mem := range r.members {
 		ctx.Unwatch(mem.pid)
@@ -213,11 +225,24 @@ func (r *room) abandon(ctx actor.Context, why string) {
 		errorTo(ctx, p.session, p.requestID, r.name, parleypb.ErrorCode_ERROR_CODE_UNAVAILABLE, why+"; retry with the same client_msg_id")
 	}
 	r.pending = nil
+	r.dropCatchUps(ctx, why+"; join again")
 	for _, m := range r.members {
 		ctx.Send(m.pid, &actorpb.RoomRestarted{Room: r.name})
 	}
 	if len(r.members) > 0 {
 		r.log.Info("room instance ending; members will re-join", "why", why, "members", len(r.members))
+	}
+}
+
+// dropCatchUps fails the joins still catching up. A member already in the
+// room (re-joining) is not answered here: it hears of the room's end with
+// the other members, and its re-join carries the pending request.
+func (r *room) dropCatchUps(ctx actor.Context, why string) {
+	for key, c := range r.catching {
+		delete(r.catching, key)
+		if _, member := r.members[key]; !member {
+			errorTo(ctx, c.mem.pid, c.join.GetRequestId(), r.name, parleypb.ErrorCode_ERROR_CODE_UNAVAILABLE, why)
+		}
 	}
 }
 

@@ -2,6 +2,7 @@ package actors
 
 import (
 	"errors"
+	"log/slog"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"google.golang.org/protobuf/proto"
@@ -45,15 +46,25 @@ func (r *room) codecMask() [4]bool {
 
 // encodeEvent renders an event once per codec in mask.
 func (r *room) encodeEvent(ev *parleypb.RoomEvent, mask [4]bool) *actorpb.Deliver {
-	d := &actorpb.Deliver{Room: r.name, Seq: ev.Seq}
-	r.encodeInto(d, &parleypb.Envelope{Body: &parleypb.Envelope_Event{Event: ev}}, mask)
+	return encodeEvent(r.name, r.log, ev, mask)
+}
+
+func (r *room) encodeInto(d *actorpb.Deliver, env *parleypb.Envelope, mask [4]bool) {
+	encodeInto(r.log, d, env, mask)
+}
+
+// encodeEvent renders a room event once per codec in mask (and decoded,
+// for actor members). Readers call it too: it touches no room state.
+func encodeEvent(room string, log *slog.Logger, ev *parleypb.RoomEvent, mask [4]bool) *actorpb.Deliver {
+	d := &actorpb.Deliver{Room: room, Seq: ev.Seq}
+	encodeInto(log, d, &parleypb.Envelope{Body: &parleypb.Envelope_Event{Event: ev}}, mask)
 	if mask[parleypb.Codec_CODEC_UNSPECIFIED] {
 		d.Event = ev
 	}
 	return d
 }
 
-func (r *room) encodeInto(d *actorpb.Deliver, env *parleypb.Envelope, mask [4]bool) {
+func encodeInto(log *slog.Logger, d *actorpb.Deliver, env *parleypb.Envelope, mask [4]bool) {
 	for k := parleypb.Codec_CODEC_PROTO; k <= parleypb.Codec_CODEC_LEGACY; k++ {
 		if !mask[k] {
 			continue
@@ -61,7 +72,7 @@ func (r *room) encodeInto(d *actorpb.Deliver, env *parleypb.Envelope, mask [4]bo
 		f, err := codec.For(k).Encode(env)
 		if err != nil {
 			if !errors.Is(err, codec.ErrNoFrame) {
-				r.log.Error("encode failed", "codec", k.String(), "err", err)
+				log.Error("encode failed", "codec", k.String(), "err", err)
 			}
 			continue
 		}

@@ -20,18 +20,20 @@ type roomMember struct {
 // joins that arrived together are announced together, with no timer.
 type presenceFlush struct{}
 
-// join adds a member (or registers a member again) after replaying what it
-// asked for, then answers with the room's latest seq and member list. A
-// replay the store cannot serve refuses the join and changes nothing: a
-// new member is added, and announced, only once its replay is sent.
+// join adds a member (or registers a member again): it replays what the
+// member asked for, then answers with the room's latest seq and member
+// list, and the member is live. A replay that reaches before the window
+// runs off the mailbox (room_replay.go) and the join completes when it is
+// done. A new member is added, and announced, only once its replay is
+// sent; a replay the store cannot serve refuses the join and changes
+// nothing.
 func (r *room) join(ctx actor.Context, m *actorpb.RoomJoin) {
 	if !r.load() {
 		errorTo(ctx, m.GetSession(), m.GetRequestId(), r.name, parleypb.ErrorCode_ERROR_CODE_UNAVAILABLE, "history store unavailable; retry later")
 		return
 	}
 	key := pidKey(m.GetSession())
-	old, rejoined := r.members[key]
-	if !rejoined && r.n.cfg.MaxMembers > 0 && len(r.members) >= r.n.cfg.MaxMembers {
+	if _, member := r.members[key]; !member && r.n.cfg.MaxMembers > 0 && len(r.members)+len(r.catching) >= r.n.cfg.MaxMembers {
 		errorTo(ctx, m.GetSession(), m.GetRequestId(), r.name, parleypb.ErrorCode_ERROR_CODE_ROOM_FULL,
 			fmt.Sprintf("the room is full: %d connections", r.n.cfg.MaxMembers))
 		return
@@ -41,17 +43,21 @@ func (r *room) join(ctx actor.Context, m *actorpb.RoomJoin) {
 	if since == nil && m.GetLatest() {
 		since = &r.committed
 	}
-	if err := r.replay(ctx, mem, since); err != nil {
-		r.log.Error("replay from the store failed; refusing the join", "err", err)
-		if rejoined {
-			r.leave(ctx, mem.pid, "")
-		}
-		errorTo(ctx, m.GetSession(), m.GetRequestId(), r.name, parleypb.ErrorCode_ERROR_CODE_UNAVAILABLE, "history store unavailable; join again later")
+	from := r.replayFrom(ctx, mem, since)
+	if r.needsStore(from) {
+		r.catchUp(ctx, key, m, mem, from)
 		return
 	}
+	r.sendWindow(ctx, mem, from)
+	r.admit(ctx, key, m, mem)
+}
+
+// admit makes a member live once its replay is sent: it answers the join
+// and announces a new user.
+func (r *room) admit(ctx actor.Context, key string, m *actorpb.RoomJoin, mem *roomMember) {
 	r.linger.Stop()
 	newUser := false
-	if rejoined {
+	if old, ok := r.members[key]; ok {
 		r.codecs[old.codec]--
 	} else {
 		ctx.Watch(m.GetSession())

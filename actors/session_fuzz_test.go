@@ -192,6 +192,11 @@ func (h *sessionHarness) run(t testing.TB, cd codec.Codec, env *parleypb.Envelop
 	// told from the session's own: a re-join after a room passivated under
 	// it is acknowledged with an empty id too.
 	if env.GetId() != "" {
+		// Some answers come from a room's reader (history read from the
+		// store), off the room's mailbox: wait for one, then settle once
+		// more so a second would have arrived too.
+		fc.waitAnswer(t, env.GetId())
+		h.settle(t, fc, pr, roomOf(env))
 		if got := answers(fc.envelopes(t), env.GetId()); len(got) != 1 {
 			t.Fatalf("request %v (logged in: %v) got %d answers, want 1: %v", env, login, len(got), got)
 		}

@@ -19,7 +19,7 @@ import (
 // one Ack or Error naming it, here or from the actor that handles it.
 func (s *session) request(ctx actor.Context, env *parleypb.Envelope) {
 	id := env.GetId()
-	if _, isPing := env.GetBody().(*parleypb.Envelope_Ping); !isPing && !s.allow() {
+	if _, isPing := env.GetBody().(*parleypb.Envelope_Ping); !isPing && !s.allow(id) {
 		return
 	}
 	if h := env.GetHello(); h != nil {
@@ -77,7 +77,7 @@ func (s *session) request(ctx actor.Context, env *parleypb.Envelope) {
 // allow takes a token from the session's rate limit, answering the request
 // with RATE_LIMITED when there is none, and closing a session that keeps
 // going with POLICY_VIOLATION.
-func (s *session) allow() bool {
+func (s *session) allow(id string) bool {
 	if s.limit.Allow() {
 		return true
 	}
@@ -86,7 +86,7 @@ func (s *session) allow() bool {
 		s.closeWith(parleypb.CloseCode_CLOSE_CODE_POLICY_VIOLATION, "rate limit exceeded repeatedly", slog.LevelWarn)
 		return false
 	}
-	s.fail("", "", parleypb.ErrorCode_ERROR_CODE_RATE_LIMITED, fmt.Sprintf("slow down: at most %g requests per second", s.n.cfg.Rate))
+	s.fail(id, "", parleypb.ErrorCode_ERROR_CODE_RATE_LIMITED, fmt.Sprintf("slow down: at most %g requests per second", s.n.cfg.Rate))
 	return false
 }
 
@@ -151,6 +151,10 @@ func (s *session) join(ctx actor.Context, id string, j *parleypb.Join) {
 		return
 	}
 	if !s.may(id, name, false) {
+		return
+	}
+	if s.sh.member.Joining(name) {
+		s.fail(id, name, parleypb.ErrorCode_ERROR_CODE_RATE_LIMITED, "a join of this room is still waiting for its answer; send the next one after it")
 		return
 	}
 	if !s.sh.member.In(name) && s.sh.member.Len() >= s.n.cfg.MaxRooms {
