@@ -52,10 +52,16 @@ type MemberOptions struct {
 	// carry frames in it), or CODEC_UNSPECIFIED for an actor that reads
 	// events decoded (Deliver.Event).
 	Codec parleypb.Codec
+	// Bot reserves User for this actor: no user may log in under it, or
+	// under a name that looks like it.
+	Bot bool
 }
 
 // NewMember returns a member of no room yet.
 func NewMember(n *Node, o MemberOptions) *Member {
+	if o.Bot {
+		n.System.Root.Send(n.presence, &actorpb.ReserveName{Name: o.User})
+	}
 	return &Member{n: n, opts: o, rooms: make(map[string]*membership)}
 }
 

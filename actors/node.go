@@ -20,10 +20,12 @@ package actors
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"log/slog"
 	"math"
-	"math/rand/v2"
+	mrand "math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -51,8 +53,10 @@ type Config struct {
 	// one replays its newest MaxReplay events after a Reset. Zero means 10000.
 	MaxReplay int
 	// DedupWindow is how many recent client message ids a room remembers to
-	// acknowledge retried posts once. Zero means 10000.
+	// acknowledge retried posts once, and DedupBytes how much memory they
+	// may take (the oldest are forgotten first). Zero means 10000 and 2 MiB.
 	DedupWindow int
+	DedupBytes  int
 	// MaxRooms is how many rooms one session may be in. Zero means 100.
 	MaxRooms int
 	// MaxMembers caps a room's connections; joins past it get ROOM_FULL.
@@ -108,6 +112,9 @@ func (c Config) withDefaults() Config {
 	if c.DedupWindow <= 0 {
 		c.DedupWindow = 10000
 	}
+	if c.DedupBytes <= 0 {
+		c.DedupBytes = 2 << 20
+	}
 	if c.MaxRooms <= 0 {
 		c.MaxRooms = 100
 	}
@@ -136,6 +143,7 @@ func (c Config) withDefaults() Config {
 type Node struct {
 	cfg    Config
 	log    *slog.Logger
+	noisy  *slog.Logger // log, throttled: for lines a client can repeat at will
 	System *actor.ActorSystem
 	Stats  Stats
 
@@ -147,6 +155,9 @@ type Node struct {
 	// strategy, so a strategy per session would leak one per connection.
 	sessionOpts []actor.PropsOption
 
+	// instance makes session ids unique across processes and nodes: a
+	// random prefix per node, then a counter.
+	instance    string
 	nextSession atomic.Uint64
 	live        sync.Map // session PID key -> *actor.PID
 	liveCount   atomic.Int64
@@ -157,7 +168,8 @@ type Node struct {
 // and joins the cluster when Config.Cluster is set.
 func NewNode(cfg Config) (*Node, error) {
 	cfg = cfg.withDefaults()
-	n := &Node{cfg: cfg, log: cfg.Logger}
+	n := &Node{cfg: cfg, log: cfg.Logger, noisy: slog.New(logs.Throttle(cfg.Logger.Handler(), logThrottle, logBurst)),
+		instance: strings.ToLower(rand.Text()[:8])}
 	// Proto.Actor logs through its own slog logger (coloured, at INFO, on
 	// stderr by default); route it into ours at WARN and above so it neither
 	// floods nor escapes the operator's format.
@@ -185,7 +197,10 @@ func NewNode(cfg Config) (*Node, error) {
 		Kind: "presence", MaxRestarts: math.MaxInt, Logger: n.log, Stats: &n.Stats.Presence}))},
 		middleware(cfg.Faults, "presence")...)
 	peers := newPeerShares()
-	n.presence, err = root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return newPresence(n, peers) }, presenceOpts...), PresenceName)
+	// Names no user may take (bots add theirs): kept across presence's
+	// restarts, like the peers' shares.
+	reserved := map[string]string{Skeleton(SystemName): SystemName}
+	n.presence, err = root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return newPresence(n, peers, reserved) }, presenceOpts...), PresenceName)
 	if err != nil {
 		return nil, fmt.Errorf("actors: start presence: %w", err)
 	}
@@ -216,6 +231,10 @@ const (
 	RoomsName    = "rooms"
 	RelayName    = "relay"
 )
+
+// SystemName is the sender of what the server itself says; no user may
+// take it, or a name that looks like it.
+const SystemName = "system"
 
 // Directory routes messages to rooms by name, on this node or anywhere in
 // its cluster.
@@ -257,7 +276,7 @@ func (n *Node) failPost(_ *actor.PID, _, message any) {
 // supervised by the sessions strategy; the socket lives in its props, so a
 // restart keeps it.
 func (n *Node) Attach(sock Socket) (*Inbox, error) {
-	id := fmt.Sprintf("s%d", n.nextSession.Add(1))
+	id := fmt.Sprintf("s%s-%d", n.instance, n.nextSession.Add(1))
 	sh := &sessionShared{id: id, sock: sock, codec: sock.Codec(), claims: sock.Claims()}
 	props := actor.PropsFromProducer(func() actor.Actor { return newSession(n, sh) }, n.sessionOpts...)
 	pid, err := n.System.Root.SpawnNamed(props, "session-"+id)
@@ -343,7 +362,7 @@ func (n *Node) randomSession() *actor.PID {
 	i := 0
 	n.live.Range(func(_, v any) bool {
 		i++
-		if rand.IntN(i) == 0 {
+		if mrand.IntN(i) == 0 {
 			pick = v.(*actor.PID)
 		}
 		return true

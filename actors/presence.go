@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"fmt"
 	"sort"
 	"time"
 
@@ -29,6 +30,13 @@ type presence struct {
 	sessions map[string]string // session PID key -> user
 	pids     map[string]*actor.PID
 	watchers map[string]*actor.PID
+	// known are the users online anywhere, by skeleton (a name and its
+	// look-alikes share one): a login whose name looks like a different
+	// one of them is refused, when nobody vouches for it.
+	known map[string]map[string]bool
+	// reserved are names kept for bots and the system, by skeleton
+	// (survives restarts: bots reserve once).
+	reserved map[string]string
 
 	dirty, tickArmed bool
 }
@@ -63,9 +71,10 @@ type publishTick struct{}
 // changed (local only): a node that joined a cluster publishes at once.
 type publishNow struct{}
 
-func newPresence(n *Node, peers *peerShares) *presence {
+func newPresence(n *Node, peers *peerShares, reserved map[string]string) *presence {
 	return &presence{n: n, peers: peers, local: make(map[string]int), total: make(map[string]int),
-		sessions: make(map[string]string), pids: make(map[string]*actor.PID), watchers: make(map[string]*actor.PID)}
+		sessions: make(map[string]string), pids: make(map[string]*actor.PID), watchers: make(map[string]*actor.PID),
+		known: make(map[string]map[string]bool), reserved: reserved}
 }
 
 func (p *presence) Receive(ctx actor.Context) {
@@ -75,11 +84,16 @@ func (p *presence) Receive(ctx actor.Context) {
 		// peers' shares and ask every live session to register again
 		// (quietly, so watchers see no false changes).
 		p.peers.addTo(p.total)
+		for u := range p.total {
+			p.learn(u, true)
+		}
 		p.n.eachSession(&actorpb.PresenceRebuild{})
 	case publishNow:
 		p.changed(ctx)
 	case *actorpb.Online:
 		p.online(ctx, m)
+	case *actorpb.ReserveName:
+		p.reserved[Skeleton(m.GetName())] = m.GetName()
 	case *actorpb.Offline:
 		p.offline(ctx, m.GetSession())
 	case *actor.Terminated:
@@ -113,7 +127,17 @@ func (p *presence) Receive(ctx actor.Context) {
 
 func (p *presence) online(ctx actor.Context, m *actorpb.Online) {
 	key := pidKey(m.GetSession())
-	if _, ok := p.sessions[key]; !ok {
+	_, registered := p.sessions[key]
+	if !registered && !m.GetRejoin() {
+		if why := p.refuse(m.GetUser(), m.GetCheckLookAlikes()); why != "" {
+			ctx.Send(m.GetSession(), &parleypb.Error{RequestId: m.GetRequestId(), Code: parleypb.ErrorCode_ERROR_CODE_INVALID_NAME, Text: why})
+			return
+		}
+	}
+	if !m.GetRejoin() {
+		ctx.Send(m.GetSession(), &actorpb.LoggedIn{RequestId: m.GetRequestId()})
+	}
+	if !registered {
 		ctx.Watch(m.GetSession())
 		p.sessions[key] = m.GetUser()
 		p.pids[key] = m.GetSession()
@@ -129,8 +153,46 @@ func (p *presence) online(ctx actor.Context, m *actorpb.Online) {
 		}
 		p.watchers[key] = m.GetSession()
 	}
-	if m.GetRequestId() != "" {
+	if m.GetWatch() && m.GetRequestId() != "" {
 		ctx.Send(m.GetSession(), &parleypb.Ack{RequestId: m.GetRequestId()})
+	}
+}
+
+// refuse says why a login under name is refused, or "": the name (or a
+// look-alike) is reserved, or, when look-alikes are checked, it looks like
+// a different user online.
+func (p *presence) refuse(name string, lookAlikes bool) string {
+	sk := Skeleton(name)
+	if r, ok := p.reserved[sk]; ok {
+		if r == name {
+			return fmt.Sprintf("the name %q is reserved", name)
+		}
+		return fmt.Sprintf("the name %q looks too much like %q, which is reserved", name, r)
+	}
+	if !lookAlikes {
+		return ""
+	}
+	for other := range p.known[sk] {
+		if other != name {
+			return fmt.Sprintf("the name %q looks too much like %q, who is online; choose another", name, other)
+		}
+	}
+	return ""
+}
+
+// learn records that user is online (or no longer) under its skeleton.
+func (p *presence) learn(user string, online bool) {
+	sk := Skeleton(user)
+	if online {
+		if p.known[sk] == nil {
+			p.known[sk] = make(map[string]bool)
+		}
+		p.known[sk][user] = true
+		return
+	}
+	delete(p.known[sk], user)
+	if len(p.known[sk]) == 0 {
+		delete(p.known, sk)
 	}
 }
 
@@ -160,6 +222,9 @@ func (p *presence) adjust(ctx actor.Context, user string, delta int, quiet bool)
 		delete(p.total, user)
 	} else {
 		p.total[user] = after
+	}
+	if (before == 0) != (after <= 0) {
+		p.learn(user, after > 0)
 	}
 	switch {
 	case quiet:

@@ -3,6 +3,7 @@ package actors
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -12,6 +13,9 @@ import (
 	"github.com/parleychat/parley/store"
 	"github.com/parleychat/parley/supervision"
 )
+
+// loadPage is how many messages a room reads at a time when it loads.
+const loadPage = 512
 
 // storeTimeout bounds one store call made by a room; a room blocked on its
 // store blocks only itself.
@@ -40,8 +44,7 @@ type room struct {
 	oldest    uint64 // oldest seq the store still has
 
 	window      []*windowEntry // recent events, ascending, at most cfg.History
-	dedup       map[dedupKey]uint64
-	dedupQ      []dedupKey
+	dedup       *dedupWindow
 	pending     []pendingPost
 	flushQueued bool
 
@@ -76,7 +79,7 @@ type windowEntry struct {
 func newRoom(n *Node, name string) *room {
 	return &room{
 		n: n, name: name, log: n.log.With("room", name),
-		dedup:    make(map[dedupKey]uint64),
+		dedup:    newDedupWindow(n.cfg.DedupWindow, n.cfg.DedupBytes),
 		members:  make(map[string]*roomMember),
 		catching: make(map[string]*catchup),
 		users:    make(map[string]int),
@@ -148,23 +151,39 @@ func (r *room) load() bool {
 		r.log.Error("room could not load its history", "err", err)
 		return false
 	}
-	recent, err := r.n.cfg.Store.Before(ctx, r.name, 0, max(r.n.cfg.History, r.n.cfg.DedupWindow))
-	if err != nil {
-		r.log.Error("room could not load its history", "err", err)
-		return false
+	// The newest DedupWindow messages give the dedup ids (kept without
+	// their text), the newest History of them the window; read in pages,
+	// so loading a room never holds more than a page of full messages.
+	var window []*windowEntry
+	var ids []dedupEntry
+	before, read := uint64(0), 0
+	for read < r.n.cfg.DedupWindow {
+		page, err := r.n.cfg.Store.Before(ctx, r.name, before, min(loadPage, r.n.cfg.DedupWindow-read))
+		if err != nil {
+			r.log.Error("room could not load its history", "err", err)
+			return false
+		}
+		for i := len(page) - 1; i >= 0; i-- {
+			msg := page[i]
+			if len(window) < r.n.cfg.History {
+				window = append(window, &windowEntry{ev: eventOf(msg)})
+			}
+			if msg.ClientMsgID != "" {
+				ids = append(ids, dedupEntry{dedupKey{msg.Sender, msg.ClientMsgID}, msg.Seq})
+			}
+		}
+		read += len(page)
+		if len(page) == 0 || page[0].Seq <= 1 {
+			break
+		}
+		before = page[0].Seq
 	}
 	r.committed, r.next, r.oldest = b.Latest, b.Latest, b.Oldest
-	r.window = r.window[:0]
-	clear(r.dedup)
-	r.dedupQ = r.dedupQ[:0]
-	start := max(0, len(recent)-r.n.cfg.History)
-	for i, msg := range recent {
-		if msg.ClientMsgID != "" {
-			r.remember(dedupKey{msg.Sender, msg.ClientMsgID}, msg.Seq)
-		}
-		if i >= start {
-			r.window = append(r.window, &windowEntry{ev: eventOf(msg)})
-		}
+	slices.Reverse(window)
+	r.window = window
+	r.dedup.reset()
+	for i := len(ids) - 1; i >= 0; i-- { // oldest first
+		r.dedup.remember(ids[i].key, ids[i].seq)
 	}
 	r.loaded = true
 	return true

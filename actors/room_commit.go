@@ -12,24 +12,11 @@ import (
 	"github.com/parleychat/parley/store"
 )
 
-type dedupKey struct{ user, id string }
-
 type pendingPost struct {
 	ev        *parleypb.RoomEvent // nil for a retry of a post in this batch
 	dupOf     uint64
 	session   *actor.PID
 	requestID string
-}
-
-func (r *room) remember(k dedupKey, seq uint64) {
-	if _, ok := r.dedup[k]; !ok {
-		r.dedupQ = append(r.dedupQ, k)
-	}
-	r.dedup[k] = seq
-	if len(r.dedupQ) > r.n.cfg.DedupWindow {
-		delete(r.dedup, r.dedupQ[0])
-		r.dedupQ = r.dedupQ[1:]
-	}
 }
 
 func (r *room) post(ctx actor.Context, m *actorpb.RoomPost) {
@@ -40,7 +27,7 @@ func (r *room) post(ctx actor.Context, m *actorpb.RoomPost) {
 	var k dedupKey
 	if m.GetClientMsgId() != "" {
 		k = dedupKey{m.GetUser(), m.GetClientMsgId()}
-		if seq, ok := r.dedup[k]; ok {
+		if seq, ok := r.dedup.lookup(k); ok {
 			if seq <= r.committed {
 				ctx.Send(m.GetSession(), &parleypb.Ack{RequestId: m.GetRequestId(), Room: r.name, Seq: seq})
 			} else { // a retry of a post still in this batch: ack with it
@@ -52,7 +39,7 @@ func (r *room) post(ctx actor.Context, m *actorpb.RoomPost) {
 	r.next++
 	ev := &parleypb.RoomEvent{Room: r.name, Seq: r.next, TimeMs: time.Now().UnixMilli(), Sender: m.GetUser(), Text: m.GetText(), ClientMsgId: m.GetClientMsgId()}
 	if k.id != "" {
-		r.remember(k, ev.Seq)
+		r.dedup.remember(k, ev.Seq)
 	}
 	r.pending = append(r.pending, pendingPost{ev: ev, session: m.GetSession(), requestID: m.GetRequestId()})
 	if !r.flushQueued {
@@ -86,7 +73,7 @@ func (r *room) flush(ctx actor.Context) {
 		r.log.Error("room could not store a batch; failing its posts", "posts", len(msgs), "err", err)
 		for _, p := range batch {
 			if p.ev != nil && p.ev.ClientMsgId != "" {
-				delete(r.dedup, dedupKey{p.ev.Sender, p.ev.ClientMsgId})
+				r.dedup.forget(dedupKey{p.ev.Sender, p.ev.ClientMsgId})
 			}
 			errorTo(ctx, p.session, p.requestID, r.name, parleypb.ErrorCode_ERROR_CODE_UNAVAILABLE, "history store unavailable; retry with the same client_msg_id")
 		}

@@ -47,7 +47,9 @@ type sessionShared struct {
 	started bool
 	user    string
 	watch   bool
-	member  *Member // nil until Hello
+	member  *Member // nil until logged in
+	// login is the Hello being answered (presence takes or refuses it).
+	login   *login
 	closing bool
 	closed  bool
 	// claims is the connection's verified token (nil: anonymous), and
@@ -56,15 +58,26 @@ type sessionShared struct {
 	expiry *time.Timer
 }
 
+// login is a Hello waiting for presence's answer.
+type login struct {
+	id, name string
+	watch    bool
+	claims   *auth.Claims
+	queued   []*parleypb.Envelope // requests sent right behind the Hello
+}
+
 // session is the actor of one connection: identity, rooms (through the
 // member contract), rate limit, the client's requests. It never blocks:
 // frames go to the socket's bounded queue, and a client that does not
 // drain it is closed with TRY_AGAIN_LATER. Its requests are in
 // session_requests.go, the tutorial protocol's quirks in session_legacy.go.
 type session struct {
-	n       *Node
-	sh      *sessionShared
-	log     *slog.Logger
+	n   *Node
+	sh  *sessionShared
+	log *slog.Logger
+	// noisy logs what a client can make the session say again and again
+	// (bad frames): throttled, with a count of the lines dropped.
+	noisy   *slog.Logger
 	limit   *rate.Limiter
 	strikes *rate.Limiter
 	idle    *supervision.IdleTimer
@@ -77,6 +90,7 @@ func newSession(n *Node, sh *sessionShared) *session {
 	}
 	return &session{
 		n: n, sh: sh, log: log,
+		noisy:   n.noisy.With("session", sh.id, "conn", sh.sock.ID()),
 		limit:   rate.NewLimiter(rate.Limit(n.cfg.Rate), n.cfg.Burst),
 		strikes: rate.NewLimiter(rate.Limit(float64(n.cfg.Strikes)/10), n.cfg.Strikes),
 	}
@@ -98,7 +112,11 @@ func (s *session) Receive(ctx actor.Context) {
 	case *parleypb.Ack:
 		s.ack(m)
 	case *parleypb.Error:
-		s.send(&parleypb.Envelope{Body: &parleypb.Envelope_Error{Error: m}})
+		if !s.loginRefused(ctx, m) {
+			s.send(&parleypb.Envelope{Body: &parleypb.Envelope_Error{Error: m}})
+		}
+	case *actorpb.LoggedIn:
+		s.loggedIn(ctx, m)
 	case *parleypb.PresenceEvent:
 		s.presence(m)
 	case *parleypb.HistoryPage:
@@ -113,8 +131,10 @@ func (s *session) Receive(ctx actor.Context) {
 		}
 	case *actorpb.BadFrame:
 		s.idle.Touch()
-		s.log.Info("bad frame from client", "reason", m.GetReason())
-		s.fail("", "", parleypb.ErrorCode_ERROR_CODE_BAD_REQUEST, m.GetReason())
+		if s.allow("") { // garbage counts against the rate limit like any frame
+			s.noisy.Info("bad frame from client", "reason", m.GetReason())
+			s.fail("", "", parleypb.ErrorCode_ERROR_CODE_BAD_REQUEST, m.GetReason())
+		}
 	case *actorpb.ConnClosed:
 		s.sh.closed = true
 		ctx.Stop(ctx.Self())

@@ -191,7 +191,7 @@ func (h *sessionHarness) run(t testing.TB, cd codec.Codec, env *parleypb.Envelop
 	// request without one broke the contract, and its answers cannot be
 	// told from the session's own: a re-join after a room passivated under
 	// it is acknowledged with an empty id too.
-	if env.GetId() != "" {
+	if env.GetId() != "" && len(env.GetId()) <= MaxRequestIDBytes { // a longer one is answered naming no request
 		// Some answers come from a room's reader (history read from the
 		// store), off the room's mailbox: wait for one, then settle once
 		// more so a second would have arrived too.
@@ -267,6 +267,15 @@ func requestSeeds() []*parleypb.Envelope {
 		{Id: "18", Body: &parleypb.Envelope_Ack{Ack: &parleypb.Ack{RequestId: "x"}}},
 		{Id: "19"},
 		{Body: &parleypb.Envelope_Batch{Batch: &parleypb.Batch{Items: []*parleypb.Envelope{{Body: &parleypb.Envelope_Ping{Ping: &parleypb.Ping{}}}}}}},
+		// What a hostile client sent (issue 13): oversized fields, names
+		// that deceive, rooms with invisible characters.
+		{Id: "20", Body: &parleypb.Envelope_Post{Post: &parleypb.Post{Room: "lobby", Text: "hi", ClientMsgId: strings.Repeat("c", 60000)}}},
+		{Id: strings.Repeat("r", 1000), Body: &parleypb.Envelope_Ping{Ping: &parleypb.Ping{}}},
+		{Id: "21", Body: &parleypb.Envelope_Refresh{Refresh: &parleypb.Refresh{Token: strings.Repeat("t", 9000)}}},
+		{Id: "22", Body: &parleypb.Envelope_Hello{Hello: &parleypb.Hello{Name: "\u202Eecila"}}},
+		{Id: "23", Body: &parleypb.Envelope_Hello{Hello: &parleypb.Hello{Name: "system"}}},
+		{Id: "24", Body: &parleypb.Envelope_Join{Join: &parleypb.Join{Room: "room\u200B"}}},
+		{Id: "25", Body: &parleypb.Envelope_Join{Join: &parleypb.Join{Room: "\u202Elobby"}}},
 	}
 }
 

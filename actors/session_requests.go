@@ -14,18 +14,58 @@ import (
 	parleypb "github.com/parleychat/parley/proto"
 )
 
-// request handles one client frame: the rate limit first, then Hello, then
-// (once logged in) everything else. Every request with an id gets exactly
-// one Ack or Error naming it, here or from the actor that handles it.
+// Bounds on the fields a client sends, besides the frame size (-max-
+// message-bytes), the names' (MaxNameRunes) and the text's (MaxTextRunes):
+// what the server keeps of a request (a dedup id for every post, a request
+// id in every answer) is bounded too.
+const (
+	MaxRequestIDBytes   = 128
+	MaxClientMsgIDBytes = 128
+	MaxTokenBytes       = 8 << 10
+)
+
+// request handles one client frame: the rate limit first (every frame
+// counts, pings and frames that did not decode too), then the bounds, then
+// Hello, then (once logged in) everything else. Every request with an id
+// gets exactly one Ack or Error naming it, here or from the actor that
+// handles it.
 func (s *session) request(ctx actor.Context, env *parleypb.Envelope) {
 	id := env.GetId()
-	if _, isPing := env.GetBody().(*parleypb.Envelope_Ping); !isPing && !s.allow(id) {
+	if len(id) > MaxRequestIDBytes {
+		// An id that long is not echoed back: the error names none.
+		if s.allow("") {
+			s.fail("", "", parleypb.ErrorCode_ERROR_CODE_TOO_LONG, fmt.Sprintf("the request id has %d bytes; at most %d", len(id), MaxRequestIDBytes))
+		}
+		return
+	}
+	if !s.allow(id) {
+		return
+	}
+	if field, n, max := tooLong(env); field != "" {
+		s.fail(id, "", parleypb.ErrorCode_ERROR_CODE_TOO_LONG, fmt.Sprintf("%s has %d bytes; at most %d", field, n, max))
 		return
 	}
 	if h := env.GetHello(); h != nil {
 		s.hello(ctx, id, h)
 		return
 	}
+	if l := s.sh.login; l != nil && len(l.queued) < maxQueuedBehindHello {
+		// A client may send its first requests right behind its Hello:
+		// they wait for the login, in order.
+		l.queued = append(l.queued, env)
+		return
+	}
+	s.handle(ctx, env)
+}
+
+// maxQueuedBehindHello bounds the requests kept while a Hello is answered
+// (the rate limit bounds them too); more get NOT_LOGGED_IN.
+const maxQueuedBehindHello = 64
+
+// handle handles a request once the rate limit, the bounds and Hello are
+// behind it.
+func (s *session) handle(ctx actor.Context, env *parleypb.Envelope) {
+	id := env.GetId()
 	if env.GetBody() == nil {
 		s.fail(id, "", parleypb.ErrorCode_ERROR_CODE_BAD_REQUEST, "empty or unknown request")
 		return
@@ -74,6 +114,26 @@ func (s *session) request(ctx actor.Context, env *parleypb.Envelope) {
 	}
 }
 
+// tooLong names a field of env longer than its bound, with its length and
+// the bound; "" when none is.
+func tooLong(env *parleypb.Envelope) (field string, n, limit int) {
+	switch b := env.GetBody().(type) {
+	case *parleypb.Envelope_Post:
+		if n := len(b.Post.GetClientMsgId()); n > MaxClientMsgIDBytes {
+			return "client_msg_id", n, MaxClientMsgIDBytes
+		}
+	case *parleypb.Envelope_Hello:
+		if n := len(b.Hello.GetToken()); n > MaxTokenBytes {
+			return "token", n, MaxTokenBytes
+		}
+	case *parleypb.Envelope_Refresh:
+		if n := len(b.Refresh.GetToken()); n > MaxTokenBytes {
+			return "token", n, MaxTokenBytes
+		}
+	}
+	return "", 0, 0
+}
+
 // allow takes a token from the session's rate limit, answering the request
 // with RATE_LIMITED when there is none, and closing a session that keeps
 // going with POLICY_VIOLATION.
@@ -90,9 +150,16 @@ func (s *session) allow(id string) bool {
 	return false
 }
 
+// hello checks a login and asks presence to take it; the session is
+// logged in once presence answers (loggedIn), or not (its Error names the
+// request).
 func (s *session) hello(ctx actor.Context, id string, h *parleypb.Hello) {
 	if s.sh.user != "" {
 		s.fail(id, "", parleypb.ErrorCode_ERROR_CODE_ALREADY_LOGGED_IN, "already logged in as "+s.sh.user)
+		return
+	}
+	if s.sh.login != nil {
+		s.fail(id, "", parleypb.ErrorCode_ERROR_CODE_ALREADY_LOGGED_IN, "a hello is already being answered")
 		return
 	}
 	claims := s.sh.claims
@@ -112,19 +179,40 @@ func (s *session) hello(ctx actor.Context, id string, h *parleypb.Hello) {
 		s.fail(id, "", parleypb.ErrorCode_ERROR_CODE_FORBIDDEN, fmt.Sprintf("the token is for %q, not %q", claims.Subject, name))
 		return
 	case claims != nil:
+		if err := ValidName(claims.Subject); err != nil {
+			s.fail(id, "", parleypb.ErrorCode_ERROR_CODE_INVALID_NAME, "the token's subject "+err.Error())
+			return
+		}
 		name = claims.Subject
 	case s.n.cfg.RequireToken:
 		s.fail(id, "", parleypb.ErrorCode_ERROR_CODE_NOT_LOGGED_IN, "this server requires a token: send it in the handshake (Authorization: Bearer, or ?token=) or in hello.token")
 		return
+	default:
+		c, err := CanonicalName(name)
+		if err != nil {
+			s.fail(id, "", parleypb.ErrorCode_ERROR_CODE_INVALID_NAME, "name "+err.Error())
+			return
+		}
+		name = c
 	}
-	if err := ValidName(name); err != nil {
-		s.fail(id, "", parleypb.ErrorCode_ERROR_CODE_INVALID_NAME, "name "+err.Error())
+	s.sh.login = &login{id: id, name: name, watch: h.GetWatchOnline(), claims: claims}
+	// A name nobody vouches for must not look like someone else's.
+	ctx.Send(s.n.presence, &actorpb.Online{User: name, Session: ctx.Self(), Watch: h.GetWatchOnline(), RequestId: id, CheckLookAlikes: claims == nil})
+}
+
+// loggedIn completes the login presence took: the client gets its Welcome,
+// and the Hello's Ack (from presence, after the online snapshot, when it
+// watches).
+func (s *session) loggedIn(ctx actor.Context, m *actorpb.LoggedIn) {
+	l := s.sh.login
+	if l == nil || l.id != m.GetRequestId() {
 		return
 	}
-	s.sh.claims = claims
+	s.sh.login = nil
+	s.sh.claims = l.claims
 	s.armExpiry(ctx)
-	s.sh.user, s.sh.watch = name, h.GetWatchOnline()
-	s.sh.member = NewMember(s.n, MemberOptions{User: name, Codec: s.sh.codec.Kind()})
+	s.sh.user, s.sh.watch = l.name, l.watch
+	s.sh.member = NewMember(s.n, MemberOptions{User: l.name, Codec: s.sh.codec.Kind()})
 	s.log = s.log.With("user", s.sh.user)
 	s.send(&parleypb.Envelope{Body: &parleypb.Envelope_Welcome{Welcome: &parleypb.Welcome{
 		SessionId: s.sh.id, Name: s.sh.user,
@@ -133,15 +221,30 @@ func (s *session) hello(ctx actor.Context, id string, h *parleypb.Hello) {
 		MaxTextChars:  uint32(s.n.cfg.MaxTextRunes), Rate: s.n.cfg.Rate, Burst: uint32(s.n.cfg.Burst),
 		TokenExpiresMs: s.expiresMs(),
 	}}})
-	online := &actorpb.Online{User: s.sh.user, Session: ctx.Self(), Watch: s.sh.watch}
-	if s.sh.watch {
-		online.RequestId = id // presence answers: the online snapshot, then the ack
-	}
-	ctx.Send(s.n.presence, online)
 	if !s.sh.watch {
-		s.ackNow(id, "")
+		s.ackNow(l.id, "")
 	}
 	s.legacyLoggedIn(ctx)
+	for _, env := range l.queued {
+		s.handle(ctx, env)
+	}
+}
+
+// loginRefused forgets a login presence refused: the client gets the
+// Error, then an answer (NOT_LOGGED_IN) to each request it sent behind
+// the Hello. It reports whether e was that refusal.
+func (s *session) loginRefused(ctx actor.Context, e *parleypb.Error) bool {
+	l := s.sh.login
+	if l == nil || l.id != e.GetRequestId() || e.GetCode() != parleypb.ErrorCode_ERROR_CODE_INVALID_NAME {
+		return false
+	}
+	s.log.Info("login refused", "name", l.name, "reason", e.GetText())
+	s.sh.login = nil
+	s.send(&parleypb.Envelope{Body: &parleypb.Envelope_Error{Error: e}})
+	for _, env := range l.queued {
+		s.handle(ctx, env)
+	}
+	return true
 }
 
 func (s *session) join(ctx actor.Context, id string, j *parleypb.Join) {

@@ -1032,13 +1032,18 @@ type Online struct {
 	User    string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
 	Session *actor.PID             `protobuf:"bytes,2,opt,name=session,proto3" json:"session,omitempty"`
 	Watch   bool                   `protobuf:"varint,3,opt,name=watch,proto3" json:"watch,omitempty"`
-	// Re-registration after a restart: announce nothing.
+	// Re-registration after a restart: announce nothing, check nothing.
 	Rejoin bool `protobuf:"varint,4,opt,name=rejoin,proto3" json:"rejoin,omitempty"`
-	// When set (a Hello with watch_online), presence answers the Hello: the
-	// snapshot, then an Ack naming this request.
-	RequestId     string `protobuf:"bytes,5,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// The Hello this login answers. Presence answers it: LoggedIn, then
+	// (with watch) the online snapshot and an Ack naming it; or an Error
+	// INVALID_NAME when the name is refused.
+	RequestId string `protobuf:"bytes,5,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// Refuse a name that looks like (has the confusable skeleton of) a
+	// different user online: set for names nobody vouches for (no token).
+	// Names reserved for bots and the system are refused to every login.
+	CheckLookAlikes bool `protobuf:"varint,6,opt,name=check_look_alikes,json=checkLookAlikes,proto3" json:"check_look_alikes,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Online) Reset() {
@@ -1106,6 +1111,104 @@ func (x *Online) GetRequestId() string {
 	return ""
 }
 
+func (x *Online) GetCheckLookAlikes() bool {
+	if x != nil {
+		return x.CheckLookAlikes
+	}
+	return false
+}
+
+// LoggedIn tells a session that presence took its login (a first Online).
+type LoggedIn struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RequestId     string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LoggedIn) Reset() {
+	*x = LoggedIn{}
+	mi := &file_parley_actors_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LoggedIn) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LoggedIn) ProtoMessage() {}
+
+func (x *LoggedIn) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_actors_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LoggedIn.ProtoReflect.Descriptor instead.
+func (*LoggedIn) Descriptor() ([]byte, []int) {
+	return file_parley_actors_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *LoggedIn) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+// ReserveName keeps a name (a bot's) from every user's login, and its
+// look-alikes.
+type ReserveName struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReserveName) Reset() {
+	*x = ReserveName{}
+	mi := &file_parley_actors_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReserveName) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReserveName) ProtoMessage() {}
+
+func (x *ReserveName) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_actors_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReserveName.ProtoReflect.Descriptor instead.
+func (*ReserveName) Descriptor() ([]byte, []int) {
+	return file_parley_actors_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ReserveName) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
 type Offline struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Session       *actor.PID             `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
@@ -1115,7 +1218,7 @@ type Offline struct {
 
 func (x *Offline) Reset() {
 	*x = Offline{}
-	mi := &file_parley_actors_proto_msgTypes[17]
+	mi := &file_parley_actors_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1127,7 +1230,7 @@ func (x *Offline) String() string {
 func (*Offline) ProtoMessage() {}
 
 func (x *Offline) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[17]
+	mi := &file_parley_actors_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1140,7 +1243,7 @@ func (x *Offline) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Offline.ProtoReflect.Descriptor instead.
 func (*Offline) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{17}
+	return file_parley_actors_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Offline) GetSession() *actor.PID {
@@ -1160,7 +1263,7 @@ type PresenceRebuild struct {
 
 func (x *PresenceRebuild) Reset() {
 	*x = PresenceRebuild{}
-	mi := &file_parley_actors_proto_msgTypes[18]
+	mi := &file_parley_actors_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1172,7 +1275,7 @@ func (x *PresenceRebuild) String() string {
 func (*PresenceRebuild) ProtoMessage() {}
 
 func (x *PresenceRebuild) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[18]
+	mi := &file_parley_actors_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1185,7 +1288,7 @@ func (x *PresenceRebuild) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PresenceRebuild.ProtoReflect.Descriptor instead.
 func (*PresenceRebuild) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{18}
+	return file_parley_actors_proto_rawDescGZIP(), []int{20}
 }
 
 // WhoQuery asks presence for the online list; answered with PresenceEvent.
@@ -1199,7 +1302,7 @@ type WhoQuery struct {
 
 func (x *WhoQuery) Reset() {
 	*x = WhoQuery{}
-	mi := &file_parley_actors_proto_msgTypes[19]
+	mi := &file_parley_actors_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1211,7 +1314,7 @@ func (x *WhoQuery) String() string {
 func (*WhoQuery) ProtoMessage() {}
 
 func (x *WhoQuery) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[19]
+	mi := &file_parley_actors_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1224,7 +1327,7 @@ func (x *WhoQuery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WhoQuery.ProtoReflect.Descriptor instead.
 func (*WhoQuery) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{19}
+	return file_parley_actors_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *WhoQuery) GetRequestId() string {
@@ -1255,7 +1358,7 @@ type Kick struct {
 
 func (x *Kick) Reset() {
 	*x = Kick{}
-	mi := &file_parley_actors_proto_msgTypes[20]
+	mi := &file_parley_actors_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1267,7 +1370,7 @@ func (x *Kick) String() string {
 func (*Kick) ProtoMessage() {}
 
 func (x *Kick) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[20]
+	mi := &file_parley_actors_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1280,7 +1383,7 @@ func (x *Kick) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Kick.ProtoReflect.Descriptor instead.
 func (*Kick) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{20}
+	return file_parley_actors_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Kick) GetUser() string {
@@ -1314,7 +1417,7 @@ type KickSession struct {
 
 func (x *KickSession) Reset() {
 	*x = KickSession{}
-	mi := &file_parley_actors_proto_msgTypes[21]
+	mi := &file_parley_actors_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1326,7 +1429,7 @@ func (x *KickSession) String() string {
 func (*KickSession) ProtoMessage() {}
 
 func (x *KickSession) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[21]
+	mi := &file_parley_actors_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1339,7 +1442,7 @@ func (x *KickSession) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KickSession.ProtoReflect.Descriptor instead.
 func (*KickSession) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{21}
+	return file_parley_actors_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *KickSession) GetReason() string {
@@ -1363,7 +1466,7 @@ type CloseRoom struct {
 
 func (x *CloseRoom) Reset() {
 	*x = CloseRoom{}
-	mi := &file_parley_actors_proto_msgTypes[22]
+	mi := &file_parley_actors_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1375,7 +1478,7 @@ func (x *CloseRoom) String() string {
 func (*CloseRoom) ProtoMessage() {}
 
 func (x *CloseRoom) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[22]
+	mi := &file_parley_actors_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1388,7 +1491,7 @@ func (x *CloseRoom) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseRoom.ProtoReflect.Descriptor instead.
 func (*CloseRoom) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{22}
+	return file_parley_actors_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *CloseRoom) GetRoom() string {
@@ -1423,7 +1526,7 @@ type RoomClosed struct {
 
 func (x *RoomClosed) Reset() {
 	*x = RoomClosed{}
-	mi := &file_parley_actors_proto_msgTypes[23]
+	mi := &file_parley_actors_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1435,7 +1538,7 @@ func (x *RoomClosed) String() string {
 func (*RoomClosed) ProtoMessage() {}
 
 func (x *RoomClosed) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[23]
+	mi := &file_parley_actors_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1448,7 +1551,7 @@ func (x *RoomClosed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomClosed.ProtoReflect.Descriptor instead.
 func (*RoomClosed) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{23}
+	return file_parley_actors_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RoomClosed) GetRoom() string {
@@ -1476,7 +1579,7 @@ type ConnClosed struct {
 
 func (x *ConnClosed) Reset() {
 	*x = ConnClosed{}
-	mi := &file_parley_actors_proto_msgTypes[24]
+	mi := &file_parley_actors_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1488,7 +1591,7 @@ func (x *ConnClosed) String() string {
 func (*ConnClosed) ProtoMessage() {}
 
 func (x *ConnClosed) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[24]
+	mi := &file_parley_actors_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1501,7 +1604,7 @@ func (x *ConnClosed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConnClosed.ProtoReflect.Descriptor instead.
 func (*ConnClosed) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{24}
+	return file_parley_actors_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ConnClosed) GetCode() int32 {
@@ -1528,7 +1631,7 @@ type BadFrame struct {
 
 func (x *BadFrame) Reset() {
 	*x = BadFrame{}
-	mi := &file_parley_actors_proto_msgTypes[25]
+	mi := &file_parley_actors_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1540,7 +1643,7 @@ func (x *BadFrame) String() string {
 func (*BadFrame) ProtoMessage() {}
 
 func (x *BadFrame) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[25]
+	mi := &file_parley_actors_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1553,7 +1656,7 @@ func (x *BadFrame) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BadFrame.ProtoReflect.Descriptor instead.
 func (*BadFrame) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{25}
+	return file_parley_actors_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *BadFrame) GetReason() string {
@@ -1573,7 +1676,7 @@ type Shutdown struct {
 
 func (x *Shutdown) Reset() {
 	*x = Shutdown{}
-	mi := &file_parley_actors_proto_msgTypes[26]
+	mi := &file_parley_actors_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1585,7 +1688,7 @@ func (x *Shutdown) String() string {
 func (*Shutdown) ProtoMessage() {}
 
 func (x *Shutdown) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[26]
+	mi := &file_parley_actors_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1598,7 +1701,7 @@ func (x *Shutdown) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Shutdown.ProtoReflect.Descriptor instead.
 func (*Shutdown) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{26}
+	return file_parley_actors_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Shutdown) GetReason() string {
@@ -1625,7 +1728,7 @@ type NodePresence struct {
 
 func (x *NodePresence) Reset() {
 	*x = NodePresence{}
-	mi := &file_parley_actors_proto_msgTypes[27]
+	mi := &file_parley_actors_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1637,7 +1740,7 @@ func (x *NodePresence) String() string {
 func (*NodePresence) ProtoMessage() {}
 
 func (x *NodePresence) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[27]
+	mi := &file_parley_actors_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1650,7 +1753,7 @@ func (x *NodePresence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodePresence.ProtoReflect.Descriptor instead.
 func (*NodePresence) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{27}
+	return file_parley_actors_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *NodePresence) GetUsers() []*proto.Member {
@@ -1685,7 +1788,7 @@ type PeerPresence struct {
 
 func (x *PeerPresence) Reset() {
 	*x = PeerPresence{}
-	mi := &file_parley_actors_proto_msgTypes[28]
+	mi := &file_parley_actors_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1697,7 +1800,7 @@ func (x *PeerPresence) String() string {
 func (*PeerPresence) ProtoMessage() {}
 
 func (x *PeerPresence) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[28]
+	mi := &file_parley_actors_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1710,7 +1813,7 @@ func (x *PeerPresence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerPresence.ProtoReflect.Descriptor instead.
 func (*PeerPresence) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{28}
+	return file_parley_actors_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *PeerPresence) GetMemberId() string {
@@ -1738,7 +1841,7 @@ type PeerSet struct {
 
 func (x *PeerSet) Reset() {
 	*x = PeerSet{}
-	mi := &file_parley_actors_proto_msgTypes[29]
+	mi := &file_parley_actors_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1750,7 +1853,7 @@ func (x *PeerSet) String() string {
 func (*PeerSet) ProtoMessage() {}
 
 func (x *PeerSet) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[29]
+	mi := &file_parley_actors_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1763,7 +1866,7 @@ func (x *PeerSet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerSet.ProtoReflect.Descriptor instead.
 func (*PeerSet) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{29}
+	return file_parley_actors_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *PeerSet) GetAddresses() []string {
@@ -1792,7 +1895,7 @@ type Relay struct {
 
 func (x *Relay) Reset() {
 	*x = Relay{}
-	mi := &file_parley_actors_proto_msgTypes[30]
+	mi := &file_parley_actors_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1804,7 +1907,7 @@ func (x *Relay) String() string {
 func (*Relay) ProtoMessage() {}
 
 func (x *Relay) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[30]
+	mi := &file_parley_actors_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1817,7 +1920,7 @@ func (x *Relay) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Relay.ProtoReflect.Descriptor instead.
 func (*Relay) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{30}
+	return file_parley_actors_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Relay) GetSessionIds() []string {
@@ -1956,7 +2059,7 @@ const file_parley_actors_proto_rawDesc = "" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12$\n" +
 	"\asession\x18\x02 \x01(\v2\n" +
-	".actor.PIDR\asession\"\x8f\x01\n" +
+	".actor.PIDR\asession\"\xbb\x01\n" +
 	"\x06Online\x12\x12\n" +
 	"\x04user\x18\x01 \x01(\tR\x04user\x12$\n" +
 	"\asession\x18\x02 \x01(\v2\n" +
@@ -1964,7 +2067,13 @@ const file_parley_actors_proto_rawDesc = "" +
 	"\x05watch\x18\x03 \x01(\bR\x05watch\x12\x16\n" +
 	"\x06rejoin\x18\x04 \x01(\bR\x06rejoin\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x05 \x01(\tR\trequestId\"/\n" +
+	"request_id\x18\x05 \x01(\tR\trequestId\x12*\n" +
+	"\x11check_look_alikes\x18\x06 \x01(\bR\x0fcheckLookAlikes\")\n" +
+	"\bLoggedIn\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\tR\trequestId\"!\n" +
+	"\vReserveName\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"/\n" +
 	"\aOffline\x12$\n" +
 	"\asession\x18\x01 \x01(\v2\n" +
 	".actor.PIDR\asession\"\x11\n" +
@@ -2027,7 +2136,7 @@ func file_parley_actors_proto_rawDescGZIP() []byte {
 	return file_parley_actors_proto_rawDescData
 }
 
-var file_parley_actors_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_parley_actors_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_parley_actors_proto_goTypes = []any{
 	(*RoomJoin)(nil),            // 0: parley.actors.v1.RoomJoin
 	(*RoomLeave)(nil),           // 1: parley.actors.v1.RoomLeave
@@ -2046,45 +2155,47 @@ var file_parley_actors_proto_goTypes = []any{
 	(*RoomCount)(nil),           // 14: parley.actors.v1.RoomCount
 	(*RoomsQuery)(nil),          // 15: parley.actors.v1.RoomsQuery
 	(*Online)(nil),              // 16: parley.actors.v1.Online
-	(*Offline)(nil),             // 17: parley.actors.v1.Offline
-	(*PresenceRebuild)(nil),     // 18: parley.actors.v1.PresenceRebuild
-	(*WhoQuery)(nil),            // 19: parley.actors.v1.WhoQuery
-	(*Kick)(nil),                // 20: parley.actors.v1.Kick
-	(*KickSession)(nil),         // 21: parley.actors.v1.KickSession
-	(*CloseRoom)(nil),           // 22: parley.actors.v1.CloseRoom
-	(*RoomClosed)(nil),          // 23: parley.actors.v1.RoomClosed
-	(*ConnClosed)(nil),          // 24: parley.actors.v1.ConnClosed
-	(*BadFrame)(nil),            // 25: parley.actors.v1.BadFrame
-	(*Shutdown)(nil),            // 26: parley.actors.v1.Shutdown
-	(*NodePresence)(nil),        // 27: parley.actors.v1.NodePresence
-	(*PeerPresence)(nil),        // 28: parley.actors.v1.PeerPresence
-	(*PeerSet)(nil),             // 29: parley.actors.v1.PeerSet
-	(*Relay)(nil),               // 30: parley.actors.v1.Relay
-	(*actor.PID)(nil),           // 31: actor.PID
-	(proto.Codec)(0),            // 32: parley.v1.Codec
-	(*proto.RoomEvent)(nil),     // 33: parley.v1.RoomEvent
-	(*proto.PresenceEvent)(nil), // 34: parley.v1.PresenceEvent
-	(*proto.Member)(nil),        // 35: parley.v1.Member
+	(*LoggedIn)(nil),            // 17: parley.actors.v1.LoggedIn
+	(*ReserveName)(nil),         // 18: parley.actors.v1.ReserveName
+	(*Offline)(nil),             // 19: parley.actors.v1.Offline
+	(*PresenceRebuild)(nil),     // 20: parley.actors.v1.PresenceRebuild
+	(*WhoQuery)(nil),            // 21: parley.actors.v1.WhoQuery
+	(*Kick)(nil),                // 22: parley.actors.v1.Kick
+	(*KickSession)(nil),         // 23: parley.actors.v1.KickSession
+	(*CloseRoom)(nil),           // 24: parley.actors.v1.CloseRoom
+	(*RoomClosed)(nil),          // 25: parley.actors.v1.RoomClosed
+	(*ConnClosed)(nil),          // 26: parley.actors.v1.ConnClosed
+	(*BadFrame)(nil),            // 27: parley.actors.v1.BadFrame
+	(*Shutdown)(nil),            // 28: parley.actors.v1.Shutdown
+	(*NodePresence)(nil),        // 29: parley.actors.v1.NodePresence
+	(*PeerPresence)(nil),        // 30: parley.actors.v1.PeerPresence
+	(*PeerSet)(nil),             // 31: parley.actors.v1.PeerSet
+	(*Relay)(nil),               // 32: parley.actors.v1.Relay
+	(*actor.PID)(nil),           // 33: actor.PID
+	(proto.Codec)(0),            // 34: parley.v1.Codec
+	(*proto.RoomEvent)(nil),     // 35: parley.v1.RoomEvent
+	(*proto.PresenceEvent)(nil), // 36: parley.v1.PresenceEvent
+	(*proto.Member)(nil),        // 37: parley.v1.Member
 }
 var file_parley_actors_proto_depIdxs = []int32{
-	31, // 0: parley.actors.v1.RoomJoin.session:type_name -> actor.PID
-	32, // 1: parley.actors.v1.RoomJoin.codec:type_name -> parley.v1.Codec
-	31, // 2: parley.actors.v1.RoomLeave.session:type_name -> actor.PID
-	31, // 3: parley.actors.v1.RoomPost.session:type_name -> actor.PID
-	31, // 4: parley.actors.v1.RoomTyping.session:type_name -> actor.PID
-	31, // 5: parley.actors.v1.RoomHistory.session:type_name -> actor.PID
-	33, // 6: parley.actors.v1.Deliver.event:type_name -> parley.v1.RoomEvent
-	34, // 7: parley.actors.v1.Deliver.presence:type_name -> parley.v1.PresenceEvent
+	33, // 0: parley.actors.v1.RoomJoin.session:type_name -> actor.PID
+	34, // 1: parley.actors.v1.RoomJoin.codec:type_name -> parley.v1.Codec
+	33, // 2: parley.actors.v1.RoomLeave.session:type_name -> actor.PID
+	33, // 3: parley.actors.v1.RoomPost.session:type_name -> actor.PID
+	33, // 4: parley.actors.v1.RoomTyping.session:type_name -> actor.PID
+	33, // 5: parley.actors.v1.RoomHistory.session:type_name -> actor.PID
+	35, // 6: parley.actors.v1.Deliver.event:type_name -> parley.v1.RoomEvent
+	36, // 7: parley.actors.v1.Deliver.presence:type_name -> parley.v1.PresenceEvent
 	5,  // 8: parley.actors.v1.DeliverBatch.items:type_name -> parley.actors.v1.Deliver
-	31, // 9: parley.actors.v1.RoomWho.session:type_name -> actor.PID
-	31, // 10: parley.actors.v1.RoomsQuery.session:type_name -> actor.PID
-	31, // 11: parley.actors.v1.Online.session:type_name -> actor.PID
-	31, // 12: parley.actors.v1.Offline.session:type_name -> actor.PID
-	31, // 13: parley.actors.v1.WhoQuery.session:type_name -> actor.PID
-	31, // 14: parley.actors.v1.Kick.reply_to:type_name -> actor.PID
-	31, // 15: parley.actors.v1.CloseRoom.reply_to:type_name -> actor.PID
-	35, // 16: parley.actors.v1.NodePresence.users:type_name -> parley.v1.Member
-	27, // 17: parley.actors.v1.PeerPresence.share:type_name -> parley.actors.v1.NodePresence
+	33, // 9: parley.actors.v1.RoomWho.session:type_name -> actor.PID
+	33, // 10: parley.actors.v1.RoomsQuery.session:type_name -> actor.PID
+	33, // 11: parley.actors.v1.Online.session:type_name -> actor.PID
+	33, // 12: parley.actors.v1.Offline.session:type_name -> actor.PID
+	33, // 13: parley.actors.v1.WhoQuery.session:type_name -> actor.PID
+	33, // 14: parley.actors.v1.Kick.reply_to:type_name -> actor.PID
+	33, // 15: parley.actors.v1.CloseRoom.reply_to:type_name -> actor.PID
+	37, // 16: parley.actors.v1.NodePresence.users:type_name -> parley.v1.Member
+	29, // 17: parley.actors.v1.PeerPresence.share:type_name -> parley.actors.v1.NodePresence
 	5,  // 18: parley.actors.v1.Relay.deliver:type_name -> parley.actors.v1.Deliver
 	6,  // 19: parley.actors.v1.Relay.batch:type_name -> parley.actors.v1.DeliverBatch
 	20, // [20:20] is the sub-list for method output_type
@@ -2100,7 +2211,7 @@ func file_parley_actors_proto_init() {
 		return
 	}
 	file_parley_actors_proto_msgTypes[0].OneofWrappers = []any{}
-	file_parley_actors_proto_msgTypes[30].OneofWrappers = []any{
+	file_parley_actors_proto_msgTypes[32].OneofWrappers = []any{
 		(*Relay_Deliver)(nil),
 		(*Relay_Batch)(nil),
 	}
@@ -2110,7 +2221,7 @@ func file_parley_actors_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_actors_proto_rawDesc), len(file_parley_actors_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   31,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -67,7 +67,7 @@ func Spawn(n *actors.Node, o Options) (*actor.PID, error) {
 	}
 	// Captured by the producer, so a restarted bot keeps its rooms and
 	// where it is in each.
-	member := actors.NewMember(n, actors.MemberOptions{User: o.Name, Codec: parleypb.Codec_CODEC_UNSPECIFIED})
+	member := actors.NewMember(n, actors.MemberOptions{User: o.Name, Codec: parleypb.Codec_CODEC_UNSPECIFIED, Bot: true})
 	started := false
 	props := actor.PropsFromProducer(func() actor.Actor { return &bot{n: n, o: o, member: member, started: &started} })
 	return n.System.Root.SpawnNamed(props, "bot-"+o.Name)

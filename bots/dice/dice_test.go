@@ -119,10 +119,10 @@ func TestBotAnswersInRoom(t *testing.T) {
 // posts, and its members never get those events live).
 type rollStore struct {
 	*store.Memory
-	mu      sync.Mutex
-	hold    chan struct{}
-	held    chan struct{}
-	liesTo  int
+	mu     sync.Mutex
+	hold   chan struct{}
+	held   chan struct{}
+	liesTo int
 	// rollWrites counts the appends that held any of alice's rolls.
 	rollWrites int
 }

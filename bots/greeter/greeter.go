@@ -61,7 +61,7 @@ func Spawn(n *actors.Node, o Options) (*actor.PID, error) {
 	// What must outlive a restart of the actor is made here, outside it.
 	g := &greeter{
 		o:       o,
-		member:  actors.NewMember(n, actors.MemberOptions{User: o.Name, Codec: parleypb.Codec_CODEC_UNSPECIFIED}),
+		member:  actors.NewMember(n, actors.MemberOptions{User: o.Name, Codec: parleypb.Codec_CODEC_UNSPECIFIED, Bot: true}),
 		greeted: make(map[string]bool),
 	}
 	return n.System.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return g }), "bot-"+o.Name)
