@@ -136,3 +136,110 @@ func grepLines(s, sub string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// adminCall sends one request to the admin listener with the given headers
+// ("Host" sets the Host header) and returns the status and body.
+func adminCall(t *testing.T, srv *server.Server, method, path, body string, header map[string]string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, "http://"+srv.AdminAddr()+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range header {
+		if k == "Host" {
+			req.Host = v
+			continue
+		}
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestAdminRefusesCrossSite: the admin listener as it starts by default
+// (loopback, no token) refuses what a web page can send it: a text/plain
+// POST (a "simple" cross-site request; it used to broadcast the notice) is
+// 415, a request with another site's Origin or Sec-Fetch-Site is 403, and a
+// Host that is not the listener's own (DNS rebinding; it used to list the
+// rooms) is 403. curl-like requests, /metrics and pprof still work, and a
+// token makes any Host acceptable.
+func TestAdminRefusesCrossSite(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, func(c *server.Config) { c.AdminAddr = "127.0.0.1:0" })
+	ctx := testCtx(t, 10*time.Second)
+	alice := login(t, ctx, srv, codec.JSON, "alice", "ops")
+	_, port, _ := strings.Cut(srv.AdminAddr(), ":")
+	json := map[string]string{"Content-Type": "application/json"}
+	with := func(h map[string]string, kv ...string) map[string]string {
+		out := map[string]string{}
+		for k, v := range h {
+			out[k] = v
+		}
+		for i := 0; i < len(kv); i += 2 {
+			out[kv[i]] = kv[i+1]
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name               string
+		method, path, body string
+		header             map[string]string
+		want               int
+	}{
+		{"text/plain notice", "POST", "/notice", `{"text":"pwned"}`, map[string]string{"Content-Type": "text/plain"}, http.StatusUnsupportedMediaType},
+		{"form notice", "POST", "/notice", `{"text":"pwned"}`, map[string]string{"Content-Type": "application/x-www-form-urlencoded"}, http.StatusUnsupportedMediaType},
+		{"no content type", "POST", "/notice", `{"text":"pwned"}`, nil, http.StatusUnsupportedMediaType},
+		{"text/plain kick", "POST", "/kick", `{"user":"alice"}`, map[string]string{"Content-Type": "text/plain"}, http.StatusUnsupportedMediaType},
+		{"text/plain close", "POST", "/rooms/ops/close", `{}`, map[string]string{"Content-Type": "text/plain"}, http.StatusUnsupportedMediaType},
+		{"cross-site origin", "POST", "/notice", `{"text":"pwned"}`, with(json, "Origin", "http://evil.example"), http.StatusForbidden},
+		{"cross-site text/plain with origin", "POST", "/notice", `{"text":"pwned"}`, map[string]string{"Content-Type": "text/plain", "Origin": "http://evil.example"}, http.StatusForbidden},
+		{"null origin", "POST", "/kick", `{"user":"alice"}`, with(json, "Origin", "null"), http.StatusForbidden},
+		{"sec-fetch-site cross-site", "GET", "/rooms", "", map[string]string{"Sec-Fetch-Site": "cross-site"}, http.StatusForbidden},
+		{"sec-fetch-site same-site", "GET", "/metrics", "", map[string]string{"Sec-Fetch-Site": "same-site"}, http.StatusForbidden},
+		{"rebinding host", "GET", "/rooms", "", map[string]string{"Host": "rebind.evil.example:" + port}, http.StatusForbidden},
+		{"rebinding host, metrics", "GET", "/metrics", "", map[string]string{"Host": "rebind.evil.example:" + port}, http.StatusForbidden},
+		{"rebinding host, pprof", "GET", "/debug/pprof/", "", map[string]string{"Host": "rebind.evil.example"}, http.StatusForbidden},
+
+		{"curl rooms", "GET", "/rooms", "", nil, http.StatusOK},
+		{"localhost", "GET", "/rooms/ops", "", map[string]string{"Host": "localhost:" + port}, http.StatusOK},
+		{"ipv6 loopback", "GET", "/rooms", "", map[string]string{"Host": "[::1]:" + port}, http.StatusOK},
+		{"prometheus", "GET", "/metrics", "", map[string]string{"Host": "127.0.0.1:" + port}, http.StatusOK},
+		{"typed URL in a browser", "GET", "/debug/pprof/", "", map[string]string{"Sec-Fetch-Site": "none"}, http.StatusOK},
+		{"same-origin page", "GET", "/debug/pprof/", "", map[string]string{"Sec-Fetch-Site": "same-origin", "Origin": "http://" + srv.AdminAddr()}, http.StatusOK},
+		{"json with charset", "POST", "/rooms/ops/close", `{"reason":"test"}`, map[string]string{"Content-Type": "application/json; charset=utf-8"}, http.StatusOK},
+	} {
+		code, body := adminCall(t, srv, tc.method, tc.path, tc.body, tc.header)
+		if code != tc.want {
+			t.Errorf("%s: %s %s: %d %s, want %d", tc.name, tc.method, tc.path, code, body, tc.want)
+		}
+		if code >= 400 && !strings.HasPrefix(body, `{"error":`) {
+			t.Errorf("%s: error body %q is not JSON", tc.name, body)
+		}
+	}
+	// None of the refused actions reached anyone: the one notice alice
+	// gets is the one sent properly.
+	if code, body := adminCall(t, srv, "POST", "/notice", `{"text":"the real one"}`, json); code != http.StatusOK {
+		t.Fatalf("notice: %d %s", code, body)
+	}
+	n := nextEvent(t, ctx, alice, "a notice", func(e *parleypb.Envelope) bool { return e.GetNotice() != nil && e.GetNotice().GetRoom() == "" })
+	if n.GetNotice().GetText() != "the real one" {
+		t.Fatalf("alice got the notice %q first, want only the one sent with JSON from curl", n.GetNotice().GetText())
+	}
+
+	tokened := startServer(t, func(c *server.Config) { c.AdminAddr, c.AdminToken = "127.0.0.1:0", "admin-secret" })
+	bearer := map[string]string{"Authorization": "Bearer admin-secret", "Host": "parley-admin.internal:9090"}
+	if code, body := adminCall(t, tokened, "GET", "/rooms", "", bearer); code != http.StatusOK {
+		t.Fatalf("with the token, any Host: %d %s", code, body)
+	}
+	if code, body := adminCall(t, tokened, "GET", "/rooms", "", with(bearer, "Origin", "http://evil.example")); code != http.StatusForbidden {
+		t.Fatalf("with the token and a foreign Origin: %d %s, want 403", code, body)
+	}
+	if code, body := adminCall(t, tokened, "POST", "/notice", `{"text":"x"}`, with(bearer, "Content-Type", "text/plain")); code != http.StatusUnsupportedMediaType {
+		t.Fatalf("with the token, text/plain: %d %s, want 415", code, body)
+	}
+}

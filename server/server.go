@@ -192,7 +192,7 @@ func New(cfg Config) (*Server, error) {
 		}
 		s.adminLn = aln
 		s.admin = &http.Server{
-			Handler:           admin.Handler(node, admin.Options{Token: cfg.AdminToken, Metrics: s.Metrics.Handler(), Logger: cfg.Logger}),
+			Handler:           admin.Handler(node, admin.Options{Token: cfg.AdminToken, Addr: cfg.AdminAddr, Metrics: s.Metrics.Handler(), Logger: cfg.Logger}),
 			ReadHeaderTimeout: 10 * time.Second,
 			ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
 		}
