@@ -243,3 +243,46 @@ func TestAdminRefusesCrossSite(t *testing.T) {
 		t.Fatalf("with the token, text/plain: %d %s, want 415", code, body)
 	}
 }
+
+// TestAdminUnknownRoomIs404: GET /rooms/{room} for a room that is neither
+// active nor has history is 404 with a JSON error (it was 200 with no
+// members), and asking does not start the room. A room with history that
+// is not running is 200 with no members, also without starting it.
+func TestAdminUnknownRoomIs404(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, func(c *server.Config) {
+		c.AdminAddr = "127.0.0.1:0"
+		c.Actors.RoomLinger = 10 * time.Millisecond
+	})
+	ctx := testCtx(t, 10*time.Second)
+	code, body := adminGet(t, srv, "/rooms/nonexistent")
+	if code != http.StatusNotFound || !strings.HasPrefix(body, `{"error":`) || !strings.Contains(body, "nonexistent") {
+		t.Fatalf("GET /rooms/nonexistent: %d %s, want 404 with a JSON error naming the room", code, body)
+	}
+	if n := srv.Node.Stats.ActiveRooms.Load(); n != 0 {
+		t.Fatalf("%d rooms running after asking about one that does not exist", n)
+	}
+
+	alice := login(t, ctx, srv, codec.JSON, "alice", "kept")
+	if code, body := adminGet(t, srv, "/rooms/kept"); code != http.StatusOK || !strings.Contains(body, `"alice"`) {
+		t.Fatalf("GET /rooms/kept with alice in it: %d %s", code, body)
+	}
+	if _, err := alice.Post(ctx, "kept", "hello", "k-1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.Request(ctx, &parleypb.Envelope{Body: &parleypb.Envelope_Leave{Leave: &parleypb.Leave{Room: "kept"}}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, func() error {
+		if n := srv.Node.Stats.ActiveRooms.Load(); n != 0 {
+			return fmt.Errorf("%d rooms still running", n)
+		}
+		return nil
+	})
+	if code, body := adminGet(t, srv, "/rooms/kept"); code != http.StatusOK || !strings.Contains(body, `"members":[]`) {
+		t.Fatalf("GET /rooms/kept, passivated with history: %d %s, want 200 with no members", code, body)
+	}
+	if n := srv.Node.Stats.ActiveRooms.Load(); n != 0 {
+		t.Fatalf("asking about a passivated room started it (%d rooms running)", n)
+	}
+}

@@ -163,6 +163,10 @@ func (a *api) members(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), callTimeout)
 	defer cancel()
 	ms, err := a.node.RoomMembers(ctx, r.PathValue("room"))
+	if errors.Is(err, actors.ErrNoRoom) {
+		jsonError(w, http.StatusNotFound, fmt.Sprintf("admin API: no room %q: it is not active and has no stored history", r.PathValue("room")))
+		return
+	}
 	if err != nil {
 		fail(w, err)
 		return
