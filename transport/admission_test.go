@@ -97,3 +97,28 @@ func TestAdmissionSlots(t *testing.T) {
 		t.Fatalf("total %d, a %d, b %d", a.total, a.byIP["a"].open, a.byIP["b"].open)
 	}
 }
+
+// FuzzClientIP: the client-address header is whatever a client or a proxy
+// wrote. From a trusted proxy it yields no address or a valid one that is
+// not a trusted proxy; from anyone else, the peer's address.
+func FuzzClientIP(f *testing.F) {
+	for _, s := range []string{"192.0.2.9", "6.6.6.6, 192.0.2.9, 10.1.2.3", "unknown", "", ",,,", " , 2001:db8::1", "::ffff:192.0.2.9", "fe80::1%eth0", "10.0.0.1, 999.1.1.1"} {
+		f.Add(s)
+	}
+	o := Options{ClientIPHeader: "X-Forwarded-For", TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("10.0.0.0/8")}}
+	f.Fuzz(func(t *testing.T, header string) {
+		r := httptest.NewRequest("GET", "/ws", nil)
+		r.Header.Set("X-Forwarded-For", header)
+		r.RemoteAddr = "127.0.0.1:5000"
+		if got := o.clientIP(r); got != "" {
+			addr, err := netip.ParseAddr(got)
+			if err != nil || o.trusted(addr) || addr.String() != got {
+				t.Fatalf("clientIP(%q) = %q: not an untrusted address", header, got)
+			}
+		}
+		r.RemoteAddr = "198.51.100.1:5000"
+		if got := o.clientIP(r); got != "198.51.100.1" {
+			t.Fatalf("clientIP(%q) from an untrusted peer = %q", header, got)
+		}
+	})
+}
