@@ -591,6 +591,7 @@ func TestClusterFailover(t *testing.T) {
 		return e.GetNotice().GetText() == "maintenance at noon"
 	})
 	req, _ := http.NewRequest("POST", "http://"+b.admin+"/kick", strings.NewReader(`{"user":"mallory","reason":"spam"}`))
+	req.Header.Set("Content-Type", "application/json")
 	resp, err = http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

@@ -486,11 +486,20 @@ func TestStartupFailuresNameTheFlag(t *testing.T) {
 	}
 	notDir := filepath.Join(t.TempDir(), "file")
 	os.WriteFile(notDir, []byte("x"), 0o600)
+	// A real history, cut short (bbolt alone: "panic: invalid freelist
+	// page" and a stack trace) and with random bytes over its data pages.
+	truncated, damaged := historyDir(t), historyDir(t)
+	if err := os.Truncate(filepath.Join(truncated, store.BoltFile), fileSize(t, filepath.Join(truncated, store.BoltFile))/2); err != nil {
+		t.Fatal(err)
+	}
+	damagePages(t, filepath.Join(damaged, store.BoltFile))
 	for _, tc := range []struct {
 		name, want string
 		args       []string
 	}{
 		{"corrupt bolt file", "-data", []string{"-data", corrupt}},
+		{"truncated bolt file", "-data", []string{"-data", truncated}},
+		{"damaged bolt pages", "-data", []string{"-data", damaged}},
 		{"data is a file", "-data", []string{"-data", notDir}},
 		{"postgres unreachable", "-store", []string{"-store", "postgres://postgres@127.0.0.1:1/test?sslmode=disable&connect_timeout=2"}},
 		{"unknown store", "-store", []string{"-store", "mongodb://x"}},
@@ -506,8 +515,73 @@ func TestStartupFailuresNameTheFlag(t *testing.T) {
 			if !strings.Contains(string(out), tc.want) {
 				t.Fatalf("output does not name %s:\n%s", tc.want, out)
 			}
+			if strings.Contains(string(out), "panic") || strings.Contains(string(out), "goroutine ") {
+				t.Fatalf("a panic or a stack trace instead of a message:\n%s", out)
+			}
+			if strings.HasPrefix(tc.name, "truncated") || strings.HasPrefix(tc.name, "damaged") {
+				if !strings.Contains(string(out), store.BoltFile) || !strings.Contains(string(out), "corrupt") {
+					t.Fatalf("output does not name the damaged file:\n%s", out)
+				}
+			}
 			t.Logf("%s", out)
 		})
+	}
+}
+
+// historyDir returns a data directory holding a bolt history of a few
+// rooms, big enough to span many pages.
+func historyDir(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	s, err := store.OpenBolt(dir, store.BoltOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for r := range 4 {
+		room := fmt.Sprint("room-", r)
+		for from := uint64(1); from <= 1000; from += 250 {
+			msgs := make([]store.Message, 250)
+			for i := range msgs {
+				seq := from + uint64(i)
+				msgs[i] = store.Message{Room: room, Seq: seq, Time: time.Now(), Sender: "alice",
+					Text: fmt.Sprintf("message %d of %s, long enough to fill pages quickly", seq, room), ClientMsgID: fmt.Sprint(seq)}
+			}
+			if err := s.Append(context.Background(), msgs); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return dir
+}
+
+func fileSize(t *testing.T, path string) int64 {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Size()
+}
+
+// damagePages writes random bytes over the data pages in the middle of a
+// bolt file (past its two meta pages, before its end, where bbolt keeps
+// the latest freelist and roots).
+func damagePages(t *testing.T, path string) {
+	t.Helper()
+	const page = 4096
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	junk := make([]byte, page)
+	r := rand.NewChaCha8([32]byte{8})
+	for off := int64(4 * page); off < fileSize(t, path)/3; off += page {
+		r.Read(junk)
+		if _, err := f.WriteAt(junk, off); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 

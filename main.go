@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os"
 	"os/signal"
 	"strings"
@@ -139,6 +140,7 @@ func parseFlags(args []string, getenv func(string) string, out io.Writer) (optio
 		origins  string
 		logLevel string
 		maxBytes int64
+		trusted  string
 		err      error
 	)
 	fs := flag.NewFlagSet("parley", flag.ContinueOnError)
@@ -158,7 +160,9 @@ func parseFlags(args []string, getenv func(string) string, out io.Writer) (optio
 	fs.IntVar(&cfg.Transport.MaxConns, "max-conns", 100000, "open connections per node; past it handshakes get HTTP 503 (0: no cap)")
 	fs.IntVar(&cfg.Transport.MaxConnsPerIP, "max-conns-per-ip", 100, "open connections per client address; past it HTTP 429 (0: no cap)")
 	fs.Float64Var(&cfg.Transport.HandshakesPerSecond, "max-handshake-rate", 20, "connection attempts per second per client address; past it HTTP 429 (0: no limit)")
-	fs.StringVar(&cfg.Transport.ClientIPHeader, "client-ip-header", "", "header carrying the client address when behind a trusted proxy (e.g. X-Forwarded-For); empty: the peer address")
+	fs.StringVar(&cfg.Transport.ClientIPHeader, "client-ip-header", "X-Forwarded-For", "header carrying the client address, believed only from -trusted-proxies (X-Real-IP for nginx's realip style; empty: always the peer address)")
+	fs.StringVar(&trusted, "trusted-proxies", "127.0.0.0/8,::1", "comma-separated addresses or CIDR ranges of reverse proxies whose -client-ip-header is believed; their connections without it are not limited per address (empty or \"none\": none)")
+	fs.DurationVar(&cfg.HTTPIdleTimeout, "http-idle-timeout", server.DefaultHTTPIdleTimeout, "close a keep-alive HTTP connection (not a WebSocket) idle this long")
 	fs.Float64Var(&cfg.Actors.Rate, "rate", 20, "requests per second allowed per session")
 	fs.IntVar(&cfg.Actors.Burst, "burst", 40, "burst of requests allowed per session")
 	fs.DurationVar(&cfg.Actors.RoomLinger, "room-linger", 30*time.Second, "how long an empty room stays in memory")
@@ -241,6 +245,9 @@ func parseFlags(args []string, getenv func(string) string, out io.Writer) (optio
 		}
 		cfg.Cluster = cc
 	}
+	if cfg.Transport.TrustedProxies, err = parsePrefixes(trusted); err != nil {
+		return o, fmt.Errorf("-trusted-proxies: %w", err)
+	}
 	cfg.Transport.OriginPatterns = splitList(origins)
 	cfg.Transport.MaxMessageBytes = maxBytes
 	return o, nil
@@ -279,6 +286,31 @@ func setupAuth(o *options, log *slog.Logger) error {
 		log.Info("auth: tokens required", "verifier", o.server.Auth)
 	}
 	return nil
+}
+
+// parsePrefixes reads a list of addresses and CIDR ranges.
+func parsePrefixes(s string) ([]netip.Prefix, error) {
+	if strings.TrimSpace(s) == "none" {
+		return nil, nil
+	}
+	var out []netip.Prefix
+	for _, p := range splitList(s) {
+		if strings.Contains(p, "/") {
+			pfx, err := netip.ParsePrefix(p)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, pfx.Masked())
+			continue
+		}
+		addr, err := netip.ParseAddr(p)
+		if err != nil {
+			return nil, fmt.Errorf("%q is neither an address nor a CIDR range", p)
+		}
+		addr = addr.Unmap()
+		out = append(out, netip.PrefixFrom(addr, addr.BitLen()))
+	}
+	return out, nil
 }
 
 func splitList(s string) []string {

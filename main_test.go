@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"io"
 	"testing"
 	"time"
@@ -40,11 +41,38 @@ func TestFlagErrorsNameTheCulprit(t *testing.T) {
 		{"bad env duration", nil, map[string]string{"PARLEY_PONG_TIMEOUT": "soon"}},
 		{"bad level", []string{"-log-level", "loud"}, nil},
 		{"stray argument", []string{"serve"}, nil},
+		{"bad trusted proxy", []string{"-trusted-proxies", "127.0.0.1,proxy.internal"}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if _, err := parseFlags(tc.args, func(k string) string { return tc.env[k] }, io.Discard); err == nil {
 				t.Fatal("no error")
 			}
 		})
+	}
+}
+
+// TestProxyDefaults: behind a reverse proxy on the same host (README's
+// nginx example), the client's address comes from X-Forwarded-For, which
+// only loopback peers are believed about.
+func TestProxyDefaults(t *testing.T) {
+	t.Parallel()
+	o, err := parseFlags(nil, func(string) string { return "" }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := o.server.Transport
+	if tr.ClientIPHeader != "X-Forwarded-For" || fmt.Sprint(tr.TrustedProxies) != "[127.0.0.0/8 ::1/128]" {
+		t.Fatalf("client-ip-header %q, trusted proxies %v", tr.ClientIPHeader, tr.TrustedProxies)
+	}
+	for _, tc := range []struct{ flag, want string }{
+		{"10.0.0.0/8, 192.0.2.7", "[10.0.0.0/8 192.0.2.7/32]"},
+		{"::ffff:10.1.2.3", "[10.1.2.3/32]"},
+		{"", "[]"},
+		{"none", "[]"},
+	} {
+		o, err := parseFlags([]string{"-trusted-proxies=" + tc.flag}, func(string) string { return "" }, io.Discard)
+		if err != nil || fmt.Sprint(o.server.Transport.TrustedProxies) != tc.want {
+			t.Errorf("-trusted-proxies %q: %v %v, want %s", tc.flag, o.server.Transport.TrustedProxies, err, tc.want)
+		}
 	}
 }

@@ -154,6 +154,9 @@ func TestAdminAPI(t *testing.T) {
 	call := func(method, path, body string, auth bool) (int, string) {
 		t.Helper()
 		req, _ := http.NewRequest(method, "http://"+srv.AdminAddr()+path, strings.NewReader(body))
+		if method == "POST" {
+			req.Header.Set("Content-Type", "application/json")
+		}
 		if auth {
 			req.Header.Set("Authorization", "Bearer admin-secret")
 		}

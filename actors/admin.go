@@ -2,6 +2,7 @@ package actors
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -65,8 +66,32 @@ func (n *Node) ListRooms(ctx context.Context) ([]*parleypb.RoomInfo, error) {
 	return nil, nil
 }
 
-// RoomMembers returns who is in a room.
+// ErrNoRoom reports a room that is not active and has no stored history:
+// as far as the node can tell, there is no such room.
+var ErrNoRoom = errors.New("actors: no such room: it is not active and has no stored history")
+
+// RoomMembers returns who is in a room. A room that is not active is not
+// started to answer (an inactive room has no members): it is an empty list
+// if the store has history for it, else ErrNoRoom.
 func (n *Node) RoomMembers(ctx context.Context, room string) ([]*parleypb.Member, error) {
+	active, unsure, err := n.roomActive(ctx, room)
+	if err != nil {
+		return nil, err
+	}
+	if !active {
+		b, err := n.cfg.Store.Bounds(ctx, room)
+		if err != nil {
+			return nil, fmt.Errorf("actors: room %q: %w", room, err)
+		}
+		if b.Latest == 0 {
+			return nil, ErrNoRoom
+		}
+		if !unsure {
+			return nil, nil
+		}
+		// The cluster's list was cut short: ask the room itself, which
+		// exists (it has history), even if that starts it.
+	}
 	got, err := n.ask(ctx, func(to *actor.PID) {
 		n.dir.Tell(n.System.Root, &actorpb.RoomWho{Room: room, Session: to})
 	}, func(m proto.Message) bool { _, ok := m.(*parleypb.PresenceEvent); return ok })
@@ -74,6 +99,31 @@ func (n *Node) RoomMembers(ctx context.Context, room string) ([]*parleypb.Member
 		return nil, err
 	}
 	return got[len(got)-1].(*parleypb.PresenceEvent).GetMembers(), nil
+}
+
+// roomActive reports whether a room runs: here (a room actor, or a grain
+// this node hosts), or, in a cluster, with members on another member, as
+// far as the list of active rooms tells. That list holds the busiest
+// maxListed rooms; unsure says it was full, so a room on another member
+// may be missing from it. (Such a room with no history yet is reported as
+// not active.)
+func (n *Node) roomActive(ctx context.Context, room string) (active, unsure bool, err error) {
+	if _, ok := n.Stats.mailboxes.Load(room); ok {
+		return true, false, nil
+	}
+	if n.cfg.Cluster == nil {
+		return false, false, nil
+	}
+	rooms, err := n.ListRooms(ctx)
+	if err != nil {
+		return false, false, err
+	}
+	for _, r := range rooms {
+		if r.GetName() == room {
+			return true, false, nil
+		}
+	}
+	return false, len(rooms) >= maxListed, nil
 }
 
 // Kick closes every connection of user with close code 4002 and returns how

@@ -2,6 +2,16 @@
 // (-admin-addr, loopback by default): list rooms and members, kick a user,
 // close a room, broadcast a notice, Prometheus metrics and pprof. Every
 // action is a message to the actor that owns the state (see actors/admin.go).
+//
+// It is for curl, scripts and Prometheus, never for browsers: a web page the
+// operator happens to have open can send requests to a loopback address too
+// (a "simple" cross-site POST needs no permission), and a DNS-rebinding page
+// can read the answers. So every request that a browser marks as coming from
+// another site (Origin, Sec-Fetch-Site) is refused; without a token, so is
+// every request whose Host is not this listener's own name (localhost, a
+// loopback address, or the -admin-addr host); and actions take only
+// Content-Type: application/json, which no page can send cross-site without
+// a CORS preflight this API never grants.
 package admin
 
 import (
@@ -9,10 +19,15 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"mime"
+	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/parleychat/parley/actors"
@@ -23,6 +38,9 @@ type Options struct {
 	// Token, when set, is required as "Authorization: Bearer <token>" on
 	// every request. Required when the listener is not on loopback.
 	Token string
+	// Addr is the listener's address (-admin-addr). Without a Token, a
+	// request's Host must name its host, localhost or a loopback address.
+	Addr string
 	// Metrics serves /metrics; nil leaves it out.
 	Metrics http.Handler
 	// Logger records every action. Nil discards.
@@ -49,18 +67,70 @@ func Handler(node *actors.Node, o Options) http.Handler {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	if o.Token == "" {
-		return mux
-	}
+	return guard(o, mux)
+}
+
+// guard refuses what a browser sends from another site, foreign Host
+// headers when there is no token, and requests without the token when there
+// is one. Errors are JSON, like every answer.
+func guard(o Options, next http.Handler) http.Handler {
 	want := []byte("Bearer " + o.Token)
+	own := ""
+	if h, _, err := net.SplitHostPort(o.Addr); err == nil {
+		own = strings.ToLower(h)
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+		if o.Token != "" && subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="parley-admin"`)
-			http.Error(w, "admin API: send Authorization: Bearer <the -admin-token value>", http.StatusUnauthorized)
+			jsonError(w, http.StatusUnauthorized, "admin API: send Authorization: Bearer <the -admin-token value>")
 			return
 		}
-		mux.ServeHTTP(w, r)
+		if why := crossSite(r); why != "" {
+			o.Logger.Warn("admin: cross-site request refused", "method", r.Method, "path", r.URL.Path, "why", why, "remote", r.RemoteAddr)
+			jsonError(w, http.StatusForbidden, "admin API: refused a request from a web page ("+why+"); the admin API is for curl, scripts and Prometheus")
+			return
+		}
+		if o.Token == "" && !localHost(r.Host, own) {
+			o.Logger.Warn("admin: request for a foreign host refused", "method", r.Method, "path", r.URL.Path, "host", r.Host, "remote", r.RemoteAddr)
+			jsonError(w, http.StatusForbidden, fmt.Sprintf("admin API: Host %q is not this listener's (use localhost or its address, or set -admin-token to reach it by other names)", r.Host))
+			return
+		}
+		next.ServeHTTP(w, r)
 	})
+}
+
+// crossSite says why a request comes from a web page of another origin, or
+// "" if it does not. Browsers send Sec-Fetch-Site on every request and
+// Origin on every POST; curl and Prometheus send neither.
+func crossSite(r *http.Request) string {
+	switch site := r.Header.Get("Sec-Fetch-Site"); site {
+	case "", "same-origin", "none":
+	default:
+		return "Sec-Fetch-Site: " + site
+	}
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return ""
+	}
+	if u, err := url.Parse(origin); err == nil && u.Host != "" && strings.EqualFold(u.Host, r.Host) {
+		return "" // a page served by this listener itself
+	}
+	return "Origin: " + origin
+}
+
+// localHost reports whether a Host header names this listener: localhost,
+// a loopback address, or the host of -admin-addr. A DNS-rebinding page
+// reaches the listener under its own name, which is none of these.
+func localHost(hostport, own string) bool {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	}
+	host = strings.ToLower(strings.TrimSuffix(strings.TrimPrefix(host, "["), "]"))
+	if ip := net.ParseIP(host); ip != nil {
+		return ip.IsLoopback() || host == own
+	}
+	return host == "" || host == "localhost" || host == own
 }
 
 type api struct {
@@ -93,6 +163,10 @@ func (a *api) members(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), callTimeout)
 	defer cancel()
 	ms, err := a.node.RoomMembers(ctx, r.PathValue("room"))
+	if errors.Is(err, actors.ErrNoRoom) {
+		jsonError(w, http.StatusNotFound, fmt.Sprintf("admin API: no room %q: it is not active and has no stored history", r.PathValue("room")))
+		return
+	}
 	if err != nil {
 		fail(w, err)
 		return
@@ -114,10 +188,17 @@ type actionBody struct {
 	Text   string `json:"text"`
 }
 
+// readBody reads an action's JSON body. It must say so
+// (Content-Type: application/json): a web page can POST text/plain or a
+// form to any address without asking, but not JSON.
 func readBody(w http.ResponseWriter, r *http.Request) (actionBody, bool) {
 	var b actionBody
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+		jsonError(w, http.StatusUnsupportedMediaType, fmt.Sprintf("admin API: send the body as JSON with Content-Type: application/json (got %q)", r.Header.Get("Content-Type")))
+		return b, false
+	}
 	if err := json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&b); err != nil && !errors.Is(err, io.EOF) {
-		http.Error(w, "admin API: the body must be JSON: "+err.Error(), http.StatusBadRequest)
+		jsonError(w, http.StatusBadRequest, "admin API: the body must be JSON: "+err.Error())
 		return b, false
 	}
 	return b, true
@@ -129,7 +210,7 @@ func (a *api) kick(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if b.User == "" {
-		http.Error(w, `admin API: name the user: {"user":"...","reason":"..."}`, http.StatusBadRequest)
+		jsonError(w, http.StatusBadRequest, `admin API: name the user: {"user":"...","reason":"..."}`)
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), callTimeout)
@@ -166,7 +247,7 @@ func (a *api) notice(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if b.Text == "" {
-		http.Error(w, `admin API: give the notice: {"text":"..."}`, http.StatusBadRequest)
+		jsonError(w, http.StatusBadRequest, `admin API: give the notice: {"text":"..."}`)
 		return
 	}
 	n := a.node.Broadcast(b.Text)
@@ -184,5 +265,13 @@ func fail(w http.ResponseWriter, err error) {
 	if errors.Is(err, context.DeadlineExceeded) {
 		status = http.StatusGatewayTimeout
 	}
-	http.Error(w, "admin API: "+err.Error(), status)
+	jsonError(w, status, "admin API: "+err.Error())
+}
+
+// jsonError answers {"error": msg} with status.
+func jsonError(w http.ResponseWriter, status int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(map[string]string{"error": msg})
 }

@@ -6,6 +6,7 @@ package metrics
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strconv"
 	"time"
@@ -33,7 +34,7 @@ func New() *Registry {
 	r.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	r.storeTime = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "parley_store_seconds",
-		Help:    "Time taken by history store calls, by operation and outcome.",
+		Help:    "Time taken by history store calls, by operation and outcome (ok, error, or corrupt: damaged history that retrying will not read).",
 		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 	}, []string{"op", "outcome"})
 	r.reg.MustRegister(r.storeTime)
@@ -91,7 +92,10 @@ type timedStore struct {
 
 func (t *timedStore) observe(op string, start time.Time, err error) {
 	outcome := "ok"
-	if err != nil {
+	switch {
+	case errors.Is(err, store.ErrCorrupt):
+		outcome = "corrupt"
+	case err != nil:
 		outcome = "error"
 	}
 	t.h.WithLabelValues(op, outcome).Observe(time.Since(start).Seconds())

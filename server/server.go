@@ -60,7 +60,21 @@ type Config struct {
 	// AdminAddr is the operator's listener (admin API, /metrics, pprof);
 	// empty disables it. AdminToken is then required as a Bearer token.
 	AdminAddr, AdminToken string
+	// HTTPIdleTimeout closes a keep-alive HTTP connection (not a
+	// WebSocket) that has sent no request for this long. Zero means 30s.
+	HTTPIdleTimeout time.Duration
+	// HTTPReadTimeout bounds reading one HTTP request, headers and body (a
+	// WebSocket's handshake, not the WebSocket). Zero means 30s; the
+	// headers alone get at most 10s.
+	HTTPReadTimeout time.Duration
 }
+
+// Defaults of the HTTP timeouts.
+const (
+	DefaultHTTPIdleTimeout = 30 * time.Second
+	DefaultHTTPReadTimeout = 30 * time.Second
+	httpHeaderTimeout      = 10 * time.Second
+)
 
 // Server is one running node.
 type Server struct {
@@ -105,6 +119,12 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.RetentionInterval <= 0 {
 		cfg.RetentionInterval = time.Minute
+	}
+	if cfg.HTTPIdleTimeout <= 0 {
+		cfg.HTTPIdleTimeout = DefaultHTTPIdleTimeout
+	}
+	if cfg.HTTPReadTimeout <= 0 {
+		cfg.HTTPReadTimeout = DefaultHTTPReadTimeout
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, serveErr: make(chan error, 1), trimStop: make(chan struct{})}
 	s.Metrics = metrics.New()
@@ -157,9 +177,17 @@ func New(cfg Config) (*Server, error) {
 		}
 		fmt.Fprintln(w, "ready")
 	})
+	// Every accepted connection counts against the connection limits while
+	// it is open, WebSocket or not (transport's Listener, ConnContext and
+	// Guard), and an HTTP connection is closed when it idles: a keep-alive
+	// connection nobody uses costs a goroutine and a socket like any other.
+	// A WebSocket is hijacked, and net/http's timeouts stop at that point.
 	s.http = &http.Server{
-		Handler:           mux,
-		ReadHeaderTimeout: 10 * time.Second, // the WebSocket handshake timeout too
+		Handler:           s.ws.Guard(mux),
+		ConnContext:       s.ws.ConnContext,
+		ReadHeaderTimeout: min(httpHeaderTimeout, cfg.HTTPReadTimeout), // the WebSocket handshake timeout too
+		ReadTimeout:       cfg.HTTPReadTimeout,
+		IdleTimeout:       cfg.HTTPIdleTimeout,
 		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
 	}
 	ln, err := net.Listen("tcp", cfg.Addr)
@@ -167,7 +195,7 @@ func New(cfg Config) (*Server, error) {
 		node.Shutdown(context.Background())
 		return nil, fmt.Errorf("listen on %s (change it with -addr): %w", cfg.Addr, err)
 	}
-	s.ln = ln
+	s.ln = s.ws.Listener(ln)
 	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
 		s.closeEarly()
 		return nil, errors.New("TLS needs both -tls-cert and -tls-key")
@@ -178,7 +206,7 @@ func New(cfg Config) (*Server, error) {
 			s.closeEarly()
 			return nil, fmt.Errorf("load -tls-cert %s and -tls-key %s: %w", cfg.TLSCert, cfg.TLSKey, err)
 		}
-		s.ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+		s.ln = tls.NewListener(s.ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
 	}
 	if cfg.AdminAddr != "" {
 		if cfg.AdminToken == "" && !IsLoopback(cfg.AdminAddr) {
@@ -191,12 +219,17 @@ func New(cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("listen on %s (change it with -admin-addr, or empty to disable): %w", cfg.AdminAddr, err)
 		}
 		s.adminLn = aln
+		// No WriteTimeout: pprof's profiles and traces take as long as
+		// asked (30s by default).
 		s.admin = &http.Server{
-			Handler:           admin.Handler(node, admin.Options{Token: cfg.AdminToken, Metrics: s.Metrics.Handler(), Logger: cfg.Logger}),
-			ReadHeaderTimeout: 10 * time.Second,
+			Handler:           admin.Handler(node, admin.Options{Token: cfg.AdminToken, Addr: cfg.AdminAddr, Metrics: s.Metrics.Handler(), Logger: cfg.Logger}),
+			ReadHeaderTimeout: min(httpHeaderTimeout, cfg.HTTPReadTimeout),
+			ReadTimeout:       cfg.HTTPReadTimeout,
+			IdleTimeout:       cfg.HTTPIdleTimeout,
 			ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
 		}
 	}
+	s.log.Info("limits: " + to.Limits() + fmt.Sprintf("; idle HTTP connections closed after %v", cfg.HTTPIdleTimeout))
 	return s, nil
 }
 

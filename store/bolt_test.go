@@ -185,11 +185,25 @@ func TestRecordRoundTrip(t *testing.T) {
 }
 
 func FuzzDecodeRecord(f *testing.F) {
-	f.Add(appendRecord(nil, &Message{Time: t0, Sender: "s", Text: "hello", ClientMsgID: "c"}))
+	good := appendRecord(nil, &Message{Time: t0, Sender: "s", Text: "hello", ClientMsgID: "c"})
+	f.Add(good)
 	f.Add([]byte{recordV1, 0x80})
+	// What damaged pages hand the decoder: a record cut short, lengths past
+	// the end, random bytes.
+	f.Add(good[:len(good)/2])
+	f.Add([]byte{recordV1, 0x02, 0x00, 0xff, 0xff, 0xff, 0xff, 0x0f, 's'})
+	f.Add([]byte{recordV1, 0x02, 0x00, 0x01, 's', 0x90, 0x4e})
+	f.Add(randomBytes(9, 64))
 	f.Fuzz(func(t *testing.T, v []byte) {
 		var m Message
-		if decodeRecord(v, &m) != nil {
+		err := decodeRecord(v, &m)
+		if cerr := checkRecord(v); (cerr == nil) != (err == nil) {
+			t.Fatalf("checkRecord = %v but decodeRecord = %v", cerr, err)
+		}
+		if err != nil {
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("decodeRecord = %v, want ErrCorrupt", err)
+			}
 			return
 		}
 		var again Message
@@ -322,7 +336,7 @@ func TestBoltSharedCommitIsolatesFailures(t *testing.T) {
 			}
 			sameMessages(t, room, after(t, s, room, 0, 10), batch(room, 1, 2))
 		case "broken":
-			if err == nil || errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "corrupt room state") {
+			if err == nil || errors.Is(err, ErrConflict) || !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "corrupt room state") {
 				t.Errorf("Append(%s) = %v, want the corrupt room state error", room, err)
 			}
 		default:

@@ -25,6 +25,11 @@ var ErrConflict = errors.New("store: sequence number already taken")
 // ErrClosed reports a call after Close.
 var ErrClosed = errors.New("store: closed")
 
+// ErrCorrupt reports history that cannot be read because what is stored is
+// damaged (a bolt file with bad pages or records). The error wrapping it
+// names the file and what was wrong; retrying does not help.
+var ErrCorrupt = errors.New("store: history is damaged")
+
 // Message is one accepted chat message.
 type Message struct {
 	Room        string

@@ -23,6 +23,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"path"
 	"strings"
@@ -85,20 +86,28 @@ type Options struct {
 	// MaxBatch is the most queued frames coalesced into one Batch frame.
 	// Zero means 64.
 	MaxBatch int
-	// MaxConns caps the node's open connections; past it handshakes get
-	// HTTP 503. Zero means no cap.
+	// MaxConns caps the node's open connections (every accepted TCP
+	// connection when the listener is wrapped by Listener, else
+	// WebSockets); past it requests get HTTP 503. Zero means no cap.
 	MaxConns int
 	// MaxConnsPerIP caps one client address's open connections; past it
-	// handshakes get HTTP 429. Zero means no cap.
+	// requests get HTTP 429. Zero means no cap.
 	MaxConnsPerIP int
-	// HandshakesPerSecond limits one client address's connection attempts
+	// HandshakesPerSecond limits one client address's WebSocket handshakes
 	// (a token bucket with a burst of twice the rate); past it handshakes
 	// get HTTP 429. Zero means no limit.
 	HandshakesPerSecond float64
-	// ClientIPHeader names a header (such as X-Forwarded-For) whose first
-	// address identifies the client for the limits above, when a trusted
-	// proxy sets it. Empty: the peer address.
+	// ClientIPHeader names a header (such as X-Forwarded-For or X-Real-IP)
+	// that carries the client's address when the peer is one of
+	// TrustedProxies: the last address in it that is not a trusted proxy is
+	// the client's. From any other peer it is ignored. Empty: the peer
+	// address, always.
 	ClientIPHeader string
+	// TrustedProxies are the peers (reverse proxies, load balancers) whose
+	// ClientIPHeader is believed. A connection from one that names no
+	// client is not limited per address (its clients cannot be told apart;
+	// MaxConns still applies). Nil: none.
+	TrustedProxies []netip.Prefix
 	// Verifier checks a token sent with the handshake (Authorization:
 	// Bearer, or ?token= for browsers); a bad one is refused with HTTP 401.
 	// Nil: tokens in the handshake are refused (there is nothing to check
@@ -198,19 +207,33 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			s.wg.Done()
 		}
 	}()
-	ip := clientIP(r, s.opts.ClientIPHeader)
-	if no := s.admit.admit(ip, time.Now()); no != nil {
+	// The limits: the handshake rate of the client's address, then a slot.
+	// A connection the Listener accepted holds its node slot, and its
+	// address's when the peer is the client; a proxied one takes its
+	// client's address slot here. Without the Listener, the handshake
+	// takes both.
+	ip := s.opts.clientIP(r)
+	var sl slot
+	if tc := trackedFrom(r.Context()); tc == nil {
+		sl = slot{node: true, ip: ip}
+	} else if ip != tc.slot.ip {
+		sl = slot{ip: ip}
+	}
+	now := time.Now()
+	no := s.admit.handshake(ip, now)
+	if no == nil {
+		no = s.admit.take(sl, now)
+	}
+	if no != nil {
 		s.Stats.refused("limit")
 		s.log.Warn("connection refused", "remote", r.RemoteAddr, "ip", ip, "status", no.status, "reason", no.reason)
-		if no.status == http.StatusServiceUnavailable || no.status == http.StatusTooManyRequests {
-			w.Header().Set("Retry-After", "1")
-		}
+		w.Header().Set("Retry-After", "1")
 		http.Error(w, no.reason, no.status)
 		return
 	}
 	defer func() {
 		if !handedOff {
-			s.admit.release(ip)
+			s.admit.give(sl)
 		}
 	}()
 	claims, err := s.authenticate(r)
@@ -256,14 +279,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.log.Info("connection open", "conn", c.id, "remote", c.remote, "codec", codecName(cd))
 	s.Stats.open(cd.Kind(), 1)
 	handedOff = true
-	go s.serveConn(c, peer, ip)
+	go s.serveConn(c, peer, sl)
 }
 
 // serveConn is a connection's reader goroutine, the one goroutine an idle
 // connection holds. It releases what ServeHTTP took for the connection.
-func (s *Server) serveConn(c *Conn, peer Peer, ip string) {
+func (s *Server) serveConn(c *Conn, peer Peer, sl slot) {
 	defer s.wg.Done()
-	defer s.admit.release(ip)
+	defer s.admit.give(sl)
 	defer s.untrack(c)
 	how := c.serve(peer)
 	s.Stats.open(c.codec.Kind(), -1)
@@ -294,6 +317,13 @@ func (u *upgrader) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return nil, nil, err
 	}
 	if err := brw.Writer.Flush(); err != nil { // the 101 response is normally out already
+		nc.Close()
+		return nil, nil, err
+	}
+	// net/http's deadlines (its ReadTimeout, which bounds reading a
+	// request) must not end the WebSocket: heartbeats and the wire's own
+	// write deadline bound it from here on.
+	if err := nc.SetDeadline(time.Time{}); err != nil {
 		nc.Close()
 		return nil, nil, err
 	}

@@ -2,7 +2,11 @@ package codec_test
 
 import (
 	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
@@ -293,5 +297,93 @@ func TestCodecIdentity(t *testing.T) {
 	}
 	if got, want := codec.Subprotocols(), []string{"parley.v1.proto", "parley.v1.json"}; !slices.Equal(got, want) {
 		t.Fatalf("Subprotocols() = %q, want %q (binary preferred)", got, want)
+	}
+}
+
+// TestJSONEncodeIsCompact: parley.v1.json frames are compact and the same
+// in every build, as README's examples show them (protojson alone puts a
+// space after each comma in some builds).
+func TestJSONEncodeIsCompact(t *testing.T) {
+	for _, tc := range []struct {
+		env  *parleypb.Envelope
+		want string
+	}{
+		{&parleypb.Envelope{Body: &parleypb.Envelope_Ack{Ack: &parleypb.Ack{RequestId: "2", Room: "general",
+			Members: []*parleypb.Member{{Name: "bob", Devices: 1}, {Name: "alice", Devices: 1}}}}},
+			`{"ack":{"requestId":"2","room":"general","members":[{"name":"bob","devices":1},{"name":"alice","devices":1}]}}`},
+		{&parleypb.Envelope{Body: &parleypb.Envelope_Event{Event: &parleypb.RoomEvent{Room: "general", Seq: 1, TimeMs: 1795613617258,
+			Sender: "alice", Text: `hi, bob "x", y\ `, ClientMsgId: "a-1"}}},
+			`{"event":{"room":"general","seq":"1","timeMs":"1795613617258","sender":"alice","text":"hi, bob \"x\", y\\ ","clientMsgId":"a-1"}}`},
+		{&parleypb.Envelope{Body: &parleypb.Envelope_Error{Error: &parleypb.Error{RequestId: "7", Code: parleypb.ErrorCode_ERROR_CODE_NOT_JOINED,
+			Text: "join the room before posting to it", Room: "nowhere"}}},
+			`{"error":{"requestId":"7","code":"ERROR_CODE_NOT_JOINED","text":"join the room before posting to it","room":"nowhere"}}`},
+	} {
+		got, err := codec.JSON.Encode(tc.env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != tc.want {
+			t.Errorf("JSON.Encode\n got %s\nwant %s", got, tc.want)
+		}
+		back, err := codec.JSON.Decode(got)
+		if err != nil || !proto.Equal(back, tc.env) {
+			t.Errorf("decode of %s: %v %v", got, back, err)
+		}
+	}
+	// Batches built from compact frames are compact, and a batch is
+	// spliced into another without nesting.
+	a, _ := codec.JSON.Encode(&parleypb.Envelope{Body: &parleypb.Envelope_Ack{Ack: &parleypb.Ack{RequestId: "1"}}})
+	n, _ := codec.JSON.Encode(&parleypb.Envelope{Body: &parleypb.Envelope_Notice{Notice: &parleypb.Notice{Text: "x, y"}}})
+	inner, _ := codec.JSON.AppendBatch(nil, [][]byte{a, n})
+	outer, _ := codec.JSON.AppendBatch(nil, [][]byte{inner, a})
+	if want := `{"batch":{"items":[{"ack":{"requestId":"1"}},{"notice":{"text":"x, y"}},{"ack":{"requestId":"1"}}]}}`; string(outer) != want {
+		t.Errorf("AppendBatch\n got %s\nwant %s", outer, want)
+	}
+}
+
+// TestJSONEncodeSameInEveryBuild: protojson picks its whitespace from a
+// hash of the running binary, so one test binary sees only one of its two
+// forms. This builds a small program that encodes an envelope and runs it as
+// binaries that differ in trailing bytes (which change the hash, not the
+// code) until both forms were seen: every one must print the same compact
+// frame.
+func TestJSONEncodeSameInEveryBuild(t *testing.T) {
+	t.Parallel()
+	bin := filepath.Join(t.TempDir(), "jsonframes")
+	if out, err := exec.Command("go", "build", "-o", bin, "./testdata/jsonframes").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	const want = `{"ack":{"requestId":"2","room":"general","members":[{"name":"bob","devices":1},{"name":"alice","devices":1}]}}`
+	spaced, unspaced := 0, 0
+	for i := 0; i < 32 && (spaced == 0 || unspaced == 0); i++ {
+		if i > 0 {
+			f, err := os.OpenFile(bin, os.O_APPEND|os.O_WRONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = f.Write([]byte{byte(i)})
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		out, err := exec.Command(bin).Output()
+		if err != nil {
+			t.Fatalf("run: %v", err)
+		}
+		raw, enc, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
+		if strings.Contains(raw, ", ") {
+			spaced++
+		} else {
+			unspaced++
+		}
+		if enc != want {
+			t.Fatalf("binary %d (protojson wrote %s):\n got %s\nwant %s", i, raw, enc, want)
+		}
+	}
+	if spaced == 0 || unspaced == 0 {
+		t.Fatalf("protojson wrote %d spaced and %d unspaced frames in 32 binaries; the test needs both forms", spaced, unspaced)
 	}
 }

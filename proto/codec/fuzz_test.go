@@ -1,6 +1,8 @@
 package codec_test
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"testing"
 
@@ -35,6 +37,13 @@ func reencode(t *testing.T, env *parleypb.Envelope) {
 		frame, err := cd.Encode(env)
 		if err != nil {
 			t.Fatalf("%s: accepted %v but cannot encode it: %v", cd.Subprotocol(), env, err)
+		}
+		if cd == codec.JSON {
+			// Compact, whatever whitespace protojson chose in this build.
+			var compact bytes.Buffer
+			if err := json.Compact(&compact, frame); err != nil || !bytes.Equal(compact.Bytes(), frame) {
+				t.Fatalf("json: the encoding %q of %v is not compact JSON (%v)", frame, env, err)
+			}
 		}
 		back, err := cd.Decode(frame)
 		if err != nil {

@@ -100,8 +100,71 @@ func (jsonCodec) Decode(frame []byte) (*parleypb.Envelope, error) {
 	return env, nil
 }
 
+// Encode renders env as compact JSON, the same bytes in every build.
+// protojson on its own does not: it adds a space after every comma in some
+// builds and not in others, on purpose (its output is seeded by a hash of
+// the binary so that nobody relies on it). Encode removes whitespace outside
+// strings from its output, in place.
 func (jsonCodec) Encode(env *parleypb.Envelope) ([]byte, error) {
-	return jsonOut.Marshal(env)
+	b, err := jsonOut.Marshal(env)
+	if err != nil {
+		return nil, err
+	}
+	return compactJSON(b), nil
+}
+
+// compactJSON removes the whitespace outside strings from well-formed JSON,
+// in place, and returns the shortened slice. Strings are skipped with
+// bytes.IndexByte, so the cost is in the few structural bytes of a frame,
+// not in its text; output without whitespace is not rewritten at all.
+func compactJSON(b []byte) []byte {
+	w := -1 // where the next byte goes, once the first whitespace was dropped
+	for r := 0; r < len(b); {
+		switch c := b[r]; c {
+		case '"':
+			end := jsonStringEnd(b, r+1)
+			if w >= 0 {
+				w += copy(b[w:], b[r:end])
+			}
+			r = end
+		case ' ', '\n', '\t', '\r':
+			if w < 0 {
+				w = r
+			}
+			r++
+		default:
+			if w >= 0 {
+				b[w] = c
+				w++
+			}
+			r++
+		}
+	}
+	if w < 0 {
+		return b
+	}
+	return b[:w]
+}
+
+// jsonStringEnd returns the index just past the quote that closes the JSON
+// string whose contents start at i (len(b) if it is not closed).
+func jsonStringEnd(b []byte, i int) int {
+	for {
+		j := bytes.IndexByte(b[i:], '"')
+		if j < 0 {
+			return len(b)
+		}
+		i += j
+		// A quote preceded by an odd number of backslashes is escaped.
+		n := 0
+		for k := i - 1; b[k] == '\\'; k-- {
+			n++
+		}
+		if n%2 == 0 {
+			return i + 1
+		}
+		i++
+	}
 }
 
 const (
