@@ -51,6 +51,10 @@ func BenchmarkGroupCommit(b *testing.B) {
 			if err != nil {
 				b.Fatalf("open %s: %v (PostgreSQL must run at 127.0.0.1:5432; test.sh starts it)", backend, err)
 			}
+			// After the node's shutdown (cleanups run last first): the
+			// PostgreSQL pool's health checker would outlive the benchmark
+			// and fail the package's leak check.
+			b.Cleanup(func() { st.Close() })
 			cs := &countingStore{Store: st}
 			n := newTestNode(b, Config{Store: cs})
 			room := fmt.Sprintf("bench-%x", rand.Uint64())
