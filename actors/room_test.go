@@ -386,6 +386,13 @@ func TestRoomCoalescesPresence(t *testing.T) {
 		joinRoom(n, others[u], "r", u, "j-"+u, nil)
 	}
 	n.Directory().Tell(n.System.Root, &actorpb.RoomLeave{Room: "r", Session: others["bob"].pid, RequestId: "bye"})
+	// The router passes them on by itself: release only once all four
+	// wait in the room's mailbox (else they may come apart, a flake seen
+	// in CI).
+	waitForCond(t, "the joins and the leave to queue in the room", func() bool {
+		d := n.Stats.BusiestRooms(1)
+		return len(d) == 1 && d[0].Depth >= 4
+	})
 	release()
 	others["bob"].ackFor(t, "bye")
 	olga.sync(t, n, "r")
