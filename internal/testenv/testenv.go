@@ -6,22 +6,11 @@ package testenv
 import (
 	"log/slog"
 	"net"
-	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 )
-
-// PostgresURL is the PostgreSQL the tests use: PARLEY_TEST_POSTGRES, or the
-// server this machine kind runs at 127.0.0.1:5432 (test.sh starts it when
-// it is down). Tests that need it fail, never skip, when it is missing.
-func PostgresURL() string {
-	if v := os.Getenv("PARLEY_TEST_POSTGRES"); v != "" {
-		return v
-	}
-	return "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-}
 
 // FreeAddrs picks n distinct free loopback addresses (host:port): all n
 // listeners are open at once, so the kernel cannot hand the same port out
