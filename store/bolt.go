@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -34,20 +35,22 @@ type BoltOptions struct {
 	// Log, if set, records format upgrades as they are applied, and what
 	// the check at open read.
 	Log *slog.Logger
-	// CheckLimit is how many messages the check at open reads; rooms past
-	// it are checked at their ends only. 0 means 10,000,000 (about 0.4 s
-	// when the file is in the page cache: 1,000,000 messages, 81 MB, take
-	// 40 ms); negative checks only the ends of every room.
+	// CheckLimit is how many records (messages, member records, entries
+	// of the user index) the check at open reads; rooms' messages, rooms'
+	// members and users' rooms past it are checked at their ends only. 0
+	// means 10,000,000 (about 0.4 s when the file is in the page cache:
+	// 1,000,000 messages, 81 MB, take 40 ms); negative checks only the
+	// ends. Room states and records, one of each per room, are always read.
 	CheckLimit int
 }
 
-// Bolt is a durable Store in a single bbolt file: every Append is fsynced
+// Bolt is a durable Store in a single bbolt file: every Commit is fsynced
 // before it returns. Only one process may have a directory open at a time.
 //
-// Appends from many rooms share commits (group commit across rooms): an
-// Append that finds no commit running starts one at once, with no delay;
-// those that arrive while it writes and fsyncs wait and go together into the
-// next transaction. One fsync then serves every room that appended
+// Commits from many rooms share transactions (group commit across rooms): a
+// Commit that finds no transaction running starts one at once, with no
+// delay; those that arrive while it writes and fsyncs wait and go together
+// into the next transaction. One fsync then serves every room that committed
 // meanwhile, instead of one fsync per room per batch.
 type Bolt struct {
 	db     *bolt.DB
@@ -55,30 +58,39 @@ type Bolt struct {
 	closed atomic.Bool
 
 	mu         sync.Mutex
-	pending    []*boltAppend // waiting for the next commit
+	pending    []*boltCommit // waiting for the next transaction
 	committing bool          // a commitLoop goroutine runs
 	loops      sync.WaitGroup
-	commits    atomic.Int64 // write transactions of Append, for tests and benchmarks
+	commits    atomic.Int64 // write transactions of Commit, for tests and benchmarks
 }
 
-// boltAppend is one Append waiting for a commit, encoded in advance.
-type boltAppend struct {
+// boltCommit is one Commit waiting for a transaction, encoded in advance.
+type boltCommit struct {
 	room        string
 	first, last uint64
 	keys        []byte // 8 bytes per message
 	vals        [][]byte
+	info        []byte // the encoded room record; nil: unchanged
+	public      bool   // info lists the room in bucketPublic
+	members     []boltMemberPut
 	err         error         // set before done is closed
-	done        chan struct{} // closed when the commit holding it is durable, or failed
+	done        chan struct{} // closed when the transaction holding it is durable, or failed
+}
+
+// boltMemberPut is one member record of a Commit: val nil deletes it.
+type boltMemberPut struct {
+	user []byte
+	val  []byte
 }
 
 func (b *Bolt) commitCount() int64 { return b.commits.Load() }
 
-// boltMaxGroup caps the Appends one transaction carries.
+// boltMaxGroup caps the Commits one transaction carries.
 const boltMaxGroup = 1000
 
 var _ Store = (*Bolt)(nil)
 
-// Layout (format version 1). Every room gets its own bucket nested in
+// Layout (format version 2). Every room gets its own bucket nested in
 // bucketRooms, keyed by big-endian seq, rather than one big bucket with
 // room-prefixed keys: keys stay 8 bytes instead of repeating the room name in
 // every one, cursors need no prefix checks, and reads of one room touch only
@@ -88,33 +100,56 @@ var _ Store = (*Bolt)(nil)
 // bucketState holds each room's roomState, which outlives the room's
 // messages: Latest must survive retention deleting everything, and keeping
 // the count there makes MaxCount trimming O(1) per untouched room.
+//
+// Rooms' state (format 2): bucketRecords maps a room to its RoomRecord,
+// bucketMembers nests a bucket per room mapping users to their Member
+// records, and two indexes make the listings reads of their own pages
+// instead of scans of every room: bucketUserRooms nests a bucket per user
+// naming the rooms where the user has a record (UserRooms), and
+// bucketPublic names the public rooms that are not deleted (PublicRooms;
+// direct rooms, one per pair of users who ever wrote, would otherwise
+// dominate that scan). Index entries hold indexMark; the records themselves
+// are only in bucketRecords and bucketMembers.
 var (
-	bucketMeta   = []byte("meta")
-	bucketRooms  = []byte("rooms")
-	bucketState  = []byte("room_state")
-	keyFormat    = []byte("format")
-	boltTopLevel = [][]byte{bucketMeta, bucketRooms, bucketState}
+	bucketMeta      = []byte("meta")
+	bucketRooms     = []byte("rooms")
+	bucketState     = []byte("room_state")
+	bucketRecords   = []byte("room_records")
+	bucketMembers   = []byte("members")
+	bucketUserRooms = []byte("user_rooms")
+	bucketPublic    = []byte("public_rooms")
+	keyFormat       = []byte("format")
+	indexMark       = []byte{1}
+	boltTopLevel    = [][]byte{bucketMeta, bucketRooms, bucketState, bucketRecords, bucketMembers, bucketUserRooms, bucketPublic}
 )
 
 // boltMigrations[i] upgrades a file from format i to format i+1; format 0 is
 // a file bbolt has just created. To change the layout, append a function and
-// everything older is upgraded in order at open.
+// everything older is upgraded in order at open. A shipped function never
+// changes: files of every format go through it.
 var boltMigrations = []func(tx *bolt.Tx) error{
+	func(tx *bolt.Tx) error { return createBuckets(tx, bucketMeta, bucketRooms, bucketState) },
+	// Rooms' state. Message records need no rewrite: recordV1 still
+	// decodes (SenderKind 0, no Body); new ones are written as recordV2.
 	func(tx *bolt.Tx) error {
-		for _, name := range boltTopLevel {
-			if _, err := tx.CreateBucket(name); err != nil {
-				return fmt.Errorf("create bucket %q: %w", name, err)
-			}
-		}
-		return nil
+		return createBuckets(tx, bucketRecords, bucketMembers, bucketUserRooms, bucketPublic)
 	},
+}
+
+func createBuckets(tx *bolt.Tx, names ...[]byte) error {
+	for _, name := range names {
+		if _, err := tx.CreateBucket(name); err != nil {
+			return fmt.Errorf("create bucket %q: %w", name, err)
+		}
+	}
+	return nil
 }
 
 // boltFormat is the layout this build writes.
 var boltFormat = len(boltMigrations)
 
 // boltTrimBatch caps the deletions of one Trim transaction, so a room with a
-// huge backlog never holds the single bbolt writer (and every room's Append)
+// huge backlog never holds the single bbolt writer (and every room's Commit)
 // for long.
 const boltTrimBatch = 10000
 
@@ -325,27 +360,30 @@ func checkBoltSize(path string) error {
 	return nil
 }
 
-// boltCheckLimit is how many messages checkBolt reads when
+// boltCheckLimit is how many records checkBolt reads when
 // BoltOptions.CheckLimit is 0.
 const boltCheckLimit = 10_000_000
 
 // checkBolt reads the file once at open, so that a damaged file stops
 // start-up with one message rather than failing rooms one by one later:
-// every room's state record, then every message of every room (keys and
-// records) until limit messages were read; each room after that is checked
-// at its ends (its oldest and newest messages, which is where a room starts
-// reading). bbolt's own Tx.Check is not used: it walks pages on a goroutine
-// of its own, where a damaged page crashes the process.
+// every room's state and room record and the index of public rooms, then
+// every member record, every entry of the user index and every message
+// until limit of them were read; each bucket after that (a room's members,
+// a user's rooms, a room's messages) is checked at its ends, which is
+// where reads start. bbolt's own Tx.Check is not used: it walks pages on a
+// goroutine of its own, where a damaged page crashes the process.
 func checkBolt(db *bolt.DB, path string, limit int, log *slog.Logger) error {
 	start := time.Now()
-	rooms, read, ends := 0, 0, 0
+	c := boltChecker{limit: limit}
+	records := 0
 	err := guard(path, func() error {
 		return db.View(func(tx *bolt.Tx) error {
-			states, all := tx.Bucket(bucketState), tx.Bucket(bucketRooms)
-			if states == nil || all == nil {
-				return fmt.Errorf("%w: a top-level bucket is missing", ErrCorrupt)
+			for _, name := range boltTopLevel {
+				if tx.Bucket(name) == nil {
+					return fmt.Errorf("%w: the top-level bucket %q is missing", ErrCorrupt, name)
+				}
 			}
-			if err := states.ForEach(func(room, v []byte) error {
+			if err := tx.Bucket(bucketState).ForEach(func(room, v []byte) error {
 				if _, err := decodeRoomState(v); err != nil {
 					return fmt.Errorf("room %q: %w", room, err)
 				}
@@ -353,41 +391,77 @@ func checkBolt(db *bolt.DB, path string, limit int, log *slog.Logger) error {
 			}); err != nil {
 				return err
 			}
-			return all.ForEachBucket(func(name []byte) error {
-				rooms++
-				c := all.Bucket(name).Cursor()
-				if read < limit {
-					for k, v := c.First(); k != nil; k, v = c.Next() {
-						if err := checkEntry(k, v); err != nil {
-							return fmt.Errorf("room %q: %w", name, err)
-						}
-						read++
-					}
-					return nil
-				}
-				ends++
-				if k, v := c.First(); k != nil {
-					if err := checkEntry(k, v); err != nil {
-						return fmt.Errorf("room %q: %w", name, err)
-					}
-				}
-				if k, v := c.Last(); k != nil {
-					if err := checkEntry(k, v); err != nil {
-						return fmt.Errorf("room %q: %w", name, err)
-					}
+			rb := tx.Bucket(bucketRecords)
+			if err := rb.ForEach(func(room, v []byte) error {
+				records++
+				if _, err := decodeRoomRecord(v); err != nil {
+					return fmt.Errorf("room %q: %w", room, err)
 				}
 				return nil
-			})
+			}); err != nil {
+				return err
+			}
+			if err := tx.Bucket(bucketPublic).ForEach(func(room, v []byte) error {
+				_, err := publicRecord(rb, room, v)
+				return err
+			}); err != nil {
+				return err
+			}
+			if err := c.nested(tx.Bucket(bucketMembers), "members of room", checkMemberEntry); err != nil {
+				return err
+			}
+			if err := c.nested(tx.Bucket(bucketUserRooms), "rooms of user", checkIndexEntry); err != nil {
+				return err
+			}
+			return c.nested(tx.Bucket(bucketRooms), "room", checkEntry)
 		})
 	})
 	if err != nil {
 		return err
 	}
 	if log != nil {
-		log.Info("store: checked history file", "path", path, "rooms", rooms, "messages_read", read,
-			"rooms_checked_at_ends_only", ends, "took", time.Since(start).Round(time.Millisecond))
+		log.Info("store: checked history file", "path", path, "room_records", records, "buckets", c.buckets,
+			"records_read", c.read, "buckets_checked_at_ends_only", c.ends, "took", time.Since(start).Round(time.Millisecond))
 	}
 	return nil
+}
+
+// boltChecker walks nested buckets for checkBolt, sharing one budget of
+// records across them.
+type boltChecker struct{ limit, read, buckets, ends int }
+
+// nested checks every bucket nested in parent (which holds nothing else)
+// with check: whole while the budget lasts, then at its ends.
+func (c *boltChecker) nested(parent *bolt.Bucket, what string, check func(k, v []byte) error) error {
+	return parent.ForEach(func(name, v []byte) error {
+		nb := parent.Bucket(name)
+		if v != nil || nb == nil {
+			return fmt.Errorf("%s %q: %w: a record where a bucket belongs", what, name, ErrCorrupt)
+		}
+		c.buckets++
+		cur := nb.Cursor()
+		if c.read < c.limit {
+			for k, v := cur.First(); k != nil; k, v = cur.Next() {
+				if err := check(k, v); err != nil {
+					return fmt.Errorf("%s %q: %w", what, name, err)
+				}
+				c.read++
+			}
+			return nil
+		}
+		c.ends++
+		if k, v := cur.First(); k != nil {
+			if err := check(k, v); err != nil {
+				return fmt.Errorf("%s %q: %w", what, name, err)
+			}
+		}
+		if k, v := cur.Last(); k != nil {
+			if err := check(k, v); err != nil {
+				return fmt.Errorf("%s %q: %w", what, name, err)
+			}
+		}
+		return nil
+	})
 }
 
 // checkEntry checks one stored message without copying it.
@@ -500,34 +574,24 @@ func putRoomState(b *bolt.Bucket, room []byte, s roomState) error {
 
 func seqKey(seq uint64) []byte { return binary.BigEndian.AppendUint64(make([]byte, 0, 8), seq) }
 
-// Append implements Store.
-func (b *Bolt) Append(ctx context.Context, msgs []Message) error {
-	if len(msgs) == 0 {
-		return nil
-	}
-	if err := checkBatch(msgs); err != nil {
+// Commit implements Store.
+func (b *Bolt) Commit(ctx context.Context, bt Batch) error {
+	if err := checkBatch(bt); err != nil {
 		return err
 	}
-	room := msgs[0].Room
 	if err := b.usable(ctx); err != nil {
-		return fmt.Errorf("store: append to %q: %w", room, err)
+		return commitError(bt, err)
 	}
-	// Encode before queueing for the single writer; keys share one allocation.
-	a := &boltAppend{
-		room: room, first: msgs[0].Seq, last: msgs[len(msgs)-1].Seq,
-		keys: make([]byte, 8*len(msgs)), vals: make([][]byte, len(msgs)),
-		done: make(chan struct{}),
+	if len(bt.Messages) == 0 && bt.Info == nil && len(bt.Members) == 0 {
+		return nil
 	}
-	for i := range msgs {
-		a.vals[i] = appendRecord(nil, &msgs[i])
-		binary.BigEndian.PutUint64(a.keys[8*i:], msgs[i].Seq)
-	}
+	c := encodeCommit(bt)
 	b.mu.Lock()
 	if b.closed.Load() {
 		b.mu.Unlock()
-		return fmt.Errorf("store: append to %q: %w", room, ErrClosed)
+		return commitError(bt, ErrClosed)
 	}
-	b.pending = append(b.pending, a)
+	b.pending = append(b.pending, c)
 	if !b.committing {
 		b.committing = true
 		b.loops.Add(1)
@@ -535,12 +599,42 @@ func (b *Bolt) Append(ctx context.Context, msgs []Message) error {
 	}
 	b.mu.Unlock()
 	// Not ctx: once queued, the batch may be committed; returning early
-	// would report a failure for messages that are stored.
-	<-a.done
-	if a.err != nil {
-		return fmt.Errorf("store: append to %q at seq %d: %w", room, a.first, b.mapErr(a.err))
+	// would report a failure for a batch that is stored.
+	<-c.done
+	if c.err != nil {
+		return commitError(bt, b.mapErr(c.err))
 	}
 	return nil
+}
+
+// encodeCommit encodes a batch before it is queued for the single writer,
+// so the transaction only copies bytes; message keys share one allocation.
+func encodeCommit(bt Batch) *boltCommit {
+	msgs := bt.Messages
+	c := &boltCommit{room: bt.Room, done: make(chan struct{})}
+	if n := len(msgs); n > 0 {
+		c.first, c.last = msgs[0].Seq, msgs[n-1].Seq
+		c.keys, c.vals = make([]byte, 8*n), make([][]byte, n)
+		for i := range msgs {
+			c.vals[i] = appendRecord(nil, &msgs[i])
+			binary.BigEndian.PutUint64(c.keys[8*i:], msgs[i].Seq)
+		}
+	}
+	if bt.Info != nil {
+		c.info = appendRoomRecord(nil, bt.Info)
+		c.public = bt.Info.Kind == KindPublic && !bt.Info.Deleted
+	}
+	if len(bt.Members) > 0 {
+		c.members = make([]boltMemberPut, len(bt.Members))
+		for i := range bt.Members {
+			m := &bt.Members[i]
+			c.members[i].user = []byte(m.User)
+			if !m.Empty() {
+				c.members[i].val = appendMemberRecord(nil, m)
+			}
+		}
+	}
+	return c
 }
 
 // commitLoop commits what is pending, one transaction at a time, until
@@ -565,22 +659,23 @@ func (b *Bolt) commitLoop() {
 	}
 }
 
-// commit writes a group of Appends in one transaction. A batch that
-// conflicts is left out of it (nothing of it was written) and fails alone
-// with ErrConflict. Any other failure inside the transaction rolls it back
-// and each Append is retried in a transaction of its own, so that one bad
-// batch fails only its own room; a failed commit (fsync) fails them all.
-func (b *Bolt) commit(group []*boltAppend) {
+// commit writes a group of Commits in one transaction. A batch that
+// conflicts is left out of it (nothing of it was written: neither its
+// messages nor its state) and fails alone with ErrConflict. Any other
+// failure inside the transaction rolls it back and each Commit is retried
+// in a transaction of its own, so that one bad batch fails only its own
+// room; a failed commit (fsync) fails them all.
+func (b *Bolt) commit(group []*boltCommit) {
 	defer func() {
-		for _, a := range group {
-			close(a.done)
+		for _, c := range group {
+			close(c.done)
 		}
 	}()
 	b.commits.Add(1)
 	err := b.update(func(tx *bolt.Tx) error {
-		for _, a := range group {
-			if err := applyAppend(tx, a); errors.Is(err, ErrConflict) {
-				a.err = err
+		for _, c := range group {
+			if err := applyCommit(tx, c); errors.Is(err, ErrConflict) {
+				c.err = err
 			} else if err != nil {
 				return err
 			}
@@ -588,43 +683,61 @@ func (b *Bolt) commit(group []*boltAppend) {
 		return nil
 	})
 	if err == nil || len(group) == 1 {
-		for _, a := range group {
-			if a.err == nil {
-				a.err = err
+		for _, c := range group {
+			if c.err == nil {
+				c.err = err
 			}
 		}
 		return
 	}
-	for _, a := range group {
+	for _, c := range group {
 		b.commits.Add(1)
-		a.err = b.update(func(tx *bolt.Tx) error { return applyAppend(tx, a) })
+		c.err = b.update(func(tx *bolt.Tx) error { return applyCommit(tx, c) })
 	}
 }
 
-// applyAppend puts one Append's messages and its room's new state. It
-// checks for a conflict before writing anything.
-func applyAppend(tx *bolt.Tx, a *boltAppend) error {
+// applyCommit puts one Commit's messages and its room's new state, then
+// its room and member records. It checks for a conflict before writing
+// anything.
+func applyCommit(tx *bolt.Tx, c *boltCommit) error {
+	if len(c.vals) > 0 {
+		if err := applyMessages(tx, c); err != nil {
+			return err
+		}
+	}
+	if c.info != nil {
+		if err := applyRoomRecord(tx, c); err != nil {
+			return err
+		}
+	}
+	if len(c.members) > 0 {
+		return applyMembers(tx, c)
+	}
+	return nil
+}
+
+func applyMessages(tx *bolt.Tx, c *boltCommit) error {
 	states := tx.Bucket(bucketState)
-	st, err := getRoomState(states, []byte(a.room))
+	st, err := getRoomState(states, []byte(c.room))
 	if err != nil {
 		return err
 	}
-	if a.first <= st.latest {
+	if c.first <= st.latest {
 		return ErrConflict
 	}
-	rb, err := tx.Bucket(bucketRooms).CreateBucketIfNotExists([]byte(a.room))
+	rb, err := tx.Bucket(bucketRooms).CreateBucketIfNotExists([]byte(c.room))
 	if err != nil {
 		return err
 	}
 	// Keys only ever arrive in ascending order, so full pages are never
 	// split by a later insert; the default 0.5 would waste half of each.
 	rb.FillPercent = 1.0
-	for i := range a.vals {
-		if err := rb.Put(a.keys[8*i:8*i+8], a.vals[i]); err != nil {
+	for i := range c.vals {
+		if err := rb.Put(c.keys[8*i:8*i+8], c.vals[i]); err != nil {
 			return err
 		}
 	}
-	return putRoomState(states, []byte(a.room), roomState{latest: a.last, count: st.count + uint64(len(a.vals))})
+	return putRoomState(states, []byte(c.room), roomState{latest: c.last, count: st.count + uint64(len(c.vals))})
 }
 
 // After implements Store.
@@ -728,7 +841,7 @@ func (b *Bolt) Bounds(ctx context.Context, room string) (Bounds, error) {
 
 // Trim implements Store. A read-only pass picks the rooms with something to
 // delete; only those get (bounded) write transactions, since every bbolt
-// commit is an fsync that stalls all rooms' Appends.
+// commit is an fsync that stalls all rooms' Commits.
 func (b *Bolt) Trim(ctx context.Context, r Retention, now time.Time) (int, error) {
 	if err := b.usable(ctx); err != nil {
 		return 0, fmt.Errorf("store: trim: %w", err)
@@ -846,7 +959,7 @@ func (b *Bolt) trimRoom(room []byte, r Retention, cutoff time.Time) (int, error)
 }
 
 // Close implements Store. It waits for transactions in flight, and for
-// the Appends already queued to be committed.
+// the Commits already queued to be committed.
 func (b *Bolt) Close() error {
 	b.mu.Lock()
 	already := b.closed.Swap(true)
@@ -876,22 +989,31 @@ func (b *Bolt) mapErr(err error) error {
 	return err
 }
 
-// Record format: a version byte (recordV1), the time as a signed varint of
+// Record format: a version byte (recordV2), the time as a signed varint of
 // Unix seconds and a uvarint of nanoseconds (which, unlike UnixNano, covers
 // every time.Time including the zero one), sender and client_msg_id each as
-// a uvarint length and bytes, then the text, which runs to the end. Room and
-// seq are the bucket and key, so they are not repeated.
-const recordV1 = 1
+// a uvarint length and bytes, the sender kind as one byte, the body as a
+// uvarint length and bytes, then the text, which runs to the end. Room and
+// seq are the bucket and key, so they are not repeated. recordV1, written
+// before messages had kinds and bodies, lacks the kind and the body; it
+// still decodes, so files need no rewrite.
+const (
+	recordV1 = 1
+	recordV2 = 2
+)
 
 func appendRecord(buf []byte, m *Message) []byte {
-	buf = slices.Grow(buf, 1+10+5+2*binary.MaxVarintLen64+len(m.Sender)+len(m.ClientMsgID)+len(m.Text))
-	buf = append(buf, recordV1)
+	buf = slices.Grow(buf, 1+10+5+3*binary.MaxVarintLen64+1+len(m.Sender)+len(m.ClientMsgID)+len(m.Body)+len(m.Text))
+	buf = append(buf, recordV2)
 	buf = binary.AppendVarint(buf, m.Time.Unix())
 	buf = binary.AppendUvarint(buf, uint64(m.Time.Nanosecond()))
 	buf = binary.AppendUvarint(buf, uint64(len(m.Sender)))
 	buf = append(buf, m.Sender...)
 	buf = binary.AppendUvarint(buf, uint64(len(m.ClientMsgID)))
 	buf = append(buf, m.ClientMsgID...)
+	buf = append(buf, m.SenderKind)
+	buf = binary.AppendUvarint(buf, uint64(len(m.Body)))
+	buf = append(buf, m.Body...)
 	return append(buf, m.Text...)
 }
 
@@ -909,53 +1031,96 @@ func recordTime(v []byte) (time.Time, error) {
 const maxRecordBytes = 16 << 20
 
 func decodeTime(v []byte) (time.Time, []byte, error) {
-	if len(v) == 0 || len(v) > maxRecordBytes || v[0] != recordV1 {
+	if len(v) == 0 || len(v) > maxRecordBytes || (v[0] != recordV1 && v[0] != recordV2) {
 		return time.Time{}, nil, errBadRecord
 	}
-	v = v[1:]
+	t, v, ok := decodeTimeField(v[1:])
+	if !ok {
+		return time.Time{}, nil, errBadRecord
+	}
+	return t, v, nil
+}
+
+// decodeTimeField decodes a time as appendTimeField wrote it, in UTC.
+func decodeTimeField(v []byte) (time.Time, []byte, bool) {
 	sec, n := binary.Varint(v)
 	if n <= 0 {
-		return time.Time{}, nil, errBadRecord
+		return time.Time{}, nil, false
 	}
 	v = v[n:]
 	nsec, n := binary.Uvarint(v)
 	if n <= 0 || nsec >= 1e9 {
-		return time.Time{}, nil, errBadRecord
+		return time.Time{}, nil, false
 	}
-	return time.Unix(sec, int64(nsec)).UTC(), v[n:], nil
+	return time.Unix(sec, int64(nsec)).UTC(), v[n:], true
+}
+
+func appendTimeField(buf []byte, t time.Time) []byte {
+	buf = binary.AppendVarint(buf, t.Unix())
+	return binary.AppendUvarint(buf, uint64(t.Nanosecond()))
 }
 
 func decodeRecord(v []byte, m *Message) error {
-	t, v, err := decodeTime(v)
+	t, rest, err := decodeTime(v)
 	if err != nil {
 		return err
 	}
 	m.Time = t
 	var ok bool
-	if m.Sender, v, ok = decodeString(v); !ok {
+	if m.Sender, rest, ok = decodeString(rest); !ok {
 		return errBadRecord
 	}
-	if m.ClientMsgID, v, ok = decodeString(v); !ok {
+	if m.ClientMsgID, rest, ok = decodeString(rest); !ok {
 		return errBadRecord
 	}
-	m.Text = string(v)
+	m.SenderKind, m.Body = 0, nil
+	if v[0] == recordV2 {
+		if len(rest) == 0 {
+			return errBadRecord
+		}
+		m.SenderKind = rest[0]
+		l, n := binary.Uvarint(rest[1:])
+		if n <= 0 || l > uint64(len(rest)-1-n) {
+			return errBadRecord
+		}
+		if l > 0 {
+			m.Body = bytes.Clone(rest[1+n : 1+n+int(l)])
+		}
+		rest = rest[1+n+int(l):]
+	}
+	m.Text = string(rest)
 	return nil
 }
 
 // checkRecord reports whether v decodes as a record, without copying it.
 func checkRecord(v []byte) error {
-	_, v, err := decodeTime(v)
+	_, rest, err := decodeTime(v)
 	if err != nil {
 		return err
 	}
 	for range 2 { // sender, client_msg_id
-		l, n := binary.Uvarint(v)
-		if n <= 0 || l > uint64(len(v)-n) {
+		if rest, err = skipBytes(rest); err != nil {
+			return err
+		}
+	}
+	if v[0] == recordV2 {
+		if len(rest) == 0 {
 			return errBadRecord
 		}
-		v = v[n+int(l):]
+		if _, err = skipBytes(rest[1:]); err != nil { // body, after the kind
+			return err
+		}
 	}
 	return nil
+}
+
+// skipBytes skips a uvarint length and that many bytes.
+func skipBytes(v []byte) ([]byte, error) {
+	l, n := binary.Uvarint(v)
+	if n <= 0 || l > uint64(len(v)-n) {
+		return nil, errBadRecord
+	}
+	return v[n+int(l):], nil
 }
 
 func decodeString(v []byte) (string, []byte, bool) {

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -34,10 +35,20 @@ func batch(room string, from uint64, n int) []Message {
 	return msgs
 }
 
+// commitMessages commits a batch of messages only (posts), the room being
+// the first message's.
+func commitMessages(s Store, msgs []Message) error {
+	room := ""
+	if len(msgs) > 0 {
+		room = msgs[0].Room
+	}
+	return s.Commit(context.Background(), Batch{Room: room, Messages: msgs})
+}
+
 func mustAppend(t testing.TB, s Store, msgs []Message) {
 	t.Helper()
-	if err := s.Append(context.Background(), msgs); err != nil {
-		t.Fatalf("Append(%s %d..%d): %v", msgs[0].Room, msgs[0].Seq, msgs[len(msgs)-1].Seq, err)
+	if err := commitMessages(s, msgs); err != nil {
+		t.Fatalf("Commit(%s %d..%d): %v", msgs[0].Room, msgs[0].Seq, msgs[len(msgs)-1].Seq, err)
 	}
 }
 
@@ -92,7 +103,8 @@ func sameMessages(t testing.TB, what string, got, want []Message) {
 	for i := range got {
 		g, w := got[i], want[i]
 		if g.Room != w.Room || g.Seq != w.Seq || !g.Time.Equal(w.Time) || g.Sender != w.Sender ||
-			g.Text != w.Text || g.ClientMsgID != w.ClientMsgID {
+			g.Text != w.Text || g.ClientMsgID != w.ClientMsgID || g.SenderKind != w.SenderKind ||
+			!bytes.Equal(g.Body, w.Body) || (len(w.Body) == 0 && g.Body != nil) {
 			t.Fatalf("%s: message %d is\n  %+v\nwant\n  %+v", what, i, g, w)
 		}
 	}
@@ -131,8 +143,15 @@ func runContract(t *testing.T, open func(t *testing.T) Store) {
 				t.Fatalf("Before(%d) on empty room = %v", b, m)
 			}
 		}
-		if err := s.Append(ctx, nil); err != nil {
-			t.Fatalf("Append(nil) = %v", err)
+		if err := s.Commit(ctx, Batch{Room: "nobody"}); err != nil {
+			t.Fatalf("Commit of an empty batch = %v", err)
+		}
+		wantBounds(t, s, "nobody", Bounds{})
+		if _, ok, err := s.Room(ctx, "nobody"); ok || err != nil {
+			t.Fatalf("Room after an empty batch = %v, %v; want none", ok, err)
+		}
+		if err := s.Commit(ctx, Batch{}); err == nil {
+			t.Fatal("Commit of a batch without a room succeeded")
 		}
 		if n := trim(t, s, Retention{MaxCount: 1, MaxAge: time.Second}, t0); n != 0 {
 			t.Fatalf("Trim of empty store = %d", n)
@@ -216,12 +235,12 @@ func runContract(t *testing.T, open func(t *testing.T) Store) {
 			return msgs
 		}
 		for _, b := range [][]Message{imposter(5, 3), imposter(1, 1), imposter(3, 5), imposter(0, 2)} {
-			if err := s.Append(ctx, b); !errors.Is(err, ErrConflict) {
-				t.Fatalf("Append(%v) = %v, want ErrConflict", seqsOf(b), err)
+			if err := commitMessages(s, b); !errors.Is(err, ErrConflict) {
+				t.Fatalf("Commit(%v) = %v, want ErrConflict", seqsOf(b), err)
 			}
 		}
-		if err := s.Append(ctx, batch("fresh", 0, 1)); !errors.Is(err, ErrConflict) {
-			t.Fatalf("Append of seq 0 to a new room = %v, want ErrConflict", err)
+		if err := commitMessages(s, batch("fresh", 0, 1)); !errors.Is(err, ErrConflict) {
+			t.Fatalf("Commit of seq 0 to a new room = %v, want ErrConflict", err)
 		}
 		wantBounds(t, s, "fresh", Bounds{})
 		mixed := append(batch("r", 6, 1), batch("other", 7, 1)...)
@@ -229,9 +248,9 @@ func runContract(t *testing.T, open func(t *testing.T) Store) {
 		dup := append(batch("r", 6, 1), batch("r", 6, 1)...)
 		backwards := append(batch("r", 7, 1), batch("r", 6, 1)...)
 		for name, b := range map[string][]Message{"mixed rooms": mixed, "gap": gap, "duplicate": dup, "backwards": backwards} {
-			err := s.Append(ctx, b)
+			err := commitMessages(s, b)
 			if err == nil || errors.Is(err, ErrConflict) {
-				t.Fatalf("Append of %s batch = %v, want a non-conflict error", name, err)
+				t.Fatalf("Commit of %s batch = %v, want a non-conflict error", name, err)
 			}
 		}
 		wantBounds(t, s, "r", Bounds{Oldest: 1, Latest: 5})
@@ -294,8 +313,8 @@ func runContract(t *testing.T, open func(t *testing.T) Store) {
 		wantBounds(t, s, "old", Bounds{Latest: 100})
 		sameMessages(t, "after trimming all", after(t, s, "old", 0, 1000), nil)
 		sameMessages(t, "scrollback after trimming all", before(t, s, "old", 0, 1000), nil)
-		if err := s.Append(ctx, batch("old", 100, 1)); !errors.Is(err, ErrConflict) {
-			t.Fatalf("Append of the trimmed Latest = %v, want ErrConflict", err)
+		if err := commitMessages(s, batch("old", 100, 1)); !errors.Is(err, ErrConflict) {
+			t.Fatalf("Commit of the trimmed Latest = %v, want ErrConflict", err)
 		}
 		mustAppend(t, s, batch("old", 101, 1))
 		wantBounds(t, s, "old", Bounds{Oldest: 101, Latest: 101})
@@ -332,9 +351,9 @@ func runContract(t *testing.T, open func(t *testing.T) Store) {
 			"invalid UTF-8 room": {Room: "\xc3", Seq: 1},
 		}
 		for name, m := range bad {
-			err := s.Append(ctx, []Message{m})
+			err := commitMessages(s, []Message{m})
 			if err == nil || errors.Is(err, ErrConflict) {
-				t.Fatalf("Append with %s = %v, want a non-conflict error", name, err)
+				t.Fatalf("Commit with %s = %v, want a non-conflict error", name, err)
 			}
 		}
 		wantBounds(t, s, "x", Bounds{})
@@ -366,6 +385,8 @@ func runContract(t *testing.T, open func(t *testing.T) Store) {
 		}
 	})
 
+	runRoomsContract(t, open)
+
 	t.Run("Close", func(t *testing.T) {
 		t.Parallel()
 		s := open(t)
@@ -379,7 +400,7 @@ func runContract(t *testing.T, open func(t *testing.T) Store) {
 				t.Fatalf("%s after Close = %v, want ErrClosed", op, err)
 			}
 		}
-		check("Append", s.Append(ctx, batch("r", 4, 1)))
+		check("Commit", commitMessages(s, batch("r", 4, 1)))
 		_, err := s.After(ctx, "r", 0, 10)
 		check("After", err)
 		_, err = s.Before(ctx, "r", 0, 10)
@@ -388,6 +409,16 @@ func runContract(t *testing.T, open func(t *testing.T) Store) {
 		check("Bounds", err)
 		_, err = s.Trim(ctx, Retention{MaxCount: 1}, t0)
 		check("Trim", err)
+		check("Commit of state", s.Commit(ctx, Batch{Room: "r", Info: &RoomRecord{Name: "r", Kind: KindPublic}}))
+		check("Commit of nothing", s.Commit(ctx, Batch{Room: "r"}))
+		_, _, err = s.Room(ctx, "r")
+		check("Room", err)
+		_, err = s.Members(ctx, "r", "", 10)
+		check("Members", err)
+		_, err = s.UserRooms(ctx, "u", "", 10)
+		check("UserRooms", err)
+		_, err = s.PublicRooms(ctx, "", 10)
+		check("PublicRooms", err)
 		if err := s.Close(); err != nil {
 			t.Fatalf("second Close = %v, want nil", err)
 		}
@@ -398,7 +429,6 @@ func runContract(t *testing.T, open func(t *testing.T) Store) {
 // round, and requires exactly one winner whose message is the one stored.
 func checkOneWinnerPerSeq(t *testing.T, stores []Store, room string, rounds uint64) {
 	const writers = 5
-	ctx := context.Background()
 	for seq := uint64(1); seq <= rounds; seq++ {
 		start := make(chan struct{})
 		errs := make([]error, writers)
@@ -407,7 +437,7 @@ func checkOneWinnerPerSeq(t *testing.T, stores []Store, room string, rounds uint
 			s := stores[w%len(stores)]
 			wg.Go(func() {
 				<-start
-				errs[w] = s.Append(ctx, []Message{{Room: room, Seq: seq, Time: t0, Sender: fmt.Sprint("w", w), Text: "mine"}})
+				errs[w] = commitMessages(s, []Message{{Room: room, Seq: seq, Time: t0, Sender: fmt.Sprint("w", w), Text: "mine"}})
 			})
 		}
 		close(start)
@@ -464,13 +494,13 @@ func checkConcurrentAppenders(t *testing.T, stores []Store, room string) {
 				for i := range msgs {
 					msgs[i].Sender = fmt.Sprint("w", w)
 				}
-				switch err := s.Append(ctx, msgs); {
+				switch err := commitMessages(s, msgs); {
 				case err == nil:
 					won[w] = append(won[w], seqsOf(msgs)...)
 				case errors.Is(err, ErrConflict):
 					conflicts.Add(1)
 				default:
-					t.Errorf("writer %d: Append: %v", w, err)
+					t.Errorf("writer %d: Commit: %v", w, err)
 					return
 				}
 			}
@@ -508,9 +538,13 @@ func checkConcurrentAppenders(t *testing.T, stores []Store, room string) {
 }
 
 // checkReopen writes through s, closes it, and requires reopen to see the
-// same history, including a Latest that retention emptied.
+// same history, including a Latest that retention emptied and events'
+// kinds and bodies, and the same rooms' state: records, members, the
+// user index and the public listing.
 func checkReopen(t *testing.T, s Store, reopen func() Store) {
 	kept := batch("kept", 1, 40)
+	kept[3].SenderKind, kept[3].Body = 2, []byte{0, 1, 2}
+	kept[30].SenderKind = 1
 	mustAppend(t, s, kept[:25])
 	mustAppend(t, s, kept[25:])
 	emptied := batch("emptied", 1, 5)
@@ -521,6 +555,13 @@ func checkReopen(t *testing.T, s Store, reopen func() Store) {
 	if n := trim(t, s, Retention{MaxAge: time.Hour}, t0); n != 5 {
 		t.Fatalf("Trim = %d, want 5", n)
 	}
+	keptInfo, emptiedInfo, gone := roomRec("kept", KindPublic), roomRec("emptied", KindPrivate), roomRec("gone", KindPublic)
+	gone.Deleted = true
+	alice := memberRec("kept", "alice", RoleOwner)
+	bob := Member{Room: "kept", User: "bob", Since: t0, BannedUntil: Forever}
+	mustCommit(t, s, Batch{Room: "kept", Info: &keptInfo, Members: []Member{alice, bob}})
+	mustCommit(t, s, Batch{Room: "emptied", Info: &emptiedInfo, Members: []Member{memberRec("emptied", "alice", RoleMember)}})
+	mustCommit(t, s, Batch{Room: "gone", Info: &gone, Members: []Member{memberRec("gone", "alice", RoleMember)}})
 	if err := s.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
@@ -529,11 +570,19 @@ func checkReopen(t *testing.T, s Store, reopen func() Store) {
 	sameMessages(t, "after reopen", after(t, s, "kept", 0, 100), kept)
 	wantBounds(t, s, "kept", Bounds{Oldest: 1, Latest: 40})
 	wantBounds(t, s, "emptied", Bounds{Latest: 5})
-	if err := s.Append(context.Background(), batch("kept", 40, 1)); !errors.Is(err, ErrConflict) {
-		t.Fatalf("Append of old Latest after reopen = %v, want ErrConflict", err)
+	keptInfo.Latest, emptiedInfo.Latest = 40, 5
+	wantRoom(t, s, keptInfo)
+	wantRoom(t, s, gone)
+	sameList(t, "members after reopen", listMembers(t, s, "kept", "", 10), []Member{alice, bob}, sameMember)
+	sameList(t, "alice's rooms after reopen", listUserRooms(t, s, "alice", "", 10), []UserRoom{
+		{emptiedInfo, memberRec("emptied", "alice", RoleMember)}, {keptInfo, alice},
+	}, sameUserRoom)
+	sameList(t, "public rooms after reopen", listPublic(t, s, "", 10), []RoomRecord{keptInfo}, sameRoom)
+	if err := commitMessages(s, batch("kept", 40, 1)); !errors.Is(err, ErrConflict) {
+		t.Fatalf("Commit of old Latest after reopen = %v, want ErrConflict", err)
 	}
-	if err := s.Append(context.Background(), batch("emptied", 3, 1)); !errors.Is(err, ErrConflict) {
-		t.Fatalf("Append below trimmed Latest after reopen = %v, want ErrConflict", err)
+	if err := commitMessages(s, batch("emptied", 3, 1)); !errors.Is(err, ErrConflict) {
+		t.Fatalf("Commit below trimmed Latest after reopen = %v, want ErrConflict", err)
 	}
 	mustAppend(t, s, batch("kept", 41, 1))
 	mustAppend(t, s, batch("emptied", 6, 1))

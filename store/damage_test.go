@@ -21,7 +21,8 @@ import (
 // a panic or a crash, and a damaged room must not take the others with it.
 
 // historyFile writes a history with a big room (many pages under a branch
-// page) and two small ones into dir, closes it, and returns the path.
+// page) and two small ones into dir, the small ones with room and member
+// records, closes it, and returns the path.
 func historyFile(t testing.TB, dir string) string {
 	t.Helper()
 	s, err := OpenBolt(dir, BoltOptions{})
@@ -31,8 +32,14 @@ func historyFile(t testing.TB, dir string) string {
 	for from := uint64(1); from <= 2000; from += 500 {
 		mustAppend(t, s, batch("big", from, 500))
 	}
-	mustAppend(t, s, batch("small", 1, 20))
-	mustAppend(t, s, batch("other", 1, 20))
+	for _, room := range []string{"small", "other"} {
+		info := roomRec(room, KindPublic)
+		var members []Member
+		for i := range 40 {
+			members = append(members, memberRec(room, fmt.Sprint("user-", i), RoleMember))
+		}
+		mustCommit(t, s, Batch{Room: room, Messages: batch(room, 1, 20), Info: &info, Members: members})
+	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -225,6 +232,91 @@ func TestBoltDamagedRecordRefusedAtOpen(t *testing.T) {
 	}
 }
 
+// TestBoltDamagedStateRefusedAtOpen: room records, member records and
+// index entries that do not decode, an index that disagrees with the
+// records, and a missing bucket are refused at open, naming what is
+// wrong. Past the check's limit a damaged member record is found when
+// read, as ErrCorrupt; so is a user index entry whose member record is
+// gone, which the check does not cross-check.
+func TestBoltDamagedStateRefusedAtOpen(t *testing.T) {
+	t.Parallel()
+	tmpl := historyFile(t, t.TempDir())
+	for _, tc := range []struct {
+		name, want string
+		damage     func(tx *bolt.Tx) error
+	}{
+		{"room record", `room "small"`, func(tx *bolt.Tx) error {
+			return tx.Bucket(bucketRecords).Put([]byte("small"), []byte{roomRecordV1, 1})
+		}},
+		{"room record of an unknown version", `room "other"`, func(tx *bolt.Tx) error {
+			return tx.Bucket(bucketRecords).Put([]byte("other"), []byte{9})
+		}},
+		{"member record", `members of room "small": user "user-7"`, func(tx *bolt.Tx) error {
+			return tx.Bucket(bucketMembers).Bucket([]byte("small")).Put([]byte("user-7"), []byte{memberRecordV1, 1, 4})
+		}},
+		{"user index entry", `rooms of user "user-3": room "other"`, func(tx *bolt.Tx) error {
+			return tx.Bucket(bucketUserRooms).Bucket([]byte("user-3")).Put([]byte("other"), []byte("?"))
+		}},
+		{"public index naming a private room", `public room "small"`, func(tx *bolt.Tx) error {
+			info := roomRec("small", KindPrivate)
+			return tx.Bucket(bucketRecords).Put([]byte("small"), appendRoomRecord(nil, &info))
+		}},
+		{"a record where a room's members belong", `members of room "x"`, func(tx *bolt.Tx) error {
+			return tx.Bucket(bucketMembers).Put([]byte("x"), []byte("y"))
+		}},
+		{"a missing bucket", `"user_rooms" is missing`, func(tx *bolt.Tx) error {
+			return tx.DeleteBucket(bucketUserRooms)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			damage(t, copyFile(t, tmpl, dir), tc.damage)
+			wantCorruptAtOpen(t, dir, BoltOptions{})
+			if _, err := OpenBolt(dir, BoltOptions{}); !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %q does not name %s", err, tc.want)
+			}
+		})
+	}
+
+	dir := t.TempDir()
+	damage(t, copyFile(t, tmpl, dir), func(tx *bolt.Tx) error {
+		if err := tx.Bucket(bucketMembers).Bucket([]byte("small")).Put([]byte("user-20"), []byte{memberRecordV1}); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketMembers).Bucket([]byte("other")).Delete([]byte("user-5"))
+	})
+	s, err := OpenBolt(dir, BoltOptions{CheckLimit: -1})
+	if err != nil {
+		t.Fatalf("OpenBolt checking the ends only: %v", err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	if _, err := s.Members(ctx, "small", "", 100); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), `user "user-20"`) {
+		t.Errorf("Members over the damaged record = %v, want ErrCorrupt naming the user", err)
+	}
+	if _, err := s.UserRooms(ctx, "user-5", "", 100); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), `room "other"`) {
+		t.Errorf("UserRooms with an index entry and no record = %v, want ErrCorrupt naming the room", err)
+	}
+	if got := listMembers(t, s, "other", "user-4", 1); len(got) != 1 || got[0].User != "user-6" {
+		t.Errorf("the other room's members = %+v, want user-6 after user-4", got)
+	}
+}
+
+// damage changes the bolt file at path with bbolt itself, as records
+// that decode wrongly or disagree would be after damage.
+func damage(t *testing.T, path string, fn func(tx *bolt.Tx) error) {
+	t.Helper()
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Update(fn); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestBoltDamagedAtRunTime: pages damaged under a running store (the file
 // is mapped, so what is written to it shows at once) fail the damaged
 // room's calls with ErrCorrupt; the other rooms are read and written as
@@ -247,7 +339,7 @@ func TestBoltDamagedAtRunTime(t *testing.T) {
 	if _, err := s.Before(ctx, "big", 0, 10); !errors.Is(err, ErrCorrupt) {
 		t.Errorf("Before = %v, want ErrCorrupt", err)
 	}
-	if err := s.Append(ctx, batch("big", 2001, 3)); !errors.Is(err, ErrCorrupt) {
+	if err := commitMessages(s, batch("big", 2001, 3)); !errors.Is(err, ErrCorrupt) {
 		t.Errorf("Append = %v, want ErrCorrupt", err)
 	}
 	mustAppend(t, s, batch("small", 21, 5))
@@ -305,7 +397,23 @@ func TestBoltDamagedPages(t *testing.T) {
 				named("After", err)
 				_, err = s.Before(ctx, room, 1000, 5000)
 				named("Before", err)
-				named("Append", s.Append(ctx, batch(room, 3000, 2)))
+				named("Commit", commitMessages(s, batch(room, 3000, 2)))
+				_, _, err = s.Room(ctx, room)
+				named("Room", err)
+				_, err = s.Members(ctx, room, "", 100)
+				named("Members", err)
+				info := roomRec(room, KindPrivate)
+				named("Commit of state", s.Commit(ctx, Batch{Room: room, Info: &info,
+					Members: []Member{memberRec(room, "user-1", RoleOwner), {Room: room, User: "user-2"}}}))
+			}
+			for _, user := range []string{"user-1", "user-3", "nobody"} {
+				_, err := s.UserRooms(ctx, user, "", 100)
+				if err != nil && !strings.Contains(err.Error(), path) && !errors.Is(err, ErrCorrupt) {
+					t.Errorf("%s: UserRooms(%s) = %v, want ErrCorrupt naming the file", what, user, err)
+				}
+			}
+			if _, err := s.PublicRooms(ctx, "", 100); err != nil && !strings.Contains(err.Error(), path) && !errors.Is(err, ErrCorrupt) {
+				t.Errorf("%s: PublicRooms = %v, want ErrCorrupt naming the file", what, err)
 			}
 			_, err = s.Trim(ctx, Retention{MaxCount: 5}, t0.Add(time.Hour))
 			if err != nil && !errors.Is(err, ErrCorrupt) {

@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"fmt"
 	"sort"
 	"sync"
 	"time"
@@ -17,8 +16,10 @@ type Memory struct {
 }
 
 type memRoom struct {
-	msgs   []Message // ascending seq, contiguous
-	latest uint64
+	msgs    []Message // ascending seq, contiguous
+	latest  uint64
+	info    *RoomRecord
+	members map[string]Member
 }
 
 // NewMemory returns an empty in-memory store.
@@ -35,12 +36,9 @@ func (m *Memory) room(name string) *memRoom {
 	return r
 }
 
-// Append implements Store.
-func (m *Memory) Append(_ context.Context, msgs []Message) error {
-	if len(msgs) == 0 {
-		return nil
-	}
-	if err := checkBatch(msgs); err != nil {
+// Commit implements Store.
+func (m *Memory) Commit(_ context.Context, b Batch) error {
+	if err := checkBatch(b); err != nil {
 		return err
 	}
 	m.mu.Lock()
@@ -48,13 +46,111 @@ func (m *Memory) Append(_ context.Context, msgs []Message) error {
 	if m.closed {
 		return ErrClosed
 	}
-	r := m.room(msgs[0].Room)
-	if msgs[0].Seq <= r.latest {
-		return fmt.Errorf("store: append to %q at seq %d: %w", msgs[0].Room, msgs[0].Seq, ErrConflict)
+	r := m.room(b.Room)
+	if len(b.Messages) > 0 && b.Messages[0].Seq <= r.latest {
+		return commitError(b, ErrConflict)
 	}
-	r.msgs = append(r.msgs, msgs...)
-	r.latest = msgs[len(msgs)-1].Seq
+	for _, msg := range b.Messages {
+		msg.Body = append([]byte(nil), msg.Body...)
+		r.msgs = append(r.msgs, msg)
+	}
+	if n := len(b.Messages); n > 0 {
+		r.latest = b.Messages[n-1].Seq
+	}
+	if b.Info != nil {
+		info := *b.Info
+		info.Latest = 0
+		r.info = &info
+	}
+	for _, mem := range b.Members {
+		if mem.Empty() {
+			delete(r.members, mem.User)
+			continue
+		}
+		if r.members == nil {
+			r.members = make(map[string]Member)
+		}
+		r.members[mem.User] = mem
+	}
 	return nil
+}
+
+// Room implements Rooms.
+func (m *Memory) Room(_ context.Context, name string) (RoomRecord, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return RoomRecord{}, false, ErrClosed
+	}
+	r := m.rooms[name]
+	if r == nil || r.info == nil {
+		return RoomRecord{}, false, nil
+	}
+	info := *r.info
+	info.Latest = r.latest
+	return info, true, nil
+}
+
+// Members implements Rooms.
+func (m *Memory) Members(_ context.Context, room, after string, limit int) ([]Member, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil, ErrClosed
+	}
+	r := m.rooms[room]
+	if r == nil {
+		return nil, nil
+	}
+	var out []Member
+	for _, mem := range r.members {
+		if mem.User > after {
+			out = append(out, mem)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].User < out[j].User })
+	return out[:min(len(out), max(limit, 0))], nil
+}
+
+// UserRooms implements Rooms.
+func (m *Memory) UserRooms(_ context.Context, user, after string, limit int) ([]UserRoom, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil, ErrClosed
+	}
+	var out []UserRoom
+	for name, r := range m.rooms {
+		mem, ok := r.members[user]
+		if !ok || name <= after || r.info == nil || r.info.Deleted {
+			continue
+		}
+		info := *r.info
+		info.Latest = r.latest
+		out = append(out, UserRoom{Room: info, Member: mem})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Room.Name < out[j].Room.Name })
+	return out[:min(len(out), max(limit, 0))], nil
+}
+
+// PublicRooms implements Rooms.
+func (m *Memory) PublicRooms(_ context.Context, after string, limit int) ([]RoomRecord, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil, ErrClosed
+	}
+	var out []RoomRecord
+	for name, r := range m.rooms {
+		if r.info == nil || r.info.Kind != KindPublic || r.info.Deleted || name <= after {
+			continue
+		}
+		info := *r.info
+		info.Latest = r.latest
+		out = append(out, info)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out[:min(len(out), max(limit, 0))], nil
 }
 
 // After implements Store.
@@ -70,7 +166,19 @@ func (m *Memory) After(_ context.Context, room string, after uint64, limit int) 
 	}
 	i := sort.Search(len(r.msgs), func(i int) bool { return r.msgs[i].Seq > after })
 	j := min(i+limit, len(r.msgs))
-	return append([]Message(nil), r.msgs[i:j]...), nil
+	return copyMessages(r.msgs[i:j]), nil
+}
+
+// copyMessages gives a reader messages of its own: a Body shared with the
+// stored one would let the reader rewrite history.
+func copyMessages(msgs []Message) []Message {
+	out := append([]Message(nil), msgs...)
+	for i := range out {
+		if out[i].Body != nil {
+			out[i].Body = append([]byte(nil), out[i].Body...)
+		}
+	}
+	return out
 }
 
 // Before implements Store.
@@ -89,7 +197,7 @@ func (m *Memory) Before(_ context.Context, room string, before uint64, limit int
 		j = sort.Search(len(r.msgs), func(i int) bool { return r.msgs[i].Seq >= before })
 	}
 	i := max(j-limit, 0)
-	return append([]Message(nil), r.msgs[i:j]...), nil
+	return copyMessages(r.msgs[i:j]), nil
 }
 
 // Bounds implements Store.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"math"
 	"path"
 	"slices"
@@ -42,11 +43,11 @@ var _ Store = (*Postgres)(nil)
 
 // pgConnectTimeout bounds each connection attempt when the DSN sets no
 // connect_timeout, so a silently dropped SYN cannot stall start-up or a
-// room's Append for the kernel's two minutes.
+// room's Commit for the kernel's two minutes.
 const pgConnectTimeout = 10 * time.Second
 
 // pgTrimBatch caps the deletions of one Trim transaction, which holds the
-// room's row lock and so delays that room's Appends while it runs.
+// room's row lock and so delays that room's Commits while it runs.
 const pgTrimBatch = 1000
 
 // pgTrimRoomsPage is how many due rooms one Trim query fetches at a time.
@@ -115,7 +116,7 @@ func OpenPostgres(ctx context.Context, dsn string, opts PostgresOptions) (*Postg
 	if err != nil {
 		return nil, fmt.Errorf("store: PostgreSQL at %s: %w (check -store)", where, err)
 	}
-	// The pool connects lazily; find out now rather than at the first Append.
+	// The pool connects lazily; find out now rather than at the first Commit.
 	if err := pool.Ping(ctx); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("store: connect to PostgreSQL at %s: %w; check the -store URL and that the server is up and reachable", where, err)
@@ -173,75 +174,199 @@ func migratePostgres(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) 
 	})
 }
 
-// appendSQL is Append in one statement, hence one transaction and one round
-// trip. The guard CTE raises the room's latest only if the batch follows it,
-// and it row-locks the room either way, so concurrent writers of one room
-// queue up and every loser sees the winner's latest: no row comes out of the
-// guard, nothing is inserted, and Append reports ErrConflict. A unique
-// violation on (room, seq) (rows beyond latest, which only manual edits could
-// leave) also fails the whole statement.
-const appendSQL = `
+// appendSQL appends a batch's messages in one statement, hence one round
+// trip (and, for a batch of messages only, one transaction). The guard CTE
+// raises the room's latest only if the batch follows it, and it row-locks
+// the room either way, so concurrent writers of one room queue up and every
+// loser sees the winner's latest: no row comes out of the guard, nothing is
+// inserted, and Commit reports ErrConflict. A unique violation on (room,
+// seq) (rows beyond latest, which only manual edits could leave) also fails
+// the whole statement.
+//
+// appendBodiesSQL is the same with bodies. Posts have none, and a bytea[]
+// of NULLs costs pgx an allocation per element: without it, a batch of
+// posts costs what it did before messages had bodies.
+const (
+	appendSQL = appendGuard + `
+INSERT INTO parley_messages (room, seq, time, sender, text, client_msg_id, sender_kind)
+SELECT $1, m.seq, m.time, m.sender, m.text, m.client_msg_id, m.sender_kind
+FROM guard, unnest($5::bigint[], $6::timestamptz[], $7::text[], $8::text[], $9::text[], $10::smallint[])
+	AS m(seq, time, sender, text, client_msg_id, sender_kind)`
+
+	appendBodiesSQL = appendGuard + `
+INSERT INTO parley_messages (room, seq, time, sender, text, client_msg_id, sender_kind, body)
+SELECT $1, m.seq, m.time, m.sender, m.text, m.client_msg_id, m.sender_kind, m.body
+FROM guard, unnest($5::bigint[], $6::timestamptz[], $7::text[], $8::text[], $9::text[], $10::smallint[], $11::bytea[])
+	AS m(seq, time, sender, text, client_msg_id, sender_kind, body)`
+
+	appendGuard = `
 WITH guard AS (
 	INSERT INTO parley_rooms AS r (room, latest, count) VALUES ($1, $3, $4)
 	ON CONFLICT (room) DO UPDATE SET latest = EXCLUDED.latest, count = r.count + EXCLUDED.count
 	WHERE r.latest < $2
 	RETURNING 1
+)`
 )
-INSERT INTO parley_messages (room, seq, time, sender, text, client_msg_id)
-SELECT $1, m.seq, m.time, m.sender, m.text, m.client_msg_id
-FROM guard, unnest($5::bigint[], $6::timestamptz[], $7::text[], $8::text[], $9::text[])
-	AS m(seq, time, sender, text, client_msg_id)`
 
-// Append implements Store. PostgreSQL keeps times to the microsecond; finer
-// precision is truncated.
-func (p *Postgres) Append(ctx context.Context, msgs []Message) error {
-	if len(msgs) == 0 {
-		return nil
-	}
-	if err := checkBatch(msgs); err != nil {
+const upsertRoomSQL = `
+INSERT INTO parley_room_records (room, kind, title, topic, created_by, created_at, peer, deleted, members)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+ON CONFLICT (room) DO UPDATE SET kind = EXCLUDED.kind, title = EXCLUDED.title, topic = EXCLUDED.topic,
+	created_by = EXCLUDED.created_by, created_at = EXCLUDED.created_at, peer = EXCLUDED.peer,
+	deleted = EXCLUDED.deleted, members = EXCLUDED.members`
+
+const upsertMembersSQL = `
+INSERT INTO parley_members (room, username, role, invited, invited_by, since, banned_until, muted_until)
+SELECT $1, u.username, u.role, u.invited, u.invited_by, u.since, u.banned_until, u.muted_until
+FROM unnest($2::text[], $3::smallint[], $4::boolean[], $5::text[], $6::timestamptz[], $7::timestamptz[], $8::timestamptz[])
+	AS u(username, role, invited, invited_by, since, banned_until, muted_until)
+ON CONFLICT (room, username) DO UPDATE SET role = EXCLUDED.role, invited = EXCLUDED.invited,
+	invited_by = EXCLUDED.invited_by, since = EXCLUDED.since,
+	banned_until = EXCLUDED.banned_until, muted_until = EXCLUDED.muted_until`
+
+const deleteMembersSQL = `DELETE FROM parley_members WHERE room = $1 AND username = ANY($2::text[])`
+
+// Commit implements Store. PostgreSQL keeps times to the microsecond;
+// finer precision is truncated. A batch of messages only is one statement
+// (appendSQL); one with state is a transaction that sends all its
+// statements at once.
+func (p *Postgres) Commit(ctx context.Context, b Batch) error {
+	if err := checkBatch(b); err != nil {
 		return err
 	}
-	room := msgs[0].Room
-	first, last := msgs[0].Seq, msgs[len(msgs)-1].Seq
+	msgs := b.Messages
 	if p.closed.Load() {
-		return fmt.Errorf("store: append to %q: %w", room, ErrClosed)
+		return commitError(b, ErrClosed)
 	}
-	if first == 0 {
-		// Latest is never below 0, so seq 0 can never follow it.
-		return fmt.Errorf("store: append to %q at seq 0: %w", room, ErrConflict)
+	if len(msgs) > 0 {
+		if msgs[0].Seq == 0 {
+			// Latest is never below 0, so seq 0 can never follow it.
+			return commitError(b, ErrConflict)
+		}
+		if last := msgs[len(msgs)-1].Seq; last > math.MaxInt64 {
+			return commitError(b, fmt.Errorf("seq %d does not fit PostgreSQL bigint", last))
+		}
 	}
-	if last > math.MaxInt64 {
-		return fmt.Errorf("store: append to %q: seq %d does not fit PostgreSQL bigint", room, last)
+	var err error
+	switch {
+	case b.Info == nil && len(b.Members) == 0 && len(msgs) == 0:
+		return nil
+	case b.Info == nil && len(b.Members) == 0:
+		var tag pgconn.CommandTag
+		sql, args := appendStatement(b.Room, msgs)
+		tag, err = p.pool.Exec(ctx, sql, args...)
+		if err == nil {
+			err = appended(tag, len(msgs))
+		}
+	default:
+		err = pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error { return commitState(ctx, tx, b) })
 	}
+	var pgErr *pgconn.PgError
+	switch {
+	case errors.As(err, &pgErr) && pgErr.Code == "23505": // unique_violation
+		err = ErrConflict
+	case err != nil && !errors.Is(err, ErrConflict):
+		err = p.fail(err)
+	}
+	if err != nil {
+		return commitError(b, err)
+	}
+	return nil
+}
+
+// commitState sends a batch with state in one round trip inside tx. On a
+// conflict the statements after the append run too, and are rolled back
+// with it.
+func commitState(ctx context.Context, tx pgx.Tx, b Batch) error {
+	var q pgx.Batch
+	if n := len(b.Messages); n > 0 {
+		sql, args := appendStatement(b.Room, b.Messages)
+		q.Queue(sql, args...).Exec(func(tag pgconn.CommandTag) error {
+			return appended(tag, n)
+		})
+	}
+	if r := b.Info; r != nil {
+		q.Queue(upsertRoomSQL, b.Room, int16(r.Kind), r.Title, r.Topic, r.CreatedBy, r.CreatedAt, r.Peer, r.Deleted, int64(r.Members))
+	}
+	// One statement may not change a row twice, so only each user's last
+	// record goes out, as applying them in order would leave it; sorted, so
+	// that two transactions writing the same users lock their rows in the
+	// same order rather than deadlock.
+	final := make(map[string]Member, len(b.Members))
+	for _, m := range b.Members {
+		final[m.User] = m
+	}
+	var gone, users, invitedBy []string
+	var roles []int16
+	var invited []bool
+	var since []time.Time
+	var banned, muted []*time.Time
+	for _, user := range slices.Sorted(maps.Keys(final)) {
+		m := final[user]
+		if m.Empty() {
+			gone = append(gone, user)
+			continue
+		}
+		users, roles, invited, invitedBy = append(users, user), append(roles, int16(m.Role)), append(invited, m.Invited), append(invitedBy, m.InvitedBy)
+		since, banned, muted = append(since, m.Since), append(banned, pgOptionalTime(m.BannedUntil)), append(muted, pgOptionalTime(m.MutedUntil))
+	}
+	if len(gone) > 0 {
+		q.Queue(deleteMembersSQL, b.Room, gone)
+	}
+	if len(users) > 0 {
+		q.Queue(upsertMembersSQL, b.Room, users, roles, invited, invitedBy, since, banned, muted)
+	}
+	return tx.SendBatch(ctx, &q).Close()
+}
+
+// pgOptionalTime stores a zero time (not banned, not muted) as NULL.
+func pgOptionalTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+// appendStatement returns appendSQL or appendBodiesSQL and its arguments.
+func appendStatement(room string, msgs []Message) (string, []any) {
 	n := len(msgs)
 	seqs := make([]int64, n)
 	times := make([]time.Time, n)
 	senders := make([]string, n)
 	texts := make([]string, n)
 	ids := make([]string, n)
+	kinds := make([]int16, n)
+	var bodies [][]byte
 	for i := range msgs {
-		seqs[i], times[i], senders[i], texts[i], ids[i] =
-			int64(msgs[i].Seq), msgs[i].Time, msgs[i].Sender, msgs[i].Text, msgs[i].ClientMsgID
+		m := &msgs[i]
+		seqs[i], times[i], senders[i], texts[i], ids[i], kinds[i] =
+			int64(m.Seq), m.Time, m.Sender, m.Text, m.ClientMsgID, int16(m.SenderKind)
+		if len(m.Body) > 0 { // else NULL, which reads back as nil
+			if bodies == nil {
+				bodies = make([][]byte, n)
+			}
+			bodies[i] = m.Body
+		}
 	}
-	tag, err := p.pool.Exec(ctx, appendSQL, room, int64(first), int64(last), int64(n), seqs, times, senders, texts, ids)
-	var pgErr *pgconn.PgError
-	switch {
-	case errors.As(err, &pgErr) && pgErr.Code == "23505": // unique_violation
-		err = ErrConflict
-	case err != nil:
-		err = p.fail(err)
-	case tag.RowsAffected() == 0:
-		err = ErrConflict
-	case tag.RowsAffected() != int64(n):
-		err = fmt.Errorf("stored %d of %d messages", tag.RowsAffected(), n) // cannot happen: one statement
+	args := []any{room, int64(msgs[0].Seq), int64(msgs[n-1].Seq), int64(n), seqs, times, senders, texts, ids, kinds}
+	if bodies == nil {
+		return appendSQL, args
 	}
-	if err != nil {
-		return fmt.Errorf("store: append to %q at seq %d: %w", room, first, err)
-	}
-	return nil
+	return appendBodiesSQL, append(args, bodies)
 }
 
-const selectMessage = `SELECT seq, time, sender, text, client_msg_id FROM parley_messages `
+// appended reads the outcome of appendSQL or appendBodiesSQL.
+func appended(tag pgconn.CommandTag, n int) error {
+	switch tag.RowsAffected() {
+	case 0:
+		return ErrConflict
+	case int64(n):
+		return nil
+	}
+	return fmt.Errorf("stored %d of %d messages", tag.RowsAffected(), n) // cannot happen: one statement
+}
+
+const selectMessage = `SELECT seq, time, sender, text, client_msg_id, sender_kind, body FROM parley_messages `
 
 // After implements Store.
 func (p *Postgres) After(ctx context.Context, room string, after uint64, limit int) ([]Message, error) {
@@ -291,10 +416,12 @@ func (p *Postgres) query(ctx context.Context, room string, reverse bool, sql str
 	}
 	var msgs []Message
 	var seq int64
+	var kind int16
 	m := Message{Room: room}
-	_, err = pgx.ForEachRow(rows, []any{&seq, &m.Time, &m.Sender, &m.Text, &m.ClientMsgID}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&seq, &m.Time, &m.Sender, &m.Text, &m.ClientMsgID, &kind, &m.Body}, func() error {
 		m.Seq = uint64(seq)
 		m.Time = m.Time.UTC()
+		m.SenderKind = uint8(kind)
 		msgs = append(msgs, m)
 		return nil
 	})
@@ -378,7 +505,7 @@ func (p *Postgres) Trim(ctx context.Context, r Retention, now time.Time) (int, e
 // retention, reporting whether there may be more.
 func (p *Postgres) trimRoom(ctx context.Context, room string, maxCount int64, cutoff *time.Time) (n int, more bool, err error) {
 	err = pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
-		// The row lock keeps count exact against Appends and other nodes'
+		// The row lock keeps count exact against Commits and other nodes'
 		// Trims of this room until commit.
 		var count int64
 		if err := tx.QueryRow(ctx, `SELECT count FROM parley_rooms WHERE room = $1 FOR UPDATE`, room).Scan(&count); err != nil {

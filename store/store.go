@@ -1,10 +1,12 @@
-// Package store owns Parley's message history: every message a room
-// acknowledged, by room and sequence number, behind one small interface.
+// Package store owns what Parley keeps: every event a room acknowledged, by
+// room and sequence number (the room's log), and the state derived from it
+// (rooms and their members: rooms.go), behind one interface.
 //
-// A room is the only writer of its own history: it assigns sequence numbers
-// and appends them in batches (group commit). Backends must keep (room, seq)
-// unique and reject a batch that reuses one with ErrConflict, which is what
-// fences two activations of one room in a cluster. Every method is safe for
+// A room is the only writer of its own log and state: it assigns sequence
+// numbers and commits its events and their effects in batches (group
+// commit), atomically. Backends must keep (room, seq) unique and reject a
+// batch that reuses one with ErrConflict, which is what fences two
+// activations of one room in a cluster. Every method is safe for
 // concurrent use by many rooms.
 //
 // Backends: NewMemory (tests, and -store memory), and the durable ones that
@@ -30,7 +32,8 @@ var ErrClosed = errors.New("store: closed")
 // names the file and what was wrong; retrying does not help.
 var ErrCorrupt = errors.New("store: history is damaged")
 
-// Message is one accepted chat message.
+// Message is one event of a room's log: a post (Text), or a change to the
+// room (Body).
 type Message struct {
 	Room        string
 	Seq         uint64
@@ -38,6 +41,12 @@ type Message struct {
 	Sender      string
 	Text        string
 	ClientMsgID string
+	// SenderKind is the wire protocol's SenderKind of Sender (0: a user,
+	// for events stored before kinds were).
+	SenderKind uint8
+	// Body is the event's structured part, encoded by the actors (a change
+	// to the room: who did what to whom); opaque to the store.
+	Body []byte
 }
 
 // Bounds describes what a room has stored. Both are zero for an empty room.
@@ -58,11 +67,13 @@ type Retention struct {
 	MaxAge time.Duration
 }
 
-// Store is message history. Messages within one Append must belong to one
-// room and have consecutive seqs following that room's Latest.
+// Store is rooms' logs and state.
 type Store interface {
-	// Append stores a batch atomically (all or nothing, durable on return).
-	Append(ctx context.Context, msgs []Message) error
+	// Commit stores a batch atomically (all or nothing, durable on return):
+	// its messages must belong to its room and have consecutive seqs
+	// following the room's Latest.
+	Commit(ctx context.Context, b Batch) error
+	Rooms
 	// After returns up to limit messages of room with seq > after, ascending.
 	After(ctx context.Context, room string, after uint64, limit int) ([]Message, error)
 	// Before returns up to limit messages of room with seq < before (0: no
