@@ -205,10 +205,7 @@ func (c *resumingClient) session(ctx context.Context) (posted int, err error) {
 	}()
 	defer func() { cl.CloseNow(); <-readDone }()
 	for _, r := range c.rooms {
-		c.mu.Lock()
-		since := c.last[r]
-		c.mu.Unlock()
-		if _, err := cl.Join(ctx, r, &since); err != nil {
+		if err := c.join(ctx, cl, r); err != nil {
 			return 0, err
 		}
 	}
@@ -265,6 +262,26 @@ func (c *resumingClient) isQuiet() bool {
 		return true
 	default:
 		return false
+	}
+}
+
+// join joins room from the last seq seen, again while the server answers
+// UNAVAILABLE: a first join waits for the user's JOINED to be stored, and a
+// room that restarts meanwhile (a fault) fails it, as it fails posts.
+func (c *resumingClient) join(ctx context.Context, cl *client.Client, room string) error {
+	for attempt := 0; ; attempt++ {
+		c.mu.Lock()
+		since := c.last[room]
+		c.mu.Unlock()
+		_, err := cl.Join(ctx, room, &since)
+		if err == nil || client.ErrorCode(err) != parleypb.ErrorCode_ERROR_CODE_UNAVAILABLE || attempt == 20 {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 }
 
@@ -346,7 +363,7 @@ func TestCrashRecovery(t *testing.T) {
 			if backend == "bolt" {
 				args = append(args, "-store", "bolt", "-data", t.TempDir())
 			} else {
-				args = append(args, "-store", testenv.PostgresURL())
+				args = append(args, "-store", testenv.PostgresSchema(t))
 			}
 			run := fmt.Sprintf("%x", rand.Uint32()) // rooms unique to this run in a shared database
 			rooms := []string{"r1-" + run, "r2-" + run, "r3-" + run}
@@ -409,8 +426,9 @@ func TestCrashRecovery(t *testing.T) {
 
 // auditRooms reads every room back from the server at url and checks that
 // each post a client saw acknowledged is stored once, in seq order, with the
-// seq it was acknowledged with, that no client saw a gap or a duplicate, and
-// that what clients saw live matches the store. It returns how many posts
+// seq it was acknowledged with, that the other events are the room's
+// creation and each user joining it once, that no client saw a gap or a
+// duplicate, and that what clients saw live matches the store. It returns how many posts
 // were acknowledged and how many were retried after a reconnect.
 func auditRooms(t *testing.T, url string, rooms []string, clients []*resumingClient) (total, retried int) {
 	t.Helper()
@@ -423,17 +441,34 @@ func auditRooms(t *testing.T, url string, rooms []string, clients []*resumingCli
 	if err := reader.Hello(ctx, "auditor", false); err != nil {
 		t.Fatal(err)
 	}
-	stored := map[string]map[string]uint64{} // room -> cmid -> seq
+	stored := map[string]map[string]uint64{} // room -> cmid -> seq, of posts
+	bySeq := map[string]map[uint64]string{}  // room -> seq -> cmid ("" for a change)
 	for _, r := range rooms {
 		ack, err := reader.Join(ctx, r, u64(0))
 		if err != nil {
 			t.Fatal(err)
 		}
-		stored[r] = map[string]uint64{}
+		stored[r], bySeq[r] = map[string]uint64{}, map[uint64]string{}
+		joined := map[string]bool{}
 		for seq := uint64(1); seq <= ack.GetSeq(); seq++ {
-			ev := roomEvent(t, ctx, reader, r)
+			ev := nextEvent(t, ctx, reader, "an event of "+r, func(e *parleypb.Envelope) bool { return e.GetEvent().GetRoom() == r }).GetEvent()
 			if ev.GetSeq() != seq {
 				t.Fatalf("%s: stored seq %d where %d was due", r, ev.GetSeq(), seq)
+			}
+			bySeq[r][seq] = ev.GetClientMsgId()
+			if c := ev.GetChange(); c != nil {
+				// Besides posts, the log holds the room's creation by the
+				// first join and each user becoming a member, once: a
+				// client that reconnects (after a crash too) is a member
+				// already.
+				switch {
+				case c.GetKind() == parleypb.ChangeKind_CHANGE_KIND_CREATED && seq == 1 && ev.GetSenderKind() == parleypb.SenderKind_SENDER_KIND_SYSTEM:
+				case c.GetKind() == parleypb.ChangeKind_CHANGE_KIND_JOINED && c.GetUser() == ev.GetSender() && !joined[c.GetUser()]:
+					joined[c.GetUser()] = true
+				default:
+					t.Fatalf("%s: unexpected change at seq %d: %v", r, seq, ev)
+				}
+				continue
 			}
 			if prev, dup := stored[r][ev.GetClientMsgId()]; dup {
 				t.Fatalf("%s: %s stored twice, as %d and %d", r, ev.GetClientMsgId(), prev, seq)
@@ -465,8 +500,8 @@ func auditRooms(t *testing.T, url string, rooms []string, clients []*resumingCli
 		// What a client saw live must match the store, seq for seq.
 		for r, seen := range c.seen {
 			for seq, id := range seen {
-				if stored[r][id] != seq {
-					t.Errorf("%s saw %s as %s seq %d; stored as %d", c.name, id, r, seq, stored[r][id])
+				if bySeq[r][seq] != id {
+					t.Errorf("%s saw %s seq %d as %q; stored as %q", c.name, r, seq, id, bySeq[r][seq])
 				}
 			}
 		}
@@ -547,7 +582,7 @@ func historyDir(t *testing.T) string {
 				msgs[i] = store.Message{Room: room, Seq: seq, Time: time.Now(), Sender: "alice",
 					Text: fmt.Sprintf("message %d of %s, long enough to fill pages quickly", seq, room), ClientMsgID: fmt.Sprint(seq)}
 			}
-			if err := s.Append(context.Background(), msgs); err != nil {
+			if err := s.Commit(context.Background(), store.Batch{Room: room, Messages: msgs}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -593,11 +628,11 @@ type flakyStore struct {
 
 var errStoreDown = errors.New("disk on fire")
 
-func (f *flakyStore) Append(ctx context.Context, msgs []store.Message) error {
+func (f *flakyStore) Commit(ctx context.Context, b store.Batch) error {
 	if f.fail.Load() {
 		return errStoreDown
 	}
-	return f.Memory.Append(ctx, msgs)
+	return f.Memory.Commit(ctx, b)
 }
 
 func (f *flakyStore) Bounds(ctx context.Context, room string) (store.Bounds, error) {
@@ -623,9 +658,9 @@ func TestStoreOutage(t *testing.T) {
 	srv := startServer(t, func(c *server.Config) { c.Store = st })
 	ctx := testCtx(t, 10*time.Second)
 	alice := login(t, ctx, srv, codec.JSON, "alice", "r")
-	bob := login(t, ctx, srv, codec.Proto, "bob", "r")
-	if seq, err := alice.Post(ctx, "r", "one", "1"); err != nil || seq != 1 {
-		t.Fatalf("post: %d %v", seq, err)
+	bob, base := loginAt(t, ctx, srv, codec.Proto, "bob", "r")
+	if seq, err := alice.Post(ctx, "r", "one", "1"); err != nil || seq != base+1 {
+		t.Fatalf("post: %d %v, want seq %d", seq, err, base+1)
 	}
 	st.fail.Store(true)
 	for i := 0; i < 3; i++ {
@@ -635,8 +670,8 @@ func TestStoreOutage(t *testing.T) {
 		}
 	}
 	st.fail.Store(false)
-	if seq, err := alice.Post(ctx, "r", "two", "2"); err != nil || seq != 2 {
-		t.Fatalf("post after recovery: %d %v, want seq 2", seq, err)
+	if seq, err := alice.Post(ctx, "r", "two", "2"); err != nil || seq != base+2 {
+		t.Fatalf("post after recovery: %d %v, want seq %d", seq, err, base+2)
 	}
 	for _, want := range []string{"one", "two"} {
 		if ev := roomEvent(t, ctx, bob, "r"); ev.GetText() != want {
@@ -673,19 +708,21 @@ func TestRetentionAndResetOnResume(t *testing.T) {
 		c.Actors.History = 3 // the window is shorter than what retention keeps
 	})
 	ctx := testCtx(t, 10*time.Second)
-	w := login(t, ctx, srv, codec.JSON, "writer", "kept")
+	w, base := loginAt(t, ctx, srv, codec.JSON, "writer", "kept")
 	for i := 1; i <= 20; i++ {
 		if _, err := w.Post(ctx, "kept", fmt.Sprint(i), fmt.Sprint(i)); err != nil {
 			t.Fatal(err)
 		}
 	}
+	latest := base + 20
+	oldest := latest - 4 // retention keeps the newest 5
 	waitFor(t, 5*time.Second, func() error {
 		b, err := st.Bounds(ctx, "kept")
 		if err != nil {
 			return err
 		}
-		if b.Oldest != 16 || b.Latest != 20 {
-			return fmt.Errorf("store holds %d..%d, want 16..20", b.Oldest, b.Latest)
+		if b.Oldest != oldest || b.Latest != latest {
+			return fmt.Errorf("store holds %d..%d, want %d..%d", b.Oldest, b.Latest, oldest, latest)
 		}
 		return nil
 	})
@@ -695,23 +732,23 @@ func TestRetentionAndResetOnResume(t *testing.T) {
 		t.Fatal(err)
 	}
 	reset := nextEvent(t, ctx, r, "a reset", func(e *parleypb.Envelope) bool { return e.GetResetEvent() != nil }).GetResetEvent()
-	if reset.GetSince() != 2 || reset.GetOldestSeq() != 16 {
-		t.Fatalf("reset = %v, want since 2, oldest 16", reset)
+	if reset.GetSince() != 2 || reset.GetOldestSeq() != oldest {
+		t.Fatalf("reset = %v, want since 2, oldest %d", reset, oldest)
 	}
-	for want := uint64(16); want <= 20; want++ {
+	for want := oldest; want <= latest; want++ {
 		if ev := roomEvent(t, ctx, r, "kept"); ev.GetSeq() != want {
 			t.Fatalf("after the reset got seq %d, want %d", ev.GetSeq(), want)
 		}
 	}
-	if ack.GetSeq() != 20 {
-		t.Fatalf("join ack seq %d, want 20", ack.GetSeq())
+	if ack.GetSeq() != latest+1 { // its own JOINED
+		t.Fatalf("join ack seq %d, want %d", ack.GetSeq(), latest+1)
 	}
 	// Scrollback stops at what retention kept.
-	if err := r.History(ctx, "kept", 17, 50); err != nil {
+	if err := r.History(ctx, "kept", oldest+1, 50); err != nil {
 		t.Fatal(err)
 	}
 	page := nextEvent(t, ctx, r, "a history page", func(e *parleypb.Envelope) bool { return e.GetHistoryPage() != nil }).GetHistoryPage()
-	if len(page.GetEvents()) != 1 || page.GetEvents()[0].GetSeq() != 16 || page.GetHasMore() {
-		t.Fatalf("history before 17 = %v, want just 16 and no more", page)
+	if len(page.GetEvents()) != 1 || page.GetEvents()[0].GetSeq() != oldest || page.GetHasMore() {
+		t.Fatalf("history before %d = %v, want just %d and no more", oldest+1, page, oldest)
 	}
 }

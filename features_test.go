@@ -200,71 +200,87 @@ func TestMultiDevicePresence(t *testing.T) {
 	if err := w.Hello(ctx, "watcher", true); err != nil {
 		t.Fatal(err)
 	}
-	// watchOnline: the online snapshot, the caller included, came before
-	// the ack.
+	// watchOnline is deprecated: the server-wide online list is no more,
+	// and the snapshot before the ack is empty.
 	w.Next(ctx) // welcome
 	snap, err := w.Next(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := devices(snap.GetPresence().GetMembers()); snap.GetPresence().GetRoom() != "" || got["watcher"] != 1 {
-		t.Fatalf("first event after hello = %v, want the online snapshot with watcher", snap)
+	if p := snap.GetPresence(); p == nil || len(p.GetMembers()) != 0 {
+		t.Fatalf("first event after hello = %v, want an empty snapshot", snap)
 	}
 	if _, err := w.Join(ctx, "r", nil); err != nil {
 		t.Fatal(err)
 	}
+	login(t, ctx, srv, codec.JSON, "stranger", "elsewhere") // shares no room with the watcher
 	var devs []*client.Client
 	for i := 0; i < 3; i++ {
 		devs = append(devs, login(t, ctx, srv, codec.Proto, "multi", "r"))
 	}
-	ack, err := w.Join(ctx, "r", nil) // a re-join answers with the member list
+	ack, err := w.Join(ctx, "r", nil) // a re-join answers with who is connected
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got := devices(ack.GetMembers()); got["multi"] != 3 {
 		t.Fatalf("members %v, want multi with 3 devices", got)
 	}
-	devs[0].Close()
-	devs[1].CloseNow()
-	devs[2].Close()
-	waitFor(t, 5*time.Second, func() error {
-		if n := srv.Node.Sessions(); n != 1 {
-			return fmt.Errorf("%d sessions", n)
-		}
-		return nil
-	})
-	// Count what the watcher saw about multi, up to the snapshot Who returns.
-	if err := w.Who(ctx); err != nil {
-		t.Fatal(err)
-	}
+	// What the watcher is told of multi in r: one join and one departure
+	// for three devices.
 	count := map[string]int{}
-	for {
-		env, err := w.Next(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := env.GetPresence()
-		if p == nil {
-			continue
-		}
-		if p.GetMembers() != nil && p.GetRoom() == "" && len(p.GetJoined())+len(p.GetLeft()) == 0 {
-			if len(p.GetMembers()) != 1 || p.GetMembers()[0].GetName() != "watcher" {
-				t.Fatalf("online after all left: %v", p.GetMembers())
+	// next reads events up to a who answer (a snapshot), counting deltas.
+	next := func(room string) []*parleypb.Member {
+		t.Helper()
+		for {
+			env, err := w.Next(ctx)
+			if err != nil {
+				t.Fatal(err)
 			}
-			break
-		}
-		for _, n := range p.GetJoined() {
-			if n == "multi" {
+			p := env.GetPresence()
+			if p == nil {
+				continue
+			}
+			if p.GetRoom() == room && len(p.GetMembers()) > 0 {
+				return p.GetMembers()
+			}
+			for _, n := range p.GetJoined() {
 				count[p.GetRoom()+" joined "+n]++
 			}
-		}
-		for _, n := range p.GetLeft() {
-			if n == "multi" {
+			for _, n := range p.GetLeft() {
 				count[p.GetRoom()+" left "+n]++
 			}
 		}
 	}
-	want := map[string]int{"r joined multi": 1, " joined multi": 1, "r left multi": 1, " left multi": 1}
+	// Who without a room: who is connected to any of my rooms, not the
+	// whole server; a connection in two of them counts once.
+	if _, err := w.Join(ctx, "r2", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := devs[0].Join(ctx, "r2", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Who(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := devices(next("")); fmt.Sprint(got) != "map[multi:3 watcher:1]" {
+		t.Fatalf("who = %v, want multi (3 devices) and watcher, not the stranger", got)
+	}
+	devs[0].Close()
+	devs[1].CloseNow()
+	devs[2].Close()
+	waitFor(t, 5*time.Second, func() error {
+		if n := srv.Node.Sessions(); n != 2 {
+			return fmt.Errorf("%d sessions", n)
+		}
+		return nil
+	})
+	if _, err := w.Request(ctx, &parleypb.Envelope{Body: &parleypb.Envelope_Who{Who: &parleypb.WhoRequest{Room: "r"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := next("r"); len(got) != 1 || got[0].GetName() != "watcher" {
+		t.Fatalf("in r after all left: %v", got)
+	}
+	want := map[string]int{"r joined multi": 1, "r joined watcher": 1, "r left multi": 1, "r2 joined multi": 1, "r2 joined watcher": 1, "r2 left multi": 1}
 	if fmt.Sprint(count) != fmt.Sprint(want) {
 		t.Fatalf("presence events %v, want %v", count, want)
 	}
@@ -280,7 +296,7 @@ func TestRoomRestartLosesNothing(t *testing.T) {
 	})
 	ctx := testCtx(t, 15*time.Second)
 	alice := login(t, ctx, srv, codec.Proto, "alice", "r")
-	bob := login(t, ctx, srv, codec.JSON, "bob", "r")
+	bob, base := loginAt(t, ctx, srv, codec.JSON, "bob", "r")
 	var acked []uint64
 	post := func(text string) {
 		t.Helper()
@@ -301,8 +317,8 @@ func TestRoomRestartLosesNothing(t *testing.T) {
 		post(fmt.Sprint("after ", i))
 	}
 	for i, want := range acked {
-		if want != uint64(i+1) {
-			t.Fatalf("acked seqs %v, want 1..10", acked)
+		if want != base+uint64(i+1) {
+			t.Fatalf("acked seqs %v, want %d..%d", acked, base+1, base+10)
 		}
 		if ev := roomEvent(t, ctx, bob, "r"); ev.GetSeq() != want {
 			t.Fatalf("bob got seq %d, want %d", ev.GetSeq(), want)
@@ -319,13 +335,13 @@ func TestRoomPassivation(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t, func(c *server.Config) { c.Actors.RoomLinger = 100 * time.Millisecond })
 	ctx := testCtx(t, 10*time.Second)
-	c := login(t, ctx, srv, codec.JSON, "solo", "quiet")
+	c, base := loginAt(t, ctx, srv, codec.JSON, "solo", "quiet")
 	for i := 0; i < 3; i++ {
 		if _, err := c.Post(ctx, "quiet", fmt.Sprint(i), fmt.Sprint(i)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := c.Leave(ctx, "quiet"); err != nil {
+	if err := c.Leave(ctx, "quiet"); err != nil { // a LEFT event, base+4
 		t.Fatal(err)
 	}
 	waitFor(t, 5*time.Second, func() error {
@@ -335,20 +351,20 @@ func TestRoomPassivation(t *testing.T) {
 		return nil
 	})
 	c = login(t, ctx, srv, codec.JSON, "solo2") // a fresh client: no events left over
-	ack, err := c.Join(ctx, "quiet", u64(1))
+	ack, err := c.Join(ctx, "quiet", u64(base))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ack.GetSeq() != 3 {
-		t.Fatalf("re-created room at seq %d, want 3", ack.GetSeq())
+	if ack.GetSeq() != base+5 { // solo2's JOINED
+		t.Fatalf("re-created room at seq %d, want %d", ack.GetSeq(), base+5)
 	}
-	for _, want := range []uint64{2, 3} {
+	for _, want := range []uint64{base + 1, base + 2, base + 3} {
 		if ev := roomEvent(t, ctx, c, "quiet"); ev.GetSeq() != want {
 			t.Fatalf("replay seq %d, want %d", ev.GetSeq(), want)
 		}
 	}
-	if seq, err := c.Post(ctx, "quiet", "back", "b"); err != nil || seq != 4 {
-		t.Fatalf("post after passivation: seq %d %v, want 4", seq, err)
+	if seq, err := c.Post(ctx, "quiet", "back", "b"); err != nil || seq != base+6 {
+		t.Fatalf("post after passivation: seq %d %v, want %d", seq, err, base+6)
 	}
 }
 
@@ -357,7 +373,7 @@ func TestHistoryScrollback(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t, func(c *server.Config) { c.Actors.History = 5 })
 	ctx := testCtx(t, 10*time.Second)
-	c := login(t, ctx, srv, codec.JSON, "reader", "log")
+	c, base := loginAt(t, ctx, srv, codec.JSON, "reader", "log") // the room's creation and the join are events too
 	for i := 1; i <= 30; i++ {
 		if _, err := c.Post(ctx, "log", fmt.Sprint(i), fmt.Sprint(i)); err != nil {
 			t.Fatal(err)
@@ -383,8 +399,9 @@ func TestHistoryScrollback(t *testing.T) {
 			t.Fatal("history never ends")
 		}
 	}
-	if len(seen) != 30 || seen[0] != 30 || seen[29] != 1 || pages != 4 {
-		t.Fatalf("scrollback saw %v in %d pages, want 30..1 in 4", seen, pages)
+	latest := base + 30
+	if uint64(len(seen)) != latest || seen[0] != latest || seen[latest-1] != 1 || pages != int(latest+7)/8 {
+		t.Fatalf("scrollback saw %v in %d pages, want %d..1 in %d", seen, pages, latest, (latest+7)/8)
 	}
 	for i := 1; i < len(seen); i++ {
 		if seen[i] != seen[i-1]-1 {
@@ -491,7 +508,7 @@ func TestJoinAheadOfServer(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t, nil)
 	ctx := testCtx(t, 10*time.Second)
-	a := login(t, ctx, srv, codec.JSON, "a", "r")
+	a, base := loginAt(t, ctx, srv, codec.JSON, "a", "r") // seq 1 and 2: the room's creation, a's join
 	if _, err := a.Post(ctx, "r", "first", "f"); err != nil {
 		t.Fatal(err)
 	}
@@ -501,17 +518,18 @@ func TestJoinAheadOfServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	reset := nextEvent(t, ctx, b, "a reset", func(e *parleypb.Envelope) bool { return e.GetResetEvent() != nil }).GetResetEvent()
-	if reset.GetSince() != 99 || reset.GetOldestSeq() != 1 || ack.GetSeq() != 1 || ack.GetOldestSeq() != 1 {
+	// b's join is an event too (base+2): the room replays from its start.
+	if reset.GetSince() != 99 || reset.GetOldestSeq() != 1 || ack.GetSeq() != base+2 || ack.GetOldestSeq() != 1 {
 		t.Fatalf("reset %v, ack %v", reset, ack)
 	}
-	if ev := roomEvent(t, ctx, b, "r"); ev.GetSeq() != 1 {
-		t.Fatalf("after the reset got %v, want seq 1", ev)
+	if ev := roomEvent(t, ctx, b, "r"); ev.GetSeq() != base+1 {
+		t.Fatalf("after the reset got %v, want seq %d", ev, base+1)
 	}
 	if _, err := a.Post(ctx, "r", "second", "s"); err != nil {
 		t.Fatal(err)
 	}
-	if ev := roomEvent(t, ctx, b, "r"); ev.GetSeq() != 2 {
-		t.Fatalf("live after the reset: %v, want seq 2", ev)
+	if ev := roomEvent(t, ctx, b, "r"); ev.GetSeq() != base+3 {
+		t.Fatalf("live after the reset: %v, want seq %d", ev, base+3)
 	}
 }
 

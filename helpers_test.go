@@ -59,7 +59,8 @@ func dial(t *testing.T, ctx context.Context, srv *server.Server, cd codec.Codec)
 	return c
 }
 
-// login dials, says hello and joins rooms.
+// login dials, says hello and joins rooms (which makes the user a member
+// of each, an event in its log; latest tells a room's seq after that).
 func login(t *testing.T, ctx context.Context, srv *server.Server, cd codec.Codec, name string, rooms ...string) *client.Client {
 	t.Helper()
 	c := dial(t, ctx, srv, cd)
@@ -72,6 +73,18 @@ func login(t *testing.T, ctx context.Context, srv *server.Server, cd codec.Codec
 		}
 	}
 	return c
+}
+
+// loginAt is login to one room, and the room's latest seq after the join
+// (which made the user a member: changes to a room take seqs too).
+func loginAt(t *testing.T, ctx context.Context, srv *server.Server, cd codec.Codec, name, room string) (*client.Client, uint64) {
+	t.Helper()
+	c := login(t, ctx, srv, cd, name)
+	ack, err := c.Join(ctx, room, nil)
+	if err != nil {
+		t.Fatalf("%s join %s: %v", name, room, err)
+	}
+	return c, ack.GetSeq()
 }
 
 // nextEvent returns the next envelope that match accepts, skipping others.
@@ -88,11 +101,12 @@ func nextEvent(t *testing.T, ctx context.Context, c *client.Client, what string,
 	}
 }
 
-// roomEvent waits for the next message in room.
+// roomEvent waits for the next post in room (changes to the room, such
+// as members joining, are skipped).
 func roomEvent(t *testing.T, ctx context.Context, c *client.Client, room string) *parleypb.RoomEvent {
 	t.Helper()
 	return nextEvent(t, ctx, c, "a message in "+room, func(e *parleypb.Envelope) bool {
-		return e.GetEvent() != nil && e.GetEvent().GetRoom() == room
+		return e.GetEvent() != nil && e.GetEvent().GetRoom() == room && e.GetEvent().GetChange() == nil
 	}).GetEvent()
 }
 

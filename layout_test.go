@@ -59,6 +59,12 @@ func TestImportRules(t *testing.T) {
 			"supervision serves the actors, not the other way round"},
 		{"./cluster/...", []string{mod + "/transport", mod + "/server"},
 			"the cluster moves rooms, never sockets"},
+		{"./api/...", []string{mod + "/transport", mod + "/server", mod + "/admin", "github.com/coder/websocket"},
+			"the server API asks the node, which asks the actors; it holds no socket"},
+		{"./hooks/...", []string{mod + "/transport", mod + "/server", mod + "/admin", mod + "/api$", "github.com/coder/websocket"},
+			"hooks call the application; rooms and the transport take their verdicts through actors.Hooks and auth.Authenticator"},
+		{"./proto/api/...", []string{mod + "/actors", mod + "/transport", mod + "/server", mod + "/store", "github.com/asynkron/"},
+			"the server API's definition is wire protocol, like parley.proto"},
 	} {
 		own := mod + "/" + strings.TrimSuffix(strings.TrimPrefix(rule.pkg, "./"), "/...")
 		for _, d := range deps(t, "{{.ImportPath}}", rule.pkg) {

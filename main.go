@@ -16,9 +16,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/parleychat/parley/api"
 	"github.com/parleychat/parley/auth"
 	"github.com/parleychat/parley/bots"
 	"github.com/parleychat/parley/cluster"
+	"github.com/parleychat/parley/hooks"
 	"github.com/parleychat/parley/server"
 	"github.com/parleychat/parley/store"
 )
@@ -46,6 +48,10 @@ type options struct {
 	jwt           auth.Options
 	jwtSecret     string
 	cluster       cluster.Config
+	hooksFile     string
+	apiKeysFile   string
+	apiKey        string
+	apiAddrSet    bool
 }
 
 // extraFlags lets optional files add flags (main_faults.go, built only with
@@ -63,7 +69,15 @@ func run(args []string, getenv func(string) string, stderr io.Writer) error {
 		log.Warn(o.faultsWarning)
 	}
 
+	if o.hooksFile != "" {
+		if o.server.Hooks, err = hooks.Load(o.hooksFile); err != nil {
+			return err
+		}
+	}
 	if err := setupAuth(&o, log); err != nil {
+		return err
+	}
+	if err := setupAPI(&o, log); err != nil {
 		return err
 	}
 	openCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
@@ -79,15 +93,22 @@ func run(args []string, getenv func(string) string, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	var reload []reloader
 	if o.server.Auth != nil {
-		defer reloadOnHUP(o.server.Auth, log)()
+		reload = append(reload, reloader{"auth: token keys", o.server.Auth.Reload})
+	}
+	if o.server.APIKeys != nil {
+		reload = append(reload, reloader{"server API: API keys", o.server.APIKeys.Reload})
+	}
+	if len(reload) > 0 {
+		defer reloadOnHUP(reload, log)()
 	}
 	if err := bots.Start(srv.Node, o.bots); err != nil {
 		srv.Shutdown(context.Background())
 		return fmt.Errorf("-bots: %w", err)
 	}
 	srv.Start()
-	log.Info("parley serving", "addr", srv.Addr(), "ws", srv.URL(), "admin", srv.AdminAddr())
+	log.Info("parley serving", "addr", srv.Addr(), "ws", srv.URL(), "admin", srv.AdminAddr(), "api", srv.APIAddr())
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Wait() }()
 	select {
@@ -101,10 +122,16 @@ func run(args []string, getenv func(string) string, stderr io.Writer) error {
 	return srv.Shutdown(context.Background())
 }
 
-// reloadOnHUP re-reads the key files on SIGHUP (key rotation without a
+// reloader is something SIGHUP re-reads: what it is, and how.
+type reloader struct {
+	what   string
+	reload func() error
+}
+
+// reloadOnHUP re-reads key files on SIGHUP (key rotation without a
 // restart) until the returned function is called; that stops it and waits
 // for it.
-func reloadOnHUP(v *auth.Verifier, log *slog.Logger) (stop func()) {
+func reloadOnHUP(rs []reloader, log *slog.Logger) (stop func()) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	done := make(chan struct{})
@@ -114,10 +141,12 @@ func reloadOnHUP(v *auth.Verifier, log *slog.Logger) (stop func()) {
 		for {
 			select {
 			case <-hup:
-				if err := v.Reload(); err != nil {
-					log.Error("auth: reloading keys failed; the old ones stay", "err", err)
-				} else {
-					log.Info("auth: keys reloaded")
+				for _, r := range rs {
+					if err := r.reload(); err != nil {
+						log.Error(r.what+": reloading failed; the old ones stay", "err", err)
+					} else {
+						log.Info(r.what + ": reloaded")
+					}
 				}
 			case <-done:
 				return
@@ -177,11 +206,15 @@ func parseFlags(args []string, getenv func(string) string, out io.Writer) (optio
 	fs.StringVar(&o.jwt.JWKSFile, "jwt-jwks", "", "JWKS file with the keys that sign tokens (RS256, ES256); re-read on SIGHUP")
 	fs.StringVar(&o.jwt.Issuer, "jwt-issuer", "", "required iss claim (empty: not checked)")
 	fs.StringVar(&o.jwt.Audience, "jwt-audience", "", "required aud claim (empty: not checked)")
-	fs.StringVar(&o.anonymous, "anonymous", "auto", "allow logging in with a name and no token: true, false, or auto (true only when -addr is loopback)")
+	fs.StringVar(&o.anonymous, "anonymous", "auto", "allow logging in with a name and no token: true, false, or auto (true only when -addr is loopback and no token key is set)")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "PEM certificate chain; with -tls-key the server speaks TLS (wss://)")
 	fs.StringVar(&cfg.TLSKey, "tls-key", "", "PEM private key for -tls-cert")
 	fs.StringVar(&cfg.AdminAddr, "admin-addr", "127.0.0.1:8081", "operator listener: admin API, /metrics, /debug/pprof (empty: off)")
 	fs.StringVar(&cfg.AdminToken, "admin-token", "", "Bearer token the admin API requires (mandatory when -admin-addr is not loopback)")
+	fs.StringVar(&cfg.APIAddr, "api-addr", "127.0.0.1:8082", "server API listener for applications' backends (gRPC, gRPC-Web, HTTP/JSON); on when API keys are given, TLS with -tls-cert")
+	fs.StringVar(&o.apiKeysFile, "api-keys", "", "file of server API keys, one \"name key\" per line (mode 600; re-read on SIGHUP)")
+	fs.StringVar(&o.hooksFile, "hooks", "", "JSON file of the application's hooks (connect, join, post): URLs, timeouts, fail-open or -closed, and the signing secret")
+	fs.StringVar(&o.apiKey, "api-key", "", "one server API key (at least 32 bytes; prefer -api-keys or PARLEY_API_KEY: a flag shows in ps)")
 	var botSpec string
 	fs.StringVar(&botSpec, "bots", "", "bots to run, as name=room,room;name=room (known: "+strings.Join(bots.Names(), ", ")+"), e.g. \"dice=games;greeter=lobby\"")
 	fs.StringVar(&o.dice, "dice-rooms", "", "comma-separated rooms where the dice bot answers /roll 2d6 (short for -bots dice=...)")
@@ -224,6 +257,8 @@ func parseFlags(args []string, getenv func(string) string, out io.Writer) (optio
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected arguments %q; see -h", fs.Args())
 	}
+	fs.Visit(func(f *flag.Flag) { o.apiAddrSet = o.apiAddrSet || f.Name == "api-addr" })
+	o.apiAddrSet = o.apiAddrSet || getenv("PARLEY_API_ADDR") != ""
 	for _, f := range apply {
 		if err := f(); err != nil {
 			return o, err
@@ -270,21 +305,49 @@ func setupAuth(o *options, log *slog.Logger) error {
 		anonymous = true
 	case "false":
 	case "auto", "":
-		anonymous = server.IsLoopback(o.server.Addr)
+		// Names without tokens only where nothing else could log in, on a
+		// machine of one's own: loopback, and no token key.
+		anonymous = server.IsLoopback(o.server.Addr) && o.server.Auth == nil && o.server.Hooks.Connect.URL == ""
 	default:
 		return fmt.Errorf("-anonymous %q: want true, false or auto", o.anonymous)
 	}
 	o.server.Actors.RequireToken = !anonymous
+	connectHook := o.server.Hooks.Connect.URL != ""
 	switch {
+	case o.server.Auth == nil && !anonymous && connectHook:
+		log.Info("auth: the application's connect hook admits connections; tokens are refused (no key is set)")
 	case o.server.Auth == nil && !anonymous:
-		return fmt.Errorf("nobody could log in: -addr %s is not loopback, so tokens are required, but no key is set (-jwt-secret, -jwt-public-key or -jwt-jwks); or allow anonymous names with -anonymous=true", o.server.Addr)
+		return fmt.Errorf("nobody could log in: -addr %s is not loopback, so tokens are required, but no key is set (-jwt-secret, -jwt-public-key or -jwt-jwks) and no connect hook (-hooks); or allow anonymous names with -anonymous=true", o.server.Addr)
 	case o.server.Auth == nil:
 		log.Warn("auth: anonymous mode: anyone may log in with any name (no token key is set)")
 	case anonymous:
-		log.Info("auth: tokens checked; anonymous names also allowed", "verifier", o.server.Auth)
+		log.Warn("auth: tokens checked, and anonymous names allowed beside them (-anonymous true): anyone may log in without a token under a name no token holder used (look-alikes of those are refused too)", "verifier", o.server.Auth)
 	default:
 		log.Info("auth: tokens required", "verifier", o.server.Auth)
 	}
+	return nil
+}
+
+// setupAPI loads the server API's keys: the API is on when there are
+// keys, off (and said so) when there are none, unless -api-addr was asked
+// for explicitly, which then needs keys.
+func setupAPI(o *options, log *slog.Logger) error {
+	if o.apiKeysFile == "" && o.apiKey == "" {
+		if o.apiAddrSet && o.server.APIAddr != "" {
+			return fmt.Errorf("-api-addr %s: the server API needs keys: set -api-keys FILE or -api-key", o.server.APIAddr)
+		}
+		o.server.APIAddr = ""
+		log.Info("server API off: no API keys (-api-keys FILE or -api-key)")
+		return nil
+	}
+	if o.server.APIAddr == "" {
+		return nil
+	}
+	keys, err := api.LoadKeys(o.apiKeysFile, o.apiKey)
+	if err != nil {
+		return err
+	}
+	o.server.APIKeys = keys
 	return nil
 }
 

@@ -17,15 +17,15 @@ import (
 	"github.com/parleychat/parley/store"
 )
 
-// countingStore counts Append calls: posts per commit shows group commit.
+// countingStore counts Commit calls: posts per commit shows group commit.
 type countingStore struct {
 	store.Store
 	appends atomic.Int64
 }
 
-func (c *countingStore) Append(ctx context.Context, msgs []store.Message) error {
+func (c *countingStore) Commit(ctx context.Context, b store.Batch) error {
 	c.appends.Add(1)
-	return c.Store.Append(ctx, msgs)
+	return c.Store.Commit(ctx, b)
 }
 
 // BenchmarkGroupCommit measures acknowledged posts per second through one
@@ -46,7 +46,7 @@ func BenchmarkGroupCommit(b *testing.B) {
 			case "bolt":
 				st, err = store.OpenBolt(b.TempDir(), store.BoltOptions{})
 			case "postgres":
-				st, err = store.OpenPostgres(context.Background(), testenv.PostgresURL(), store.PostgresOptions{})
+				st, err = store.OpenPostgres(context.Background(), testenv.PostgresSchema(b), store.PostgresOptions{})
 			}
 			if err != nil {
 				b.Fatalf("open %s: %v (PostgreSQL must run at 127.0.0.1:5432; test.sh starts it)", backend, err)

@@ -265,7 +265,7 @@ func (g *gatedStore) holdNext() (release func()) {
 	return sync.OnceFunc(func() { close(ch) })
 }
 
-func (g *gatedStore) Append(ctx context.Context, msgs []store.Message) error {
+func (g *gatedStore) Commit(ctx context.Context, b store.Batch) error {
 	g.mu.Lock()
 	hold := g.hold
 	g.hold = nil
@@ -274,5 +274,20 @@ func (g *gatedStore) Append(ctx context.Context, msgs []store.Message) error {
 		g.entered <- struct{}{}
 		<-hold
 	}
-	return g.Store.Append(ctx, msgs)
+	return g.Store.Commit(ctx, b)
+}
+
+// provision describes a room in the store (public, the system's) with
+// users as its members, before it first activates, so that their joins
+// change no membership and add no events: a test of fan-out or replay then
+// sees only the posts it makes, at the seqs it expects.
+func provision(t testing.TB, st store.Store, room string, users ...string) {
+	t.Helper()
+	b := store.Batch{Room: room, Info: &store.RoomRecord{Name: room, Kind: store.KindPublic, CreatedBy: SystemName, Members: len(users)}}
+	for _, u := range users {
+		b.Members = append(b.Members, store.Member{Room: room, User: u, Role: store.RoleMember})
+	}
+	if err := st.Commit(context.Background(), b); err != nil {
+		t.Fatalf("provision %s: %v", room, err)
+	}
 }

@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"slices"
 	"sort"
 	"time"
 
@@ -22,8 +23,9 @@ import (
 //
 // An actor keeps its Member across its own restarts (captured by its
 // producer, not built in Started; see bots/dice), calls Rejoin when it
-// restarts, Join and Leave as it likes, Post to post, LeaveAll when it
-// stops, and passes every message it receives to Receive first:
+// restarts, Join and Leave (or Disconnect) as it likes, Post to post,
+// DisconnectAll when it stops, and passes every message it receives to
+// Receive first:
 //
 //	func (b *bot) Receive(ctx actor.Context) {
 //		if d, done := b.member.Receive(ctx); done {
@@ -77,6 +79,8 @@ type JoinOptions struct {
 	// RequestID names the actor's own request: the room's Ack or Error
 	// carries it. Empty: the join is answered with an empty request id.
 	RequestID string
+	// ClaimRole is the role the actor's token gives it in the room.
+	ClaimRole parleypb.Role
 }
 
 // Delivery is what Receive hands on: the events of one room the member has
@@ -158,6 +162,16 @@ func (m *Member) Joining(room string) bool {
 	return ok && !j.synced
 }
 
+// Rooms lists the rooms the member is in (or joining), by name.
+func (m *Member) Rooms() []string {
+	out := make([]string, 0, len(m.rooms))
+	for r := range m.rooms {
+		out = append(out, r)
+	}
+	slices.Sort(out)
+	return out
+}
+
 // Len is how many rooms the member is in (or joining).
 func (m *Member) Len() int { return len(m.rooms) }
 
@@ -198,7 +212,7 @@ func (m *Member) Rejoin(ctx actor.Context) {
 
 func (m *Member) sendJoin(ctx actor.Context, room string, j *membership) {
 	join := &actorpb.RoomJoin{Room: room, User: m.opts.User, Session: ctx.Self(), Codec: m.opts.Codec,
-		RequestId: j.joinID, Rejoin: j.rejoin}
+		RequestId: j.joinID, Rejoin: j.rejoin, Kind: m.kind(), ClaimRole: j.opts.ClaimRole}
 	if j.based {
 		last := j.last
 		join.Since = &last
@@ -213,24 +227,45 @@ func (m *Member) sendJoin(ctx actor.Context, room string, j *membership) {
 	m.n.dir.Tell(ctx, join)
 }
 
-// Leave leaves a room; the room answers requestID (if not empty).
+// Leave leaves a room as a member (the user's membership ends, on every
+// connection); the room answers requestID (if not empty).
 func (m *Member) Leave(ctx actor.Context, room, requestID string) {
-	delete(m.rooms, room)
-	delete(m.inflight, room)
-	m.n.dir.Tell(ctx, &actorpb.RoomLeave{Room: room, Session: ctx.Self(), RequestId: requestID})
+	m.leave(ctx, room, requestID, true)
 }
 
-// LeaveAll leaves every room, as an actor does when it stops for good.
-func (m *Member) LeaveAll(ctx actor.Context) {
+// Disconnect takes the actor out of a room; the user stays a member.
+func (m *Member) Disconnect(ctx actor.Context, room, requestID string) {
+	m.leave(ctx, room, requestID, false)
+}
+
+func (m *Member) leave(ctx actor.Context, room, requestID string, membership bool) {
+	delete(m.rooms, room)
+	delete(m.inflight, room)
+	m.n.dir.Tell(ctx, &actorpb.RoomLeave{Room: room, Session: ctx.Self(), RequestId: requestID, Membership: membership, User: m.opts.User})
+}
+
+// DisconnectAll takes the actor out of every room, as an actor does when
+// it stops for good.
+func (m *Member) DisconnectAll(ctx actor.Context) {
 	for room := range m.rooms {
-		m.Leave(ctx, room, "")
+		m.Disconnect(ctx, room, "")
 	}
+}
+
+func (m *Member) kind() parleypb.SenderKind {
+	if m.opts.Bot {
+		return parleypb.SenderKind_SENDER_KIND_BOT
+	}
+	return parleypb.SenderKind_SENDER_KIND_USER
 }
 
 // Post sends a post to its room (p.Session must be the actor itself). In
 // a cluster the post is kept until the room answers it, so that it is not
 // lost if the room dies with its node.
 func (m *Member) Post(ctx actor.Context, p *actorpb.RoomPost) {
+	if p.Kind == parleypb.SenderKind_SENDER_KIND_UNSPECIFIED {
+		p.Kind = m.kind()
+	}
 	if m.n.Clustered() && p.GetRequestId() != "" {
 		if m.inflight == nil {
 			m.inflight = make(map[string]map[string]inflightPost)

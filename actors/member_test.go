@@ -64,9 +64,10 @@ func TestMemberHandsOverEveryEventOnce(t *testing.T) {
 	for i := range msgs {
 		msgs[i] = store.Message{Room: "r", Seq: uint64(i + 1), Time: time.Now(), Sender: "old", Text: fmt.Sprint(i + 1)}
 	}
-	if err := st.Append(t.Context(), msgs); err != nil {
+	if err := st.Commit(t.Context(), store.Batch{Room: "r", Messages: msgs}); err != nil {
 		t.Fatal(err)
 	}
+	provision(t, st, "r", "bot")
 	gs := &gatedStore{Store: st, entered: make(chan struct{}, 1)}
 	faults := &supervision.Faults{Kinds: []string{"room"}}
 	n := newTestNode(t, Config{Store: gs, Faults: faults})

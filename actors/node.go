@@ -93,6 +93,9 @@ type Config struct {
 	// once the node's own actors run, and rooms are then found anywhere in
 	// the cluster through its Directory. Nil: a single node.
 	Cluster Cluster
+	// Hooks ask the application before a user joins or posts (zero: no
+	// hooks).
+	Hooks Hooks
 	// Faults injects failures for tests; nil in production.
 	Faults *supervision.Faults
 	// Logger receives actor and supervision logs. Nil discards.

@@ -29,7 +29,7 @@ type presence struct {
 	total    map[string]int    // user -> connections on every live member
 	sessions map[string]string // session PID key -> user
 	pids     map[string]*actor.PID
-	watchers map[string]*actor.PID
+	byUser   map[string]map[string]*actor.PID // user -> its sessions here
 	// known are the users online anywhere, by skeleton (a name and its
 	// look-alikes share one): a login whose name looks like a different
 	// one of them is refused, when nobody vouches for it.
@@ -37,6 +37,10 @@ type presence struct {
 	// reserved are names kept for bots and the system, by skeleton
 	// (survives restarts: bots reserve once).
 	reserved map[string]string
+	// vouched are the names a token vouched for since the node started, by
+	// skeleton: an anonymous login may not take one (or a look-alike),
+	// even while its holder is offline.
+	vouched map[string]string
 
 	dirty, tickArmed bool
 }
@@ -73,16 +77,15 @@ type publishNow struct{}
 
 func newPresence(n *Node, peers *peerShares, reserved map[string]string) *presence {
 	return &presence{n: n, peers: peers, local: make(map[string]int), total: make(map[string]int),
-		sessions: make(map[string]string), pids: make(map[string]*actor.PID), watchers: make(map[string]*actor.PID),
-		known: make(map[string]map[string]bool), reserved: reserved}
+		sessions: make(map[string]string), pids: make(map[string]*actor.PID), byUser: make(map[string]map[string]*actor.PID),
+		known: make(map[string]map[string]bool), reserved: reserved, vouched: make(map[string]string)}
 }
 
 func (p *presence) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		// After a restart this instance knows nobody here: start from the
-		// peers' shares and ask every live session to register again
-		// (quietly, so watchers see no false changes).
+		// peers' shares and ask every live session to register again.
 		p.peers.addTo(p.total)
 		for u := range p.total {
 			p.learn(u, true)
@@ -120,8 +123,17 @@ func (p *presence) Receive(ctx actor.Context) {
 			ctx.Send(pid, m)
 		}
 	case *actorpb.WhoQuery:
-		ctx.Send(m.GetSession(), &parleypb.PresenceEvent{Members: p.list()})
+		ctx.Send(m.GetSession(), &parleypb.PresenceEvent{Members: p.list(m.GetUsers())})
 		ctx.Send(m.GetSession(), &parleypb.Ack{RequestId: m.GetRequestId()})
+	case *actorpb.TellUser:
+		for _, pid := range p.byUser[m.GetUser()] {
+			ctx.Send(pid, m.GetRoom())
+		}
+		if !m.GetFromPeer() {
+			for _, peer := range p.n.peerPresences() {
+				ctx.Send(peer, &actorpb.TellUser{User: m.GetUser(), Room: m.GetRoom(), FromPeer: true})
+			}
+		}
 	}
 }
 
@@ -139,22 +151,16 @@ func (p *presence) online(ctx actor.Context, m *actorpb.Online) {
 	}
 	if !registered {
 		ctx.Watch(m.GetSession())
-		p.sessions[key] = m.GetUser()
+		user := m.GetUser()
+		p.sessions[key] = user
 		p.pids[key] = m.GetSession()
-		p.local[m.GetUser()]++
-		p.changed(ctx)
-		p.adjust(ctx, m.GetUser(), 1, m.GetRejoin())
-	}
-	if m.GetWatch() {
-		if _, ok := p.watchers[key]; !ok && !m.GetRejoin() {
-			// The snapshot (the caller included) answers the Hello, before
-			// its ack; deltas follow.
-			ctx.Send(m.GetSession(), &parleypb.PresenceEvent{Members: p.list()})
+		if p.byUser[user] == nil {
+			p.byUser[user] = make(map[string]*actor.PID)
 		}
-		p.watchers[key] = m.GetSession()
-	}
-	if m.GetWatch() && m.GetRequestId() != "" {
-		ctx.Send(m.GetSession(), &parleypb.Ack{RequestId: m.GetRequestId()})
+		p.byUser[user][key] = m.GetSession()
+		p.local[user]++
+		p.changed(ctx)
+		p.adjust(user, 1)
 	}
 }
 
@@ -170,7 +176,11 @@ func (p *presence) refuse(name string, lookAlikes bool) string {
 		return fmt.Sprintf("the name %q looks too much like %q, which is reserved", name, r)
 	}
 	if !lookAlikes {
+		p.vouched[sk] = name // a token holder's
 		return ""
+	}
+	if v, ok := p.vouched[sk]; ok {
+		return fmt.Sprintf("the name %q belongs to a user who logs in with a token (%q); log in with yours, or choose another name", name, v)
 	}
 	for other := range p.known[sk] {
 		if other != name {
@@ -198,24 +208,25 @@ func (p *presence) learn(user string, online bool) {
 
 func (p *presence) offline(ctx actor.Context, pid *actor.PID) {
 	key := pidKey(pid)
-	delete(p.watchers, key)
 	user, ok := p.sessions[key]
 	if !ok {
 		return
 	}
 	delete(p.sessions, key)
 	delete(p.pids, key)
+	if delete(p.byUser[user], key); len(p.byUser[user]) == 0 {
+		delete(p.byUser, user)
+	}
 	ctx.Unwatch(pid)
 	if p.local[user]--; p.local[user] == 0 {
 		delete(p.local, user)
 	}
 	p.changed(ctx)
-	p.adjust(ctx, user, -1, false)
+	p.adjust(user, -1)
 }
 
-// adjust moves a user's connection count across the cluster and tells
-// watchers when the user appears or disappears (unless quiet).
-func (p *presence) adjust(ctx actor.Context, user string, delta int, quiet bool) {
+// adjust moves a user's connection count across the cluster.
+func (p *presence) adjust(user string, delta int) {
 	before := p.total[user]
 	after := before + delta
 	if after <= 0 {
@@ -225,13 +236,6 @@ func (p *presence) adjust(ctx actor.Context, user string, delta int, quiet bool)
 	}
 	if (before == 0) != (after <= 0) {
 		p.learn(user, after > 0)
-	}
-	switch {
-	case quiet:
-	case before == 0 && after > 0:
-		p.tell(ctx, &parleypb.PresenceEvent{Joined: []string{user}})
-	case before > 0 && after <= 0:
-		p.tell(ctx, &parleypb.PresenceEvent{Left: []string{user}})
 	}
 }
 
@@ -252,7 +256,7 @@ func (p *presence) peer(ctx actor.Context, id string, share *actorpb.NodePresenc
 		delete(p.peers.shares, other)
 	}
 	p.peers.shares[id] = share
-	p.recount(ctx)
+	p.recount()
 }
 
 // peerSet records the members alive now; shares of members that left are
@@ -268,12 +272,12 @@ func (p *presence) peerSet(ctx actor.Context, addrs []string) {
 			delete(p.peers.shares, id)
 		}
 	}
-	p.recount(ctx)
+	p.recount()
 }
 
 // recount computes the totals afresh (this node's connections and the
-// counted shares) and tells watchers who appeared or disappeared.
-func (p *presence) recount(ctx actor.Context) {
+// counted shares).
+func (p *presence) recount() {
 	next := make(map[string]int, len(p.total))
 	for u, c := range p.local {
 		next[u] += c
@@ -290,16 +294,8 @@ func (p *presence) recount(ctx actor.Context) {
 			changed = append(changed, u)
 		}
 	}
-	sort.Strings(changed) // departures and arrivals in a stable order
 	for _, u := range changed {
-		if next[u] == 0 {
-			p.adjust(ctx, u, -p.total[u], false)
-		}
-	}
-	for _, u := range changed {
-		if d := next[u] - p.total[u]; next[u] > 0 && d != 0 {
-			p.adjust(ctx, u, d, false)
-		}
+		p.adjust(u, next[u]-p.total[u])
 	}
 }
 
@@ -329,17 +325,19 @@ func (p *presence) publish(actor.Context) {
 	p.n.cfg.Cluster.PublishPresence(share)
 }
 
-func (p *presence) tell(ctx actor.Context, e *parleypb.PresenceEvent) {
-	for _, w := range p.watchers {
-		ctx.Send(w, e)
+// list is who of users is online, with how many connections, sorted by
+// name; no users means everyone (an operator's question, never a user's).
+func (p *presence) list(users []string) []*parleypb.Member {
+	var out []*parleypb.Member
+	if len(users) == 0 {
+		for u := range p.total {
+			users = append(users, u)
+		}
 	}
-}
-
-// list is everyone online, sorted by name.
-func (p *presence) list() []*parleypb.Member {
-	out := make([]*parleypb.Member, 0, len(p.total))
-	for u, n := range p.total {
-		out = append(out, &parleypb.Member{Name: u, Devices: uint32(n)})
+	for _, u := range users {
+		if n := p.total[u]; n > 0 {
+			out = append(out, &parleypb.Member{Name: u, Devices: uint32(n)})
+		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out

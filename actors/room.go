@@ -2,6 +2,7 @@ package actors
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"slices"
 	"time"
@@ -39,16 +40,24 @@ type room struct {
 	log  *slog.Logger
 
 	loaded    bool
+	loadErr   error  // why the last load failed
 	committed uint64 // last seq in the store
 	next      uint64 // last seq handed out (committed + len(pending))
 	oldest    uint64 // oldest seq the store still has
 
 	window      []*windowEntry // recent events, ascending, at most cfg.History
 	dedup       *dedupWindow
-	pending     []pendingPost
+	pending     []*pendingEvent
 	flushQueued bool
 
-	members map[string]*roomMember // by session PID key
+	// info is the room's record (nil: none yet) and roster everyone's
+	// standing in it (members, invited, banned, muted): room_roster.go.
+	info   *store.RoomRecord
+	roster map[string]store.Member
+
+	// members are the connections in the room (sessions, bots), by PID
+	// key; a user may have several, and a member of the room none.
+	members map[string]*roomMember
 	// catching are the joins whose stored history a reader is replaying
 	// (room_replay.go), by session PID key; readers counts the readers
 	// running, readQueue those waiting to.
@@ -69,6 +78,11 @@ type room struct {
 	presenceDelta  map[string]int8 // user -> +1 joined, -1 left
 	presenceOrder  []string        // users in the order they changed
 	presenceQueued bool
+
+	// Requests held for the application's hooks (room_hooks.go): posts in
+	// the order they came, and how many joins.
+	heldPosts []*held
+	heldJoins int
 }
 
 type windowEntry struct {
@@ -82,6 +96,7 @@ func newRoom(n *Node, name string) *room {
 		dedup:    newDedupWindow(n.cfg.DedupWindow, n.cfg.DedupBytes),
 		members:  make(map[string]*roomMember),
 		catching: make(map[string]*catchup),
+		roster:   make(map[string]store.Member),
 		users:    make(map[string]int),
 	}
 }
@@ -112,8 +127,7 @@ func (r *room) Receive(ctx actor.Context) {
 	case *actorpb.RoomJoin:
 		r.join(ctx, m)
 	case *actorpb.RoomLeave:
-		r.cancelCatchUp(ctx, pidKey(m.GetSession()))
-		r.leave(ctx, m.GetSession(), m.GetRequestId())
+		r.leaveRequest(ctx, m)
 	case *actor.Terminated:
 		r.cancelCatchUp(ctx, pidKey(m.GetWho()))
 		r.leave(ctx, m.GetWho(), "")
@@ -123,12 +137,24 @@ func (r *room) Receive(ctx actor.Context) {
 		r.typing(ctx, m)
 	case *actorpb.RoomHistory:
 		r.history(ctx, m)
+	case *actorpb.RoomCreate:
+		r.create(ctx, m)
+	case *actorpb.RoomModerate:
+		r.moderate(ctx, m)
+	case *actorpb.RoomUpdate:
+		r.update(ctx, m)
+	case *actorpb.RoomDelete:
+		r.remove(ctx, m)
+	case *actorpb.RoomMembers:
+		r.membersPage(ctx, m)
 	case *actorpb.CloseRoom:
 		r.close(ctx, m)
 	case *actorpb.RoomWho:
-		ctx.Send(m.GetSession(), &parleypb.PresenceEvent{Room: r.name, Members: r.memberList()})
+		r.who(ctx, m)
+	case *hookVerdict:
+		r.verdict(ctx, m)
 	case *actorpb.IdleCheck:
-		if len(r.members) == 0 && len(r.pending) == 0 && len(r.catching) == 0 && r.readers == 0 && r.linger.Expired() {
+		if len(r.members) == 0 && len(r.pending) == 0 && len(r.catching) == 0 && r.readers == 0 && len(r.heldPosts) == 0 && r.heldJoins == 0 && r.linger.Expired() {
 			r.linger.Stop()
 			r.n.Stats.Passivations.Add(1)
 			r.log.Debug("room empty; passivating", "linger", r.n.cfg.RoomLinger)
@@ -144,12 +170,17 @@ func (r *room) load() bool {
 	if r.loaded {
 		return true
 	}
+	r.loadErr = nil
+	fail := func(what string, err error) bool {
+		r.loadErr = err
+		r.log.Error("room could not load "+what, "err", err)
+		return false
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 	defer cancel()
 	b, err := r.n.cfg.Store.Bounds(ctx, r.name)
 	if err != nil {
-		r.log.Error("room could not load its history", "err", err)
-		return false
+		return fail("its history", err)
 	}
 	// The newest DedupWindow messages give the dedup ids (kept without
 	// their text), the newest History of them the window; read in pages,
@@ -160,8 +191,7 @@ func (r *room) load() bool {
 	for read < r.n.cfg.DedupWindow {
 		page, err := r.n.cfg.Store.Before(ctx, r.name, before, min(loadPage, r.n.cfg.DedupWindow-read))
 		if err != nil {
-			r.log.Error("room could not load its history", "err", err)
-			return false
+			return fail("its history", err)
 		}
 		for i := len(page) - 1; i >= 0; i-- {
 			msg := page[i]
@@ -178,6 +208,28 @@ func (r *room) load() bool {
 		}
 		before = page[0].Seq
 	}
+	info, ok, err := r.n.cfg.Store.Room(ctx, r.name)
+	if err != nil {
+		return fail("its record", err)
+	}
+	roster := make(map[string]store.Member)
+	for after := ""; ; {
+		page, err := r.n.cfg.Store.Members(ctx, r.name, after, loadPage)
+		if err != nil {
+			return fail("its members", err)
+		}
+		for _, m := range page {
+			roster[m.User] = m
+		}
+		if len(page) < loadPage {
+			break
+		}
+		after = page[len(page)-1].User
+	}
+	r.info, r.roster = nil, roster
+	if ok {
+		r.info = &info
+	}
 	r.committed, r.next, r.oldest = b.Latest, b.Latest, b.Oldest
 	slices.Reverse(window)
 	r.window = window
@@ -189,8 +241,24 @@ func (r *room) load() bool {
 	return true
 }
 
+// unavailable answers a request the room cannot take because its store
+// could not be read: retry later, or, when what is stored is damaged, say
+// so (retrying does not help; the log names the file).
+func (r *room) unavailable(ctx actor.SenderContext, to *actor.PID, requestID string) {
+	text := "history store unavailable; retry later"
+	if errors.Is(r.loadErr, store.ErrCorrupt) {
+		text = "this room's stored history is damaged and cannot be read; the server's operator has been told"
+	}
+	errorTo(ctx, to, requestID, r.name, parleypb.ErrorCode_ERROR_CODE_UNAVAILABLE, text)
+}
+
 func eventOf(m store.Message) *parleypb.RoomEvent {
-	return &parleypb.RoomEvent{Room: m.Room, Seq: m.Seq, TimeMs: m.Time.UnixMilli(), Sender: m.Sender, Text: m.Text, ClientMsgId: m.ClientMsgID}
+	kind := parleypb.SenderKind(m.SenderKind)
+	if kind == parleypb.SenderKind_SENDER_KIND_UNSPECIFIED {
+		kind = parleypb.SenderKind_SENDER_KIND_USER // stored before kinds were
+	}
+	return &parleypb.RoomEvent{Room: m.Room, Seq: m.Seq, TimeMs: m.Time.UnixMilli(), Sender: m.Sender, Text: m.Text, ClientMsgId: m.ClientMsgID,
+		SenderKind: kind, Change: decodeChange(m.Body)}
 }
 
 // oldestKnown is the oldest seq the room can still serve, as far as it
@@ -209,11 +277,12 @@ func (r *room) oldestKnown() uint64 {
 // passivated; what was stored stays, and the next join starts the room anew.
 func (r *room) close(ctx actor.Context, m *actorpb.CloseRoom) {
 	r.flush(ctx)
-	r.dropCatchUps(ctx, "the room was closed by an operator: "+m.GetReason())
+	why := "the room was closed by an operator: " + m.GetReason()
+	r.dropCatchUps(ctx, why)
 	n := len(r.members)
 	for key, mem := range r.members {
 		ctx.Unwatch(mem.pid)
-		ctx.Send(mem.pid, &actorpb.RoomClosed{Room: r.name, Reason: m.GetReason()})
+		ctx.Send(mem.pid, &actorpb.RoomClosed{Room: r.name, Reason: why})
 		delete(r.members, key)
 	}
 	clear(r.remote)
@@ -241,7 +310,13 @@ func (r *room) armLinger(actor.Context) {
 // room's next instance, which reloads from the store.
 func (r *room) abandon(ctx actor.Context, why string) {
 	for _, p := range r.pending {
-		errorTo(ctx, p.session, p.requestID, r.name, parleypb.ErrorCode_ERROR_CODE_UNAVAILABLE, why+"; retry with the same client_msg_id")
+		// Joins and moderation wait here too (for their changes to be
+		// stored), and have no client_msg_id to retry with.
+		retry := "; retry"
+		if p.ev.GetChange() == nil { // a post, or a retry of a stored one
+			retry = "; retry with the same client_msg_id"
+		}
+		errorTo(ctx, p.session, p.requestID, r.name, parleypb.ErrorCode_ERROR_CODE_UNAVAILABLE, why+retry)
 	}
 	r.pending = nil
 	r.dropCatchUps(ctx, why+"; join again")

@@ -12,90 +12,158 @@ import (
 	"github.com/parleychat/parley/store"
 )
 
-type pendingPost struct {
+// pendingEvent is an event waiting for the group commit: a post, or a
+// change to the room with the records it writes. Everything pending goes
+// to the store in one Commit (flush), and only then is anyone answered or
+// told.
+type pendingEvent struct {
 	ev        *parleypb.RoomEvent // nil for a retry of a post in this batch
 	dupOf     uint64
-	session   *actor.PID
+	session   *actor.PID // answered with an Ack naming requestID and the seq
 	requestID string
+	// info and members are what the event writes besides itself; the room
+	// applied them to its state when it queued the event.
+	info    *store.RoomRecord
+	members []store.Member
+	// then runs after the commit instead of the Ack (a join goes on with
+	// its replay); after runs once the event was delivered (telling users
+	// of their new standing).
+	then, after func(ctx actor.Context)
+	// evict takes a user's connections out of the room once the event
+	// was delivered (they were kicked, banned, or left); evictAll everyone's,
+	// with that reason (the room was deleted).
+	evict, evictAll string
 }
 
+// post takes a post (or a direct message, which may create its room),
+// unless the room refuses it; a user's post goes to the application's
+// post hook first (room_hooks.go).
 func (r *room) post(ctx actor.Context, m *actorpb.RoomPost) {
 	if !r.load() {
-		errorTo(ctx, m.GetSession(), m.GetRequestId(), r.name, parleypb.ErrorCode_ERROR_CODE_UNAVAILABLE, "history store unavailable; retry later")
+		r.unavailable(ctx, m.GetSession(), m.GetRequestId())
+		return
+	}
+	if r.retried(ctx, m) || r.holdPost(ctx, m) {
+		return
+	}
+	r.postDecided(ctx, m, m.GetText())
+}
+
+// retried answers a retry of a post the room took already with that
+// post's seq, and reports whether m was one.
+func (r *room) retried(ctx actor.Context, m *actorpb.RoomPost) bool {
+	if m.GetClientMsgId() == "" {
+		return false
+	}
+	seq, ok := r.dedup.lookup(dedupKey{m.GetUser(), m.GetClientMsgId()})
+	if !ok {
+		return false
+	}
+	if seq <= r.committed {
+		ctx.Send(m.GetSession(), &parleypb.Ack{RequestId: m.GetRequestId(), Room: r.name, Seq: seq})
+	} else { // a retry of a post still in this batch: ack with it
+		r.queue(ctx, &pendingEvent{dupOf: seq, session: m.GetSession(), requestID: m.GetRequestId()})
+	}
+	return true
+}
+
+// postDecided takes a post the application's hook (if any) let through,
+// with text as the hook left it, unless the room refuses it.
+func (r *room) postDecided(ctx actor.Context, m *actorpb.RoomPost, text string) {
+	if r.retried(ctx, m) {
 		return
 	}
 	var k dedupKey
 	if m.GetClientMsgId() != "" {
 		k = dedupKey{m.GetUser(), m.GetClientMsgId()}
-		if seq, ok := r.dedup.lookup(k); ok {
-			if seq <= r.committed {
-				ctx.Send(m.GetSession(), &parleypb.Ack{RequestId: m.GetRequestId(), Room: r.name, Seq: seq})
-			} else { // a retry of a post still in this batch: ack with it
-				r.pending = append(r.pending, pendingPost{dupOf: seq, session: m.GetSession(), requestID: m.GetRequestId()})
-			}
+	}
+	if m.GetDirectWith() != "" {
+		created, no := r.directChange(m)
+		if no != nil {
+			r.answer(ctx, m.GetSession(), m.GetRequestId(), no)
 			return
 		}
+		for _, p := range created {
+			r.queue(ctx, p)
+		}
+	}
+	if no := r.mayPost(m); no != nil {
+		r.answer(ctx, m.GetSession(), m.GetRequestId(), no)
+		return
+	}
+	kind := m.GetKind()
+	if kind == parleypb.SenderKind_SENDER_KIND_UNSPECIFIED {
+		kind = parleypb.SenderKind_SENDER_KIND_USER
 	}
 	r.next++
-	ev := &parleypb.RoomEvent{Room: r.name, Seq: r.next, TimeMs: time.Now().UnixMilli(), Sender: m.GetUser(), Text: m.GetText(), ClientMsgId: m.GetClientMsgId()}
+	ev := &parleypb.RoomEvent{Room: r.name, Seq: r.next, TimeMs: time.Now().UnixMilli(), Sender: m.GetUser(), SenderKind: kind, Text: text, ClientMsgId: m.GetClientMsgId()}
 	if k.id != "" {
 		r.dedup.remember(k, ev.Seq)
 	}
-	r.pending = append(r.pending, pendingPost{ev: ev, session: m.GetSession(), requestID: m.GetRequestId()})
+	r.queue(ctx, &pendingEvent{ev: ev, session: m.GetSession(), requestID: m.GetRequestId()})
+}
+
+// queue adds an event to the next group commit. The flush goes behind
+// every message already in the mailbox, so all that arrived meanwhile
+// lands in one store transaction.
+func (r *room) queue(ctx actor.Context, p *pendingEvent) {
+	r.pending = append(r.pending, p)
 	if !r.flushQueued {
-		// The flush goes behind every post already in the mailbox, so they
-		// all land in one store transaction.
 		r.flushQueued = true
 		ctx.Send(ctx.Self(), &actorpb.RoomFlush{})
 	}
 }
 
-// flush writes the pending batch, then acknowledges and delivers it. On a
-// store error nothing is acknowledged: each poster gets UNAVAILABLE and the
-// seqs are handed out again.
+// flush commits the pending batch, then acknowledges and delivers it. On a
+// store error nothing is acknowledged: each requester gets UNAVAILABLE, the
+// seqs are handed out again, and the room reloads its state (changes were
+// applied when queued) from the store before the next request.
 func (r *room) flush(ctx actor.Context) {
 	if len(r.pending) == 0 {
 		return
 	}
 	batch := r.pending
 	r.pending = nil
-	msgs := make([]store.Message, 0, len(batch))
+	b := store.Batch{Room: r.name, Messages: make([]store.Message, 0, len(batch))}
+	posts := 0
 	for _, p := range batch {
-		if p.ev != nil {
-			msgs = append(msgs, store.Message{Room: r.name, Seq: p.ev.Seq, Time: time.UnixMilli(p.ev.TimeMs), Sender: p.ev.Sender, Text: p.ev.Text, ClientMsgID: p.ev.ClientMsgId})
+		if p.ev == nil {
+			continue
 		}
+		b.Messages = append(b.Messages, messageOf(p.ev))
+		if p.ev.Change == nil {
+			posts++
+		}
+		if p.info != nil {
+			b.Info = p.info
+		}
+		b.Members = append(b.Members, p.members...)
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
-	err := r.n.cfg.Store.Append(sctx, msgs)
+	err := r.n.cfg.Store.Commit(sctx, b)
 	cancel()
 	if err != nil {
 		r.n.Stats.StoreErrors.Add(1)
-		r.log.Error("room could not store a batch; failing its posts", "posts", len(msgs), "err", err)
+		r.log.Error("room could not store a batch; failing its requests", "events", len(b.Messages), "err", err)
 		for _, p := range batch {
 			if p.ev != nil && p.ev.ClientMsgId != "" {
 				r.dedup.forget(dedupKey{p.ev.Sender, p.ev.ClientMsgId})
 			}
-			errorTo(ctx, p.session, p.requestID, r.name, parleypb.ErrorCode_ERROR_CODE_UNAVAILABLE, "history store unavailable; retry with the same client_msg_id")
+			errorTo(ctx, p.session, p.requestID, r.name, parleypb.ErrorCode_ERROR_CODE_UNAVAILABLE, "history store unavailable; retry (posts with the same client_msg_id)")
 		}
 		r.next = r.committed
-		if errors.Is(err, store.ErrConflict) {
+		if errors.Is(err, store.ErrConflict) || len(b.Members) > 0 || b.Info != nil {
 			// Another writer took these seqs (a second activation of this
-			// room): reload from the store before accepting more.
+			// room), or the state changed here and not in the store: reload
+			// before accepting more.
 			r.loaded = false
 		}
 		return
 	}
 	r.committed = r.next
-	r.n.Stats.Posts.Add(int64(len(msgs)))
-	if r.oldest == 0 && len(msgs) > 0 {
-		r.oldest = msgs[0].Seq
-	}
-	for _, p := range batch {
-		seq := p.dupOf
-		if p.ev != nil {
-			seq = p.ev.Seq
-		}
-		ctx.Send(p.session, &parleypb.Ack{RequestId: p.requestID, Room: r.name, Seq: seq})
+	r.n.Stats.Posts.Add(int64(posts))
+	if r.oldest == 0 && len(b.Messages) > 0 {
+		r.oldest = b.Messages[0].Seq
 	}
 	mask := r.codecMask()
 	var delivers []*actorpb.Deliver
@@ -107,6 +175,18 @@ func (r *room) flush(ctx actor.Context) {
 		r.push(&windowEntry{ev: p.ev, deliver: d})
 		delivers = append(delivers, d)
 	}
+	for _, p := range batch {
+		if p.then != nil {
+			continue
+		}
+		seq := p.dupOf
+		if p.ev != nil {
+			seq = p.ev.Seq
+		}
+		if p.session != nil {
+			ctx.Send(p.session, &parleypb.Ack{RequestId: p.requestID, Room: r.name, Seq: seq})
+		}
+	}
 	switch len(delivers) {
 	case 0:
 	case 1:
@@ -117,6 +197,42 @@ func (r *room) flush(ctx actor.Context) {
 		r.n.Stats.Deliveries.Add(int64(len(r.members) * (len(delivers) - 1)))
 		r.fanout(ctx, r.batchOf(delivers, mask), "")
 	}
+	for _, p := range batch {
+		if p.then != nil {
+			p.then(ctx)
+		}
+		if p.evict != "" {
+			r.evict(ctx, p.evict, evictReason(p.ev))
+		}
+		if p.evictAll != "" {
+			r.evict(ctx, "", p.evictAll)
+		}
+		if p.after != nil {
+			p.after(ctx)
+		}
+	}
+}
+
+// evictReason tells an evicted member why, from the change that evicted it.
+func evictReason(ev *parleypb.RoomEvent) string {
+	c := ev.GetChange()
+	why := "you left the room"
+	switch c.GetKind() {
+	case parleypb.ChangeKind_CHANGE_KIND_KICKED:
+		why = "you were kicked by " + ev.GetSender()
+	case parleypb.ChangeKind_CHANGE_KIND_BANNED:
+		why = "you were banned by " + ev.GetSender()
+	}
+	if c.GetReason() != "" {
+		why += ": " + c.GetReason()
+	}
+	return why
+}
+
+// messageOf is an event as the store keeps it.
+func messageOf(ev *parleypb.RoomEvent) store.Message {
+	return store.Message{Room: ev.Room, Seq: ev.Seq, Time: time.UnixMilli(ev.TimeMs), Sender: ev.Sender, Text: ev.Text,
+		ClientMsgID: ev.ClientMsgId, SenderKind: uint8(ev.SenderKind), Body: encodeChange(ev.Change)}
 }
 
 func (r *room) push(e *windowEntry) {

@@ -2,6 +2,7 @@ package actors
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/asynkron/protoactor-go/actor"
 
@@ -20,16 +21,37 @@ type roomMember struct {
 // joins that arrived together are announced together, with no timer.
 type presenceFlush struct{}
 
-// join adds a member (or registers a member again): it replays what the
-// member asked for, then answers with the room's latest seq and member
-// list, and the member is live. A replay that reaches before the window
-// runs off the mailbox (room_replay.go) and the join completes when it is
-// done. A new member is added, and announced, only once its replay is
-// sent; a replay the store cannot serve refuses the join and changes
-// nothing.
+// join subscribes a connection (or subscribes it again): it checks the
+// room lets the user in, makes the user a member when it is not one (an
+// event, committed first), replays what the connection asked for, then
+// answers with the room's latest seq and who is connected, and the
+// connection is live. A replay that reaches before the window runs off the
+// mailbox (room_replay.go) and the join completes when it is done. A new
+// connection is added, and announced, only once its replay is sent; a
+// replay the store cannot serve refuses the join and changes nothing.
 func (r *room) join(ctx actor.Context, m *actorpb.RoomJoin) {
 	if !r.load() {
-		errorTo(ctx, m.GetSession(), m.GetRequestId(), r.name, parleypb.ErrorCode_ERROR_CODE_UNAVAILABLE, "history store unavailable; retry later")
+		r.unavailable(ctx, m.GetSession(), m.GetRequestId())
+		return
+	}
+	if r.n.cfg.Hooks.Join != nil { // the room's own rules first: the application is not asked in vain
+		if no := r.mayJoin(m); no != nil {
+			r.answer(ctx, m.GetSession(), m.GetRequestId(), no)
+			return
+		}
+		if r.holdJoin(ctx, m) {
+			return
+		}
+	}
+	r.joinDecided(ctx, m)
+}
+
+// joinDecided goes on with a join the application's hook (if any) let
+// through; the room's own rules are asked again, as things may have
+// changed while the hook was asked.
+func (r *room) joinDecided(ctx actor.Context, m *actorpb.RoomJoin) {
+	if no := r.mayJoin(m); no != nil {
+		r.answer(ctx, m.GetSession(), m.GetRequestId(), no)
 		return
 	}
 	key := pidKey(m.GetSession())
@@ -38,6 +60,23 @@ func (r *room) join(ctx actor.Context, m *actorpb.RoomJoin) {
 			fmt.Sprintf("the room is full: %d connections", r.n.cfg.MaxMembers))
 		return
 	}
+	changes := r.joinChange(m)
+	if len(changes) == 0 {
+		r.connect(ctx, key, m)
+		return
+	}
+	// The join goes on once the user is a member in the store; a failed
+	// commit answers it UNAVAILABLE.
+	last := changes[len(changes)-1]
+	last.session, last.requestID = m.GetSession(), m.GetRequestId()
+	last.then = func(ctx actor.Context) { r.connect(ctx, key, m) }
+	for _, p := range changes {
+		r.queue(ctx, p)
+	}
+}
+
+// connect replays what a joining connection asked for and makes it live.
+func (r *room) connect(ctx actor.Context, key string, m *actorpb.RoomJoin) {
 	mem := &roomMember{pid: m.GetSession(), user: m.GetUser(), codec: m.GetCodec()}
 	since := m.Since
 	if since == nil && m.GetLatest() {
@@ -51,6 +90,57 @@ func (r *room) join(ctx actor.Context, m *actorpb.RoomJoin) {
 	r.sendWindow(ctx, mem, from)
 	r.admit(ctx, key, m, mem)
 }
+
+// leaveRequest takes a connection out of the room; with membership, the
+// user leaves the room as a member (a LEFT event; every connection of the
+// user goes once it is committed).
+func (r *room) leaveRequest(ctx actor.Context, m *actorpb.RoomLeave) {
+	r.cancelCatchUp(ctx, pidKey(m.GetSession()))
+	if m.GetMembership() && r.load() {
+		queued, no := r.leaveMembership(ctx, m)
+		if no != nil {
+			r.answer(ctx, m.GetSession(), m.GetRequestId(), no)
+			return
+		}
+		if queued {
+			return // answered after the commit; the eviction takes the connections
+		}
+	}
+	r.leave(ctx, m.GetSession(), m.GetRequestId())
+}
+
+// who answers RoomWho: who is connected, a page by name, or (limit 0, no
+// request id: the tutorial's handshake, an operator) everyone, in the
+// order they came.
+func (r *room) who(ctx actor.Context, m *actorpb.RoomWho) {
+	if m.GetLimit() == 0 && m.GetRequestId() == "" {
+		ctx.Send(m.GetSession(), &parleypb.PresenceEvent{Room: r.name, Members: r.memberList()})
+		return
+	}
+	limit := pageLimit(m.GetLimit())
+	names := make([]string, 0, len(r.users))
+	for u := range r.users {
+		if u > m.GetAfter() {
+			names = append(names, u)
+		}
+	}
+	slices.Sort(names)
+	ev := &parleypb.PresenceEvent{Room: r.name, Members: make([]*parleypb.Member, 0, min(limit, len(names)))}
+	for _, u := range names[:min(limit, len(names))] {
+		ev.Members = append(ev.Members, &parleypb.Member{Name: u, Devices: uint32(r.users[u])})
+	}
+	if len(names) > limit {
+		ev.Next = names[limit-1]
+	}
+	ctx.Send(m.GetSession(), ev)
+	if m.GetRequestId() != "" {
+		ctx.Send(m.GetSession(), &parleypb.Ack{RequestId: m.GetRequestId(), Room: r.name})
+	}
+}
+
+// maxAckMembers bounds the connected users a join's Ack lists; a
+// WhoRequest pages through all.
+const maxAckMembers = 200
 
 // admit makes a member live once its replay is sent: it answers the join
 // and announces a new user.
@@ -70,7 +160,8 @@ func (r *room) admit(ctx actor.Context, key string, m *actorpb.RoomJoin, mem *ro
 	r.members[key] = mem
 	r.addRemote(key, mem)
 	r.codecs[mem.codec]++
-	ctx.Send(m.GetSession(), &parleypb.Ack{RequestId: m.GetRequestId(), Room: r.name, Seq: r.committed, Members: r.memberList(), OldestSeq: r.oldestKnown()})
+	members := r.memberList()
+	ctx.Send(m.GetSession(), &parleypb.Ack{RequestId: m.GetRequestId(), Room: r.name, Seq: r.committed, Members: members[:min(len(members), maxAckMembers)], OldestSeq: r.oldestKnown()})
 	if newUser {
 		ctx.Send(ctx.Parent(), &actorpb.RoomCount{Room: r.name, Members: uint32(len(r.users))})
 		if !m.GetRejoin() {

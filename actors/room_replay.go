@@ -259,7 +259,7 @@ func replayStored(ctx actor.Context, st store.Store, room string, log *slog.Logg
 // back far enough, else from the store, in a reader.
 func (r *room) history(ctx actor.Context, m *actorpb.RoomHistory) {
 	if !r.load() {
-		errorTo(ctx, m.GetSession(), m.GetRequestId(), r.name, parleypb.ErrorCode_ERROR_CODE_UNAVAILABLE, "history store unavailable; retry later")
+		r.unavailable(ctx, m.GetSession(), m.GetRequestId())
 		return
 	}
 	limit := int(m.GetLimit())

@@ -15,6 +15,7 @@ func TestRoomFanOut(t *testing.T) {
 	t.Parallel()
 	n := newTestNode(t, Config{})
 	users := []string{"alice", "bob", "carol"}
+	provision(t, n.cfg.Store, "general", users...)
 	members := make([]*probe, len(users))
 	for i, u := range users {
 		members[i] = newProbe(t, n)
@@ -73,6 +74,7 @@ func TestRoomDedup(t *testing.T) {
 	t.Run("retry after commit", func(t *testing.T) {
 		t.Parallel()
 		n := newTestNode(t, Config{})
+		provision(t, n.cfg.Store, "r", "alice", "bob")
 		alice, bob := newProbe(t, n), newProbe(t, n)
 		joinRoom(n, alice, "r", "alice", "j", nil)
 		joinRoom(n, bob, "r", "bob", "j", nil)
@@ -116,6 +118,7 @@ func TestRoomDedup(t *testing.T) {
 		t.Parallel()
 		st := newGatedStore()
 		n := newTestNode(t, Config{Store: st})
+		provision(t, st, "r", "alice")
 		alice := newProbe(t, n)
 		joinRoom(n, alice, "r", "alice", "j", nil)
 		alice.ackFor(t, "j")
@@ -150,6 +153,7 @@ func TestRoomDedup(t *testing.T) {
 func TestRoomPresenceIsUserLevel(t *testing.T) {
 	t.Parallel()
 	n := newTestNode(t, Config{})
+	provision(t, n.cfg.Store, "r", "olga", "alice")
 	olga := newProbe(t, n)
 	joinRoom(n, olga, "r", "olga", "j", nil)
 	olga.ackFor(t, "j")
@@ -252,6 +256,7 @@ func TestRoomJoinReplaysTheGap(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			n := newTestNode(t, Config{History: tc.history, MaxReplay: tc.maxReplay})
+			provision(t, n.cfg.Store, "r", "alice", "bob")
 			poster := newProbe(t, n)
 			for i := range latest {
 				postTo(n, poster, "r", "alice", fmt.Sprint("m", i+1), "", fmt.Sprint("p", i))
@@ -306,6 +311,7 @@ func TestRoomHistoryPaging(t *testing.T) {
 	// A window of 5 makes some pages come from memory (seqs 8..12), some
 	// from the store, and some from both sides of the boundary.
 	n := newTestNode(t, Config{History: 5})
+	provision(t, n.cfg.Store, "r", "alice")
 	p := newProbe(t, n)
 	for i := range latest {
 		postTo(n, p, "r", "alice", fmt.Sprint("m", i+1), fmt.Sprint("c", i+1), fmt.Sprint("p", i))
@@ -369,6 +375,7 @@ func TestRoomCoalescesPresence(t *testing.T) {
 	t.Parallel()
 	gs := newGatedStore()
 	n := newTestNode(t, Config{Store: gs})
+	provision(t, gs, "r", "olga", "ann", "bob", "cid")
 	olga := newProbe(t, n)
 	joinRoom(n, olga, "r", "olga", "j", nil)
 	olga.ackFor(t, "j")

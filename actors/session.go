@@ -46,7 +46,6 @@ type sessionShared struct {
 	codec   codec.Codec
 	started bool
 	user    string
-	watch   bool
 	member  *Member // nil until logged in
 	// login is the Hello being answered (presence takes or refuses it).
 	login   *login
@@ -125,9 +124,15 @@ func (s *session) Receive(ctx actor.Context) {
 		s.send(&parleypb.Envelope{Body: &parleypb.Envelope_ResetEvent{ResetEvent: m}})
 	case *parleypb.RoomList:
 		s.send(&parleypb.Envelope{Body: &parleypb.Envelope_RoomList{RoomList: m}})
+	case *parleypb.RoomInfo:
+		// The user's standing in a room changed (from the room, through
+		// presence): every connection of the user hears it.
+		s.send(&parleypb.Envelope{Body: &parleypb.Envelope_Room{Room: m}})
+	case *parleypb.MemberList:
+		s.send(&parleypb.Envelope{Body: &parleypb.Envelope_MemberList{MemberList: m}})
 	case *actorpb.PresenceRebuild:
 		if s.sh.user != "" {
-			ctx.Send(s.n.presence, &actorpb.Online{User: s.sh.user, Session: ctx.Self(), Watch: s.sh.watch, Rejoin: true})
+			ctx.Send(s.n.presence, &actorpb.Online{User: s.sh.user, Session: ctx.Self(), Rejoin: true})
 		}
 	case *actorpb.BadFrame:
 		s.idle.Touch()
@@ -147,8 +152,10 @@ func (s *session) Receive(ctx actor.Context) {
 	case *parleypb.Notice:
 		s.send(&parleypb.Envelope{Body: &parleypb.Envelope_Notice{Notice: m}})
 	case *actorpb.RoomClosed:
-		// Member.Receive forgot the room; the client hears why.
-		s.send(&parleypb.Envelope{Body: &parleypb.Envelope_Notice{Notice: &parleypb.Notice{Room: m.GetRoom(), Text: "the room was closed by an operator: " + m.GetReason()}}})
+		// Member.Receive forgot the room; the client hears why, in the
+		// room's words: an operator's close, a kick, a ban, a leave on
+		// another device, the room's deletion.
+		s.send(&parleypb.Envelope{Body: &parleypb.Envelope_Notice{Notice: &parleypb.Notice{Room: m.GetRoom(), Text: m.GetReason()}}})
 	case *actorpb.InjectFault:
 		if m.GetDrop() && s.n.cfg.Faults.Enabled("session") {
 			s.n.cfg.Faults.Injected.Add(1)
@@ -187,14 +194,14 @@ func (s *session) started(ctx actor.Context) {
 		return
 	}
 	s.log.Info("session restarted; re-joining its rooms", "rooms", s.sh.member.Len())
-	ctx.Send(s.n.presence, &actorpb.Online{User: s.sh.user, Session: ctx.Self(), Watch: s.sh.watch, Rejoin: true})
+	ctx.Send(s.n.presence, &actorpb.Online{User: s.sh.user, Session: ctx.Self(), Rejoin: true})
 	s.sh.member.Rejoin(ctx)
 }
 
 // stopping runs once, when the session ends for good (never on restart).
 func (s *session) stopping(ctx actor.Context) {
 	if s.sh.member != nil {
-		s.sh.member.LeaveAll(ctx)
+		s.sh.member.DisconnectAll(ctx)
 	}
 	if s.sh.user != "" {
 		ctx.Send(s.n.presence, &actorpb.Offline{Session: ctx.Self()})

@@ -104,11 +104,38 @@ func (s *session) handle(ctx actor.Context, env *parleypb.Envelope) {
 		}
 		s.n.dir.Tell(ctx, &actorpb.RoomHistory{Room: h.GetRoom(), BeforeSeq: h.GetBeforeSeq(), Limit: h.GetLimit(), RequestId: id, Session: ctx.Self()})
 	case *parleypb.Envelope_Who:
-		ctx.Send(s.n.presence, &actorpb.WhoQuery{RequestId: id, Session: ctx.Self()})
+		s.who(ctx, id, b.Who)
 	case *parleypb.Envelope_Refresh:
 		s.refresh(ctx, id, b.Refresh)
 	case *parleypb.Envelope_Rooms:
-		s.n.dir.ListRooms(ctx, &actorpb.RoomsQuery{RequestId: id, Session: ctx.Self()})
+		s.rooms(id, b.Rooms)
+	case *parleypb.Envelope_Direct:
+		s.direct(ctx, id, b.Direct)
+	case *parleypb.Envelope_CreateRoom:
+		s.createRoom(ctx, id, b.CreateRoom)
+	case *parleypb.Envelope_Moderate:
+		m := b.Moderate
+		if s.roomRequest(id, m.GetRoom()) {
+			s.n.dir.Tell(ctx, &actorpb.RoomModerate{Room: m.GetRoom(), User: s.sh.user, Kind: parleypb.SenderKind_SENDER_KIND_USER, ClaimRole: s.claimRole(m.GetRoom()),
+				Target: m.GetUser(), Action: m.GetAction(), Role: m.GetRole(), Reason: m.GetReason(), UntilMs: m.GetUntilMs(), Session: ctx.Self(), RequestId: id})
+		}
+	case *parleypb.Envelope_UpdateRoom:
+		u := b.UpdateRoom
+		if s.roomRequest(id, u.GetRoom()) {
+			s.n.dir.Tell(ctx, &actorpb.RoomUpdate{Room: u.GetRoom(), User: s.sh.user, Kind: parleypb.SenderKind_SENDER_KIND_USER, ClaimRole: s.claimRole(u.GetRoom()),
+				Title: u.Title, Topic: u.Topic, Session: ctx.Self(), RequestId: id})
+		}
+	case *parleypb.Envelope_DeleteRoom:
+		d := b.DeleteRoom
+		if s.roomRequest(id, d.GetRoom()) {
+			s.n.dir.Tell(ctx, &actorpb.RoomDelete{Room: d.GetRoom(), User: s.sh.user, Kind: parleypb.SenderKind_SENDER_KIND_USER, ClaimRole: s.claimRole(d.GetRoom()),
+				Reason: d.GetReason(), Session: ctx.Self(), RequestId: id})
+		}
+	case *parleypb.Envelope_Members:
+		mr := b.Members
+		if s.roomRequest(id, mr.GetRoom()) {
+			s.n.dir.Tell(ctx, &actorpb.RoomMembers{Room: mr.GetRoom(), User: s.sh.user, After: mr.GetAfter(), Limit: mr.GetLimit(), Session: ctx.Self(), RequestId: id})
+		}
 	default:
 		s.fail(id, "", parleypb.ErrorCode_ERROR_CODE_BAD_REQUEST, fmt.Sprintf("%T is not a request", b))
 	}
@@ -197,7 +224,7 @@ func (s *session) hello(ctx actor.Context, id string, h *parleypb.Hello) {
 	}
 	s.sh.login = &login{id: id, name: name, watch: h.GetWatchOnline(), claims: claims}
 	// A name nobody vouches for must not look like someone else's.
-	ctx.Send(s.n.presence, &actorpb.Online{User: name, Session: ctx.Self(), Watch: h.GetWatchOnline(), RequestId: id, CheckLookAlikes: claims == nil})
+	ctx.Send(s.n.presence, &actorpb.Online{User: name, Session: ctx.Self(), RequestId: id, CheckLookAlikes: claims == nil})
 }
 
 // loggedIn completes the login presence took: the client gets its Welcome,
@@ -211,19 +238,23 @@ func (s *session) loggedIn(ctx actor.Context, m *actorpb.LoggedIn) {
 	s.sh.login = nil
 	s.sh.claims = l.claims
 	s.armExpiry(ctx)
-	s.sh.user, s.sh.watch = l.name, l.watch
+	s.sh.user = l.name
 	s.sh.member = NewMember(s.n, MemberOptions{User: l.name, Codec: s.sh.codec.Kind()})
 	s.log = s.log.With("user", s.sh.user)
+	rooms, more := s.userRooms()
 	s.send(&parleypb.Envelope{Body: &parleypb.Envelope_Welcome{Welcome: &parleypb.Welcome{
 		SessionId: s.sh.id, Name: s.sh.user,
 		MaxMessageBytes: uint32(s.n.cfg.MaxMessageBytes), MaxRooms: uint32(s.n.cfg.MaxRooms),
 		IdleTimeoutMs: uint32(s.n.cfg.IdleTimeout / time.Millisecond),
 		MaxTextChars:  uint32(s.n.cfg.MaxTextRunes), Rate: s.n.cfg.Rate, Burst: uint32(s.n.cfg.Burst),
-		TokenExpiresMs: s.expiresMs(),
+		TokenExpiresMs: s.expiresMs(), Rooms: rooms, MoreRooms: more,
 	}}})
-	if !s.sh.watch {
-		s.ackNow(l.id, "")
+	if l.watch {
+		// Deprecated: the server-wide online list is no more; an empty
+		// snapshot, as a client that asked for it waits for one.
+		s.send(&parleypb.Envelope{Body: &parleypb.Envelope_Presence{Presence: &parleypb.PresenceEvent{}}})
 	}
+	s.ackNow(l.id, "")
 	s.legacyLoggedIn(ctx)
 	for _, env := range l.queued {
 		s.handle(ctx, env)
@@ -264,7 +295,81 @@ func (s *session) join(ctx actor.Context, id string, j *parleypb.Join) {
 		s.fail(id, name, parleypb.ErrorCode_ERROR_CODE_TOO_MANY_ROOMS, fmt.Sprintf("a session may be in at most %d rooms", s.n.cfg.MaxRooms))
 		return
 	}
-	s.sh.member.Join(ctx, name, JoinOptions{Since: j.Since, RequestID: id})
+	s.sh.member.Join(ctx, name, JoinOptions{Since: j.Since, RequestID: id, ClaimRole: s.claimRole(name)})
+}
+
+// claimRole is the role the session's token gives it in room.
+func (s *session) claimRole(room string) parleypb.Role {
+	switch s.sh.claims.RoleIn(room) {
+	case auth.RoleOwner:
+		return parleypb.Role_ROLE_OWNER
+	case auth.RoleModerator:
+		return parleypb.Role_ROLE_MODERATOR
+	}
+	return parleypb.Role_ROLE_NONE
+}
+
+// roomRequest checks a request's room name and that the token allows the
+// room, answering the request when not.
+func (s *session) roomRequest(id, room string) bool {
+	if err := ValidRoom(room); err != nil {
+		s.fail(id, room, parleypb.ErrorCode_ERROR_CODE_BAD_REQUEST, "room "+err.Error())
+		return false
+	}
+	return s.may(id, room, false)
+}
+
+// createRoom asks a room to create itself (CreateRoom).
+func (s *session) createRoom(ctx actor.Context, id string, c *parleypb.CreateRoom) {
+	room := c.GetRoom()
+	if !s.roomRequest(id, room) {
+		return
+	}
+	if IsDirectRoom(room) {
+		s.fail(id, room, parleypb.ErrorCode_ERROR_CODE_BAD_REQUEST, "room names starting with "+directPrefix+" are direct rooms', made by a direct message")
+		return
+	}
+	if len(c.GetInvite()) > maxInvites {
+		s.fail(id, room, parleypb.ErrorCode_ERROR_CODE_TOO_LONG, fmt.Sprintf("%d invitations; at most %d at once", len(c.GetInvite()), maxInvites))
+		return
+	}
+	s.n.dir.Tell(ctx, &actorpb.RoomCreate{Room: room, User: s.sh.user, Kind: parleypb.SenderKind_SENDER_KIND_USER, RoomKind: c.GetKind(),
+		Title: c.GetTitle(), Topic: c.GetTopic(), Invite: c.GetInvite(), Session: ctx.Self(), RequestId: id})
+}
+
+// maxInvites bounds the invitations of one CreateRoom.
+const maxInvites = 100
+
+// direct posts to the direct room of the user and another (DirectMessage),
+// which the post creates the first time.
+func (s *session) direct(ctx actor.Context, id string, d *parleypb.DirectMessage) {
+	to := d.GetTo()
+	if err := ValidName(to); err != nil {
+		s.fail(id, "", parleypb.ErrorCode_ERROR_CODE_BAD_REQUEST, "to: user "+err.Error())
+		return
+	}
+	if to == s.sh.user {
+		s.fail(id, "", parleypb.ErrorCode_ERROR_CODE_BAD_REQUEST, "a direct message goes to another user")
+		return
+	}
+	room := DirectRoom(s.sh.user, to)
+	if !s.checkText(id, room, d.GetText()) {
+		return
+	}
+	s.sh.member.Post(ctx, &actorpb.RoomPost{Room: room, User: s.sh.user, Text: d.GetText(), ClientMsgId: d.GetClientMsgId(), RequestId: id, Session: ctx.Self(), DirectWith: to})
+}
+
+// checkText checks a post's text, answering the request when it is bad.
+func (s *session) checkText(id, room, text string) bool {
+	if err := validText(text); err != nil {
+		s.fail(id, room, parleypb.ErrorCode_ERROR_CODE_BAD_REQUEST, "text "+err.Error())
+		return false
+	}
+	if n := utf8.RuneCountInString(text); n > s.n.cfg.MaxTextRunes {
+		s.fail(id, room, parleypb.ErrorCode_ERROR_CODE_TOO_LONG, fmt.Sprintf("text has %d characters; the limit is %d", n, s.n.cfg.MaxTextRunes))
+		return false
+	}
+	return true
 }
 
 func (s *session) leave(ctx actor.Context, id, name string) {
@@ -285,12 +390,7 @@ func (s *session) post(ctx actor.Context, id string, p *parleypb.Post) {
 	if !s.may(id, room, true) {
 		return
 	}
-	if err := validText(p.GetText()); err != nil {
-		s.fail(id, room, parleypb.ErrorCode_ERROR_CODE_BAD_REQUEST, "text "+err.Error())
-		return
-	}
-	if n := utf8.RuneCountInString(p.GetText()); n > s.n.cfg.MaxTextRunes {
-		s.fail(id, room, parleypb.ErrorCode_ERROR_CODE_TOO_LONG, fmt.Sprintf("text has %d characters; the limit is %d", n, s.n.cfg.MaxTextRunes))
+	if !s.checkText(id, room, p.GetText()) {
 		return
 	}
 	s.sh.member.Post(ctx, &actorpb.RoomPost{Room: room, User: s.sh.user, Text: p.GetText(), ClientMsgId: p.GetClientMsgId(), RequestId: id, Session: ctx.Self()})

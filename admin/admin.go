@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"github.com/parleychat/parley/actors"
+	parleypb "github.com/parleychat/parley/proto"
 )
 
 // Options configures the admin API.
@@ -186,6 +187,12 @@ type actionBody struct {
 	User   string `json:"user"`
 	Reason string `json:"reason"`
 	Text   string `json:"text"`
+	// For /rooms/{room}/moderate: invite, revoke, kick, ban, unban, mute,
+	// unmute, set_role (with role: member or moderator), transfer; until
+	// (RFC 3339) for ban and mute.
+	Action string    `json:"action"`
+	Role   string    `json:"role"`
+	Until  time.Time `json:"until"`
 }
 
 // readBody reads an action's JSON body. It must say so
@@ -262,8 +269,12 @@ func reply(w http.ResponseWriter, v any) {
 
 func fail(w http.ResponseWriter, err error) {
 	status := http.StatusInternalServerError
-	if errors.Is(err, context.DeadlineExceeded) {
+	var re *actors.RequestError
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
 		status = http.StatusGatewayTimeout
+	case errors.As(err, &re):
+		status = statusOf(re.Code)
 	}
 	jsonError(w, status, "admin API: "+err.Error())
 }
@@ -274,4 +285,21 @@ func jsonError(w http.ResponseWriter, status int, msg string) {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
 	json.NewEncoder(w).Encode(map[string]string{"error": msg})
+}
+
+// statusOf is the HTTP status of a refusal's error code.
+func statusOf(code parleypb.ErrorCode) int {
+	switch code {
+	case parleypb.ErrorCode_ERROR_CODE_BAD_REQUEST, parleypb.ErrorCode_ERROR_CODE_TOO_LONG:
+		return http.StatusBadRequest
+	case parleypb.ErrorCode_ERROR_CODE_FORBIDDEN, parleypb.ErrorCode_ERROR_CODE_BANNED, parleypb.ErrorCode_ERROR_CODE_MUTED:
+		return http.StatusForbidden
+	case parleypb.ErrorCode_ERROR_CODE_NO_SUCH_ROOM, parleypb.ErrorCode_ERROR_CODE_NOT_MEMBER:
+		return http.StatusNotFound
+	case parleypb.ErrorCode_ERROR_CODE_ROOM_EXISTS:
+		return http.StatusConflict
+	case parleypb.ErrorCode_ERROR_CODE_UNAVAILABLE, parleypb.ErrorCode_ERROR_CODE_RATE_LIMITED:
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
 }

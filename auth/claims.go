@@ -24,6 +24,29 @@ type Claims struct {
 	Expiry        time.Time // zero: no expiry
 	Rooms         []string  // room name patterns the user may join and post to; nil: every room, empty: none
 	ReadOnlyRooms []string  // patterns the user may join but not post to
+	// Roles gives the user a role in the rooms matching each pattern
+	// ("moderator" or "owner"), on top of its role in the room.
+	Roles map[string]string
+}
+
+// Role names a roles claim may give.
+const (
+	RoleModerator = "moderator"
+	RoleOwner     = "owner"
+)
+
+// RoleIn is the highest role the roles claim gives in room ("" for none).
+func (c *Claims) RoleIn(room string) string {
+	if c == nil {
+		return ""
+	}
+	best := ""
+	for pattern, role := range c.Roles {
+		if matchAny([]string{pattern}, room) && (best == "" || role == RoleOwner) {
+			best = role
+		}
+	}
+	return best
 }
 
 // MayJoin reports whether the user may join room: it matches Rooms (or Rooms

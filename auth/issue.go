@@ -14,8 +14,9 @@ type IssueOptions struct {
 	TTL           time.Duration // >0: exp = now+TTL; 0: no exp
 	Rooms         []string      // nil: every room; empty: none
 	ReadOnlyRooms []string
-	Issuer        string // set when the server checks -jwt-issuer
-	Audience      string // set when the server checks -jwt-audience
+	Roles         map[string]string // room pattern -> "moderator" or "owner"
+	Issuer        string            // set when the server checks -jwt-issuer
+	Audience      string            // set when the server checks -jwt-audience
 }
 
 // Issue signs an HS256 token for local testing (cmd/parley-token, tests).
@@ -40,6 +41,10 @@ func IssueWith(secret []byte, o IssueOptions) (string, error) {
 		RegisteredClaims: jwt.RegisteredClaims{Subject: o.Subject, Issuer: o.Issuer},
 		Rooms:            o.Rooms,
 		ReadOnlyRooms:    o.ReadOnlyRooms,
+		Roles:            o.Roles,
+	}
+	if err := checkRoles(o.Roles); err != nil {
+		return "", fmt.Errorf("auth: %w", err)
 	}
 	for _, c := range []struct {
 		name     string

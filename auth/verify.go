@@ -237,8 +237,9 @@ type tokenClaims struct {
 	jwt.RegisteredClaims
 	// omitzero, not omitempty: an empty list ("no rooms") must survive a
 	// round trip instead of turning into an absent claim ("every room").
-	Rooms         []string `json:"rooms,omitzero"`
-	ReadOnlyRooms []string `json:"read_only_rooms,omitzero"`
+	Rooms         []string          `json:"rooms,omitzero"`
+	ReadOnlyRooms []string          `json:"read_only_rooms,omitzero"`
+	Roles         map[string]string `json:"roles,omitempty"`
 }
 
 // errClaims marks failures of our own claim rules, so they are never mistaken
@@ -257,7 +258,22 @@ func (c *tokenClaims) Validate() error {
 	if err := checkPatterns("read_only_rooms", c.ReadOnlyRooms); err != nil {
 		return fmt.Errorf("%w: %w", errClaims, err)
 	}
+	if err := checkRoles(c.Roles); err != nil {
+		return fmt.Errorf("%w: %w", errClaims, err)
+	}
 	return nil
+}
+
+// checkRoles checks a roles claim: room patterns to "moderator" or "owner".
+func checkRoles(roles map[string]string) error {
+	patterns := make([]string, 0, len(roles))
+	for pattern, role := range roles {
+		if role != RoleModerator && role != RoleOwner {
+			return fmt.Errorf("roles: %q gives %q; a role is %q or %q", pattern, role, RoleModerator, RoleOwner)
+		}
+		patterns = append(patterns, pattern)
+	}
+	return checkPatterns("roles", patterns)
 }
 
 // notOnlyExpired lists the claim failures that make an expired token
@@ -298,6 +314,7 @@ func (v *Verifier) Verify(token string) (*Claims, error) {
 		Subject:       tc.Subject,
 		Rooms:         tc.Rooms,
 		ReadOnlyRooms: tc.ReadOnlyRooms,
+		Roles:         tc.Roles,
 	}
 	if tc.ExpiresAt != nil {
 		c.Expiry = tc.ExpiresAt.Time

@@ -132,10 +132,15 @@ func TestOneMemberCluster(t *testing.T) {
 	dir := n.Directory()
 	root := n.System.Root
 	dir.Tell(root, &actorpb.RoomJoin{Room: "r", User: "ann", Session: s.pid, Codec: parleypb.Codec_CODEC_PROTO, RequestId: "j1"})
-	s.ack(t, "j1")
+	// The join created the room and made ann a member: events with seqs.
+	joined := s.ack(t, "j1").GetSeq()
+	if joined == 0 {
+		t.Fatal("the join that created the room answered seq 0")
+	}
 	dir.Tell(root, &actorpb.RoomPost{Room: "r", User: "ann", Text: "hello", ClientMsgId: "c1", RequestId: "p1", Session: s.pid})
-	if got := s.ack(t, "p1").GetSeq(); got != 1 {
-		t.Fatalf("first post seq %d", got)
+	first := s.ack(t, "p1").GetSeq()
+	if first != joined+1 {
+		t.Fatalf("first post seq %d, want %d (after the join's %d)", first, joined+1, joined)
 	}
 	rooms, err := n.ListRooms(t.Context())
 	if err != nil || len(rooms) != 1 || rooms[0].GetName() != "r" || rooms[0].GetMembers() != 1 {
@@ -155,12 +160,12 @@ func TestOneMemberCluster(t *testing.T) {
 	// The next message activates it again, with its history; the retried
 	// post is recognised.
 	dir.Tell(root, &actorpb.RoomPost{Room: "r", User: "ann", Text: "hello", ClientMsgId: "c1", RequestId: "p2", Session: s.pid})
-	if got := s.ack(t, "p2").GetSeq(); got != 1 {
-		t.Fatalf("retried post after re-activation: seq %d, want 1 (deduplicated)", got)
+	if got := s.ack(t, "p2").GetSeq(); got != first {
+		t.Fatalf("retried post after re-activation: seq %d, want %d (deduplicated)", got, first)
 	}
 	dir.Tell(root, &actorpb.RoomPost{Room: "r", User: "ann", Text: "again", ClientMsgId: "c2", RequestId: "p3", Session: s.pid})
-	if got := s.ack(t, "p3").GetSeq(); got != 2 {
-		t.Fatalf("post after re-activation: seq %d, want 2", got)
+	if got := s.ack(t, "p3").GetSeq(); got != first+1 {
+		t.Fatalf("post after re-activation: seq %d, want %d", got, first+1)
 	}
 }
 

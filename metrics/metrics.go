@@ -26,6 +26,8 @@ import (
 type Registry struct {
 	reg       *prometheus.Registry
 	storeTime *prometheus.HistogramVec
+	apiTime   *prometheus.HistogramVec
+	hookTime  *prometheus.HistogramVec
 }
 
 // New returns a registry with the Go runtime and process collectors.
@@ -37,8 +39,28 @@ func New() *Registry {
 		Help:    "Time taken by history store calls, by operation and outcome (ok, error, or corrupt: damaged history that retrying will not read).",
 		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 	}, []string{"op", "outcome"})
-	r.reg.MustRegister(r.storeTime)
+	r.apiTime = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "parley_api_seconds",
+		Help:    "Time taken by server API calls, by method and Connect code (ok for none).",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+	}, []string{"method", "code"})
+	r.hookTime = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "parley_hook_seconds",
+		Help:    "Time taken by calls to the application's hooks, by hook (connect, join, post) and outcome (allow, deny, rewrite, failed_open, failed_closed).",
+		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+	}, []string{"hook", "outcome"})
+	r.reg.MustRegister(r.storeTime, r.apiTime, r.hookTime)
 	return r
+}
+
+// HookCall records one call to an application's hook (hooks.Options.Observe).
+func (r *Registry) HookCall(hook, outcome string, took time.Duration) {
+	r.hookTime.WithLabelValues(hook, outcome).Observe(took.Seconds())
+}
+
+// APICall records one server API call (api.Options.Observe).
+func (r *Registry) APICall(method, code string, took time.Duration) {
+	r.apiTime.WithLabelValues(method, code).Observe(took.Seconds())
 }
 
 // WatchCluster adds a cluster member's counters.
@@ -101,9 +123,29 @@ func (t *timedStore) observe(op string, start time.Time, err error) {
 	t.h.WithLabelValues(op, outcome).Observe(time.Since(start).Seconds())
 }
 
-func (t *timedStore) Append(ctx context.Context, msgs []store.Message) (err error) {
-	defer func(start time.Time) { t.observe("append", start, err) }(time.Now())
-	return t.Store.Append(ctx, msgs)
+func (t *timedStore) Commit(ctx context.Context, b store.Batch) (err error) {
+	defer func(start time.Time) { t.observe("commit", start, err) }(time.Now())
+	return t.Store.Commit(ctx, b)
+}
+
+func (t *timedStore) Room(ctx context.Context, name string) (r store.RoomRecord, ok bool, err error) {
+	defer func(start time.Time) { t.observe("room", start, err) }(time.Now())
+	return t.Store.Room(ctx, name)
+}
+
+func (t *timedStore) Members(ctx context.Context, room, after string, limit int) (m []store.Member, err error) {
+	defer func(start time.Time) { t.observe("members", start, err) }(time.Now())
+	return t.Store.Members(ctx, room, after, limit)
+}
+
+func (t *timedStore) UserRooms(ctx context.Context, user, after string, limit int) (u []store.UserRoom, err error) {
+	defer func(start time.Time) { t.observe("user_rooms", start, err) }(time.Now())
+	return t.Store.UserRooms(ctx, user, after, limit)
+}
+
+func (t *timedStore) PublicRooms(ctx context.Context, after string, limit int) (r []store.RoomRecord, err error) {
+	defer func(start time.Time) { t.observe("public_rooms", start, err) }(time.Now())
+	return t.Store.PublicRooms(ctx, after, limit)
 }
 
 func (t *timedStore) After(ctx context.Context, room string, after uint64, limit int) (m []store.Message, err error) {

@@ -30,6 +30,202 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// RoomKind says who may see and join a room.
+type RoomKind int32
+
+const (
+	RoomKind_ROOM_KIND_UNSPECIFIED RoomKind = 0
+	// Anyone allowed may join; listed to everyone.
+	RoomKind_ROOM_KIND_PUBLIC RoomKind = 1
+	// Members only, added by invitation (by an owner or moderator); listed
+	// to members only.
+	RoomKind_ROOM_KIND_PRIVATE RoomKind = 2
+	// Exactly two users, created by the first DirectMessage from one to the
+	// other, keyed by the pair; listed to the two of them only.
+	RoomKind_ROOM_KIND_DIRECT RoomKind = 3
+)
+
+// Enum value maps for RoomKind.
+var (
+	RoomKind_name = map[int32]string{
+		0: "ROOM_KIND_UNSPECIFIED",
+		1: "ROOM_KIND_PUBLIC",
+		2: "ROOM_KIND_PRIVATE",
+		3: "ROOM_KIND_DIRECT",
+	}
+	RoomKind_value = map[string]int32{
+		"ROOM_KIND_UNSPECIFIED": 0,
+		"ROOM_KIND_PUBLIC":      1,
+		"ROOM_KIND_PRIVATE":     2,
+		"ROOM_KIND_DIRECT":      3,
+	}
+)
+
+func (x RoomKind) Enum() *RoomKind {
+	p := new(RoomKind)
+	*p = x
+	return p
+}
+
+func (x RoomKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (RoomKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_parley_proto_enumTypes[0].Descriptor()
+}
+
+func (RoomKind) Type() protoreflect.EnumType {
+	return &file_parley_proto_enumTypes[0]
+}
+
+func (x RoomKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use RoomKind.Descriptor instead.
+func (RoomKind) EnumDescriptor() ([]byte, []int) {
+	return file_parley_proto_rawDescGZIP(), []int{0}
+}
+
+// Role is a user's standing in a room: an owner (one per room) may do
+// everything, a moderator may invite, kick, ban and mute members and edit
+// the title and topic, a member may read and post.
+type Role int32
+
+const (
+	Role_ROLE_NONE      Role = 0
+	Role_ROLE_MEMBER    Role = 1
+	Role_ROLE_MODERATOR Role = 2
+	Role_ROLE_OWNER     Role = 3
+)
+
+// Enum value maps for Role.
+var (
+	Role_name = map[int32]string{
+		0: "ROLE_NONE",
+		1: "ROLE_MEMBER",
+		2: "ROLE_MODERATOR",
+		3: "ROLE_OWNER",
+	}
+	Role_value = map[string]int32{
+		"ROLE_NONE":      0,
+		"ROLE_MEMBER":    1,
+		"ROLE_MODERATOR": 2,
+		"ROLE_OWNER":     3,
+	}
+)
+
+func (x Role) Enum() *Role {
+	p := new(Role)
+	*p = x
+	return p
+}
+
+func (x Role) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Role) Descriptor() protoreflect.EnumDescriptor {
+	return file_parley_proto_enumTypes[1].Descriptor()
+}
+
+func (Role) Type() protoreflect.EnumType {
+	return &file_parley_proto_enumTypes[1]
+}
+
+func (x Role) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Role.Descriptor instead.
+func (Role) EnumDescriptor() ([]byte, []int) {
+	return file_parley_proto_rawDescGZIP(), []int{1}
+}
+
+// ModAction is what Moderate does to a user in a room.
+type ModAction int32
+
+const (
+	ModAction_MOD_ACTION_UNSPECIFIED ModAction = 0
+	// Let the user join a private room; REVOKE takes that back.
+	ModAction_MOD_ACTION_INVITE ModAction = 1
+	ModAction_MOD_ACTION_REVOKE ModAction = 2
+	// End the user's membership; a public room may be joined again.
+	ModAction_MOD_ACTION_KICK ModAction = 3
+	// End the membership and refuse joins until until_ms (0: forever).
+	ModAction_MOD_ACTION_BAN   ModAction = 4
+	ModAction_MOD_ACTION_UNBAN ModAction = 5
+	// Let the member read but not post until until_ms (0: forever).
+	ModAction_MOD_ACTION_MUTE   ModAction = 6
+	ModAction_MOD_ACTION_UNMUTE ModAction = 7
+	// Make a member a moderator, or a moderator a member (owner only).
+	ModAction_MOD_ACTION_SET_ROLE ModAction = 8
+	// Make a member the owner; the owner becomes a moderator (owner only).
+	ModAction_MOD_ACTION_TRANSFER ModAction = 9
+	// Make the user a member at once, without an invitation to accept
+	// (moderators; not a banned user): how an application puts users into
+	// a room they did not ask to join.
+	ModAction_MOD_ACTION_ADD ModAction = 10
+)
+
+// Enum value maps for ModAction.
+var (
+	ModAction_name = map[int32]string{
+		0:  "MOD_ACTION_UNSPECIFIED",
+		1:  "MOD_ACTION_INVITE",
+		2:  "MOD_ACTION_REVOKE",
+		3:  "MOD_ACTION_KICK",
+		4:  "MOD_ACTION_BAN",
+		5:  "MOD_ACTION_UNBAN",
+		6:  "MOD_ACTION_MUTE",
+		7:  "MOD_ACTION_UNMUTE",
+		8:  "MOD_ACTION_SET_ROLE",
+		9:  "MOD_ACTION_TRANSFER",
+		10: "MOD_ACTION_ADD",
+	}
+	ModAction_value = map[string]int32{
+		"MOD_ACTION_UNSPECIFIED": 0,
+		"MOD_ACTION_INVITE":      1,
+		"MOD_ACTION_REVOKE":      2,
+		"MOD_ACTION_KICK":        3,
+		"MOD_ACTION_BAN":         4,
+		"MOD_ACTION_UNBAN":       5,
+		"MOD_ACTION_MUTE":        6,
+		"MOD_ACTION_UNMUTE":      7,
+		"MOD_ACTION_SET_ROLE":    8,
+		"MOD_ACTION_TRANSFER":    9,
+		"MOD_ACTION_ADD":         10,
+	}
+)
+
+func (x ModAction) Enum() *ModAction {
+	p := new(ModAction)
+	*p = x
+	return p
+}
+
+func (x ModAction) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ModAction) Descriptor() protoreflect.EnumDescriptor {
+	return file_parley_proto_enumTypes[2].Descriptor()
+}
+
+func (ModAction) Type() protoreflect.EnumType {
+	return &file_parley_proto_enumTypes[2]
+}
+
+func (x ModAction) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ModAction.Descriptor instead.
+func (ModAction) EnumDescriptor() ([]byte, []int) {
+	return file_parley_proto_rawDescGZIP(), []int{2}
+}
+
 type ErrorCode int32
 
 const (
@@ -54,6 +250,21 @@ const (
 	ErrorCode_ERROR_CODE_FORBIDDEN ErrorCode = 12
 	// The connection's token expired; send a refresh with a new one.
 	ErrorCode_ERROR_CODE_TOKEN_EXPIRED ErrorCode = 13
+	// The room does not exist (any more: it was deleted), or is a direct
+	// room's name nobody may create.
+	ErrorCode_ERROR_CODE_NO_SUCH_ROOM ErrorCode = 14
+	// CreateRoom: the name is taken.
+	ErrorCode_ERROR_CODE_ROOM_EXISTS ErrorCode = 15
+	// The user is banned from the room (the text says until when).
+	ErrorCode_ERROR_CODE_BANNED ErrorCode = 16
+	// The user is muted in the room: it may read, not post.
+	ErrorCode_ERROR_CODE_MUTED ErrorCode = 17
+	// The target of a moderation is not a member (or not invited, banned,
+	// muted) as the action needs.
+	ErrorCode_ERROR_CODE_NOT_MEMBER ErrorCode = 18
+	// The room has no event with that seq (never had, or retention deleted
+	// it).
+	ErrorCode_ERROR_CODE_NO_SUCH_MESSAGE ErrorCode = 19
 )
 
 // Enum value maps for ErrorCode.
@@ -73,6 +284,12 @@ var (
 		11: "ERROR_CODE_ROOM_FULL",
 		12: "ERROR_CODE_FORBIDDEN",
 		13: "ERROR_CODE_TOKEN_EXPIRED",
+		14: "ERROR_CODE_NO_SUCH_ROOM",
+		15: "ERROR_CODE_ROOM_EXISTS",
+		16: "ERROR_CODE_BANNED",
+		17: "ERROR_CODE_MUTED",
+		18: "ERROR_CODE_NOT_MEMBER",
+		19: "ERROR_CODE_NO_SUCH_MESSAGE",
 	}
 	ErrorCode_value = map[string]int32{
 		"ERROR_CODE_UNSPECIFIED":       0,
@@ -89,6 +306,12 @@ var (
 		"ERROR_CODE_ROOM_FULL":         11,
 		"ERROR_CODE_FORBIDDEN":         12,
 		"ERROR_CODE_TOKEN_EXPIRED":     13,
+		"ERROR_CODE_NO_SUCH_ROOM":      14,
+		"ERROR_CODE_ROOM_EXISTS":       15,
+		"ERROR_CODE_BANNED":            16,
+		"ERROR_CODE_MUTED":             17,
+		"ERROR_CODE_NOT_MEMBER":        18,
+		"ERROR_CODE_NO_SUCH_MESSAGE":   19,
 	}
 )
 
@@ -103,11 +326,11 @@ func (x ErrorCode) String() string {
 }
 
 func (ErrorCode) Descriptor() protoreflect.EnumDescriptor {
-	return file_parley_proto_enumTypes[0].Descriptor()
+	return file_parley_proto_enumTypes[3].Descriptor()
 }
 
 func (ErrorCode) Type() protoreflect.EnumType {
-	return &file_parley_proto_enumTypes[0]
+	return &file_parley_proto_enumTypes[3]
 }
 
 func (x ErrorCode) Number() protoreflect.EnumNumber {
@@ -116,7 +339,151 @@ func (x ErrorCode) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ErrorCode.Descriptor instead.
 func (ErrorCode) EnumDescriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{0}
+	return file_parley_proto_rawDescGZIP(), []int{3}
+}
+
+// SenderKind says what sent an event.
+type SenderKind int32
+
+const (
+	SenderKind_SENDER_KIND_UNSPECIFIED SenderKind = 0
+	SenderKind_SENDER_KIND_USER        SenderKind = 1
+	SenderKind_SENDER_KIND_BOT         SenderKind = 2
+	// The server itself, or an operator through it.
+	SenderKind_SENDER_KIND_SYSTEM SenderKind = 3
+)
+
+// Enum value maps for SenderKind.
+var (
+	SenderKind_name = map[int32]string{
+		0: "SENDER_KIND_UNSPECIFIED",
+		1: "SENDER_KIND_USER",
+		2: "SENDER_KIND_BOT",
+		3: "SENDER_KIND_SYSTEM",
+	}
+	SenderKind_value = map[string]int32{
+		"SENDER_KIND_UNSPECIFIED": 0,
+		"SENDER_KIND_USER":        1,
+		"SENDER_KIND_BOT":         2,
+		"SENDER_KIND_SYSTEM":      3,
+	}
+)
+
+func (x SenderKind) Enum() *SenderKind {
+	p := new(SenderKind)
+	*p = x
+	return p
+}
+
+func (x SenderKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (SenderKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_parley_proto_enumTypes[4].Descriptor()
+}
+
+func (SenderKind) Type() protoreflect.EnumType {
+	return &file_parley_proto_enumTypes[4]
+}
+
+func (x SenderKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use SenderKind.Descriptor instead.
+func (SenderKind) EnumDescriptor() ([]byte, []int) {
+	return file_parley_proto_rawDescGZIP(), []int{4}
+}
+
+// ChangeKind is what happened to a room.
+type ChangeKind int32
+
+const (
+	ChangeKind_CHANGE_KIND_UNSPECIFIED    ChangeKind = 0
+	ChangeKind_CHANGE_KIND_CREATED        ChangeKind = 1
+	ChangeKind_CHANGE_KIND_JOINED         ChangeKind = 2
+	ChangeKind_CHANGE_KIND_LEFT           ChangeKind = 3
+	ChangeKind_CHANGE_KIND_INVITED        ChangeKind = 4
+	ChangeKind_CHANGE_KIND_INVITE_REVOKED ChangeKind = 5
+	ChangeKind_CHANGE_KIND_KICKED         ChangeKind = 6
+	ChangeKind_CHANGE_KIND_BANNED         ChangeKind = 7
+	ChangeKind_CHANGE_KIND_UNBANNED       ChangeKind = 8
+	ChangeKind_CHANGE_KIND_MUTED          ChangeKind = 9
+	ChangeKind_CHANGE_KIND_UNMUTED        ChangeKind = 10
+	ChangeKind_CHANGE_KIND_ROLE_CHANGED   ChangeKind = 11
+	ChangeKind_CHANGE_KIND_OWNER_CHANGED  ChangeKind = 12
+	ChangeKind_CHANGE_KIND_UPDATED        ChangeKind = 13
+	ChangeKind_CHANGE_KIND_DELETED        ChangeKind = 14
+	// The sender made the user a member (Moderate ADD).
+	ChangeKind_CHANGE_KIND_ADDED ChangeKind = 15
+)
+
+// Enum value maps for ChangeKind.
+var (
+	ChangeKind_name = map[int32]string{
+		0:  "CHANGE_KIND_UNSPECIFIED",
+		1:  "CHANGE_KIND_CREATED",
+		2:  "CHANGE_KIND_JOINED",
+		3:  "CHANGE_KIND_LEFT",
+		4:  "CHANGE_KIND_INVITED",
+		5:  "CHANGE_KIND_INVITE_REVOKED",
+		6:  "CHANGE_KIND_KICKED",
+		7:  "CHANGE_KIND_BANNED",
+		8:  "CHANGE_KIND_UNBANNED",
+		9:  "CHANGE_KIND_MUTED",
+		10: "CHANGE_KIND_UNMUTED",
+		11: "CHANGE_KIND_ROLE_CHANGED",
+		12: "CHANGE_KIND_OWNER_CHANGED",
+		13: "CHANGE_KIND_UPDATED",
+		14: "CHANGE_KIND_DELETED",
+		15: "CHANGE_KIND_ADDED",
+	}
+	ChangeKind_value = map[string]int32{
+		"CHANGE_KIND_UNSPECIFIED":    0,
+		"CHANGE_KIND_CREATED":        1,
+		"CHANGE_KIND_JOINED":         2,
+		"CHANGE_KIND_LEFT":           3,
+		"CHANGE_KIND_INVITED":        4,
+		"CHANGE_KIND_INVITE_REVOKED": 5,
+		"CHANGE_KIND_KICKED":         6,
+		"CHANGE_KIND_BANNED":         7,
+		"CHANGE_KIND_UNBANNED":       8,
+		"CHANGE_KIND_MUTED":          9,
+		"CHANGE_KIND_UNMUTED":        10,
+		"CHANGE_KIND_ROLE_CHANGED":   11,
+		"CHANGE_KIND_OWNER_CHANGED":  12,
+		"CHANGE_KIND_UPDATED":        13,
+		"CHANGE_KIND_DELETED":        14,
+		"CHANGE_KIND_ADDED":          15,
+	}
+)
+
+func (x ChangeKind) Enum() *ChangeKind {
+	p := new(ChangeKind)
+	*p = x
+	return p
+}
+
+func (x ChangeKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ChangeKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_parley_proto_enumTypes[5].Descriptor()
+}
+
+func (ChangeKind) Type() protoreflect.EnumType {
+	return &file_parley_proto_enumTypes[5]
+}
+
+func (x ChangeKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ChangeKind.Descriptor instead.
+func (ChangeKind) EnumDescriptor() ([]byte, []int) {
+	return file_parley_proto_rawDescGZIP(), []int{5}
 }
 
 // Codec names a wire format: the two native ones (chosen by the WebSocket
@@ -159,11 +526,11 @@ func (x Codec) String() string {
 }
 
 func (Codec) Descriptor() protoreflect.EnumDescriptor {
-	return file_parley_proto_enumTypes[1].Descriptor()
+	return file_parley_proto_enumTypes[6].Descriptor()
 }
 
 func (Codec) Type() protoreflect.EnumType {
-	return &file_parley_proto_enumTypes[1]
+	return &file_parley_proto_enumTypes[6]
 }
 
 func (x Codec) Number() protoreflect.EnumNumber {
@@ -172,7 +539,7 @@ func (x Codec) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Codec.Descriptor instead.
 func (Codec) EnumDescriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{1}
+	return file_parley_proto_rawDescGZIP(), []int{6}
 }
 
 // CloseCode is the WebSocket close code a connection ends with; the close
@@ -252,11 +619,11 @@ func (x CloseCode) String() string {
 }
 
 func (CloseCode) Descriptor() protoreflect.EnumDescriptor {
-	return file_parley_proto_enumTypes[2].Descriptor()
+	return file_parley_proto_enumTypes[7].Descriptor()
 }
 
 func (CloseCode) Type() protoreflect.EnumType {
-	return &file_parley_proto_enumTypes[2]
+	return &file_parley_proto_enumTypes[7]
 }
 
 func (x CloseCode) Number() protoreflect.EnumNumber {
@@ -265,7 +632,7 @@ func (x CloseCode) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use CloseCode.Descriptor instead.
 func (CloseCode) EnumDescriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{2}
+	return file_parley_proto_rawDescGZIP(), []int{7}
 }
 
 // Envelope is one frame of the native protocols. A client sets id on every
@@ -287,6 +654,12 @@ type Envelope struct {
 	//	*Envelope_Who
 	//	*Envelope_Rooms
 	//	*Envelope_Refresh
+	//	*Envelope_CreateRoom
+	//	*Envelope_Direct
+	//	*Envelope_Moderate
+	//	*Envelope_UpdateRoom
+	//	*Envelope_DeleteRoom
+	//	*Envelope_Members
 	//	*Envelope_Welcome
 	//	*Envelope_Ack
 	//	*Envelope_Error
@@ -297,6 +670,8 @@ type Envelope struct {
 	//	*Envelope_Notice
 	//	*Envelope_RoomList
 	//	*Envelope_ResetEvent
+	//	*Envelope_Room
+	//	*Envelope_MemberList
 	Body          isEnvelope_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -436,6 +811,60 @@ func (x *Envelope) GetRefresh() *Refresh {
 	return nil
 }
 
+func (x *Envelope) GetCreateRoom() *CreateRoom {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_CreateRoom); ok {
+			return x.CreateRoom
+		}
+	}
+	return nil
+}
+
+func (x *Envelope) GetDirect() *DirectMessage {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_Direct); ok {
+			return x.Direct
+		}
+	}
+	return nil
+}
+
+func (x *Envelope) GetModerate() *Moderate {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_Moderate); ok {
+			return x.Moderate
+		}
+	}
+	return nil
+}
+
+func (x *Envelope) GetUpdateRoom() *UpdateRoom {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_UpdateRoom); ok {
+			return x.UpdateRoom
+		}
+	}
+	return nil
+}
+
+func (x *Envelope) GetDeleteRoom() *DeleteRoom {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_DeleteRoom); ok {
+			return x.DeleteRoom
+		}
+	}
+	return nil
+}
+
+func (x *Envelope) GetMembers() *MembersRequest {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_Members); ok {
+			return x.Members
+		}
+	}
+	return nil
+}
+
 func (x *Envelope) GetWelcome() *Welcome {
 	if x != nil {
 		if x, ok := x.Body.(*Envelope_Welcome); ok {
@@ -526,6 +955,24 @@ func (x *Envelope) GetResetEvent() *Reset {
 	return nil
 }
 
+func (x *Envelope) GetRoom() *RoomInfo {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_Room); ok {
+			return x.Room
+		}
+	}
+	return nil
+}
+
+func (x *Envelope) GetMemberList() *MemberList {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_MemberList); ok {
+			return x.MemberList
+		}
+	}
+	return nil
+}
+
 type isEnvelope_Body interface {
 	isEnvelope_Body()
 }
@@ -571,6 +1018,30 @@ type Envelope_Refresh struct {
 	Refresh *Refresh `protobuf:"bytes,19,opt,name=refresh,proto3,oneof"`
 }
 
+type Envelope_CreateRoom struct {
+	CreateRoom *CreateRoom `protobuf:"bytes,20,opt,name=create_room,json=createRoom,proto3,oneof"`
+}
+
+type Envelope_Direct struct {
+	Direct *DirectMessage `protobuf:"bytes,21,opt,name=direct,proto3,oneof"`
+}
+
+type Envelope_Moderate struct {
+	Moderate *Moderate `protobuf:"bytes,22,opt,name=moderate,proto3,oneof"`
+}
+
+type Envelope_UpdateRoom struct {
+	UpdateRoom *UpdateRoom `protobuf:"bytes,23,opt,name=update_room,json=updateRoom,proto3,oneof"`
+}
+
+type Envelope_DeleteRoom struct {
+	DeleteRoom *DeleteRoom `protobuf:"bytes,24,opt,name=delete_room,json=deleteRoom,proto3,oneof"`
+}
+
+type Envelope_Members struct {
+	Members *MembersRequest `protobuf:"bytes,25,opt,name=members,proto3,oneof"`
+}
+
 type Envelope_Welcome struct {
 	// server -> client
 	Welcome *Welcome `protobuf:"bytes,30,opt,name=welcome,proto3,oneof"`
@@ -612,6 +1083,16 @@ type Envelope_ResetEvent struct {
 	ResetEvent *Reset `protobuf:"bytes,39,opt,name=reset_event,json=resetEvent,proto3,oneof"`
 }
 
+type Envelope_Room struct {
+	// The user's standing in a room changed (joined, invited, removed, a
+	// new role), sent to every connection of the user, joined or not.
+	Room *RoomInfo `protobuf:"bytes,40,opt,name=room,proto3,oneof"`
+}
+
+type Envelope_MemberList struct {
+	MemberList *MemberList `protobuf:"bytes,41,opt,name=member_list,json=memberList,proto3,oneof"`
+}
+
 func (*Envelope_Hello) isEnvelope_Body() {}
 
 func (*Envelope_Join) isEnvelope_Body() {}
@@ -631,6 +1112,18 @@ func (*Envelope_Who) isEnvelope_Body() {}
 func (*Envelope_Rooms) isEnvelope_Body() {}
 
 func (*Envelope_Refresh) isEnvelope_Body() {}
+
+func (*Envelope_CreateRoom) isEnvelope_Body() {}
+
+func (*Envelope_Direct) isEnvelope_Body() {}
+
+func (*Envelope_Moderate) isEnvelope_Body() {}
+
+func (*Envelope_UpdateRoom) isEnvelope_Body() {}
+
+func (*Envelope_DeleteRoom) isEnvelope_Body() {}
+
+func (*Envelope_Members) isEnvelope_Body() {}
 
 func (*Envelope_Welcome) isEnvelope_Body() {}
 
@@ -652,14 +1145,18 @@ func (*Envelope_RoomList) isEnvelope_Body() {}
 
 func (*Envelope_ResetEvent) isEnvelope_Body() {}
 
+func (*Envelope_Room) isEnvelope_Body() {}
+
+func (*Envelope_MemberList) isEnvelope_Body() {}
+
 // Hello logs the connection in. It must be the first request.
 type Hello struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// 1 to 32 characters, no control characters.
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	// When true the session also receives PresenceEvents with an empty room:
-	// who is online anywhere on the server. The first is a snapshot (members
-	// set, the caller included), sent before the Hello's Ack.
+	// Deprecated: presence is per room (PresenceEvents of the rooms joined,
+	// WhoRequest). When true, the Hello's Ack is preceded by an empty
+	// snapshot, as before; the server-wide online list is no longer sent.
 	WatchOnline bool `protobuf:"varint,2,opt,name=watch_online,json=watchOnline,proto3" json:"watch_online,omitempty"`
 	// A JWT, when the connection did not bring one in the handshake
 	// (Authorization header or ?token=). Its subject is the user; name may
@@ -785,8 +1282,14 @@ type Welcome struct {
 	// When the connection's token expires (Unix milliseconds; 0: never). The
 	// server closes the connection with 4003 then, unless a Refresh came.
 	TokenExpiresMs int64 `protobuf:"varint,9,opt,name=token_expires_ms,json=tokenExpiresMs,proto3" json:"token_expires_ms,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The user's rooms (member of, invited to), by name, with where each
+	// stands (last_seq): join each with since = the last seq seen to resume.
+	// At most 500; more_rooms says there are more (RoomsRequest mine=true
+	// pages through all).
+	Rooms         []*RoomInfo `protobuf:"bytes,10,rep,name=rooms,proto3" json:"rooms,omitempty"`
+	MoreRooms     bool        `protobuf:"varint,11,opt,name=more_rooms,json=moreRooms,proto3" json:"more_rooms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Welcome) Reset() {
@@ -882,9 +1385,26 @@ func (x *Welcome) GetTokenExpiresMs() int64 {
 	return 0
 }
 
-// Join a room (created on demand). The server first replays history, then
-// acks with the room's current sequence number and member list, then the
-// session is live.
+func (x *Welcome) GetRooms() []*RoomInfo {
+	if x != nil {
+		return x.Rooms
+	}
+	return nil
+}
+
+func (x *Welcome) GetMoreRooms() bool {
+	if x != nil {
+		return x.MoreRooms
+	}
+	return false
+}
+
+// Join subscribes the connection to a room's events. The server first
+// replays history, then acks with the room's current sequence number and
+// who is connected, then the connection is live. Joining a public room
+// makes the user a member (a JOINED event), and a room that does not exist
+// is created (public, the user its owner); a private room takes its
+// members and invited users, a direct room its two users.
 type Join struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Room  string                 `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
@@ -939,6 +1459,10 @@ func (x *Join) GetSince() uint64 {
 	return 0
 }
 
+// Leave ends the user's membership of a room (a LEFT event): every
+// connection of the user leaves it. An owner must transfer ownership
+// first, unless no other member is left. (The tutorial's logout only
+// closes its connection.)
 type Leave struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Room          string                 `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
@@ -1261,10 +1785,16 @@ func (*Ping) Descriptor() ([]byte, []int) {
 	return file_parley_proto_rawDescGZIP(), []int{10}
 }
 
-// WhoRequest asks for everyone online on the server; answered by a
-// PresenceEvent with an empty room.
+// WhoRequest asks who is connected to a room the connection has joined,
+// or, without a room, who is connected to any of them: answered by a
+// PresenceEvent snapshot (members set, at most limit of them after the
+// name after; next says where the next page starts), then the Ack.
 type WhoRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Room  string                 `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
+	After string                 `protobuf:"bytes,2,opt,name=after,proto3" json:"after,omitempty"`
+	// 0 means 100; at most 500.
+	Limit         uint32 `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1299,10 +1829,36 @@ func (*WhoRequest) Descriptor() ([]byte, []int) {
 	return file_parley_proto_rawDescGZIP(), []int{11}
 }
 
-// RoomsRequest asks which rooms are active; answered by a RoomList (before
-// the Ack).
+func (x *WhoRequest) GetRoom() string {
+	if x != nil {
+		return x.Room
+	}
+	return ""
+}
+
+func (x *WhoRequest) GetAfter() string {
+	if x != nil {
+		return x.After
+	}
+	return ""
+}
+
+func (x *WhoRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+// RoomsRequest lists rooms: the public ones and the user's own (private
+// and direct rooms are listed to their members only), or with mine the
+// user's own only; answered by a RoomList (before the Ack), at most limit
+// (0: 100, at most 500) after the name after.
 type RoomsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
+	After         string                 `protobuf:"bytes,1,opt,name=after,proto3" json:"after,omitempty"`
+	Limit         uint32                 `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	Mine          bool                   `protobuf:"varint,3,opt,name=mine,proto3" json:"mine,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1337,9 +1893,32 @@ func (*RoomsRequest) Descriptor() ([]byte, []int) {
 	return file_parley_proto_rawDescGZIP(), []int{12}
 }
 
+func (x *RoomsRequest) GetAfter() string {
+	if x != nil {
+		return x.After
+	}
+	return ""
+}
+
+func (x *RoomsRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *RoomsRequest) GetMine() bool {
+	if x != nil {
+		return x.Mine
+	}
+	return false
+}
+
 type RoomList struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Rooms         []*RoomInfo            `protobuf:"bytes,1,rep,name=rooms,proto3" json:"rooms,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Rooms []*RoomInfo            `protobuf:"bytes,1,rep,name=rooms,proto3" json:"rooms,omitempty"`
+	// Where the next page starts (RoomsRequest.after); empty at the end.
+	Next          string `protobuf:"bytes,2,opt,name=next,proto3" json:"next,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1381,11 +1960,35 @@ func (x *RoomList) GetRooms() []*RoomInfo {
 	return nil
 }
 
+func (x *RoomList) GetNext() string {
+	if x != nil {
+		return x.Next
+	}
+	return ""
+}
+
 type RoomInfo struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	// Users in the room.
-	Members       uint32 `protobuf:"varint,2,opt,name=members,proto3" json:"members,omitempty"`
+	// Members of the room (users who belong to it, connected or not).
+	Members uint32   `protobuf:"varint,2,opt,name=members,proto3" json:"members,omitempty"`
+	Kind    RoomKind `protobuf:"varint,3,opt,name=kind,proto3,enum=parley.v1.RoomKind" json:"kind,omitempty"`
+	Title   string   `protobuf:"bytes,4,opt,name=title,proto3" json:"title,omitempty"`
+	Topic   string   `protobuf:"bytes,5,opt,name=topic,proto3" json:"topic,omitempty"`
+	// The room's latest seq.
+	LastSeq uint64 `protobuf:"varint,6,opt,name=last_seq,json=lastSeq,proto3" json:"last_seq,omitempty"`
+	// The requesting user's standing: a role (NONE: not a member), invited
+	// (may join this private room), banned or muted until (Unix ms;
+	// 0: not).
+	Role          Role   `protobuf:"varint,7,opt,name=role,proto3,enum=parley.v1.Role" json:"role,omitempty"`
+	Invited       bool   `protobuf:"varint,8,opt,name=invited,proto3" json:"invited,omitempty"`
+	BannedUntilMs int64  `protobuf:"varint,9,opt,name=banned_until_ms,json=bannedUntilMs,proto3" json:"banned_until_ms,omitempty"`
+	MutedUntilMs  int64  `protobuf:"varint,10,opt,name=muted_until_ms,json=mutedUntilMs,proto3" json:"muted_until_ms,omitempty"`
+	CreatedBy     string `protobuf:"bytes,11,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`
+	CreatedMs     int64  `protobuf:"varint,12,opt,name=created_ms,json=createdMs,proto3" json:"created_ms,omitempty"`
+	// For a direct room: the other user.
+	DirectWith    string `protobuf:"bytes,13,opt,name=direct_with,json=directWith,proto3" json:"direct_with,omitempty"`
+	Deleted       bool   `protobuf:"varint,14,opt,name=deleted,proto3" json:"deleted,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1434,6 +2037,654 @@ func (x *RoomInfo) GetMembers() uint32 {
 	return 0
 }
 
+func (x *RoomInfo) GetKind() RoomKind {
+	if x != nil {
+		return x.Kind
+	}
+	return RoomKind_ROOM_KIND_UNSPECIFIED
+}
+
+func (x *RoomInfo) GetTitle() string {
+	if x != nil {
+		return x.Title
+	}
+	return ""
+}
+
+func (x *RoomInfo) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *RoomInfo) GetLastSeq() uint64 {
+	if x != nil {
+		return x.LastSeq
+	}
+	return 0
+}
+
+func (x *RoomInfo) GetRole() Role {
+	if x != nil {
+		return x.Role
+	}
+	return Role_ROLE_NONE
+}
+
+func (x *RoomInfo) GetInvited() bool {
+	if x != nil {
+		return x.Invited
+	}
+	return false
+}
+
+func (x *RoomInfo) GetBannedUntilMs() int64 {
+	if x != nil {
+		return x.BannedUntilMs
+	}
+	return 0
+}
+
+func (x *RoomInfo) GetMutedUntilMs() int64 {
+	if x != nil {
+		return x.MutedUntilMs
+	}
+	return 0
+}
+
+func (x *RoomInfo) GetCreatedBy() string {
+	if x != nil {
+		return x.CreatedBy
+	}
+	return ""
+}
+
+func (x *RoomInfo) GetCreatedMs() int64 {
+	if x != nil {
+		return x.CreatedMs
+	}
+	return 0
+}
+
+func (x *RoomInfo) GetDirectWith() string {
+	if x != nil {
+		return x.DirectWith
+	}
+	return ""
+}
+
+func (x *RoomInfo) GetDeleted() bool {
+	if x != nil {
+		return x.Deleted
+	}
+	return false
+}
+
+// CreateRoom creates a public or private room with the user as its owner
+// (a CREATED event), inviting the users named; ROOM_EXISTS if the name is
+// taken. Direct rooms come from DirectMessage.
+type CreateRoom struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Room          string                 `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
+	Kind          RoomKind               `protobuf:"varint,2,opt,name=kind,proto3,enum=parley.v1.RoomKind" json:"kind,omitempty"`
+	Title         string                 `protobuf:"bytes,3,opt,name=title,proto3" json:"title,omitempty"`
+	Topic         string                 `protobuf:"bytes,4,opt,name=topic,proto3" json:"topic,omitempty"`
+	Invite        []string               `protobuf:"bytes,5,rep,name=invite,proto3" json:"invite,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateRoom) Reset() {
+	*x = CreateRoom{}
+	mi := &file_parley_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateRoom) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateRoom) ProtoMessage() {}
+
+func (x *CreateRoom) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateRoom.ProtoReflect.Descriptor instead.
+func (*CreateRoom) Descriptor() ([]byte, []int) {
+	return file_parley_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *CreateRoom) GetRoom() string {
+	if x != nil {
+		return x.Room
+	}
+	return ""
+}
+
+func (x *CreateRoom) GetKind() RoomKind {
+	if x != nil {
+		return x.Kind
+	}
+	return RoomKind_ROOM_KIND_UNSPECIFIED
+}
+
+func (x *CreateRoom) GetTitle() string {
+	if x != nil {
+		return x.Title
+	}
+	return ""
+}
+
+func (x *CreateRoom) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *CreateRoom) GetInvite() []string {
+	if x != nil {
+		return x.Invite
+	}
+	return nil
+}
+
+// DirectMessage posts to the direct room of the user and `to`, created by
+// the first one; the Ack names the room (it is not joined: join it to
+// follow the conversation) and the post's seq.
+type DirectMessage struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	To            string                 `protobuf:"bytes,1,opt,name=to,proto3" json:"to,omitempty"`
+	Text          string                 `protobuf:"bytes,2,opt,name=text,proto3" json:"text,omitempty"`
+	ClientMsgId   string                 `protobuf:"bytes,3,opt,name=client_msg_id,json=clientMsgId,proto3" json:"client_msg_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DirectMessage) Reset() {
+	*x = DirectMessage{}
+	mi := &file_parley_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DirectMessage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DirectMessage) ProtoMessage() {}
+
+func (x *DirectMessage) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DirectMessage.ProtoReflect.Descriptor instead.
+func (*DirectMessage) Descriptor() ([]byte, []int) {
+	return file_parley_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *DirectMessage) GetTo() string {
+	if x != nil {
+		return x.To
+	}
+	return ""
+}
+
+func (x *DirectMessage) GetText() string {
+	if x != nil {
+		return x.Text
+	}
+	return ""
+}
+
+func (x *DirectMessage) GetClientMsgId() string {
+	if x != nil {
+		return x.ClientMsgId
+	}
+	return ""
+}
+
+// Moderate acts on a user in a room; each action is a room event (who did
+// what to whom). An owner acts on anyone, a moderator on members and
+// non-members, nobody on the owner or on themselves (but to leave).
+type Moderate struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Room   string                 `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
+	User   string                 `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`
+	Action ModAction              `protobuf:"varint,3,opt,name=action,proto3,enum=parley.v1.ModAction" json:"action,omitempty"`
+	// For SET_ROLE: ROLE_MEMBER or ROLE_MODERATOR.
+	Role   Role   `protobuf:"varint,4,opt,name=role,proto3,enum=parley.v1.Role" json:"role,omitempty"`
+	Reason string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	// For BAN and MUTE: when it ends, Unix ms; 0: never.
+	UntilMs       int64 `protobuf:"varint,6,opt,name=until_ms,json=untilMs,proto3" json:"until_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Moderate) Reset() {
+	*x = Moderate{}
+	mi := &file_parley_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Moderate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Moderate) ProtoMessage() {}
+
+func (x *Moderate) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Moderate.ProtoReflect.Descriptor instead.
+func (*Moderate) Descriptor() ([]byte, []int) {
+	return file_parley_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *Moderate) GetRoom() string {
+	if x != nil {
+		return x.Room
+	}
+	return ""
+}
+
+func (x *Moderate) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *Moderate) GetAction() ModAction {
+	if x != nil {
+		return x.Action
+	}
+	return ModAction_MOD_ACTION_UNSPECIFIED
+}
+
+func (x *Moderate) GetRole() Role {
+	if x != nil {
+		return x.Role
+	}
+	return Role_ROLE_NONE
+}
+
+func (x *Moderate) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *Moderate) GetUntilMs() int64 {
+	if x != nil {
+		return x.UntilMs
+	}
+	return 0
+}
+
+// UpdateRoom changes a room's title or topic (owners and moderators): an
+// UPDATED event.
+type UpdateRoom struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Room          string                 `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
+	Title         *string                `protobuf:"bytes,2,opt,name=title,proto3,oneof" json:"title,omitempty"`
+	Topic         *string                `protobuf:"bytes,3,opt,name=topic,proto3,oneof" json:"topic,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateRoom) Reset() {
+	*x = UpdateRoom{}
+	mi := &file_parley_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateRoom) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateRoom) ProtoMessage() {}
+
+func (x *UpdateRoom) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateRoom.ProtoReflect.Descriptor instead.
+func (*UpdateRoom) Descriptor() ([]byte, []int) {
+	return file_parley_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *UpdateRoom) GetRoom() string {
+	if x != nil {
+		return x.Room
+	}
+	return ""
+}
+
+func (x *UpdateRoom) GetTitle() string {
+	if x != nil && x.Title != nil {
+		return *x.Title
+	}
+	return ""
+}
+
+func (x *UpdateRoom) GetTopic() string {
+	if x != nil && x.Topic != nil {
+		return *x.Topic
+	}
+	return ""
+}
+
+// DeleteRoom deletes a room (its owner): a DELETED event, then everyone is
+// out of it; its history stays readable to no one, and the name is not
+// used again.
+type DeleteRoom struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Room          string                 `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteRoom) Reset() {
+	*x = DeleteRoom{}
+	mi := &file_parley_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteRoom) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteRoom) ProtoMessage() {}
+
+func (x *DeleteRoom) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteRoom.ProtoReflect.Descriptor instead.
+func (*DeleteRoom) Descriptor() ([]byte, []int) {
+	return file_parley_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *DeleteRoom) GetRoom() string {
+	if x != nil {
+		return x.Room
+	}
+	return ""
+}
+
+func (x *DeleteRoom) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// MembersRequest lists a room's members, invited and banned users with
+// their standing, by name (at most limit, 0: 100, at most 500, after the
+// name after): a MemberList, then the Ack. Members of the room may ask
+// (of a public room, anyone).
+type MembersRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Room          string                 `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
+	After         string                 `protobuf:"bytes,2,opt,name=after,proto3" json:"after,omitempty"`
+	Limit         uint32                 `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MembersRequest) Reset() {
+	*x = MembersRequest{}
+	mi := &file_parley_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MembersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MembersRequest) ProtoMessage() {}
+
+func (x *MembersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MembersRequest.ProtoReflect.Descriptor instead.
+func (*MembersRequest) Descriptor() ([]byte, []int) {
+	return file_parley_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *MembersRequest) GetRoom() string {
+	if x != nil {
+		return x.Room
+	}
+	return ""
+}
+
+func (x *MembersRequest) GetAfter() string {
+	if x != nil {
+		return x.After
+	}
+	return ""
+}
+
+func (x *MembersRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type MemberList struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Room          string                 `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
+	Members       []*MemberInfo          `protobuf:"bytes,2,rep,name=members,proto3" json:"members,omitempty"`
+	Next          string                 `protobuf:"bytes,3,opt,name=next,proto3" json:"next,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MemberList) Reset() {
+	*x = MemberList{}
+	mi := &file_parley_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MemberList) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MemberList) ProtoMessage() {}
+
+func (x *MemberList) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MemberList.ProtoReflect.Descriptor instead.
+func (*MemberList) Descriptor() ([]byte, []int) {
+	return file_parley_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *MemberList) GetRoom() string {
+	if x != nil {
+		return x.Room
+	}
+	return ""
+}
+
+func (x *MemberList) GetMembers() []*MemberInfo {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+func (x *MemberList) GetNext() string {
+	if x != nil {
+		return x.Next
+	}
+	return ""
+}
+
+type MemberInfo struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	User          string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	Role          Role                   `protobuf:"varint,2,opt,name=role,proto3,enum=parley.v1.Role" json:"role,omitempty"`
+	Invited       bool                   `protobuf:"varint,3,opt,name=invited,proto3" json:"invited,omitempty"`
+	InvitedBy     string                 `protobuf:"bytes,4,opt,name=invited_by,json=invitedBy,proto3" json:"invited_by,omitempty"`
+	SinceMs       int64                  `protobuf:"varint,5,opt,name=since_ms,json=sinceMs,proto3" json:"since_ms,omitempty"`
+	BannedUntilMs int64                  `protobuf:"varint,6,opt,name=banned_until_ms,json=bannedUntilMs,proto3" json:"banned_until_ms,omitempty"`
+	MutedUntilMs  int64                  `protobuf:"varint,7,opt,name=muted_until_ms,json=mutedUntilMs,proto3" json:"muted_until_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MemberInfo) Reset() {
+	*x = MemberInfo{}
+	mi := &file_parley_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MemberInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MemberInfo) ProtoMessage() {}
+
+func (x *MemberInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MemberInfo.ProtoReflect.Descriptor instead.
+func (*MemberInfo) Descriptor() ([]byte, []int) {
+	return file_parley_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *MemberInfo) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *MemberInfo) GetRole() Role {
+	if x != nil {
+		return x.Role
+	}
+	return Role_ROLE_NONE
+}
+
+func (x *MemberInfo) GetInvited() bool {
+	if x != nil {
+		return x.Invited
+	}
+	return false
+}
+
+func (x *MemberInfo) GetInvitedBy() string {
+	if x != nil {
+		return x.InvitedBy
+	}
+	return ""
+}
+
+func (x *MemberInfo) GetSinceMs() int64 {
+	if x != nil {
+		return x.SinceMs
+	}
+	return 0
+}
+
+func (x *MemberInfo) GetBannedUntilMs() int64 {
+	if x != nil {
+		return x.BannedUntilMs
+	}
+	return 0
+}
+
+func (x *MemberInfo) GetMutedUntilMs() int64 {
+	if x != nil {
+		return x.MutedUntilMs
+	}
+	return 0
+}
+
 // Ack answers one request.
 type Ack struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
@@ -1441,7 +2692,8 @@ type Ack struct {
 	Room      string                 `protobuf:"bytes,2,opt,name=room,proto3" json:"room,omitempty"`
 	// For Post: the seq given to the message. For Join: the room's latest seq.
 	Seq uint64 `protobuf:"varint,3,opt,name=seq,proto3" json:"seq,omitempty"`
-	// For Join: the members at the time of joining.
+	// For Join: who is connected to the room (at most 200; WhoRequest pages
+	// through all).
 	Members []*Member `protobuf:"bytes,4,rep,name=members,proto3" json:"members,omitempty"`
 	// For Join: the oldest seq the server still has (0: none); older history
 	// can be read with HistoryRequest down to it.
@@ -1452,7 +2704,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_parley_proto_msgTypes[15]
+	mi := &file_parley_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1464,7 +2716,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[15]
+	mi := &file_parley_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1477,7 +2729,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{15}
+	return file_parley_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Ack) GetRequestId() string {
@@ -1527,7 +2779,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_parley_proto_msgTypes[16]
+	mi := &file_parley_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1539,7 +2791,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[16]
+	mi := &file_parley_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1552,7 +2804,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{16}
+	return file_parley_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Error) GetRequestId() string {
@@ -1583,23 +2835,27 @@ func (x *Error) GetRoom() string {
 	return ""
 }
 
-// RoomEvent is one message in a room, as stored and delivered.
+// RoomEvent is one event of a room's log, as stored and delivered: a post
+// (text), or a change to the room (change).
 type RoomEvent struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Room  string                 `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
 	Seq   uint64                 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
-	// Server time when the message was accepted, Unix milliseconds.
-	TimeMs        int64  `protobuf:"varint,3,opt,name=time_ms,json=timeMs,proto3" json:"time_ms,omitempty"`
-	Sender        string `protobuf:"bytes,4,opt,name=sender,proto3" json:"sender,omitempty"`
-	Text          string `protobuf:"bytes,5,opt,name=text,proto3" json:"text,omitempty"`
-	ClientMsgId   string `protobuf:"bytes,6,opt,name=client_msg_id,json=clientMsgId,proto3" json:"client_msg_id,omitempty"`
+	// Server time when the event was accepted, Unix milliseconds.
+	TimeMs int64 `protobuf:"varint,3,opt,name=time_ms,json=timeMs,proto3" json:"time_ms,omitempty"`
+	// Who did it: a user's name (its stable id), a bot's, or "system".
+	Sender        string      `protobuf:"bytes,4,opt,name=sender,proto3" json:"sender,omitempty"`
+	Text          string      `protobuf:"bytes,5,opt,name=text,proto3" json:"text,omitempty"`
+	ClientMsgId   string      `protobuf:"bytes,6,opt,name=client_msg_id,json=clientMsgId,proto3" json:"client_msg_id,omitempty"`
+	SenderKind    SenderKind  `protobuf:"varint,7,opt,name=sender_kind,json=senderKind,proto3,enum=parley.v1.SenderKind" json:"sender_kind,omitempty"`
+	Change        *RoomChange `protobuf:"bytes,8,opt,name=change,proto3" json:"change,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RoomEvent) Reset() {
 	*x = RoomEvent{}
-	mi := &file_parley_proto_msgTypes[17]
+	mi := &file_parley_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1611,7 +2867,7 @@ func (x *RoomEvent) String() string {
 func (*RoomEvent) ProtoMessage() {}
 
 func (x *RoomEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[17]
+	mi := &file_parley_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1624,7 +2880,7 @@ func (x *RoomEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomEvent.ProtoReflect.Descriptor instead.
 func (*RoomEvent) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{17}
+	return file_parley_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RoomEvent) GetRoom() string {
@@ -1669,6 +2925,126 @@ func (x *RoomEvent) GetClientMsgId() string {
 	return ""
 }
 
+func (x *RoomEvent) GetSenderKind() SenderKind {
+	if x != nil {
+		return x.SenderKind
+	}
+	return SenderKind_SENDER_KIND_UNSPECIFIED
+}
+
+func (x *RoomEvent) GetChange() *RoomChange {
+	if x != nil {
+		return x.Change
+	}
+	return nil
+}
+
+// RoomChange is who did what to whom: the sender acted, user is the one
+// acted on (for JOINED and LEFT the sender itself).
+type RoomChange struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Kind  ChangeKind             `protobuf:"varint,1,opt,name=kind,proto3,enum=parley.v1.ChangeKind" json:"kind,omitempty"`
+	User  string                 `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`
+	// The user's role after the change (ROLE_CHANGED, OWNER_CHANGED: the
+	// new owner).
+	Role Role `protobuf:"varint,3,opt,name=role,proto3,enum=parley.v1.Role" json:"role,omitempty"`
+	// BANNED, MUTED: when it ends (Unix ms; 0: never).
+	UntilMs int64  `protobuf:"varint,4,opt,name=until_ms,json=untilMs,proto3" json:"until_ms,omitempty"`
+	Reason  string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	// CREATED, UPDATED: the room's kind, title and topic after the change.
+	RoomKind      RoomKind `protobuf:"varint,6,opt,name=room_kind,json=roomKind,proto3,enum=parley.v1.RoomKind" json:"room_kind,omitempty"`
+	Title         string   `protobuf:"bytes,7,opt,name=title,proto3" json:"title,omitempty"`
+	Topic         string   `protobuf:"bytes,8,opt,name=topic,proto3" json:"topic,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RoomChange) Reset() {
+	*x = RoomChange{}
+	mi := &file_parley_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RoomChange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RoomChange) ProtoMessage() {}
+
+func (x *RoomChange) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RoomChange.ProtoReflect.Descriptor instead.
+func (*RoomChange) Descriptor() ([]byte, []int) {
+	return file_parley_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *RoomChange) GetKind() ChangeKind {
+	if x != nil {
+		return x.Kind
+	}
+	return ChangeKind_CHANGE_KIND_UNSPECIFIED
+}
+
+func (x *RoomChange) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *RoomChange) GetRole() Role {
+	if x != nil {
+		return x.Role
+	}
+	return Role_ROLE_NONE
+}
+
+func (x *RoomChange) GetUntilMs() int64 {
+	if x != nil {
+		return x.UntilMs
+	}
+	return 0
+}
+
+func (x *RoomChange) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *RoomChange) GetRoomKind() RoomKind {
+	if x != nil {
+		return x.RoomKind
+	}
+	return RoomKind_ROOM_KIND_UNSPECIFIED
+}
+
+func (x *RoomChange) GetTitle() string {
+	if x != nil {
+		return x.Title
+	}
+	return ""
+}
+
+func (x *RoomChange) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
 type Member struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -1680,7 +3056,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_parley_proto_msgTypes[18]
+	mi := &file_parley_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1692,7 +3068,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[18]
+	mi := &file_parley_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1705,7 +3081,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{18}
+	return file_parley_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Member) GetName() string {
@@ -1722,23 +3098,25 @@ func (x *Member) GetDevices() uint32 {
 	return 0
 }
 
-// PresenceEvent tells who joined or left a room, at user level: a user with
-// three connections joins once and leaves once. An empty room means the
-// server-wide online list. members is the full list on a snapshot (Join ack,
-// WhoRequest) and empty on deltas.
+// PresenceEvent tells who connected to or disconnected from a room, at user
+// level: a user with three connections joins once and leaves once.
+// members is a snapshot (a WhoRequest's page; with an empty room, the
+// users connected to any of the connection's rooms) and empty on deltas.
 type PresenceEvent struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Room          string                 `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
-	Joined        []string               `protobuf:"bytes,2,rep,name=joined,proto3" json:"joined,omitempty"`
-	Left          []string               `protobuf:"bytes,3,rep,name=left,proto3" json:"left,omitempty"`
-	Members       []*Member              `protobuf:"bytes,4,rep,name=members,proto3" json:"members,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Room    string                 `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
+	Joined  []string               `protobuf:"bytes,2,rep,name=joined,proto3" json:"joined,omitempty"`
+	Left    []string               `protobuf:"bytes,3,rep,name=left,proto3" json:"left,omitempty"`
+	Members []*Member              `protobuf:"bytes,4,rep,name=members,proto3" json:"members,omitempty"`
+	// For a WhoRequest's page: where the next one starts; empty at the end.
+	Next          string `protobuf:"bytes,5,opt,name=next,proto3" json:"next,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PresenceEvent) Reset() {
 	*x = PresenceEvent{}
-	mi := &file_parley_proto_msgTypes[19]
+	mi := &file_parley_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1750,7 +3128,7 @@ func (x *PresenceEvent) String() string {
 func (*PresenceEvent) ProtoMessage() {}
 
 func (x *PresenceEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[19]
+	mi := &file_parley_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1763,7 +3141,7 @@ func (x *PresenceEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PresenceEvent.ProtoReflect.Descriptor instead.
 func (*PresenceEvent) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{19}
+	return file_parley_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *PresenceEvent) GetRoom() string {
@@ -1794,9 +3172,16 @@ func (x *PresenceEvent) GetMembers() []*Member {
 	return nil
 }
 
+func (x *PresenceEvent) GetNext() string {
+	if x != nil {
+		return x.Next
+	}
+	return ""
+}
+
 // Reset tells a resuming client that part of the gap it asked for will not
 // be replayed: it was deleted by retention, or it is longer than the server
-// replays at once (-max-replay). Events from oldest_seq on follow; older
+// replays at once (-max-replay, 10,000 by default). Events from oldest_seq on follow; older
 // ones may still be read with a HistoryRequest unless retention deleted
 // them. Never silent: a client that gets no Reset got every event after
 // its since.
@@ -1813,7 +3198,7 @@ type Reset struct {
 
 func (x *Reset) Reset() {
 	*x = Reset{}
-	mi := &file_parley_proto_msgTypes[20]
+	mi := &file_parley_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1825,7 +3210,7 @@ func (x *Reset) String() string {
 func (*Reset) ProtoMessage() {}
 
 func (x *Reset) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[20]
+	mi := &file_parley_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1838,7 +3223,7 @@ func (x *Reset) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reset.ProtoReflect.Descriptor instead.
 func (*Reset) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{20}
+	return file_parley_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Reset) GetRoom() string {
@@ -1874,7 +3259,7 @@ type Batch struct {
 
 func (x *Batch) Reset() {
 	*x = Batch{}
-	mi := &file_parley_proto_msgTypes[21]
+	mi := &file_parley_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1886,7 +3271,7 @@ func (x *Batch) String() string {
 func (*Batch) ProtoMessage() {}
 
 func (x *Batch) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[21]
+	mi := &file_parley_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1899,7 +3284,7 @@ func (x *Batch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Batch.ProtoReflect.Descriptor instead.
 func (*Batch) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{21}
+	return file_parley_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Batch) GetItems() []*Envelope {
@@ -1922,7 +3307,7 @@ type Notice struct {
 
 func (x *Notice) Reset() {
 	*x = Notice{}
-	mi := &file_parley_proto_msgTypes[22]
+	mi := &file_parley_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1934,7 +3319,7 @@ func (x *Notice) String() string {
 func (*Notice) ProtoMessage() {}
 
 func (x *Notice) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[22]
+	mi := &file_parley_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1947,7 +3332,7 @@ func (x *Notice) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Notice.ProtoReflect.Descriptor instead.
 func (*Notice) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{22}
+	return file_parley_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Notice) GetText() string {
@@ -1968,7 +3353,8 @@ var File_parley_proto protoreflect.FileDescriptor
 
 const file_parley_proto_rawDesc = "" +
 	"\n" +
-	"\fparley.proto\x12\tparley.v1\"\xbc\a\n" +
+	"\fparley.proto\x12\tparley.v1\"\xed\n" +
+	"\n" +
 	"\bEnvelope\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12(\n" +
 	"\x05hello\x18\n" +
@@ -1981,7 +3367,16 @@ const file_parley_proto_rawDesc = "" +
 	"\x04ping\x18\x10 \x01(\v2\x0f.parley.v1.PingH\x00R\x04ping\x12)\n" +
 	"\x03who\x18\x11 \x01(\v2\x15.parley.v1.WhoRequestH\x00R\x03who\x12/\n" +
 	"\x05rooms\x18\x12 \x01(\v2\x17.parley.v1.RoomsRequestH\x00R\x05rooms\x12.\n" +
-	"\arefresh\x18\x13 \x01(\v2\x12.parley.v1.RefreshH\x00R\arefresh\x12.\n" +
+	"\arefresh\x18\x13 \x01(\v2\x12.parley.v1.RefreshH\x00R\arefresh\x128\n" +
+	"\vcreate_room\x18\x14 \x01(\v2\x15.parley.v1.CreateRoomH\x00R\n" +
+	"createRoom\x122\n" +
+	"\x06direct\x18\x15 \x01(\v2\x18.parley.v1.DirectMessageH\x00R\x06direct\x121\n" +
+	"\bmoderate\x18\x16 \x01(\v2\x13.parley.v1.ModerateH\x00R\bmoderate\x128\n" +
+	"\vupdate_room\x18\x17 \x01(\v2\x15.parley.v1.UpdateRoomH\x00R\n" +
+	"updateRoom\x128\n" +
+	"\vdelete_room\x18\x18 \x01(\v2\x15.parley.v1.DeleteRoomH\x00R\n" +
+	"deleteRoom\x125\n" +
+	"\amembers\x18\x19 \x01(\v2\x19.parley.v1.MembersRequestH\x00R\amembers\x12.\n" +
 	"\awelcome\x18\x1e \x01(\v2\x12.parley.v1.WelcomeH\x00R\awelcome\x12\"\n" +
 	"\x03ack\x18\x1f \x01(\v2\x0e.parley.v1.AckH\x00R\x03ack\x12(\n" +
 	"\x05error\x18  \x01(\v2\x10.parley.v1.ErrorH\x00R\x05error\x12,\n" +
@@ -1992,14 +3387,17 @@ const file_parley_proto_rawDesc = "" +
 	"\x06notice\x18% \x01(\v2\x11.parley.v1.NoticeH\x00R\x06notice\x122\n" +
 	"\troom_list\x18& \x01(\v2\x13.parley.v1.RoomListH\x00R\broomList\x123\n" +
 	"\vreset_event\x18' \x01(\v2\x10.parley.v1.ResetH\x00R\n" +
-	"resetEventB\x06\n" +
+	"resetEvent\x12)\n" +
+	"\x04room\x18( \x01(\v2\x13.parley.v1.RoomInfoH\x00R\x04room\x128\n" +
+	"\vmember_list\x18) \x01(\v2\x15.parley.v1.MemberListH\x00R\n" +
+	"memberListB\x06\n" +
 	"\x04body\"T\n" +
 	"\x05Hello\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12!\n" +
 	"\fwatch_online\x18\x02 \x01(\bR\vwatchOnline\x12\x14\n" +
 	"\x05token\x18\x03 \x01(\tR\x05token\"\x1f\n" +
 	"\aRefresh\x12\x14\n" +
-	"\x05token\x18\x01 \x01(\tR\x05token\"\xa7\x02\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\"\xf1\x02\n" +
 	"\aWelcome\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x12\n" +
@@ -2010,7 +3408,11 @@ const file_parley_proto_rawDesc = "" +
 	"\x0emax_text_chars\x18\x06 \x01(\rR\fmaxTextChars\x12\x12\n" +
 	"\x04rate\x18\a \x01(\x01R\x04rate\x12\x14\n" +
 	"\x05burst\x18\b \x01(\rR\x05burst\x12(\n" +
-	"\x10token_expires_ms\x18\t \x01(\x03R\x0etokenExpiresMs\"?\n" +
+	"\x10token_expires_ms\x18\t \x01(\x03R\x0etokenExpiresMs\x12)\n" +
+	"\x05rooms\x18\n" +
+	" \x03(\v2\x13.parley.v1.RoomInfoR\x05rooms\x12\x1d\n" +
+	"\n" +
+	"more_rooms\x18\v \x01(\bR\tmoreRooms\"?\n" +
 	"\x04Join\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12\x19\n" +
 	"\x05since\x18\x02 \x01(\x04H\x00R\x05since\x88\x01\x01B\b\n" +
@@ -2033,15 +3435,86 @@ const file_parley_proto_rawDesc = "" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12,\n" +
 	"\x06events\x18\x02 \x03(\v2\x14.parley.v1.RoomEventR\x06events\x12\x19\n" +
 	"\bhas_more\x18\x03 \x01(\bR\ahasMore\"\x06\n" +
-	"\x04Ping\"\f\n" +
+	"\x04Ping\"L\n" +
 	"\n" +
-	"WhoRequest\"\x0e\n" +
-	"\fRoomsRequest\"5\n" +
+	"WhoRequest\x12\x12\n" +
+	"\x04room\x18\x01 \x01(\tR\x04room\x12\x14\n" +
+	"\x05after\x18\x02 \x01(\tR\x05after\x12\x14\n" +
+	"\x05limit\x18\x03 \x01(\rR\x05limit\"N\n" +
+	"\fRoomsRequest\x12\x14\n" +
+	"\x05after\x18\x01 \x01(\tR\x05after\x12\x14\n" +
+	"\x05limit\x18\x02 \x01(\rR\x05limit\x12\x12\n" +
+	"\x04mine\x18\x03 \x01(\bR\x04mine\"I\n" +
 	"\bRoomList\x12)\n" +
-	"\x05rooms\x18\x01 \x03(\v2\x13.parley.v1.RoomInfoR\x05rooms\"8\n" +
+	"\x05rooms\x18\x01 \x03(\v2\x13.parley.v1.RoomInfoR\x05rooms\x12\x12\n" +
+	"\x04next\x18\x02 \x01(\tR\x04next\"\xae\x03\n" +
 	"\bRoomInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
-	"\amembers\x18\x02 \x01(\rR\amembers\"\x96\x01\n" +
+	"\amembers\x18\x02 \x01(\rR\amembers\x12'\n" +
+	"\x04kind\x18\x03 \x01(\x0e2\x13.parley.v1.RoomKindR\x04kind\x12\x14\n" +
+	"\x05title\x18\x04 \x01(\tR\x05title\x12\x14\n" +
+	"\x05topic\x18\x05 \x01(\tR\x05topic\x12\x19\n" +
+	"\blast_seq\x18\x06 \x01(\x04R\alastSeq\x12#\n" +
+	"\x04role\x18\a \x01(\x0e2\x0f.parley.v1.RoleR\x04role\x12\x18\n" +
+	"\ainvited\x18\b \x01(\bR\ainvited\x12&\n" +
+	"\x0fbanned_until_ms\x18\t \x01(\x03R\rbannedUntilMs\x12$\n" +
+	"\x0emuted_until_ms\x18\n" +
+	" \x01(\x03R\fmutedUntilMs\x12\x1d\n" +
+	"\n" +
+	"created_by\x18\v \x01(\tR\tcreatedBy\x12\x1d\n" +
+	"\n" +
+	"created_ms\x18\f \x01(\x03R\tcreatedMs\x12\x1f\n" +
+	"\vdirect_with\x18\r \x01(\tR\n" +
+	"directWith\x12\x18\n" +
+	"\adeleted\x18\x0e \x01(\bR\adeleted\"\x8d\x01\n" +
+	"\n" +
+	"CreateRoom\x12\x12\n" +
+	"\x04room\x18\x01 \x01(\tR\x04room\x12'\n" +
+	"\x04kind\x18\x02 \x01(\x0e2\x13.parley.v1.RoomKindR\x04kind\x12\x14\n" +
+	"\x05title\x18\x03 \x01(\tR\x05title\x12\x14\n" +
+	"\x05topic\x18\x04 \x01(\tR\x05topic\x12\x16\n" +
+	"\x06invite\x18\x05 \x03(\tR\x06invite\"W\n" +
+	"\rDirectMessage\x12\x0e\n" +
+	"\x02to\x18\x01 \x01(\tR\x02to\x12\x12\n" +
+	"\x04text\x18\x02 \x01(\tR\x04text\x12\"\n" +
+	"\rclient_msg_id\x18\x03 \x01(\tR\vclientMsgId\"\xb8\x01\n" +
+	"\bModerate\x12\x12\n" +
+	"\x04room\x18\x01 \x01(\tR\x04room\x12\x12\n" +
+	"\x04user\x18\x02 \x01(\tR\x04user\x12,\n" +
+	"\x06action\x18\x03 \x01(\x0e2\x14.parley.v1.ModActionR\x06action\x12#\n" +
+	"\x04role\x18\x04 \x01(\x0e2\x0f.parley.v1.RoleR\x04role\x12\x16\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\x12\x19\n" +
+	"\buntil_ms\x18\x06 \x01(\x03R\auntilMs\"j\n" +
+	"\n" +
+	"UpdateRoom\x12\x12\n" +
+	"\x04room\x18\x01 \x01(\tR\x04room\x12\x19\n" +
+	"\x05title\x18\x02 \x01(\tH\x00R\x05title\x88\x01\x01\x12\x19\n" +
+	"\x05topic\x18\x03 \x01(\tH\x01R\x05topic\x88\x01\x01B\b\n" +
+	"\x06_titleB\b\n" +
+	"\x06_topic\"8\n" +
+	"\n" +
+	"DeleteRoom\x12\x12\n" +
+	"\x04room\x18\x01 \x01(\tR\x04room\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"P\n" +
+	"\x0eMembersRequest\x12\x12\n" +
+	"\x04room\x18\x01 \x01(\tR\x04room\x12\x14\n" +
+	"\x05after\x18\x02 \x01(\tR\x05after\x12\x14\n" +
+	"\x05limit\x18\x03 \x01(\rR\x05limit\"e\n" +
+	"\n" +
+	"MemberList\x12\x12\n" +
+	"\x04room\x18\x01 \x01(\tR\x04room\x12/\n" +
+	"\amembers\x18\x02 \x03(\v2\x15.parley.v1.MemberInfoR\amembers\x12\x12\n" +
+	"\x04next\x18\x03 \x01(\tR\x04next\"\xe7\x01\n" +
+	"\n" +
+	"MemberInfo\x12\x12\n" +
+	"\x04user\x18\x01 \x01(\tR\x04user\x12#\n" +
+	"\x04role\x18\x02 \x01(\x0e2\x0f.parley.v1.RoleR\x04role\x12\x18\n" +
+	"\ainvited\x18\x03 \x01(\bR\ainvited\x12\x1d\n" +
+	"\n" +
+	"invited_by\x18\x04 \x01(\tR\tinvitedBy\x12\x19\n" +
+	"\bsince_ms\x18\x05 \x01(\x03R\asinceMs\x12&\n" +
+	"\x0fbanned_until_ms\x18\x06 \x01(\x03R\rbannedUntilMs\x12$\n" +
+	"\x0emuted_until_ms\x18\a \x01(\x03R\fmutedUntilMs\"\x96\x01\n" +
 	"\x03Ack\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x12\n" +
@@ -2055,22 +3528,36 @@ const file_parley_proto_rawDesc = "" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12(\n" +
 	"\x04code\x18\x02 \x01(\x0e2\x14.parley.v1.ErrorCodeR\x04code\x12\x12\n" +
 	"\x04text\x18\x03 \x01(\tR\x04text\x12\x12\n" +
-	"\x04room\x18\x04 \x01(\tR\x04room\"\x9a\x01\n" +
+	"\x04room\x18\x04 \x01(\tR\x04room\"\x81\x02\n" +
 	"\tRoomEvent\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x17\n" +
 	"\atime_ms\x18\x03 \x01(\x03R\x06timeMs\x12\x16\n" +
 	"\x06sender\x18\x04 \x01(\tR\x06sender\x12\x12\n" +
 	"\x04text\x18\x05 \x01(\tR\x04text\x12\"\n" +
-	"\rclient_msg_id\x18\x06 \x01(\tR\vclientMsgId\"6\n" +
+	"\rclient_msg_id\x18\x06 \x01(\tR\vclientMsgId\x126\n" +
+	"\vsender_kind\x18\a \x01(\x0e2\x15.parley.v1.SenderKindR\n" +
+	"senderKind\x12-\n" +
+	"\x06change\x18\b \x01(\v2\x15.parley.v1.RoomChangeR\x06change\"\x81\x02\n" +
+	"\n" +
+	"RoomChange\x12)\n" +
+	"\x04kind\x18\x01 \x01(\x0e2\x15.parley.v1.ChangeKindR\x04kind\x12\x12\n" +
+	"\x04user\x18\x02 \x01(\tR\x04user\x12#\n" +
+	"\x04role\x18\x03 \x01(\x0e2\x0f.parley.v1.RoleR\x04role\x12\x19\n" +
+	"\buntil_ms\x18\x04 \x01(\x03R\auntilMs\x12\x16\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\x120\n" +
+	"\troom_kind\x18\x06 \x01(\x0e2\x13.parley.v1.RoomKindR\broomKind\x12\x14\n" +
+	"\x05title\x18\a \x01(\tR\x05title\x12\x14\n" +
+	"\x05topic\x18\b \x01(\tR\x05topic\"6\n" +
 	"\x06Member\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
-	"\adevices\x18\x02 \x01(\rR\adevices\"|\n" +
+	"\adevices\x18\x02 \x01(\rR\adevices\"\x90\x01\n" +
 	"\rPresenceEvent\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12\x16\n" +
 	"\x06joined\x18\x02 \x03(\tR\x06joined\x12\x12\n" +
 	"\x04left\x18\x03 \x03(\tR\x04left\x12+\n" +
-	"\amembers\x18\x04 \x03(\v2\x11.parley.v1.MemberR\amembers\"P\n" +
+	"\amembers\x18\x04 \x03(\v2\x11.parley.v1.MemberR\amembers\x12\x12\n" +
+	"\x04next\x18\x05 \x01(\tR\x04next\"P\n" +
 	"\x05Reset\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12\x14\n" +
 	"\x05since\x18\x02 \x01(\x04R\x05since\x12\x1d\n" +
@@ -2080,7 +3567,31 @@ const file_parley_proto_rawDesc = "" +
 	"\x05items\x18\x01 \x03(\v2\x13.parley.v1.EnvelopeR\x05items\"0\n" +
 	"\x06Notice\x12\x12\n" +
 	"\x04text\x18\x01 \x01(\tR\x04text\x12\x12\n" +
-	"\x04room\x18\x02 \x01(\tR\x04room*\x97\x03\n" +
+	"\x04room\x18\x02 \x01(\tR\x04room*h\n" +
+	"\bRoomKind\x12\x19\n" +
+	"\x15ROOM_KIND_UNSPECIFIED\x10\x00\x12\x14\n" +
+	"\x10ROOM_KIND_PUBLIC\x10\x01\x12\x15\n" +
+	"\x11ROOM_KIND_PRIVATE\x10\x02\x12\x14\n" +
+	"\x10ROOM_KIND_DIRECT\x10\x03*J\n" +
+	"\x04Role\x12\r\n" +
+	"\tROLE_NONE\x10\x00\x12\x0f\n" +
+	"\vROLE_MEMBER\x10\x01\x12\x12\n" +
+	"\x0eROLE_MODERATOR\x10\x02\x12\x0e\n" +
+	"\n" +
+	"ROLE_OWNER\x10\x03*\x86\x02\n" +
+	"\tModAction\x12\x1a\n" +
+	"\x16MOD_ACTION_UNSPECIFIED\x10\x00\x12\x15\n" +
+	"\x11MOD_ACTION_INVITE\x10\x01\x12\x15\n" +
+	"\x11MOD_ACTION_REVOKE\x10\x02\x12\x13\n" +
+	"\x0fMOD_ACTION_KICK\x10\x03\x12\x12\n" +
+	"\x0eMOD_ACTION_BAN\x10\x04\x12\x14\n" +
+	"\x10MOD_ACTION_UNBAN\x10\x05\x12\x13\n" +
+	"\x0fMOD_ACTION_MUTE\x10\x06\x12\x15\n" +
+	"\x11MOD_ACTION_UNMUTE\x10\a\x12\x17\n" +
+	"\x13MOD_ACTION_SET_ROLE\x10\b\x12\x17\n" +
+	"\x13MOD_ACTION_TRANSFER\x10\t\x12\x12\n" +
+	"\x0eMOD_ACTION_ADD\x10\n" +
+	"*\xb8\x04\n" +
 	"\tErrorCode\x12\x1a\n" +
 	"\x16ERROR_CODE_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16ERROR_CODE_BAD_REQUEST\x10\x01\x12\x1c\n" +
@@ -2096,7 +3607,38 @@ const file_parley_proto_rawDesc = "" +
 	"\x12\x18\n" +
 	"\x14ERROR_CODE_ROOM_FULL\x10\v\x12\x18\n" +
 	"\x14ERROR_CODE_FORBIDDEN\x10\f\x12\x1c\n" +
-	"\x18ERROR_CODE_TOKEN_EXPIRED\x10\r*Q\n" +
+	"\x18ERROR_CODE_TOKEN_EXPIRED\x10\r\x12\x1b\n" +
+	"\x17ERROR_CODE_NO_SUCH_ROOM\x10\x0e\x12\x1a\n" +
+	"\x16ERROR_CODE_ROOM_EXISTS\x10\x0f\x12\x15\n" +
+	"\x11ERROR_CODE_BANNED\x10\x10\x12\x14\n" +
+	"\x10ERROR_CODE_MUTED\x10\x11\x12\x19\n" +
+	"\x15ERROR_CODE_NOT_MEMBER\x10\x12\x12\x1e\n" +
+	"\x1aERROR_CODE_NO_SUCH_MESSAGE\x10\x13*l\n" +
+	"\n" +
+	"SenderKind\x12\x1b\n" +
+	"\x17SENDER_KIND_UNSPECIFIED\x10\x00\x12\x14\n" +
+	"\x10SENDER_KIND_USER\x10\x01\x12\x13\n" +
+	"\x0fSENDER_KIND_BOT\x10\x02\x12\x16\n" +
+	"\x12SENDER_KIND_SYSTEM\x10\x03*\xa9\x03\n" +
+	"\n" +
+	"ChangeKind\x12\x1b\n" +
+	"\x17CHANGE_KIND_UNSPECIFIED\x10\x00\x12\x17\n" +
+	"\x13CHANGE_KIND_CREATED\x10\x01\x12\x16\n" +
+	"\x12CHANGE_KIND_JOINED\x10\x02\x12\x14\n" +
+	"\x10CHANGE_KIND_LEFT\x10\x03\x12\x17\n" +
+	"\x13CHANGE_KIND_INVITED\x10\x04\x12\x1e\n" +
+	"\x1aCHANGE_KIND_INVITE_REVOKED\x10\x05\x12\x16\n" +
+	"\x12CHANGE_KIND_KICKED\x10\x06\x12\x16\n" +
+	"\x12CHANGE_KIND_BANNED\x10\a\x12\x18\n" +
+	"\x14CHANGE_KIND_UNBANNED\x10\b\x12\x15\n" +
+	"\x11CHANGE_KIND_MUTED\x10\t\x12\x17\n" +
+	"\x13CHANGE_KIND_UNMUTED\x10\n" +
+	"\x12\x1c\n" +
+	"\x18CHANGE_KIND_ROLE_CHANGED\x10\v\x12\x1d\n" +
+	"\x19CHANGE_KIND_OWNER_CHANGED\x10\f\x12\x17\n" +
+	"\x13CHANGE_KIND_UPDATED\x10\r\x12\x17\n" +
+	"\x13CHANGE_KIND_DELETED\x10\x0e\x12\x15\n" +
+	"\x11CHANGE_KIND_ADDED\x10\x0f*Q\n" +
 	"\x05Codec\x12\x15\n" +
 	"\x11CODEC_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vCODEC_PROTO\x10\x01\x12\x0e\n" +
@@ -2129,68 +3671,103 @@ func file_parley_proto_rawDescGZIP() []byte {
 	return file_parley_proto_rawDescData
 }
 
-var file_parley_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_parley_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_parley_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
+var file_parley_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_parley_proto_goTypes = []any{
-	(ErrorCode)(0),         // 0: parley.v1.ErrorCode
-	(Codec)(0),             // 1: parley.v1.Codec
-	(CloseCode)(0),         // 2: parley.v1.CloseCode
-	(*Envelope)(nil),       // 3: parley.v1.Envelope
-	(*Hello)(nil),          // 4: parley.v1.Hello
-	(*Refresh)(nil),        // 5: parley.v1.Refresh
-	(*Welcome)(nil),        // 6: parley.v1.Welcome
-	(*Join)(nil),           // 7: parley.v1.Join
-	(*Leave)(nil),          // 8: parley.v1.Leave
-	(*Post)(nil),           // 9: parley.v1.Post
-	(*Typing)(nil),         // 10: parley.v1.Typing
-	(*HistoryRequest)(nil), // 11: parley.v1.HistoryRequest
-	(*HistoryPage)(nil),    // 12: parley.v1.HistoryPage
-	(*Ping)(nil),           // 13: parley.v1.Ping
-	(*WhoRequest)(nil),     // 14: parley.v1.WhoRequest
-	(*RoomsRequest)(nil),   // 15: parley.v1.RoomsRequest
-	(*RoomList)(nil),       // 16: parley.v1.RoomList
-	(*RoomInfo)(nil),       // 17: parley.v1.RoomInfo
-	(*Ack)(nil),            // 18: parley.v1.Ack
-	(*Error)(nil),          // 19: parley.v1.Error
-	(*RoomEvent)(nil),      // 20: parley.v1.RoomEvent
-	(*Member)(nil),         // 21: parley.v1.Member
-	(*PresenceEvent)(nil),  // 22: parley.v1.PresenceEvent
-	(*Reset)(nil),          // 23: parley.v1.Reset
-	(*Batch)(nil),          // 24: parley.v1.Batch
-	(*Notice)(nil),         // 25: parley.v1.Notice
+	(RoomKind)(0),          // 0: parley.v1.RoomKind
+	(Role)(0),              // 1: parley.v1.Role
+	(ModAction)(0),         // 2: parley.v1.ModAction
+	(ErrorCode)(0),         // 3: parley.v1.ErrorCode
+	(SenderKind)(0),        // 4: parley.v1.SenderKind
+	(ChangeKind)(0),        // 5: parley.v1.ChangeKind
+	(Codec)(0),             // 6: parley.v1.Codec
+	(CloseCode)(0),         // 7: parley.v1.CloseCode
+	(*Envelope)(nil),       // 8: parley.v1.Envelope
+	(*Hello)(nil),          // 9: parley.v1.Hello
+	(*Refresh)(nil),        // 10: parley.v1.Refresh
+	(*Welcome)(nil),        // 11: parley.v1.Welcome
+	(*Join)(nil),           // 12: parley.v1.Join
+	(*Leave)(nil),          // 13: parley.v1.Leave
+	(*Post)(nil),           // 14: parley.v1.Post
+	(*Typing)(nil),         // 15: parley.v1.Typing
+	(*HistoryRequest)(nil), // 16: parley.v1.HistoryRequest
+	(*HistoryPage)(nil),    // 17: parley.v1.HistoryPage
+	(*Ping)(nil),           // 18: parley.v1.Ping
+	(*WhoRequest)(nil),     // 19: parley.v1.WhoRequest
+	(*RoomsRequest)(nil),   // 20: parley.v1.RoomsRequest
+	(*RoomList)(nil),       // 21: parley.v1.RoomList
+	(*RoomInfo)(nil),       // 22: parley.v1.RoomInfo
+	(*CreateRoom)(nil),     // 23: parley.v1.CreateRoom
+	(*DirectMessage)(nil),  // 24: parley.v1.DirectMessage
+	(*Moderate)(nil),       // 25: parley.v1.Moderate
+	(*UpdateRoom)(nil),     // 26: parley.v1.UpdateRoom
+	(*DeleteRoom)(nil),     // 27: parley.v1.DeleteRoom
+	(*MembersRequest)(nil), // 28: parley.v1.MembersRequest
+	(*MemberList)(nil),     // 29: parley.v1.MemberList
+	(*MemberInfo)(nil),     // 30: parley.v1.MemberInfo
+	(*Ack)(nil),            // 31: parley.v1.Ack
+	(*Error)(nil),          // 32: parley.v1.Error
+	(*RoomEvent)(nil),      // 33: parley.v1.RoomEvent
+	(*RoomChange)(nil),     // 34: parley.v1.RoomChange
+	(*Member)(nil),         // 35: parley.v1.Member
+	(*PresenceEvent)(nil),  // 36: parley.v1.PresenceEvent
+	(*Reset)(nil),          // 37: parley.v1.Reset
+	(*Batch)(nil),          // 38: parley.v1.Batch
+	(*Notice)(nil),         // 39: parley.v1.Notice
 }
 var file_parley_proto_depIdxs = []int32{
-	4,  // 0: parley.v1.Envelope.hello:type_name -> parley.v1.Hello
-	7,  // 1: parley.v1.Envelope.join:type_name -> parley.v1.Join
-	8,  // 2: parley.v1.Envelope.leave:type_name -> parley.v1.Leave
-	9,  // 3: parley.v1.Envelope.post:type_name -> parley.v1.Post
-	10, // 4: parley.v1.Envelope.typing:type_name -> parley.v1.Typing
-	11, // 5: parley.v1.Envelope.history:type_name -> parley.v1.HistoryRequest
-	13, // 6: parley.v1.Envelope.ping:type_name -> parley.v1.Ping
-	14, // 7: parley.v1.Envelope.who:type_name -> parley.v1.WhoRequest
-	15, // 8: parley.v1.Envelope.rooms:type_name -> parley.v1.RoomsRequest
-	5,  // 9: parley.v1.Envelope.refresh:type_name -> parley.v1.Refresh
-	6,  // 10: parley.v1.Envelope.welcome:type_name -> parley.v1.Welcome
-	18, // 11: parley.v1.Envelope.ack:type_name -> parley.v1.Ack
-	19, // 12: parley.v1.Envelope.error:type_name -> parley.v1.Error
-	20, // 13: parley.v1.Envelope.event:type_name -> parley.v1.RoomEvent
-	22, // 14: parley.v1.Envelope.presence:type_name -> parley.v1.PresenceEvent
-	12, // 15: parley.v1.Envelope.history_page:type_name -> parley.v1.HistoryPage
-	24, // 16: parley.v1.Envelope.batch:type_name -> parley.v1.Batch
-	25, // 17: parley.v1.Envelope.notice:type_name -> parley.v1.Notice
-	16, // 18: parley.v1.Envelope.room_list:type_name -> parley.v1.RoomList
-	23, // 19: parley.v1.Envelope.reset_event:type_name -> parley.v1.Reset
-	20, // 20: parley.v1.HistoryPage.events:type_name -> parley.v1.RoomEvent
-	17, // 21: parley.v1.RoomList.rooms:type_name -> parley.v1.RoomInfo
-	21, // 22: parley.v1.Ack.members:type_name -> parley.v1.Member
-	0,  // 23: parley.v1.Error.code:type_name -> parley.v1.ErrorCode
-	21, // 24: parley.v1.PresenceEvent.members:type_name -> parley.v1.Member
-	3,  // 25: parley.v1.Batch.items:type_name -> parley.v1.Envelope
-	26, // [26:26] is the sub-list for method output_type
-	26, // [26:26] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	9,  // 0: parley.v1.Envelope.hello:type_name -> parley.v1.Hello
+	12, // 1: parley.v1.Envelope.join:type_name -> parley.v1.Join
+	13, // 2: parley.v1.Envelope.leave:type_name -> parley.v1.Leave
+	14, // 3: parley.v1.Envelope.post:type_name -> parley.v1.Post
+	15, // 4: parley.v1.Envelope.typing:type_name -> parley.v1.Typing
+	16, // 5: parley.v1.Envelope.history:type_name -> parley.v1.HistoryRequest
+	18, // 6: parley.v1.Envelope.ping:type_name -> parley.v1.Ping
+	19, // 7: parley.v1.Envelope.who:type_name -> parley.v1.WhoRequest
+	20, // 8: parley.v1.Envelope.rooms:type_name -> parley.v1.RoomsRequest
+	10, // 9: parley.v1.Envelope.refresh:type_name -> parley.v1.Refresh
+	23, // 10: parley.v1.Envelope.create_room:type_name -> parley.v1.CreateRoom
+	24, // 11: parley.v1.Envelope.direct:type_name -> parley.v1.DirectMessage
+	25, // 12: parley.v1.Envelope.moderate:type_name -> parley.v1.Moderate
+	26, // 13: parley.v1.Envelope.update_room:type_name -> parley.v1.UpdateRoom
+	27, // 14: parley.v1.Envelope.delete_room:type_name -> parley.v1.DeleteRoom
+	28, // 15: parley.v1.Envelope.members:type_name -> parley.v1.MembersRequest
+	11, // 16: parley.v1.Envelope.welcome:type_name -> parley.v1.Welcome
+	31, // 17: parley.v1.Envelope.ack:type_name -> parley.v1.Ack
+	32, // 18: parley.v1.Envelope.error:type_name -> parley.v1.Error
+	33, // 19: parley.v1.Envelope.event:type_name -> parley.v1.RoomEvent
+	36, // 20: parley.v1.Envelope.presence:type_name -> parley.v1.PresenceEvent
+	17, // 21: parley.v1.Envelope.history_page:type_name -> parley.v1.HistoryPage
+	38, // 22: parley.v1.Envelope.batch:type_name -> parley.v1.Batch
+	39, // 23: parley.v1.Envelope.notice:type_name -> parley.v1.Notice
+	21, // 24: parley.v1.Envelope.room_list:type_name -> parley.v1.RoomList
+	37, // 25: parley.v1.Envelope.reset_event:type_name -> parley.v1.Reset
+	22, // 26: parley.v1.Envelope.room:type_name -> parley.v1.RoomInfo
+	29, // 27: parley.v1.Envelope.member_list:type_name -> parley.v1.MemberList
+	22, // 28: parley.v1.Welcome.rooms:type_name -> parley.v1.RoomInfo
+	33, // 29: parley.v1.HistoryPage.events:type_name -> parley.v1.RoomEvent
+	22, // 30: parley.v1.RoomList.rooms:type_name -> parley.v1.RoomInfo
+	0,  // 31: parley.v1.RoomInfo.kind:type_name -> parley.v1.RoomKind
+	1,  // 32: parley.v1.RoomInfo.role:type_name -> parley.v1.Role
+	0,  // 33: parley.v1.CreateRoom.kind:type_name -> parley.v1.RoomKind
+	2,  // 34: parley.v1.Moderate.action:type_name -> parley.v1.ModAction
+	1,  // 35: parley.v1.Moderate.role:type_name -> parley.v1.Role
+	30, // 36: parley.v1.MemberList.members:type_name -> parley.v1.MemberInfo
+	1,  // 37: parley.v1.MemberInfo.role:type_name -> parley.v1.Role
+	35, // 38: parley.v1.Ack.members:type_name -> parley.v1.Member
+	3,  // 39: parley.v1.Error.code:type_name -> parley.v1.ErrorCode
+	4,  // 40: parley.v1.RoomEvent.sender_kind:type_name -> parley.v1.SenderKind
+	34, // 41: parley.v1.RoomEvent.change:type_name -> parley.v1.RoomChange
+	5,  // 42: parley.v1.RoomChange.kind:type_name -> parley.v1.ChangeKind
+	1,  // 43: parley.v1.RoomChange.role:type_name -> parley.v1.Role
+	0,  // 44: parley.v1.RoomChange.room_kind:type_name -> parley.v1.RoomKind
+	35, // 45: parley.v1.PresenceEvent.members:type_name -> parley.v1.Member
+	8,  // 46: parley.v1.Batch.items:type_name -> parley.v1.Envelope
+	47, // [47:47] is the sub-list for method output_type
+	47, // [47:47] is the sub-list for method input_type
+	47, // [47:47] is the sub-list for extension type_name
+	47, // [47:47] is the sub-list for extension extendee
+	0,  // [0:47] is the sub-list for field type_name
 }
 
 func init() { file_parley_proto_init() }
@@ -2209,6 +3786,12 @@ func file_parley_proto_init() {
 		(*Envelope_Who)(nil),
 		(*Envelope_Rooms)(nil),
 		(*Envelope_Refresh)(nil),
+		(*Envelope_CreateRoom)(nil),
+		(*Envelope_Direct)(nil),
+		(*Envelope_Moderate)(nil),
+		(*Envelope_UpdateRoom)(nil),
+		(*Envelope_DeleteRoom)(nil),
+		(*Envelope_Members)(nil),
 		(*Envelope_Welcome)(nil),
 		(*Envelope_Ack)(nil),
 		(*Envelope_Error)(nil),
@@ -2219,15 +3802,18 @@ func file_parley_proto_init() {
 		(*Envelope_Notice)(nil),
 		(*Envelope_RoomList)(nil),
 		(*Envelope_ResetEvent)(nil),
+		(*Envelope_Room)(nil),
+		(*Envelope_MemberList)(nil),
 	}
 	file_parley_proto_msgTypes[4].OneofWrappers = []any{}
+	file_parley_proto_msgTypes[18].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_proto_rawDesc), len(file_parley_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   23,
+			NumEnums:      8,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -19,8 +19,10 @@ import (
 
 	"github.com/parleychat/parley/actors"
 	"github.com/parleychat/parley/admin"
+	"github.com/parleychat/parley/api"
 	"github.com/parleychat/parley/auth"
 	"github.com/parleychat/parley/cluster"
+	"github.com/parleychat/parley/hooks"
 	"github.com/parleychat/parley/metrics"
 	"github.com/parleychat/parley/store"
 	"github.com/parleychat/parley/supervision"
@@ -60,6 +62,14 @@ type Config struct {
 	// AdminAddr is the operator's listener (admin API, /metrics, pprof);
 	// empty disables it. AdminToken is then required as a Bearer token.
 	AdminAddr, AdminToken string
+	// APIAddr is the server API's listener (applications' backends: gRPC,
+	// gRPC-Web, Connect's HTTP/JSON); empty disables it. It serves TLS
+	// with TLSCert and TLSKey when those are set, and needs APIKeys.
+	APIAddr string
+	APIKeys *api.Keys
+	// Hooks ask the application before a connection, a join or a post
+	// (zero: none).
+	Hooks hooks.Config
 	// HTTPIdleTimeout closes a keep-alive HTTP connection (not a
 	// WebSocket) that has sent no request for this long. Zero means 30s.
 	HTTPIdleTimeout time.Duration
@@ -93,6 +103,8 @@ type Server struct {
 	Metrics *metrics.Registry
 	admin   *http.Server
 	adminLn net.Listener
+	api     *http.Server
+	apiLn   net.Listener
 
 	serveErr chan error
 	stopOnce sync.Once
@@ -132,6 +144,11 @@ func New(cfg Config) (*Server, error) {
 	var err error
 	ac := cfg.Actors
 	ac.Store, ac.Logger, ac.Faults, ac.Verifier = s.cfg.Store, cfg.Logger, cfg.Faults, cfg.Auth
+	hc, err := hooks.New(cfg.Hooks, hooks.Options{MaxTextRunes: ac.MaxTextRunes, Observe: s.Metrics.HookCall, Logger: cfg.Logger})
+	if err != nil {
+		return nil, err
+	}
+	ac.Hooks = hc.ActorHooks()
 	if ac.MaxMessageBytes == 0 {
 		ac.MaxMessageBytes = int(cmp.Or(cfg.Transport.MaxMessageBytes, transport.DefaultMaxMessageBytes))
 	}
@@ -149,7 +166,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.Node = node
 	to := cfg.Transport
-	to.Logger, to.Verifier = cfg.Logger, cfg.Auth
+	to.Logger, to.Verifier, to.Authenticator = cfg.Logger, cfg.Auth, hc.Authenticator()
 	// The one place sockets meet actors: each accepted connection gets a
 	// session, and what the socket reads goes to the session's inbox.
 	s.ws = transport.NewServer(transport.HandlerFunc(func(c *transport.Conn) (transport.Peer, error) {
@@ -229,12 +246,62 @@ func New(cfg Config) (*Server, error) {
 			ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
 		}
 	}
+	if cfg.APIAddr != "" {
+		if err := s.listenAPI(); err != nil {
+			s.closeEarly()
+			return nil, err
+		}
+	}
 	s.log.Info("limits: " + to.Limits() + fmt.Sprintf("; idle HTTP connections closed after %v", cfg.HTTPIdleTimeout))
 	return s, nil
 }
 
+// listenAPI opens the server API's listener. Without TLS it speaks
+// HTTP/2 in the clear as well as HTTP/1.1 (gRPC needs HTTP/2; Connect's
+// JSON and gRPC-Web take either).
+func (s *Server) listenAPI() error {
+	cfg := s.cfg
+	if cfg.APIKeys.Len() == 0 {
+		return fmt.Errorf("the server API on %s needs API keys: set -api-keys FILE or -api-key", cfg.APIAddr)
+	}
+	ln, err := net.Listen("tcp", cfg.APIAddr)
+	if err != nil {
+		return fmt.Errorf("listen on %s (change it with -api-addr, or empty to disable): %w", cfg.APIAddr, err)
+	}
+	path, h := api.Handler(s.Node, api.Options{Keys: cfg.APIKeys, Observe: s.Metrics.APICall, Logger: cfg.Logger})
+	mux := http.NewServeMux()
+	mux.Handle(path, h)
+	s.api = &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: min(httpHeaderTimeout, cfg.HTTPReadTimeout),
+		ReadTimeout:       cfg.HTTPReadTimeout,
+		IdleTimeout:       cfg.HTTPIdleTimeout,
+		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
+		Protocols:         new(http.Protocols),
+	}
+	s.api.Protocols.SetHTTP1(true)
+	if cfg.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("load -tls-cert %s and -tls-key %s: %w", cfg.TLSCert, cfg.TLSKey, err)
+		}
+		s.api.Protocols.SetHTTP2(true)
+		s.api.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}}
+		ln = tls.NewListener(ln, s.api.TLSConfig)
+	} else {
+		s.api.Protocols.SetUnencryptedHTTP2(true)
+	}
+	s.apiLn = ln
+	s.log.Info("server API: listening", "addr", ln.Addr().String(), "keys", cfg.APIKeys.Len(), "tls", cfg.TLSCert != "")
+	return nil
+}
+
 func (s *Server) closeEarly() {
 	s.ln.Close()
+	if s.adminLn != nil {
+		s.adminLn.Close()
+	}
 	s.Node.Shutdown(context.Background())
 }
 
@@ -258,6 +325,14 @@ func (s *Server) AdminAddr() string {
 		return ""
 	}
 	return s.adminLn.Addr().String()
+}
+
+// APIAddr is where the server API listens, or "" when it is off.
+func (s *Server) APIAddr() string {
+	if s.apiLn == nil {
+		return ""
+	}
+	return s.apiLn.Addr().String()
 }
 
 // Handler is the server's HTTP handler (/ws, /healthz, /readyz, ...).
@@ -290,6 +365,15 @@ func (s *Server) Start() {
 			defer s.bg.Done()
 			if err := s.admin.Serve(s.adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				s.log.Error("admin listener failed", "addr", s.AdminAddr(), "err", err)
+			}
+		}()
+	}
+	if s.api != nil {
+		s.bg.Add(1)
+		go func() {
+			defer s.bg.Done()
+			if err := s.api.Serve(s.apiLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.log.Error("server API listener failed", "addr", s.APIAddr(), "err", err)
 			}
 		}()
 	}
@@ -328,6 +412,9 @@ func (s *Server) shutdown(ctx context.Context) error {
 		if s.adminLn != nil {
 			s.adminLn.Close()
 		}
+		if s.apiLn != nil {
+			s.apiLn.Close()
+		}
 		s.serveErr <- nil
 		_, nerr := s.Node.Shutdown(ctx)
 		return errors.Join(nerr, s.cfg.Store.Close())
@@ -336,6 +423,11 @@ func (s *Server) shutdown(ctx context.Context) error {
 	// connections (every WebSocket): transport closes those itself.
 	httpDone := make(chan error, 1)
 	go func() { httpDone <- s.http.Shutdown(ctx) }()
+	if s.api != nil {
+		// Calls in flight finish (their rooms still run); new ones are
+		// refused.
+		s.api.Shutdown(ctx)
+	}
 	closed, err := s.ws.Shutdown(ctx, "server shutting down")
 	_, nerr := s.Node.Shutdown(ctx)
 	herr := <-httpDone

@@ -113,6 +113,10 @@ type Options struct {
 	// Nil: tokens in the handshake are refused (there is nothing to check
 	// them with).
 	Verifier *auth.Verifier
+	// Authenticator admits a handshake without a token some other way
+	// (the application's connect hook); nil: such a handshake comes in
+	// with no claims, and Hello decides.
+	Authenticator auth.Authenticator
 	// Logger receives one line per connection open and close. Nil discards.
 	Logger *slog.Logger
 }
@@ -236,11 +240,20 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			s.admit.give(sl)
 		}
 	}()
-	claims, err := s.authenticate(r)
+	claims, err := s.authenticate(r, ip)
 	if err != nil {
+		status := http.StatusUnauthorized
+		var denied *auth.Denied
+		switch {
+		case errors.As(err, &denied):
+			status = http.StatusForbidden
+		case errors.Is(err, auth.ErrUnavailable):
+			status = http.StatusServiceUnavailable
+			w.Header().Set("Retry-After", "5")
+		}
 		s.Stats.refused("auth")
-		s.log.Warn("connection refused", "remote", r.RemoteAddr, "status", http.StatusUnauthorized, "reason", err)
-		http.Error(w, err.Error(), http.StatusUnauthorized)
+		s.log.Warn("connection refused", "remote", r.RemoteAddr, "status", status, "reason", err)
+		http.Error(w, err.Error(), status)
 		return
 	}
 
@@ -417,9 +430,12 @@ func (s *Server) checkOrigin(r *http.Request) error {
 // an error here: the session decides whether anonymous users may log in, or
 // takes a token in Hello. The reason given to the client never echoes the
 // token or the verifier's details.
-func (s *Server) authenticate(r *http.Request) (*auth.Claims, error) {
+func (s *Server) authenticate(r *http.Request, ip string) (*auth.Claims, error) {
 	tok := auth.TokenFromRequest(r)
 	if tok == "" {
+		if s.opts.Authenticator != nil {
+			return s.opts.Authenticator.Authenticate(r, ip)
+		}
 		return nil, nil
 	}
 	if s.opts.Verifier == nil {

@@ -47,7 +47,11 @@ type RoomJoin struct {
 	// room's): the room announces no join.
 	Rejoin bool `protobuf:"varint,7,opt,name=rejoin,proto3" json:"rejoin,omitempty"`
 	// Without since: replay nothing, only events after the join.
-	Latest        bool `protobuf:"varint,8,opt,name=latest,proto3" json:"latest,omitempty"`
+	Latest bool             `protobuf:"varint,8,opt,name=latest,proto3" json:"latest,omitempty"`
+	Kind   proto.SenderKind `protobuf:"varint,9,opt,name=kind,proto3,enum=parley.v1.SenderKind" json:"kind,omitempty"`
+	// The role the member's token gives it in this room (its roles claim),
+	// on top of its role in the room.
+	ClaimRole     proto.Role `protobuf:"varint,10,opt,name=claim_role,json=claimRole,proto3,enum=parley.v1.Role" json:"claim_role,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -138,11 +142,30 @@ func (x *RoomJoin) GetLatest() bool {
 	return false
 }
 
+func (x *RoomJoin) GetKind() proto.SenderKind {
+	if x != nil {
+		return x.Kind
+	}
+	return proto.SenderKind(0)
+}
+
+func (x *RoomJoin) GetClaimRole() proto.Role {
+	if x != nil {
+		return x.ClaimRole
+	}
+	return proto.Role(0)
+}
+
+// RoomLeave takes a member's connection out of a room; with membership,
+// the user leaves the room as a member (a LEFT event) and every connection
+// of the user with it.
 type RoomLeave struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Room          string                 `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
 	Session       *actor.PID             `protobuf:"bytes,2,opt,name=session,proto3" json:"session,omitempty"`
 	RequestId     string                 `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	Membership    bool                   `protobuf:"varint,4,opt,name=membership,proto3" json:"membership,omitempty"`
+	User          string                 `protobuf:"bytes,5,opt,name=user,proto3" json:"user,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -198,14 +221,32 @@ func (x *RoomLeave) GetRequestId() string {
 	return ""
 }
 
+func (x *RoomLeave) GetMembership() bool {
+	if x != nil {
+		return x.Membership
+	}
+	return false
+}
+
+func (x *RoomLeave) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
 type RoomPost struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Room          string                 `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
-	User          string                 `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`
-	Text          string                 `protobuf:"bytes,3,opt,name=text,proto3" json:"text,omitempty"`
-	ClientMsgId   string                 `protobuf:"bytes,4,opt,name=client_msg_id,json=clientMsgId,proto3" json:"client_msg_id,omitempty"`
-	RequestId     string                 `protobuf:"bytes,5,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
-	Session       *actor.PID             `protobuf:"bytes,6,opt,name=session,proto3" json:"session,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Room        string                 `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
+	User        string                 `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`
+	Text        string                 `protobuf:"bytes,3,opt,name=text,proto3" json:"text,omitempty"`
+	ClientMsgId string                 `protobuf:"bytes,4,opt,name=client_msg_id,json=clientMsgId,proto3" json:"client_msg_id,omitempty"`
+	RequestId   string                 `protobuf:"bytes,5,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	Session     *actor.PID             `protobuf:"bytes,6,opt,name=session,proto3" json:"session,omitempty"`
+	Kind        proto.SenderKind       `protobuf:"varint,7,opt,name=kind,proto3,enum=parley.v1.SenderKind" json:"kind,omitempty"`
+	// A direct message to this user: the room is their direct room, created
+	// with this post if it does not exist yet.
+	DirectWith    string `protobuf:"bytes,8,opt,name=direct_with,json=directWith,proto3" json:"direct_with,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -282,6 +323,618 @@ func (x *RoomPost) GetSession() *actor.PID {
 	return nil
 }
 
+func (x *RoomPost) GetKind() proto.SenderKind {
+	if x != nil {
+		return x.Kind
+	}
+	return proto.SenderKind(0)
+}
+
+func (x *RoomPost) GetDirectWith() string {
+	if x != nil {
+		return x.DirectWith
+	}
+	return ""
+}
+
+// RoomCreate creates a public or private room (parley.v1.CreateRoom).
+type RoomCreate struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Room      string                 `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
+	User      string                 `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`
+	Kind      proto.SenderKind       `protobuf:"varint,3,opt,name=kind,proto3,enum=parley.v1.SenderKind" json:"kind,omitempty"`
+	RoomKind  proto.RoomKind         `protobuf:"varint,4,opt,name=room_kind,json=roomKind,proto3,enum=parley.v1.RoomKind" json:"room_kind,omitempty"`
+	Title     string                 `protobuf:"bytes,5,opt,name=title,proto3" json:"title,omitempty"`
+	Topic     string                 `protobuf:"bytes,6,opt,name=topic,proto3" json:"topic,omitempty"`
+	Invite    []string               `protobuf:"bytes,7,rep,name=invite,proto3" json:"invite,omitempty"`
+	Session   *actor.PID             `protobuf:"bytes,8,opt,name=session,proto3" json:"session,omitempty"`
+	RequestId string                 `protobuf:"bytes,9,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// Set by the system (the server API) only: the room's owner, who is not
+	// the sender. Empty with the system as sender: a room nobody owns.
+	Owner         string `protobuf:"bytes,10,opt,name=owner,proto3" json:"owner,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RoomCreate) Reset() {
+	*x = RoomCreate{}
+	mi := &file_parley_actors_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RoomCreate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RoomCreate) ProtoMessage() {}
+
+func (x *RoomCreate) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_actors_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RoomCreate.ProtoReflect.Descriptor instead.
+func (*RoomCreate) Descriptor() ([]byte, []int) {
+	return file_parley_actors_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *RoomCreate) GetRoom() string {
+	if x != nil {
+		return x.Room
+	}
+	return ""
+}
+
+func (x *RoomCreate) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *RoomCreate) GetKind() proto.SenderKind {
+	if x != nil {
+		return x.Kind
+	}
+	return proto.SenderKind(0)
+}
+
+func (x *RoomCreate) GetRoomKind() proto.RoomKind {
+	if x != nil {
+		return x.RoomKind
+	}
+	return proto.RoomKind(0)
+}
+
+func (x *RoomCreate) GetTitle() string {
+	if x != nil {
+		return x.Title
+	}
+	return ""
+}
+
+func (x *RoomCreate) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *RoomCreate) GetInvite() []string {
+	if x != nil {
+		return x.Invite
+	}
+	return nil
+}
+
+func (x *RoomCreate) GetSession() *actor.PID {
+	if x != nil {
+		return x.Session
+	}
+	return nil
+}
+
+func (x *RoomCreate) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *RoomCreate) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+// RoomModerate is a user (or the system) acting on another in a room
+// (parley.v1.Moderate).
+type RoomModerate struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Room          string                 `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
+	User          string                 `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`
+	Kind          proto.SenderKind       `protobuf:"varint,3,opt,name=kind,proto3,enum=parley.v1.SenderKind" json:"kind,omitempty"`
+	ClaimRole     proto.Role             `protobuf:"varint,4,opt,name=claim_role,json=claimRole,proto3,enum=parley.v1.Role" json:"claim_role,omitempty"`
+	Target        string                 `protobuf:"bytes,5,opt,name=target,proto3" json:"target,omitempty"`
+	Action        proto.ModAction        `protobuf:"varint,6,opt,name=action,proto3,enum=parley.v1.ModAction" json:"action,omitempty"`
+	Role          proto.Role             `protobuf:"varint,7,opt,name=role,proto3,enum=parley.v1.Role" json:"role,omitempty"`
+	Reason        string                 `protobuf:"bytes,8,opt,name=reason,proto3" json:"reason,omitempty"`
+	UntilMs       int64                  `protobuf:"varint,9,opt,name=until_ms,json=untilMs,proto3" json:"until_ms,omitempty"`
+	Session       *actor.PID             `protobuf:"bytes,10,opt,name=session,proto3" json:"session,omitempty"`
+	RequestId     string                 `protobuf:"bytes,11,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RoomModerate) Reset() {
+	*x = RoomModerate{}
+	mi := &file_parley_actors_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RoomModerate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RoomModerate) ProtoMessage() {}
+
+func (x *RoomModerate) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_actors_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RoomModerate.ProtoReflect.Descriptor instead.
+func (*RoomModerate) Descriptor() ([]byte, []int) {
+	return file_parley_actors_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *RoomModerate) GetRoom() string {
+	if x != nil {
+		return x.Room
+	}
+	return ""
+}
+
+func (x *RoomModerate) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *RoomModerate) GetKind() proto.SenderKind {
+	if x != nil {
+		return x.Kind
+	}
+	return proto.SenderKind(0)
+}
+
+func (x *RoomModerate) GetClaimRole() proto.Role {
+	if x != nil {
+		return x.ClaimRole
+	}
+	return proto.Role(0)
+}
+
+func (x *RoomModerate) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *RoomModerate) GetAction() proto.ModAction {
+	if x != nil {
+		return x.Action
+	}
+	return proto.ModAction(0)
+}
+
+func (x *RoomModerate) GetRole() proto.Role {
+	if x != nil {
+		return x.Role
+	}
+	return proto.Role(0)
+}
+
+func (x *RoomModerate) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *RoomModerate) GetUntilMs() int64 {
+	if x != nil {
+		return x.UntilMs
+	}
+	return 0
+}
+
+func (x *RoomModerate) GetSession() *actor.PID {
+	if x != nil {
+		return x.Session
+	}
+	return nil
+}
+
+func (x *RoomModerate) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+// RoomUpdate changes a room's title or topic (parley.v1.UpdateRoom).
+type RoomUpdate struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Room          string                 `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
+	User          string                 `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`
+	Kind          proto.SenderKind       `protobuf:"varint,3,opt,name=kind,proto3,enum=parley.v1.SenderKind" json:"kind,omitempty"`
+	ClaimRole     proto.Role             `protobuf:"varint,4,opt,name=claim_role,json=claimRole,proto3,enum=parley.v1.Role" json:"claim_role,omitempty"`
+	Title         *string                `protobuf:"bytes,5,opt,name=title,proto3,oneof" json:"title,omitempty"`
+	Topic         *string                `protobuf:"bytes,6,opt,name=topic,proto3,oneof" json:"topic,omitempty"`
+	Session       *actor.PID             `protobuf:"bytes,7,opt,name=session,proto3" json:"session,omitempty"`
+	RequestId     string                 `protobuf:"bytes,8,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RoomUpdate) Reset() {
+	*x = RoomUpdate{}
+	mi := &file_parley_actors_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RoomUpdate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RoomUpdate) ProtoMessage() {}
+
+func (x *RoomUpdate) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_actors_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RoomUpdate.ProtoReflect.Descriptor instead.
+func (*RoomUpdate) Descriptor() ([]byte, []int) {
+	return file_parley_actors_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *RoomUpdate) GetRoom() string {
+	if x != nil {
+		return x.Room
+	}
+	return ""
+}
+
+func (x *RoomUpdate) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *RoomUpdate) GetKind() proto.SenderKind {
+	if x != nil {
+		return x.Kind
+	}
+	return proto.SenderKind(0)
+}
+
+func (x *RoomUpdate) GetClaimRole() proto.Role {
+	if x != nil {
+		return x.ClaimRole
+	}
+	return proto.Role(0)
+}
+
+func (x *RoomUpdate) GetTitle() string {
+	if x != nil && x.Title != nil {
+		return *x.Title
+	}
+	return ""
+}
+
+func (x *RoomUpdate) GetTopic() string {
+	if x != nil && x.Topic != nil {
+		return *x.Topic
+	}
+	return ""
+}
+
+func (x *RoomUpdate) GetSession() *actor.PID {
+	if x != nil {
+		return x.Session
+	}
+	return nil
+}
+
+func (x *RoomUpdate) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+// RoomDelete deletes a room (parley.v1.DeleteRoom).
+type RoomDelete struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Room          string                 `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
+	User          string                 `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`
+	Kind          proto.SenderKind       `protobuf:"varint,3,opt,name=kind,proto3,enum=parley.v1.SenderKind" json:"kind,omitempty"`
+	ClaimRole     proto.Role             `protobuf:"varint,4,opt,name=claim_role,json=claimRole,proto3,enum=parley.v1.Role" json:"claim_role,omitempty"`
+	Reason        string                 `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	Session       *actor.PID             `protobuf:"bytes,6,opt,name=session,proto3" json:"session,omitempty"`
+	RequestId     string                 `protobuf:"bytes,7,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RoomDelete) Reset() {
+	*x = RoomDelete{}
+	mi := &file_parley_actors_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RoomDelete) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RoomDelete) ProtoMessage() {}
+
+func (x *RoomDelete) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_actors_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RoomDelete.ProtoReflect.Descriptor instead.
+func (*RoomDelete) Descriptor() ([]byte, []int) {
+	return file_parley_actors_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *RoomDelete) GetRoom() string {
+	if x != nil {
+		return x.Room
+	}
+	return ""
+}
+
+func (x *RoomDelete) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *RoomDelete) GetKind() proto.SenderKind {
+	if x != nil {
+		return x.Kind
+	}
+	return proto.SenderKind(0)
+}
+
+func (x *RoomDelete) GetClaimRole() proto.Role {
+	if x != nil {
+		return x.ClaimRole
+	}
+	return proto.Role(0)
+}
+
+func (x *RoomDelete) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *RoomDelete) GetSession() *actor.PID {
+	if x != nil {
+		return x.Session
+	}
+	return nil
+}
+
+func (x *RoomDelete) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+// RoomMembers asks a room for its member records, a page (answered with a
+// MemberList, then an Ack).
+type RoomMembers struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Room      string                 `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
+	User      string                 `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`
+	After     string                 `protobuf:"bytes,3,opt,name=after,proto3" json:"after,omitempty"`
+	Limit     uint32                 `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`
+	Session   *actor.PID             `protobuf:"bytes,5,opt,name=session,proto3" json:"session,omitempty"`
+	RequestId string                 `protobuf:"bytes,6,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// SENDER_KIND_SYSTEM sees any room's members.
+	Kind          proto.SenderKind `protobuf:"varint,7,opt,name=kind,proto3,enum=parley.v1.SenderKind" json:"kind,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RoomMembers) Reset() {
+	*x = RoomMembers{}
+	mi := &file_parley_actors_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RoomMembers) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RoomMembers) ProtoMessage() {}
+
+func (x *RoomMembers) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_actors_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RoomMembers.ProtoReflect.Descriptor instead.
+func (*RoomMembers) Descriptor() ([]byte, []int) {
+	return file_parley_actors_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *RoomMembers) GetRoom() string {
+	if x != nil {
+		return x.Room
+	}
+	return ""
+}
+
+func (x *RoomMembers) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *RoomMembers) GetAfter() string {
+	if x != nil {
+		return x.After
+	}
+	return ""
+}
+
+func (x *RoomMembers) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *RoomMembers) GetSession() *actor.PID {
+	if x != nil {
+		return x.Session
+	}
+	return nil
+}
+
+func (x *RoomMembers) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *RoomMembers) GetKind() proto.SenderKind {
+	if x != nil {
+		return x.Kind
+	}
+	return proto.SenderKind(0)
+}
+
+// TellUser hands a RoomInfo (the user's new standing in a room) to every
+// connection of a user: the node's presence actor passes it to the
+// user's sessions here and to the other members' presence actors.
+type TellUser struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	User  string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	Room  *proto.RoomInfo        `protobuf:"bytes,2,opt,name=room,proto3" json:"room,omitempty"`
+	// Set when it came from another member: not passed on again.
+	FromPeer      bool `protobuf:"varint,3,opt,name=from_peer,json=fromPeer,proto3" json:"from_peer,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TellUser) Reset() {
+	*x = TellUser{}
+	mi := &file_parley_actors_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TellUser) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TellUser) ProtoMessage() {}
+
+func (x *TellUser) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_actors_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TellUser.ProtoReflect.Descriptor instead.
+func (*TellUser) Descriptor() ([]byte, []int) {
+	return file_parley_actors_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *TellUser) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *TellUser) GetRoom() *proto.RoomInfo {
+	if x != nil {
+		return x.Room
+	}
+	return nil
+}
+
+func (x *TellUser) GetFromPeer() bool {
+	if x != nil {
+		return x.FromPeer
+	}
+	return false
+}
+
 type RoomTyping struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Room          string                 `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
@@ -293,7 +946,7 @@ type RoomTyping struct {
 
 func (x *RoomTyping) Reset() {
 	*x = RoomTyping{}
-	mi := &file_parley_actors_proto_msgTypes[3]
+	mi := &file_parley_actors_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -305,7 +958,7 @@ func (x *RoomTyping) String() string {
 func (*RoomTyping) ProtoMessage() {}
 
 func (x *RoomTyping) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[3]
+	mi := &file_parley_actors_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -318,7 +971,7 @@ func (x *RoomTyping) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomTyping.ProtoReflect.Descriptor instead.
 func (*RoomTyping) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{3}
+	return file_parley_actors_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RoomTyping) GetRoom() string {
@@ -355,7 +1008,7 @@ type RoomHistory struct {
 
 func (x *RoomHistory) Reset() {
 	*x = RoomHistory{}
-	mi := &file_parley_actors_proto_msgTypes[4]
+	mi := &file_parley_actors_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -367,7 +1020,7 @@ func (x *RoomHistory) String() string {
 func (*RoomHistory) ProtoMessage() {}
 
 func (x *RoomHistory) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[4]
+	mi := &file_parley_actors_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -380,7 +1033,7 @@ func (x *RoomHistory) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomHistory.ProtoReflect.Descriptor instead.
 func (*RoomHistory) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{4}
+	return file_parley_actors_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RoomHistory) GetRoom() string {
@@ -439,7 +1092,7 @@ type Deliver struct {
 
 func (x *Deliver) Reset() {
 	*x = Deliver{}
-	mi := &file_parley_actors_proto_msgTypes[5]
+	mi := &file_parley_actors_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -451,7 +1104,7 @@ func (x *Deliver) String() string {
 func (*Deliver) ProtoMessage() {}
 
 func (x *Deliver) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[5]
+	mi := &file_parley_actors_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -464,7 +1117,7 @@ func (x *Deliver) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Deliver.ProtoReflect.Descriptor instead.
 func (*Deliver) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{5}
+	return file_parley_actors_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Deliver) GetRoom() string {
@@ -536,7 +1189,7 @@ type DeliverBatch struct {
 
 func (x *DeliverBatch) Reset() {
 	*x = DeliverBatch{}
-	mi := &file_parley_actors_proto_msgTypes[6]
+	mi := &file_parley_actors_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -548,7 +1201,7 @@ func (x *DeliverBatch) String() string {
 func (*DeliverBatch) ProtoMessage() {}
 
 func (x *DeliverBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[6]
+	mi := &file_parley_actors_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -561,7 +1214,7 @@ func (x *DeliverBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeliverBatch.ProtoReflect.Descriptor instead.
 func (*DeliverBatch) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{6}
+	return file_parley_actors_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *DeliverBatch) GetRoom() string {
@@ -592,19 +1245,23 @@ func (x *DeliverBatch) GetJsonFrame() []byte {
 	return nil
 }
 
-// RoomWho asks a room for its member list; answered with a PresenceEvent
-// snapshot (members set).
+// RoomWho asks a room who is connected; answered with a PresenceEvent
+// snapshot (members set; a page of at most limit after the name after, or
+// all of them with limit 0), then, with a request id, an Ack.
 type RoomWho struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Room          string                 `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
 	Session       *actor.PID             `protobuf:"bytes,2,opt,name=session,proto3" json:"session,omitempty"`
+	After         string                 `protobuf:"bytes,3,opt,name=after,proto3" json:"after,omitempty"`
+	Limit         uint32                 `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`
+	RequestId     string                 `protobuf:"bytes,5,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RoomWho) Reset() {
 	*x = RoomWho{}
-	mi := &file_parley_actors_proto_msgTypes[7]
+	mi := &file_parley_actors_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -616,7 +1273,7 @@ func (x *RoomWho) String() string {
 func (*RoomWho) ProtoMessage() {}
 
 func (x *RoomWho) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[7]
+	mi := &file_parley_actors_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -629,7 +1286,7 @@ func (x *RoomWho) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomWho.ProtoReflect.Descriptor instead.
 func (*RoomWho) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{7}
+	return file_parley_actors_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RoomWho) GetRoom() string {
@@ -644,6 +1301,27 @@ func (x *RoomWho) GetSession() *actor.PID {
 		return x.Session
 	}
 	return nil
+}
+
+func (x *RoomWho) GetAfter() string {
+	if x != nil {
+		return x.After
+	}
+	return ""
+}
+
+func (x *RoomWho) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *RoomWho) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
 }
 
 // RoomRestarted tells a member that the room's actor was restarted or
@@ -662,7 +1340,7 @@ type RoomRestarted struct {
 
 func (x *RoomRestarted) Reset() {
 	*x = RoomRestarted{}
-	mi := &file_parley_actors_proto_msgTypes[8]
+	mi := &file_parley_actors_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -674,7 +1352,7 @@ func (x *RoomRestarted) String() string {
 func (*RoomRestarted) ProtoMessage() {}
 
 func (x *RoomRestarted) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[8]
+	mi := &file_parley_actors_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -687,7 +1365,7 @@ func (x *RoomRestarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomRestarted.ProtoReflect.Descriptor instead.
 func (*RoomRestarted) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{8}
+	return file_parley_actors_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RoomRestarted) GetRoom() string {
@@ -719,7 +1397,7 @@ type InjectFault struct {
 
 func (x *InjectFault) Reset() {
 	*x = InjectFault{}
-	mi := &file_parley_actors_proto_msgTypes[9]
+	mi := &file_parley_actors_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -731,7 +1409,7 @@ func (x *InjectFault) String() string {
 func (*InjectFault) ProtoMessage() {}
 
 func (x *InjectFault) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[9]
+	mi := &file_parley_actors_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -744,7 +1422,7 @@ func (x *InjectFault) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InjectFault.ProtoReflect.Descriptor instead.
 func (*InjectFault) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{9}
+	return file_parley_actors_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *InjectFault) GetRoom() string {
@@ -770,7 +1448,7 @@ type TokenCheck struct {
 
 func (x *TokenCheck) Reset() {
 	*x = TokenCheck{}
-	mi := &file_parley_actors_proto_msgTypes[10]
+	mi := &file_parley_actors_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -782,7 +1460,7 @@ func (x *TokenCheck) String() string {
 func (*TokenCheck) ProtoMessage() {}
 
 func (x *TokenCheck) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[10]
+	mi := &file_parley_actors_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -795,7 +1473,7 @@ func (x *TokenCheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenCheck.ProtoReflect.Descriptor instead.
 func (*TokenCheck) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{10}
+	return file_parley_actors_proto_rawDescGZIP(), []int{16}
 }
 
 // IdleCheck is an actor's timer telling it to check whether it has been
@@ -808,7 +1486,7 @@ type IdleCheck struct {
 
 func (x *IdleCheck) Reset() {
 	*x = IdleCheck{}
-	mi := &file_parley_actors_proto_msgTypes[11]
+	mi := &file_parley_actors_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -820,7 +1498,7 @@ func (x *IdleCheck) String() string {
 func (*IdleCheck) ProtoMessage() {}
 
 func (x *IdleCheck) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[11]
+	mi := &file_parley_actors_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -833,7 +1511,7 @@ func (x *IdleCheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IdleCheck.ProtoReflect.Descriptor instead.
 func (*IdleCheck) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{11}
+	return file_parley_actors_proto_rawDescGZIP(), []int{17}
 }
 
 // RoomFlush is a room's note to itself: write the pending batch.
@@ -845,7 +1523,7 @@ type RoomFlush struct {
 
 func (x *RoomFlush) Reset() {
 	*x = RoomFlush{}
-	mi := &file_parley_actors_proto_msgTypes[12]
+	mi := &file_parley_actors_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -857,7 +1535,7 @@ func (x *RoomFlush) String() string {
 func (*RoomFlush) ProtoMessage() {}
 
 func (x *RoomFlush) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[12]
+	mi := &file_parley_actors_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -870,7 +1548,7 @@ func (x *RoomFlush) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomFlush.ProtoReflect.Descriptor instead.
 func (*RoomFlush) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{12}
+	return file_parley_actors_proto_rawDescGZIP(), []int{18}
 }
 
 // RoomPassivate is a room's request to its parent to be stopped while empty.
@@ -883,7 +1561,7 @@ type RoomPassivate struct {
 
 func (x *RoomPassivate) Reset() {
 	*x = RoomPassivate{}
-	mi := &file_parley_actors_proto_msgTypes[13]
+	mi := &file_parley_actors_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -895,7 +1573,7 @@ func (x *RoomPassivate) String() string {
 func (*RoomPassivate) ProtoMessage() {}
 
 func (x *RoomPassivate) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[13]
+	mi := &file_parley_actors_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -908,7 +1586,7 @@ func (x *RoomPassivate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomPassivate.ProtoReflect.Descriptor instead.
 func (*RoomPassivate) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{13}
+	return file_parley_actors_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RoomPassivate) GetRoom() string {
@@ -930,7 +1608,7 @@ type RoomCount struct {
 
 func (x *RoomCount) Reset() {
 	*x = RoomCount{}
-	mi := &file_parley_actors_proto_msgTypes[14]
+	mi := &file_parley_actors_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -942,7 +1620,7 @@ func (x *RoomCount) String() string {
 func (*RoomCount) ProtoMessage() {}
 
 func (x *RoomCount) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[14]
+	mi := &file_parley_actors_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -955,7 +1633,7 @@ func (x *RoomCount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomCount.ProtoReflect.Descriptor instead.
 func (*RoomCount) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{14}
+	return file_parley_actors_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *RoomCount) GetRoom() string {
@@ -984,7 +1662,7 @@ type RoomsQuery struct {
 
 func (x *RoomsQuery) Reset() {
 	*x = RoomsQuery{}
-	mi := &file_parley_actors_proto_msgTypes[15]
+	mi := &file_parley_actors_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -996,7 +1674,7 @@ func (x *RoomsQuery) String() string {
 func (*RoomsQuery) ProtoMessage() {}
 
 func (x *RoomsQuery) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[15]
+	mi := &file_parley_actors_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1009,7 +1687,7 @@ func (x *RoomsQuery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomsQuery.ProtoReflect.Descriptor instead.
 func (*RoomsQuery) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{15}
+	return file_parley_actors_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *RoomsQuery) GetRequestId() string {
@@ -1031,12 +1709,10 @@ type Online struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	User    string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
 	Session *actor.PID             `protobuf:"bytes,2,opt,name=session,proto3" json:"session,omitempty"`
-	Watch   bool                   `protobuf:"varint,3,opt,name=watch,proto3" json:"watch,omitempty"`
 	// Re-registration after a restart: announce nothing, check nothing.
 	Rejoin bool `protobuf:"varint,4,opt,name=rejoin,proto3" json:"rejoin,omitempty"`
-	// The Hello this login answers. Presence answers it: LoggedIn, then
-	// (with watch) the online snapshot and an Ack naming it; or an Error
-	// INVALID_NAME when the name is refused.
+	// The Hello this login answers. Presence answers it: LoggedIn, or an
+	// Error INVALID_NAME when the name is refused.
 	RequestId string `protobuf:"bytes,5,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	// Refuse a name that looks like (has the confusable skeleton of) a
 	// different user online: set for names nobody vouches for (no token).
@@ -1048,7 +1724,7 @@ type Online struct {
 
 func (x *Online) Reset() {
 	*x = Online{}
-	mi := &file_parley_actors_proto_msgTypes[16]
+	mi := &file_parley_actors_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1060,7 +1736,7 @@ func (x *Online) String() string {
 func (*Online) ProtoMessage() {}
 
 func (x *Online) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[16]
+	mi := &file_parley_actors_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1073,7 +1749,7 @@ func (x *Online) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Online.ProtoReflect.Descriptor instead.
 func (*Online) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{16}
+	return file_parley_actors_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Online) GetUser() string {
@@ -1088,13 +1764,6 @@ func (x *Online) GetSession() *actor.PID {
 		return x.Session
 	}
 	return nil
-}
-
-func (x *Online) GetWatch() bool {
-	if x != nil {
-		return x.Watch
-	}
-	return false
 }
 
 func (x *Online) GetRejoin() bool {
@@ -1128,7 +1797,7 @@ type LoggedIn struct {
 
 func (x *LoggedIn) Reset() {
 	*x = LoggedIn{}
-	mi := &file_parley_actors_proto_msgTypes[17]
+	mi := &file_parley_actors_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1140,7 +1809,7 @@ func (x *LoggedIn) String() string {
 func (*LoggedIn) ProtoMessage() {}
 
 func (x *LoggedIn) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[17]
+	mi := &file_parley_actors_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1153,7 +1822,7 @@ func (x *LoggedIn) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoggedIn.ProtoReflect.Descriptor instead.
 func (*LoggedIn) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{17}
+	return file_parley_actors_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *LoggedIn) GetRequestId() string {
@@ -1174,7 +1843,7 @@ type ReserveName struct {
 
 func (x *ReserveName) Reset() {
 	*x = ReserveName{}
-	mi := &file_parley_actors_proto_msgTypes[18]
+	mi := &file_parley_actors_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1186,7 +1855,7 @@ func (x *ReserveName) String() string {
 func (*ReserveName) ProtoMessage() {}
 
 func (x *ReserveName) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[18]
+	mi := &file_parley_actors_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1199,7 +1868,7 @@ func (x *ReserveName) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReserveName.ProtoReflect.Descriptor instead.
 func (*ReserveName) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{18}
+	return file_parley_actors_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ReserveName) GetName() string {
@@ -1218,7 +1887,7 @@ type Offline struct {
 
 func (x *Offline) Reset() {
 	*x = Offline{}
-	mi := &file_parley_actors_proto_msgTypes[19]
+	mi := &file_parley_actors_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1230,7 +1899,7 @@ func (x *Offline) String() string {
 func (*Offline) ProtoMessage() {}
 
 func (x *Offline) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[19]
+	mi := &file_parley_actors_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1243,7 +1912,7 @@ func (x *Offline) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Offline.ProtoReflect.Descriptor instead.
 func (*Offline) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{19}
+	return file_parley_actors_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Offline) GetSession() *actor.PID {
@@ -1263,7 +1932,7 @@ type PresenceRebuild struct {
 
 func (x *PresenceRebuild) Reset() {
 	*x = PresenceRebuild{}
-	mi := &file_parley_actors_proto_msgTypes[20]
+	mi := &file_parley_actors_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1275,7 +1944,7 @@ func (x *PresenceRebuild) String() string {
 func (*PresenceRebuild) ProtoMessage() {}
 
 func (x *PresenceRebuild) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[20]
+	mi := &file_parley_actors_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1288,21 +1957,24 @@ func (x *PresenceRebuild) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PresenceRebuild.ProtoReflect.Descriptor instead.
 func (*PresenceRebuild) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{20}
+	return file_parley_actors_proto_rawDescGZIP(), []int{26}
 }
 
-// WhoQuery asks presence for the online list; answered with PresenceEvent.
+// WhoQuery asks presence which of users are online anywhere (no users:
+// everyone, an operator's question); answered with a PresenceEvent, then
+// an Ack.
 type WhoQuery struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	RequestId     string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	Session       *actor.PID             `protobuf:"bytes,2,opt,name=session,proto3" json:"session,omitempty"`
+	Users         []string               `protobuf:"bytes,3,rep,name=users,proto3" json:"users,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *WhoQuery) Reset() {
 	*x = WhoQuery{}
-	mi := &file_parley_actors_proto_msgTypes[21]
+	mi := &file_parley_actors_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1314,7 +1986,7 @@ func (x *WhoQuery) String() string {
 func (*WhoQuery) ProtoMessage() {}
 
 func (x *WhoQuery) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[21]
+	mi := &file_parley_actors_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1327,7 +1999,7 @@ func (x *WhoQuery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WhoQuery.ProtoReflect.Descriptor instead.
 func (*WhoQuery) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{21}
+	return file_parley_actors_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *WhoQuery) GetRequestId() string {
@@ -1340,6 +2012,13 @@ func (x *WhoQuery) GetRequestId() string {
 func (x *WhoQuery) GetSession() *actor.PID {
 	if x != nil {
 		return x.Session
+	}
+	return nil
+}
+
+func (x *WhoQuery) GetUsers() []string {
+	if x != nil {
+		return x.Users
 	}
 	return nil
 }
@@ -1358,7 +2037,7 @@ type Kick struct {
 
 func (x *Kick) Reset() {
 	*x = Kick{}
-	mi := &file_parley_actors_proto_msgTypes[22]
+	mi := &file_parley_actors_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1370,7 +2049,7 @@ func (x *Kick) String() string {
 func (*Kick) ProtoMessage() {}
 
 func (x *Kick) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[22]
+	mi := &file_parley_actors_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1383,7 +2062,7 @@ func (x *Kick) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Kick.ProtoReflect.Descriptor instead.
 func (*Kick) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{22}
+	return file_parley_actors_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Kick) GetUser() string {
@@ -1417,7 +2096,7 @@ type KickSession struct {
 
 func (x *KickSession) Reset() {
 	*x = KickSession{}
-	mi := &file_parley_actors_proto_msgTypes[23]
+	mi := &file_parley_actors_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1429,7 +2108,7 @@ func (x *KickSession) String() string {
 func (*KickSession) ProtoMessage() {}
 
 func (x *KickSession) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[23]
+	mi := &file_parley_actors_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1442,7 +2121,7 @@ func (x *KickSession) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KickSession.ProtoReflect.Descriptor instead.
 func (*KickSession) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{23}
+	return file_parley_actors_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *KickSession) GetReason() string {
@@ -1466,7 +2145,7 @@ type CloseRoom struct {
 
 func (x *CloseRoom) Reset() {
 	*x = CloseRoom{}
-	mi := &file_parley_actors_proto_msgTypes[24]
+	mi := &file_parley_actors_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1478,7 +2157,7 @@ func (x *CloseRoom) String() string {
 func (*CloseRoom) ProtoMessage() {}
 
 func (x *CloseRoom) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[24]
+	mi := &file_parley_actors_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1491,7 +2170,7 @@ func (x *CloseRoom) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseRoom.ProtoReflect.Descriptor instead.
 func (*CloseRoom) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{24}
+	return file_parley_actors_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *CloseRoom) GetRoom() string {
@@ -1526,7 +2205,7 @@ type RoomClosed struct {
 
 func (x *RoomClosed) Reset() {
 	*x = RoomClosed{}
-	mi := &file_parley_actors_proto_msgTypes[25]
+	mi := &file_parley_actors_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1538,7 +2217,7 @@ func (x *RoomClosed) String() string {
 func (*RoomClosed) ProtoMessage() {}
 
 func (x *RoomClosed) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[25]
+	mi := &file_parley_actors_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1551,7 +2230,7 @@ func (x *RoomClosed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomClosed.ProtoReflect.Descriptor instead.
 func (*RoomClosed) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{25}
+	return file_parley_actors_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *RoomClosed) GetRoom() string {
@@ -1579,7 +2258,7 @@ type ConnClosed struct {
 
 func (x *ConnClosed) Reset() {
 	*x = ConnClosed{}
-	mi := &file_parley_actors_proto_msgTypes[26]
+	mi := &file_parley_actors_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1591,7 +2270,7 @@ func (x *ConnClosed) String() string {
 func (*ConnClosed) ProtoMessage() {}
 
 func (x *ConnClosed) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[26]
+	mi := &file_parley_actors_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1604,7 +2283,7 @@ func (x *ConnClosed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConnClosed.ProtoReflect.Descriptor instead.
 func (*ConnClosed) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{26}
+	return file_parley_actors_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ConnClosed) GetCode() int32 {
@@ -1631,7 +2310,7 @@ type BadFrame struct {
 
 func (x *BadFrame) Reset() {
 	*x = BadFrame{}
-	mi := &file_parley_actors_proto_msgTypes[27]
+	mi := &file_parley_actors_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1643,7 +2322,7 @@ func (x *BadFrame) String() string {
 func (*BadFrame) ProtoMessage() {}
 
 func (x *BadFrame) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[27]
+	mi := &file_parley_actors_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1656,7 +2335,7 @@ func (x *BadFrame) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BadFrame.ProtoReflect.Descriptor instead.
 func (*BadFrame) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{27}
+	return file_parley_actors_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *BadFrame) GetReason() string {
@@ -1676,7 +2355,7 @@ type Shutdown struct {
 
 func (x *Shutdown) Reset() {
 	*x = Shutdown{}
-	mi := &file_parley_actors_proto_msgTypes[28]
+	mi := &file_parley_actors_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1688,7 +2367,7 @@ func (x *Shutdown) String() string {
 func (*Shutdown) ProtoMessage() {}
 
 func (x *Shutdown) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[28]
+	mi := &file_parley_actors_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1701,7 +2380,7 @@ func (x *Shutdown) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Shutdown.ProtoReflect.Descriptor instead.
 func (*Shutdown) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{28}
+	return file_parley_actors_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *Shutdown) GetReason() string {
@@ -1728,7 +2407,7 @@ type NodePresence struct {
 
 func (x *NodePresence) Reset() {
 	*x = NodePresence{}
-	mi := &file_parley_actors_proto_msgTypes[29]
+	mi := &file_parley_actors_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1740,7 +2419,7 @@ func (x *NodePresence) String() string {
 func (*NodePresence) ProtoMessage() {}
 
 func (x *NodePresence) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[29]
+	mi := &file_parley_actors_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1753,7 +2432,7 @@ func (x *NodePresence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodePresence.ProtoReflect.Descriptor instead.
 func (*NodePresence) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{29}
+	return file_parley_actors_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *NodePresence) GetUsers() []*proto.Member {
@@ -1788,7 +2467,7 @@ type PeerPresence struct {
 
 func (x *PeerPresence) Reset() {
 	*x = PeerPresence{}
-	mi := &file_parley_actors_proto_msgTypes[30]
+	mi := &file_parley_actors_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1800,7 +2479,7 @@ func (x *PeerPresence) String() string {
 func (*PeerPresence) ProtoMessage() {}
 
 func (x *PeerPresence) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[30]
+	mi := &file_parley_actors_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1813,7 +2492,7 @@ func (x *PeerPresence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerPresence.ProtoReflect.Descriptor instead.
 func (*PeerPresence) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{30}
+	return file_parley_actors_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *PeerPresence) GetMemberId() string {
@@ -1841,7 +2520,7 @@ type PeerSet struct {
 
 func (x *PeerSet) Reset() {
 	*x = PeerSet{}
-	mi := &file_parley_actors_proto_msgTypes[31]
+	mi := &file_parley_actors_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1853,7 +2532,7 @@ func (x *PeerSet) String() string {
 func (*PeerSet) ProtoMessage() {}
 
 func (x *PeerSet) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[31]
+	mi := &file_parley_actors_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1866,7 +2545,7 @@ func (x *PeerSet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerSet.ProtoReflect.Descriptor instead.
 func (*PeerSet) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{31}
+	return file_parley_actors_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *PeerSet) GetAddresses() []string {
@@ -1895,7 +2574,7 @@ type Relay struct {
 
 func (x *Relay) Reset() {
 	*x = Relay{}
-	mi := &file_parley_actors_proto_msgTypes[32]
+	mi := &file_parley_actors_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1907,7 +2586,7 @@ func (x *Relay) String() string {
 func (*Relay) ProtoMessage() {}
 
 func (x *Relay) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[32]
+	mi := &file_parley_actors_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1920,7 +2599,7 @@ func (x *Relay) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Relay.ProtoReflect.Descriptor instead.
 func (*Relay) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{32}
+	return file_parley_actors_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *Relay) GetSessionIds() []string {
@@ -1975,7 +2654,7 @@ var File_parley_actors_proto protoreflect.FileDescriptor
 
 const file_parley_actors_proto_rawDesc = "" +
 	"\n" +
-	"\x13parley_actors.proto\x12\x10parley.actors.v1\x1a\vactor.proto\x1a\fparley.proto\"\xf4\x01\n" +
+	"\x13parley_actors.proto\x12\x10parley.actors.v1\x1a\vactor.proto\x1a\fparley.proto\"\xcf\x02\n" +
 	"\bRoomJoin\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12\x12\n" +
 	"\x04user\x18\x02 \x01(\tR\x04user\x12$\n" +
@@ -1986,14 +2665,22 @@ const file_parley_actors_proto_rawDesc = "" +
 	"\n" +
 	"request_id\x18\x06 \x01(\tR\trequestId\x12\x16\n" +
 	"\x06rejoin\x18\a \x01(\bR\x06rejoin\x12\x16\n" +
-	"\x06latest\x18\b \x01(\bR\x06latestB\b\n" +
-	"\x06_since\"d\n" +
+	"\x06latest\x18\b \x01(\bR\x06latest\x12)\n" +
+	"\x04kind\x18\t \x01(\x0e2\x15.parley.v1.SenderKindR\x04kind\x12.\n" +
+	"\n" +
+	"claim_role\x18\n" +
+	" \x01(\x0e2\x0f.parley.v1.RoleR\tclaimRoleB\b\n" +
+	"\x06_since\"\x98\x01\n" +
 	"\tRoomLeave\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12$\n" +
 	"\asession\x18\x02 \x01(\v2\n" +
 	".actor.PIDR\asession\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x03 \x01(\tR\trequestId\"\xaf\x01\n" +
+	"request_id\x18\x03 \x01(\tR\trequestId\x12\x1e\n" +
+	"\n" +
+	"membership\x18\x04 \x01(\bR\n" +
+	"membership\x12\x12\n" +
+	"\x04user\x18\x05 \x01(\tR\x04user\"\xfb\x01\n" +
 	"\bRoomPost\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12\x12\n" +
 	"\x04user\x18\x02 \x01(\tR\x04user\x12\x12\n" +
@@ -2002,7 +2689,82 @@ const file_parley_actors_proto_rawDesc = "" +
 	"\n" +
 	"request_id\x18\x05 \x01(\tR\trequestId\x12$\n" +
 	"\asession\x18\x06 \x01(\v2\n" +
-	".actor.PIDR\asession\"Z\n" +
+	".actor.PIDR\asession\x12)\n" +
+	"\x04kind\x18\a \x01(\x0e2\x15.parley.v1.SenderKindR\x04kind\x12\x1f\n" +
+	"\vdirect_with\x18\b \x01(\tR\n" +
+	"directWith\"\xb0\x02\n" +
+	"\n" +
+	"RoomCreate\x12\x12\n" +
+	"\x04room\x18\x01 \x01(\tR\x04room\x12\x12\n" +
+	"\x04user\x18\x02 \x01(\tR\x04user\x12)\n" +
+	"\x04kind\x18\x03 \x01(\x0e2\x15.parley.v1.SenderKindR\x04kind\x120\n" +
+	"\troom_kind\x18\x04 \x01(\x0e2\x13.parley.v1.RoomKindR\broomKind\x12\x14\n" +
+	"\x05title\x18\x05 \x01(\tR\x05title\x12\x14\n" +
+	"\x05topic\x18\x06 \x01(\tR\x05topic\x12\x16\n" +
+	"\x06invite\x18\a \x03(\tR\x06invite\x12$\n" +
+	"\asession\x18\b \x01(\v2\n" +
+	".actor.PIDR\asession\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\t \x01(\tR\trequestId\x12\x14\n" +
+	"\x05owner\x18\n" +
+	" \x01(\tR\x05owner\"\xf4\x02\n" +
+	"\fRoomModerate\x12\x12\n" +
+	"\x04room\x18\x01 \x01(\tR\x04room\x12\x12\n" +
+	"\x04user\x18\x02 \x01(\tR\x04user\x12)\n" +
+	"\x04kind\x18\x03 \x01(\x0e2\x15.parley.v1.SenderKindR\x04kind\x12.\n" +
+	"\n" +
+	"claim_role\x18\x04 \x01(\x0e2\x0f.parley.v1.RoleR\tclaimRole\x12\x16\n" +
+	"\x06target\x18\x05 \x01(\tR\x06target\x12,\n" +
+	"\x06action\x18\x06 \x01(\x0e2\x14.parley.v1.ModActionR\x06action\x12#\n" +
+	"\x04role\x18\a \x01(\x0e2\x0f.parley.v1.RoleR\x04role\x12\x16\n" +
+	"\x06reason\x18\b \x01(\tR\x06reason\x12\x19\n" +
+	"\buntil_ms\x18\t \x01(\x03R\auntilMs\x12$\n" +
+	"\asession\x18\n" +
+	" \x01(\v2\n" +
+	".actor.PIDR\asession\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\v \x01(\tR\trequestId\"\x9e\x02\n" +
+	"\n" +
+	"RoomUpdate\x12\x12\n" +
+	"\x04room\x18\x01 \x01(\tR\x04room\x12\x12\n" +
+	"\x04user\x18\x02 \x01(\tR\x04user\x12)\n" +
+	"\x04kind\x18\x03 \x01(\x0e2\x15.parley.v1.SenderKindR\x04kind\x12.\n" +
+	"\n" +
+	"claim_role\x18\x04 \x01(\x0e2\x0f.parley.v1.RoleR\tclaimRole\x12\x19\n" +
+	"\x05title\x18\x05 \x01(\tH\x00R\x05title\x88\x01\x01\x12\x19\n" +
+	"\x05topic\x18\x06 \x01(\tH\x01R\x05topic\x88\x01\x01\x12$\n" +
+	"\asession\x18\a \x01(\v2\n" +
+	".actor.PIDR\asession\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\b \x01(\tR\trequestIdB\b\n" +
+	"\x06_titleB\b\n" +
+	"\x06_topic\"\xec\x01\n" +
+	"\n" +
+	"RoomDelete\x12\x12\n" +
+	"\x04room\x18\x01 \x01(\tR\x04room\x12\x12\n" +
+	"\x04user\x18\x02 \x01(\tR\x04user\x12)\n" +
+	"\x04kind\x18\x03 \x01(\x0e2\x15.parley.v1.SenderKindR\x04kind\x12.\n" +
+	"\n" +
+	"claim_role\x18\x04 \x01(\x0e2\x0f.parley.v1.RoleR\tclaimRole\x12\x16\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\x12$\n" +
+	"\asession\x18\x06 \x01(\v2\n" +
+	".actor.PIDR\asession\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\a \x01(\tR\trequestId\"\xd1\x01\n" +
+	"\vRoomMembers\x12\x12\n" +
+	"\x04room\x18\x01 \x01(\tR\x04room\x12\x12\n" +
+	"\x04user\x18\x02 \x01(\tR\x04user\x12\x14\n" +
+	"\x05after\x18\x03 \x01(\tR\x05after\x12\x14\n" +
+	"\x05limit\x18\x04 \x01(\rR\x05limit\x12$\n" +
+	"\asession\x18\x05 \x01(\v2\n" +
+	".actor.PIDR\asession\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x06 \x01(\tR\trequestId\x12)\n" +
+	"\x04kind\x18\a \x01(\x0e2\x15.parley.v1.SenderKindR\x04kind\"d\n" +
+	"\bTellUser\x12\x12\n" +
+	"\x04user\x18\x01 \x01(\tR\x04user\x12'\n" +
+	"\x04room\x18\x02 \x01(\v2\x13.parley.v1.RoomInfoR\x04room\x12\x1b\n" +
+	"\tfrom_peer\x18\x03 \x01(\bR\bfromPeer\"Z\n" +
 	"\n" +
 	"RoomTyping\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12\x12\n" +
@@ -2034,11 +2796,15 @@ const file_parley_actors_proto_rawDesc = "" +
 	"\vproto_frame\x18\x03 \x01(\fR\n" +
 	"protoFrame\x12\x1d\n" +
 	"\n" +
-	"json_frame\x18\x04 \x01(\fR\tjsonFrame\"C\n" +
+	"json_frame\x18\x04 \x01(\fR\tjsonFrame\"\x8e\x01\n" +
 	"\aRoomWho\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12$\n" +
 	"\asession\x18\x02 \x01(\v2\n" +
-	".actor.PIDR\asession\"7\n" +
+	".actor.PIDR\asession\x12\x14\n" +
+	"\x05after\x18\x03 \x01(\tR\x05after\x12\x14\n" +
+	"\x05limit\x18\x04 \x01(\rR\x05limit\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x05 \x01(\tR\trequestId\"7\n" +
 	"\rRoomRestarted\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12\x12\n" +
 	"\x04lost\x18\x02 \x01(\bR\x04lost\"5\n" +
@@ -2059,16 +2825,15 @@ const file_parley_actors_proto_rawDesc = "" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12$\n" +
 	"\asession\x18\x02 \x01(\v2\n" +
-	".actor.PIDR\asession\"\xbb\x01\n" +
+	".actor.PIDR\asession\"\xab\x01\n" +
 	"\x06Online\x12\x12\n" +
 	"\x04user\x18\x01 \x01(\tR\x04user\x12$\n" +
 	"\asession\x18\x02 \x01(\v2\n" +
-	".actor.PIDR\asession\x12\x14\n" +
-	"\x05watch\x18\x03 \x01(\bR\x05watch\x12\x16\n" +
+	".actor.PIDR\asession\x12\x16\n" +
 	"\x06rejoin\x18\x04 \x01(\bR\x06rejoin\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x05 \x01(\tR\trequestId\x12*\n" +
-	"\x11check_look_alikes\x18\x06 \x01(\bR\x0fcheckLookAlikes\")\n" +
+	"\x11check_look_alikes\x18\x06 \x01(\bR\x0fcheckLookAlikesJ\x04\b\x03\x10\x04\")\n" +
 	"\bLoggedIn\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\"!\n" +
@@ -2077,12 +2842,13 @@ const file_parley_actors_proto_rawDesc = "" +
 	"\aOffline\x12$\n" +
 	"\asession\x18\x01 \x01(\v2\n" +
 	".actor.PIDR\asession\"\x11\n" +
-	"\x0fPresenceRebuild\"O\n" +
+	"\x0fPresenceRebuild\"e\n" +
 	"\bWhoQuery\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12$\n" +
 	"\asession\x18\x02 \x01(\v2\n" +
-	".actor.PIDR\asession\"Y\n" +
+	".actor.PIDR\asession\x12\x14\n" +
+	"\x05users\x18\x03 \x03(\tR\x05users\"Y\n" +
 	"\x04Kick\x12\x12\n" +
 	"\x04user\x18\x01 \x01(\tR\x04user\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12%\n" +
@@ -2136,73 +2902,104 @@ func file_parley_actors_proto_rawDescGZIP() []byte {
 	return file_parley_actors_proto_rawDescData
 }
 
-var file_parley_actors_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_parley_actors_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
 var file_parley_actors_proto_goTypes = []any{
 	(*RoomJoin)(nil),            // 0: parley.actors.v1.RoomJoin
 	(*RoomLeave)(nil),           // 1: parley.actors.v1.RoomLeave
 	(*RoomPost)(nil),            // 2: parley.actors.v1.RoomPost
-	(*RoomTyping)(nil),          // 3: parley.actors.v1.RoomTyping
-	(*RoomHistory)(nil),         // 4: parley.actors.v1.RoomHistory
-	(*Deliver)(nil),             // 5: parley.actors.v1.Deliver
-	(*DeliverBatch)(nil),        // 6: parley.actors.v1.DeliverBatch
-	(*RoomWho)(nil),             // 7: parley.actors.v1.RoomWho
-	(*RoomRestarted)(nil),       // 8: parley.actors.v1.RoomRestarted
-	(*InjectFault)(nil),         // 9: parley.actors.v1.InjectFault
-	(*TokenCheck)(nil),          // 10: parley.actors.v1.TokenCheck
-	(*IdleCheck)(nil),           // 11: parley.actors.v1.IdleCheck
-	(*RoomFlush)(nil),           // 12: parley.actors.v1.RoomFlush
-	(*RoomPassivate)(nil),       // 13: parley.actors.v1.RoomPassivate
-	(*RoomCount)(nil),           // 14: parley.actors.v1.RoomCount
-	(*RoomsQuery)(nil),          // 15: parley.actors.v1.RoomsQuery
-	(*Online)(nil),              // 16: parley.actors.v1.Online
-	(*LoggedIn)(nil),            // 17: parley.actors.v1.LoggedIn
-	(*ReserveName)(nil),         // 18: parley.actors.v1.ReserveName
-	(*Offline)(nil),             // 19: parley.actors.v1.Offline
-	(*PresenceRebuild)(nil),     // 20: parley.actors.v1.PresenceRebuild
-	(*WhoQuery)(nil),            // 21: parley.actors.v1.WhoQuery
-	(*Kick)(nil),                // 22: parley.actors.v1.Kick
-	(*KickSession)(nil),         // 23: parley.actors.v1.KickSession
-	(*CloseRoom)(nil),           // 24: parley.actors.v1.CloseRoom
-	(*RoomClosed)(nil),          // 25: parley.actors.v1.RoomClosed
-	(*ConnClosed)(nil),          // 26: parley.actors.v1.ConnClosed
-	(*BadFrame)(nil),            // 27: parley.actors.v1.BadFrame
-	(*Shutdown)(nil),            // 28: parley.actors.v1.Shutdown
-	(*NodePresence)(nil),        // 29: parley.actors.v1.NodePresence
-	(*PeerPresence)(nil),        // 30: parley.actors.v1.PeerPresence
-	(*PeerSet)(nil),             // 31: parley.actors.v1.PeerSet
-	(*Relay)(nil),               // 32: parley.actors.v1.Relay
-	(*actor.PID)(nil),           // 33: actor.PID
-	(proto.Codec)(0),            // 34: parley.v1.Codec
-	(*proto.RoomEvent)(nil),     // 35: parley.v1.RoomEvent
-	(*proto.PresenceEvent)(nil), // 36: parley.v1.PresenceEvent
-	(*proto.Member)(nil),        // 37: parley.v1.Member
+	(*RoomCreate)(nil),          // 3: parley.actors.v1.RoomCreate
+	(*RoomModerate)(nil),        // 4: parley.actors.v1.RoomModerate
+	(*RoomUpdate)(nil),          // 5: parley.actors.v1.RoomUpdate
+	(*RoomDelete)(nil),          // 6: parley.actors.v1.RoomDelete
+	(*RoomMembers)(nil),         // 7: parley.actors.v1.RoomMembers
+	(*TellUser)(nil),            // 8: parley.actors.v1.TellUser
+	(*RoomTyping)(nil),          // 9: parley.actors.v1.RoomTyping
+	(*RoomHistory)(nil),         // 10: parley.actors.v1.RoomHistory
+	(*Deliver)(nil),             // 11: parley.actors.v1.Deliver
+	(*DeliverBatch)(nil),        // 12: parley.actors.v1.DeliverBatch
+	(*RoomWho)(nil),             // 13: parley.actors.v1.RoomWho
+	(*RoomRestarted)(nil),       // 14: parley.actors.v1.RoomRestarted
+	(*InjectFault)(nil),         // 15: parley.actors.v1.InjectFault
+	(*TokenCheck)(nil),          // 16: parley.actors.v1.TokenCheck
+	(*IdleCheck)(nil),           // 17: parley.actors.v1.IdleCheck
+	(*RoomFlush)(nil),           // 18: parley.actors.v1.RoomFlush
+	(*RoomPassivate)(nil),       // 19: parley.actors.v1.RoomPassivate
+	(*RoomCount)(nil),           // 20: parley.actors.v1.RoomCount
+	(*RoomsQuery)(nil),          // 21: parley.actors.v1.RoomsQuery
+	(*Online)(nil),              // 22: parley.actors.v1.Online
+	(*LoggedIn)(nil),            // 23: parley.actors.v1.LoggedIn
+	(*ReserveName)(nil),         // 24: parley.actors.v1.ReserveName
+	(*Offline)(nil),             // 25: parley.actors.v1.Offline
+	(*PresenceRebuild)(nil),     // 26: parley.actors.v1.PresenceRebuild
+	(*WhoQuery)(nil),            // 27: parley.actors.v1.WhoQuery
+	(*Kick)(nil),                // 28: parley.actors.v1.Kick
+	(*KickSession)(nil),         // 29: parley.actors.v1.KickSession
+	(*CloseRoom)(nil),           // 30: parley.actors.v1.CloseRoom
+	(*RoomClosed)(nil),          // 31: parley.actors.v1.RoomClosed
+	(*ConnClosed)(nil),          // 32: parley.actors.v1.ConnClosed
+	(*BadFrame)(nil),            // 33: parley.actors.v1.BadFrame
+	(*Shutdown)(nil),            // 34: parley.actors.v1.Shutdown
+	(*NodePresence)(nil),        // 35: parley.actors.v1.NodePresence
+	(*PeerPresence)(nil),        // 36: parley.actors.v1.PeerPresence
+	(*PeerSet)(nil),             // 37: parley.actors.v1.PeerSet
+	(*Relay)(nil),               // 38: parley.actors.v1.Relay
+	(*actor.PID)(nil),           // 39: actor.PID
+	(proto.Codec)(0),            // 40: parley.v1.Codec
+	(proto.SenderKind)(0),       // 41: parley.v1.SenderKind
+	(proto.Role)(0),             // 42: parley.v1.Role
+	(proto.RoomKind)(0),         // 43: parley.v1.RoomKind
+	(proto.ModAction)(0),        // 44: parley.v1.ModAction
+	(*proto.RoomInfo)(nil),      // 45: parley.v1.RoomInfo
+	(*proto.RoomEvent)(nil),     // 46: parley.v1.RoomEvent
+	(*proto.PresenceEvent)(nil), // 47: parley.v1.PresenceEvent
+	(*proto.Member)(nil),        // 48: parley.v1.Member
 }
 var file_parley_actors_proto_depIdxs = []int32{
-	33, // 0: parley.actors.v1.RoomJoin.session:type_name -> actor.PID
-	34, // 1: parley.actors.v1.RoomJoin.codec:type_name -> parley.v1.Codec
-	33, // 2: parley.actors.v1.RoomLeave.session:type_name -> actor.PID
-	33, // 3: parley.actors.v1.RoomPost.session:type_name -> actor.PID
-	33, // 4: parley.actors.v1.RoomTyping.session:type_name -> actor.PID
-	33, // 5: parley.actors.v1.RoomHistory.session:type_name -> actor.PID
-	35, // 6: parley.actors.v1.Deliver.event:type_name -> parley.v1.RoomEvent
-	36, // 7: parley.actors.v1.Deliver.presence:type_name -> parley.v1.PresenceEvent
-	5,  // 8: parley.actors.v1.DeliverBatch.items:type_name -> parley.actors.v1.Deliver
-	33, // 9: parley.actors.v1.RoomWho.session:type_name -> actor.PID
-	33, // 10: parley.actors.v1.RoomsQuery.session:type_name -> actor.PID
-	33, // 11: parley.actors.v1.Online.session:type_name -> actor.PID
-	33, // 12: parley.actors.v1.Offline.session:type_name -> actor.PID
-	33, // 13: parley.actors.v1.WhoQuery.session:type_name -> actor.PID
-	33, // 14: parley.actors.v1.Kick.reply_to:type_name -> actor.PID
-	33, // 15: parley.actors.v1.CloseRoom.reply_to:type_name -> actor.PID
-	37, // 16: parley.actors.v1.NodePresence.users:type_name -> parley.v1.Member
-	29, // 17: parley.actors.v1.PeerPresence.share:type_name -> parley.actors.v1.NodePresence
-	5,  // 18: parley.actors.v1.Relay.deliver:type_name -> parley.actors.v1.Deliver
-	6,  // 19: parley.actors.v1.Relay.batch:type_name -> parley.actors.v1.DeliverBatch
-	20, // [20:20] is the sub-list for method output_type
-	20, // [20:20] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	39, // 0: parley.actors.v1.RoomJoin.session:type_name -> actor.PID
+	40, // 1: parley.actors.v1.RoomJoin.codec:type_name -> parley.v1.Codec
+	41, // 2: parley.actors.v1.RoomJoin.kind:type_name -> parley.v1.SenderKind
+	42, // 3: parley.actors.v1.RoomJoin.claim_role:type_name -> parley.v1.Role
+	39, // 4: parley.actors.v1.RoomLeave.session:type_name -> actor.PID
+	39, // 5: parley.actors.v1.RoomPost.session:type_name -> actor.PID
+	41, // 6: parley.actors.v1.RoomPost.kind:type_name -> parley.v1.SenderKind
+	41, // 7: parley.actors.v1.RoomCreate.kind:type_name -> parley.v1.SenderKind
+	43, // 8: parley.actors.v1.RoomCreate.room_kind:type_name -> parley.v1.RoomKind
+	39, // 9: parley.actors.v1.RoomCreate.session:type_name -> actor.PID
+	41, // 10: parley.actors.v1.RoomModerate.kind:type_name -> parley.v1.SenderKind
+	42, // 11: parley.actors.v1.RoomModerate.claim_role:type_name -> parley.v1.Role
+	44, // 12: parley.actors.v1.RoomModerate.action:type_name -> parley.v1.ModAction
+	42, // 13: parley.actors.v1.RoomModerate.role:type_name -> parley.v1.Role
+	39, // 14: parley.actors.v1.RoomModerate.session:type_name -> actor.PID
+	41, // 15: parley.actors.v1.RoomUpdate.kind:type_name -> parley.v1.SenderKind
+	42, // 16: parley.actors.v1.RoomUpdate.claim_role:type_name -> parley.v1.Role
+	39, // 17: parley.actors.v1.RoomUpdate.session:type_name -> actor.PID
+	41, // 18: parley.actors.v1.RoomDelete.kind:type_name -> parley.v1.SenderKind
+	42, // 19: parley.actors.v1.RoomDelete.claim_role:type_name -> parley.v1.Role
+	39, // 20: parley.actors.v1.RoomDelete.session:type_name -> actor.PID
+	39, // 21: parley.actors.v1.RoomMembers.session:type_name -> actor.PID
+	41, // 22: parley.actors.v1.RoomMembers.kind:type_name -> parley.v1.SenderKind
+	45, // 23: parley.actors.v1.TellUser.room:type_name -> parley.v1.RoomInfo
+	39, // 24: parley.actors.v1.RoomTyping.session:type_name -> actor.PID
+	39, // 25: parley.actors.v1.RoomHistory.session:type_name -> actor.PID
+	46, // 26: parley.actors.v1.Deliver.event:type_name -> parley.v1.RoomEvent
+	47, // 27: parley.actors.v1.Deliver.presence:type_name -> parley.v1.PresenceEvent
+	11, // 28: parley.actors.v1.DeliverBatch.items:type_name -> parley.actors.v1.Deliver
+	39, // 29: parley.actors.v1.RoomWho.session:type_name -> actor.PID
+	39, // 30: parley.actors.v1.RoomsQuery.session:type_name -> actor.PID
+	39, // 31: parley.actors.v1.Online.session:type_name -> actor.PID
+	39, // 32: parley.actors.v1.Offline.session:type_name -> actor.PID
+	39, // 33: parley.actors.v1.WhoQuery.session:type_name -> actor.PID
+	39, // 34: parley.actors.v1.Kick.reply_to:type_name -> actor.PID
+	39, // 35: parley.actors.v1.CloseRoom.reply_to:type_name -> actor.PID
+	48, // 36: parley.actors.v1.NodePresence.users:type_name -> parley.v1.Member
+	35, // 37: parley.actors.v1.PeerPresence.share:type_name -> parley.actors.v1.NodePresence
+	11, // 38: parley.actors.v1.Relay.deliver:type_name -> parley.actors.v1.Deliver
+	12, // 39: parley.actors.v1.Relay.batch:type_name -> parley.actors.v1.DeliverBatch
+	40, // [40:40] is the sub-list for method output_type
+	40, // [40:40] is the sub-list for method input_type
+	40, // [40:40] is the sub-list for extension type_name
+	40, // [40:40] is the sub-list for extension extendee
+	0,  // [0:40] is the sub-list for field type_name
 }
 
 func init() { file_parley_actors_proto_init() }
@@ -2211,7 +3008,8 @@ func file_parley_actors_proto_init() {
 		return
 	}
 	file_parley_actors_proto_msgTypes[0].OneofWrappers = []any{}
-	file_parley_actors_proto_msgTypes[32].OneofWrappers = []any{
+	file_parley_actors_proto_msgTypes[5].OneofWrappers = []any{}
+	file_parley_actors_proto_msgTypes[38].OneofWrappers = []any{
 		(*Relay_Deliver)(nil),
 		(*Relay_Batch)(nil),
 	}
@@ -2221,7 +3019,7 @@ func file_parley_actors_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_actors_proto_rawDesc), len(file_parley_actors_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   33,
+			NumMessages:   39,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -107,7 +107,9 @@ func (b *bot) Receive(ctx actor.Context) {
 }
 
 func (b *bot) answer(ctx actor.Context, ev *parleypb.RoomEvent) {
-	if ev.GetSender() == b.o.Name {
+	// Only posts are commands: a change to the room (a join, a kick, a new
+	// topic) says nothing to roll, whatever its fields hold.
+	if ev.GetSender() == b.o.Name || ev.GetChange() != nil {
 		return
 	}
 	reply, ok := Roll(ev.GetText(), b.o.Rand)

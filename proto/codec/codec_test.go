@@ -21,7 +21,8 @@ import (
 // keeps it complete when the proto grows a kind.
 func sampleEnvelopes() map[string]*parleypb.Envelope {
 	since := uint64(7)
-	event := &parleypb.RoomEvent{Room: "general", Seq: 42, TimeMs: 1764000000123, Sender: "alice", Text: "hi <b>bob</b> & ünïcödé 🎉", ClientMsgId: "a-42"}
+	event := &parleypb.RoomEvent{Room: "general", Seq: 42, TimeMs: 1764000000123, Sender: "alice", Text: "hi <b>bob</b> & ünïcödé 🎉", ClientMsgId: "a-42",
+		SenderKind: parleypb.SenderKind_SENDER_KIND_USER}
 	members := []*parleypb.Member{{Name: "alice", Devices: 2}, {Name: "bob", Devices: 1}}
 	return map[string]*parleypb.Envelope{
 		"hello":   {Id: "r1", Body: &parleypb.Envelope_Hello{Hello: &parleypb.Hello{Name: "alice", WatchOnline: true, Token: "eyJhbGciOiJIUzI1NiJ9.e30.sig"}}},
@@ -48,6 +49,17 @@ func sampleEnvelopes() map[string]*parleypb.Envelope {
 		"notice":      {Body: &parleypb.Envelope_Notice{Notice: &parleypb.Notice{Text: "server restarting in 5 minutes"}}},
 		"room_list":   {Body: &parleypb.Envelope_RoomList{RoomList: &parleypb.RoomList{Rooms: []*parleypb.RoomInfo{{Name: "general", Members: 12}, {Name: "random", Members: 3}}}}},
 		"reset_event": {Body: &parleypb.Envelope_ResetEvent{ResetEvent: &parleypb.Reset{Room: "general", Since: 3, OldestSeq: 40}}},
+		"create_room": {Id: "r11", Body: &parleypb.Envelope_CreateRoom{CreateRoom: &parleypb.CreateRoom{Room: "team", Kind: parleypb.RoomKind_ROOM_KIND_PRIVATE, Title: "The team", Topic: "plans", Invite: []string{"bob"}}}},
+		"direct":      {Id: "r12", Body: &parleypb.Envelope_Direct{Direct: &parleypb.DirectMessage{To: "bob", Text: "psst", ClientMsgId: "d-1"}}},
+		"moderate": {Id: "r13", Body: &parleypb.Envelope_Moderate{Moderate: &parleypb.Moderate{Room: "team", User: "mallory", Action: parleypb.ModAction_MOD_ACTION_BAN,
+			Role: parleypb.Role_ROLE_MODERATOR, Reason: "spam", UntilMs: 1764000000000}}},
+		"update_room": {Id: "r14", Body: &parleypb.Envelope_UpdateRoom{UpdateRoom: &parleypb.UpdateRoom{Room: "team", Title: proto.String("New title"), Topic: proto.String("")}}},
+		"delete_room": {Id: "r15", Body: &parleypb.Envelope_DeleteRoom{DeleteRoom: &parleypb.DeleteRoom{Room: "team", Reason: "done"}}},
+		"members":     {Id: "r16", Body: &parleypb.Envelope_Members{Members: &parleypb.MembersRequest{Room: "team", After: "alice", Limit: 50}}},
+		"room": {Body: &parleypb.Envelope_Room{Room: &parleypb.RoomInfo{Name: "team", Members: 3, Kind: parleypb.RoomKind_ROOM_KIND_PRIVATE, Title: "The team", Topic: "plans",
+			LastSeq: 9, Role: parleypb.Role_ROLE_MODERATOR, Invited: true, BannedUntilMs: 1, MutedUntilMs: 2, CreatedBy: "alice", CreatedMs: 3, DirectWith: "bob", Deleted: true}}},
+		"member_list": {Body: &parleypb.Envelope_MemberList{MemberList: &parleypb.MemberList{Room: "team", Next: "carol", Members: []*parleypb.MemberInfo{
+			{User: "bob", Role: parleypb.Role_ROLE_MEMBER, Invited: true, InvitedBy: "alice", SinceMs: 4, BannedUntilMs: 5, MutedUntilMs: 6}}}}},
 	}
 }
 

@@ -60,13 +60,16 @@ func (legacyCodec) Decode(frame []byte) (*parleypb.Envelope, error) {
 	return nil, fmt.Errorf("codec: unknown legacy message type %q (want login, user or logout)", f.Type)
 }
 
-// Encode renders what the tutorial's page understands: room events as
-// "user", presence deltas as "login"/"logout" (one name per frame; members
+// Encode renders what the tutorial's page understands: posts as "user"
+// (other room events, such as membership changes, have no legacy form), presence deltas as "login"/"logout" (one name per frame; members
 // must hold the room's full list after the change, for user_list), errors and
 // notices as "system". Everything else has no legacy form: ErrNoFrame.
 func (legacyCodec) Encode(env *parleypb.Envelope) ([]byte, error) {
 	switch b := env.GetBody().(type) {
 	case *parleypb.Envelope_Event:
+		if b.Event.GetChange() != nil || b.Event.GetText() == "" {
+			return nil, ErrNoFrame // the tutorial knows posts only, not changes to a room
+		}
 		from := html.EscapeString(b.Event.GetSender())
 		return encodeLegacy(legacyFrame{Type: "user", Content: html.EscapeString(b.Event.GetText()), User: from, From: from})
 	case *parleypb.Envelope_Presence:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"google.golang.org/protobuf/proto"
@@ -37,7 +38,7 @@ func (n *Node) ask(ctx context.Context, send func(replyTo *actor.PID), done func
 		case m := <-ch:
 			got = append(got, m)
 			if e, ok := m.(*parleypb.Error); ok {
-				return got, fmt.Errorf("actors: %s: %s", e.GetCode(), e.GetText())
+				return got, &RequestError{Code: e.GetCode(), Text: e.GetText()}
 			}
 			if done(m) {
 				return got, nil
@@ -49,6 +50,14 @@ func (n *Node) ask(ctx context.Context, send func(replyTo *actor.PID), done func
 }
 
 func isAck(m proto.Message) bool { _, ok := m.(*parleypb.Ack); return ok }
+
+// RequestError is a request the actors refused: its code and why.
+type RequestError struct {
+	Code parleypb.ErrorCode
+	Text string
+}
+
+func (e *RequestError) Error() string { return fmt.Sprintf("actors: %s: %s", e.Code, e.Text) }
 
 // ListRooms returns the active rooms with their member counts.
 func (n *Node) ListRooms(ctx context.Context) ([]*parleypb.RoomInfo, error) {
@@ -186,4 +195,41 @@ func (n *Node) peerPresences() []*actor.PID {
 		return nil
 	}
 	return n.cfg.Cluster.PeerPresences()
+}
+
+// Online says which of users are online anywhere in the cluster, with how
+// many connections; no users means everyone (an operator's question: no
+// client may ask it).
+func (n *Node) Online(ctx context.Context, users ...string) ([]*parleypb.Member, error) {
+	got, err := n.ask(ctx, func(to *actor.PID) {
+		n.System.Root.Send(n.presence, &actorpb.WhoQuery{Session: to, Users: users})
+	}, isAck)
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range got {
+		if p, ok := m.(*parleypb.PresenceEvent); ok {
+			return p.GetMembers(), nil
+		}
+	}
+	return nil, nil
+}
+
+// Moderate acts on a user in a room as the system (an operator, or the
+// application through it): the same actions, checks and room events as a
+// moderator's, with every right. It returns the seq of the event.
+func (n *Node) Moderate(ctx context.Context, room, user string, action parleypb.ModAction, role parleypb.Role, reason string, until time.Time) (uint64, error) {
+	m := &actorpb.RoomModerate{Room: room, User: SystemName, Kind: parleypb.SenderKind_SENDER_KIND_SYSTEM, Target: user,
+		Action: action, Role: role, Reason: reason, RequestId: "system"}
+	if !until.IsZero() {
+		m.UntilMs = until.UnixMilli()
+	}
+	got, err := n.ask(ctx, func(to *actor.PID) {
+		m.Session = to
+		n.dir.Tell(n.System.Root, m)
+	}, isAck)
+	if err != nil {
+		return 0, err
+	}
+	return got[len(got)-1].(*parleypb.Ack).GetSeq(), nil
 }
