@@ -1,10 +1,23 @@
-// Package client is Parley's Go client: dial with a codec, send requests and
-// await their ack or error, receive events. The end-to-end tests, the load
-// tool and bots outside the server use it, so no program hand-rolls frames.
+// Package client is Parley's Go client, at two levels.
 //
-// A Client reads on one goroutine of its own and may be used from several
-// goroutines. Events are buffered (Options.EventBuffer); a program that stops
-// calling Next stops reading the socket, as a slow client would.
+// Connect returns a Session: a chat session that outlives connections. It
+// logs in with a name or a token, reconnects with full-jitter backoff,
+// resumes every joined room from the last seq it delivered (no hole, no
+// duplicate), retries posts with their clientMsgId until the server stored
+// each once, and hands out typed events (Message and Change from a room's
+// log, Presence, Typing, RoomUpdate, Disconnected...) from Next. It asks
+// for everything rooms, members and moderation offer (CreateRoom, Direct,
+// Moderate, Members...), and refusals match errors.Is against ErrBanned,
+// ErrForbidden and the like.
+//
+// Dial returns a Client: one connection, requests that await their ack or
+// error, and raw envelopes from Next. The end-to-end tests, the load tool
+// and bots outside the server use it, so no program hand-rolls frames.
+//
+// Both read on a goroutine of their own and may be used from several
+// goroutines. Events are buffered (EventBuffer); a program that stops
+// calling Next stops reading the socket, as a slow client would, and the
+// server closes it with 1013 (a Session then reconnects and resumes).
 package client
 
 import (
@@ -15,9 +28,12 @@ import (
 	"io"
 	"net"
 	"net/http"
+	neturl "net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/coder/websocket"
 
@@ -49,12 +65,20 @@ type Options struct {
 	LocalAddr string
 	// TLSConfig is used for wss:// URLs; nil means the system defaults.
 	TLSConfig *tls.Config
+	// Token, if set, is a connection token (JWT) sent with the handshake:
+	// as Authorization: Bearer, or as ?token= with TokenInQuery (what a
+	// browser must do). A bad one is refused with HTTP 401 (a *DialError).
+	Token        string
+	TokenInQuery bool
 }
 
-// DialError is a refused handshake: the HTTP status and the server's reason.
+// DialError is a refused handshake: the HTTP status and the server's reason
+// (401: a bad token; 403: a refused Origin; 429 and 503: too many
+// connections, with the server's Retry-After).
 type DialError struct {
 	StatusCode int
 	Body       string
+	RetryAfter time.Duration
 	Err        error
 }
 
@@ -70,6 +94,41 @@ type ServerError struct{ Frame *parleypb.Error }
 func (e *ServerError) Error() string {
 	return fmt.Sprintf("parley: %s: %s", e.Frame.GetCode(), e.Frame.GetText())
 }
+
+// Is lets errors.Is match a refusal by its code against the Err values
+// below (and a NOT_JOINED against ErrNotJoined), so a caller need not
+// unwrap the frame for the refusals it acts on.
+func (e *ServerError) Is(target error) bool {
+	if target == ErrNotJoined {
+		return e.Frame.GetCode() == parleypb.ErrorCode_ERROR_CODE_NOT_JOINED
+	}
+	c, ok := target.(codeError)
+	return ok && parleypb.ErrorCode(c) == e.Frame.GetCode()
+}
+
+// codeError stands for one ErrorCode: comparable, so errors.Is matches it.
+type codeError parleypb.ErrorCode
+
+func (c codeError) Error() string { return "parley: " + parleypb.ErrorCode(c).String() }
+
+// Refusals a *ServerError matches with errors.Is, for rooms, members and
+// moderation (ErrorCode reports any code).
+var (
+	// ErrForbidden: not allowed (a private room uninvited, a member
+	// moderating, the owner leaving others behind, the token's claims).
+	ErrForbidden error = codeError(parleypb.ErrorCode_ERROR_CODE_FORBIDDEN)
+	// ErrBanned: banned from the room; the text says until when.
+	ErrBanned error = codeError(parleypb.ErrorCode_ERROR_CODE_BANNED)
+	// ErrMuted: muted in the room: read, don't post.
+	ErrMuted error = codeError(parleypb.ErrorCode_ERROR_CODE_MUTED)
+	// ErrNotMember: the user acted on is not what the action needs (not a
+	// member, not invited, not banned, not muted).
+	ErrNotMember error = codeError(parleypb.ErrorCode_ERROR_CODE_NOT_MEMBER)
+	// ErrNoSuchRoom: deleted, or a direct room nobody made.
+	ErrNoSuchRoom error = codeError(parleypb.ErrorCode_ERROR_CODE_NO_SUCH_ROOM)
+	// ErrRoomExists: CreateRoom with a name that is taken.
+	ErrRoomExists error = codeError(parleypb.ErrorCode_ERROR_CODE_ROOM_EXISTS)
+)
 
 // ErrorCode reports the code of a *ServerError inside err, or UNSPECIFIED.
 func ErrorCode(err error) parleypb.ErrorCode {
@@ -109,6 +168,14 @@ func readEnded(err error) error {
 	return err
 }
 
+// pending is a request waiting for its answer. hook, if set, sees the
+// answer on the read goroutine before the next frame is handled: a Session
+// applies a join's ack there, in order with the events around it.
+type pending struct {
+	ch   chan *parleypb.Envelope
+	hook func(*parleypb.Envelope)
+}
+
 // Client is one connection speaking a native codec.
 type Client struct {
 	ws     *websocket.Conn
@@ -116,8 +183,9 @@ type Client struct {
 	events chan *parleypb.Envelope
 
 	mu      sync.Mutex
-	pending map[string]chan *parleypb.Envelope
+	pending map[string]pending
 	nextID  atomic.Uint64
+	welcome atomic.Pointer[parleypb.Welcome]
 
 	done    chan struct{}
 	readErr error // set before done is closed
@@ -148,7 +216,7 @@ func Dial(ctx context.Context, url string, cd codec.Codec, opts *Options) (*Clie
 		o.EventBuffer = 4096
 	}
 	c := &Client{ws: ws, codec: cd, events: make(chan *parleypb.Envelope, o.EventBuffer),
-		pending: make(map[string]chan *parleypb.Envelope), done: make(chan struct{}),
+		pending: make(map[string]pending), done: make(chan struct{}),
 		onRoomEvent: o.OnRoomEvent, onEvent: o.OnEvent}
 	if c.onRoomEvent != nil {
 		go c.readLoopFast()
@@ -159,7 +227,26 @@ func Dial(ctx context.Context, url string, cd codec.Codec, opts *Options) (*Clie
 }
 
 func dial(ctx context.Context, url string, o Options, protos []string) (*websocket.Conn, error) {
-	dopts := &websocket.DialOptions{HTTPHeader: o.Header, Subprotocols: protos}
+	header := o.Header
+	if o.Token != "" {
+		if o.TokenInQuery {
+			u, err := neturl.Parse(url)
+			if err != nil {
+				return nil, fmt.Errorf("parley: dial %s: %w", url, err)
+			}
+			q := u.Query()
+			q.Set("token", o.Token)
+			u.RawQuery = q.Encode()
+			url = u.String()
+		} else {
+			header = header.Clone()
+			if header == nil {
+				header = http.Header{}
+			}
+			header.Set("Authorization", "Bearer "+o.Token)
+		}
+	}
+	dopts := &websocket.DialOptions{HTTPHeader: header, Subprotocols: protos}
 	if o.LocalAddr != "" || o.TLSConfig != nil {
 		d := &net.Dialer{}
 		if o.LocalAddr != "" {
@@ -175,9 +262,9 @@ func dial(ctx context.Context, url string, o Options, protos []string) (*websock
 				b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 				body = string(b)
 			}
-			return nil, &DialError{StatusCode: resp.StatusCode, Body: body, Err: err}
+			return nil, &DialError{StatusCode: resp.StatusCode, Body: body, RetryAfter: retryAfter(resp.Header.Get("Retry-After")), Err: err}
 		}
-		return nil, fmt.Errorf("parley: dial %s: %w", url, err)
+		return nil, fmt.Errorf("parley: dial %s: %w", redact(url), err)
 	}
 	limit := o.ReadLimit
 	if limit <= 0 {
@@ -185,6 +272,27 @@ func dial(ctx context.Context, url string, o Options, protos []string) (*websock
 	}
 	ws.SetReadLimit(limit)
 	return ws, nil
+}
+
+// retryAfter reads a Retry-After header in seconds (what Parley sends).
+func retryAfter(v string) time.Duration {
+	secs, err := strconv.Atoi(strings.TrimSpace(v))
+	if err != nil || secs < 0 {
+		return 0
+	}
+	return time.Duration(secs) * time.Second
+}
+
+// redact drops a token from a URL before it goes into an error message.
+func redact(url string) string {
+	u, err := neturl.Parse(url)
+	if err != nil || !u.Query().Has("token") {
+		return url
+	}
+	q := u.Query()
+	q.Set("token", "REDACTED")
+	u.RawQuery = q.Encode()
+	return u.String()
 }
 
 func (c *Client) readLoop() {
@@ -225,13 +333,19 @@ func (c *Client) dispatch(env *parleypb.Envelope) {
 	}
 	if id != "" {
 		c.mu.Lock()
-		ch, ok := c.pending[id]
+		p, ok := c.pending[id]
 		delete(c.pending, id)
 		c.mu.Unlock()
 		if ok {
-			ch <- env
+			if p.hook != nil {
+				p.hook(env)
+			}
+			p.ch <- env
 			return
 		}
+	}
+	if w := env.GetWelcome(); w != nil {
+		c.welcome.Store(w)
 	}
 	if c.onEvent != nil {
 		c.onEvent(env)
@@ -294,11 +408,15 @@ func (c *Client) WriteRaw(ctx context.Context, frame []byte) error {
 // Request sends env with a fresh id and waits for its Ack; an Error frame
 // comes back as *ServerError.
 func (c *Client) Request(ctx context.Context, env *parleypb.Envelope) (*parleypb.Ack, error) {
+	return c.request(ctx, env, nil)
+}
+
+func (c *Client) request(ctx context.Context, env *parleypb.Envelope, hook func(*parleypb.Envelope)) (*parleypb.Ack, error) {
 	id := strconv.FormatUint(c.nextID.Add(1), 10)
 	env.Id = id
 	ch := make(chan *parleypb.Envelope, 1)
 	c.mu.Lock()
-	c.pending[id] = ch
+	c.pending[id] = pending{ch: ch, hook: hook}
 	c.mu.Unlock()
 	defer func() {
 		c.mu.Lock()
@@ -321,9 +439,36 @@ func (c *Client) Request(ctx context.Context, env *parleypb.Envelope) (*parleypb
 	}
 }
 
-// Hello logs in.
+// Hello logs in with a name.
 func (c *Client) Hello(ctx context.Context, name string, watchOnline bool) error {
-	_, err := c.Request(ctx, &parleypb.Envelope{Body: &parleypb.Envelope_Hello{Hello: &parleypb.Hello{Name: name, WatchOnline: watchOnline}}})
+	_, err := c.Login(ctx, Login{Name: name, WatchOnline: watchOnline})
+	return err
+}
+
+// Login is what a Hello says: a name, or a token (whose subject is the
+// name), or both when they agree.
+type Login struct {
+	Name string
+	// Token is sent in the hello frame; leave it empty when the handshake
+	// carried one (Options.Token).
+	Token       string
+	WatchOnline bool
+}
+
+// Login logs in and returns the server's Welcome (the user name, the
+// server's limits, when the token expires). The Welcome is also an event,
+// for Next or OnEvent.
+func (c *Client) Login(ctx context.Context, l Login) (*parleypb.Welcome, error) {
+	_, err := c.Request(ctx, &parleypb.Envelope{Body: &parleypb.Envelope_Hello{Hello: &parleypb.Hello{Name: l.Name, Token: l.Token, WatchOnline: l.WatchOnline}}})
+	if err != nil {
+		return nil, err
+	}
+	return c.welcome.Load(), nil
+}
+
+// Refresh replaces the connection's token before it expires (same user).
+func (c *Client) Refresh(ctx context.Context, token string) error {
+	_, err := c.Request(ctx, &parleypb.Envelope{Body: &parleypb.Envelope_Refresh{Refresh: &parleypb.Refresh{Token: token}}})
 	return err
 }
 

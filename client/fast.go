@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/parleychat/parley/client/jsonwalk"
+	parleypb "github.com/parleychat/parley/proto"
 )
 
 // RawEvent is a room event as it arrived, not decoded into a RoomEvent.
@@ -19,7 +20,16 @@ type RawEvent struct {
 	Room, Sender, Text, ClientMsgID []byte
 	Seq                             uint64
 	TimeMs                          int64
+	SenderKind                      parleypb.SenderKind
+	// Change is the event's RoomChange in the connection's codec (binary
+	// or protojson), left encoded because most readers only need to tell
+	// a change from a post; nil for a post.
+	Change []byte
 }
+
+// IsChange reports whether the event is a change to the room (a join, a
+// kick, a new topic...) rather than a post: it has no text to read.
+func (e RawEvent) IsChange() bool { return e.Change != nil }
 
 // readLoopFast is readLoop for a client with Options.OnRoomEvent: frames are
 // read into one reused buffer, and room events (alone or inside a batch)
@@ -179,6 +189,9 @@ func protoEvent(b []byte) (RawEvent, error) {
 				ev.Text = v
 			case 6:
 				ev.ClientMsgID = v
+			case 8:
+				// Not nil even for an empty change: v is a slice of b.
+				ev.Change = v
 			}
 			b = b[n:]
 		case protowire.VarintType:
@@ -191,6 +204,8 @@ func protoEvent(b []byte) (RawEvent, error) {
 				ev.Seq = v
 			case 3:
 				ev.TimeMs = int64(v)
+			case 7:
+				ev.SenderKind = parleypb.SenderKind(v)
 			}
 			b = b[n:]
 		default:
@@ -278,6 +293,14 @@ func jsonEvent(b []byte) (RawEvent, error) {
 			ev.Text, err = jsonwalk.String(value)
 		case "clientMsgId", "client_msg_id":
 			ev.ClientMsgID, err = jsonwalk.String(value)
+		case "senderKind", "sender_kind":
+			var k int32
+			k, err = jsonEnum(value, parleypb.SenderKind_value)
+			ev.SenderKind = parleypb.SenderKind(k)
+		case "change":
+			if string(value) != "null" { // protojson reads null as no change
+				ev.Change = value
+			}
 		}
 		ferr = err
 		return err == nil
@@ -286,4 +309,16 @@ func jsonEvent(b []byte) (RawEvent, error) {
 		err = ferr
 	}
 	return ev, err
+}
+
+// jsonEnum reads a protojson enum value: its name, or its number. An
+// unknown name reads as the zero value, as an old client reads a kind
+// added after it was built.
+func jsonEnum(v []byte, values map[string]int32) (int32, error) {
+	if len(v) > 0 && v[0] == '"' {
+		name, err := jsonwalk.String(v)
+		return values[string(name)], err
+	}
+	n, err := jsonwalk.Int(v)
+	return int32(n), err
 }

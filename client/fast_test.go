@@ -7,6 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
 	"github.com/parleychat/parley/actors"
 	"github.com/parleychat/parley/client"
 	parleypb "github.com/parleychat/parley/proto"
@@ -34,12 +37,26 @@ func TestOnRoomEvent(t *testing.T) {
 			var mu sync.Mutex
 			var fast []*parleypb.RoomEvent
 			var others []*parleypb.Envelope
+			var changeErr error
 			fc, err := client.Dial(ctx, srv.URL(), cd, &client.Options{
 				OnRoomEvent: func(ev client.RawEvent) {
 					mu.Lock()
 					defer mu.Unlock()
-					fast = append(fast, &parleypb.RoomEvent{Room: string(ev.Room), Seq: ev.Seq, TimeMs: ev.TimeMs,
-						Sender: string(ev.Sender), Text: string(ev.Text), ClientMsgId: string(ev.ClientMsgID)})
+					e := &parleypb.RoomEvent{Room: string(ev.Room), Seq: ev.Seq, TimeMs: ev.TimeMs,
+						Sender: string(ev.Sender), Text: string(ev.Text), ClientMsgId: string(ev.ClientMsgID), SenderKind: ev.SenderKind}
+					if ev.IsChange() {
+						e.Change = &parleypb.RoomChange{}
+						var err error
+						if cd.Binary() {
+							err = proto.Unmarshal(ev.Change, e.Change)
+						} else {
+							err = protojson.Unmarshal(ev.Change, e.Change)
+						}
+						if err != nil && changeErr == nil {
+							changeErr = fmt.Errorf("event %d: change %q: %w", ev.Seq, ev.Change, err)
+						}
+					}
+					fast = append(fast, e)
 				},
 				OnEvent: func(env *parleypb.Envelope) {
 					mu.Lock()
@@ -76,15 +93,26 @@ func TestOnRoomEvent(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
+			// Slow's replay holds the room's changes too (its creation, and
+			// both users joining it): fast must read those as well.
 			var want []*parleypb.RoomEvent
-			for len(want) < n {
+			changes := 0
+			for posts := 0; posts < n; {
 				env, err := slow.Next(ctx)
 				if err != nil {
 					t.Fatal(err)
 				}
 				if ev := env.GetEvent(); ev != nil {
 					want = append(want, ev)
+					if ev.GetChange() != nil {
+						changes++
+					} else {
+						posts++
+					}
 				}
+			}
+			if changes == 0 {
+				t.Fatalf("slow saw no change events among %d: the fast path's reading of them goes untested", len(want))
 			}
 			// Requests still work on the fast client; its ack comes after the
 			// events (one connection, in order), so the events are in by then.
@@ -96,15 +124,18 @@ func TestOnRoomEvent(t *testing.T) {
 				mu.Lock()
 				got := len(fast)
 				mu.Unlock()
-				if got >= n || time.Now().After(deadline) {
+				if got >= len(want) || time.Now().After(deadline) {
 					break
 				}
 				time.Sleep(10 * time.Millisecond)
 			}
 			mu.Lock()
 			defer mu.Unlock()
-			if len(fast) != n {
-				t.Fatalf("fast path saw %d events, want %d", len(fast), n)
+			if changeErr != nil {
+				t.Fatal(changeErr)
+			}
+			if len(fast) != len(want) {
+				t.Fatalf("fast path saw %d events, want %d", len(fast), len(want))
 			}
 			for i := range want {
 				if fast[i].String() != want[i].String() {

@@ -168,7 +168,22 @@ type wsFrame struct {
 	data   string
 }
 
+// openTab opens the page in a new tab and signs in with name.
 func openTab(t *testing.T, browserCtx context.Context, url, name string) *tab {
+	t.Helper()
+	tb := newTab(t, browserCtx, name)
+	tb.run("open the page", chromedp.EmulateViewport(1280, 800), chromedp.Navigate(url), chromedp.WaitVisible("#name-input", chromedp.ByID))
+	tb.run("sign in",
+		chromedp.SendKeys("#name-input", name, chromedp.ByID),
+		chromedp.Click(`#login-form button[type="submit"]`, chromedp.ByQuery))
+	tb.waitFor("connected", `document.querySelector('#conn').dataset.state === 'online'`)
+	t.Cleanup(tb.checkErrors)
+	return tb
+}
+
+// newTab opens a blank tab in a browser context of its own, recording
+// its errors and WebSocket frames.
+func newTab(t *testing.T, browserCtx context.Context, name string) *tab {
 	t.Helper()
 	// A browser context of its own, in a new window: this Chromium refuses
 	// to open a tab in a new context without one ("no browser is open"),
@@ -215,12 +230,6 @@ func openTab(t *testing.T, browserCtx context.Context, url, name string) *tab {
 			}
 		}
 	})
-	tb.run("open the page", chromedp.EmulateViewport(1280, 800), chromedp.Navigate(url), chromedp.WaitVisible("#name-input", chromedp.ByID))
-	tb.run("sign in",
-		chromedp.SendKeys("#name-input", name, chromedp.ByID),
-		chromedp.Click(`#login-form button[type="submit"]`, chromedp.ByQuery))
-	tb.waitFor("connected", `document.querySelector('#conn').dataset.state === 'online'`)
-	t.Cleanup(tb.checkErrors)
 	return tb
 }
 
@@ -386,6 +395,41 @@ func (tb *tab) messages(room string) []shownMsg {
 	return out
 }
 
+// shownItem is one event of a room's log on the page: a message
+// (li.msg) or a change to the room, shown as a quiet line (li.sys).
+type shownItem struct {
+	Seq    int    `json:"seq"`
+	Change string `json:"change"` // the ChangeKind's name; "" for a message
+	Text   string `json:"text"`
+}
+
+// items reads a room's log from the DOM, messages and changes, in page order.
+func (tb *tab) items(room string) []shownItem {
+	tb.t.Helper()
+	var out []shownItem
+	tb.eval(fmt.Sprintf(`[...%s.querySelectorAll('ol.messages:not(.pending-list) > li[data-seq]')].map((li) => ({
+		seq: Number(li.dataset.seq), change: li.dataset.change ?? '', text: li.querySelector('.msg-text, .sys-text').textContent}))`, roomView(room)), &out)
+	return out
+}
+
+// changes reads a room's change lines, as shown.
+func (tb *tab) changes(room string) []string {
+	tb.t.Helper()
+	var out []string
+	for _, it := range tb.items(room) {
+		if it.Change != "" {
+			out = append(out, it.Text)
+		}
+	}
+	return out
+}
+
+// waitChange waits until the room shows a change line reading text.
+func (tb *tab) waitChange(room, text string) {
+	tb.t.Helper()
+	tb.waitFor(fmt.Sprintf("%q in %s", text, room), fmt.Sprintf(`[...(%s?.querySelectorAll('li.sys .sys-text') ?? [])].some((e) => e.textContent === %s)`, roomView(room), jsString(text)))
+}
+
 // waitMessages waits until the room shows n messages.
 func (tb *tab) waitMessages(room string, n int) []shownMsg {
 	tb.t.Helper()
@@ -412,20 +456,25 @@ func mustJSON(v any) string {
 	return strings.TrimSuffix(b.String(), "\n")
 }
 
-// checkInOrder fails unless msgs have the seqs 1..len(msgs), once each, ascending.
-func checkInOrder(t *testing.T, who string, msgs []shownMsg) {
+// checkInOrder fails unless a room's log on the page, messages and changes
+// together, has the seqs 1..len(items), once each, ascending: a change
+// takes a seq like a message, and every change shows as a line of its own.
+func checkInOrder(t *testing.T, who string, items []shownItem) {
 	t.Helper()
-	for i, m := range msgs {
-		if m.Seq != i+1 {
-			t.Fatalf("%s shows seqs %v; want 1..%d, each once, in order", who, seqsOf(msgs), len(msgs))
+	for i, it := range items {
+		if it.Seq != i+1 {
+			t.Fatalf("%s shows seqs %v; want 1..%d, each once, in order", who, seqsOf(items), len(items))
+		}
+		if it.Change != "" && it.Text == "" {
+			t.Fatalf("%s shows the change at seq %d as an empty line", who, it.Seq)
 		}
 	}
 }
 
-func seqsOf(msgs []shownMsg) []int {
-	s := make([]int, len(msgs))
-	for i, m := range msgs {
-		s[i] = m.Seq
+func seqsOf(items []shownItem) []int {
+	s := make([]int, len(items))
+	for i, it := range items {
+		s[i] = it.Seq
 	}
 	return s
 }

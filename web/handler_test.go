@@ -23,11 +23,11 @@ func TestHandler(t *testing.T) {
 		return w
 	}
 	for path, ctype := range map[string]string{
-		"/":            "text/html",
-		"/app.js":      "text/javascript",
-		"/client.js":   "text/javascript",
-		"/style.css":   "text/css",
-		"/favicon.svg": "image/svg+xml",
+		"/":                 "text/html",
+		"/app.js":           "text/javascript",
+		"/parley-client.js": "text/javascript",
+		"/style.css":        "text/css",
+		"/favicon.svg":      "image/svg+xml",
 	} {
 		w := get("GET", path)
 		if w.Code != http.StatusOK || !strings.HasPrefix(w.Header().Get("Content-Type"), ctype) {

@@ -1,7 +1,9 @@
 // Package web is Parley's own chat page: plain JavaScript modules and CSS,
-// embedded in the binary and served at "/" with no build step. The page is
-// also the reference client for front-end developers: static/app.js lists the
-// protocol steps it follows and static/client.js implements them.
+// embedded in the binary and served at "/" with no build step at run time.
+// static/app.js draws the page; static/parley-client.js is the TypeScript
+// SDK (clients/ts) bundled by esbuild and committed, so the page exercises
+// the same client front-end developers use (test.sh checks the bundle is
+// current).
 package web
 
 import (
@@ -16,7 +18,7 @@ import (
 //go:embed static
 var files embed.FS
 
-// Static is the page's files (index.html, app.js, client.js, style.css...).
+// Static is the page's files (index.html, app.js, parley-client.js, style.css...).
 var Static fs.FS = mustSub(files, "static")
 
 func mustSub(f fs.FS, dir string) fs.FS {

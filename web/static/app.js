@@ -1,5 +1,5 @@
-// app.js: Parley's chat page, and the reference client for front-end
-// developers. client.js speaks the protocol; this module draws the page.
+// app.js: Parley's chat page. The protocol is spoken by @parley/client
+// (clients/ts), bundled into parley-client.js; this module draws the page.
 //
 // The protocol, step by step (parley.v1.json: one protojson Envelope per
 // WebSocket text frame; every request carries an "id", and the server answers
@@ -7,13 +7,13 @@
 // "code":...,"text":...}}; data that answers a request arrives BEFORE its ack):
 //
 //  1. Connect: new WebSocket("ws(s)://host/ws", ["parley.v1.json"]).
-//  2. Log in:  {"id":"1","hello":{"name":"ann","watchOnline":true}}
-//     <- {"welcome":{"sessionId","name","maxMessageBytes","maxRooms","idleTimeoutMs"}}
+//  2. Log in:  {"id":"1","hello":{"name":"ann"}}
+//     <- {"welcome":{"sessionId","name","maxMessageBytes","maxRooms","idleTimeoutMs",
+//                    "rooms":[{"name":"team","kind":"ROOM_KIND_PRIVATE","role":"ROLE_OWNER",...}]}}
 //     <- {"ack":{"requestId":"1"}}
-//     <- {"presence":{"members":[{"name":"bob","devices":1}]}}   online snapshot
-//     <- {"presence":{"joined":["ann"]}} / {"presence":{"left":["bob"]}}  deltas
-//  3. List rooms: {"id":"2","rooms":{}}
-//     <- {"roomList":{"rooms":[{"name":"general","members":3}]}}, then the ack.
+//     Presence is per room: who is connected to the rooms joined (step 4).
+//  3. List rooms: {"id":"2","rooms":{}}   the public ones and our own
+//     <- {"roomList":{"rooms":[{"name":"general","members":3,"role":"ROLE_MEMBER"}]}}, then the ack.
 //  4. Join:    {"id":"3","join":{"room":"general"}}           first time
 //              {"id":"3","join":{"room":"general","since":"41"}}   resuming
 //     <- {"event":{...}} for each replayed message (recent ones, or seq > since)
@@ -30,15 +30,28 @@
 //  8. Leave:   {"id":"6","leave":{"room":"general"}} <- ack.
 //  9. Keepalive: {"id":"7","ping":{}} every 30 s (or a third of idleTimeoutMs).
 // 10. Any frame may be {"batch":{"items":[envelope,...]}}: handle each in order.
+//     A room's log holds posts and changes under one seq: an event with
+//     "change" set ({"kind":"CHANGE_KIND_BANNED","user":"bob","reason":...},
+//     no text) says who did what to whom; the page shows it as a quiet line.
+//     {"room":{RoomInfo}} says the user's own standing in a room changed.
 // 11. Lost connection: reconnect with exponential backoff and full jitter, say
 //     hello again, re-join every room with since = last seq seen there, then
 //     re-send unacknowledged posts with their original clientMsgId (the server
 //     stores each once). Show every seq once, ordered by seq.
 //
+// The SDK does all of that; the page listens to its typed events. Opened as
+// /?token=<JWT>, the page logs in with the token (its subject is the name)
+// instead of asking for one.
+//
 // Safety: every string that came from a user (names, rooms, messages) is put
 // in the page with textContent or as an attribute value, never as HTML.
 
-import { ParleyClient, defaultURL, ServerError } from './client.js';
+import { ChangeKind, ModAction, ParleyClient, ParleyError, Role, RoomKind, SenderKind, newClientMsgId } from './parley-client.js';
+
+/** The page's own /ws endpoint, ws: or wss: to match http: or https:. */
+function defaultURL(loc = window.location) {
+  return `${loc.protocol === 'https:' ? 'wss:' : 'ws:'}//${loc.host}/ws`;
+}
 
 // ------------------------------------------------------------------ helpers
 
@@ -73,12 +86,21 @@ const ERROR_TEXT = {
   ERROR_CODE_TOO_LONG: 'That message is too long',
   ERROR_CODE_UNAVAILABLE: 'The server is busy',
   ERROR_CODE_INTERNAL: 'The server had a problem',
+  ERROR_CODE_ROOM_FULL: 'That room is full',
+  ERROR_CODE_FORBIDDEN: 'You are not allowed to do that',
+  ERROR_CODE_TOKEN_EXPIRED: 'Your sign-in expired',
+  ERROR_CODE_NO_SUCH_ROOM: 'That room does not exist',
+  ERROR_CODE_ROOM_EXISTS: 'That room name is taken',
+  ERROR_CODE_BANNED: 'You are banned from that room',
+  ERROR_CODE_MUTED: 'You are muted in that room',
+  ERROR_CODE_NOT_MEMBER: 'They are not a member',
+  ERROR_CODE_NO_SUCH_MESSAGE: 'That message does not exist',
 };
 
 function describeError(err) {
-  if (err instanceof ServerError) {
-    const what = ERROR_TEXT[err.code] ?? 'Error';
-    return err.message && err.message !== err.code ? `${what}: ${err.message}` : what;
+  if (err instanceof ParleyError) {
+    const what = ERROR_TEXT[err.codeName] ?? 'Error';
+    return err.message && err.message !== err.codeName ? `${what}: ${err.message}` : what;
   }
   return err?.message ?? String(err);
 }
@@ -138,21 +160,27 @@ let me = '';
 let active = null; // name of the room on screen
 let connState = { state: 'connecting' };
 const rooms = new Map(); // name -> RoomView
-const online = new Map(); // user -> devices, server-wide
+const infos = new Map(); // room name -> RoomInfo: its kind, title, topic, our role (welcome, 'room' events, the room list)
 let activeRooms = []; // from the server's room list
 let roomListTimer = 0;
+let selected = null; // { room, user } whose panel is open in the member list
+let formJoin = ''; // the room last joined from the form, whose refusal shows there
 
 /** What the page holds for one joined room. */
 class RoomView {
   constructor(name) {
     this.name = name;
-    this.seqs = []; // shown seqs, ascending
+    this.seqs = []; // shown seqs (messages and changes), ascending
+    this.posts = 0; // messages shown
     this.bySeq = new Map(); // seq -> <li>
     this.pending = new Map(); // clientMsgId -> <li> of a post not yet stored
-    this.members = new Map(); // user -> devices
+    this.members = new Map(); // user -> devices: who is connected
+    this.roster = new Map(); // user -> MemberInfo: members, invited, banned, with roles
+    this.rosterTimer = 0;
     this.typing = new Map(); // user -> timeout
     this.unread = 0;
-    this.syncing = true; // initial join: replayed history is not "unread"
+    this.syncing = true; // initial join: replayed history is not "unread"...
+    this.newToUs = false; // ...unless the room is a conversation someone just started with us
     this.joined = false; // acked on the current connection
     this.hasMore = false;
     this.loadingOlder = false;
@@ -165,10 +193,23 @@ class RoomView {
     this.view.addEventListener('scroll', () => onScroll(this), { passive: true });
 
     this.badge = el('span', { class: 'badge', hidden: true });
-    this.button = el('button', { class: 'room-btn', type: 'button', onclick: () => showRoom(name) },
-      el('span', { class: 'hash', 'aria-hidden': 'true', text: '#' }), el('span', { class: 'room-name', text: name }), this.badge);
+    this.hash = el('span', { class: 'hash', 'aria-hidden': 'true', text: '#' });
+    this.label = el('span', { class: 'room-name', text: name });
+    this.button = el('button', { class: 'room-btn', type: 'button', onclick: () => showRoom(name) }, this.hash, this.label, this.badge);
     this.item = el('li', { dataset: { room: name } }, this.button);
+    this.renderLabel();
     this.renderTop();
+  }
+
+  /** A direct room shows as the other person ("@ bob"), the rest by name. */
+  renderLabel() {
+    const info = infos.get(this.name);
+    const dm = info?.kind === RoomKind.DIRECT && info.directWith;
+    this.hash.textContent = dm ? '@' : '#';
+    this.label.textContent = dm ? info.directWith : this.name;
+    this.item.dataset.kind = dm ? 'direct' : info?.kind === RoomKind.PRIVATE ? 'private' : 'public';
+    this.view.setAttribute('aria-label', roomRef(this.name));
+    if (this.top) this.renderTop();
   }
 
   atBottom() {
@@ -187,8 +228,8 @@ class RoomView {
       this.top.append(el('button', { class: 'link-btn', type: 'button', onclick: () => loadOlder(this), text: 'Load older messages' }));
     } else if (!this.syncing) {
       this.top.append(el('div', { class: 'room-start' },
-        el('p', { class: 'room-start-title', text: `This is the start of #${this.name}` }),
-        this.seqs.length ? null : el('p', { class: 'muted', text: 'No messages yet. Say hello!' })));
+        el('p', { class: 'room-start-title', text: this.label.textContent === this.name ? `This is the start of #${this.name}` : `This is the start of your conversation with ${this.label.textContent}` }),
+        this.posts ? null : el('p', { class: 'muted', text: 'No messages yet. Say hello!' })));
     }
   }
 }
@@ -203,6 +244,84 @@ function messageItem(ev) {
     el('div', { class: 'msg-body' },
       el('div', { class: 'msg-head' }, el('span', { class: 'msg-sender', text: ev.sender }), time),
       el('div', { class: 'msg-text', text: ev.text })));
+}
+
+/**
+ * A change to the room as a quiet line ("bob was banned by alice: spam"),
+ * not a message: no avatar, no text of anyone's, only names and reasons,
+ * as text.
+ */
+function changeItem(ch) {
+  const when = new Date(ch.timeMs);
+  const li = el('li', { class: 'sys', dataset: { seq: ch.seq, time: ch.timeMs, change: ChangeKind[ch.kind] ?? String(ch.kind), actor: ch.sender } },
+    el('span', { class: 'sys-text' }),
+    el('time', { class: 'msg-time', datetime: when.toISOString(), title: fullFmt.format(when), text: timeFmt.format(when) }));
+  if (ch.kind === ChangeKind.CREATED || ch.kind === ChangeKind.UPDATED) Object.assign(li.dataset, { title: ch.title, topic: ch.topic });
+  li.change = ch; // described once it is in place: UPDATED says what differs from the line before
+  return li;
+}
+
+// A ban or mute for good ends in the year 9999 in a member's record (0 in a change).
+const FOREVER_MS = Date.UTC(9999, 0, 1);
+const untilText = (ms) => (ms && ms < FOREVER_MS ? ` until ${fullFmt.format(new Date(ms))}` : '');
+
+/** What a change says, in words: who did what to whom. */
+function describeChange(ch, li) {
+  const system = ch.senderKind === SenderKind.SYSTEM;
+  const by = system ? '' : ` by ${ch.sender}`;
+  const why = ch.reason ? `: ${ch.reason}` : '';
+  // The system acts for an operator or an application: said in the passive.
+  const did = (verb, whom) => (system ? `${whom} was ${verb}` : `${ch.sender} ${verb} ${whom}`);
+  switch (ch.kind) {
+    case ChangeKind.CREATED:
+      if (ch.roomKind === RoomKind.DIRECT) return `${ch.sender} started this conversation`;
+      return system ? 'This room was created' : `${ch.sender} created this ${ch.roomKind === RoomKind.PRIVATE ? 'private ' : ''}room`;
+    case ChangeKind.JOINED:
+      return `${ch.user} joined`;
+    case ChangeKind.LEFT:
+      return `${ch.user} left`;
+    case ChangeKind.INVITED:
+      return did('invited', ch.user);
+    case ChangeKind.INVITE_REVOKED:
+      return system ? `${ch.user}'s invitation was withdrawn` : `${ch.sender} withdrew ${ch.user}'s invitation`;
+    case ChangeKind.ADDED:
+      return did('added', ch.user);
+    case ChangeKind.KICKED:
+      return `${ch.user} was kicked${by}${why}`;
+    case ChangeKind.BANNED:
+      return `${ch.user} was banned${by}${untilText(ch.untilMs)}${why}`;
+    case ChangeKind.UNBANNED:
+      return `${ch.user} was unbanned${by}`;
+    case ChangeKind.MUTED:
+      return `${ch.user} was muted${by}${untilText(ch.untilMs)}${why}`;
+    case ChangeKind.UNMUTED:
+      return `${ch.user} was unmuted${by}`;
+    case ChangeKind.ROLE_CHANGED:
+      return system ? `${ch.user} is now a ${roleName(ch.role)}` : `${ch.sender} made ${ch.user} a ${roleName(ch.role)}`;
+    case ChangeKind.OWNER_CHANGED:
+      return system ? `${ch.user} is now the owner` : `${ch.sender} made ${ch.user} the owner`;
+    case ChangeKind.UPDATED: {
+      // The line before that set a title or topic says what changed.
+      let prev = li?.previousElementSibling;
+      while (prev && prev.dataset.topic === undefined) prev = prev.previousElementSibling;
+      const parts = [];
+      for (const [field, now] of [['title', ch.title], ['topic', ch.topic]]) {
+        if (prev ? prev.dataset[field] === now : now === '') continue;
+        parts.push(now ? `the ${field} is now “${now}”` : `the ${field} was cleared`);
+      }
+      if (parts.length === 0) parts.push('the room was updated');
+      const text = parts.join(' and ');
+      return `${text[0].toUpperCase()}${text.slice(1)}${system ? '' : ` (set by ${ch.sender})`}`;
+    }
+    case ChangeKind.DELETED:
+      return `This room was deleted${by}${why}`;
+    default:
+      return `The room changed${by}`;
+  }
+}
+
+function roleName(role) {
+  return role === Role.OWNER ? 'owner' : role === Role.MODERATOR ? 'moderator' : role === Role.MEMBER ? 'member' : '';
 }
 
 /** Marks li as a continuation of the previous message (same sender, soon after): no repeated name and avatar. */
@@ -225,17 +344,22 @@ function insertionIndex(seqs, seq) {
   return lo;
 }
 
-/** Shows events in room, each seq once and in seq order. Returns how many were new. */
+/** A change rather than a post: changes have a kind, posts text. */
+const isChange = (ev) => typeof ev.kind === 'number';
+
+/** Shows events (posts and changes) in room, each seq once and in seq order. Returns how many were new. */
 function addEvents(room, events) {
   let added = 0;
   for (const ev of events) {
     if (room.bySeq.has(ev.seq)) continue; // never show a seq twice
-    const li = messageItem(ev);
+    const li = isChange(ev) ? changeItem(ev) : messageItem(ev);
     const i = insertionIndex(room.seqs, ev.seq);
     const next = i < room.seqs.length ? room.bySeq.get(room.seqs[i]) : null;
     room.list.insertBefore(li, next);
     room.seqs.splice(i, 0, ev.seq);
     room.bySeq.set(ev.seq, li);
+    if (li.change) li.firstChild.textContent = describeChange(li.change, li);
+    else room.posts++;
     regroup(li);
     regroup(next);
     added++;
@@ -254,10 +378,10 @@ function onEvent(ev) {
     room.pending.delete(ev.clientMsgId);
   }
   if (!addEvents(room, [ev])) return;
-  if (room.seqs.length === 1 && !room.syncing) room.renderTop(); // no longer empty
+  if (room.posts === 1 && !room.syncing) room.renderTop(); // no longer empty
   stopTyping(room, ev.sender);
   const seen = room.name === active && !document.hidden;
-  if (!room.syncing && ev.sender !== me && !seen) {
+  if ((!room.syncing || room.newToUs) && ev.sender !== me && !seen) {
     room.unread++;
     renderUnread(room);
   }
@@ -268,9 +392,29 @@ function onEvent(ev) {
   }
 }
 
-function onHistory({ room: name, events, hasMore }) {
+/** A change to a room: a quiet line, never an unread message; the room's description and member list follow it. */
+function onChange(ch) {
+  const room = rooms.get(ch.room);
+  if (!room) return;
+  const stick = room.atBottom();
+  if (!addEvents(room, [ch])) return;
+  if (ch.kind === ChangeKind.CREATED || ch.kind === ChangeKind.UPDATED) {
+    const info = infos.get(ch.room);
+    if (info) Object.assign(info, { title: ch.title, topic: ch.topic });
+    if (ch.room === active) renderHeader();
+  } else {
+    refreshRoster(room);
+  }
+  if (room.name === active) {
+    if (stick) room.scrollToBottom();
+    if (!room.syncing) $('announce').textContent = room.bySeq.get(ch.seq).firstChild.textContent;
+  }
+}
+
+function onHistory({ room: name, messages, changes, hasMore }) {
   const room = rooms.get(name);
   if (!room) return;
+  const events = [...messages, ...changes].sort((a, b) => a.seq - b.seq);
   // Keep the messages on screen where they are while older ones appear above.
   const v = room.view;
   const before = v.scrollHeight - v.scrollTop;
@@ -286,11 +430,11 @@ async function loadOlder(room) {
   room.loadingOlder = true;
   room.renderTop();
   try {
-    await client.history(room.name, room.seqs[0] ?? 0, 50);
+    onHistory(await client.history(room.name, { beforeSeq: room.seqs[0] ?? 0, limit: 50 }));
   } catch (err) {
     room.loadingOlder = false;
     room.renderTop();
-    if (err instanceof ServerError) toast(describeError(err));
+    if (err instanceof ParleyError) toast(describeError(err));
   }
 }
 
@@ -319,7 +463,10 @@ function send() {
   const text = input.value.replace(/\s+$/u, '');
   if (!active || text.trim() === '') return;
   const room = rooms.get(active);
-  const id = client.post(room.name, text);
+  // Our own id, so the message shows (as "sending") before the server has
+  // it; postAcked and postFailed say how it ended.
+  const id = newClientMsgId();
+  client.post(room.name, text, { clientMsgId: id });
   const li = pendingItem(id, text);
   room.pending.set(id, li);
   room.pendingList.append(li);
@@ -378,23 +525,49 @@ function joinRoom(name, { show = true } = {}) {
   return room;
 }
 
-function leaveRoom(name) {
+/** Leaves a room for good (the server ends the membership), or says why not: an owner must hand the room over first. */
+async function leaveRoom(name) {
   const room = rooms.get(name);
   if (!room) return;
-  client.leave(name);
-  for (const t of room.typing.values()) clearTimeout(t);
-  room.view.remove();
-  room.item.remove();
-  rooms.delete(name);
-  saveRooms();
-  if (active === name) showRoom(rooms.keys().next().value ?? null);
-  renderBrowse();
-  renderTitle();
+  const btn = $('leave-btn');
+  btn.disabled = true;
+  try {
+    await client.leave(name);
+  } catch (err) {
+    toast(`Could not leave ${roomRef(name)}: ${describeError(err)}`);
+    return;
+  } finally {
+    btn.disabled = false;
+  }
+  dropRoom(name);
   refreshRoomList();
 }
 
 function saveRooms() {
   save(STORE_ROOMS, [...rooms.keys()]);
+}
+
+/** "# name", or "@ bob" for a direct conversation: the header's title. */
+function roomTitle(name) {
+  const info = infos.get(name);
+  return info?.kind === RoomKind.DIRECT && info.directWith ? `@ ${info.directWith}` : `# ${name}`;
+}
+
+/** "#name", or "@bob": a room named in a sentence. */
+const roomRef = (name) => roomTitle(name).replace(' ', '');
+
+/** The room header's title, kind and topic. */
+function renderHeader() {
+  const room = rooms.get(active);
+  const info = room ? infos.get(room.name) : null;
+  $('room-title').textContent = room ? roomTitle(room.name) : 'Parley';
+  $('room-kind').hidden = info?.kind !== RoomKind.PRIVATE;
+  $('room-topic').textContent = info?.topic ?? '';
+  $('room-topic').title = info?.topic ?? '';
+  if (room) {
+    $('composer-input').placeholder = `Message ${roomRef(room.name)}`;
+    $('composer-label').textContent = `Message ${roomRef(room.name)}`;
+  }
 }
 
 function showRoom(name) {
@@ -403,13 +576,14 @@ function showRoom(name) {
     prev.view.hidden = true;
     prev.button.removeAttribute('aria-current');
   }
+  if (active !== name) closePerson();
   active = name;
   const room = rooms.get(name);
   $('empty').hidden = !!room;
   $('jump').hidden = true;
   const input = $('composer-input');
   if (!room) {
-    $('room-title').textContent = 'Parley';
+    renderHeader();
     $('room-meta').textContent = '';
     input.disabled = true;
     $('send-btn').disabled = true;
@@ -422,9 +596,7 @@ function showRoom(name) {
   }
   room.view.hidden = false;
   room.button.setAttribute('aria-current', 'page');
-  $('room-title').textContent = `# ${name}`;
-  input.placeholder = `Message #${name}`;
-  $('composer-label').textContent = `Message #${name}`;
+  renderHeader();
   input.disabled = false;
   $('send-btn').disabled = false;
   $('leave-btn').hidden = false;
@@ -432,6 +604,7 @@ function showRoom(name) {
   room.unread = 0;
   renderUnread(room);
   renderMembers();
+  if (room.joined && room.roster.size === 0) refreshRoster(room);
   renderTyping();
   room.scrollToBottom();
   closeSidebar();
@@ -449,10 +622,13 @@ function onJoined({ room: name, members, resumed }) {
     // exist if the oldest one we got is not seq 1.
     room.hasMore = room.seqs.length > 0 && room.seqs[0] > 1;
     room.syncing = false;
+    room.newToUs = false;
     room.renderTop();
     if (name === active) room.scrollToBottom();
   }
   renderMembers();
+  renderOnline();
+  refreshRoster(room);
   refreshRoomList();
 }
 
@@ -461,21 +637,41 @@ function onRewound({ room: name }) {
   if (!room) return;
   room.list.replaceChildren();
   room.seqs = [];
+  room.posts = 0;
   room.bySeq.clear();
   room.syncing = true;
-  toast(`#${name} lost its history on the server; showing it afresh.`, 'info');
+  toast(`${roomRef(name)} lost its history on the server; showing it afresh.`, 'info');
 }
 
+/** A join the server refused (a private room, a ban; after a reconnect too): said where it was asked, and kept in view. */
 function onJoinFailed({ room: name, error }) {
-  toast(`Could not join #${name}: ${describeError(error)}`);
+  const text = `Could not join ${roomRef(name)}: ${describeError(error)}`;
+  if (name === formJoin) $('join-error').textContent = text;
+  toast(text);
+  dropRoom(name);
+}
+
+/** Out of a room: kicked, banned, left on another device, deleted, closed by an operator. */
+function onRoomClosed({ room: name, text }) {
+  toast(`You are no longer in ${roomRef(name)}${text ? `: ${text}` : '.'}`);
+  dropRoom(name);
+  refreshRoomList();
+}
+
+/** Removes a room the client is no longer in. */
+function dropRoom(name) {
   const room = rooms.get(name);
-  if (room) {
-    room.view.remove();
-    room.item.remove();
-    rooms.delete(name);
-    saveRooms();
-    if (active === name) showRoom(rooms.keys().next().value ?? null);
-  }
+  if (!room) return;
+  for (const t of room.typing.values()) clearTimeout(t);
+  clearTimeout(room.rosterTimer);
+  room.view.remove();
+  room.item.remove();
+  rooms.delete(name);
+  saveRooms();
+  if (active === name) showRoom(rooms.keys().next().value ?? null);
+  renderBrowse();
+  renderTitle();
+  renderOnline();
 }
 
 function renderUnread(room) {
@@ -495,70 +691,326 @@ function renderTitle() {
   mb.textContent = String(total);
 }
 
-/** The server's active rooms we are not in, to join with one click. */
+/**
+ * The rooms the server lists to us that we are not in, to join with one
+ * click: public ones, and private rooms and conversations of ours (an
+ * invitation shows as such). A private room we are not invited to is not
+ * listed to us at all.
+ */
 function renderBrowse() {
   const list = $('browse-list');
-  const others = activeRooms.filter((r) => !rooms.has(r.name));
-  list.replaceChildren(...others.map((r) => el('li', {},
-    el('button', { class: 'room-btn', type: 'button', onclick: () => joinRoom(r.name), title: `Join #${r.name}` },
-      el('span', { class: 'hash', 'aria-hidden': 'true', text: '#' }),
-      el('span', { class: 'room-name', text: r.name }),
-      el('span', { class: 'count', text: String(r.members) },
-        el('span', { class: 'visually-hidden', text: r.members === 1 ? ' member' : ' members' }))))));
+  const others = activeRooms.filter((r) => !rooms.has(r.name) && !(r.bannedUntilMs > Date.now()));
+  list.replaceChildren(...others.map((r) => {
+    const dm = r.kind === RoomKind.DIRECT && r.directWith;
+    const tag = r.invited ? 'invited' : r.kind === RoomKind.PRIVATE ? 'private' : '';
+    return el('li', { dataset: { room: r.name } },
+      el('button', { class: 'room-btn', type: 'button', onclick: () => joinRoom(r.name), title: `Join ${dm ? `@ ${r.directWith}` : `#${r.name}`}` },
+        el('span', { class: 'hash', 'aria-hidden': 'true', text: dm ? '@' : '#' }),
+        el('span', { class: 'room-name', text: dm || r.name }),
+        tag ? el('span', { class: `tag tag-${tag}`, text: tag }) : null,
+        el('span', { class: 'count', text: String(r.members) },
+          el('span', { class: 'visually-hidden', text: r.members === 1 ? ' member' : ' members' }))));
+  }));
   $('browse-empty').hidden = others.length > 0;
 }
 
 function refreshRoomList() {
   clearTimeout(roomListTimer);
   // Debounced: a burst of joins after a reconnect asks once.
-  roomListTimer = setTimeout(() => client?.connected && client.listRooms().catch(() => {}), 300);
+  roomListTimer = setTimeout(() => {
+    if (!client?.connected) return;
+    client.listRooms({ limit: 200 }).then((list) => {
+      activeRooms = list;
+      for (const r of list) if (r.role >= Role.MEMBER || r.invited) learnRoom(r);
+      renderBrowse();
+    }, () => {});
+  }, 300);
+}
+
+/** Keeps what the server told us of a room (its kind, title, our role) and redraws what shows it. */
+function learnRoom(info) {
+  infos.set(info.name, { ...infos.get(info.name), ...info });
+  const room = rooms.get(info.name);
+  if (room) {
+    room.renderLabel();
+    if (info.name === active) {
+      renderHeader();
+      renderMembers();
+    }
+  }
+}
+
+/**
+ * Our standing in a room changed: invited (say so, and list it), made a
+ * member of a direct conversation (show it: someone wrote to us), given
+ * a role (the member list's tools follow).
+ */
+function onRoomInfo(info) {
+  const before = infos.get(info.name);
+  learnRoom(info);
+  if (info.kind === RoomKind.DIRECT && info.role >= Role.MEMBER && !rooms.has(info.name)) joinRoom(info.name, { show: false }).newToUs = true;
+  else if (info.invited && !before?.invited && !rooms.has(info.name)) toast(`You were invited to #${info.name}. Join it from “Other rooms”.`, 'info');
+  const room = rooms.get(info.name);
+  if (room) refreshRoster(room);
+  refreshRoomList();
 }
 
 // ------------------------------------------------------------------ people
 
-function personItem(name, devices, { dot = true } = {}) {
-  const isOnline = online.has(name);
-  return el('li', { class: 'person', dataset: { user: name } },
+/**
+ * A person in a list. In the member list a person other than us is a
+ * button that opens their panel (a direct message, and moderation for
+ * owners and moderators).
+ */
+function personItem(name, { devices = 1, connected = false, dot = true, role = Role.NONE, note = '', room = null } = {}) {
+  const content = [
     avatar(name, 'small'),
-    dot ? el('span', { class: `presence ${isOnline ? 'on' : 'off'}`, role: 'img', 'aria-label': isOnline ? 'online' : 'offline', title: isOnline ? 'online' : 'offline' }) : null,
+    dot ? el('span', { class: `presence ${connected ? 'on' : 'off'}`, role: 'img', 'aria-label': connected ? 'online' : 'offline', title: connected ? 'online' : 'offline' }) : null,
     el('span', { class: 'person-name', text: name }),
     name === me ? el('span', { class: 'muted small', text: '(you)' }) : null,
-    devices > 1 ? el('span', { class: 'muted small', text: `${devices} devices` }) : null);
+    role >= Role.MODERATOR ? el('span', { class: `role role-${roleName(role)}`, text: roleName(role) }) : null,
+    note ? el('span', { class: 'muted small', text: note }) : null,
+    devices > 1 ? el('span', { class: 'muted small', text: `${devices} devices` }) : null,
+  ];
+  const li = el('li', { class: 'person', dataset: { user: name } });
+  if (room && name !== me) {
+    const open = selected?.room === room.name && selected.user === name;
+    li.append(el('button', {
+      class: 'person-btn', type: 'button', 'aria-expanded': String(open), 'aria-controls': 'person-panel',
+      title: `${name}: message${canModerate(room, name) ? ', moderate' : ''}`, onclick: () => openPerson(room, name),
+    }, ...content));
+  } else {
+    li.append(...content.filter(Boolean));
+  }
+  return li;
 }
 
 const byName = (a, b) => a.localeCompare(b);
 
+/** Who is connected to any of our rooms: the server tells us no more than that. */
+function onlineUsers() {
+  const users = new Map();
+  for (const r of rooms.values()) for (const [u, d] of r.members) users.set(u, Math.max(users.get(u) ?? 0, d));
+  return users;
+}
+
 function renderOnline() {
-  const names = [...online.keys()].sort(byName);
-  $('online-list').replaceChildren(...names.map((n) => personItem(n, online.get(n), { dot: true })));
+  const users = onlineUsers();
+  const names = [...users.keys()].sort(byName);
+  $('online-list').replaceChildren(...names.map((n) => personItem(n, { devices: users.get(n), connected: true })));
   $('online-count').textContent = String(names.length);
 }
 
+/** Our role in a room: from its member list, else from what the server last told us. */
+function myRole(room) {
+  return room.roster.get(me)?.role ?? infos.get(room.name)?.role ?? Role.NONE;
+}
+
+/** Whether we may moderate user in room: an owner acts on anyone, a moderator on members; nobody on the owner or themselves. */
+function canModerate(room, user) {
+  if (infos.get(room.name)?.kind === RoomKind.DIRECT || user === me) return false;
+  const mine = myRole(room);
+  return mine >= Role.MODERATOR && (room.roster.get(user)?.role ?? Role.NONE) < mine;
+}
+
+const bannedNow = (m) => m.bannedUntilMs > Date.now();
+
+/**
+ * The member list: who is connected, then (from the room's roster) the
+ * members who are not, the invited, and for moderators the banned.
+ */
 function renderMembers() {
   const room = rooms.get(active);
-  const names = room ? [...room.members.keys()].sort(byName) : [];
-  $('member-list').replaceChildren(...names.map((n) => personItem(n, room.members.get(n))));
-  $('members-count').textContent = room ? String(names.length) : '';
-  $('room-meta').textContent = room ? `${names.length} ${names.length === 1 ? 'member' : 'members'}` : '';
+  const connected = room ? [...room.members.keys()].sort(byName) : [];
+  const role = (u) => room?.roster.get(u)?.role ?? Role.NONE;
+  $('member-list').replaceChildren(...connected.map((n) => personItem(n, { devices: room.members.get(n), connected: true, role: role(n), room })));
+  $('members-count').textContent = room ? String(connected.length) : '';
+  $('room-meta').textContent = room ? `${connected.length} ${connected.length === 1 ? 'member' : 'members'}` : '';
+  const roster = room ? [...room.roster.values()].sort((a, b) => byName(a.user, b.user)) : [];
+  const group = (list, id, items) => {
+    $(list).replaceChildren(...items);
+    $(id).hidden = items.length === 0;
+  };
+  group('member-offline', 'offline-h', roster.filter((m) => m.role >= Role.MEMBER && !room.members.has(m.user))
+    .map((m) => personItem(m.user, { role: m.role, room, note: m.mutedUntilMs > Date.now() ? 'muted' : '' })));
+  group('member-invited', 'invited-h', roster.filter((m) => m.invited && m.role < Role.MEMBER)
+    .map((m) => personItem(m.user, { dot: false, room, note: m.invitedBy ? `invited by ${m.invitedBy}` : 'invited' })));
+  const mod = room && myRole(room) >= Role.MODERATOR;
+  group('member-banned', 'banned-h', mod ? roster.filter(bannedNow).map((m) => personItem(m.user, { dot: false, room, note: `banned${untilText(m.bannedUntilMs)}` })) : []);
+  const info = room ? infos.get(room.name) : null;
+  $('invite-form').hidden = !(room && info?.kind === RoomKind.PRIVATE && myRole(room) >= Role.MODERATOR);
+  renderPerson();
+}
+
+/** Asks for a room's roster (members, invited, banned and their roles), at most every 150 ms. */
+function refreshRoster(room) {
+  clearTimeout(room.rosterTimer);
+  room.rosterTimer = setTimeout(async () => {
+    if (!client?.connected || rooms.get(room.name) !== room || !room.joined) return;
+    try {
+      const page = await client.members(room.name, { limit: 500 });
+      if (rooms.get(room.name) !== room) return;
+      room.roster = new Map(page.members.map((m) => [m.user, m]));
+      if (room.name === active) renderMembers();
+    } catch {
+      /* not a member (any more): the list shows who is connected */
+    }
+  }, 150);
 }
 
 function onPresence({ room: name, snapshot, members, joined, left }) {
-  const target = name === '' ? online : rooms.get(name)?.members;
-  if (!target) return;
+  const room = rooms.get(name);
+  if (!room) return; // (a snapshot of no room answers who(), which the page does not ask)
+  const target = room.members;
   if (snapshot) {
     target.clear();
     for (const m of members) target.set(m.name, m.devices);
   }
   for (const u of joined) target.set(u, target.get(u) ?? 1);
   for (const u of left) target.delete(u);
-  if (name === '') {
-    renderOnline();
-    renderMembers(); // online dots
-  } else {
-    if (left.length) for (const u of left) stopTyping(rooms.get(name), u);
-    if (name === active) renderMembers();
-    refreshRoomList();
+  if (left.length) for (const u of left) stopTyping(room, u);
+  if (name === active) renderMembers();
+  renderOnline();
+  refreshRoomList();
+}
+
+// ------------------------------------------------------------------ a person's panel
+
+function openPerson(room, user) {
+  const same = selected?.room === room.name && selected.user === user;
+  selected = same ? null : { room: room.name, user };
+  $('person-error').textContent = '';
+  $('person-status').textContent = '';
+  $('mod-reason').value = '';
+  $('dm-input').value = '';
+  renderMembers();
+  if (selected) $('dm-input').focus();
+}
+
+function closePerson() {
+  if (!selected) return;
+  selected = null;
+  renderMembers();
+}
+
+/** The open person's panel: a direct message for anyone, and for owners and moderators the actions their role allows. */
+function renderPerson() {
+  const room = selected && rooms.get(selected.room);
+  const panel = $('person-panel');
+  if (!room || room.name !== active) {
+    panel.hidden = true;
+    return;
   }
+  const user = selected.user;
+  const rec = room.roster.get(user);
+  panel.hidden = false;
+  $('person-name').textContent = user;
+  const state = [roleName(rec?.role ?? Role.NONE), rec?.invited ? 'invited' : '', rec && bannedNow(rec) ? 'banned' : '', rec?.mutedUntilMs > Date.now() ? 'muted' : ''];
+  $('person-role').textContent = state.filter(Boolean).join(', ');
+  $('dm-label').textContent = `Message ${user} directly`;
+  const tools = $('mod-tools');
+  tools.hidden = !canModerate(room, user);
+  if (tools.hidden) return;
+  const mine = myRole(room);
+  const actions = [];
+  if (rec && bannedNow(rec)) actions.push(['UNBAN', 'Unban']);
+  else {
+    if (rec?.role >= Role.MEMBER) actions.push(['KICK', 'Kick']);
+    actions.push(['BAN', 'Ban']);
+    if (rec?.role >= Role.MEMBER) actions.push(rec.mutedUntilMs > Date.now() ? ['UNMUTE', 'Unmute'] : ['MUTE', 'Mute']);
+    if (rec?.invited) actions.push(['REVOKE', 'Withdraw invitation']);
+    if (mine === Role.OWNER && rec?.role >= Role.MEMBER) {
+      actions.push(rec.role === Role.MODERATOR ? ['SET_ROLE', 'Make member', Role.MEMBER] : ['SET_ROLE', 'Make moderator', Role.MODERATOR]);
+      actions.push(['TRANSFER', 'Make owner']);
+    }
+  }
+  $('mod-actions').replaceChildren(...actions.map(([action, label, role]) => el('button', {
+    class: `btn btn-small ${action === 'BAN' || action === 'KICK' ? 'btn-danger' : 'btn-ghost'}`, type: 'button',
+    dataset: { action }, text: label, onclick: () => moderate(room, user, action, role),
+  })));
+}
+
+/** Runs a moderation action from the panel; a refusal shows there, in the server's words. */
+async function moderate(room, user, action, role) {
+  const reason = $('mod-reason').value.trim();
+  const untilMs = ['BAN', 'MUTE'].includes(action) && $('mod-until').value ? Date.now() + Number($('mod-until').value) : 0;
+  $('person-error').textContent = '';
+  $('person-status').textContent = '';
+  for (const b of $('mod-actions').querySelectorAll('button')) b.disabled = true;
+  try {
+    await client.moderate(room.name, user, ModAction[action], { reason, untilMs, role });
+    $('mod-reason').value = '';
+    $('person-status').textContent = 'Done.';
+    refreshRoster(room);
+  } catch (err) {
+    $('person-error').textContent = describeError(err);
+  } finally {
+    for (const b of $('mod-actions').querySelectorAll('button')) b.disabled = false;
+  }
+}
+
+/** Writes to someone directly: the first message makes the conversation, which then shows like a room. */
+async function sendDirect() {
+  const user = selected?.user;
+  const text = $('dm-input').value.trim();
+  if (!user || !text) return;
+  $('person-error').textContent = '';
+  try {
+    const { room } = await client.direct(user, text);
+    $('dm-input').value = '';
+    closePerson();
+    joinRoom(room);
+  } catch (err) {
+    $('person-error').textContent = `Not sent: ${describeError(err)}`;
+  }
+}
+
+/** Invites someone to the private room on screen (owners and moderators). */
+async function invite() {
+  const input = $('invite-input');
+  const user = input.value.trim();
+  const status = $('invite-status');
+  status.classList.remove('ok');
+  const problem = nameProblem(user);
+  if (problem || !active) {
+    status.textContent = problem;
+    return;
+  }
+  try {
+    await client.moderate(active, user, ModAction.INVITE);
+    input.value = '';
+    status.classList.add('ok');
+    status.textContent = `Invited ${user}.`;
+    const room = rooms.get(active);
+    if (room) refreshRoster(room);
+  } catch (err) {
+    status.textContent = `Could not invite ${user}: ${describeError(err)}`;
+  }
+}
+
+/** Creates a room from the sidebar's form (public, or private with invitations) and joins it. */
+async function createRoom() {
+  const name = $('create-input').value.trim().replace(/^#/, '');
+  const priv = $('create-private').checked;
+  const invite = $('create-invite').value.split(',').map((s) => s.trim()).filter(Boolean);
+  const error = $('create-error');
+  error.textContent = nameProblem(name).replace('name', 'room name');
+  if (error.textContent) return;
+  if (invite.length && !priv) {
+    error.textContent = 'Only private rooms take invitations: anyone may join a public one.';
+    return;
+  }
+  try {
+    await client.createRoom(name, { kind: priv ? RoomKind.PRIVATE : RoomKind.PUBLIC, invite });
+  } catch (err) {
+    error.textContent = `Could not create #${name}: ${describeError(err)}`;
+    return;
+  }
+  $('create-input').value = '';
+  $('create-invite').value = '';
+  $('create-private').checked = false;
+  $('create-invite').hidden = true;
+  joinRoom(name);
 }
 
 // ------------------------------------------------------------------ typing
@@ -677,38 +1129,46 @@ function toggleMembers(open) {
 
 // ------------------------------------------------------------------ sign in / out
 
-function start(name) {
+/** Signs in with a name, or with a token (then the token's subject is the name). */
+function start(name, token = '') {
   me = name;
-  client = new ParleyClient({ url: defaultURL(), name });
-  client.addEventListener('state', (e) => onState(e.detail));
-  client.addEventListener('welcome', () => {
-    save(STORE_NAME, name);
+  client = new ParleyClient({ url: defaultURL(), name, token, codec: 'json' });
+  client.on('state', onState);
+  client.on('welcome', (w) => {
+    me = w.name;
+    if (!token) save(STORE_NAME, w.name);
+    for (const r of w.rooms) learnRoom(r);
     showApp();
+    // Conversations others started with us show like rooms we are in.
+    for (const r of w.rooms) if (r.kind === RoomKind.DIRECT && r.role >= Role.MEMBER) joinRoom(r.name, { show: false });
+    refreshRoomList();
   });
-  client.addEventListener('fatal', (e) => {
-    save(STORE_NAME, null);
-    showLogin(describeError(e.detail.error));
+  client.on('fatal', ({ error }) => {
+    if (!appShown || error instanceof ParleyError) {
+      save(STORE_NAME, null);
+      showLogin(describeError(error));
+    } else {
+      toast(`Disconnected for good: ${describeError(error)}`);
+    }
   });
-  client.addEventListener('event', (e) => onEvent(e.detail));
-  client.addEventListener('history', (e) => onHistory(e.detail));
-  client.addEventListener('joined', (e) => onJoined(e.detail));
-  client.addEventListener('rewound', (e) => onRewound(e.detail));
-  client.addEventListener('joinfailed', (e) => onJoinFailed(e.detail));
-  client.addEventListener('presence', (e) => onPresence(e.detail));
-  client.addEventListener('typing', (e) => onTyping(e.detail));
-  client.addEventListener('rooms', (e) => {
-    activeRooms = e.detail.rooms;
-    renderBrowse();
-  });
-  client.addEventListener('postacked', (e) => onPostAcked(e.detail));
-  client.addEventListener('postfailed', (e) => onPostFailed(e.detail));
-  client.addEventListener('notice', (e) => toast(e.detail.text, 'info'));
-  client.addEventListener('reset', (e) =>
-    toast(`Some messages in #${e.detail.room} were deleted before you could see them (older than #${e.detail.oldestSeq}).`, 'info'));
-  client.addEventListener('servererror', (e) => toast(describeError(e.detail.error)));
+  client.on('message', onEvent);
+  client.on('change', onChange);
+  client.on('room', onRoomInfo);
+  client.on('joined', onJoined);
+  client.on('rewound', onRewound);
+  client.on('joinFailed', onJoinFailed);
+  client.on('roomClosed', onRoomClosed);
+  client.on('presence', onPresence);
+  client.on('typing', onTyping);
+  client.on('postAcked', onPostAcked);
+  client.on('postFailed', onPostFailed);
+  client.on('notice', (n) => !n.room && toast(n.text, 'info'));
+  client.on('reset', (r) =>
+    toast(`Some messages in #${r.room} were deleted before you could see them (older than #${r.oldestSeq}).`, 'info'));
+  client.on('serverError', ({ error }) => toast(describeError(error)));
   // Rooms shown before a refused sign-in are joined again under the new name.
   for (const n of rooms.keys()) client.join(n);
-  client.start();
+  client.connect().catch(() => {}); // a refusal is the 'fatal' event
 }
 
 let appShown = false;
@@ -735,7 +1195,7 @@ function showLogin(error = '') {
 }
 
 function signOut() {
-  client?.stop();
+  client?.close();
   save(STORE_NAME, null);
   save(STORE_ROOMS, null);
   location.reload(); // the simplest way to drop every bit of state
@@ -762,8 +1222,27 @@ function wire() {
       return;
     }
     input.value = '';
+    formJoin = name;
+    $('join-error').textContent = '';
     joinRoom(name);
   });
+  $('create-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    createRoom();
+  });
+  $('invite-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    invite();
+  });
+  $('dm-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    sendDirect();
+  });
+  $('person-close').addEventListener('click', closePerson);
+  // Invitations are for private rooms only: the field shows with them.
+  const invites = () => ($('create-invite').hidden = !$('create-private').checked);
+  $('create-private').addEventListener('change', invites);
+  invites();
 
   const input = $('composer-input');
   input.addEventListener('keydown', (e) => {
@@ -804,6 +1283,7 @@ function wire() {
     if (e.key === 'Escape') {
       closeSidebar();
       toggleMembers(false);
+      closePerson();
     }
   });
   document.addEventListener('visibilitychange', () => {
@@ -819,7 +1299,15 @@ function wire() {
 
 wire();
 const savedName = load(STORE_NAME, '');
-if (typeof savedName === 'string' && savedName && !nameProblem(savedName)) {
+const params = new URLSearchParams(location.search);
+const urlToken = params.get('token');
+if (urlToken) {
+  // Out of the address bar, so it is neither bookmarked nor shared; the
+  // client keeps it for reconnects.
+  params.delete('token');
+  history.replaceState(null, '', location.pathname + (params.size ? `?${params}` : '') + location.hash);
+  start('', urlToken);
+} else if (typeof savedName === 'string' && savedName && !nameProblem(savedName)) {
   start(savedName);
   showApp(); // optimistic: the server may still refuse the name
 } else {
