@@ -3,9 +3,11 @@
 # with the listed packages already installed). It installs what the tests
 # need (protoc for the generated-code check, Chromium for the browser tests,
 # PostgreSQL for the store and cluster tests, etcd for the etcd provider's
-# test), starts PostgreSQL when it is down, then
-# runs: generated code up to date, gofmt, go vet, staticcheck, go test -race,
-# every benchmark once, and every fuzz target briefly.
+# test, Node.js and npm for the TypeScript SDK), starts PostgreSQL when it is
+# down, then runs: generated code up to date, the TypeScript SDK (npm ci,
+# its generated types and the page's bundle up to date, its tests), gofmt,
+# go vet, staticcheck, go test -race, every benchmark once, and every fuzz
+# target briefly.
 #
 #   ./test.sh            everything
 #   FUZZTIME=30s ./test.sh   longer fuzzing
@@ -23,6 +25,7 @@ command -v protoc >/dev/null || missing+=(protobuf-compiler)
 command -v pg_ctlcluster >/dev/null || missing+=(postgresql)
 command -v psql >/dev/null || missing+=(postgresql-client)
 command -v etcd >/dev/null || missing+=(etcd-server) # the etcd cluster provider's test
+command -v npm >/dev/null || missing+=(nodejs npm)     # clients/ts
 if [ ${#missing[@]} -gt 0 ]; then
 	echo "installing ${missing[*]}"
 	apt-get update -qq
@@ -51,12 +54,30 @@ fi
 psql "$PGURL" -Atqc 'select version()'
 
 step "generated code is up to date"
-go generate ./proto ./actors/actorpb
+go generate ./proto ./proto/api ./actors/actorpb
 if ! git diff --quiet -- proto/ actors/actorpb/; then
 	git --no-pager diff --stat -- proto/ actors/actorpb/
-	echo "generated protobuf code is stale: run 'go generate ./proto ./actors/actorpb' and commit the result" >&2
+	echo "generated protobuf code is stale: run 'go generate ./proto ./proto/api ./actors/actorpb' and commit the result" >&2
 	exit 1
 fi
+
+step "TypeScript SDK (clients/ts): npm ci, generated types and page bundle up to date, build, node --test"
+if [ "$(node -p 'process.versions.node.split(".")[0]')" -lt 20 ]; then
+	echo "Node.js is $(node --version); clients/ts needs Node.js 20 or later" >&2
+	exit 1
+fi
+(cd clients/ts && npm ci --no-audit --no-fund && npm run --silent generate && npm run --silent bundle)
+stale=$(git status --porcelain -- clients/ts/gen web/static/parley-client.js)
+if [ -n "$stale" ]; then
+	echo "$stale"
+	git --no-pager diff --stat -- clients/ts/gen web/static/parley-client.js
+	echo "the TypeScript SDK's generated code or the page's bundle is stale: run 'npm run generate && npm run bundle' in clients/ts and commit the result" >&2
+	exit 1
+fi
+sdkbin=$(mktemp -d)
+trap 'rm -rf "$sdkbin"' EXIT
+go build -o "$sdkbin/parley" .
+(cd clients/ts && npm run --silent build && PARLEY_BIN="$sdkbin/parley" npm test)
 
 step "gofmt, go vet, staticcheck"
 unformatted=$(gofmt -l $(git ls-files '*.go'))

@@ -44,9 +44,23 @@ type loadRun struct {
 }
 
 func newLoadRun(cfg config, t Target, stderr io.Writer) *loadRun {
-	r := &loadRun{cfg: cfg, target: t, stderr: stderr, start: time.Now()}
+	r := &loadRun{cfg: cfg, target: t, stderr: &lockedWriter{w: stderr}, start: time.Now()}
 	r.latency.Store(new(hist))
 	return r
+}
+
+// lockedWriter serialises writes: the progress goroutine and the scenario
+// both print to stderr, and a caller's writer (a test's buffer) need not
+// be safe for concurrent use.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
 
 // now is the tool's clock: monotonic nanoseconds since the run started.
@@ -97,8 +111,17 @@ func (r *loadRun) track(c Conn) {
 // the run could not be completed.
 func (r *loadRun) execute(ctx context.Context) *Report {
 	rep := newReport(r.cfg, r.target)
-	pctx, stopProgress := context.WithCancel(ctx)
-	go r.progress(pctx)
+	pctx, cancelProgress := context.WithCancel(ctx)
+	progressDone := make(chan struct{})
+	go func() {
+		defer close(progressDone)
+		r.progress(pctx)
+	}()
+	// Nothing prints after execute returns: the caller may read its writer.
+	stopProgress := func() {
+		cancelProgress()
+		<-progressDone
+	}
 	defer func() {
 		r.connsMu.Lock()
 		n := len(r.conns) // read here: the progress goroutine calls the status func while closeAll empties r.conns

@@ -74,7 +74,13 @@ func (t *parleyTarget) Name() string {
 func (t *parleyTarget) Dial(ctx context.Context, user string, onMsg func(room, payload []byte)) (Conn, error) {
 	url := t.urls[(t.next.Add(1)-1)%uint64(len(t.urls))]
 	c, err := client.Dial(ctx, url, t.codec, &client.Options{
-		OnRoomEvent: func(ev client.RawEvent) { onMsg(ev.Room, ev.Text) },
+		OnRoomEvent: func(ev client.RawEvent) {
+			// Members joining and leaving (churn) are events too, but
+			// nothing was published: only posts are measured.
+			if !ev.IsChange() {
+				onMsg(ev.Room, ev.Text)
+			}
+		},
 		// Presence and the like are not measured; taking them here keeps
 		// them from piling up in the client's event buffer.
 		OnEvent: func(*parleypb.Envelope) {},
