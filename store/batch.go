@@ -34,6 +34,15 @@ func checkBatch(b Batch) error {
 			return fmt.Errorf("store: commit to %q: %w", room, err)
 		}
 	}
+	for i := range b.Rewrites {
+		m := &b.Rewrites[i]
+		if m.Room != room || m.Seq == 0 {
+			return fmt.Errorf("store: commit to %q: a rewrite of room %q, seq %d", room, m.Room, m.Seq)
+		}
+		if err := storable("rewrite", m.Sender, m.Text, m.ClientMsgID); err != nil {
+			return fmt.Errorf("store: commit to %q: seq %d: %w", room, m.Seq, err)
+		}
+	}
 	msgs := b.Messages
 	for i := range msgs {
 		m := &msgs[i]

@@ -62,6 +62,8 @@ type Bolt struct {
 	committing bool          // a commitLoop goroutine runs
 	loops      sync.WaitGroup
 	commits    atomic.Int64 // write transactions of Commit, for tests and benchmarks
+	// scrubMu: readers hold it shared, scrubFree exclusively.
+	scrubMu sync.RWMutex
 }
 
 // boltCommit is one Commit waiting for a transaction, encoded in advance.
@@ -73,7 +75,9 @@ type boltCommit struct {
 	info        []byte // the encoded room record; nil: unchanged
 	public      bool   // info lists the room in bucketPublic
 	members     []boltMemberPut
-	err         error         // set before done is closed
+	rewrites    []boltMemberPut // a message's key (8 bytes) and new record
+	erased      bool            // a rewrite erased a text: scrub the file's free pages
+	err         error           // set before done is closed
 	done        chan struct{} // closed when the transaction holding it is durable, or failed
 }
 
@@ -228,6 +232,8 @@ func guard(path string, fn func() error) (err error) {
 }
 
 func (b *Bolt) view(fn func(*bolt.Tx) error) error {
+	b.scrubMu.RLock()
+	defer b.scrubMu.RUnlock()
 	return guard(b.path, func() error { return b.db.View(fn) })
 }
 
@@ -582,7 +588,7 @@ func (b *Bolt) Commit(ctx context.Context, bt Batch) error {
 	if err := b.usable(ctx); err != nil {
 		return commitError(bt, err)
 	}
-	if len(bt.Messages) == 0 && bt.Info == nil && len(bt.Members) == 0 {
+	if len(bt.Messages) == 0 && bt.Info == nil && len(bt.Members) == 0 && len(bt.Rewrites) == 0 {
 		return nil
 	}
 	c := encodeCommit(bt)
@@ -619,6 +625,9 @@ func encodeCommit(bt Batch) *boltCommit {
 			c.vals[i] = appendRecord(nil, &msgs[i])
 			binary.BigEndian.PutUint64(c.keys[8*i:], msgs[i].Seq)
 		}
+	}
+	for i := range bt.Rewrites {
+		c.rewrites = append(c.rewrites, boltMemberPut{user: seqKey(bt.Rewrites[i].Seq), val: appendRecord(nil, &bt.Rewrites[i])})
 	}
 	if bt.Info != nil {
 		c.info = appendRoomRecord(nil, bt.Info)
@@ -688,12 +697,72 @@ func (b *Bolt) commit(group []*boltCommit) {
 				c.err = err
 			}
 		}
+		b.scrubAfter(group)
 		return
 	}
 	for _, c := range group {
 		b.commits.Add(1)
 		c.err = b.update(func(tx *bolt.Tx) error { return applyCommit(tx, c) })
 	}
+	b.scrubAfter(group)
+}
+
+// scrubAfter scrubs the file's free pages when a committed batch of group
+// erased a text, before any of them returns: a delete is not done while
+// the erased words can still be read out of the file.
+func (b *Bolt) scrubAfter(group []*boltCommit) {
+	for _, c := range group {
+		if c.err == nil && c.erased {
+			if err := b.scrubFree(); err != nil {
+				for _, c := range group {
+					if c.err == nil && c.erased {
+						c.err = fmt.Errorf("scrub the erased text from %s: %w", b.path, err)
+					}
+				}
+			}
+			return
+		}
+	}
+}
+
+// scrubFree zeroes every free page of the file. bbolt copies a page on
+// write and leaves the old copy in the file, on a free page, until a later
+// transaction reuses it: an overwritten text is gone from the tree, not
+// from the disk. No reader may be open meanwhile (one reading an older
+// snapshot could be reading those pages), so scrubMu shuts them out; the
+// write transaction shuts out writers and keeps the freelist still. The
+// newest meta page, which a crash falls back to, references none of the
+// pages freed before it, so zeroing them is safe for recovery too.
+func (b *Bolt) scrubFree() error {
+	b.scrubMu.Lock()
+	defer b.scrubMu.Unlock()
+	f, err := os.OpenFile(b.path, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	err = b.update(func(tx *bolt.Tx) error {
+		size := tx.DB().Info().PageSize
+		zero := make([]byte, size)
+		for id := 2; ; id++ {
+			p, err := tx.Page(id)
+			if err != nil {
+				return err
+			}
+			if p == nil {
+				return f.Sync()
+			}
+			if p.Type == "free" {
+				if _, err := f.WriteAt(zero, int64(id)*int64(size)); err != nil {
+					return err
+				}
+			}
+		}
+	})
+	if err != nil {
+		return err
+	}
+	return f.Close()
 }
 
 // applyCommit puts one Commit's messages and its room's new state, then
@@ -711,7 +780,41 @@ func applyCommit(tx *bolt.Tx, c *boltCommit) error {
 		}
 	}
 	if len(c.members) > 0 {
-		return applyMembers(tx, c)
+		if err := applyMembers(tx, c); err != nil {
+			return err
+		}
+	}
+	if len(c.rewrites) > 0 {
+		return applyRewrites(tx, c)
+	}
+	return nil
+}
+
+// applyRewrites replaces stored messages; one whose text goes from
+// something to nothing marks the commit as erasing, for scrubFree.
+func applyRewrites(tx *bolt.Tx, c *boltCommit) error {
+	rb := tx.Bucket(bucketRooms).Bucket([]byte(c.room))
+	if rb == nil {
+		return nil
+	}
+	for _, w := range c.rewrites {
+		old := rb.Get(w.user)
+		if old == nil {
+			continue // retention deleted it
+		}
+		var was, now Message
+		if err := decodeRecord(old, &was); err != nil {
+			return fmt.Errorf("seq %d: %w", binary.BigEndian.Uint64(w.user), err)
+		}
+		if err := decodeRecord(w.val, &now); err != nil {
+			return err
+		}
+		if was.Text != "" && now.Text == "" {
+			c.erased = true
+		}
+		if err := rb.Put(w.user, w.val); err != nil {
+			return err
+		}
 	}
 	return nil
 }

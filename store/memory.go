@@ -57,6 +57,13 @@ func (m *Memory) Commit(_ context.Context, b Batch) error {
 	if n := len(b.Messages); n > 0 {
 		r.latest = b.Messages[n-1].Seq
 	}
+	for _, msg := range b.Rewrites {
+		i := sort.Search(len(r.msgs), func(i int) bool { return r.msgs[i].Seq >= msg.Seq })
+		if i < len(r.msgs) && r.msgs[i].Seq == msg.Seq {
+			msg.Body = append([]byte(nil), msg.Body...)
+			r.msgs[i] = msg
+		}
+	}
 	if b.Info != nil {
 		info := *b.Info
 		info.Latest = 0

@@ -249,9 +249,9 @@ func (p *Postgres) Commit(ctx context.Context, b Batch) error {
 	}
 	var err error
 	switch {
-	case b.Info == nil && len(b.Members) == 0 && len(msgs) == 0:
+	case b.Info == nil && len(b.Members) == 0 && len(b.Rewrites) == 0 && len(msgs) == 0:
 		return nil
-	case b.Info == nil && len(b.Members) == 0:
+	case b.Info == nil && len(b.Members) == 0 && len(b.Rewrites) == 0:
 		var tag pgconn.CommandTag
 		sql, args := appendStatement(b.Room, msgs)
 		tag, err = p.pool.Exec(ctx, sql, args...)
@@ -316,7 +316,41 @@ func commitState(ctx context.Context, tx pgx.Tx, b Batch) error {
 	if len(users) > 0 {
 		q.Queue(upsertMembersSQL, b.Room, users, roles, invited, invitedBy, since, banned, muted)
 	}
+	if len(b.Rewrites) > 0 {
+		queueRewrites(&q, b)
+	}
 	return tx.SendBatch(ctx, &q).Close()
+}
+
+// rewriteSQL overwrites messages in place. The old row version stays in
+// the table's heap until VACUUM reclaims it (autovacuum does, in time);
+// no query sees it.
+const rewriteSQL = `
+UPDATE parley_messages AS p SET time = m.time, sender = m.sender, text = m.text,
+	client_msg_id = m.client_msg_id, sender_kind = m.sender_kind, body = m.body
+FROM unnest($2::bigint[], $3::timestamptz[], $4::text[], $5::text[], $6::text[], $7::smallint[], $8::bytea[])
+	AS m(seq, time, sender, text, client_msg_id, sender_kind, body)
+WHERE p.room = $1 AND p.seq = m.seq`
+
+// queueRewrites queues a batch's rewrites, each seq's last one only (one
+// statement may not change a row twice), sorted so that row locks are
+// taken in one order.
+func queueRewrites(q *pgx.Batch, b Batch) {
+	final := make(map[uint64]*Message, len(b.Rewrites))
+	for i := range b.Rewrites {
+		final[b.Rewrites[i].Seq] = &b.Rewrites[i]
+	}
+	var seqs []int64
+	var times []time.Time
+	var senders, texts, ids []string
+	var kinds []int16
+	var bodies [][]byte
+	for _, seq := range slices.Sorted(maps.Keys(final)) {
+		m := final[seq]
+		seqs, times, senders, texts = append(seqs, int64(seq)), append(times, m.Time), append(senders, m.Sender), append(texts, m.Text)
+		ids, kinds, bodies = append(ids, m.ClientMsgID), append(kinds, int16(m.SenderKind)), append(bodies, m.Body)
+	}
+	q.Queue(rewriteSQL, b.Room, seqs, times, senders, texts, ids, kinds, bodies)
 }
 
 // pgOptionalTime stores a zero time (not banned, not muted) as NULL.

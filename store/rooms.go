@@ -83,6 +83,14 @@ type Batch struct {
 	// Members replace these users' records in the room (an Empty one
 	// deletes the record).
 	Members []Member
+	// Rewrites replace stored messages of the room, by seq, after
+	// Messages are appended (so a batch may rewrite one of its own): a
+	// post's new version when it is edited or reacted to, and, when it is
+	// deleted, its text and its edits' texts overwritten. This is how a
+	// message's text leaves the store: no backend keeps the old version
+	// where a reader (or the file) could find it. A seq that is not stored
+	// (retention deleted it) is skipped.
+	Rewrites []Message
 }
 
 // Rooms is the durable state of rooms, beside their history.
