@@ -265,6 +265,13 @@ const (
 	// The room has no event with that seq (never had, or retention deleted
 	// it).
 	ErrorCode_ERROR_CODE_NO_SUCH_MESSAGE ErrorCode = 19
+	// Editing or deleting someone else's post (deleting it takes a moderator).
+	ErrorCode_ERROR_CODE_NOT_YOURS ErrorCode = 20
+	// The target is not a post (a change to the room: a join, a ban) and
+	// cannot be edited, deleted or reacted to.
+	ErrorCode_ERROR_CODE_NOT_ALLOWED ErrorCode = 21
+	// The post was deleted: it cannot be edited, reacted to or replied to.
+	ErrorCode_ERROR_CODE_ALREADY_DELETED ErrorCode = 22
 )
 
 // Enum value maps for ErrorCode.
@@ -290,6 +297,9 @@ var (
 		17: "ERROR_CODE_MUTED",
 		18: "ERROR_CODE_NOT_MEMBER",
 		19: "ERROR_CODE_NO_SUCH_MESSAGE",
+		20: "ERROR_CODE_NOT_YOURS",
+		21: "ERROR_CODE_NOT_ALLOWED",
+		22: "ERROR_CODE_ALREADY_DELETED",
 	}
 	ErrorCode_value = map[string]int32{
 		"ERROR_CODE_UNSPECIFIED":       0,
@@ -312,6 +322,9 @@ var (
 		"ERROR_CODE_MUTED":             17,
 		"ERROR_CODE_NOT_MEMBER":        18,
 		"ERROR_CODE_NO_SUCH_MESSAGE":   19,
+		"ERROR_CODE_NOT_YOURS":         20,
+		"ERROR_CODE_NOT_ALLOWED":       21,
+		"ERROR_CODE_ALREADY_DELETED":   22,
 	}
 )
 
@@ -417,6 +430,15 @@ const (
 	ChangeKind_CHANGE_KIND_DELETED        ChangeKind = 14
 	// The sender made the user a member (Moderate ADD).
 	ChangeKind_CHANGE_KIND_ADDED ChangeKind = 15
+	// A post's text was replaced (target_seq); the event's text is the new
+	// one.
+	ChangeKind_CHANGE_KIND_EDITED ChangeKind = 16
+	// A post (target_seq) was deleted; reason says why, when given.
+	ChangeKind_CHANGE_KIND_MESSAGE_DELETED ChangeKind = 17
+	// The sender reacted to a post (target_seq) with emoji, or took it back;
+	// count is how many reactions with that emoji the post has after it.
+	ChangeKind_CHANGE_KIND_REACTED   ChangeKind = 18
+	ChangeKind_CHANGE_KIND_UNREACTED ChangeKind = 19
 )
 
 // Enum value maps for ChangeKind.
@@ -438,24 +460,32 @@ var (
 		13: "CHANGE_KIND_UPDATED",
 		14: "CHANGE_KIND_DELETED",
 		15: "CHANGE_KIND_ADDED",
+		16: "CHANGE_KIND_EDITED",
+		17: "CHANGE_KIND_MESSAGE_DELETED",
+		18: "CHANGE_KIND_REACTED",
+		19: "CHANGE_KIND_UNREACTED",
 	}
 	ChangeKind_value = map[string]int32{
-		"CHANGE_KIND_UNSPECIFIED":    0,
-		"CHANGE_KIND_CREATED":        1,
-		"CHANGE_KIND_JOINED":         2,
-		"CHANGE_KIND_LEFT":           3,
-		"CHANGE_KIND_INVITED":        4,
-		"CHANGE_KIND_INVITE_REVOKED": 5,
-		"CHANGE_KIND_KICKED":         6,
-		"CHANGE_KIND_BANNED":         7,
-		"CHANGE_KIND_UNBANNED":       8,
-		"CHANGE_KIND_MUTED":          9,
-		"CHANGE_KIND_UNMUTED":        10,
-		"CHANGE_KIND_ROLE_CHANGED":   11,
-		"CHANGE_KIND_OWNER_CHANGED":  12,
-		"CHANGE_KIND_UPDATED":        13,
-		"CHANGE_KIND_DELETED":        14,
-		"CHANGE_KIND_ADDED":          15,
+		"CHANGE_KIND_UNSPECIFIED":     0,
+		"CHANGE_KIND_CREATED":         1,
+		"CHANGE_KIND_JOINED":          2,
+		"CHANGE_KIND_LEFT":            3,
+		"CHANGE_KIND_INVITED":         4,
+		"CHANGE_KIND_INVITE_REVOKED":  5,
+		"CHANGE_KIND_KICKED":          6,
+		"CHANGE_KIND_BANNED":          7,
+		"CHANGE_KIND_UNBANNED":        8,
+		"CHANGE_KIND_MUTED":           9,
+		"CHANGE_KIND_UNMUTED":         10,
+		"CHANGE_KIND_ROLE_CHANGED":    11,
+		"CHANGE_KIND_OWNER_CHANGED":   12,
+		"CHANGE_KIND_UPDATED":         13,
+		"CHANGE_KIND_DELETED":         14,
+		"CHANGE_KIND_ADDED":           15,
+		"CHANGE_KIND_EDITED":          16,
+		"CHANGE_KIND_MESSAGE_DELETED": 17,
+		"CHANGE_KIND_REACTED":         18,
+		"CHANGE_KIND_UNREACTED":       19,
 	}
 )
 
@@ -660,6 +690,9 @@ type Envelope struct {
 	//	*Envelope_UpdateRoom
 	//	*Envelope_DeleteRoom
 	//	*Envelope_Members
+	//	*Envelope_Edit
+	//	*Envelope_DeleteMessage
+	//	*Envelope_React
 	//	*Envelope_Welcome
 	//	*Envelope_Ack
 	//	*Envelope_Error
@@ -865,6 +898,33 @@ func (x *Envelope) GetMembers() *MembersRequest {
 	return nil
 }
 
+func (x *Envelope) GetEdit() *EditMessage {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_Edit); ok {
+			return x.Edit
+		}
+	}
+	return nil
+}
+
+func (x *Envelope) GetDeleteMessage() *DeleteMessage {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_DeleteMessage); ok {
+			return x.DeleteMessage
+		}
+	}
+	return nil
+}
+
+func (x *Envelope) GetReact() *React {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_React); ok {
+			return x.React
+		}
+	}
+	return nil
+}
+
 func (x *Envelope) GetWelcome() *Welcome {
 	if x != nil {
 		if x, ok := x.Body.(*Envelope_Welcome); ok {
@@ -1042,6 +1102,18 @@ type Envelope_Members struct {
 	Members *MembersRequest `protobuf:"bytes,25,opt,name=members,proto3,oneof"`
 }
 
+type Envelope_Edit struct {
+	Edit *EditMessage `protobuf:"bytes,26,opt,name=edit,proto3,oneof"`
+}
+
+type Envelope_DeleteMessage struct {
+	DeleteMessage *DeleteMessage `protobuf:"bytes,27,opt,name=delete_message,json=deleteMessage,proto3,oneof"`
+}
+
+type Envelope_React struct {
+	React *React `protobuf:"bytes,28,opt,name=react,proto3,oneof"`
+}
+
 type Envelope_Welcome struct {
 	// server -> client
 	Welcome *Welcome `protobuf:"bytes,30,opt,name=welcome,proto3,oneof"`
@@ -1124,6 +1196,12 @@ func (*Envelope_UpdateRoom) isEnvelope_Body() {}
 func (*Envelope_DeleteRoom) isEnvelope_Body() {}
 
 func (*Envelope_Members) isEnvelope_Body() {}
+
+func (*Envelope_Edit) isEnvelope_Body() {}
+
+func (*Envelope_DeleteMessage) isEnvelope_Body() {}
+
+func (*Envelope_React) isEnvelope_Body() {}
 
 func (*Envelope_Welcome) isEnvelope_Body() {}
 
@@ -1514,7 +1592,13 @@ type Post struct {
 	Text  string                 `protobuf:"bytes,2,opt,name=text,proto3" json:"text,omitempty"`
 	// Client-chosen id, unique per user and room: a retried post with the same
 	// id is acknowledged with its original seq and never delivered twice.
-	ClientMsgId   string `protobuf:"bytes,3,opt,name=client_msg_id,json=clientMsgId,proto3" json:"client_msg_id,omitempty"`
+	ClientMsgId string `protobuf:"bytes,3,opt,name=client_msg_id,json=clientMsgId,proto3" json:"client_msg_id,omitempty"`
+	// The seq of the post this one answers: a post of the same room, not
+	// deleted (else NO_SUCH_MESSAGE, ALREADY_DELETED).
+	ReplyTo uint64 `protobuf:"varint,4,opt,name=reply_to,json=replyTo,proto3" json:"reply_to,omitempty"`
+	// Users the post mentions, by name: members of the room (else
+	// NOT_MEMBER), at most 50, each once.
+	Mentions      []string `protobuf:"bytes,5,rep,name=mentions,proto3" json:"mentions,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1570,6 +1654,248 @@ func (x *Post) GetClientMsgId() string {
 	return ""
 }
 
+func (x *Post) GetReplyTo() uint64 {
+	if x != nil {
+		return x.ReplyTo
+	}
+	return 0
+}
+
+func (x *Post) GetMentions() []string {
+	if x != nil {
+		return x.Mentions
+	}
+	return nil
+}
+
+// EditMessage replaces the text of one of the user's own posts: an EDITED
+// event naming the post (change.target_seq) with the new text. The Ack
+// carries the event's seq. Refused NO_SUCH_MESSAGE (no such post),
+// NOT_ALLOWED (a room change, not a post), NOT_YOURS (someone else's:
+// nobody edits another's words, moderators neither), ALREADY_DELETED,
+// TOO_LONG (the post limits).
+type EditMessage struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Room  string                 `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
+	Seq   uint64                 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	Text  string                 `protobuf:"bytes,3,opt,name=text,proto3" json:"text,omitempty"`
+	// As Post's: a retried edit with the same id applies once.
+	ClientMsgId   string `protobuf:"bytes,4,opt,name=client_msg_id,json=clientMsgId,proto3" json:"client_msg_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EditMessage) Reset() {
+	*x = EditMessage{}
+	mi := &file_parley_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EditMessage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EditMessage) ProtoMessage() {}
+
+func (x *EditMessage) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EditMessage.ProtoReflect.Descriptor instead.
+func (*EditMessage) Descriptor() ([]byte, []int) {
+	return file_parley_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *EditMessage) GetRoom() string {
+	if x != nil {
+		return x.Room
+	}
+	return ""
+}
+
+func (x *EditMessage) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *EditMessage) GetText() string {
+	if x != nil {
+		return x.Text
+	}
+	return ""
+}
+
+func (x *EditMessage) GetClientMsgId() string {
+	if x != nil {
+		return x.ClientMsgId
+	}
+	return ""
+}
+
+// DeleteMessage deletes a post: a MESSAGE_DELETED event naming it; its
+// text (and the text of its edits) is erased from the store in the same
+// commit. Authors delete their own posts, moderators and owners anyone's
+// (else NOT_YOURS).
+type DeleteMessage struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Room          string                 `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
+	Seq           uint64                 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	ClientMsgId   string                 `protobuf:"bytes,3,opt,name=client_msg_id,json=clientMsgId,proto3" json:"client_msg_id,omitempty"`
+	Reason        string                 `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteMessage) Reset() {
+	*x = DeleteMessage{}
+	mi := &file_parley_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteMessage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteMessage) ProtoMessage() {}
+
+func (x *DeleteMessage) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteMessage.ProtoReflect.Descriptor instead.
+func (*DeleteMessage) Descriptor() ([]byte, []int) {
+	return file_parley_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *DeleteMessage) GetRoom() string {
+	if x != nil {
+		return x.Room
+	}
+	return ""
+}
+
+func (x *DeleteMessage) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *DeleteMessage) GetClientMsgId() string {
+	if x != nil {
+		return x.ClientMsgId
+	}
+	return ""
+}
+
+func (x *DeleteMessage) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// React adds (or, with remove, takes back) the user's reaction to a post:
+// one emoji (at most 32 bytes, no spaces or control characters), each at
+// most once per user and post. A REACTED or UNREACTED event; adding a
+// reaction the user has, or removing one it has not, changes nothing and
+// is acknowledged with seq 0.
+type React struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Room          string                 `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
+	Seq           uint64                 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	Emoji         string                 `protobuf:"bytes,3,opt,name=emoji,proto3" json:"emoji,omitempty"`
+	Remove        bool                   `protobuf:"varint,4,opt,name=remove,proto3" json:"remove,omitempty"`
+	ClientMsgId   string                 `protobuf:"bytes,5,opt,name=client_msg_id,json=clientMsgId,proto3" json:"client_msg_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *React) Reset() {
+	*x = React{}
+	mi := &file_parley_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *React) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*React) ProtoMessage() {}
+
+func (x *React) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use React.ProtoReflect.Descriptor instead.
+func (*React) Descriptor() ([]byte, []int) {
+	return file_parley_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *React) GetRoom() string {
+	if x != nil {
+		return x.Room
+	}
+	return ""
+}
+
+func (x *React) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *React) GetEmoji() string {
+	if x != nil {
+		return x.Emoji
+	}
+	return ""
+}
+
+func (x *React) GetRemove() bool {
+	if x != nil {
+		return x.Remove
+	}
+	return false
+}
+
+func (x *React) GetClientMsgId() string {
+	if x != nil {
+		return x.ClientMsgId
+	}
+	return ""
+}
+
 // Typing is sent by a client (user empty) and relayed by the server to the
 // other members (user set). It is not stored and carries no seq.
 type Typing struct {
@@ -1582,7 +1908,7 @@ type Typing struct {
 
 func (x *Typing) Reset() {
 	*x = Typing{}
-	mi := &file_parley_proto_msgTypes[7]
+	mi := &file_parley_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1594,7 +1920,7 @@ func (x *Typing) String() string {
 func (*Typing) ProtoMessage() {}
 
 func (x *Typing) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[7]
+	mi := &file_parley_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1607,7 +1933,7 @@ func (x *Typing) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Typing.ProtoReflect.Descriptor instead.
 func (*Typing) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{7}
+	return file_parley_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Typing) GetRoom() string {
@@ -1637,7 +1963,7 @@ type HistoryRequest struct {
 
 func (x *HistoryRequest) Reset() {
 	*x = HistoryRequest{}
-	mi := &file_parley_proto_msgTypes[8]
+	mi := &file_parley_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1649,7 +1975,7 @@ func (x *HistoryRequest) String() string {
 func (*HistoryRequest) ProtoMessage() {}
 
 func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[8]
+	mi := &file_parley_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1662,7 +1988,7 @@ func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryRequest.ProtoReflect.Descriptor instead.
 func (*HistoryRequest) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{8}
+	return file_parley_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *HistoryRequest) GetRoom() string {
@@ -1699,7 +2025,7 @@ type HistoryPage struct {
 
 func (x *HistoryPage) Reset() {
 	*x = HistoryPage{}
-	mi := &file_parley_proto_msgTypes[9]
+	mi := &file_parley_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1711,7 +2037,7 @@ func (x *HistoryPage) String() string {
 func (*HistoryPage) ProtoMessage() {}
 
 func (x *HistoryPage) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[9]
+	mi := &file_parley_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1724,7 +2050,7 @@ func (x *HistoryPage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryPage.ProtoReflect.Descriptor instead.
 func (*HistoryPage) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{9}
+	return file_parley_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *HistoryPage) GetRoom() string {
@@ -1757,7 +2083,7 @@ type Ping struct {
 
 func (x *Ping) Reset() {
 	*x = Ping{}
-	mi := &file_parley_proto_msgTypes[10]
+	mi := &file_parley_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1769,7 +2095,7 @@ func (x *Ping) String() string {
 func (*Ping) ProtoMessage() {}
 
 func (x *Ping) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[10]
+	mi := &file_parley_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1782,7 +2108,7 @@ func (x *Ping) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ping.ProtoReflect.Descriptor instead.
 func (*Ping) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{10}
+	return file_parley_proto_rawDescGZIP(), []int{13}
 }
 
 // WhoRequest asks who is connected to a room the connection has joined,
@@ -1801,7 +2127,7 @@ type WhoRequest struct {
 
 func (x *WhoRequest) Reset() {
 	*x = WhoRequest{}
-	mi := &file_parley_proto_msgTypes[11]
+	mi := &file_parley_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1813,7 +2139,7 @@ func (x *WhoRequest) String() string {
 func (*WhoRequest) ProtoMessage() {}
 
 func (x *WhoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[11]
+	mi := &file_parley_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1826,7 +2152,7 @@ func (x *WhoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WhoRequest.ProtoReflect.Descriptor instead.
 func (*WhoRequest) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{11}
+	return file_parley_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *WhoRequest) GetRoom() string {
@@ -1865,7 +2191,7 @@ type RoomsRequest struct {
 
 func (x *RoomsRequest) Reset() {
 	*x = RoomsRequest{}
-	mi := &file_parley_proto_msgTypes[12]
+	mi := &file_parley_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1877,7 +2203,7 @@ func (x *RoomsRequest) String() string {
 func (*RoomsRequest) ProtoMessage() {}
 
 func (x *RoomsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[12]
+	mi := &file_parley_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1890,7 +2216,7 @@ func (x *RoomsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomsRequest.ProtoReflect.Descriptor instead.
 func (*RoomsRequest) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{12}
+	return file_parley_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RoomsRequest) GetAfter() string {
@@ -1925,7 +2251,7 @@ type RoomList struct {
 
 func (x *RoomList) Reset() {
 	*x = RoomList{}
-	mi := &file_parley_proto_msgTypes[13]
+	mi := &file_parley_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1937,7 +2263,7 @@ func (x *RoomList) String() string {
 func (*RoomList) ProtoMessage() {}
 
 func (x *RoomList) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[13]
+	mi := &file_parley_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1950,7 +2276,7 @@ func (x *RoomList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomList.ProtoReflect.Descriptor instead.
 func (*RoomList) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{13}
+	return file_parley_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RoomList) GetRooms() []*RoomInfo {
@@ -1995,7 +2321,7 @@ type RoomInfo struct {
 
 func (x *RoomInfo) Reset() {
 	*x = RoomInfo{}
-	mi := &file_parley_proto_msgTypes[14]
+	mi := &file_parley_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2007,7 +2333,7 @@ func (x *RoomInfo) String() string {
 func (*RoomInfo) ProtoMessage() {}
 
 func (x *RoomInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[14]
+	mi := &file_parley_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2020,7 +2346,7 @@ func (x *RoomInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomInfo.ProtoReflect.Descriptor instead.
 func (*RoomInfo) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{14}
+	return file_parley_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RoomInfo) GetName() string {
@@ -2137,7 +2463,7 @@ type CreateRoom struct {
 
 func (x *CreateRoom) Reset() {
 	*x = CreateRoom{}
-	mi := &file_parley_proto_msgTypes[15]
+	mi := &file_parley_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2149,7 +2475,7 @@ func (x *CreateRoom) String() string {
 func (*CreateRoom) ProtoMessage() {}
 
 func (x *CreateRoom) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[15]
+	mi := &file_parley_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2162,7 +2488,7 @@ func (x *CreateRoom) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRoom.ProtoReflect.Descriptor instead.
 func (*CreateRoom) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{15}
+	return file_parley_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CreateRoom) GetRoom() string {
@@ -2214,7 +2540,7 @@ type DirectMessage struct {
 
 func (x *DirectMessage) Reset() {
 	*x = DirectMessage{}
-	mi := &file_parley_proto_msgTypes[16]
+	mi := &file_parley_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2226,7 +2552,7 @@ func (x *DirectMessage) String() string {
 func (*DirectMessage) ProtoMessage() {}
 
 func (x *DirectMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[16]
+	mi := &file_parley_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2239,7 +2565,7 @@ func (x *DirectMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DirectMessage.ProtoReflect.Descriptor instead.
 func (*DirectMessage) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{16}
+	return file_parley_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *DirectMessage) GetTo() string {
@@ -2282,7 +2608,7 @@ type Moderate struct {
 
 func (x *Moderate) Reset() {
 	*x = Moderate{}
-	mi := &file_parley_proto_msgTypes[17]
+	mi := &file_parley_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2294,7 +2620,7 @@ func (x *Moderate) String() string {
 func (*Moderate) ProtoMessage() {}
 
 func (x *Moderate) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[17]
+	mi := &file_parley_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2307,7 +2633,7 @@ func (x *Moderate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Moderate.ProtoReflect.Descriptor instead.
 func (*Moderate) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{17}
+	return file_parley_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Moderate) GetRoom() string {
@@ -2365,7 +2691,7 @@ type UpdateRoom struct {
 
 func (x *UpdateRoom) Reset() {
 	*x = UpdateRoom{}
-	mi := &file_parley_proto_msgTypes[18]
+	mi := &file_parley_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2377,7 +2703,7 @@ func (x *UpdateRoom) String() string {
 func (*UpdateRoom) ProtoMessage() {}
 
 func (x *UpdateRoom) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[18]
+	mi := &file_parley_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2390,7 +2716,7 @@ func (x *UpdateRoom) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateRoom.ProtoReflect.Descriptor instead.
 func (*UpdateRoom) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{18}
+	return file_parley_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *UpdateRoom) GetRoom() string {
@@ -2427,7 +2753,7 @@ type DeleteRoom struct {
 
 func (x *DeleteRoom) Reset() {
 	*x = DeleteRoom{}
-	mi := &file_parley_proto_msgTypes[19]
+	mi := &file_parley_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2439,7 +2765,7 @@ func (x *DeleteRoom) String() string {
 func (*DeleteRoom) ProtoMessage() {}
 
 func (x *DeleteRoom) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[19]
+	mi := &file_parley_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2452,7 +2778,7 @@ func (x *DeleteRoom) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRoom.ProtoReflect.Descriptor instead.
 func (*DeleteRoom) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{19}
+	return file_parley_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *DeleteRoom) GetRoom() string {
@@ -2484,7 +2810,7 @@ type MembersRequest struct {
 
 func (x *MembersRequest) Reset() {
 	*x = MembersRequest{}
-	mi := &file_parley_proto_msgTypes[20]
+	mi := &file_parley_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2496,7 +2822,7 @@ func (x *MembersRequest) String() string {
 func (*MembersRequest) ProtoMessage() {}
 
 func (x *MembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[20]
+	mi := &file_parley_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2509,7 +2835,7 @@ func (x *MembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersRequest.ProtoReflect.Descriptor instead.
 func (*MembersRequest) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{20}
+	return file_parley_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *MembersRequest) GetRoom() string {
@@ -2544,7 +2870,7 @@ type MemberList struct {
 
 func (x *MemberList) Reset() {
 	*x = MemberList{}
-	mi := &file_parley_proto_msgTypes[21]
+	mi := &file_parley_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2556,7 +2882,7 @@ func (x *MemberList) String() string {
 func (*MemberList) ProtoMessage() {}
 
 func (x *MemberList) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[21]
+	mi := &file_parley_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2569,7 +2895,7 @@ func (x *MemberList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberList.ProtoReflect.Descriptor instead.
 func (*MemberList) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{21}
+	return file_parley_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *MemberList) GetRoom() string {
@@ -2608,7 +2934,7 @@ type MemberInfo struct {
 
 func (x *MemberInfo) Reset() {
 	*x = MemberInfo{}
-	mi := &file_parley_proto_msgTypes[22]
+	mi := &file_parley_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2620,7 +2946,7 @@ func (x *MemberInfo) String() string {
 func (*MemberInfo) ProtoMessage() {}
 
 func (x *MemberInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[22]
+	mi := &file_parley_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2633,7 +2959,7 @@ func (x *MemberInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberInfo.ProtoReflect.Descriptor instead.
 func (*MemberInfo) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{22}
+	return file_parley_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *MemberInfo) GetUser() string {
@@ -2704,7 +3030,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_parley_proto_msgTypes[23]
+	mi := &file_parley_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2716,7 +3042,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[23]
+	mi := &file_parley_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2729,7 +3055,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{23}
+	return file_parley_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Ack) GetRequestId() string {
@@ -2779,7 +3105,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_parley_proto_msgTypes[24]
+	mi := &file_parley_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2791,7 +3117,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[24]
+	mi := &file_parley_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2804,7 +3130,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{24}
+	return file_parley_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Error) GetRequestId() string {
@@ -2844,18 +3170,28 @@ type RoomEvent struct {
 	// Server time when the event was accepted, Unix milliseconds.
 	TimeMs int64 `protobuf:"varint,3,opt,name=time_ms,json=timeMs,proto3" json:"time_ms,omitempty"`
 	// Who did it: a user's name (its stable id), a bot's, or "system".
-	Sender        string      `protobuf:"bytes,4,opt,name=sender,proto3" json:"sender,omitempty"`
-	Text          string      `protobuf:"bytes,5,opt,name=text,proto3" json:"text,omitempty"`
-	ClientMsgId   string      `protobuf:"bytes,6,opt,name=client_msg_id,json=clientMsgId,proto3" json:"client_msg_id,omitempty"`
-	SenderKind    SenderKind  `protobuf:"varint,7,opt,name=sender_kind,json=senderKind,proto3,enum=parley.v1.SenderKind" json:"sender_kind,omitempty"`
-	Change        *RoomChange `protobuf:"bytes,8,opt,name=change,proto3" json:"change,omitempty"`
+	Sender      string      `protobuf:"bytes,4,opt,name=sender,proto3" json:"sender,omitempty"`
+	Text        string      `protobuf:"bytes,5,opt,name=text,proto3" json:"text,omitempty"`
+	ClientMsgId string      `protobuf:"bytes,6,opt,name=client_msg_id,json=clientMsgId,proto3" json:"client_msg_id,omitempty"`
+	SenderKind  SenderKind  `protobuf:"varint,7,opt,name=sender_kind,json=senderKind,proto3,enum=parley.v1.SenderKind" json:"sender_kind,omitempty"`
+	Change      *RoomChange `protobuf:"bytes,8,opt,name=change,proto3" json:"change,omitempty"`
+	// A post's reply and mentions, as posted.
+	ReplyTo  uint64   `protobuf:"varint,9,opt,name=reply_to,json=replyTo,proto3" json:"reply_to,omitempty"`
+	Mentions []string `protobuf:"bytes,10,rep,name=mentions,proto3" json:"mentions,omitempty"`
+	// A post as it stands now, in history, scrollback and replay (live
+	// events are as they happened): when it was last edited (Unix ms; 0:
+	// never; text is the edited text), whether it was deleted (a tombstone:
+	// text, mentions and reactions are gone), and its reactions.
+	EditedMs      int64       `protobuf:"varint,11,opt,name=edited_ms,json=editedMs,proto3" json:"edited_ms,omitempty"`
+	Deleted       bool        `protobuf:"varint,12,opt,name=deleted,proto3" json:"deleted,omitempty"`
+	Reactions     []*Reaction `protobuf:"bytes,13,rep,name=reactions,proto3" json:"reactions,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RoomEvent) Reset() {
 	*x = RoomEvent{}
-	mi := &file_parley_proto_msgTypes[25]
+	mi := &file_parley_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2867,7 +3203,7 @@ func (x *RoomEvent) String() string {
 func (*RoomEvent) ProtoMessage() {}
 
 func (x *RoomEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[25]
+	mi := &file_parley_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2880,7 +3216,7 @@ func (x *RoomEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomEvent.ProtoReflect.Descriptor instead.
 func (*RoomEvent) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{25}
+	return file_parley_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RoomEvent) GetRoom() string {
@@ -2939,6 +3275,103 @@ func (x *RoomEvent) GetChange() *RoomChange {
 	return nil
 }
 
+func (x *RoomEvent) GetReplyTo() uint64 {
+	if x != nil {
+		return x.ReplyTo
+	}
+	return 0
+}
+
+func (x *RoomEvent) GetMentions() []string {
+	if x != nil {
+		return x.Mentions
+	}
+	return nil
+}
+
+func (x *RoomEvent) GetEditedMs() int64 {
+	if x != nil {
+		return x.EditedMs
+	}
+	return 0
+}
+
+func (x *RoomEvent) GetDeleted() bool {
+	if x != nil {
+		return x.Deleted
+	}
+	return false
+}
+
+func (x *RoomEvent) GetReactions() []*Reaction {
+	if x != nil {
+		return x.Reactions
+	}
+	return nil
+}
+
+// Reaction is one emoji's reactions to a post.
+type Reaction struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Emoji string                 `protobuf:"bytes,1,opt,name=emoji,proto3" json:"emoji,omitempty"`
+	Count uint32                 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	// Whether the user reading (history, scrollback, replay) is among them.
+	Mine          bool `protobuf:"varint,3,opt,name=mine,proto3" json:"mine,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Reaction) Reset() {
+	*x = Reaction{}
+	mi := &file_parley_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Reaction) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Reaction) ProtoMessage() {}
+
+func (x *Reaction) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Reaction.ProtoReflect.Descriptor instead.
+func (*Reaction) Descriptor() ([]byte, []int) {
+	return file_parley_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *Reaction) GetEmoji() string {
+	if x != nil {
+		return x.Emoji
+	}
+	return ""
+}
+
+func (x *Reaction) GetCount() uint32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *Reaction) GetMine() bool {
+	if x != nil {
+		return x.Mine
+	}
+	return false
+}
+
 // RoomChange is who did what to whom: the sender acted, user is the one
 // acted on (for JOINED and LEFT the sender itself).
 type RoomChange struct {
@@ -2952,16 +3385,21 @@ type RoomChange struct {
 	UntilMs int64  `protobuf:"varint,4,opt,name=until_ms,json=untilMs,proto3" json:"until_ms,omitempty"`
 	Reason  string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
 	// CREATED, UPDATED: the room's kind, title and topic after the change.
-	RoomKind      RoomKind `protobuf:"varint,6,opt,name=room_kind,json=roomKind,proto3,enum=parley.v1.RoomKind" json:"room_kind,omitempty"`
-	Title         string   `protobuf:"bytes,7,opt,name=title,proto3" json:"title,omitempty"`
-	Topic         string   `protobuf:"bytes,8,opt,name=topic,proto3" json:"topic,omitempty"`
+	RoomKind RoomKind `protobuf:"varint,6,opt,name=room_kind,json=roomKind,proto3,enum=parley.v1.RoomKind" json:"room_kind,omitempty"`
+	Title    string   `protobuf:"bytes,7,opt,name=title,proto3" json:"title,omitempty"`
+	Topic    string   `protobuf:"bytes,8,opt,name=topic,proto3" json:"topic,omitempty"`
+	// EDITED, MESSAGE_DELETED, REACTED, UNREACTED: the post concerned.
+	TargetSeq uint64 `protobuf:"varint,9,opt,name=target_seq,json=targetSeq,proto3" json:"target_seq,omitempty"`
+	// REACTED, UNREACTED.
+	Emoji         string `protobuf:"bytes,10,opt,name=emoji,proto3" json:"emoji,omitempty"`
+	Count         uint32 `protobuf:"varint,11,opt,name=count,proto3" json:"count,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RoomChange) Reset() {
 	*x = RoomChange{}
-	mi := &file_parley_proto_msgTypes[26]
+	mi := &file_parley_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2973,7 +3411,7 @@ func (x *RoomChange) String() string {
 func (*RoomChange) ProtoMessage() {}
 
 func (x *RoomChange) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[26]
+	mi := &file_parley_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2986,7 +3424,7 @@ func (x *RoomChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomChange.ProtoReflect.Descriptor instead.
 func (*RoomChange) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{26}
+	return file_parley_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *RoomChange) GetKind() ChangeKind {
@@ -3045,6 +3483,27 @@ func (x *RoomChange) GetTopic() string {
 	return ""
 }
 
+func (x *RoomChange) GetTargetSeq() uint64 {
+	if x != nil {
+		return x.TargetSeq
+	}
+	return 0
+}
+
+func (x *RoomChange) GetEmoji() string {
+	if x != nil {
+		return x.Emoji
+	}
+	return ""
+}
+
+func (x *RoomChange) GetCount() uint32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
 type Member struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -3056,7 +3515,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_parley_proto_msgTypes[27]
+	mi := &file_parley_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3068,7 +3527,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[27]
+	mi := &file_parley_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3081,7 +3540,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{27}
+	return file_parley_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Member) GetName() string {
@@ -3116,7 +3575,7 @@ type PresenceEvent struct {
 
 func (x *PresenceEvent) Reset() {
 	*x = PresenceEvent{}
-	mi := &file_parley_proto_msgTypes[28]
+	mi := &file_parley_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3128,7 +3587,7 @@ func (x *PresenceEvent) String() string {
 func (*PresenceEvent) ProtoMessage() {}
 
 func (x *PresenceEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[28]
+	mi := &file_parley_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3141,7 +3600,7 @@ func (x *PresenceEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PresenceEvent.ProtoReflect.Descriptor instead.
 func (*PresenceEvent) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{28}
+	return file_parley_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *PresenceEvent) GetRoom() string {
@@ -3198,7 +3657,7 @@ type Reset struct {
 
 func (x *Reset) Reset() {
 	*x = Reset{}
-	mi := &file_parley_proto_msgTypes[29]
+	mi := &file_parley_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3210,7 +3669,7 @@ func (x *Reset) String() string {
 func (*Reset) ProtoMessage() {}
 
 func (x *Reset) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[29]
+	mi := &file_parley_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3223,7 +3682,7 @@ func (x *Reset) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reset.ProtoReflect.Descriptor instead.
 func (*Reset) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{29}
+	return file_parley_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *Reset) GetRoom() string {
@@ -3259,7 +3718,7 @@ type Batch struct {
 
 func (x *Batch) Reset() {
 	*x = Batch{}
-	mi := &file_parley_proto_msgTypes[30]
+	mi := &file_parley_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3271,7 +3730,7 @@ func (x *Batch) String() string {
 func (*Batch) ProtoMessage() {}
 
 func (x *Batch) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[30]
+	mi := &file_parley_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3284,7 +3743,7 @@ func (x *Batch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Batch.ProtoReflect.Descriptor instead.
 func (*Batch) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{30}
+	return file_parley_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *Batch) GetItems() []*Envelope {
@@ -3307,7 +3766,7 @@ type Notice struct {
 
 func (x *Notice) Reset() {
 	*x = Notice{}
-	mi := &file_parley_proto_msgTypes[31]
+	mi := &file_parley_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3319,7 +3778,7 @@ func (x *Notice) String() string {
 func (*Notice) ProtoMessage() {}
 
 func (x *Notice) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[31]
+	mi := &file_parley_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3332,7 +3791,7 @@ func (x *Notice) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Notice.ProtoReflect.Descriptor instead.
 func (*Notice) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{31}
+	return file_parley_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *Notice) GetText() string {
@@ -3353,8 +3812,7 @@ var File_parley_proto protoreflect.FileDescriptor
 
 const file_parley_proto_rawDesc = "" +
 	"\n" +
-	"\fparley.proto\x12\tparley.v1\"\xed\n" +
-	"\n" +
+	"\fparley.proto\x12\tparley.v1\"\x88\f\n" +
 	"\bEnvelope\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12(\n" +
 	"\x05hello\x18\n" +
@@ -3376,7 +3834,10 @@ const file_parley_proto_rawDesc = "" +
 	"updateRoom\x128\n" +
 	"\vdelete_room\x18\x18 \x01(\v2\x15.parley.v1.DeleteRoomH\x00R\n" +
 	"deleteRoom\x125\n" +
-	"\amembers\x18\x19 \x01(\v2\x19.parley.v1.MembersRequestH\x00R\amembers\x12.\n" +
+	"\amembers\x18\x19 \x01(\v2\x19.parley.v1.MembersRequestH\x00R\amembers\x12,\n" +
+	"\x04edit\x18\x1a \x01(\v2\x16.parley.v1.EditMessageH\x00R\x04edit\x12A\n" +
+	"\x0edelete_message\x18\x1b \x01(\v2\x18.parley.v1.DeleteMessageH\x00R\rdeleteMessage\x12(\n" +
+	"\x05react\x18\x1c \x01(\v2\x10.parley.v1.ReactH\x00R\x05react\x12.\n" +
 	"\awelcome\x18\x1e \x01(\v2\x12.parley.v1.WelcomeH\x00R\awelcome\x12\"\n" +
 	"\x03ack\x18\x1f \x01(\v2\x0e.parley.v1.AckH\x00R\x03ack\x12(\n" +
 	"\x05error\x18  \x01(\v2\x10.parley.v1.ErrorH\x00R\x05error\x12,\n" +
@@ -3418,11 +3879,29 @@ const file_parley_proto_rawDesc = "" +
 	"\x05since\x18\x02 \x01(\x04H\x00R\x05since\x88\x01\x01B\b\n" +
 	"\x06_since\"\x1b\n" +
 	"\x05Leave\x12\x12\n" +
-	"\x04room\x18\x01 \x01(\tR\x04room\"R\n" +
+	"\x04room\x18\x01 \x01(\tR\x04room\"\x89\x01\n" +
 	"\x04Post\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12\x12\n" +
 	"\x04text\x18\x02 \x01(\tR\x04text\x12\"\n" +
-	"\rclient_msg_id\x18\x03 \x01(\tR\vclientMsgId\"0\n" +
+	"\rclient_msg_id\x18\x03 \x01(\tR\vclientMsgId\x12\x19\n" +
+	"\breply_to\x18\x04 \x01(\x04R\areplyTo\x12\x1a\n" +
+	"\bmentions\x18\x05 \x03(\tR\bmentions\"k\n" +
+	"\vEditMessage\x12\x12\n" +
+	"\x04room\x18\x01 \x01(\tR\x04room\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x12\n" +
+	"\x04text\x18\x03 \x01(\tR\x04text\x12\"\n" +
+	"\rclient_msg_id\x18\x04 \x01(\tR\vclientMsgId\"q\n" +
+	"\rDeleteMessage\x12\x12\n" +
+	"\x04room\x18\x01 \x01(\tR\x04room\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\"\n" +
+	"\rclient_msg_id\x18\x03 \x01(\tR\vclientMsgId\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\"\x7f\n" +
+	"\x05React\x12\x12\n" +
+	"\x04room\x18\x01 \x01(\tR\x04room\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x14\n" +
+	"\x05emoji\x18\x03 \x01(\tR\x05emoji\x12\x16\n" +
+	"\x06remove\x18\x04 \x01(\bR\x06remove\x12\"\n" +
+	"\rclient_msg_id\x18\x05 \x01(\tR\vclientMsgId\"0\n" +
 	"\x06Typing\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12\x12\n" +
 	"\x04user\x18\x02 \x01(\tR\x04user\"Y\n" +
@@ -3528,7 +4007,7 @@ const file_parley_proto_rawDesc = "" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12(\n" +
 	"\x04code\x18\x02 \x01(\x0e2\x14.parley.v1.ErrorCodeR\x04code\x12\x12\n" +
 	"\x04text\x18\x03 \x01(\tR\x04text\x12\x12\n" +
-	"\x04room\x18\x04 \x01(\tR\x04room\"\x81\x02\n" +
+	"\x04room\x18\x04 \x01(\tR\x04room\"\xa2\x03\n" +
 	"\tRoomEvent\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x17\n" +
@@ -3538,7 +4017,17 @@ const file_parley_proto_rawDesc = "" +
 	"\rclient_msg_id\x18\x06 \x01(\tR\vclientMsgId\x126\n" +
 	"\vsender_kind\x18\a \x01(\x0e2\x15.parley.v1.SenderKindR\n" +
 	"senderKind\x12-\n" +
-	"\x06change\x18\b \x01(\v2\x15.parley.v1.RoomChangeR\x06change\"\x81\x02\n" +
+	"\x06change\x18\b \x01(\v2\x15.parley.v1.RoomChangeR\x06change\x12\x19\n" +
+	"\breply_to\x18\t \x01(\x04R\areplyTo\x12\x1a\n" +
+	"\bmentions\x18\n" +
+	" \x03(\tR\bmentions\x12\x1b\n" +
+	"\tedited_ms\x18\v \x01(\x03R\beditedMs\x12\x18\n" +
+	"\adeleted\x18\f \x01(\bR\adeleted\x121\n" +
+	"\treactions\x18\r \x03(\v2\x13.parley.v1.ReactionR\treactions\"J\n" +
+	"\bReaction\x12\x14\n" +
+	"\x05emoji\x18\x01 \x01(\tR\x05emoji\x12\x14\n" +
+	"\x05count\x18\x02 \x01(\rR\x05count\x12\x12\n" +
+	"\x04mine\x18\x03 \x01(\bR\x04mine\"\xcc\x02\n" +
 	"\n" +
 	"RoomChange\x12)\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x15.parley.v1.ChangeKindR\x04kind\x12\x12\n" +
@@ -3548,7 +4037,12 @@ const file_parley_proto_rawDesc = "" +
 	"\x06reason\x18\x05 \x01(\tR\x06reason\x120\n" +
 	"\troom_kind\x18\x06 \x01(\x0e2\x13.parley.v1.RoomKindR\broomKind\x12\x14\n" +
 	"\x05title\x18\a \x01(\tR\x05title\x12\x14\n" +
-	"\x05topic\x18\b \x01(\tR\x05topic\"6\n" +
+	"\x05topic\x18\b \x01(\tR\x05topic\x12\x1d\n" +
+	"\n" +
+	"target_seq\x18\t \x01(\x04R\ttargetSeq\x12\x14\n" +
+	"\x05emoji\x18\n" +
+	" \x01(\tR\x05emoji\x12\x14\n" +
+	"\x05count\x18\v \x01(\rR\x05count\"6\n" +
 	"\x06Member\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\adevices\x18\x02 \x01(\rR\adevices\"\x90\x01\n" +
@@ -3591,7 +4085,7 @@ const file_parley_proto_rawDesc = "" +
 	"\x13MOD_ACTION_SET_ROLE\x10\b\x12\x17\n" +
 	"\x13MOD_ACTION_TRANSFER\x10\t\x12\x12\n" +
 	"\x0eMOD_ACTION_ADD\x10\n" +
-	"*\xb8\x04\n" +
+	"*\x8e\x05\n" +
 	"\tErrorCode\x12\x1a\n" +
 	"\x16ERROR_CODE_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16ERROR_CODE_BAD_REQUEST\x10\x01\x12\x1c\n" +
@@ -3613,13 +4107,16 @@ const file_parley_proto_rawDesc = "" +
 	"\x11ERROR_CODE_BANNED\x10\x10\x12\x14\n" +
 	"\x10ERROR_CODE_MUTED\x10\x11\x12\x19\n" +
 	"\x15ERROR_CODE_NOT_MEMBER\x10\x12\x12\x1e\n" +
-	"\x1aERROR_CODE_NO_SUCH_MESSAGE\x10\x13*l\n" +
+	"\x1aERROR_CODE_NO_SUCH_MESSAGE\x10\x13\x12\x18\n" +
+	"\x14ERROR_CODE_NOT_YOURS\x10\x14\x12\x1a\n" +
+	"\x16ERROR_CODE_NOT_ALLOWED\x10\x15\x12\x1e\n" +
+	"\x1aERROR_CODE_ALREADY_DELETED\x10\x16*l\n" +
 	"\n" +
 	"SenderKind\x12\x1b\n" +
 	"\x17SENDER_KIND_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10SENDER_KIND_USER\x10\x01\x12\x13\n" +
 	"\x0fSENDER_KIND_BOT\x10\x02\x12\x16\n" +
-	"\x12SENDER_KIND_SYSTEM\x10\x03*\xa9\x03\n" +
+	"\x12SENDER_KIND_SYSTEM\x10\x03*\x96\x04\n" +
 	"\n" +
 	"ChangeKind\x12\x1b\n" +
 	"\x17CHANGE_KIND_UNSPECIFIED\x10\x00\x12\x17\n" +
@@ -3638,7 +4135,11 @@ const file_parley_proto_rawDesc = "" +
 	"\x19CHANGE_KIND_OWNER_CHANGED\x10\f\x12\x17\n" +
 	"\x13CHANGE_KIND_UPDATED\x10\r\x12\x17\n" +
 	"\x13CHANGE_KIND_DELETED\x10\x0e\x12\x15\n" +
-	"\x11CHANGE_KIND_ADDED\x10\x0f*Q\n" +
+	"\x11CHANGE_KIND_ADDED\x10\x0f\x12\x16\n" +
+	"\x12CHANGE_KIND_EDITED\x10\x10\x12\x1f\n" +
+	"\x1bCHANGE_KIND_MESSAGE_DELETED\x10\x11\x12\x17\n" +
+	"\x13CHANGE_KIND_REACTED\x10\x12\x12\x19\n" +
+	"\x15CHANGE_KIND_UNREACTED\x10\x13*Q\n" +
 	"\x05Codec\x12\x15\n" +
 	"\x11CODEC_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vCODEC_PROTO\x10\x01\x12\x0e\n" +
@@ -3672,7 +4173,7 @@ func file_parley_proto_rawDescGZIP() []byte {
 }
 
 var file_parley_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
-var file_parley_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_parley_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_parley_proto_goTypes = []any{
 	(RoomKind)(0),          // 0: parley.v1.RoomKind
 	(Role)(0),              // 1: parley.v1.Role
@@ -3689,85 +4190,93 @@ var file_parley_proto_goTypes = []any{
 	(*Join)(nil),           // 12: parley.v1.Join
 	(*Leave)(nil),          // 13: parley.v1.Leave
 	(*Post)(nil),           // 14: parley.v1.Post
-	(*Typing)(nil),         // 15: parley.v1.Typing
-	(*HistoryRequest)(nil), // 16: parley.v1.HistoryRequest
-	(*HistoryPage)(nil),    // 17: parley.v1.HistoryPage
-	(*Ping)(nil),           // 18: parley.v1.Ping
-	(*WhoRequest)(nil),     // 19: parley.v1.WhoRequest
-	(*RoomsRequest)(nil),   // 20: parley.v1.RoomsRequest
-	(*RoomList)(nil),       // 21: parley.v1.RoomList
-	(*RoomInfo)(nil),       // 22: parley.v1.RoomInfo
-	(*CreateRoom)(nil),     // 23: parley.v1.CreateRoom
-	(*DirectMessage)(nil),  // 24: parley.v1.DirectMessage
-	(*Moderate)(nil),       // 25: parley.v1.Moderate
-	(*UpdateRoom)(nil),     // 26: parley.v1.UpdateRoom
-	(*DeleteRoom)(nil),     // 27: parley.v1.DeleteRoom
-	(*MembersRequest)(nil), // 28: parley.v1.MembersRequest
-	(*MemberList)(nil),     // 29: parley.v1.MemberList
-	(*MemberInfo)(nil),     // 30: parley.v1.MemberInfo
-	(*Ack)(nil),            // 31: parley.v1.Ack
-	(*Error)(nil),          // 32: parley.v1.Error
-	(*RoomEvent)(nil),      // 33: parley.v1.RoomEvent
-	(*RoomChange)(nil),     // 34: parley.v1.RoomChange
-	(*Member)(nil),         // 35: parley.v1.Member
-	(*PresenceEvent)(nil),  // 36: parley.v1.PresenceEvent
-	(*Reset)(nil),          // 37: parley.v1.Reset
-	(*Batch)(nil),          // 38: parley.v1.Batch
-	(*Notice)(nil),         // 39: parley.v1.Notice
+	(*EditMessage)(nil),    // 15: parley.v1.EditMessage
+	(*DeleteMessage)(nil),  // 16: parley.v1.DeleteMessage
+	(*React)(nil),          // 17: parley.v1.React
+	(*Typing)(nil),         // 18: parley.v1.Typing
+	(*HistoryRequest)(nil), // 19: parley.v1.HistoryRequest
+	(*HistoryPage)(nil),    // 20: parley.v1.HistoryPage
+	(*Ping)(nil),           // 21: parley.v1.Ping
+	(*WhoRequest)(nil),     // 22: parley.v1.WhoRequest
+	(*RoomsRequest)(nil),   // 23: parley.v1.RoomsRequest
+	(*RoomList)(nil),       // 24: parley.v1.RoomList
+	(*RoomInfo)(nil),       // 25: parley.v1.RoomInfo
+	(*CreateRoom)(nil),     // 26: parley.v1.CreateRoom
+	(*DirectMessage)(nil),  // 27: parley.v1.DirectMessage
+	(*Moderate)(nil),       // 28: parley.v1.Moderate
+	(*UpdateRoom)(nil),     // 29: parley.v1.UpdateRoom
+	(*DeleteRoom)(nil),     // 30: parley.v1.DeleteRoom
+	(*MembersRequest)(nil), // 31: parley.v1.MembersRequest
+	(*MemberList)(nil),     // 32: parley.v1.MemberList
+	(*MemberInfo)(nil),     // 33: parley.v1.MemberInfo
+	(*Ack)(nil),            // 34: parley.v1.Ack
+	(*Error)(nil),          // 35: parley.v1.Error
+	(*RoomEvent)(nil),      // 36: parley.v1.RoomEvent
+	(*Reaction)(nil),       // 37: parley.v1.Reaction
+	(*RoomChange)(nil),     // 38: parley.v1.RoomChange
+	(*Member)(nil),         // 39: parley.v1.Member
+	(*PresenceEvent)(nil),  // 40: parley.v1.PresenceEvent
+	(*Reset)(nil),          // 41: parley.v1.Reset
+	(*Batch)(nil),          // 42: parley.v1.Batch
+	(*Notice)(nil),         // 43: parley.v1.Notice
 }
 var file_parley_proto_depIdxs = []int32{
 	9,  // 0: parley.v1.Envelope.hello:type_name -> parley.v1.Hello
 	12, // 1: parley.v1.Envelope.join:type_name -> parley.v1.Join
 	13, // 2: parley.v1.Envelope.leave:type_name -> parley.v1.Leave
 	14, // 3: parley.v1.Envelope.post:type_name -> parley.v1.Post
-	15, // 4: parley.v1.Envelope.typing:type_name -> parley.v1.Typing
-	16, // 5: parley.v1.Envelope.history:type_name -> parley.v1.HistoryRequest
-	18, // 6: parley.v1.Envelope.ping:type_name -> parley.v1.Ping
-	19, // 7: parley.v1.Envelope.who:type_name -> parley.v1.WhoRequest
-	20, // 8: parley.v1.Envelope.rooms:type_name -> parley.v1.RoomsRequest
+	18, // 4: parley.v1.Envelope.typing:type_name -> parley.v1.Typing
+	19, // 5: parley.v1.Envelope.history:type_name -> parley.v1.HistoryRequest
+	21, // 6: parley.v1.Envelope.ping:type_name -> parley.v1.Ping
+	22, // 7: parley.v1.Envelope.who:type_name -> parley.v1.WhoRequest
+	23, // 8: parley.v1.Envelope.rooms:type_name -> parley.v1.RoomsRequest
 	10, // 9: parley.v1.Envelope.refresh:type_name -> parley.v1.Refresh
-	23, // 10: parley.v1.Envelope.create_room:type_name -> parley.v1.CreateRoom
-	24, // 11: parley.v1.Envelope.direct:type_name -> parley.v1.DirectMessage
-	25, // 12: parley.v1.Envelope.moderate:type_name -> parley.v1.Moderate
-	26, // 13: parley.v1.Envelope.update_room:type_name -> parley.v1.UpdateRoom
-	27, // 14: parley.v1.Envelope.delete_room:type_name -> parley.v1.DeleteRoom
-	28, // 15: parley.v1.Envelope.members:type_name -> parley.v1.MembersRequest
-	11, // 16: parley.v1.Envelope.welcome:type_name -> parley.v1.Welcome
-	31, // 17: parley.v1.Envelope.ack:type_name -> parley.v1.Ack
-	32, // 18: parley.v1.Envelope.error:type_name -> parley.v1.Error
-	33, // 19: parley.v1.Envelope.event:type_name -> parley.v1.RoomEvent
-	36, // 20: parley.v1.Envelope.presence:type_name -> parley.v1.PresenceEvent
-	17, // 21: parley.v1.Envelope.history_page:type_name -> parley.v1.HistoryPage
-	38, // 22: parley.v1.Envelope.batch:type_name -> parley.v1.Batch
-	39, // 23: parley.v1.Envelope.notice:type_name -> parley.v1.Notice
-	21, // 24: parley.v1.Envelope.room_list:type_name -> parley.v1.RoomList
-	37, // 25: parley.v1.Envelope.reset_event:type_name -> parley.v1.Reset
-	22, // 26: parley.v1.Envelope.room:type_name -> parley.v1.RoomInfo
-	29, // 27: parley.v1.Envelope.member_list:type_name -> parley.v1.MemberList
-	22, // 28: parley.v1.Welcome.rooms:type_name -> parley.v1.RoomInfo
-	33, // 29: parley.v1.HistoryPage.events:type_name -> parley.v1.RoomEvent
-	22, // 30: parley.v1.RoomList.rooms:type_name -> parley.v1.RoomInfo
-	0,  // 31: parley.v1.RoomInfo.kind:type_name -> parley.v1.RoomKind
-	1,  // 32: parley.v1.RoomInfo.role:type_name -> parley.v1.Role
-	0,  // 33: parley.v1.CreateRoom.kind:type_name -> parley.v1.RoomKind
-	2,  // 34: parley.v1.Moderate.action:type_name -> parley.v1.ModAction
-	1,  // 35: parley.v1.Moderate.role:type_name -> parley.v1.Role
-	30, // 36: parley.v1.MemberList.members:type_name -> parley.v1.MemberInfo
-	1,  // 37: parley.v1.MemberInfo.role:type_name -> parley.v1.Role
-	35, // 38: parley.v1.Ack.members:type_name -> parley.v1.Member
-	3,  // 39: parley.v1.Error.code:type_name -> parley.v1.ErrorCode
-	4,  // 40: parley.v1.RoomEvent.sender_kind:type_name -> parley.v1.SenderKind
-	34, // 41: parley.v1.RoomEvent.change:type_name -> parley.v1.RoomChange
-	5,  // 42: parley.v1.RoomChange.kind:type_name -> parley.v1.ChangeKind
-	1,  // 43: parley.v1.RoomChange.role:type_name -> parley.v1.Role
-	0,  // 44: parley.v1.RoomChange.room_kind:type_name -> parley.v1.RoomKind
-	35, // 45: parley.v1.PresenceEvent.members:type_name -> parley.v1.Member
-	8,  // 46: parley.v1.Batch.items:type_name -> parley.v1.Envelope
-	47, // [47:47] is the sub-list for method output_type
-	47, // [47:47] is the sub-list for method input_type
-	47, // [47:47] is the sub-list for extension type_name
-	47, // [47:47] is the sub-list for extension extendee
-	0,  // [0:47] is the sub-list for field type_name
+	26, // 10: parley.v1.Envelope.create_room:type_name -> parley.v1.CreateRoom
+	27, // 11: parley.v1.Envelope.direct:type_name -> parley.v1.DirectMessage
+	28, // 12: parley.v1.Envelope.moderate:type_name -> parley.v1.Moderate
+	29, // 13: parley.v1.Envelope.update_room:type_name -> parley.v1.UpdateRoom
+	30, // 14: parley.v1.Envelope.delete_room:type_name -> parley.v1.DeleteRoom
+	31, // 15: parley.v1.Envelope.members:type_name -> parley.v1.MembersRequest
+	15, // 16: parley.v1.Envelope.edit:type_name -> parley.v1.EditMessage
+	16, // 17: parley.v1.Envelope.delete_message:type_name -> parley.v1.DeleteMessage
+	17, // 18: parley.v1.Envelope.react:type_name -> parley.v1.React
+	11, // 19: parley.v1.Envelope.welcome:type_name -> parley.v1.Welcome
+	34, // 20: parley.v1.Envelope.ack:type_name -> parley.v1.Ack
+	35, // 21: parley.v1.Envelope.error:type_name -> parley.v1.Error
+	36, // 22: parley.v1.Envelope.event:type_name -> parley.v1.RoomEvent
+	40, // 23: parley.v1.Envelope.presence:type_name -> parley.v1.PresenceEvent
+	20, // 24: parley.v1.Envelope.history_page:type_name -> parley.v1.HistoryPage
+	42, // 25: parley.v1.Envelope.batch:type_name -> parley.v1.Batch
+	43, // 26: parley.v1.Envelope.notice:type_name -> parley.v1.Notice
+	24, // 27: parley.v1.Envelope.room_list:type_name -> parley.v1.RoomList
+	41, // 28: parley.v1.Envelope.reset_event:type_name -> parley.v1.Reset
+	25, // 29: parley.v1.Envelope.room:type_name -> parley.v1.RoomInfo
+	32, // 30: parley.v1.Envelope.member_list:type_name -> parley.v1.MemberList
+	25, // 31: parley.v1.Welcome.rooms:type_name -> parley.v1.RoomInfo
+	36, // 32: parley.v1.HistoryPage.events:type_name -> parley.v1.RoomEvent
+	25, // 33: parley.v1.RoomList.rooms:type_name -> parley.v1.RoomInfo
+	0,  // 34: parley.v1.RoomInfo.kind:type_name -> parley.v1.RoomKind
+	1,  // 35: parley.v1.RoomInfo.role:type_name -> parley.v1.Role
+	0,  // 36: parley.v1.CreateRoom.kind:type_name -> parley.v1.RoomKind
+	2,  // 37: parley.v1.Moderate.action:type_name -> parley.v1.ModAction
+	1,  // 38: parley.v1.Moderate.role:type_name -> parley.v1.Role
+	33, // 39: parley.v1.MemberList.members:type_name -> parley.v1.MemberInfo
+	1,  // 40: parley.v1.MemberInfo.role:type_name -> parley.v1.Role
+	39, // 41: parley.v1.Ack.members:type_name -> parley.v1.Member
+	3,  // 42: parley.v1.Error.code:type_name -> parley.v1.ErrorCode
+	4,  // 43: parley.v1.RoomEvent.sender_kind:type_name -> parley.v1.SenderKind
+	38, // 44: parley.v1.RoomEvent.change:type_name -> parley.v1.RoomChange
+	37, // 45: parley.v1.RoomEvent.reactions:type_name -> parley.v1.Reaction
+	5,  // 46: parley.v1.RoomChange.kind:type_name -> parley.v1.ChangeKind
+	1,  // 47: parley.v1.RoomChange.role:type_name -> parley.v1.Role
+	0,  // 48: parley.v1.RoomChange.room_kind:type_name -> parley.v1.RoomKind
+	39, // 49: parley.v1.PresenceEvent.members:type_name -> parley.v1.Member
+	8,  // 50: parley.v1.Batch.items:type_name -> parley.v1.Envelope
+	51, // [51:51] is the sub-list for method output_type
+	51, // [51:51] is the sub-list for method input_type
+	51, // [51:51] is the sub-list for extension type_name
+	51, // [51:51] is the sub-list for extension extendee
+	0,  // [0:51] is the sub-list for field type_name
 }
 
 func init() { file_parley_proto_init() }
@@ -3792,6 +4301,9 @@ func file_parley_proto_init() {
 		(*Envelope_UpdateRoom)(nil),
 		(*Envelope_DeleteRoom)(nil),
 		(*Envelope_Members)(nil),
+		(*Envelope_Edit)(nil),
+		(*Envelope_DeleteMessage)(nil),
+		(*Envelope_React)(nil),
 		(*Envelope_Welcome)(nil),
 		(*Envelope_Ack)(nil),
 		(*Envelope_Error)(nil),
@@ -3806,14 +4318,14 @@ func file_parley_proto_init() {
 		(*Envelope_MemberList)(nil),
 	}
 	file_parley_proto_msgTypes[4].OneofWrappers = []any{}
-	file_parley_proto_msgTypes[18].OneofWrappers = []any{}
+	file_parley_proto_msgTypes[21].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_proto_rawDesc), len(file_parley_proto_rawDesc)),
 			NumEnums:      8,
-			NumMessages:   32,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

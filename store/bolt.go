@@ -78,7 +78,7 @@ type boltCommit struct {
 	rewrites    []boltMemberPut // a message's key (8 bytes) and new record
 	erased      bool            // a rewrite erased a text: scrub the file's free pages
 	err         error           // set before done is closed
-	done        chan struct{} // closed when the transaction holding it is durable, or failed
+	done        chan struct{}   // closed when the transaction holding it is durable, or failed
 }
 
 // boltMemberPut is one member record of a Commit: val nil deletes it.

@@ -30,6 +30,61 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type PostOp int32
+
+const (
+	PostOp_POST_OP_POST    PostOp = 0
+	PostOp_POST_OP_EDIT    PostOp = 1
+	PostOp_POST_OP_DELETE  PostOp = 2
+	PostOp_POST_OP_REACT   PostOp = 3
+	PostOp_POST_OP_UNREACT PostOp = 4
+)
+
+// Enum value maps for PostOp.
+var (
+	PostOp_name = map[int32]string{
+		0: "POST_OP_POST",
+		1: "POST_OP_EDIT",
+		2: "POST_OP_DELETE",
+		3: "POST_OP_REACT",
+		4: "POST_OP_UNREACT",
+	}
+	PostOp_value = map[string]int32{
+		"POST_OP_POST":    0,
+		"POST_OP_EDIT":    1,
+		"POST_OP_DELETE":  2,
+		"POST_OP_REACT":   3,
+		"POST_OP_UNREACT": 4,
+	}
+)
+
+func (x PostOp) Enum() *PostOp {
+	p := new(PostOp)
+	*p = x
+	return p
+}
+
+func (x PostOp) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (PostOp) Descriptor() protoreflect.EnumDescriptor {
+	return file_parley_actors_proto_enumTypes[0].Descriptor()
+}
+
+func (PostOp) Type() protoreflect.EnumType {
+	return &file_parley_actors_proto_enumTypes[0]
+}
+
+func (x PostOp) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use PostOp.Descriptor instead.
+func (PostOp) EnumDescriptor() ([]byte, []int) {
+	return file_parley_actors_proto_rawDescGZIP(), []int{0}
+}
+
 // RoomJoin asks a room to add a member (a session, a bot: see
 // actors.Member). The room replays history to it, then answers with Ack
 // (or Error); live events follow.
@@ -246,7 +301,17 @@ type RoomPost struct {
 	Kind        proto.SenderKind       `protobuf:"varint,7,opt,name=kind,proto3,enum=parley.v1.SenderKind" json:"kind,omitempty"`
 	// A direct message to this user: the room is their direct room, created
 	// with this post if it does not exist yet.
-	DirectWith    string `protobuf:"bytes,8,opt,name=direct_with,json=directWith,proto3" json:"direct_with,omitempty"`
+	DirectWith string   `protobuf:"bytes,8,opt,name=direct_with,json=directWith,proto3" json:"direct_with,omitempty"`
+	ReplyTo    uint64   `protobuf:"varint,9,opt,name=reply_to,json=replyTo,proto3" json:"reply_to,omitempty"`
+	Mentions   []string `protobuf:"bytes,10,rep,name=mentions,proto3" json:"mentions,omitempty"`
+	// What the request does: a post, or a change to the post target_seq.
+	// The other kinds go the way of posts (the member's retries, the room's
+	// dedup by client_msg_id) so that a retried edit applies once.
+	Op            PostOp     `protobuf:"varint,11,opt,name=op,proto3,enum=parley.actors.v1.PostOp" json:"op,omitempty"`
+	TargetSeq     uint64     `protobuf:"varint,12,opt,name=target_seq,json=targetSeq,proto3" json:"target_seq,omitempty"`
+	Emoji         string     `protobuf:"bytes,13,opt,name=emoji,proto3" json:"emoji,omitempty"`
+	Reason        string     `protobuf:"bytes,14,opt,name=reason,proto3" json:"reason,omitempty"`
+	ClaimRole     proto.Role `protobuf:"varint,15,opt,name=claim_role,json=claimRole,proto3,enum=parley.v1.Role" json:"claim_role,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -337,6 +402,197 @@ func (x *RoomPost) GetDirectWith() string {
 	return ""
 }
 
+func (x *RoomPost) GetReplyTo() uint64 {
+	if x != nil {
+		return x.ReplyTo
+	}
+	return 0
+}
+
+func (x *RoomPost) GetMentions() []string {
+	if x != nil {
+		return x.Mentions
+	}
+	return nil
+}
+
+func (x *RoomPost) GetOp() PostOp {
+	if x != nil {
+		return x.Op
+	}
+	return PostOp_POST_OP_POST
+}
+
+func (x *RoomPost) GetTargetSeq() uint64 {
+	if x != nil {
+		return x.TargetSeq
+	}
+	return 0
+}
+
+func (x *RoomPost) GetEmoji() string {
+	if x != nil {
+		return x.Emoji
+	}
+	return ""
+}
+
+func (x *RoomPost) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *RoomPost) GetClaimRole() proto.Role {
+	if x != nil {
+		return x.ClaimRole
+	}
+	return proto.Role(0)
+}
+
+// StoredPost is what a post keeps in its stored message's Body, beside
+// its text (after a zero byte, which no encoded RoomChange starts with:
+// bodies from before are RoomChanges): its reply and mentions, and what
+// happened to it since.
+type StoredPost struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	ReplyTo   uint64                 `protobuf:"varint,1,opt,name=reply_to,json=replyTo,proto3" json:"reply_to,omitempty"`
+	Mentions  []string               `protobuf:"bytes,2,rep,name=mentions,proto3" json:"mentions,omitempty"`
+	EditedMs  int64                  `protobuf:"varint,3,opt,name=edited_ms,json=editedMs,proto3" json:"edited_ms,omitempty"`
+	Deleted   bool                   `protobuf:"varint,4,opt,name=deleted,proto3" json:"deleted,omitempty"`
+	Reactions []*StoredReaction      `protobuf:"bytes,5,rep,name=reactions,proto3" json:"reactions,omitempty"`
+	// The seqs of the EDITED events of this post, whose texts a delete
+	// erases too.
+	Edits         []uint64 `protobuf:"varint,6,rep,packed,name=edits,proto3" json:"edits,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StoredPost) Reset() {
+	*x = StoredPost{}
+	mi := &file_parley_actors_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StoredPost) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StoredPost) ProtoMessage() {}
+
+func (x *StoredPost) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_actors_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StoredPost.ProtoReflect.Descriptor instead.
+func (*StoredPost) Descriptor() ([]byte, []int) {
+	return file_parley_actors_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *StoredPost) GetReplyTo() uint64 {
+	if x != nil {
+		return x.ReplyTo
+	}
+	return 0
+}
+
+func (x *StoredPost) GetMentions() []string {
+	if x != nil {
+		return x.Mentions
+	}
+	return nil
+}
+
+func (x *StoredPost) GetEditedMs() int64 {
+	if x != nil {
+		return x.EditedMs
+	}
+	return 0
+}
+
+func (x *StoredPost) GetDeleted() bool {
+	if x != nil {
+		return x.Deleted
+	}
+	return false
+}
+
+func (x *StoredPost) GetReactions() []*StoredReaction {
+	if x != nil {
+		return x.Reactions
+	}
+	return nil
+}
+
+func (x *StoredPost) GetEdits() []uint64 {
+	if x != nil {
+		return x.Edits
+	}
+	return nil
+}
+
+type StoredReaction struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Emoji         string                 `protobuf:"bytes,1,opt,name=emoji,proto3" json:"emoji,omitempty"`
+	Users         []string               `protobuf:"bytes,2,rep,name=users,proto3" json:"users,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StoredReaction) Reset() {
+	*x = StoredReaction{}
+	mi := &file_parley_actors_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StoredReaction) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StoredReaction) ProtoMessage() {}
+
+func (x *StoredReaction) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_actors_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StoredReaction.ProtoReflect.Descriptor instead.
+func (*StoredReaction) Descriptor() ([]byte, []int) {
+	return file_parley_actors_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *StoredReaction) GetEmoji() string {
+	if x != nil {
+		return x.Emoji
+	}
+	return ""
+}
+
+func (x *StoredReaction) GetUsers() []string {
+	if x != nil {
+		return x.Users
+	}
+	return nil
+}
+
 // RoomCreate creates a public or private room (parley.v1.CreateRoom).
 type RoomCreate struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
@@ -358,7 +614,7 @@ type RoomCreate struct {
 
 func (x *RoomCreate) Reset() {
 	*x = RoomCreate{}
-	mi := &file_parley_actors_proto_msgTypes[3]
+	mi := &file_parley_actors_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -370,7 +626,7 @@ func (x *RoomCreate) String() string {
 func (*RoomCreate) ProtoMessage() {}
 
 func (x *RoomCreate) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[3]
+	mi := &file_parley_actors_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -383,7 +639,7 @@ func (x *RoomCreate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomCreate.ProtoReflect.Descriptor instead.
 func (*RoomCreate) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{3}
+	return file_parley_actors_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *RoomCreate) GetRoom() string {
@@ -477,7 +733,7 @@ type RoomModerate struct {
 
 func (x *RoomModerate) Reset() {
 	*x = RoomModerate{}
-	mi := &file_parley_actors_proto_msgTypes[4]
+	mi := &file_parley_actors_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -489,7 +745,7 @@ func (x *RoomModerate) String() string {
 func (*RoomModerate) ProtoMessage() {}
 
 func (x *RoomModerate) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[4]
+	mi := &file_parley_actors_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -502,7 +758,7 @@ func (x *RoomModerate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomModerate.ProtoReflect.Descriptor instead.
 func (*RoomModerate) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{4}
+	return file_parley_actors_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *RoomModerate) GetRoom() string {
@@ -599,7 +855,7 @@ type RoomUpdate struct {
 
 func (x *RoomUpdate) Reset() {
 	*x = RoomUpdate{}
-	mi := &file_parley_actors_proto_msgTypes[5]
+	mi := &file_parley_actors_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -611,7 +867,7 @@ func (x *RoomUpdate) String() string {
 func (*RoomUpdate) ProtoMessage() {}
 
 func (x *RoomUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[5]
+	mi := &file_parley_actors_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -624,7 +880,7 @@ func (x *RoomUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomUpdate.ProtoReflect.Descriptor instead.
 func (*RoomUpdate) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{5}
+	return file_parley_actors_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *RoomUpdate) GetRoom() string {
@@ -699,7 +955,7 @@ type RoomDelete struct {
 
 func (x *RoomDelete) Reset() {
 	*x = RoomDelete{}
-	mi := &file_parley_actors_proto_msgTypes[6]
+	mi := &file_parley_actors_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -711,7 +967,7 @@ func (x *RoomDelete) String() string {
 func (*RoomDelete) ProtoMessage() {}
 
 func (x *RoomDelete) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[6]
+	mi := &file_parley_actors_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -724,7 +980,7 @@ func (x *RoomDelete) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomDelete.ProtoReflect.Descriptor instead.
 func (*RoomDelete) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{6}
+	return file_parley_actors_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *RoomDelete) GetRoom() string {
@@ -794,7 +1050,7 @@ type RoomMembers struct {
 
 func (x *RoomMembers) Reset() {
 	*x = RoomMembers{}
-	mi := &file_parley_actors_proto_msgTypes[7]
+	mi := &file_parley_actors_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -806,7 +1062,7 @@ func (x *RoomMembers) String() string {
 func (*RoomMembers) ProtoMessage() {}
 
 func (x *RoomMembers) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[7]
+	mi := &file_parley_actors_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -819,7 +1075,7 @@ func (x *RoomMembers) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomMembers.ProtoReflect.Descriptor instead.
 func (*RoomMembers) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{7}
+	return file_parley_actors_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RoomMembers) GetRoom() string {
@@ -886,7 +1142,7 @@ type TellUser struct {
 
 func (x *TellUser) Reset() {
 	*x = TellUser{}
-	mi := &file_parley_actors_proto_msgTypes[8]
+	mi := &file_parley_actors_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -898,7 +1154,7 @@ func (x *TellUser) String() string {
 func (*TellUser) ProtoMessage() {}
 
 func (x *TellUser) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[8]
+	mi := &file_parley_actors_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -911,7 +1167,7 @@ func (x *TellUser) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TellUser.ProtoReflect.Descriptor instead.
 func (*TellUser) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{8}
+	return file_parley_actors_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *TellUser) GetUser() string {
@@ -946,7 +1202,7 @@ type RoomTyping struct {
 
 func (x *RoomTyping) Reset() {
 	*x = RoomTyping{}
-	mi := &file_parley_actors_proto_msgTypes[9]
+	mi := &file_parley_actors_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -958,7 +1214,7 @@ func (x *RoomTyping) String() string {
 func (*RoomTyping) ProtoMessage() {}
 
 func (x *RoomTyping) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[9]
+	mi := &file_parley_actors_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -971,7 +1227,7 @@ func (x *RoomTyping) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomTyping.ProtoReflect.Descriptor instead.
 func (*RoomTyping) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{9}
+	return file_parley_actors_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *RoomTyping) GetRoom() string {
@@ -1008,7 +1264,7 @@ type RoomHistory struct {
 
 func (x *RoomHistory) Reset() {
 	*x = RoomHistory{}
-	mi := &file_parley_actors_proto_msgTypes[10]
+	mi := &file_parley_actors_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1020,7 +1276,7 @@ func (x *RoomHistory) String() string {
 func (*RoomHistory) ProtoMessage() {}
 
 func (x *RoomHistory) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[10]
+	mi := &file_parley_actors_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1033,7 +1289,7 @@ func (x *RoomHistory) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomHistory.ProtoReflect.Descriptor instead.
 func (*RoomHistory) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{10}
+	return file_parley_actors_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RoomHistory) GetRoom() string {
@@ -1092,7 +1348,7 @@ type Deliver struct {
 
 func (x *Deliver) Reset() {
 	*x = Deliver{}
-	mi := &file_parley_actors_proto_msgTypes[11]
+	mi := &file_parley_actors_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1104,7 +1360,7 @@ func (x *Deliver) String() string {
 func (*Deliver) ProtoMessage() {}
 
 func (x *Deliver) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[11]
+	mi := &file_parley_actors_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1117,7 +1373,7 @@ func (x *Deliver) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Deliver.ProtoReflect.Descriptor instead.
 func (*Deliver) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{11}
+	return file_parley_actors_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Deliver) GetRoom() string {
@@ -1189,7 +1445,7 @@ type DeliverBatch struct {
 
 func (x *DeliverBatch) Reset() {
 	*x = DeliverBatch{}
-	mi := &file_parley_actors_proto_msgTypes[12]
+	mi := &file_parley_actors_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1201,7 +1457,7 @@ func (x *DeliverBatch) String() string {
 func (*DeliverBatch) ProtoMessage() {}
 
 func (x *DeliverBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[12]
+	mi := &file_parley_actors_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1214,7 +1470,7 @@ func (x *DeliverBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeliverBatch.ProtoReflect.Descriptor instead.
 func (*DeliverBatch) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{12}
+	return file_parley_actors_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *DeliverBatch) GetRoom() string {
@@ -1261,7 +1517,7 @@ type RoomWho struct {
 
 func (x *RoomWho) Reset() {
 	*x = RoomWho{}
-	mi := &file_parley_actors_proto_msgTypes[13]
+	mi := &file_parley_actors_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1273,7 +1529,7 @@ func (x *RoomWho) String() string {
 func (*RoomWho) ProtoMessage() {}
 
 func (x *RoomWho) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[13]
+	mi := &file_parley_actors_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1286,7 +1542,7 @@ func (x *RoomWho) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomWho.ProtoReflect.Descriptor instead.
 func (*RoomWho) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{13}
+	return file_parley_actors_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RoomWho) GetRoom() string {
@@ -1340,7 +1596,7 @@ type RoomRestarted struct {
 
 func (x *RoomRestarted) Reset() {
 	*x = RoomRestarted{}
-	mi := &file_parley_actors_proto_msgTypes[14]
+	mi := &file_parley_actors_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1352,7 +1608,7 @@ func (x *RoomRestarted) String() string {
 func (*RoomRestarted) ProtoMessage() {}
 
 func (x *RoomRestarted) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[14]
+	mi := &file_parley_actors_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1365,7 +1621,7 @@ func (x *RoomRestarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomRestarted.ProtoReflect.Descriptor instead.
 func (*RoomRestarted) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{14}
+	return file_parley_actors_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RoomRestarted) GetRoom() string {
@@ -1397,7 +1653,7 @@ type InjectFault struct {
 
 func (x *InjectFault) Reset() {
 	*x = InjectFault{}
-	mi := &file_parley_actors_proto_msgTypes[15]
+	mi := &file_parley_actors_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1409,7 +1665,7 @@ func (x *InjectFault) String() string {
 func (*InjectFault) ProtoMessage() {}
 
 func (x *InjectFault) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[15]
+	mi := &file_parley_actors_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1422,7 +1678,7 @@ func (x *InjectFault) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InjectFault.ProtoReflect.Descriptor instead.
 func (*InjectFault) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{15}
+	return file_parley_actors_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *InjectFault) GetRoom() string {
@@ -1448,7 +1704,7 @@ type TokenCheck struct {
 
 func (x *TokenCheck) Reset() {
 	*x = TokenCheck{}
-	mi := &file_parley_actors_proto_msgTypes[16]
+	mi := &file_parley_actors_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1460,7 +1716,7 @@ func (x *TokenCheck) String() string {
 func (*TokenCheck) ProtoMessage() {}
 
 func (x *TokenCheck) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[16]
+	mi := &file_parley_actors_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1473,7 +1729,7 @@ func (x *TokenCheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenCheck.ProtoReflect.Descriptor instead.
 func (*TokenCheck) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{16}
+	return file_parley_actors_proto_rawDescGZIP(), []int{18}
 }
 
 // IdleCheck is an actor's timer telling it to check whether it has been
@@ -1486,7 +1742,7 @@ type IdleCheck struct {
 
 func (x *IdleCheck) Reset() {
 	*x = IdleCheck{}
-	mi := &file_parley_actors_proto_msgTypes[17]
+	mi := &file_parley_actors_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1498,7 +1754,7 @@ func (x *IdleCheck) String() string {
 func (*IdleCheck) ProtoMessage() {}
 
 func (x *IdleCheck) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[17]
+	mi := &file_parley_actors_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1511,7 +1767,7 @@ func (x *IdleCheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IdleCheck.ProtoReflect.Descriptor instead.
 func (*IdleCheck) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{17}
+	return file_parley_actors_proto_rawDescGZIP(), []int{19}
 }
 
 // RoomFlush is a room's note to itself: write the pending batch.
@@ -1523,7 +1779,7 @@ type RoomFlush struct {
 
 func (x *RoomFlush) Reset() {
 	*x = RoomFlush{}
-	mi := &file_parley_actors_proto_msgTypes[18]
+	mi := &file_parley_actors_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1535,7 +1791,7 @@ func (x *RoomFlush) String() string {
 func (*RoomFlush) ProtoMessage() {}
 
 func (x *RoomFlush) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[18]
+	mi := &file_parley_actors_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1548,7 +1804,7 @@ func (x *RoomFlush) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomFlush.ProtoReflect.Descriptor instead.
 func (*RoomFlush) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{18}
+	return file_parley_actors_proto_rawDescGZIP(), []int{20}
 }
 
 // RoomPassivate is a room's request to its parent to be stopped while empty.
@@ -1561,7 +1817,7 @@ type RoomPassivate struct {
 
 func (x *RoomPassivate) Reset() {
 	*x = RoomPassivate{}
-	mi := &file_parley_actors_proto_msgTypes[19]
+	mi := &file_parley_actors_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1573,7 +1829,7 @@ func (x *RoomPassivate) String() string {
 func (*RoomPassivate) ProtoMessage() {}
 
 func (x *RoomPassivate) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[19]
+	mi := &file_parley_actors_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1586,7 +1842,7 @@ func (x *RoomPassivate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomPassivate.ProtoReflect.Descriptor instead.
 func (*RoomPassivate) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{19}
+	return file_parley_actors_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *RoomPassivate) GetRoom() string {
@@ -1608,7 +1864,7 @@ type RoomCount struct {
 
 func (x *RoomCount) Reset() {
 	*x = RoomCount{}
-	mi := &file_parley_actors_proto_msgTypes[20]
+	mi := &file_parley_actors_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1620,7 +1876,7 @@ func (x *RoomCount) String() string {
 func (*RoomCount) ProtoMessage() {}
 
 func (x *RoomCount) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[20]
+	mi := &file_parley_actors_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1633,7 +1889,7 @@ func (x *RoomCount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomCount.ProtoReflect.Descriptor instead.
 func (*RoomCount) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{20}
+	return file_parley_actors_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *RoomCount) GetRoom() string {
@@ -1662,7 +1918,7 @@ type RoomsQuery struct {
 
 func (x *RoomsQuery) Reset() {
 	*x = RoomsQuery{}
-	mi := &file_parley_actors_proto_msgTypes[21]
+	mi := &file_parley_actors_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1674,7 +1930,7 @@ func (x *RoomsQuery) String() string {
 func (*RoomsQuery) ProtoMessage() {}
 
 func (x *RoomsQuery) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[21]
+	mi := &file_parley_actors_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1687,7 +1943,7 @@ func (x *RoomsQuery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomsQuery.ProtoReflect.Descriptor instead.
 func (*RoomsQuery) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{21}
+	return file_parley_actors_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *RoomsQuery) GetRequestId() string {
@@ -1724,7 +1980,7 @@ type Online struct {
 
 func (x *Online) Reset() {
 	*x = Online{}
-	mi := &file_parley_actors_proto_msgTypes[22]
+	mi := &file_parley_actors_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1736,7 +1992,7 @@ func (x *Online) String() string {
 func (*Online) ProtoMessage() {}
 
 func (x *Online) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[22]
+	mi := &file_parley_actors_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1749,7 +2005,7 @@ func (x *Online) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Online.ProtoReflect.Descriptor instead.
 func (*Online) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{22}
+	return file_parley_actors_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Online) GetUser() string {
@@ -1797,7 +2053,7 @@ type LoggedIn struct {
 
 func (x *LoggedIn) Reset() {
 	*x = LoggedIn{}
-	mi := &file_parley_actors_proto_msgTypes[23]
+	mi := &file_parley_actors_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1809,7 +2065,7 @@ func (x *LoggedIn) String() string {
 func (*LoggedIn) ProtoMessage() {}
 
 func (x *LoggedIn) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[23]
+	mi := &file_parley_actors_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1822,7 +2078,7 @@ func (x *LoggedIn) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoggedIn.ProtoReflect.Descriptor instead.
 func (*LoggedIn) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{23}
+	return file_parley_actors_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *LoggedIn) GetRequestId() string {
@@ -1843,7 +2099,7 @@ type ReserveName struct {
 
 func (x *ReserveName) Reset() {
 	*x = ReserveName{}
-	mi := &file_parley_actors_proto_msgTypes[24]
+	mi := &file_parley_actors_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1855,7 +2111,7 @@ func (x *ReserveName) String() string {
 func (*ReserveName) ProtoMessage() {}
 
 func (x *ReserveName) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[24]
+	mi := &file_parley_actors_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1868,7 +2124,7 @@ func (x *ReserveName) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReserveName.ProtoReflect.Descriptor instead.
 func (*ReserveName) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{24}
+	return file_parley_actors_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ReserveName) GetName() string {
@@ -1887,7 +2143,7 @@ type Offline struct {
 
 func (x *Offline) Reset() {
 	*x = Offline{}
-	mi := &file_parley_actors_proto_msgTypes[25]
+	mi := &file_parley_actors_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1899,7 +2155,7 @@ func (x *Offline) String() string {
 func (*Offline) ProtoMessage() {}
 
 func (x *Offline) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[25]
+	mi := &file_parley_actors_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1912,7 +2168,7 @@ func (x *Offline) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Offline.ProtoReflect.Descriptor instead.
 func (*Offline) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{25}
+	return file_parley_actors_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Offline) GetSession() *actor.PID {
@@ -1932,7 +2188,7 @@ type PresenceRebuild struct {
 
 func (x *PresenceRebuild) Reset() {
 	*x = PresenceRebuild{}
-	mi := &file_parley_actors_proto_msgTypes[26]
+	mi := &file_parley_actors_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1944,7 +2200,7 @@ func (x *PresenceRebuild) String() string {
 func (*PresenceRebuild) ProtoMessage() {}
 
 func (x *PresenceRebuild) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[26]
+	mi := &file_parley_actors_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1957,7 +2213,7 @@ func (x *PresenceRebuild) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PresenceRebuild.ProtoReflect.Descriptor instead.
 func (*PresenceRebuild) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{26}
+	return file_parley_actors_proto_rawDescGZIP(), []int{28}
 }
 
 // WhoQuery asks presence which of users are online anywhere (no users:
@@ -1974,7 +2230,7 @@ type WhoQuery struct {
 
 func (x *WhoQuery) Reset() {
 	*x = WhoQuery{}
-	mi := &file_parley_actors_proto_msgTypes[27]
+	mi := &file_parley_actors_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1986,7 +2242,7 @@ func (x *WhoQuery) String() string {
 func (*WhoQuery) ProtoMessage() {}
 
 func (x *WhoQuery) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[27]
+	mi := &file_parley_actors_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1999,7 +2255,7 @@ func (x *WhoQuery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WhoQuery.ProtoReflect.Descriptor instead.
 func (*WhoQuery) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{27}
+	return file_parley_actors_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *WhoQuery) GetRequestId() string {
@@ -2037,7 +2293,7 @@ type Kick struct {
 
 func (x *Kick) Reset() {
 	*x = Kick{}
-	mi := &file_parley_actors_proto_msgTypes[28]
+	mi := &file_parley_actors_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2049,7 +2305,7 @@ func (x *Kick) String() string {
 func (*Kick) ProtoMessage() {}
 
 func (x *Kick) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[28]
+	mi := &file_parley_actors_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2062,7 +2318,7 @@ func (x *Kick) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Kick.ProtoReflect.Descriptor instead.
 func (*Kick) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{28}
+	return file_parley_actors_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Kick) GetUser() string {
@@ -2096,7 +2352,7 @@ type KickSession struct {
 
 func (x *KickSession) Reset() {
 	*x = KickSession{}
-	mi := &file_parley_actors_proto_msgTypes[29]
+	mi := &file_parley_actors_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2108,7 +2364,7 @@ func (x *KickSession) String() string {
 func (*KickSession) ProtoMessage() {}
 
 func (x *KickSession) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[29]
+	mi := &file_parley_actors_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2121,7 +2377,7 @@ func (x *KickSession) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KickSession.ProtoReflect.Descriptor instead.
 func (*KickSession) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{29}
+	return file_parley_actors_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *KickSession) GetReason() string {
@@ -2145,7 +2401,7 @@ type CloseRoom struct {
 
 func (x *CloseRoom) Reset() {
 	*x = CloseRoom{}
-	mi := &file_parley_actors_proto_msgTypes[30]
+	mi := &file_parley_actors_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2157,7 +2413,7 @@ func (x *CloseRoom) String() string {
 func (*CloseRoom) ProtoMessage() {}
 
 func (x *CloseRoom) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[30]
+	mi := &file_parley_actors_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2170,7 +2426,7 @@ func (x *CloseRoom) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseRoom.ProtoReflect.Descriptor instead.
 func (*CloseRoom) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{30}
+	return file_parley_actors_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *CloseRoom) GetRoom() string {
@@ -2205,7 +2461,7 @@ type RoomClosed struct {
 
 func (x *RoomClosed) Reset() {
 	*x = RoomClosed{}
-	mi := &file_parley_actors_proto_msgTypes[31]
+	mi := &file_parley_actors_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2217,7 +2473,7 @@ func (x *RoomClosed) String() string {
 func (*RoomClosed) ProtoMessage() {}
 
 func (x *RoomClosed) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[31]
+	mi := &file_parley_actors_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2230,7 +2486,7 @@ func (x *RoomClosed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomClosed.ProtoReflect.Descriptor instead.
 func (*RoomClosed) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{31}
+	return file_parley_actors_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *RoomClosed) GetRoom() string {
@@ -2258,7 +2514,7 @@ type ConnClosed struct {
 
 func (x *ConnClosed) Reset() {
 	*x = ConnClosed{}
-	mi := &file_parley_actors_proto_msgTypes[32]
+	mi := &file_parley_actors_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2270,7 +2526,7 @@ func (x *ConnClosed) String() string {
 func (*ConnClosed) ProtoMessage() {}
 
 func (x *ConnClosed) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[32]
+	mi := &file_parley_actors_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2283,7 +2539,7 @@ func (x *ConnClosed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConnClosed.ProtoReflect.Descriptor instead.
 func (*ConnClosed) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{32}
+	return file_parley_actors_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ConnClosed) GetCode() int32 {
@@ -2310,7 +2566,7 @@ type BadFrame struct {
 
 func (x *BadFrame) Reset() {
 	*x = BadFrame{}
-	mi := &file_parley_actors_proto_msgTypes[33]
+	mi := &file_parley_actors_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2322,7 +2578,7 @@ func (x *BadFrame) String() string {
 func (*BadFrame) ProtoMessage() {}
 
 func (x *BadFrame) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[33]
+	mi := &file_parley_actors_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2335,7 +2591,7 @@ func (x *BadFrame) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BadFrame.ProtoReflect.Descriptor instead.
 func (*BadFrame) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{33}
+	return file_parley_actors_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *BadFrame) GetReason() string {
@@ -2355,7 +2611,7 @@ type Shutdown struct {
 
 func (x *Shutdown) Reset() {
 	*x = Shutdown{}
-	mi := &file_parley_actors_proto_msgTypes[34]
+	mi := &file_parley_actors_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2367,7 +2623,7 @@ func (x *Shutdown) String() string {
 func (*Shutdown) ProtoMessage() {}
 
 func (x *Shutdown) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[34]
+	mi := &file_parley_actors_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2380,7 +2636,7 @@ func (x *Shutdown) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Shutdown.ProtoReflect.Descriptor instead.
 func (*Shutdown) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{34}
+	return file_parley_actors_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *Shutdown) GetReason() string {
@@ -2407,7 +2663,7 @@ type NodePresence struct {
 
 func (x *NodePresence) Reset() {
 	*x = NodePresence{}
-	mi := &file_parley_actors_proto_msgTypes[35]
+	mi := &file_parley_actors_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2419,7 +2675,7 @@ func (x *NodePresence) String() string {
 func (*NodePresence) ProtoMessage() {}
 
 func (x *NodePresence) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[35]
+	mi := &file_parley_actors_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2432,7 +2688,7 @@ func (x *NodePresence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodePresence.ProtoReflect.Descriptor instead.
 func (*NodePresence) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{35}
+	return file_parley_actors_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *NodePresence) GetUsers() []*proto.Member {
@@ -2467,7 +2723,7 @@ type PeerPresence struct {
 
 func (x *PeerPresence) Reset() {
 	*x = PeerPresence{}
-	mi := &file_parley_actors_proto_msgTypes[36]
+	mi := &file_parley_actors_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2479,7 +2735,7 @@ func (x *PeerPresence) String() string {
 func (*PeerPresence) ProtoMessage() {}
 
 func (x *PeerPresence) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[36]
+	mi := &file_parley_actors_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2492,7 +2748,7 @@ func (x *PeerPresence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerPresence.ProtoReflect.Descriptor instead.
 func (*PeerPresence) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{36}
+	return file_parley_actors_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *PeerPresence) GetMemberId() string {
@@ -2520,7 +2776,7 @@ type PeerSet struct {
 
 func (x *PeerSet) Reset() {
 	*x = PeerSet{}
-	mi := &file_parley_actors_proto_msgTypes[37]
+	mi := &file_parley_actors_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2532,7 +2788,7 @@ func (x *PeerSet) String() string {
 func (*PeerSet) ProtoMessage() {}
 
 func (x *PeerSet) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[37]
+	mi := &file_parley_actors_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2545,7 +2801,7 @@ func (x *PeerSet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerSet.ProtoReflect.Descriptor instead.
 func (*PeerSet) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{37}
+	return file_parley_actors_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *PeerSet) GetAddresses() []string {
@@ -2574,7 +2830,7 @@ type Relay struct {
 
 func (x *Relay) Reset() {
 	*x = Relay{}
-	mi := &file_parley_actors_proto_msgTypes[38]
+	mi := &file_parley_actors_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2586,7 +2842,7 @@ func (x *Relay) String() string {
 func (*Relay) ProtoMessage() {}
 
 func (x *Relay) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[38]
+	mi := &file_parley_actors_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2599,7 +2855,7 @@ func (x *Relay) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Relay.ProtoReflect.Descriptor instead.
 func (*Relay) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{38}
+	return file_parley_actors_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *Relay) GetSessionIds() []string {
@@ -2680,7 +2936,7 @@ const file_parley_actors_proto_rawDesc = "" +
 	"\n" +
 	"membership\x18\x04 \x01(\bR\n" +
 	"membership\x12\x12\n" +
-	"\x04user\x18\x05 \x01(\tR\x04user\"\xfb\x01\n" +
+	"\x04user\x18\x05 \x01(\tR\x04user\"\xd9\x03\n" +
 	"\bRoomPost\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12\x12\n" +
 	"\x04user\x18\x02 \x01(\tR\x04user\x12\x12\n" +
@@ -2692,7 +2948,28 @@ const file_parley_actors_proto_rawDesc = "" +
 	".actor.PIDR\asession\x12)\n" +
 	"\x04kind\x18\a \x01(\x0e2\x15.parley.v1.SenderKindR\x04kind\x12\x1f\n" +
 	"\vdirect_with\x18\b \x01(\tR\n" +
-	"directWith\"\xb0\x02\n" +
+	"directWith\x12\x19\n" +
+	"\breply_to\x18\t \x01(\x04R\areplyTo\x12\x1a\n" +
+	"\bmentions\x18\n" +
+	" \x03(\tR\bmentions\x12(\n" +
+	"\x02op\x18\v \x01(\x0e2\x18.parley.actors.v1.PostOpR\x02op\x12\x1d\n" +
+	"\n" +
+	"target_seq\x18\f \x01(\x04R\ttargetSeq\x12\x14\n" +
+	"\x05emoji\x18\r \x01(\tR\x05emoji\x12\x16\n" +
+	"\x06reason\x18\x0e \x01(\tR\x06reason\x12.\n" +
+	"\n" +
+	"claim_role\x18\x0f \x01(\x0e2\x0f.parley.v1.RoleR\tclaimRole\"\xd0\x01\n" +
+	"\n" +
+	"StoredPost\x12\x19\n" +
+	"\breply_to\x18\x01 \x01(\x04R\areplyTo\x12\x1a\n" +
+	"\bmentions\x18\x02 \x03(\tR\bmentions\x12\x1b\n" +
+	"\tedited_ms\x18\x03 \x01(\x03R\beditedMs\x12\x18\n" +
+	"\adeleted\x18\x04 \x01(\bR\adeleted\x12>\n" +
+	"\treactions\x18\x05 \x03(\v2 .parley.actors.v1.StoredReactionR\treactions\x12\x14\n" +
+	"\x05edits\x18\x06 \x03(\x04R\x05edits\"<\n" +
+	"\x0eStoredReaction\x12\x14\n" +
+	"\x05emoji\x18\x01 \x01(\tR\x05emoji\x12\x14\n" +
+	"\x05users\x18\x02 \x03(\tR\x05users\"\xb0\x02\n" +
 	"\n" +
 	"RoomCreate\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12\x12\n" +
@@ -2888,7 +3165,13 @@ const file_parley_actors_proto_rawDesc = "" +
 	"sessionIds\x125\n" +
 	"\adeliver\x18\x02 \x01(\v2\x19.parley.actors.v1.DeliverH\x00R\adeliver\x126\n" +
 	"\x05batch\x18\x03 \x01(\v2\x1e.parley.actors.v1.DeliverBatchH\x00R\x05batchB\t\n" +
-	"\apayloadB-Z+github.com/parleychat/parley/actors/actorpbb\x06proto3"
+	"\apayload*h\n" +
+	"\x06PostOp\x12\x10\n" +
+	"\fPOST_OP_POST\x10\x00\x12\x10\n" +
+	"\fPOST_OP_EDIT\x10\x01\x12\x12\n" +
+	"\x0ePOST_OP_DELETE\x10\x02\x12\x11\n" +
+	"\rPOST_OP_REACT\x10\x03\x12\x13\n" +
+	"\x0fPOST_OP_UNREACT\x10\x04B-Z+github.com/parleychat/parley/actors/actorpbb\x06proto3"
 
 var (
 	file_parley_actors_proto_rawDescOnce sync.Once
@@ -2902,104 +3185,111 @@ func file_parley_actors_proto_rawDescGZIP() []byte {
 	return file_parley_actors_proto_rawDescData
 }
 
-var file_parley_actors_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
+var file_parley_actors_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_parley_actors_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
 var file_parley_actors_proto_goTypes = []any{
-	(*RoomJoin)(nil),            // 0: parley.actors.v1.RoomJoin
-	(*RoomLeave)(nil),           // 1: parley.actors.v1.RoomLeave
-	(*RoomPost)(nil),            // 2: parley.actors.v1.RoomPost
-	(*RoomCreate)(nil),          // 3: parley.actors.v1.RoomCreate
-	(*RoomModerate)(nil),        // 4: parley.actors.v1.RoomModerate
-	(*RoomUpdate)(nil),          // 5: parley.actors.v1.RoomUpdate
-	(*RoomDelete)(nil),          // 6: parley.actors.v1.RoomDelete
-	(*RoomMembers)(nil),         // 7: parley.actors.v1.RoomMembers
-	(*TellUser)(nil),            // 8: parley.actors.v1.TellUser
-	(*RoomTyping)(nil),          // 9: parley.actors.v1.RoomTyping
-	(*RoomHistory)(nil),         // 10: parley.actors.v1.RoomHistory
-	(*Deliver)(nil),             // 11: parley.actors.v1.Deliver
-	(*DeliverBatch)(nil),        // 12: parley.actors.v1.DeliverBatch
-	(*RoomWho)(nil),             // 13: parley.actors.v1.RoomWho
-	(*RoomRestarted)(nil),       // 14: parley.actors.v1.RoomRestarted
-	(*InjectFault)(nil),         // 15: parley.actors.v1.InjectFault
-	(*TokenCheck)(nil),          // 16: parley.actors.v1.TokenCheck
-	(*IdleCheck)(nil),           // 17: parley.actors.v1.IdleCheck
-	(*RoomFlush)(nil),           // 18: parley.actors.v1.RoomFlush
-	(*RoomPassivate)(nil),       // 19: parley.actors.v1.RoomPassivate
-	(*RoomCount)(nil),           // 20: parley.actors.v1.RoomCount
-	(*RoomsQuery)(nil),          // 21: parley.actors.v1.RoomsQuery
-	(*Online)(nil),              // 22: parley.actors.v1.Online
-	(*LoggedIn)(nil),            // 23: parley.actors.v1.LoggedIn
-	(*ReserveName)(nil),         // 24: parley.actors.v1.ReserveName
-	(*Offline)(nil),             // 25: parley.actors.v1.Offline
-	(*PresenceRebuild)(nil),     // 26: parley.actors.v1.PresenceRebuild
-	(*WhoQuery)(nil),            // 27: parley.actors.v1.WhoQuery
-	(*Kick)(nil),                // 28: parley.actors.v1.Kick
-	(*KickSession)(nil),         // 29: parley.actors.v1.KickSession
-	(*CloseRoom)(nil),           // 30: parley.actors.v1.CloseRoom
-	(*RoomClosed)(nil),          // 31: parley.actors.v1.RoomClosed
-	(*ConnClosed)(nil),          // 32: parley.actors.v1.ConnClosed
-	(*BadFrame)(nil),            // 33: parley.actors.v1.BadFrame
-	(*Shutdown)(nil),            // 34: parley.actors.v1.Shutdown
-	(*NodePresence)(nil),        // 35: parley.actors.v1.NodePresence
-	(*PeerPresence)(nil),        // 36: parley.actors.v1.PeerPresence
-	(*PeerSet)(nil),             // 37: parley.actors.v1.PeerSet
-	(*Relay)(nil),               // 38: parley.actors.v1.Relay
-	(*actor.PID)(nil),           // 39: actor.PID
-	(proto.Codec)(0),            // 40: parley.v1.Codec
-	(proto.SenderKind)(0),       // 41: parley.v1.SenderKind
-	(proto.Role)(0),             // 42: parley.v1.Role
-	(proto.RoomKind)(0),         // 43: parley.v1.RoomKind
-	(proto.ModAction)(0),        // 44: parley.v1.ModAction
-	(*proto.RoomInfo)(nil),      // 45: parley.v1.RoomInfo
-	(*proto.RoomEvent)(nil),     // 46: parley.v1.RoomEvent
-	(*proto.PresenceEvent)(nil), // 47: parley.v1.PresenceEvent
-	(*proto.Member)(nil),        // 48: parley.v1.Member
+	(PostOp)(0),                 // 0: parley.actors.v1.PostOp
+	(*RoomJoin)(nil),            // 1: parley.actors.v1.RoomJoin
+	(*RoomLeave)(nil),           // 2: parley.actors.v1.RoomLeave
+	(*RoomPost)(nil),            // 3: parley.actors.v1.RoomPost
+	(*StoredPost)(nil),          // 4: parley.actors.v1.StoredPost
+	(*StoredReaction)(nil),      // 5: parley.actors.v1.StoredReaction
+	(*RoomCreate)(nil),          // 6: parley.actors.v1.RoomCreate
+	(*RoomModerate)(nil),        // 7: parley.actors.v1.RoomModerate
+	(*RoomUpdate)(nil),          // 8: parley.actors.v1.RoomUpdate
+	(*RoomDelete)(nil),          // 9: parley.actors.v1.RoomDelete
+	(*RoomMembers)(nil),         // 10: parley.actors.v1.RoomMembers
+	(*TellUser)(nil),            // 11: parley.actors.v1.TellUser
+	(*RoomTyping)(nil),          // 12: parley.actors.v1.RoomTyping
+	(*RoomHistory)(nil),         // 13: parley.actors.v1.RoomHistory
+	(*Deliver)(nil),             // 14: parley.actors.v1.Deliver
+	(*DeliverBatch)(nil),        // 15: parley.actors.v1.DeliverBatch
+	(*RoomWho)(nil),             // 16: parley.actors.v1.RoomWho
+	(*RoomRestarted)(nil),       // 17: parley.actors.v1.RoomRestarted
+	(*InjectFault)(nil),         // 18: parley.actors.v1.InjectFault
+	(*TokenCheck)(nil),          // 19: parley.actors.v1.TokenCheck
+	(*IdleCheck)(nil),           // 20: parley.actors.v1.IdleCheck
+	(*RoomFlush)(nil),           // 21: parley.actors.v1.RoomFlush
+	(*RoomPassivate)(nil),       // 22: parley.actors.v1.RoomPassivate
+	(*RoomCount)(nil),           // 23: parley.actors.v1.RoomCount
+	(*RoomsQuery)(nil),          // 24: parley.actors.v1.RoomsQuery
+	(*Online)(nil),              // 25: parley.actors.v1.Online
+	(*LoggedIn)(nil),            // 26: parley.actors.v1.LoggedIn
+	(*ReserveName)(nil),         // 27: parley.actors.v1.ReserveName
+	(*Offline)(nil),             // 28: parley.actors.v1.Offline
+	(*PresenceRebuild)(nil),     // 29: parley.actors.v1.PresenceRebuild
+	(*WhoQuery)(nil),            // 30: parley.actors.v1.WhoQuery
+	(*Kick)(nil),                // 31: parley.actors.v1.Kick
+	(*KickSession)(nil),         // 32: parley.actors.v1.KickSession
+	(*CloseRoom)(nil),           // 33: parley.actors.v1.CloseRoom
+	(*RoomClosed)(nil),          // 34: parley.actors.v1.RoomClosed
+	(*ConnClosed)(nil),          // 35: parley.actors.v1.ConnClosed
+	(*BadFrame)(nil),            // 36: parley.actors.v1.BadFrame
+	(*Shutdown)(nil),            // 37: parley.actors.v1.Shutdown
+	(*NodePresence)(nil),        // 38: parley.actors.v1.NodePresence
+	(*PeerPresence)(nil),        // 39: parley.actors.v1.PeerPresence
+	(*PeerSet)(nil),             // 40: parley.actors.v1.PeerSet
+	(*Relay)(nil),               // 41: parley.actors.v1.Relay
+	(*actor.PID)(nil),           // 42: actor.PID
+	(proto.Codec)(0),            // 43: parley.v1.Codec
+	(proto.SenderKind)(0),       // 44: parley.v1.SenderKind
+	(proto.Role)(0),             // 45: parley.v1.Role
+	(proto.RoomKind)(0),         // 46: parley.v1.RoomKind
+	(proto.ModAction)(0),        // 47: parley.v1.ModAction
+	(*proto.RoomInfo)(nil),      // 48: parley.v1.RoomInfo
+	(*proto.RoomEvent)(nil),     // 49: parley.v1.RoomEvent
+	(*proto.PresenceEvent)(nil), // 50: parley.v1.PresenceEvent
+	(*proto.Member)(nil),        // 51: parley.v1.Member
 }
 var file_parley_actors_proto_depIdxs = []int32{
-	39, // 0: parley.actors.v1.RoomJoin.session:type_name -> actor.PID
-	40, // 1: parley.actors.v1.RoomJoin.codec:type_name -> parley.v1.Codec
-	41, // 2: parley.actors.v1.RoomJoin.kind:type_name -> parley.v1.SenderKind
-	42, // 3: parley.actors.v1.RoomJoin.claim_role:type_name -> parley.v1.Role
-	39, // 4: parley.actors.v1.RoomLeave.session:type_name -> actor.PID
-	39, // 5: parley.actors.v1.RoomPost.session:type_name -> actor.PID
-	41, // 6: parley.actors.v1.RoomPost.kind:type_name -> parley.v1.SenderKind
-	41, // 7: parley.actors.v1.RoomCreate.kind:type_name -> parley.v1.SenderKind
-	43, // 8: parley.actors.v1.RoomCreate.room_kind:type_name -> parley.v1.RoomKind
-	39, // 9: parley.actors.v1.RoomCreate.session:type_name -> actor.PID
-	41, // 10: parley.actors.v1.RoomModerate.kind:type_name -> parley.v1.SenderKind
-	42, // 11: parley.actors.v1.RoomModerate.claim_role:type_name -> parley.v1.Role
-	44, // 12: parley.actors.v1.RoomModerate.action:type_name -> parley.v1.ModAction
-	42, // 13: parley.actors.v1.RoomModerate.role:type_name -> parley.v1.Role
-	39, // 14: parley.actors.v1.RoomModerate.session:type_name -> actor.PID
-	41, // 15: parley.actors.v1.RoomUpdate.kind:type_name -> parley.v1.SenderKind
-	42, // 16: parley.actors.v1.RoomUpdate.claim_role:type_name -> parley.v1.Role
-	39, // 17: parley.actors.v1.RoomUpdate.session:type_name -> actor.PID
-	41, // 18: parley.actors.v1.RoomDelete.kind:type_name -> parley.v1.SenderKind
-	42, // 19: parley.actors.v1.RoomDelete.claim_role:type_name -> parley.v1.Role
-	39, // 20: parley.actors.v1.RoomDelete.session:type_name -> actor.PID
-	39, // 21: parley.actors.v1.RoomMembers.session:type_name -> actor.PID
-	41, // 22: parley.actors.v1.RoomMembers.kind:type_name -> parley.v1.SenderKind
-	45, // 23: parley.actors.v1.TellUser.room:type_name -> parley.v1.RoomInfo
-	39, // 24: parley.actors.v1.RoomTyping.session:type_name -> actor.PID
-	39, // 25: parley.actors.v1.RoomHistory.session:type_name -> actor.PID
-	46, // 26: parley.actors.v1.Deliver.event:type_name -> parley.v1.RoomEvent
-	47, // 27: parley.actors.v1.Deliver.presence:type_name -> parley.v1.PresenceEvent
-	11, // 28: parley.actors.v1.DeliverBatch.items:type_name -> parley.actors.v1.Deliver
-	39, // 29: parley.actors.v1.RoomWho.session:type_name -> actor.PID
-	39, // 30: parley.actors.v1.RoomsQuery.session:type_name -> actor.PID
-	39, // 31: parley.actors.v1.Online.session:type_name -> actor.PID
-	39, // 32: parley.actors.v1.Offline.session:type_name -> actor.PID
-	39, // 33: parley.actors.v1.WhoQuery.session:type_name -> actor.PID
-	39, // 34: parley.actors.v1.Kick.reply_to:type_name -> actor.PID
-	39, // 35: parley.actors.v1.CloseRoom.reply_to:type_name -> actor.PID
-	48, // 36: parley.actors.v1.NodePresence.users:type_name -> parley.v1.Member
-	35, // 37: parley.actors.v1.PeerPresence.share:type_name -> parley.actors.v1.NodePresence
-	11, // 38: parley.actors.v1.Relay.deliver:type_name -> parley.actors.v1.Deliver
-	12, // 39: parley.actors.v1.Relay.batch:type_name -> parley.actors.v1.DeliverBatch
-	40, // [40:40] is the sub-list for method output_type
-	40, // [40:40] is the sub-list for method input_type
-	40, // [40:40] is the sub-list for extension type_name
-	40, // [40:40] is the sub-list for extension extendee
-	0,  // [0:40] is the sub-list for field type_name
+	42, // 0: parley.actors.v1.RoomJoin.session:type_name -> actor.PID
+	43, // 1: parley.actors.v1.RoomJoin.codec:type_name -> parley.v1.Codec
+	44, // 2: parley.actors.v1.RoomJoin.kind:type_name -> parley.v1.SenderKind
+	45, // 3: parley.actors.v1.RoomJoin.claim_role:type_name -> parley.v1.Role
+	42, // 4: parley.actors.v1.RoomLeave.session:type_name -> actor.PID
+	42, // 5: parley.actors.v1.RoomPost.session:type_name -> actor.PID
+	44, // 6: parley.actors.v1.RoomPost.kind:type_name -> parley.v1.SenderKind
+	0,  // 7: parley.actors.v1.RoomPost.op:type_name -> parley.actors.v1.PostOp
+	45, // 8: parley.actors.v1.RoomPost.claim_role:type_name -> parley.v1.Role
+	5,  // 9: parley.actors.v1.StoredPost.reactions:type_name -> parley.actors.v1.StoredReaction
+	44, // 10: parley.actors.v1.RoomCreate.kind:type_name -> parley.v1.SenderKind
+	46, // 11: parley.actors.v1.RoomCreate.room_kind:type_name -> parley.v1.RoomKind
+	42, // 12: parley.actors.v1.RoomCreate.session:type_name -> actor.PID
+	44, // 13: parley.actors.v1.RoomModerate.kind:type_name -> parley.v1.SenderKind
+	45, // 14: parley.actors.v1.RoomModerate.claim_role:type_name -> parley.v1.Role
+	47, // 15: parley.actors.v1.RoomModerate.action:type_name -> parley.v1.ModAction
+	45, // 16: parley.actors.v1.RoomModerate.role:type_name -> parley.v1.Role
+	42, // 17: parley.actors.v1.RoomModerate.session:type_name -> actor.PID
+	44, // 18: parley.actors.v1.RoomUpdate.kind:type_name -> parley.v1.SenderKind
+	45, // 19: parley.actors.v1.RoomUpdate.claim_role:type_name -> parley.v1.Role
+	42, // 20: parley.actors.v1.RoomUpdate.session:type_name -> actor.PID
+	44, // 21: parley.actors.v1.RoomDelete.kind:type_name -> parley.v1.SenderKind
+	45, // 22: parley.actors.v1.RoomDelete.claim_role:type_name -> parley.v1.Role
+	42, // 23: parley.actors.v1.RoomDelete.session:type_name -> actor.PID
+	42, // 24: parley.actors.v1.RoomMembers.session:type_name -> actor.PID
+	44, // 25: parley.actors.v1.RoomMembers.kind:type_name -> parley.v1.SenderKind
+	48, // 26: parley.actors.v1.TellUser.room:type_name -> parley.v1.RoomInfo
+	42, // 27: parley.actors.v1.RoomTyping.session:type_name -> actor.PID
+	42, // 28: parley.actors.v1.RoomHistory.session:type_name -> actor.PID
+	49, // 29: parley.actors.v1.Deliver.event:type_name -> parley.v1.RoomEvent
+	50, // 30: parley.actors.v1.Deliver.presence:type_name -> parley.v1.PresenceEvent
+	14, // 31: parley.actors.v1.DeliverBatch.items:type_name -> parley.actors.v1.Deliver
+	42, // 32: parley.actors.v1.RoomWho.session:type_name -> actor.PID
+	42, // 33: parley.actors.v1.RoomsQuery.session:type_name -> actor.PID
+	42, // 34: parley.actors.v1.Online.session:type_name -> actor.PID
+	42, // 35: parley.actors.v1.Offline.session:type_name -> actor.PID
+	42, // 36: parley.actors.v1.WhoQuery.session:type_name -> actor.PID
+	42, // 37: parley.actors.v1.Kick.reply_to:type_name -> actor.PID
+	42, // 38: parley.actors.v1.CloseRoom.reply_to:type_name -> actor.PID
+	51, // 39: parley.actors.v1.NodePresence.users:type_name -> parley.v1.Member
+	38, // 40: parley.actors.v1.PeerPresence.share:type_name -> parley.actors.v1.NodePresence
+	14, // 41: parley.actors.v1.Relay.deliver:type_name -> parley.actors.v1.Deliver
+	15, // 42: parley.actors.v1.Relay.batch:type_name -> parley.actors.v1.DeliverBatch
+	43, // [43:43] is the sub-list for method output_type
+	43, // [43:43] is the sub-list for method input_type
+	43, // [43:43] is the sub-list for extension type_name
+	43, // [43:43] is the sub-list for extension extendee
+	0,  // [0:43] is the sub-list for field type_name
 }
 
 func init() { file_parley_actors_proto_init() }
@@ -3008,8 +3298,8 @@ func file_parley_actors_proto_init() {
 		return
 	}
 	file_parley_actors_proto_msgTypes[0].OneofWrappers = []any{}
-	file_parley_actors_proto_msgTypes[5].OneofWrappers = []any{}
-	file_parley_actors_proto_msgTypes[38].OneofWrappers = []any{
+	file_parley_actors_proto_msgTypes[7].OneofWrappers = []any{}
+	file_parley_actors_proto_msgTypes[40].OneofWrappers = []any{
 		(*Relay_Deliver)(nil),
 		(*Relay_Batch)(nil),
 	}
@@ -3018,13 +3308,14 @@ func file_parley_actors_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_actors_proto_rawDesc), len(file_parley_actors_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   39,
+			NumEnums:      1,
+			NumMessages:   41,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
 		GoTypes:           file_parley_actors_proto_goTypes,
 		DependencyIndexes: file_parley_actors_proto_depIdxs,
+		EnumInfos:         file_parley_actors_proto_enumTypes,
 		MessageInfos:      file_parley_actors_proto_msgTypes,
 	}.Build()
 	File_parley_actors_proto = out.File
