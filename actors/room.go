@@ -45,8 +45,11 @@ type room struct {
 	next      uint64 // last seq handed out (committed + len(pending))
 	oldest    uint64 // oldest seq the store still has
 
-	window      []*windowEntry // recent events, ascending, at most cfg.History
-	dedup       *dedupWindow
+	window []*windowEntry // recent events, ascending, at most cfg.History
+	dedup  *dedupWindow
+	// touched are the new versions of messages that pending events
+	// rewrite (room_messages.go), by seq, until they are committed.
+	touched     map[uint64]*postState
 	pending     []*pendingEvent
 	flushQueued bool
 
@@ -88,6 +91,7 @@ type room struct {
 type windowEntry struct {
 	ev      *parleypb.RoomEvent
 	deliver *actorpb.Deliver
+	post    *actorpb.StoredPost // a post's stored state (reactions' users)
 }
 
 func newRoom(n *Node, name string) *room {
@@ -196,7 +200,7 @@ func (r *room) load() bool {
 		for i := len(page) - 1; i >= 0; i-- {
 			msg := page[i]
 			if len(window) < r.n.cfg.History {
-				window = append(window, &windowEntry{ev: eventOf(msg)})
+				window = append(window, &windowEntry{ev: eventOf(msg), post: postOf(msg)})
 			}
 			if msg.ClientMsgID != "" {
 				ids = append(ids, dedupEntry{dedupKey{msg.Sender, msg.ClientMsgID}, msg.Seq})
@@ -257,8 +261,14 @@ func eventOf(m store.Message) *parleypb.RoomEvent {
 	if kind == parleypb.SenderKind_SENDER_KIND_UNSPECIFIED {
 		kind = parleypb.SenderKind_SENDER_KIND_USER // stored before kinds were
 	}
-	return &parleypb.RoomEvent{Room: m.Room, Seq: m.Seq, TimeMs: m.Time.UnixMilli(), Sender: m.Sender, Text: m.Text, ClientMsgId: m.ClientMsgID,
-		SenderKind: kind, Change: decodeChange(m.Body)}
+	ev := &parleypb.RoomEvent{Room: m.Room, Seq: m.Seq, TimeMs: m.Time.UnixMilli(), Sender: m.Sender, Text: m.Text, ClientMsgId: m.ClientMsgID,
+		SenderKind: kind}
+	if sp := postOf(m); sp != nil {
+		decorate(ev, sp)
+	} else {
+		ev.Change = decodeChange(m.Body)
+	}
+	return ev
 }
 
 // oldestKnown is the oldest seq the room can still serve, as far as it
@@ -313,7 +323,7 @@ func (r *room) abandon(ctx actor.Context, why string) {
 		// Joins and moderation wait here too (for their changes to be
 		// stored), and have no client_msg_id to retry with.
 		retry := "; retry"
-		if p.ev.GetChange() == nil { // a post, or a retry of a stored one
+		if p.ev.GetChange() == nil || p.ev.GetClientMsgId() != "" { // a post or a change to one, or a retry
 			retry = "; retry with the same client_msg_id"
 		}
 		errorTo(ctx, p.session, p.requestID, r.name, parleypb.ErrorCode_ERROR_CODE_UNAVAILABLE, why+retry)

@@ -25,6 +25,10 @@ type pendingEvent struct {
 	// applied them to its state when it queued the event.
 	info    *store.RoomRecord
 	members []store.Member
+	// post is what a post keeps beside its text (its reply, mentions);
+	// rewrites are the messages an edit, delete or reaction changes.
+	post     *actorpb.StoredPost
+	rewrites []*postState
 	// then runs after the commit instead of the Ack (a join goes on with
 	// its replay); after runs once the event was delivered (telling users
 	// of their new standing).
@@ -73,6 +77,10 @@ func (r *room) postDecided(ctx actor.Context, m *actorpb.RoomPost, text string) 
 	if r.retried(ctx, m) {
 		return
 	}
+	if m.GetOp() != actorpb.PostOp_POST_OP_POST {
+		r.alter(ctx, m, text)
+		return
+	}
 	var k dedupKey
 	if m.GetClientMsgId() != "" {
 		k = dedupKey{m.GetUser(), m.GetClientMsgId()}
@@ -91,16 +99,29 @@ func (r *room) postDecided(ctx actor.Context, m *actorpb.RoomPost, text string) 
 		r.answer(ctx, m.GetSession(), m.GetRequestId(), no)
 		return
 	}
+	sp, no, err := r.postExtras(m)
+	if err != nil {
+		r.n.Stats.StoreErrors.Add(1)
+		r.log.Error("could not read the message a post replies to", "seq", m.GetReplyTo(), "err", err)
+		errorTo(ctx, m.GetSession(), m.GetRequestId(), r.name, parleypb.ErrorCode_ERROR_CODE_UNAVAILABLE, "history store unavailable; retry with the same client_msg_id")
+		return
+	}
+	if no != nil {
+		r.log.Debug("refused a post's reply or mentions", "user", m.GetUser(), "code", no.code.String())
+		r.answer(ctx, m.GetSession(), m.GetRequestId(), no)
+		return
+	}
 	kind := m.GetKind()
 	if kind == parleypb.SenderKind_SENDER_KIND_UNSPECIFIED {
 		kind = parleypb.SenderKind_SENDER_KIND_USER
 	}
 	r.next++
-	ev := &parleypb.RoomEvent{Room: r.name, Seq: r.next, TimeMs: time.Now().UnixMilli(), Sender: m.GetUser(), SenderKind: kind, Text: text, ClientMsgId: m.GetClientMsgId()}
+	ev := &parleypb.RoomEvent{Room: r.name, Seq: r.next, TimeMs: time.Now().UnixMilli(), Sender: m.GetUser(), SenderKind: kind, Text: text, ClientMsgId: m.GetClientMsgId(),
+		ReplyTo: sp.GetReplyTo(), Mentions: sp.GetMentions()}
 	if k.id != "" {
 		r.dedup.remember(k, ev.Seq)
 	}
-	r.queue(ctx, &pendingEvent{ev: ev, session: m.GetSession(), requestID: m.GetRequestId()})
+	r.queue(ctx, &pendingEvent{ev: ev, post: sp, session: m.GetSession(), requestID: m.GetRequestId()})
 }
 
 // queue adds an event to the next group commit. The flush goes behind
@@ -130,7 +151,10 @@ func (r *room) flush(ctx actor.Context) {
 		if p.ev == nil {
 			continue
 		}
-		b.Messages = append(b.Messages, messageOf(p.ev))
+		b.Messages = append(b.Messages, messageOf(p.ev, p.post))
+		for _, w := range p.rewrites {
+			b.Rewrites = append(b.Rewrites, messageOf(w.ev, w.post))
+		}
 		if p.ev.Change == nil {
 			posts++
 		}
@@ -142,6 +166,7 @@ func (r *room) flush(ctx actor.Context) {
 	sctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 	err := r.n.cfg.Store.Commit(sctx, b)
 	cancel()
+	clear(r.touched)
 	if err != nil {
 		r.n.Stats.StoreErrors.Add(1)
 		r.log.Error("room could not store a batch; failing its requests", "events", len(b.Messages), "err", err)
@@ -152,7 +177,7 @@ func (r *room) flush(ctx actor.Context) {
 			errorTo(ctx, p.session, p.requestID, r.name, parleypb.ErrorCode_ERROR_CODE_UNAVAILABLE, "history store unavailable; retry (posts with the same client_msg_id)")
 		}
 		r.next = r.committed
-		if errors.Is(err, store.ErrConflict) || len(b.Members) > 0 || b.Info != nil {
+		if errors.Is(err, store.ErrConflict) || len(b.Members) > 0 || b.Info != nil || len(b.Rewrites) > 0 {
 			// Another writer took these seqs (a second activation of this
 			// room), or the state changed here and not in the store: reload
 			// before accepting more.
@@ -172,8 +197,13 @@ func (r *room) flush(ctx actor.Context) {
 			continue
 		}
 		d := r.encodeEvent(p.ev, mask)
-		r.push(&windowEntry{ev: p.ev, deliver: d})
+		r.push(&windowEntry{ev: p.ev, deliver: d, post: p.post})
 		delivers = append(delivers, d)
+	}
+	for _, p := range batch {
+		for _, w := range p.rewrites {
+			r.rewriteWindow(w)
+		}
 	}
 	for _, p := range batch {
 		if p.then != nil {
@@ -230,9 +260,13 @@ func evictReason(ev *parleypb.RoomEvent) string {
 }
 
 // messageOf is an event as the store keeps it.
-func messageOf(ev *parleypb.RoomEvent) store.Message {
+func messageOf(ev *parleypb.RoomEvent, sp *actorpb.StoredPost) store.Message {
+	body := encodeChange(ev.Change)
+	if ev.Change == nil {
+		body = encodePost(sp)
+	}
 	return store.Message{Room: ev.Room, Seq: ev.Seq, Time: time.UnixMilli(ev.TimeMs), Sender: ev.Sender, Text: ev.Text,
-		ClientMsgID: ev.ClientMsgId, SenderKind: uint8(ev.SenderKind), Body: encodeChange(ev.Change)}
+		ClientMsgID: ev.ClientMsgId, SenderKind: uint8(ev.SenderKind), Body: body}
 }
 
 func (r *room) push(e *windowEntry) {

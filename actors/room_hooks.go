@@ -74,6 +74,9 @@ func (r *room) holdPost(ctx actor.Context, m *actorpb.RoomPost) bool {
 	if hook == nil || !hooked(m.GetKind()) {
 		return false
 	}
+	if op := m.GetOp(); op != actorpb.PostOp_POST_OP_POST && op != actorpb.PostOp_POST_OP_EDIT {
+		return false // the application judges words; a delete or a reaction adds none
+	}
 	if id := m.GetClientMsgId(); id != "" {
 		for _, h := range r.heldPosts {
 			if h.post.GetUser() == m.GetUser() && h.post.GetClientMsgId() == id {

@@ -104,14 +104,21 @@ func (r *room) sendWindow(ctx actor.Context, mem *roomMember, from uint64) {
 		if e.ev.Seq <= from {
 			continue
 		}
-		if e.deliver == nil || !e.deliver.Has(mem.codec) {
-			// Encode for this codec too; a new Deliver, since sessions may
-			// still be reading the old one.
-			all := r.codecMask()
-			all[mem.codec] = true
-			e.deliver = r.encodeEvent(e.ev, all)
+		if own := forReader(e.ev, e.post, mem.user); own != e.ev {
+			// The member's own reactions are marked: a frame of its own.
+			var one [4]bool
+			one[mem.codec] = true
+			batch.Items = append(batch.Items, r.encodeEvent(own, one))
+		} else {
+			if e.deliver == nil || !e.deliver.Has(mem.codec) {
+				// Encode for this codec too; a new Deliver, since sessions may
+				// still be reading the old one.
+				all := r.codecMask()
+				all[mem.codec] = true
+				e.deliver = r.encodeEvent(e.ev, all)
+			}
+			batch.Items = append(batch.Items, e.deliver)
 		}
-		batch.Items = append(batch.Items, e.deliver)
 		if len(batch.Items) == replayPage {
 			ctx.Send(mem.pid, batch)
 			batch = &actorpb.DeliverBatch{Room: r.name}
@@ -135,11 +142,11 @@ func (r *room) catchUp(ctx actor.Context, key string, m *actorpb.RoomJoin, mem *
 	}
 	c := &catchup{join: m, mem: mem}
 	upto := r.windowStart() - 1
-	st, name, log, to := r.n.cfg.Store, r.name, r.log, mem.pid
+	st, name, log, to, user := r.n.cfg.Store, r.name, r.log, mem.pid, mem.user
 	var codecs [4]bool
 	codecs[mem.codec] = true
 	run := func(ctx actor.Context) readDone {
-		after, oldest, err := replayStored(ctx, st, name, log, to, codecs, from, upto)
+		after, oldest, err := replayStored(ctx, st, name, log, to, user, codecs, from, upto)
 		return readDone{key: key, upto: after, oldest: oldest, err: err}
 	}
 	if !r.startReader(ctx, run, func(pid *actor.PID) { c.reader = pid }) {
@@ -221,7 +228,7 @@ func (r *room) readerDone(ctx actor.Context, d *readDone) {
 // upto, page by page, announcing with a Reset what retention deleted, and
 // returns the last seq it covered and the store's oldest. It runs in a
 // reader: it touches nothing of the room's.
-func replayStored(ctx actor.Context, st store.Store, room string, log *slog.Logger, to *actor.PID, codecs [4]bool, after, upto uint64) (uint64, uint64, error) {
+func replayStored(ctx actor.Context, st store.Store, room string, log *slog.Logger, to *actor.PID, user string, codecs [4]bool, after, upto uint64) (uint64, uint64, error) {
 	sctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 	b, err := st.Bounds(sctx, room)
 	cancel()
@@ -247,7 +254,7 @@ func replayStored(ctx actor.Context, st store.Store, room string, log *slog.Logg
 		}
 		batch := &actorpb.DeliverBatch{Room: room, Items: make([]*actorpb.Deliver, len(page))}
 		for i, msg := range page {
-			batch.Items[i] = encodeEvent(room, log, eventOf(msg), codecs)
+			batch.Items[i] = encodeEvent(room, log, readerEvent(msg, user), codecs)
 		}
 		ctx.Send(to, batch)
 		after = page[len(page)-1].Seq
@@ -275,13 +282,13 @@ func (r *room) history(ctx actor.Context, m *actorpb.RoomHistory) {
 		var events []*parleypb.RoomEvent
 		for _, e := range r.window {
 			if e.ev.Seq < before && e.ev.Seq >= before-uint64(limit) {
-				events = append(events, e.ev)
+				events = append(events, forReader(e.ev, e.post, m.GetUser()))
 			}
 		}
 		r.sendHistory(ctx, m.GetSession(), events, max(r.oldest, 1), ack)
 		return
 	}
-	st, name, to, oldest := r.n.cfg.Store, r.name, m.GetSession(), max(r.oldest, 1)
+	st, name, to, oldest, user := r.n.cfg.Store, r.name, m.GetSession(), max(r.oldest, 1), m.GetUser()
 	run := func(ctx actor.Context) readDone {
 		sctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 		msgs, err := st.Before(sctx, name, before, limit)
@@ -292,7 +299,7 @@ func (r *room) history(ctx actor.Context, m *actorpb.RoomHistory) {
 		}
 		events := make([]*parleypb.RoomEvent, len(msgs))
 		for i, msg := range msgs {
-			events[i] = eventOf(msg)
+			events[i] = readerEvent(msg, user)
 		}
 		sendHistory(ctx, name, to, events, oldest, ack)
 		return readDone{}

@@ -21,7 +21,9 @@ import (
 const (
 	MaxRequestIDBytes   = 128
 	MaxClientMsgIDBytes = 128
-	MaxTokenBytes       = 8 << 10
+	// MaxReasonBytes bounds a delete's reason, which is stored with it.
+	MaxReasonBytes = 1000
+	MaxTokenBytes  = 8 << 10
 )
 
 // request handles one client frame: the rate limit first (every frame
@@ -85,6 +87,37 @@ func (s *session) handle(ctx actor.Context, env *parleypb.Envelope) {
 		s.leave(ctx, id, b.Leave.GetRoom())
 	case *parleypb.Envelope_Post:
 		s.post(ctx, id, b.Post)
+	case *parleypb.Envelope_Edit:
+		e := b.Edit
+		if s.checkText(id, e.GetRoom(), e.GetText()) {
+			s.alter(ctx, id, e.GetRoom(), &actorpb.RoomPost{Op: actorpb.PostOp_POST_OP_EDIT, TargetSeq: e.GetSeq(), Text: e.GetText(), ClientMsgId: e.GetClientMsgId()})
+		}
+	case *parleypb.Envelope_DeleteMessage:
+		d := b.DeleteMessage
+		if len(d.GetReason()) > MaxReasonBytes {
+			s.fail(id, d.GetRoom(), parleypb.ErrorCode_ERROR_CODE_TOO_LONG, fmt.Sprintf("reason has %d bytes; at most %d", len(d.GetReason()), MaxReasonBytes))
+			return
+		}
+		if err := validText(d.GetReason()); err != nil {
+			s.fail(id, d.GetRoom(), parleypb.ErrorCode_ERROR_CODE_BAD_REQUEST, "reason "+err.Error())
+			return
+		}
+		s.alter(ctx, id, d.GetRoom(), &actorpb.RoomPost{Op: actorpb.PostOp_POST_OP_DELETE, TargetSeq: d.GetSeq(), Reason: d.GetReason(), ClientMsgId: d.GetClientMsgId()})
+	case *parleypb.Envelope_React:
+		re := b.React
+		if n := len(re.GetEmoji()); n > MaxEmojiBytes {
+			s.fail(id, re.GetRoom(), parleypb.ErrorCode_ERROR_CODE_TOO_LONG, fmt.Sprintf("emoji has %d bytes; at most %d", n, MaxEmojiBytes))
+			return
+		}
+		if err := validEmoji(re.GetEmoji()); err != nil {
+			s.fail(id, re.GetRoom(), parleypb.ErrorCode_ERROR_CODE_BAD_REQUEST, "emoji "+err.Error())
+			return
+		}
+		op := actorpb.PostOp_POST_OP_REACT
+		if re.GetRemove() {
+			op = actorpb.PostOp_POST_OP_UNREACT
+		}
+		s.alter(ctx, id, re.GetRoom(), &actorpb.RoomPost{Op: op, TargetSeq: re.GetSeq(), Emoji: re.GetEmoji(), ClientMsgId: re.GetClientMsgId()})
 	case *parleypb.Envelope_Typing:
 		room := b.Typing.GetRoom()
 		if !s.sh.member.In(room) {
@@ -102,7 +135,7 @@ func (s *session) handle(ctx actor.Context, env *parleypb.Envelope) {
 			s.fail(id, h.GetRoom(), parleypb.ErrorCode_ERROR_CODE_NOT_JOINED, "join the room to read its history")
 			return
 		}
-		s.n.dir.Tell(ctx, &actorpb.RoomHistory{Room: h.GetRoom(), BeforeSeq: h.GetBeforeSeq(), Limit: h.GetLimit(), RequestId: id, Session: ctx.Self()})
+		s.n.dir.Tell(ctx, &actorpb.RoomHistory{Room: h.GetRoom(), BeforeSeq: h.GetBeforeSeq(), Limit: h.GetLimit(), RequestId: id, Session: ctx.Self(), User: s.sh.user})
 	case *parleypb.Envelope_Who:
 		s.who(ctx, id, b.Who)
 	case *parleypb.Envelope_Refresh:
@@ -147,6 +180,21 @@ func tooLong(env *parleypb.Envelope) (field string, n, limit int) {
 	switch b := env.GetBody().(type) {
 	case *parleypb.Envelope_Post:
 		if n := len(b.Post.GetClientMsgId()); n > MaxClientMsgIDBytes {
+			return "client_msg_id", n, MaxClientMsgIDBytes
+		}
+		if n := len(b.Post.GetMentions()); n > MaxMentions {
+			return "mentions", n, MaxMentions
+		}
+	case *parleypb.Envelope_Edit:
+		if n := len(b.Edit.GetClientMsgId()); n > MaxClientMsgIDBytes {
+			return "client_msg_id", n, MaxClientMsgIDBytes
+		}
+	case *parleypb.Envelope_DeleteMessage:
+		if n := len(b.DeleteMessage.GetClientMsgId()); n > MaxClientMsgIDBytes {
+			return "client_msg_id", n, MaxClientMsgIDBytes
+		}
+	case *parleypb.Envelope_React:
+		if n := len(b.React.GetClientMsgId()); n > MaxClientMsgIDBytes {
 			return "client_msg_id", n, MaxClientMsgIDBytes
 		}
 	case *parleypb.Envelope_Hello:
@@ -393,7 +441,33 @@ func (s *session) post(ctx actor.Context, id string, p *parleypb.Post) {
 	if !s.checkText(id, room, p.GetText()) {
 		return
 	}
-	s.sh.member.Post(ctx, &actorpb.RoomPost{Room: room, User: s.sh.user, Text: p.GetText(), ClientMsgId: p.GetClientMsgId(), RequestId: id, Session: ctx.Self()})
+	for _, u := range p.GetMentions() {
+		if err := ValidName(u); err != nil {
+			s.fail(id, room, parleypb.ErrorCode_ERROR_CODE_BAD_REQUEST, "mentions: user "+err.Error())
+			return
+		}
+	}
+	s.sh.member.Post(ctx, &actorpb.RoomPost{Room: room, User: s.sh.user, Text: p.GetText(), ClientMsgId: p.GetClientMsgId(), RequestId: id, Session: ctx.Self(),
+		ReplyTo: p.GetReplyTo(), Mentions: p.GetMentions()})
+}
+
+// alter sends an edit, delete or reaction (p, its room and request still
+// to fill in) to a joined room, the way of posts: a retry with the same
+// client_msg_id applies once.
+func (s *session) alter(ctx actor.Context, id, room string, p *actorpb.RoomPost) {
+	if !s.sh.member.In(room) {
+		s.fail(id, room, parleypb.ErrorCode_ERROR_CODE_NOT_JOINED, "join the room before changing its messages")
+		return
+	}
+	if !s.may(id, room, true) {
+		return
+	}
+	if p.GetTargetSeq() == 0 {
+		s.fail(id, room, parleypb.ErrorCode_ERROR_CODE_BAD_REQUEST, "seq: name the message (its seq)")
+		return
+	}
+	p.Room, p.User, p.RequestId, p.Session, p.ClaimRole = room, s.sh.user, id, ctx.Self(), s.claimRole(room)
+	s.sh.member.Post(ctx, p)
 }
 
 // verify checks a token sent in a frame; on failure it answers the request.

@@ -1252,12 +1252,14 @@ func (x *RoomTyping) GetSession() *actor.PID {
 }
 
 type RoomHistory struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Room          string                 `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
-	BeforeSeq     uint64                 `protobuf:"varint,2,opt,name=before_seq,json=beforeSeq,proto3" json:"before_seq,omitempty"`
-	Limit         uint32                 `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
-	RequestId     string                 `protobuf:"bytes,4,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
-	Session       *actor.PID             `protobuf:"bytes,5,opt,name=session,proto3" json:"session,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Room      string                 `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
+	BeforeSeq uint64                 `protobuf:"varint,2,opt,name=before_seq,json=beforeSeq,proto3" json:"before_seq,omitempty"`
+	Limit     uint32                 `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
+	RequestId string                 `protobuf:"bytes,4,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	Session   *actor.PID             `protobuf:"bytes,5,opt,name=session,proto3" json:"session,omitempty"`
+	// Who reads: a post's reactions say whether they are among them.
+	User          string `protobuf:"bytes,6,opt,name=user,proto3" json:"user,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1325,6 +1327,13 @@ func (x *RoomHistory) GetSession() *actor.PID {
 		return x.Session
 	}
 	return nil
+}
+
+func (x *RoomHistory) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
 }
 
 // Deliver carries one envelope from a room to its members, encoded once per
@@ -3047,7 +3056,7 @@ const file_parley_actors_proto_rawDesc = "" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12\x12\n" +
 	"\x04user\x18\x02 \x01(\tR\x04user\x12$\n" +
 	"\asession\x18\x03 \x01(\v2\n" +
-	".actor.PIDR\asession\"\x9b\x01\n" +
+	".actor.PIDR\asession\"\xaf\x01\n" +
 	"\vRoomHistory\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12\x1d\n" +
 	"\n" +
@@ -3056,7 +3065,8 @@ const file_parley_actors_proto_rawDesc = "" +
 	"\n" +
 	"request_id\x18\x04 \x01(\tR\trequestId\x12$\n" +
 	"\asession\x18\x05 \x01(\v2\n" +
-	".actor.PIDR\asession\"\xf4\x01\n" +
+	".actor.PIDR\asession\x12\x12\n" +
+	"\x04user\x18\x06 \x01(\tR\x04user\"\xf4\x01\n" +
 	"\aDeliver\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x1f\n" +
