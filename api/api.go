@@ -123,13 +123,13 @@ func codeOf(c parleypb.ErrorCode) connect.Code {
 	switch c {
 	case parleypb.ErrorCode_ERROR_CODE_BAD_REQUEST, parleypb.ErrorCode_ERROR_CODE_TOO_LONG, parleypb.ErrorCode_ERROR_CODE_INVALID_NAME:
 		return connect.CodeInvalidArgument
-	case parleypb.ErrorCode_ERROR_CODE_FORBIDDEN:
+	case parleypb.ErrorCode_ERROR_CODE_FORBIDDEN, parleypb.ErrorCode_ERROR_CODE_NOT_YOURS, parleypb.ErrorCode_ERROR_CODE_NOT_ALLOWED:
 		return connect.CodePermissionDenied
 	case parleypb.ErrorCode_ERROR_CODE_NO_SUCH_ROOM, parleypb.ErrorCode_ERROR_CODE_NOT_MEMBER, parleypb.ErrorCode_ERROR_CODE_NO_SUCH_MESSAGE:
 		return connect.CodeNotFound
 	case parleypb.ErrorCode_ERROR_CODE_ROOM_EXISTS:
 		return connect.CodeAlreadyExists
-	case parleypb.ErrorCode_ERROR_CODE_BANNED, parleypb.ErrorCode_ERROR_CODE_MUTED:
+	case parleypb.ErrorCode_ERROR_CODE_BANNED, parleypb.ErrorCode_ERROR_CODE_MUTED, parleypb.ErrorCode_ERROR_CODE_ALREADY_DELETED:
 		return connect.CodeFailedPrecondition
 	case parleypb.ErrorCode_ERROR_CODE_RATE_LIMITED, parleypb.ErrorCode_ERROR_CODE_ROOM_FULL:
 		return connect.CodeResourceExhausted
