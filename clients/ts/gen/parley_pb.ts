@@ -19,7 +19,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file parley.proto.
  */
 export const file_parley: GenFile = /*@__PURE__*/
-  fileDesc("CgxwYXJsZXkucHJvdG8SCXBhcmxleS52MSL6CAoIRW52ZWxvcGUSCgoCaWQYASABKAkSIQoFaGVsbG8YCiABKAsyEC5wYXJsZXkudjEuSGVsbG9IABIfCgRqb2luGAsgASgLMg8ucGFybGV5LnYxLkpvaW5IABIhCgVsZWF2ZRgMIAEoCzIQLnBhcmxleS52MS5MZWF2ZUgAEh8KBHBvc3QYDSABKAsyDy5wYXJsZXkudjEuUG9zdEgAEiMKBnR5cGluZxgOIAEoCzIRLnBhcmxleS52MS5UeXBpbmdIABIsCgdoaXN0b3J5GA8gASgLMhkucGFybGV5LnYxLkhpc3RvcnlSZXF1ZXN0SAASHwoEcGluZxgQIAEoCzIPLnBhcmxleS52MS5QaW5nSAASJAoDd2hvGBEgASgLMhUucGFybGV5LnYxLldob1JlcXVlc3RIABIoCgVyb29tcxgSIAEoCzIXLnBhcmxleS52MS5Sb29tc1JlcXVlc3RIABIlCgdyZWZyZXNoGBMgASgLMhIucGFybGV5LnYxLlJlZnJlc2hIABIsCgtjcmVhdGVfcm9vbRgUIAEoCzIVLnBhcmxleS52MS5DcmVhdGVSb29tSAASKgoGZGlyZWN0GBUgASgLMhgucGFybGV5LnYxLkRpcmVjdE1lc3NhZ2VIABInCghtb2RlcmF0ZRgWIAEoCzITLnBhcmxleS52MS5Nb2RlcmF0ZUgAEiwKC3VwZGF0ZV9yb29tGBcgASgLMhUucGFybGV5LnYxLlVwZGF0ZVJvb21IABIsCgtkZWxldGVfcm9vbRgYIAEoCzIVLnBhcmxleS52MS5EZWxldGVSb29tSAASLAoHbWVtYmVycxgZIAEoCzIZLnBhcmxleS52MS5NZW1iZXJzUmVxdWVzdEgAEiUKB3dlbGNvbWUYHiABKAsyEi5wYXJsZXkudjEuV2VsY29tZUgAEh0KA2FjaxgfIAEoCzIOLnBhcmxleS52MS5BY2tIABIhCgVlcnJvchggIAEoCzIQLnBhcmxleS52MS5FcnJvckgAEiUKBWV2ZW50GCEgASgLMhQucGFybGV5LnYxLlJvb21FdmVudEgAEiwKCHByZXNlbmNlGCIgASgLMhgucGFybGV5LnYxLlByZXNlbmNlRXZlbnRIABIuCgxoaXN0b3J5X3BhZ2UYIyABKAsyFi5wYXJsZXkudjEuSGlzdG9yeVBhZ2VIABIhCgViYXRjaBgkIAEoCzIQLnBhcmxleS52MS5CYXRjaEgAEiMKBm5vdGljZRglIAEoCzIRLnBhcmxleS52MS5Ob3RpY2VIABIoCglyb29tX2xpc3QYJiABKAsyEy5wYXJsZXkudjEuUm9vbUxpc3RIABInCgtyZXNldF9ldmVudBgnIAEoCzIQLnBhcmxleS52MS5SZXNldEgAEiMKBHJvb20YKCABKAsyEy5wYXJsZXkudjEuUm9vbUluZm9IABIsCgttZW1iZXJfbGlzdBgpIAEoCzIVLnBhcmxleS52MS5NZW1iZXJMaXN0SABCBgoEYm9keSI6CgVIZWxsbxIMCgRuYW1lGAEgASgJEhQKDHdhdGNoX29ubGluZRgCIAEoCBINCgV0b2tlbhgDIAEoCSIYCgdSZWZyZXNoEg0KBXRva2VuGAEgASgJIvkBCgdXZWxjb21lEhIKCnNlc3Npb25faWQYASABKAkSDAoEbmFtZRgCIAEoCRIZChFtYXhfbWVzc2FnZV9ieXRlcxgDIAEoDRIRCgltYXhfcm9vbXMYBCABKA0SFwoPaWRsZV90aW1lb3V0X21zGAUgASgNEhYKDm1heF90ZXh0X2NoYXJzGAYgASgNEgwKBHJhdGUYByABKAESDQoFYnVyc3QYCCABKA0SGAoQdG9rZW5fZXhwaXJlc19tcxgJIAEoAxIiCgVyb29tcxgKIAMoCzITLnBhcmxleS52MS5Sb29tSW5mbxISCgptb3JlX3Jvb21zGAsgASgIIjIKBEpvaW4SDAoEcm9vbRgBIAEoCRISCgVzaW5jZRgCIAEoBEgAiAEBQggKBl9zaW5jZSIVCgVMZWF2ZRIMCgRyb29tGAEgASgJIjkKBFBvc3QSDAoEcm9vbRgBIAEoCRIMCgR0ZXh0GAIgASgJEhUKDWNsaWVudF9tc2dfaWQYAyABKAkiJAoGVHlwaW5nEgwKBHJvb20YASABKAkSDAoEdXNlchgCIAEoCSJBCg5IaXN0b3J5UmVxdWVzdBIMCgRyb29tGAEgASgJEhIKCmJlZm9yZV9zZXEYAiABKAQSDQoFbGltaXQYAyABKA0iUwoLSGlzdG9yeVBhZ2USDAoEcm9vbRgBIAEoCRIkCgZldmVudHMYAiADKAsyFC5wYXJsZXkudjEuUm9vbUV2ZW50EhAKCGhhc19tb3JlGAMgASgIIgYKBFBpbmciOAoKV2hvUmVxdWVzdBIMCgRyb29tGAEgASgJEg0KBWFmdGVyGAIgASgJEg0KBWxpbWl0GAMgASgNIjoKDFJvb21zUmVxdWVzdBINCgVhZnRlchgBIAEoCRINCgVsaW1pdBgCIAEoDRIMCgRtaW5lGAMgASgIIjwKCFJvb21MaXN0EiIKBXJvb21zGAEgAygLMhMucGFybGV5LnYxLlJvb21JbmZvEgwKBG5leHQYAiABKAkiqwIKCFJvb21JbmZvEgwKBG5hbWUYASABKAkSDwoHbWVtYmVycxgCIAEoDRIhCgRraW5kGAMgASgOMhMucGFybGV5LnYxLlJvb21LaW5kEg0KBXRpdGxlGAQgASgJEg0KBXRvcGljGAUgASgJEhAKCGxhc3Rfc2VxGAYgASgEEh0KBHJvbGUYByABKA4yDy5wYXJsZXkudjEuUm9sZRIPCgdpbnZpdGVkGAggASgIEhcKD2Jhbm5lZF91bnRpbF9tcxgJIAEoAxIWCg5tdXRlZF91bnRpbF9tcxgKIAEoAxISCgpjcmVhdGVkX2J5GAsgASgJEhIKCmNyZWF0ZWRfbXMYDCABKAMSEwoLZGlyZWN0X3dpdGgYDSABKAkSDwoHZGVsZXRlZBgOIAEoCCJrCgpDcmVhdGVSb29tEgwKBHJvb20YASABKAkSIQoEa2luZBgCIAEoDjITLnBhcmxleS52MS5Sb29tS2luZBINCgV0aXRsZRgDIAEoCRINCgV0b3BpYxgEIAEoCRIOCgZpbnZpdGUYBSADKAkiQAoNRGlyZWN0TWVzc2FnZRIKCgJ0bxgBIAEoCRIMCgR0ZXh0GAIgASgJEhUKDWNsaWVudF9tc2dfaWQYAyABKAkijQEKCE1vZGVyYXRlEgwKBHJvb20YASABKAkSDAoEdXNlchgCIAEoCRIkCgZhY3Rpb24YAyABKA4yFC5wYXJsZXkudjEuTW9kQWN0aW9uEh0KBHJvbGUYBCABKA4yDy5wYXJsZXkudjEuUm9sZRIOCgZyZWFzb24YBSABKAkSEAoIdW50aWxfbXMYBiABKAMiVgoKVXBkYXRlUm9vbRIMCgRyb29tGAEgASgJEhIKBXRpdGxlGAIgASgJSACIAQESEgoFdG9waWMYAyABKAlIAYgBAUIICgZfdGl0bGVCCAoGX3RvcGljIioKCkRlbGV0ZVJvb20SDAoEcm9vbRgBIAEoCRIOCgZyZWFzb24YAiABKAkiPAoOTWVtYmVyc1JlcXVlc3QSDAoEcm9vbRgBIAEoCRINCgVhZnRlchgCIAEoCRINCgVsaW1pdBgDIAEoDSJQCgpNZW1iZXJMaXN0EgwKBHJvb20YASABKAkSJgoHbWVtYmVycxgCIAMoCzIVLnBhcmxleS52MS5NZW1iZXJJbmZvEgwKBG5leHQYAyABKAkioQEKCk1lbWJlckluZm8SDAoEdXNlchgBIAEoCRIdCgRyb2xlGAIgASgOMg8ucGFybGV5LnYxLlJvbGUSDwoHaW52aXRlZBgDIAEoCBISCgppbnZpdGVkX2J5GAQgASgJEhAKCHNpbmNlX21zGAUgASgDEhcKD2Jhbm5lZF91bnRpbF9tcxgGIAEoAxIWCg5tdXRlZF91bnRpbF9tcxgHIAEoAyJsCgNBY2sSEgoKcmVxdWVzdF9pZBgBIAEoCRIMCgRyb29tGAIgASgJEgsKA3NlcRgDIAEoBBIiCgdtZW1iZXJzGAQgAygLMhEucGFybGV5LnYxLk1lbWJlchISCgpvbGRlc3Rfc2VxGAUgASgEIlsKBUVycm9yEhIKCnJlcXVlc3RfaWQYASABKAkSIgoEY29kZRgCIAEoDjIULnBhcmxleS52MS5FcnJvckNvZGUSDAoEdGV4dBgDIAEoCRIMCgRyb29tGAQgASgJIr8BCglSb29tRXZlbnQSDAoEcm9vbRgBIAEoCRILCgNzZXEYAiABKAQSDwoHdGltZV9tcxgDIAEoAxIOCgZzZW5kZXIYBCABKAkSDAoEdGV4dBgFIAEoCRIVCg1jbGllbnRfbXNnX2lkGAYgASgJEioKC3NlbmRlcl9raW5kGAcgASgOMhUucGFybGV5LnYxLlNlbmRlcktpbmQSJQoGY2hhbmdlGAggASgLMhUucGFybGV5LnYxLlJvb21DaGFuZ2UixgEKClJvb21DaGFuZ2USIwoEa2luZBgBIAEoDjIVLnBhcmxleS52MS5DaGFuZ2VLaW5kEgwKBHVzZXIYAiABKAkSHQoEcm9sZRgDIAEoDjIPLnBhcmxleS52MS5Sb2xlEhAKCHVudGlsX21zGAQgASgDEg4KBnJlYXNvbhgFIAEoCRImCglyb29tX2tpbmQYBiABKA4yEy5wYXJsZXkudjEuUm9vbUtpbmQSDQoFdGl0bGUYByABKAkSDQoFdG9waWMYCCABKAkiJwoGTWVtYmVyEgwKBG5hbWUYASABKAkSDwoHZGV2aWNlcxgCIAEoDSJtCg1QcmVzZW5jZUV2ZW50EgwKBHJvb20YASABKAkSDgoGam9pbmVkGAIgAygJEgwKBGxlZnQYAyADKAkSIgoHbWVtYmVycxgEIAMoCzIRLnBhcmxleS52MS5NZW1iZXISDAoEbmV4dBgFIAEoCSI4CgVSZXNldBIMCgRyb29tGAEgASgJEg0KBXNpbmNlGAIgASgEEhIKCm9sZGVzdF9zZXEYAyABKAQiKwoFQmF0Y2gSIgoFaXRlbXMYASADKAsyEy5wYXJsZXkudjEuRW52ZWxvcGUiJAoGTm90aWNlEgwKBHRleHQYASABKAkSDAoEcm9vbRgCIAEoCSpoCghSb29tS2luZBIZChVST09NX0tJTkRfVU5TUEVDSUZJRUQQABIUChBST09NX0tJTkRfUFVCTElDEAESFQoRUk9PTV9LSU5EX1BSSVZBVEUQAhIUChBST09NX0tJTkRfRElSRUNUEAMqSgoEUm9sZRINCglST0xFX05PTkUQABIPCgtST0xFX01FTUJFUhABEhIKDlJPTEVfTU9ERVJBVE9SEAISDgoKUk9MRV9PV05FUhADKoYCCglNb2RBY3Rpb24SGgoWTU9EX0FDVElPTl9VTlNQRUNJRklFRBAAEhUKEU1PRF9BQ1RJT05fSU5WSVRFEAESFQoRTU9EX0FDVElPTl9SRVZPS0UQAhITCg9NT0RfQUNUSU9OX0tJQ0sQAxISCg5NT0RfQUNUSU9OX0JBThAEEhQKEE1PRF9BQ1RJT05fVU5CQU4QBRITCg9NT0RfQUNUSU9OX01VVEUQBhIVChFNT0RfQUNUSU9OX1VOTVVURRAHEhcKE01PRF9BQ1RJT05fU0VUX1JPTEUQCBIXChNNT0RfQUNUSU9OX1RSQU5TRkVSEAkSEgoOTU9EX0FDVElPTl9BREQQCiq4BAoJRXJyb3JDb2RlEhoKFkVSUk9SX0NPREVfVU5TUEVDSUZJRUQQABIaChZFUlJPUl9DT0RFX0JBRF9SRVFVRVNUEAESHAoYRVJST1JfQ09ERV9OT1RfTE9HR0VEX0lOEAISGwoXRVJST1JfQ09ERV9JTlZBTElEX05BTUUQAxIZChVFUlJPUl9DT0RFX05PVF9KT0lORUQQBBIdChlFUlJPUl9DT0RFX1RPT19NQU5ZX1JPT01TEAUSGwoXRVJST1JfQ09ERV9SQVRFX0xJTUlURUQQBhIXChNFUlJPUl9DT0RFX1RPT19MT05HEAcSGgoWRVJST1JfQ09ERV9VTkFWQUlMQUJMRRAIEiAKHEVSUk9SX0NPREVfQUxSRUFEWV9MT0dHRURfSU4QCRIXChNFUlJPUl9DT0RFX0lOVEVSTkFMEAoSGAoURVJST1JfQ09ERV9ST09NX0ZVTEwQCxIYChRFUlJPUl9DT0RFX0ZPUkJJRERFThAMEhwKGEVSUk9SX0NPREVfVE9LRU5fRVhQSVJFRBANEhsKF0VSUk9SX0NPREVfTk9fU1VDSF9ST09NEA4SGgoWRVJST1JfQ09ERV9ST09NX0VYSVNUUxAPEhUKEUVSUk9SX0NPREVfQkFOTkVEEBASFAoQRVJST1JfQ09ERV9NVVRFRBAREhkKFUVSUk9SX0NPREVfTk9UX01FTUJFUhASEh4KGkVSUk9SX0NPREVfTk9fU1VDSF9NRVNTQUdFEBMqbAoKU2VuZGVyS2luZBIbChdTRU5ERVJfS0lORF9VTlNQRUNJRklFRBAAEhQKEFNFTkRFUl9LSU5EX1VTRVIQARITCg9TRU5ERVJfS0lORF9CT1QQAhIWChJTRU5ERVJfS0lORF9TWVNURU0QAyqpAwoKQ2hhbmdlS2luZBIbChdDSEFOR0VfS0lORF9VTlNQRUNJRklFRBAAEhcKE0NIQU5HRV9LSU5EX0NSRUFURUQQARIWChJDSEFOR0VfS0lORF9KT0lORUQQAhIUChBDSEFOR0VfS0lORF9MRUZUEAMSFwoTQ0hBTkdFX0tJTkRfSU5WSVRFRBAEEh4KGkNIQU5HRV9LSU5EX0lOVklURV9SRVZPS0VEEAUSFgoSQ0hBTkdFX0tJTkRfS0lDS0VEEAYSFgoSQ0hBTkdFX0tJTkRfQkFOTkVEEAcSGAoUQ0hBTkdFX0tJTkRfVU5CQU5ORUQQCBIVChFDSEFOR0VfS0lORF9NVVRFRBAJEhcKE0NIQU5HRV9LSU5EX1VOTVVURUQQChIcChhDSEFOR0VfS0lORF9ST0xFX0NIQU5HRUQQCxIdChlDSEFOR0VfS0lORF9PV05FUl9DSEFOR0VEEAwSFwoTQ0hBTkdFX0tJTkRfVVBEQVRFRBANEhcKE0NIQU5HRV9LSU5EX0RFTEVURUQQDhIVChFDSEFOR0VfS0lORF9BRERFRBAPKlEKBUNvZGVjEhUKEUNPREVDX1VOU1BFQ0lGSUVEEAASDwoLQ09ERUNfUFJPVE8QARIOCgpDT0RFQ19KU09OEAISEAoMQ09ERUNfTEVHQUNZEAMq7AIKCUNsb3NlQ29kZRIaChZDTE9TRV9DT0RFX1VOU1BFQ0lGSUVEEAASFgoRQ0xPU0VfQ09ERV9OT1JNQUwQ6AcSGgoVQ0xPU0VfQ09ERV9HT0lOR19BV0FZEOkHEhgKE0NMT1NFX0NPREVfQUJOT1JNQUwQ7gcSIAobQ0xPU0VfQ09ERV9QT0xJQ1lfVklPTEFUSU9OEPAHEh8KGkNMT1NFX0NPREVfTUVTU0FHRV9UT09fQklHEPEHEh4KGUNMT1NFX0NPREVfSU5URVJOQUxfRVJST1IQ8wcSHwoaQ0xPU0VfQ09ERV9UUllfQUdBSU5fTEFURVIQ9QcSHAoXQ0xPU0VfQ09ERV9JRExFX1RJTUVPVVQQoB8SHAoXQ0xPU0VfQ09ERV9QT05HX1RJTUVPVVQQoR8SFgoRQ0xPU0VfQ09ERV9LSUNLRUQQoh8SHQoYQ0xPU0VfQ09ERV9UT0tFTl9FWFBJUkVEEKMfQi1aK2dpdGh1Yi5jb20vcGFybGV5Y2hhdC9wYXJsZXkvcHJvdG87cGFybGV5cGJiBnByb3RvMw");
+  fileDesc("CgxwYXJsZXkucHJvdG8SCXBhcmxleS52MSL5CQoIRW52ZWxvcGUSCgoCaWQYASABKAkSIQoFaGVsbG8YCiABKAsyEC5wYXJsZXkudjEuSGVsbG9IABIfCgRqb2luGAsgASgLMg8ucGFybGV5LnYxLkpvaW5IABIhCgVsZWF2ZRgMIAEoCzIQLnBhcmxleS52MS5MZWF2ZUgAEh8KBHBvc3QYDSABKAsyDy5wYXJsZXkudjEuUG9zdEgAEiMKBnR5cGluZxgOIAEoCzIRLnBhcmxleS52MS5UeXBpbmdIABIsCgdoaXN0b3J5GA8gASgLMhkucGFybGV5LnYxLkhpc3RvcnlSZXF1ZXN0SAASHwoEcGluZxgQIAEoCzIPLnBhcmxleS52MS5QaW5nSAASJAoDd2hvGBEgASgLMhUucGFybGV5LnYxLldob1JlcXVlc3RIABIoCgVyb29tcxgSIAEoCzIXLnBhcmxleS52MS5Sb29tc1JlcXVlc3RIABIlCgdyZWZyZXNoGBMgASgLMhIucGFybGV5LnYxLlJlZnJlc2hIABIsCgtjcmVhdGVfcm9vbRgUIAEoCzIVLnBhcmxleS52MS5DcmVhdGVSb29tSAASKgoGZGlyZWN0GBUgASgLMhgucGFybGV5LnYxLkRpcmVjdE1lc3NhZ2VIABInCghtb2RlcmF0ZRgWIAEoCzITLnBhcmxleS52MS5Nb2RlcmF0ZUgAEiwKC3VwZGF0ZV9yb29tGBcgASgLMhUucGFybGV5LnYxLlVwZGF0ZVJvb21IABIsCgtkZWxldGVfcm9vbRgYIAEoCzIVLnBhcmxleS52MS5EZWxldGVSb29tSAASLAoHbWVtYmVycxgZIAEoCzIZLnBhcmxleS52MS5NZW1iZXJzUmVxdWVzdEgAEiYKBGVkaXQYGiABKAsyFi5wYXJsZXkudjEuRWRpdE1lc3NhZ2VIABIyCg5kZWxldGVfbWVzc2FnZRgbIAEoCzIYLnBhcmxleS52MS5EZWxldGVNZXNzYWdlSAASIQoFcmVhY3QYHCABKAsyEC5wYXJsZXkudjEuUmVhY3RIABIlCgd3ZWxjb21lGB4gASgLMhIucGFybGV5LnYxLldlbGNvbWVIABIdCgNhY2sYHyABKAsyDi5wYXJsZXkudjEuQWNrSAASIQoFZXJyb3IYICABKAsyEC5wYXJsZXkudjEuRXJyb3JIABIlCgVldmVudBghIAEoCzIULnBhcmxleS52MS5Sb29tRXZlbnRIABIsCghwcmVzZW5jZRgiIAEoCzIYLnBhcmxleS52MS5QcmVzZW5jZUV2ZW50SAASLgoMaGlzdG9yeV9wYWdlGCMgASgLMhYucGFybGV5LnYxLkhpc3RvcnlQYWdlSAASIQoFYmF0Y2gYJCABKAsyEC5wYXJsZXkudjEuQmF0Y2hIABIjCgZub3RpY2UYJSABKAsyES5wYXJsZXkudjEuTm90aWNlSAASKAoJcm9vbV9saXN0GCYgASgLMhMucGFybGV5LnYxLlJvb21MaXN0SAASJwoLcmVzZXRfZXZlbnQYJyABKAsyEC5wYXJsZXkudjEuUmVzZXRIABIjCgRyb29tGCggASgLMhMucGFybGV5LnYxLlJvb21JbmZvSAASLAoLbWVtYmVyX2xpc3QYKSABKAsyFS5wYXJsZXkudjEuTWVtYmVyTGlzdEgAQgYKBGJvZHkiOgoFSGVsbG8SDAoEbmFtZRgBIAEoCRIUCgx3YXRjaF9vbmxpbmUYAiABKAgSDQoFdG9rZW4YAyABKAkiGAoHUmVmcmVzaBINCgV0b2tlbhgBIAEoCSL5AQoHV2VsY29tZRISCgpzZXNzaW9uX2lkGAEgASgJEgwKBG5hbWUYAiABKAkSGQoRbWF4X21lc3NhZ2VfYnl0ZXMYAyABKA0SEQoJbWF4X3Jvb21zGAQgASgNEhcKD2lkbGVfdGltZW91dF9tcxgFIAEoDRIWCg5tYXhfdGV4dF9jaGFycxgGIAEoDRIMCgRyYXRlGAcgASgBEg0KBWJ1cnN0GAggASgNEhgKEHRva2VuX2V4cGlyZXNfbXMYCSABKAMSIgoFcm9vbXMYCiADKAsyEy5wYXJsZXkudjEuUm9vbUluZm8SEgoKbW9yZV9yb29tcxgLIAEoCCIyCgRKb2luEgwKBHJvb20YASABKAkSEgoFc2luY2UYAiABKARIAIgBAUIICgZfc2luY2UiFQoFTGVhdmUSDAoEcm9vbRgBIAEoCSJdCgRQb3N0EgwKBHJvb20YASABKAkSDAoEdGV4dBgCIAEoCRIVCg1jbGllbnRfbXNnX2lkGAMgASgJEhAKCHJlcGx5X3RvGAQgASgEEhAKCG1lbnRpb25zGAUgAygJIk0KC0VkaXRNZXNzYWdlEgwKBHJvb20YASABKAkSCwoDc2VxGAIgASgEEgwKBHRleHQYAyABKAkSFQoNY2xpZW50X21zZ19pZBgEIAEoCSJRCg1EZWxldGVNZXNzYWdlEgwKBHJvb20YASABKAkSCwoDc2VxGAIgASgEEhUKDWNsaWVudF9tc2dfaWQYAyABKAkSDgoGcmVhc29uGAQgASgJIlgKBVJlYWN0EgwKBHJvb20YASABKAkSCwoDc2VxGAIgASgEEg0KBWVtb2ppGAMgASgJEg4KBnJlbW92ZRgEIAEoCBIVCg1jbGllbnRfbXNnX2lkGAUgASgJIiQKBlR5cGluZxIMCgRyb29tGAEgASgJEgwKBHVzZXIYAiABKAkiQQoOSGlzdG9yeVJlcXVlc3QSDAoEcm9vbRgBIAEoCRISCgpiZWZvcmVfc2VxGAIgASgEEg0KBWxpbWl0GAMgASgNIlMKC0hpc3RvcnlQYWdlEgwKBHJvb20YASABKAkSJAoGZXZlbnRzGAIgAygLMhQucGFybGV5LnYxLlJvb21FdmVudBIQCghoYXNfbW9yZRgDIAEoCCIGCgRQaW5nIjgKCldob1JlcXVlc3QSDAoEcm9vbRgBIAEoCRINCgVhZnRlchgCIAEoCRINCgVsaW1pdBgDIAEoDSI6CgxSb29tc1JlcXVlc3QSDQoFYWZ0ZXIYASABKAkSDQoFbGltaXQYAiABKA0SDAoEbWluZRgDIAEoCCI8CghSb29tTGlzdBIiCgVyb29tcxgBIAMoCzITLnBhcmxleS52MS5Sb29tSW5mbxIMCgRuZXh0GAIgASgJIqsCCghSb29tSW5mbxIMCgRuYW1lGAEgASgJEg8KB21lbWJlcnMYAiABKA0SIQoEa2luZBgDIAEoDjITLnBhcmxleS52MS5Sb29tS2luZBINCgV0aXRsZRgEIAEoCRINCgV0b3BpYxgFIAEoCRIQCghsYXN0X3NlcRgGIAEoBBIdCgRyb2xlGAcgASgOMg8ucGFybGV5LnYxLlJvbGUSDwoHaW52aXRlZBgIIAEoCBIXCg9iYW5uZWRfdW50aWxfbXMYCSABKAMSFgoObXV0ZWRfdW50aWxfbXMYCiABKAMSEgoKY3JlYXRlZF9ieRgLIAEoCRISCgpjcmVhdGVkX21zGAwgASgDEhMKC2RpcmVjdF93aXRoGA0gASgJEg8KB2RlbGV0ZWQYDiABKAgiawoKQ3JlYXRlUm9vbRIMCgRyb29tGAEgASgJEiEKBGtpbmQYAiABKA4yEy5wYXJsZXkudjEuUm9vbUtpbmQSDQoFdGl0bGUYAyABKAkSDQoFdG9waWMYBCABKAkSDgoGaW52aXRlGAUgAygJIkAKDURpcmVjdE1lc3NhZ2USCgoCdG8YASABKAkSDAoEdGV4dBgCIAEoCRIVCg1jbGllbnRfbXNnX2lkGAMgASgJIo0BCghNb2RlcmF0ZRIMCgRyb29tGAEgASgJEgwKBHVzZXIYAiABKAkSJAoGYWN0aW9uGAMgASgOMhQucGFybGV5LnYxLk1vZEFjdGlvbhIdCgRyb2xlGAQgASgOMg8ucGFybGV5LnYxLlJvbGUSDgoGcmVhc29uGAUgASgJEhAKCHVudGlsX21zGAYgASgDIlYKClVwZGF0ZVJvb20SDAoEcm9vbRgBIAEoCRISCgV0aXRsZRgCIAEoCUgAiAEBEhIKBXRvcGljGAMgASgJSAGIAQFCCAoGX3RpdGxlQggKBl90b3BpYyIqCgpEZWxldGVSb29tEgwKBHJvb20YASABKAkSDgoGcmVhc29uGAIgASgJIjwKDk1lbWJlcnNSZXF1ZXN0EgwKBHJvb20YASABKAkSDQoFYWZ0ZXIYAiABKAkSDQoFbGltaXQYAyABKA0iUAoKTWVtYmVyTGlzdBIMCgRyb29tGAEgASgJEiYKB21lbWJlcnMYAiADKAsyFS5wYXJsZXkudjEuTWVtYmVySW5mbxIMCgRuZXh0GAMgASgJIqEBCgpNZW1iZXJJbmZvEgwKBHVzZXIYASABKAkSHQoEcm9sZRgCIAEoDjIPLnBhcmxleS52MS5Sb2xlEg8KB2ludml0ZWQYAyABKAgSEgoKaW52aXRlZF9ieRgEIAEoCRIQCghzaW5jZV9tcxgFIAEoAxIXCg9iYW5uZWRfdW50aWxfbXMYBiABKAMSFgoObXV0ZWRfdW50aWxfbXMYByABKAMibAoDQWNrEhIKCnJlcXVlc3RfaWQYASABKAkSDAoEcm9vbRgCIAEoCRILCgNzZXEYAyABKAQSIgoHbWVtYmVycxgEIAMoCzIRLnBhcmxleS52MS5NZW1iZXISEgoKb2xkZXN0X3NlcRgFIAEoBCJbCgVFcnJvchISCgpyZXF1ZXN0X2lkGAEgASgJEiIKBGNvZGUYAiABKA4yFC5wYXJsZXkudjEuRXJyb3JDb2RlEgwKBHRleHQYAyABKAkSDAoEcm9vbRgEIAEoCSKvAgoJUm9vbUV2ZW50EgwKBHJvb20YASABKAkSCwoDc2VxGAIgASgEEg8KB3RpbWVfbXMYAyABKAMSDgoGc2VuZGVyGAQgASgJEgwKBHRleHQYBSABKAkSFQoNY2xpZW50X21zZ19pZBgGIAEoCRIqCgtzZW5kZXJfa2luZBgHIAEoDjIVLnBhcmxleS52MS5TZW5kZXJLaW5kEiUKBmNoYW5nZRgIIAEoCzIVLnBhcmxleS52MS5Sb29tQ2hhbmdlEhAKCHJlcGx5X3RvGAkgASgEEhAKCG1lbnRpb25zGAogAygJEhEKCWVkaXRlZF9tcxgLIAEoAxIPCgdkZWxldGVkGAwgASgIEiYKCXJlYWN0aW9ucxgNIAMoCzITLnBhcmxleS52MS5SZWFjdGlvbiI2CghSZWFjdGlvbhINCgVlbW9qaRgBIAEoCRINCgVjb3VudBgCIAEoDRIMCgRtaW5lGAMgASgIIvgBCgpSb29tQ2hhbmdlEiMKBGtpbmQYASABKA4yFS5wYXJsZXkudjEuQ2hhbmdlS2luZBIMCgR1c2VyGAIgASgJEh0KBHJvbGUYAyABKA4yDy5wYXJsZXkudjEuUm9sZRIQCgh1bnRpbF9tcxgEIAEoAxIOCgZyZWFzb24YBSABKAkSJgoJcm9vbV9raW5kGAYgASgOMhMucGFybGV5LnYxLlJvb21LaW5kEg0KBXRpdGxlGAcgASgJEg0KBXRvcGljGAggASgJEhIKCnRhcmdldF9zZXEYCSABKAQSDQoFZW1vamkYCiABKAkSDQoFY291bnQYCyABKA0iJwoGTWVtYmVyEgwKBG5hbWUYASABKAkSDwoHZGV2aWNlcxgCIAEoDSJtCg1QcmVzZW5jZUV2ZW50EgwKBHJvb20YASABKAkSDgoGam9pbmVkGAIgAygJEgwKBGxlZnQYAyADKAkSIgoHbWVtYmVycxgEIAMoCzIRLnBhcmxleS52MS5NZW1iZXISDAoEbmV4dBgFIAEoCSI4CgVSZXNldBIMCgRyb29tGAEgASgJEg0KBXNpbmNlGAIgASgEEhIKCm9sZGVzdF9zZXEYAyABKAQiKwoFQmF0Y2gSIgoFaXRlbXMYASADKAsyEy5wYXJsZXkudjEuRW52ZWxvcGUiJAoGTm90aWNlEgwKBHRleHQYASABKAkSDAoEcm9vbRgCIAEoCSpoCghSb29tS2luZBIZChVST09NX0tJTkRfVU5TUEVDSUZJRUQQABIUChBST09NX0tJTkRfUFVCTElDEAESFQoRUk9PTV9LSU5EX1BSSVZBVEUQAhIUChBST09NX0tJTkRfRElSRUNUEAMqSgoEUm9sZRINCglST0xFX05PTkUQABIPCgtST0xFX01FTUJFUhABEhIKDlJPTEVfTU9ERVJBVE9SEAISDgoKUk9MRV9PV05FUhADKoYCCglNb2RBY3Rpb24SGgoWTU9EX0FDVElPTl9VTlNQRUNJRklFRBAAEhUKEU1PRF9BQ1RJT05fSU5WSVRFEAESFQoRTU9EX0FDVElPTl9SRVZPS0UQAhITCg9NT0RfQUNUSU9OX0tJQ0sQAxISCg5NT0RfQUNUSU9OX0JBThAEEhQKEE1PRF9BQ1RJT05fVU5CQU4QBRITCg9NT0RfQUNUSU9OX01VVEUQBhIVChFNT0RfQUNUSU9OX1VOTVVURRAHEhcKE01PRF9BQ1RJT05fU0VUX1JPTEUQCBIXChNNT0RfQUNUSU9OX1RSQU5TRkVSEAkSEgoOTU9EX0FDVElPTl9BREQQCiqOBQoJRXJyb3JDb2RlEhoKFkVSUk9SX0NPREVfVU5TUEVDSUZJRUQQABIaChZFUlJPUl9DT0RFX0JBRF9SRVFVRVNUEAESHAoYRVJST1JfQ09ERV9OT1RfTE9HR0VEX0lOEAISGwoXRVJST1JfQ09ERV9JTlZBTElEX05BTUUQAxIZChVFUlJPUl9DT0RFX05PVF9KT0lORUQQBBIdChlFUlJPUl9DT0RFX1RPT19NQU5ZX1JPT01TEAUSGwoXRVJST1JfQ09ERV9SQVRFX0xJTUlURUQQBhIXChNFUlJPUl9DT0RFX1RPT19MT05HEAcSGgoWRVJST1JfQ09ERV9VTkFWQUlMQUJMRRAIEiAKHEVSUk9SX0NPREVfQUxSRUFEWV9MT0dHRURfSU4QCRIXChNFUlJPUl9DT0RFX0lOVEVSTkFMEAoSGAoURVJST1JfQ09ERV9ST09NX0ZVTEwQCxIYChRFUlJPUl9DT0RFX0ZPUkJJRERFThAMEhwKGEVSUk9SX0NPREVfVE9LRU5fRVhQSVJFRBANEhsKF0VSUk9SX0NPREVfTk9fU1VDSF9ST09NEA4SGgoWRVJST1JfQ09ERV9ST09NX0VYSVNUUxAPEhUKEUVSUk9SX0NPREVfQkFOTkVEEBASFAoQRVJST1JfQ09ERV9NVVRFRBAREhkKFUVSUk9SX0NPREVfTk9UX01FTUJFUhASEh4KGkVSUk9SX0NPREVfTk9fU1VDSF9NRVNTQUdFEBMSGAoURVJST1JfQ09ERV9OT1RfWU9VUlMQFBIaChZFUlJPUl9DT0RFX05PVF9BTExPV0VEEBUSHgoaRVJST1JfQ09ERV9BTFJFQURZX0RFTEVURUQQFipsCgpTZW5kZXJLaW5kEhsKF1NFTkRFUl9LSU5EX1VOU1BFQ0lGSUVEEAASFAoQU0VOREVSX0tJTkRfVVNFUhABEhMKD1NFTkRFUl9LSU5EX0JPVBACEhYKElNFTkRFUl9LSU5EX1NZU1RFTRADKpYECgpDaGFuZ2VLaW5kEhsKF0NIQU5HRV9LSU5EX1VOU1BFQ0lGSUVEEAASFwoTQ0hBTkdFX0tJTkRfQ1JFQVRFRBABEhYKEkNIQU5HRV9LSU5EX0pPSU5FRBACEhQKEENIQU5HRV9LSU5EX0xFRlQQAxIXChNDSEFOR0VfS0lORF9JTlZJVEVEEAQSHgoaQ0hBTkdFX0tJTkRfSU5WSVRFX1JFVk9LRUQQBRIWChJDSEFOR0VfS0lORF9LSUNLRUQQBhIWChJDSEFOR0VfS0lORF9CQU5ORUQQBxIYChRDSEFOR0VfS0lORF9VTkJBTk5FRBAIEhUKEUNIQU5HRV9LSU5EX01VVEVEEAkSFwoTQ0hBTkdFX0tJTkRfVU5NVVRFRBAKEhwKGENIQU5HRV9LSU5EX1JPTEVfQ0hBTkdFRBALEh0KGUNIQU5HRV9LSU5EX09XTkVSX0NIQU5HRUQQDBIXChNDSEFOR0VfS0lORF9VUERBVEVEEA0SFwoTQ0hBTkdFX0tJTkRfREVMRVRFRBAOEhUKEUNIQU5HRV9LSU5EX0FEREVEEA8SFgoSQ0hBTkdFX0tJTkRfRURJVEVEEBASHwobQ0hBTkdFX0tJTkRfTUVTU0FHRV9ERUxFVEVEEBESFwoTQ0hBTkdFX0tJTkRfUkVBQ1RFRBASEhkKFUNIQU5HRV9LSU5EX1VOUkVBQ1RFRBATKlEKBUNvZGVjEhUKEUNPREVDX1VOU1BFQ0lGSUVEEAASDwoLQ09ERUNfUFJPVE8QARIOCgpDT0RFQ19KU09OEAISEAoMQ09ERUNfTEVHQUNZEAMq7AIKCUNsb3NlQ29kZRIaChZDTE9TRV9DT0RFX1VOU1BFQ0lGSUVEEAASFgoRQ0xPU0VfQ09ERV9OT1JNQUwQ6AcSGgoVQ0xPU0VfQ09ERV9HT0lOR19BV0FZEOkHEhgKE0NMT1NFX0NPREVfQUJOT1JNQUwQ7gcSIAobQ0xPU0VfQ09ERV9QT0xJQ1lfVklPTEFUSU9OEPAHEh8KGkNMT1NFX0NPREVfTUVTU0FHRV9UT09fQklHEPEHEh4KGUNMT1NFX0NPREVfSU5URVJOQUxfRVJST1IQ8wcSHwoaQ0xPU0VfQ09ERV9UUllfQUdBSU5fTEFURVIQ9QcSHAoXQ0xPU0VfQ09ERV9JRExFX1RJTUVPVVQQoB8SHAoXQ0xPU0VfQ09ERV9QT05HX1RJTUVPVVQQoR8SFgoRQ0xPU0VfQ09ERV9LSUNLRUQQoh8SHQoYQ0xPU0VfQ09ERV9UT0tFTl9FWFBJUkVEEKMfQi1aK2dpdGh1Yi5jb20vcGFybGV5Y2hhdC9wYXJsZXkvcHJvdG87cGFybGV5cGJiBnByb3RvMw");
 
 /**
  * Envelope is one frame of the native protocols. A client sets id on every
@@ -137,6 +137,24 @@ export type Envelope = Message<"parley.v1.Envelope"> & {
      */
     value: MembersRequest;
     case: "members";
+  } | {
+    /**
+     * @generated from field: parley.v1.EditMessage edit = 26;
+     */
+    value: EditMessage;
+    case: "edit";
+  } | {
+    /**
+     * @generated from field: parley.v1.DeleteMessage delete_message = 27;
+     */
+    value: DeleteMessage;
+    case: "deleteMessage";
+  } | {
+    /**
+     * @generated from field: parley.v1.React react = 28;
+     */
+    value: React;
+    case: "react";
   } | {
     /**
      * server -> client
@@ -446,6 +464,22 @@ export type Post = Message<"parley.v1.Post"> & {
    * @generated from field: string client_msg_id = 3;
    */
   clientMsgId: string;
+
+  /**
+   * The seq of the post this one answers: a post of the same room, not
+   * deleted (else NO_SUCH_MESSAGE, ALREADY_DELETED).
+   *
+   * @generated from field: uint64 reply_to = 4;
+   */
+  replyTo: bigint;
+
+  /**
+   * Users the post mentions, by name: members of the room (else
+   * NOT_MEMBER), at most 50, each once.
+   *
+   * @generated from field: repeated string mentions = 5;
+   */
+  mentions: string[];
 };
 
 /**
@@ -454,6 +488,127 @@ export type Post = Message<"parley.v1.Post"> & {
  */
 export const PostSchema: GenMessage<Post> = /*@__PURE__*/
   messageDesc(file_parley, 6);
+
+/**
+ * EditMessage replaces the text of one of the user's own posts: an EDITED
+ * event naming the post (change.target_seq) with the new text. The Ack
+ * carries the event's seq. Refused NO_SUCH_MESSAGE (no such post),
+ * NOT_ALLOWED (a room change, not a post), NOT_YOURS (someone else's:
+ * nobody edits another's words, moderators neither), ALREADY_DELETED,
+ * TOO_LONG (the post limits).
+ *
+ * @generated from message parley.v1.EditMessage
+ */
+export type EditMessage = Message<"parley.v1.EditMessage"> & {
+  /**
+   * @generated from field: string room = 1;
+   */
+  room: string;
+
+  /**
+   * @generated from field: uint64 seq = 2;
+   */
+  seq: bigint;
+
+  /**
+   * @generated from field: string text = 3;
+   */
+  text: string;
+
+  /**
+   * As Post's: a retried edit with the same id applies once.
+   *
+   * @generated from field: string client_msg_id = 4;
+   */
+  clientMsgId: string;
+};
+
+/**
+ * Describes the message parley.v1.EditMessage.
+ * Use `create(EditMessageSchema)` to create a new message.
+ */
+export const EditMessageSchema: GenMessage<EditMessage> = /*@__PURE__*/
+  messageDesc(file_parley, 7);
+
+/**
+ * DeleteMessage deletes a post: a MESSAGE_DELETED event naming it; its
+ * text (and the text of its edits) is erased from the store in the same
+ * commit. Authors delete their own posts, moderators and owners anyone's
+ * (else NOT_YOURS).
+ *
+ * @generated from message parley.v1.DeleteMessage
+ */
+export type DeleteMessage = Message<"parley.v1.DeleteMessage"> & {
+  /**
+   * @generated from field: string room = 1;
+   */
+  room: string;
+
+  /**
+   * @generated from field: uint64 seq = 2;
+   */
+  seq: bigint;
+
+  /**
+   * @generated from field: string client_msg_id = 3;
+   */
+  clientMsgId: string;
+
+  /**
+   * @generated from field: string reason = 4;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message parley.v1.DeleteMessage.
+ * Use `create(DeleteMessageSchema)` to create a new message.
+ */
+export const DeleteMessageSchema: GenMessage<DeleteMessage> = /*@__PURE__*/
+  messageDesc(file_parley, 8);
+
+/**
+ * React adds (or, with remove, takes back) the user's reaction to a post:
+ * one emoji (at most 32 bytes, no spaces or control characters), each at
+ * most once per user and post. A REACTED or UNREACTED event; adding a
+ * reaction the user has, or removing one it has not, changes nothing and
+ * is acknowledged with seq 0.
+ *
+ * @generated from message parley.v1.React
+ */
+export type React = Message<"parley.v1.React"> & {
+  /**
+   * @generated from field: string room = 1;
+   */
+  room: string;
+
+  /**
+   * @generated from field: uint64 seq = 2;
+   */
+  seq: bigint;
+
+  /**
+   * @generated from field: string emoji = 3;
+   */
+  emoji: string;
+
+  /**
+   * @generated from field: bool remove = 4;
+   */
+  remove: boolean;
+
+  /**
+   * @generated from field: string client_msg_id = 5;
+   */
+  clientMsgId: string;
+};
+
+/**
+ * Describes the message parley.v1.React.
+ * Use `create(ReactSchema)` to create a new message.
+ */
+export const ReactSchema: GenMessage<React> = /*@__PURE__*/
+  messageDesc(file_parley, 9);
 
 /**
  * Typing is sent by a client (user empty) and relayed by the server to the
@@ -478,7 +633,7 @@ export type Typing = Message<"parley.v1.Typing"> & {
  * Use `create(TypingSchema)` to create a new message.
  */
 export const TypingSchema: GenMessage<Typing> = /*@__PURE__*/
-  messageDesc(file_parley, 7);
+  messageDesc(file_parley, 10);
 
 /**
  * HistoryRequest asks for up to limit events before before_seq (scrollback).
@@ -509,7 +664,7 @@ export type HistoryRequest = Message<"parley.v1.HistoryRequest"> & {
  * Use `create(HistoryRequestSchema)` to create a new message.
  */
 export const HistoryRequestSchema: GenMessage<HistoryRequest> = /*@__PURE__*/
-  messageDesc(file_parley, 8);
+  messageDesc(file_parley, 11);
 
 /**
  * HistoryPage answers HistoryRequest; events are in ascending seq order.
@@ -540,7 +695,7 @@ export type HistoryPage = Message<"parley.v1.HistoryPage"> & {
  * Use `create(HistoryPageSchema)` to create a new message.
  */
 export const HistoryPageSchema: GenMessage<HistoryPage> = /*@__PURE__*/
-  messageDesc(file_parley, 9);
+  messageDesc(file_parley, 12);
 
 /**
  * Ping is an application-level keepalive; it is acked.
@@ -555,7 +710,7 @@ export type Ping = Message<"parley.v1.Ping"> & {
  * Use `create(PingSchema)` to create a new message.
  */
 export const PingSchema: GenMessage<Ping> = /*@__PURE__*/
-  messageDesc(file_parley, 10);
+  messageDesc(file_parley, 13);
 
 /**
  * WhoRequest asks who is connected to a room the connection has joined,
@@ -589,7 +744,7 @@ export type WhoRequest = Message<"parley.v1.WhoRequest"> & {
  * Use `create(WhoRequestSchema)` to create a new message.
  */
 export const WhoRequestSchema: GenMessage<WhoRequest> = /*@__PURE__*/
-  messageDesc(file_parley, 11);
+  messageDesc(file_parley, 14);
 
 /**
  * RoomsRequest lists rooms: the public ones and the user's own (private
@@ -621,7 +776,7 @@ export type RoomsRequest = Message<"parley.v1.RoomsRequest"> & {
  * Use `create(RoomsRequestSchema)` to create a new message.
  */
 export const RoomsRequestSchema: GenMessage<RoomsRequest> = /*@__PURE__*/
-  messageDesc(file_parley, 12);
+  messageDesc(file_parley, 15);
 
 /**
  * @generated from message parley.v1.RoomList
@@ -645,7 +800,7 @@ export type RoomList = Message<"parley.v1.RoomList"> & {
  * Use `create(RoomListSchema)` to create a new message.
  */
 export const RoomListSchema: GenMessage<RoomList> = /*@__PURE__*/
-  messageDesc(file_parley, 13);
+  messageDesc(file_parley, 16);
 
 /**
  * @generated from message parley.v1.RoomInfo
@@ -737,7 +892,7 @@ export type RoomInfo = Message<"parley.v1.RoomInfo"> & {
  * Use `create(RoomInfoSchema)` to create a new message.
  */
 export const RoomInfoSchema: GenMessage<RoomInfo> = /*@__PURE__*/
-  messageDesc(file_parley, 14);
+  messageDesc(file_parley, 17);
 
 /**
  * CreateRoom creates a public or private room with the user as its owner
@@ -778,7 +933,7 @@ export type CreateRoom = Message<"parley.v1.CreateRoom"> & {
  * Use `create(CreateRoomSchema)` to create a new message.
  */
 export const CreateRoomSchema: GenMessage<CreateRoom> = /*@__PURE__*/
-  messageDesc(file_parley, 15);
+  messageDesc(file_parley, 18);
 
 /**
  * DirectMessage posts to the direct room of the user and `to`, created by
@@ -809,7 +964,7 @@ export type DirectMessage = Message<"parley.v1.DirectMessage"> & {
  * Use `create(DirectMessageSchema)` to create a new message.
  */
 export const DirectMessageSchema: GenMessage<DirectMessage> = /*@__PURE__*/
-  messageDesc(file_parley, 16);
+  messageDesc(file_parley, 19);
 
 /**
  * Moderate acts on a user in a room; each action is a room event (who did
@@ -859,7 +1014,7 @@ export type Moderate = Message<"parley.v1.Moderate"> & {
  * Use `create(ModerateSchema)` to create a new message.
  */
 export const ModerateSchema: GenMessage<Moderate> = /*@__PURE__*/
-  messageDesc(file_parley, 17);
+  messageDesc(file_parley, 20);
 
 /**
  * UpdateRoom changes a room's title or topic (owners and moderators): an
@@ -889,7 +1044,7 @@ export type UpdateRoom = Message<"parley.v1.UpdateRoom"> & {
  * Use `create(UpdateRoomSchema)` to create a new message.
  */
 export const UpdateRoomSchema: GenMessage<UpdateRoom> = /*@__PURE__*/
-  messageDesc(file_parley, 18);
+  messageDesc(file_parley, 21);
 
 /**
  * DeleteRoom deletes a room (its owner): a DELETED event, then everyone is
@@ -915,7 +1070,7 @@ export type DeleteRoom = Message<"parley.v1.DeleteRoom"> & {
  * Use `create(DeleteRoomSchema)` to create a new message.
  */
 export const DeleteRoomSchema: GenMessage<DeleteRoom> = /*@__PURE__*/
-  messageDesc(file_parley, 19);
+  messageDesc(file_parley, 22);
 
 /**
  * MembersRequest lists a room's members, invited and banned users with
@@ -947,7 +1102,7 @@ export type MembersRequest = Message<"parley.v1.MembersRequest"> & {
  * Use `create(MembersRequestSchema)` to create a new message.
  */
 export const MembersRequestSchema: GenMessage<MembersRequest> = /*@__PURE__*/
-  messageDesc(file_parley, 20);
+  messageDesc(file_parley, 23);
 
 /**
  * @generated from message parley.v1.MemberList
@@ -974,7 +1129,7 @@ export type MemberList = Message<"parley.v1.MemberList"> & {
  * Use `create(MemberListSchema)` to create a new message.
  */
 export const MemberListSchema: GenMessage<MemberList> = /*@__PURE__*/
-  messageDesc(file_parley, 21);
+  messageDesc(file_parley, 24);
 
 /**
  * @generated from message parley.v1.MemberInfo
@@ -1021,7 +1176,7 @@ export type MemberInfo = Message<"parley.v1.MemberInfo"> & {
  * Use `create(MemberInfoSchema)` to create a new message.
  */
 export const MemberInfoSchema: GenMessage<MemberInfo> = /*@__PURE__*/
-  messageDesc(file_parley, 22);
+  messageDesc(file_parley, 25);
 
 /**
  * Ack answers one request.
@@ -1068,7 +1223,7 @@ export type Ack = Message<"parley.v1.Ack"> & {
  * Use `create(AckSchema)` to create a new message.
  */
 export const AckSchema: GenMessage<Ack> = /*@__PURE__*/
-  messageDesc(file_parley, 23);
+  messageDesc(file_parley, 26);
 
 /**
  * @generated from message parley.v1.Error
@@ -1100,7 +1255,7 @@ export type Error = Message<"parley.v1.Error"> & {
  * Use `create(ErrorSchema)` to create a new message.
  */
 export const ErrorSchema: GenMessage<Error> = /*@__PURE__*/
-  messageDesc(file_parley, 24);
+  messageDesc(file_parley, 27);
 
 /**
  * RoomEvent is one event of a room's log, as stored and delivered: a post
@@ -1152,6 +1307,38 @@ export type RoomEvent = Message<"parley.v1.RoomEvent"> & {
    * @generated from field: parley.v1.RoomChange change = 8;
    */
   change?: RoomChange | undefined;
+
+  /**
+   * A post's reply and mentions, as posted.
+   *
+   * @generated from field: uint64 reply_to = 9;
+   */
+  replyTo: bigint;
+
+  /**
+   * @generated from field: repeated string mentions = 10;
+   */
+  mentions: string[];
+
+  /**
+   * A post as it stands now, in history, scrollback and replay (live
+   * events are as they happened): when it was last edited (Unix ms; 0:
+   * never; text is the edited text), whether it was deleted (a tombstone:
+   * text, mentions and reactions are gone), and its reactions.
+   *
+   * @generated from field: int64 edited_ms = 11;
+   */
+  editedMs: bigint;
+
+  /**
+   * @generated from field: bool deleted = 12;
+   */
+  deleted: boolean;
+
+  /**
+   * @generated from field: repeated parley.v1.Reaction reactions = 13;
+   */
+  reactions: Reaction[];
 };
 
 /**
@@ -1159,7 +1346,38 @@ export type RoomEvent = Message<"parley.v1.RoomEvent"> & {
  * Use `create(RoomEventSchema)` to create a new message.
  */
 export const RoomEventSchema: GenMessage<RoomEvent> = /*@__PURE__*/
-  messageDesc(file_parley, 25);
+  messageDesc(file_parley, 28);
+
+/**
+ * Reaction is one emoji's reactions to a post.
+ *
+ * @generated from message parley.v1.Reaction
+ */
+export type Reaction = Message<"parley.v1.Reaction"> & {
+  /**
+   * @generated from field: string emoji = 1;
+   */
+  emoji: string;
+
+  /**
+   * @generated from field: uint32 count = 2;
+   */
+  count: number;
+
+  /**
+   * Whether the user reading (history, scrollback, replay) is among them.
+   *
+   * @generated from field: bool mine = 3;
+   */
+  mine: boolean;
+};
+
+/**
+ * Describes the message parley.v1.Reaction.
+ * Use `create(ReactionSchema)` to create a new message.
+ */
+export const ReactionSchema: GenMessage<Reaction> = /*@__PURE__*/
+  messageDesc(file_parley, 29);
 
 /**
  * RoomChange is who did what to whom: the sender acted, user is the one
@@ -1214,6 +1432,25 @@ export type RoomChange = Message<"parley.v1.RoomChange"> & {
    * @generated from field: string topic = 8;
    */
   topic: string;
+
+  /**
+   * EDITED, MESSAGE_DELETED, REACTED, UNREACTED: the post concerned.
+   *
+   * @generated from field: uint64 target_seq = 9;
+   */
+  targetSeq: bigint;
+
+  /**
+   * REACTED, UNREACTED.
+   *
+   * @generated from field: string emoji = 10;
+   */
+  emoji: string;
+
+  /**
+   * @generated from field: uint32 count = 11;
+   */
+  count: number;
 };
 
 /**
@@ -1221,7 +1458,7 @@ export type RoomChange = Message<"parley.v1.RoomChange"> & {
  * Use `create(RoomChangeSchema)` to create a new message.
  */
 export const RoomChangeSchema: GenMessage<RoomChange> = /*@__PURE__*/
-  messageDesc(file_parley, 26);
+  messageDesc(file_parley, 30);
 
 /**
  * @generated from message parley.v1.Member
@@ -1245,7 +1482,7 @@ export type Member = Message<"parley.v1.Member"> & {
  * Use `create(MemberSchema)` to create a new message.
  */
 export const MemberSchema: GenMessage<Member> = /*@__PURE__*/
-  messageDesc(file_parley, 27);
+  messageDesc(file_parley, 31);
 
 /**
  * PresenceEvent tells who connected to or disconnected from a room, at user
@@ -1289,7 +1526,7 @@ export type PresenceEvent = Message<"parley.v1.PresenceEvent"> & {
  * Use `create(PresenceEventSchema)` to create a new message.
  */
 export const PresenceEventSchema: GenMessage<PresenceEvent> = /*@__PURE__*/
-  messageDesc(file_parley, 28);
+  messageDesc(file_parley, 32);
 
 /**
  * Reset tells a resuming client that part of the gap it asked for will not
@@ -1327,7 +1564,7 @@ export type Reset = Message<"parley.v1.Reset"> & {
  * Use `create(ResetSchema)` to create a new message.
  */
 export const ResetSchema: GenMessage<Reset> = /*@__PURE__*/
-  messageDesc(file_parley, 29);
+  messageDesc(file_parley, 33);
 
 /**
  * Batch carries several envelopes in one frame. The server sends it when a
@@ -1348,7 +1585,7 @@ export type Batch = Message<"parley.v1.Batch"> & {
  * Use `create(BatchSchema)` to create a new message.
  */
 export const BatchSchema: GenMessage<Batch> = /*@__PURE__*/
-  messageDesc(file_parley, 30);
+  messageDesc(file_parley, 34);
 
 /**
  * Notice is a message from the server itself (an operator's notice, a room
@@ -1374,7 +1611,7 @@ export type Notice = Message<"parley.v1.Notice"> & {
  * Use `create(NoticeSchema)` to create a new message.
  */
 export const NoticeSchema: GenMessage<Notice> = /*@__PURE__*/
-  messageDesc(file_parley, 31);
+  messageDesc(file_parley, 35);
 
 /**
  * RoomKind says who may see and join a room.
@@ -1667,6 +1904,28 @@ export enum ErrorCode {
    * @generated from enum value: ERROR_CODE_NO_SUCH_MESSAGE = 19;
    */
   NO_SUCH_MESSAGE = 19,
+
+  /**
+   * Editing or deleting someone else's post (deleting it takes a moderator).
+   *
+   * @generated from enum value: ERROR_CODE_NOT_YOURS = 20;
+   */
+  NOT_YOURS = 20,
+
+  /**
+   * The target is not a post (a change to the room: a join, a ban) and
+   * cannot be edited, deleted or reacted to.
+   *
+   * @generated from enum value: ERROR_CODE_NOT_ALLOWED = 21;
+   */
+  NOT_ALLOWED = 21,
+
+  /**
+   * The post was deleted: it cannot be edited, reacted to or replied to.
+   *
+   * @generated from enum value: ERROR_CODE_ALREADY_DELETED = 22;
+   */
+  ALREADY_DELETED = 22,
 }
 
 /**
@@ -1797,6 +2056,34 @@ export enum ChangeKind {
    * @generated from enum value: CHANGE_KIND_ADDED = 15;
    */
   ADDED = 15,
+
+  /**
+   * A post's text was replaced (target_seq); the event's text is the new
+   * one.
+   *
+   * @generated from enum value: CHANGE_KIND_EDITED = 16;
+   */
+  EDITED = 16,
+
+  /**
+   * A post (target_seq) was deleted; reason says why, when given.
+   *
+   * @generated from enum value: CHANGE_KIND_MESSAGE_DELETED = 17;
+   */
+  MESSAGE_DELETED = 17,
+
+  /**
+   * The sender reacted to a post (target_seq) with emoji, or took it back;
+   * count is how many reactions with that emoji the post has after it.
+   *
+   * @generated from enum value: CHANGE_KIND_REACTED = 18;
+   */
+  REACTED = 18,
+
+  /**
+   * @generated from enum value: CHANGE_KIND_UNREACTED = 19;
+   */
+  UNREACTED = 19,
 }
 
 /**
