@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -250,6 +251,7 @@ type gatedStore struct {
 	mu      sync.Mutex
 	hold    chan struct{} // the next Append waits for it to close
 	entered chan struct{} // a token when an Append starts waiting
+	commits atomic.Int64
 }
 
 func newGatedStore() *gatedStore {
@@ -266,6 +268,7 @@ func (g *gatedStore) holdNext() (release func()) {
 }
 
 func (g *gatedStore) Commit(ctx context.Context, b store.Batch) error {
+	g.commits.Add(1)
 	g.mu.Lock()
 	hold := g.hold
 	g.hold = nil
