@@ -98,7 +98,7 @@ func (s *session) handle(ctx actor.Context, env *parleypb.Envelope) {
 			s.fail(id, d.GetRoom(), parleypb.ErrorCode_ERROR_CODE_TOO_LONG, fmt.Sprintf("reason has %d bytes; at most %d", len(d.GetReason()), MaxReasonBytes))
 			return
 		}
-		if err := validText(d.GetReason()); err != nil {
+		if err := validText(d.GetReason()); d.GetReason() != "" && err != nil {
 			s.fail(id, d.GetRoom(), parleypb.ErrorCode_ERROR_CODE_BAD_REQUEST, "reason "+err.Error())
 			return
 		}

@@ -128,6 +128,16 @@ var (
 	ErrNoSuchRoom error = codeError(parleypb.ErrorCode_ERROR_CODE_NO_SUCH_ROOM)
 	// ErrRoomExists: CreateRoom with a name that is taken.
 	ErrRoomExists error = codeError(parleypb.ErrorCode_ERROR_CODE_ROOM_EXISTS)
+	// ErrNoSuchMessage: the room has no message with that seq (or
+	// retention deleted it).
+	ErrNoSuchMessage error = codeError(parleypb.ErrorCode_ERROR_CODE_NO_SUCH_MESSAGE)
+	// ErrNotYours: editing another's post, or deleting it without being a
+	// moderator.
+	ErrNotYours error = codeError(parleypb.ErrorCode_ERROR_CODE_NOT_YOURS)
+	// ErrNotAllowed: the message is a change to the room, not a post.
+	ErrNotAllowed error = codeError(parleypb.ErrorCode_ERROR_CODE_NOT_ALLOWED)
+	// ErrAlreadyDeleted: the post was deleted.
+	ErrAlreadyDeleted error = codeError(parleypb.ErrorCode_ERROR_CODE_ALREADY_DELETED)
 )
 
 // ErrorCode reports the code of a *ServerError inside err, or UNSPECIFIED.

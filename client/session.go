@@ -558,6 +558,57 @@ func (s *Session) Post(ctx context.Context, room, text, clientMsgID string) (uin
 	return ack.GetSeq(), err
 }
 
+// Reply posts text to a joined room as a reply to the post replyTo (0:
+// none) mentioning the users named (members of the room), and returns its
+// seq; retried as Post is.
+func (s *Session) Reply(ctx context.Context, room, text string, replyTo uint64, mentions []string, clientMsgID string) (uint64, error) {
+	if clientMsgID == "" {
+		clientMsgID = NewClientMsgID()
+	}
+	ack, err := s.retry(ctx, func(ctx context.Context) (*Client, error) { return s.roomConn(ctx, room) }, func() *parleypb.Envelope {
+		return &parleypb.Envelope{Body: &parleypb.Envelope_Post{Post: &parleypb.Post{Room: room, Text: text, ClientMsgId: clientMsgID, ReplyTo: replyTo, Mentions: mentions}}}
+	})
+	return ack.GetSeq(), err
+}
+
+// Edit replaces the text of the user's own post seq in a joined room and
+// returns the seq of the EDITED event. Retried as Post is, with one
+// clientMsgID (empty: one is made up), so it applies once. Refusals:
+// ErrNotYours, ErrNoSuchMessage, ErrNotAllowed, ErrAlreadyDeleted.
+func (s *Session) Edit(ctx context.Context, room string, seq uint64, text, clientMsgID string) (uint64, error) {
+	return s.alter(ctx, room, clientMsgID, func(id string) *parleypb.Envelope {
+		return &parleypb.Envelope{Body: &parleypb.Envelope_Edit{Edit: &parleypb.EditMessage{Room: room, Seq: seq, Text: text, ClientMsgId: id}}}
+	})
+}
+
+// DeleteMessage deletes post seq of a joined room (the user's own; a
+// moderator's or owner's, anyone's) and returns the seq of the
+// MESSAGE_DELETED event; its text is erased from the server's store.
+// Retried and refused as Edit is.
+func (s *Session) DeleteMessage(ctx context.Context, room string, seq uint64, reason, clientMsgID string) (uint64, error) {
+	return s.alter(ctx, room, clientMsgID, func(id string) *parleypb.Envelope {
+		return &parleypb.Envelope{Body: &parleypb.Envelope_DeleteMessage{DeleteMessage: &parleypb.DeleteMessage{Room: room, Seq: seq, Reason: reason, ClientMsgId: id}}}
+	})
+}
+
+// React adds the user's emoji to post seq of a joined room, or with remove
+// takes it back, and returns the seq of the REACTED or UNREACTED event (0
+// when nothing changed: the reaction was there, or was not). Retried as
+// Edit is.
+func (s *Session) React(ctx context.Context, room string, seq uint64, emoji string, remove bool, clientMsgID string) (uint64, error) {
+	return s.alter(ctx, room, clientMsgID, func(id string) *parleypb.Envelope {
+		return &parleypb.Envelope{Body: &parleypb.Envelope_React{React: &parleypb.React{Room: room, Seq: seq, Emoji: emoji, Remove: remove, ClientMsgId: id}}}
+	})
+}
+
+func (s *Session) alter(ctx context.Context, room, clientMsgID string, env func(id string) *parleypb.Envelope) (uint64, error) {
+	if clientMsgID == "" {
+		clientMsgID = NewClientMsgID()
+	}
+	ack, err := s.retry(ctx, func(ctx context.Context) (*Client, error) { return s.roomConn(ctx, room) }, func() *parleypb.Envelope { return env(clientMsgID) })
+	return ack.GetSeq(), err
+}
+
 // Direct posts text to the user's direct room with the user to, which the
 // first message creates (to hears of it with a RoomUpdate), and returns
 // the room's name and the post's seq; join the room to follow the

@@ -862,3 +862,73 @@ func TestSessionRewound(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestSessionEditDeleteReact: the typed calls for a post's life after it
+// is posted, their refusals as errors.Is values, and the events they make.
+func TestSessionEditDeleteReact(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, "127.0.0.1:0", nil)
+	ctx := testCtx(t, 60*time.Second)
+	ann := connect(t, ctx, srv.URL(), client.SessionOptions{Name: "ann"})
+	bob := connect(t, ctx, srv.URL(), client.SessionOptions{Name: "bob", Codec: codec.JSON})
+	bobEv := record(t, bob)
+	for _, s := range []*client.Session{ann, bob} {
+		if _, err := s.Join(ctx, "general"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seq, err := ann.Post(ctx, "general", "helo", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.Edit(ctx, "general", seq, "mine now", ""); !errors.Is(err, client.ErrNotYours) {
+		t.Fatalf("bob editing ann's post: %v", err)
+	}
+	if _, err := bob.DeleteMessage(ctx, "general", seq, "", ""); !errors.Is(err, client.ErrNotYours) {
+		t.Fatalf("bob deleting ann's post: %v", err)
+	}
+	if _, err := ann.Edit(ctx, "general", seq+100, "x", ""); !errors.Is(err, client.ErrNoSuchMessage) {
+		t.Fatalf("editing no message: %v", err)
+	}
+	edit, err := ann.Edit(ctx, "general", seq, "hello", "e-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, err := ann.Edit(ctx, "general", seq, "hello", "e-1"); err != nil || again != edit {
+		t.Fatalf("the retried edit: %d, %v; want %d", again, err, edit)
+	}
+	if _, err := bob.React(ctx, "general", seq, "👍", false, ""); err != nil {
+		t.Fatal(err)
+	}
+	reply, err := bob.Reply(ctx, "general", "hi", seq, []string{"ann"}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ann.DeleteMessage(ctx, "general", seq, "", ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.React(ctx, "general", seq, "👍", true, ""); !errors.Is(err, client.ErrAlreadyDeleted) {
+		t.Fatalf("reacting to a deleted post: %v", err)
+	}
+	waitFor(t, "bob to see the edit, reaction and delete", func() bool {
+		ch := bobEv.changes("general")
+		return len(ch) > 0 && ch[len(ch)-1] == "ann MESSAGE_DELETED "
+	})
+	got := bobEv.changes("general")
+	want := []string{"ann EDITED ", "bob REACTED ", "ann MESSAGE_DELETED "}
+	if !slices.Equal(got[len(got)-3:], want) {
+		t.Fatalf("bob's changes: %q, want them to end %q", got, want)
+	}
+	page, err := bob.History(ctx, "general", 0, 50)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range page.GetEvents() {
+		if ev.GetSeq() == seq && (!ev.GetDeleted() || ev.GetText() != "") {
+			t.Fatalf("the deleted post in history: %v", ev)
+		}
+		if ev.GetSeq() == reply && (ev.GetReplyTo() != seq || !slices.Equal(ev.GetMentions(), []string{"ann"})) {
+			t.Fatalf("the reply in history: %v", ev)
+		}
+	}
+}

@@ -22,19 +22,23 @@ import (
 func sampleEnvelopes() map[string]*parleypb.Envelope {
 	since := uint64(7)
 	event := &parleypb.RoomEvent{Room: "general", Seq: 42, TimeMs: 1764000000123, Sender: "alice", Text: "hi <b>bob</b> & ünïcödé 🎉", ClientMsgId: "a-42",
-		SenderKind: parleypb.SenderKind_SENDER_KIND_USER}
+		SenderKind: parleypb.SenderKind_SENDER_KIND_USER, ReplyTo: 40, Mentions: []string{"bob", "carol"}, EditedMs: 1764000000999,
+		Reactions: []*parleypb.Reaction{{Emoji: "👍🏽", Count: 3, Mine: true}}}
 	members := []*parleypb.Member{{Name: "alice", Devices: 2}, {Name: "bob", Devices: 1}}
 	return map[string]*parleypb.Envelope{
-		"hello":   {Id: "r1", Body: &parleypb.Envelope_Hello{Hello: &parleypb.Hello{Name: "alice", WatchOnline: true, Token: "eyJhbGciOiJIUzI1NiJ9.e30.sig"}}},
-		"join":    {Id: "r2", Body: &parleypb.Envelope_Join{Join: &parleypb.Join{Room: "general", Since: &since}}},
-		"leave":   {Id: "r3", Body: &parleypb.Envelope_Leave{Leave: &parleypb.Leave{Room: "general"}}},
-		"post":    {Id: "r4", Body: &parleypb.Envelope_Post{Post: &parleypb.Post{Room: "general", Text: "line one\nline\ttwo", ClientMsgId: "c-1"}}},
-		"typing":  {Id: "r5", Body: &parleypb.Envelope_Typing{Typing: &parleypb.Typing{Room: "general", User: "bob"}}},
-		"history": {Id: "r6", Body: &parleypb.Envelope_History{History: &parleypb.HistoryRequest{Room: "general", BeforeSeq: 100, Limit: 25}}},
-		"ping":    {Id: "r7", Body: &parleypb.Envelope_Ping{Ping: &parleypb.Ping{}}},
-		"who":     {Id: "r8", Body: &parleypb.Envelope_Who{Who: &parleypb.WhoRequest{}}},
-		"rooms":   {Id: "r9", Body: &parleypb.Envelope_Rooms{Rooms: &parleypb.RoomsRequest{}}},
-		"refresh": {Id: "r10", Body: &parleypb.Envelope_Refresh{Refresh: &parleypb.Refresh{Token: "eyJhbGciOiJIUzI1NiJ9.e30.sig2"}}},
+		"hello":          {Id: "r1", Body: &parleypb.Envelope_Hello{Hello: &parleypb.Hello{Name: "alice", WatchOnline: true, Token: "eyJhbGciOiJIUzI1NiJ9.e30.sig"}}},
+		"join":           {Id: "r2", Body: &parleypb.Envelope_Join{Join: &parleypb.Join{Room: "general", Since: &since}}},
+		"leave":          {Id: "r3", Body: &parleypb.Envelope_Leave{Leave: &parleypb.Leave{Room: "general"}}},
+		"post":           {Id: "r4", Body: &parleypb.Envelope_Post{Post: &parleypb.Post{Room: "general", Text: "line one\nline\ttwo", ClientMsgId: "c-1", ReplyTo: 41, Mentions: []string{"bob"}}}},
+		"edit":           {Id: "r4e", Body: &parleypb.Envelope_Edit{Edit: &parleypb.EditMessage{Room: "general", Seq: 41, Text: "fixed", ClientMsgId: "c-2"}}},
+		"delete_message": {Id: "r4d", Body: &parleypb.Envelope_DeleteMessage{DeleteMessage: &parleypb.DeleteMessage{Room: "general", Seq: 41, ClientMsgId: "c-3", Reason: "spam"}}},
+		"react":          {Id: "r4r", Body: &parleypb.Envelope_React{React: &parleypb.React{Room: "general", Seq: 41, Emoji: "🎉", Remove: true, ClientMsgId: "c-4"}}},
+		"typing":         {Id: "r5", Body: &parleypb.Envelope_Typing{Typing: &parleypb.Typing{Room: "general", User: "bob"}}},
+		"history":        {Id: "r6", Body: &parleypb.Envelope_History{History: &parleypb.HistoryRequest{Room: "general", BeforeSeq: 100, Limit: 25}}},
+		"ping":           {Id: "r7", Body: &parleypb.Envelope_Ping{Ping: &parleypb.Ping{}}},
+		"who":            {Id: "r8", Body: &parleypb.Envelope_Who{Who: &parleypb.WhoRequest{}}},
+		"rooms":          {Id: "r9", Body: &parleypb.Envelope_Rooms{Rooms: &parleypb.RoomsRequest{}}},
+		"refresh":        {Id: "r10", Body: &parleypb.Envelope_Refresh{Refresh: &parleypb.Refresh{Token: "eyJhbGciOiJIUzI1NiJ9.e30.sig2"}}},
 		"welcome": {Body: &parleypb.Envelope_Welcome{Welcome: &parleypb.Welcome{SessionId: "s1", Name: "alice", MaxMessageBytes: 65536, MaxRooms: 100, IdleTimeoutMs: 60000,
 			MaxTextChars: 4000, Rate: 20.5, Burst: 40, TokenExpiresMs: 1764000060000}}},
 		"ack":          {Body: &parleypb.Envelope_Ack{Ack: &parleypb.Ack{RequestId: "r2", Room: "general", Seq: 42, Members: members}}},
