@@ -124,7 +124,20 @@ const DROP_PROTOCOL = 4998;
 const num = (v: bigint | number | undefined): number => Number(v ?? 0);
 
 function toMessage(ev: RoomEvent): ChatMessage {
-  return { room: ev.room, seq: num(ev.seq), timeMs: num(ev.timeMs), sender: ev.sender, senderKind: ev.senderKind, text: ev.text, clientMsgId: ev.clientMsgId };
+  return {
+    room: ev.room,
+    seq: num(ev.seq),
+    timeMs: num(ev.timeMs),
+    sender: ev.sender,
+    senderKind: ev.senderKind,
+    text: ev.text,
+    clientMsgId: ev.clientMsgId,
+    replyTo: num(ev.replyTo),
+    mentions: [...ev.mentions],
+    editedMs: num(ev.editedMs),
+    deleted: ev.deleted,
+    reactions: ev.reactions.map((r) => ({ emoji: r.emoji, count: r.count, mine: r.mine })),
+  };
 }
 
 function toChange(ev: RoomEvent): RoomChange {
@@ -143,6 +156,10 @@ function toChange(ev: RoomEvent): RoomChange {
     roomKind: c.roomKind,
     title: c.title,
     topic: c.topic,
+    targetSeq: num(c.targetSeq),
+    text: ev.text,
+    emoji: c.emoji,
+    count: c.count,
   };
 }
 
@@ -500,6 +517,56 @@ export class ParleyClient extends Emitter<ParleyEvents> {
       if (bytes > w.maxMessageBytes) return new ParleyError(ErrorCode.TOO_LONG, `the message is ${bytes} bytes; the server takes at most ${w.maxMessageBytes}`, { room, local: true });
     }
     return null;
+  }
+
+  /**
+   * Posts text to a joined room as a reply to post replyTo (0: none),
+   * mentioning members of the room by name; resolves with its seq. Like
+   * direct(), it waits while offline and is re-sent with its clientMsgId
+   * until the server stored it once. Refusals: NO_SUCH_MESSAGE,
+   * NOT_ALLOWED, ALREADY_DELETED (the replied-to post), NOT_MEMBER (a
+   * mention).
+   */
+  async reply(room: string, text: string, opts: { replyTo?: number; mentions?: string[]; clientMsgId?: string } = {}): Promise<PostResult> {
+    const clientMsgId = opts.clientMsgId || newClientMsgId();
+    const body: Body = { case: 'post', value: { room, text, clientMsgId, replyTo: BigInt(opts.replyTo ?? 0), mentions: opts.mentions ?? [] } };
+    const tooLong = this.#tooLong(room, text, body);
+    if (tooLong) throw tooLong;
+    const ack = await this.#retrying(body, 'post');
+    return { room, clientMsgId, seq: num(ack.seq) };
+  }
+
+  /**
+   * Replaces the text of the user's own post seq; resolves with the seq of
+   * the EDITED change. Re-sent with one clientMsgId until answered, so it
+   * applies once. Refusals: NOT_YOURS, NO_SUCH_MESSAGE, NOT_ALLOWED,
+   * ALREADY_DELETED, TOO_LONG.
+   */
+  async edit(room: string, seq: number, text: string, opts: { clientMsgId?: string } = {}): Promise<number> {
+    const body: Body = { case: 'edit', value: { room, seq: BigInt(seq), text, clientMsgId: opts.clientMsgId || newClientMsgId() } };
+    const tooLong = this.#tooLong(room, text, body);
+    if (tooLong) throw tooLong;
+    return num((await this.#retrying(body, 'edit')).seq);
+  }
+
+  /**
+   * Deletes post seq (the user's own; a moderator's or owner's, anyone's):
+   * its text is erased from the server. Resolves with the seq of the
+   * MESSAGE_DELETED change; retried and refused as edit() is.
+   */
+  async deleteMessage(room: string, seq: number, opts: { reason?: string; clientMsgId?: string } = {}): Promise<number> {
+    const body: Body = { case: 'deleteMessage', value: { room, seq: BigInt(seq), reason: opts.reason ?? '', clientMsgId: opts.clientMsgId || newClientMsgId() } };
+    return num((await this.#retrying(body, 'deleteMessage')).seq);
+  }
+
+  /**
+   * Adds the user's emoji to post seq, or with remove takes it back;
+   * resolves with the seq of the REACTED or UNREACTED change, 0 when
+   * nothing changed. Retried as edit() is.
+   */
+  async react(room: string, seq: number, emoji: string, opts: { remove?: boolean; clientMsgId?: string } = {}): Promise<number> {
+    const body: Body = { case: 'react', value: { room, seq: BigInt(seq), emoji, remove: opts.remove ?? false, clientMsgId: opts.clientMsgId || newClientMsgId() } };
+    return num((await this.#retrying(body, 'react')).seq);
   }
 
   /**

@@ -21,6 +21,27 @@ export interface ChatMessage {
   senderKind: SenderKind;
   text: string;
   clientMsgId: string;
+  /** The seq of the post this one answers (0: none). */
+  replyTo: number;
+  /** Users the post mentions, by name. */
+  mentions: string[];
+  /**
+   * In history, scrollback and a join's replay, the post as it stands:
+   * when it was last edited (Unix ms; 0: never; text is the edited text),
+   * whether it was deleted (a tombstone: no text), and its reactions.
+   * Live, a post is as posted: its EDITED, MESSAGE_DELETED and REACTED
+   * changes follow.
+   */
+  editedMs: number;
+  deleted: boolean;
+  reactions: Reaction[];
+}
+
+/** One emoji's reactions to a post; mine: the reader is among them. */
+export interface Reaction {
+  emoji: string;
+  count: number;
+  mine: boolean;
 }
 
 /**
@@ -47,6 +68,13 @@ export interface RoomChange {
   roomKind: RoomKind;
   title: string;
   topic: string;
+  /** EDITED, MESSAGE_DELETED, REACTED, UNREACTED: the post concerned. */
+  targetSeq: number;
+  /** EDITED: the new text. */
+  text: string;
+  /** REACTED, UNREACTED: the emoji, and how many reactions with it the post has now. */
+  emoji: string;
+  count: number;
 }
 
 export interface Member {

@@ -578,6 +578,53 @@ describe('rooms, members and moderation', () => {
   });
 });
 
+describe('edits, deletes, reactions, replies', () => {
+  let srv: Parley;
+  before(async () => {
+    srv = await Parley.start();
+  });
+  after(() => srv?.dispose());
+
+  test('typed calls, their changes live, the posts as they stand in history, typed refusals', async () => {
+    const ann = client({ url: srv.url, name: 'ann' });
+    const bob = client({ url: srv.url, name: 'bob', codec: 'json' });
+    const bobIn = inbox(bob);
+    await ann.connect();
+    await bob.connect();
+    await ann.join('general');
+    await bob.join('general');
+    const { seq } = await ann.post('general', 'helo');
+    await assert.rejects(bob.edit('general', seq, 'mine'), (err: unknown) => err instanceof ParleyError && err.code === ErrorCode.NOT_YOURS);
+    await assert.rejects(ann.edit('general', seq + 100, 'x'), (err: unknown) => err instanceof ParleyError && err.code === ErrorCode.NO_SUCH_MESSAGE);
+    const edited = await ann.edit('general', seq, 'hello', { clientMsgId: 'e-1' });
+    assert.equal(await ann.edit('general', seq, 'hello', { clientMsgId: 'e-1' }), edited, 'a retried edit applies once');
+    const reacted = await bob.react('general', seq, '👍');
+    assert.equal(await bob.react('general', seq, '👍'), 0, 'a reaction bob has already changes nothing');
+    const reply = await bob.reply('general', 'hi ann', { replyTo: seq, mentions: ['ann'] });
+    await waitFor('bob to see the edit and his reaction', () => bobIn.change('general', reacted) !== undefined);
+    const e = bobIn.change('general', edited)!;
+    assert.deepEqual([e.kind, e.targetSeq, e.text], [ChangeKind.EDITED, seq, 'hello']);
+    const r = bobIn.change('general', reacted)!;
+    assert.deepEqual([r.kind, r.targetSeq, r.emoji, r.count], [ChangeKind.REACTED, seq, '👍', 1]);
+    let page = await bob.history('general');
+    const post = page.messages.find((m) => m.seq === seq)!;
+    assert.deepEqual([post.text, post.editedMs > 0, post.reactions], ['hello', true, [{ emoji: '👍', count: 1, mine: true }]]);
+    const back = page.messages.find((m) => m.seq === reply.seq)!;
+    assert.deepEqual([back.replyTo, back.mentions], [seq, ['ann']]);
+    assert.deepEqual((await ann.history('general')).messages.find((m) => m.seq === seq)!.reactions, [{ emoji: '👍', count: 1, mine: false }]);
+
+    await assert.rejects(bob.deleteMessage('general', seq), (err: unknown) => err instanceof ParleyError && err.code === ErrorCode.NOT_YOURS);
+    const deleted = await ann.deleteMessage('general', seq, { reason: 'typo' });
+    await waitFor('bob to see the delete', () => bobIn.change('general', deleted) !== undefined);
+    assert.equal(bobIn.change('general', deleted)!.targetSeq, seq);
+    await assert.rejects(bob.react('general', seq, '🎉'), (err: unknown) => err instanceof ParleyError && err.code === ErrorCode.ALREADY_DELETED);
+    page = await bob.history('general');
+    const gone = page.messages.find((m) => m.seq === seq)!;
+    assert.deepEqual([gone.deleted, gone.text, gone.reactions], [true, '', []]);
+    assert.equal(page.changes.find((c) => c.seq === edited)!.text, '', "the edit's text went with the post");
+  });
+});
+
 describe('tokens', () => {
   let srv: Parley;
   before(async () => {
