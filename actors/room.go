@@ -49,7 +49,10 @@ type room struct {
 	dedup  *dedupWindow
 	// touched are the new versions of messages that pending events
 	// rewrite (room_messages.go), by seq, until they are committed.
-	touched     map[uint64]*postState
+	touched map[uint64]*postState
+	// cursors are the read-cursor moves waiting for the commit, by user:
+	// a burst of them is one record and one RoomInfo (room_cursors.go).
+	cursors     map[string]*pendingEvent
 	pending     []*pendingEvent
 	flushQueued bool
 
@@ -141,6 +144,8 @@ func (r *room) Receive(ctx actor.Context) {
 		r.typing(ctx, m)
 	case *actorpb.RoomHistory:
 		r.history(ctx, m)
+	case *actorpb.RoomMarkRead:
+		r.markRead(ctx, m)
 	case *actorpb.RoomCreate:
 		r.create(ctx, m)
 	case *actorpb.RoomModerate:

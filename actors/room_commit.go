@@ -121,7 +121,9 @@ func (r *room) postDecided(ctx actor.Context, m *actorpb.RoomPost, text string) 
 	if k.id != "" {
 		r.dedup.remember(k, ev.Seq)
 	}
-	r.queue(ctx, &pendingEvent{ev: ev, post: sp, session: m.GetSession(), requestID: m.GetRequestId()})
+	p := &pendingEvent{ev: ev, post: sp, session: m.GetSession(), requestID: m.GetRequestId(), members: r.mentioned(ev)}
+	r.apply(p)
+	r.queue(ctx, p)
 }
 
 // queue adds an event to the next group commit. The flush goes behind
@@ -147,7 +149,12 @@ func (r *room) flush(ctx actor.Context) {
 	r.pending = nil
 	b := store.Batch{Room: r.name, Messages: make([]store.Message, 0, len(batch))}
 	posts := 0
+	clear(r.cursors)
 	for _, p := range batch {
+		if p.info != nil {
+			b.Info = p.info
+		}
+		b.Members = append(b.Members, p.members...)
 		if p.ev == nil {
 			continue
 		}
@@ -158,10 +165,6 @@ func (r *room) flush(ctx actor.Context) {
 		if p.ev.Change == nil {
 			posts++
 		}
-		if p.info != nil {
-			b.Info = p.info
-		}
-		b.Members = append(b.Members, p.members...)
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 	err := r.n.cfg.Store.Commit(sctx, b)

@@ -216,6 +216,7 @@ func (r *room) alter(ctx actor.Context, m *actorpb.RoomPost, text string) {
 		r.dedup.remember(dedupKey{m.GetUser(), k}, p.ev.Seq)
 	}
 	p.session, p.requestID = to, id
+	r.apply(p)
 	if r.touched == nil {
 		r.touched = make(map[uint64]*postState)
 	}
@@ -271,6 +272,13 @@ func (r *room) alteration(m *actorpb.RoomPost, text string) (*pendingEvent, *ref
 				erased := proto.Clone(es.ev).(*parleypb.RoomEvent)
 				erased.Text = ""
 				p.rewrites = append(p.rewrites, &postState{ev: erased})
+			}
+		}
+		// A deleted post mentions nobody any more: it leaves their unread mentions.
+		for _, u := range sp.GetMentions() {
+			if rec := r.roster[u]; slices.Contains(rec.Mentions, seq) {
+				rec.Mentions = slices.DeleteFunc(slices.Clone(rec.Mentions), func(s uint64) bool { return s == seq })
+				p.members = append(p.members, rec)
 			}
 		}
 		change.Kind, change.Reason = parleypb.ChangeKind_CHANGE_KIND_MESSAGE_DELETED, m.GetReason()

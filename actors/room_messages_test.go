@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"context"
 	"fmt"
 	"testing"
 
@@ -67,5 +68,47 @@ func TestRoomCoalescesReactions(t *testing.T) {
 	}
 	if frames != 1 || reactions != crowd || last.GetChange().GetCount() != crowd {
 		t.Fatalf("olga got %d reactions in %d deliveries (last %v); want %d in 1", reactions, frames, last, crowd)
+	}
+}
+
+// TestRoomCoalescesReadCursors: a hundred cursor moves of one member that
+// arrive while the room writes are one store commit, each acked.
+func TestRoomCoalescesReadCursors(t *testing.T) {
+	t.Parallel()
+	gs := newGatedStore()
+	n := newTestNode(t, Config{Store: gs})
+	provision(t, gs, "r", "olga", "bob")
+	olga := newProbe(t, n)
+	joinRoom(n, olga, "r", "olga", "j", nil)
+	olga.ackFor(t, "j")
+	var last uint64
+	for i := range 100 {
+		postTo(n, olga, "r", "olga", "hi", fmt.Sprint("c", i), fmt.Sprint("p", i))
+		last = olga.ackFor(t, fmt.Sprint("p", i)).GetSeq()
+	}
+	release := gs.holdNext()
+	postTo(n, olga, "r", "olga", "held", "held", "held")
+	<-gs.entered
+	bob := newProbe(t, n)
+	for i := range uint64(100) {
+		n.Directory().Tell(n.System.Root, &actorpb.RoomMarkRead{Room: "r", User: "bob", Seq: last - 99 + i, RequestId: fmt.Sprint("m", i), Session: bob.pid})
+	}
+	waitForCond(t, "the cursor moves to queue in the room", func() bool {
+		d := n.Stats.BusiestRooms(1)
+		return len(d) == 1 && d[0].Depth >= 100
+	})
+	commits := gs.commits.Load()
+	release()
+	for i := range 100 {
+		if ack := bob.ackFor(t, fmt.Sprint("m", i)); ack.GetSeq() != last-99+uint64(i) {
+			t.Fatalf("move %d acked %v", i, ack)
+		}
+	}
+	if got := gs.commits.Load() - commits; got != 1 {
+		t.Fatalf("%d commits for 100 cursor moves, want 1", got)
+	}
+	ms, err := gs.Members(context.Background(), "r", "", 10)
+	if err != nil || len(ms) != 2 || ms[0].User != "bob" || ms[0].ReadSeq != last {
+		t.Fatalf("stored members %+v, %v; want bob's cursor at %d", ms, err, last)
 	}
 }

@@ -149,6 +149,8 @@ func (r *room) becomeMember(m *actorpb.RoomJoin, now time.Time) *pendingEvent {
 		members: []store.Member{rec}, info: &info,
 		after: func(ctx actor.Context) { r.tellUser(ctx, user) },
 	}
+	// What came before joining is not unread.
+	p.members[0].ReadSeq, p.members[0].Mentions = p.ev.Seq, nil
 	r.apply(p)
 	return p
 }
@@ -673,6 +675,12 @@ func RoomInfoOf(info store.RoomRecord, m store.Member) *parleypb.RoomInfo {
 	}
 	if !info.CreatedAt.IsZero() {
 		ri.CreatedMs = info.CreatedAt.UnixMilli()
+	}
+	if m.Role >= store.RoleMember {
+		ri.ReadSeq, ri.UnreadMentions = m.ReadSeq, uint32(len(m.Mentions))
+		if info.Latest > m.ReadSeq {
+			ri.Unread = info.Latest - m.ReadSeq
+		}
 	}
 	if !m.BannedUntil.IsZero() {
 		ri.BannedUntilMs = m.BannedUntil.UnixMilli()

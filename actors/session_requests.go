@@ -118,6 +118,11 @@ func (s *session) handle(ctx actor.Context, env *parleypb.Envelope) {
 			op = actorpb.PostOp_POST_OP_UNREACT
 		}
 		s.alter(ctx, id, re.GetRoom(), &actorpb.RoomPost{Op: op, TargetSeq: re.GetSeq(), Emoji: re.GetEmoji(), ClientMsgId: re.GetClientMsgId()})
+	case *parleypb.Envelope_MarkRead:
+		mr := b.MarkRead
+		if s.roomRequest(id, mr.GetRoom()) {
+			s.n.dir.Tell(ctx, &actorpb.RoomMarkRead{Room: mr.GetRoom(), User: s.sh.user, Seq: mr.GetSeq(), Session: ctx.Self(), RequestId: id})
+		}
 	case *parleypb.Envelope_Typing:
 		room := b.Typing.GetRoom()
 		if !s.sh.member.In(room) {

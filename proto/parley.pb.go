@@ -693,6 +693,7 @@ type Envelope struct {
 	//	*Envelope_Edit
 	//	*Envelope_DeleteMessage
 	//	*Envelope_React
+	//	*Envelope_MarkRead
 	//	*Envelope_Welcome
 	//	*Envelope_Ack
 	//	*Envelope_Error
@@ -925,6 +926,15 @@ func (x *Envelope) GetReact() *React {
 	return nil
 }
 
+func (x *Envelope) GetMarkRead() *MarkRead {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_MarkRead); ok {
+			return x.MarkRead
+		}
+	}
+	return nil
+}
+
 func (x *Envelope) GetWelcome() *Welcome {
 	if x != nil {
 		if x, ok := x.Body.(*Envelope_Welcome); ok {
@@ -1114,6 +1124,10 @@ type Envelope_React struct {
 	React *React `protobuf:"bytes,28,opt,name=react,proto3,oneof"`
 }
 
+type Envelope_MarkRead struct {
+	MarkRead *MarkRead `protobuf:"bytes,29,opt,name=mark_read,json=markRead,proto3,oneof"`
+}
+
 type Envelope_Welcome struct {
 	// server -> client
 	Welcome *Welcome `protobuf:"bytes,30,opt,name=welcome,proto3,oneof"`
@@ -1202,6 +1216,8 @@ func (*Envelope_Edit) isEnvelope_Body() {}
 func (*Envelope_DeleteMessage) isEnvelope_Body() {}
 
 func (*Envelope_React) isEnvelope_Body() {}
+
+func (*Envelope_MarkRead) isEnvelope_Body() {}
 
 func (*Envelope_Welcome) isEnvelope_Body() {}
 
@@ -1668,6 +1684,64 @@ func (x *Post) GetMentions() []string {
 	return nil
 }
 
+// MarkRead moves the user's read cursor in a room (of which it is a
+// member: else NOT_MEMBER) forward to seq, at most the room's last seq
+// (else NO_SUCH_MESSAGE). The Ack carries the cursor after it: a seq
+// behind the cursor changes nothing. Every connection of the user then
+// gets a RoomInfo with read_seq, unread and unread_mentions; a burst of
+// MarkReads is stored and told as one.
+type MarkRead struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Room          string                 `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
+	Seq           uint64                 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MarkRead) Reset() {
+	*x = MarkRead{}
+	mi := &file_parley_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MarkRead) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MarkRead) ProtoMessage() {}
+
+func (x *MarkRead) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MarkRead.ProtoReflect.Descriptor instead.
+func (*MarkRead) Descriptor() ([]byte, []int) {
+	return file_parley_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *MarkRead) GetRoom() string {
+	if x != nil {
+		return x.Room
+	}
+	return ""
+}
+
+func (x *MarkRead) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
 // EditMessage replaces the text of one of the user's own posts: an EDITED
 // event naming the post (change.target_seq) with the new text. The Ack
 // carries the event's seq. Refused NO_SUCH_MESSAGE (no such post),
@@ -1687,7 +1761,7 @@ type EditMessage struct {
 
 func (x *EditMessage) Reset() {
 	*x = EditMessage{}
-	mi := &file_parley_proto_msgTypes[7]
+	mi := &file_parley_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1699,7 +1773,7 @@ func (x *EditMessage) String() string {
 func (*EditMessage) ProtoMessage() {}
 
 func (x *EditMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[7]
+	mi := &file_parley_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1712,7 +1786,7 @@ func (x *EditMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EditMessage.ProtoReflect.Descriptor instead.
 func (*EditMessage) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{7}
+	return file_parley_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *EditMessage) GetRoom() string {
@@ -1759,7 +1833,7 @@ type DeleteMessage struct {
 
 func (x *DeleteMessage) Reset() {
 	*x = DeleteMessage{}
-	mi := &file_parley_proto_msgTypes[8]
+	mi := &file_parley_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1771,7 +1845,7 @@ func (x *DeleteMessage) String() string {
 func (*DeleteMessage) ProtoMessage() {}
 
 func (x *DeleteMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[8]
+	mi := &file_parley_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1784,7 +1858,7 @@ func (x *DeleteMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteMessage.ProtoReflect.Descriptor instead.
 func (*DeleteMessage) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{8}
+	return file_parley_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *DeleteMessage) GetRoom() string {
@@ -1833,7 +1907,7 @@ type React struct {
 
 func (x *React) Reset() {
 	*x = React{}
-	mi := &file_parley_proto_msgTypes[9]
+	mi := &file_parley_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1845,7 +1919,7 @@ func (x *React) String() string {
 func (*React) ProtoMessage() {}
 
 func (x *React) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[9]
+	mi := &file_parley_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1858,7 +1932,7 @@ func (x *React) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use React.ProtoReflect.Descriptor instead.
 func (*React) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{9}
+	return file_parley_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *React) GetRoom() string {
@@ -1908,7 +1982,7 @@ type Typing struct {
 
 func (x *Typing) Reset() {
 	*x = Typing{}
-	mi := &file_parley_proto_msgTypes[10]
+	mi := &file_parley_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1920,7 +1994,7 @@ func (x *Typing) String() string {
 func (*Typing) ProtoMessage() {}
 
 func (x *Typing) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[10]
+	mi := &file_parley_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1933,7 +2007,7 @@ func (x *Typing) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Typing.ProtoReflect.Descriptor instead.
 func (*Typing) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{10}
+	return file_parley_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Typing) GetRoom() string {
@@ -1963,7 +2037,7 @@ type HistoryRequest struct {
 
 func (x *HistoryRequest) Reset() {
 	*x = HistoryRequest{}
-	mi := &file_parley_proto_msgTypes[11]
+	mi := &file_parley_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1975,7 +2049,7 @@ func (x *HistoryRequest) String() string {
 func (*HistoryRequest) ProtoMessage() {}
 
 func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[11]
+	mi := &file_parley_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1988,7 +2062,7 @@ func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryRequest.ProtoReflect.Descriptor instead.
 func (*HistoryRequest) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{11}
+	return file_parley_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *HistoryRequest) GetRoom() string {
@@ -2025,7 +2099,7 @@ type HistoryPage struct {
 
 func (x *HistoryPage) Reset() {
 	*x = HistoryPage{}
-	mi := &file_parley_proto_msgTypes[12]
+	mi := &file_parley_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2037,7 +2111,7 @@ func (x *HistoryPage) String() string {
 func (*HistoryPage) ProtoMessage() {}
 
 func (x *HistoryPage) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[12]
+	mi := &file_parley_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2050,7 +2124,7 @@ func (x *HistoryPage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryPage.ProtoReflect.Descriptor instead.
 func (*HistoryPage) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{12}
+	return file_parley_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *HistoryPage) GetRoom() string {
@@ -2083,7 +2157,7 @@ type Ping struct {
 
 func (x *Ping) Reset() {
 	*x = Ping{}
-	mi := &file_parley_proto_msgTypes[13]
+	mi := &file_parley_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2095,7 +2169,7 @@ func (x *Ping) String() string {
 func (*Ping) ProtoMessage() {}
 
 func (x *Ping) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[13]
+	mi := &file_parley_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2108,7 +2182,7 @@ func (x *Ping) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ping.ProtoReflect.Descriptor instead.
 func (*Ping) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{13}
+	return file_parley_proto_rawDescGZIP(), []int{14}
 }
 
 // WhoRequest asks who is connected to a room the connection has joined,
@@ -2127,7 +2201,7 @@ type WhoRequest struct {
 
 func (x *WhoRequest) Reset() {
 	*x = WhoRequest{}
-	mi := &file_parley_proto_msgTypes[14]
+	mi := &file_parley_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2139,7 +2213,7 @@ func (x *WhoRequest) String() string {
 func (*WhoRequest) ProtoMessage() {}
 
 func (x *WhoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[14]
+	mi := &file_parley_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2152,7 +2226,7 @@ func (x *WhoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WhoRequest.ProtoReflect.Descriptor instead.
 func (*WhoRequest) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{14}
+	return file_parley_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *WhoRequest) GetRoom() string {
@@ -2191,7 +2265,7 @@ type RoomsRequest struct {
 
 func (x *RoomsRequest) Reset() {
 	*x = RoomsRequest{}
-	mi := &file_parley_proto_msgTypes[15]
+	mi := &file_parley_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2203,7 +2277,7 @@ func (x *RoomsRequest) String() string {
 func (*RoomsRequest) ProtoMessage() {}
 
 func (x *RoomsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[15]
+	mi := &file_parley_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2216,7 +2290,7 @@ func (x *RoomsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomsRequest.ProtoReflect.Descriptor instead.
 func (*RoomsRequest) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{15}
+	return file_parley_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RoomsRequest) GetAfter() string {
@@ -2251,7 +2325,7 @@ type RoomList struct {
 
 func (x *RoomList) Reset() {
 	*x = RoomList{}
-	mi := &file_parley_proto_msgTypes[16]
+	mi := &file_parley_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2263,7 +2337,7 @@ func (x *RoomList) String() string {
 func (*RoomList) ProtoMessage() {}
 
 func (x *RoomList) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[16]
+	mi := &file_parley_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2276,7 +2350,7 @@ func (x *RoomList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomList.ProtoReflect.Descriptor instead.
 func (*RoomList) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{16}
+	return file_parley_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RoomList) GetRooms() []*RoomInfo {
@@ -2313,15 +2387,22 @@ type RoomInfo struct {
 	CreatedBy     string `protobuf:"bytes,11,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`
 	CreatedMs     int64  `protobuf:"varint,12,opt,name=created_ms,json=createdMs,proto3" json:"created_ms,omitempty"`
 	// For a direct room: the other user.
-	DirectWith    string `protobuf:"bytes,13,opt,name=direct_with,json=directWith,proto3" json:"direct_with,omitempty"`
-	Deleted       bool   `protobuf:"varint,14,opt,name=deleted,proto3" json:"deleted,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	DirectWith string `protobuf:"bytes,13,opt,name=direct_with,json=directWith,proto3" json:"direct_with,omitempty"`
+	Deleted    bool   `protobuf:"varint,14,opt,name=deleted,proto3" json:"deleted,omitempty"`
+	// A member's read cursor (MarkRead; 0: never marked, or from before
+	// joining), how many events of the room come after it (posts and
+	// changes alike: last_seq - read_seq), and how many posts after it
+	// mention the user (at most 100).
+	ReadSeq        uint64 `protobuf:"varint,15,opt,name=read_seq,json=readSeq,proto3" json:"read_seq,omitempty"`
+	Unread         uint64 `protobuf:"varint,16,opt,name=unread,proto3" json:"unread,omitempty"`
+	UnreadMentions uint32 `protobuf:"varint,17,opt,name=unread_mentions,json=unreadMentions,proto3" json:"unread_mentions,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *RoomInfo) Reset() {
 	*x = RoomInfo{}
-	mi := &file_parley_proto_msgTypes[17]
+	mi := &file_parley_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2333,7 +2414,7 @@ func (x *RoomInfo) String() string {
 func (*RoomInfo) ProtoMessage() {}
 
 func (x *RoomInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[17]
+	mi := &file_parley_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2346,7 +2427,7 @@ func (x *RoomInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomInfo.ProtoReflect.Descriptor instead.
 func (*RoomInfo) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{17}
+	return file_parley_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RoomInfo) GetName() string {
@@ -2447,6 +2528,27 @@ func (x *RoomInfo) GetDeleted() bool {
 	return false
 }
 
+func (x *RoomInfo) GetReadSeq() uint64 {
+	if x != nil {
+		return x.ReadSeq
+	}
+	return 0
+}
+
+func (x *RoomInfo) GetUnread() uint64 {
+	if x != nil {
+		return x.Unread
+	}
+	return 0
+}
+
+func (x *RoomInfo) GetUnreadMentions() uint32 {
+	if x != nil {
+		return x.UnreadMentions
+	}
+	return 0
+}
+
 // CreateRoom creates a public or private room with the user as its owner
 // (a CREATED event), inviting the users named; ROOM_EXISTS if the name is
 // taken. Direct rooms come from DirectMessage.
@@ -2463,7 +2565,7 @@ type CreateRoom struct {
 
 func (x *CreateRoom) Reset() {
 	*x = CreateRoom{}
-	mi := &file_parley_proto_msgTypes[18]
+	mi := &file_parley_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2475,7 +2577,7 @@ func (x *CreateRoom) String() string {
 func (*CreateRoom) ProtoMessage() {}
 
 func (x *CreateRoom) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[18]
+	mi := &file_parley_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2488,7 +2590,7 @@ func (x *CreateRoom) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRoom.ProtoReflect.Descriptor instead.
 func (*CreateRoom) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{18}
+	return file_parley_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CreateRoom) GetRoom() string {
@@ -2540,7 +2642,7 @@ type DirectMessage struct {
 
 func (x *DirectMessage) Reset() {
 	*x = DirectMessage{}
-	mi := &file_parley_proto_msgTypes[19]
+	mi := &file_parley_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2552,7 +2654,7 @@ func (x *DirectMessage) String() string {
 func (*DirectMessage) ProtoMessage() {}
 
 func (x *DirectMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[19]
+	mi := &file_parley_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2565,7 +2667,7 @@ func (x *DirectMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DirectMessage.ProtoReflect.Descriptor instead.
 func (*DirectMessage) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{19}
+	return file_parley_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *DirectMessage) GetTo() string {
@@ -2608,7 +2710,7 @@ type Moderate struct {
 
 func (x *Moderate) Reset() {
 	*x = Moderate{}
-	mi := &file_parley_proto_msgTypes[20]
+	mi := &file_parley_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2620,7 +2722,7 @@ func (x *Moderate) String() string {
 func (*Moderate) ProtoMessage() {}
 
 func (x *Moderate) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[20]
+	mi := &file_parley_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2633,7 +2735,7 @@ func (x *Moderate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Moderate.ProtoReflect.Descriptor instead.
 func (*Moderate) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{20}
+	return file_parley_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Moderate) GetRoom() string {
@@ -2691,7 +2793,7 @@ type UpdateRoom struct {
 
 func (x *UpdateRoom) Reset() {
 	*x = UpdateRoom{}
-	mi := &file_parley_proto_msgTypes[21]
+	mi := &file_parley_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2703,7 +2805,7 @@ func (x *UpdateRoom) String() string {
 func (*UpdateRoom) ProtoMessage() {}
 
 func (x *UpdateRoom) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[21]
+	mi := &file_parley_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2716,7 +2818,7 @@ func (x *UpdateRoom) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateRoom.ProtoReflect.Descriptor instead.
 func (*UpdateRoom) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{21}
+	return file_parley_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *UpdateRoom) GetRoom() string {
@@ -2753,7 +2855,7 @@ type DeleteRoom struct {
 
 func (x *DeleteRoom) Reset() {
 	*x = DeleteRoom{}
-	mi := &file_parley_proto_msgTypes[22]
+	mi := &file_parley_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2765,7 +2867,7 @@ func (x *DeleteRoom) String() string {
 func (*DeleteRoom) ProtoMessage() {}
 
 func (x *DeleteRoom) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[22]
+	mi := &file_parley_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2778,7 +2880,7 @@ func (x *DeleteRoom) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRoom.ProtoReflect.Descriptor instead.
 func (*DeleteRoom) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{22}
+	return file_parley_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *DeleteRoom) GetRoom() string {
@@ -2810,7 +2912,7 @@ type MembersRequest struct {
 
 func (x *MembersRequest) Reset() {
 	*x = MembersRequest{}
-	mi := &file_parley_proto_msgTypes[23]
+	mi := &file_parley_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2822,7 +2924,7 @@ func (x *MembersRequest) String() string {
 func (*MembersRequest) ProtoMessage() {}
 
 func (x *MembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[23]
+	mi := &file_parley_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2835,7 +2937,7 @@ func (x *MembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersRequest.ProtoReflect.Descriptor instead.
 func (*MembersRequest) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{23}
+	return file_parley_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *MembersRequest) GetRoom() string {
@@ -2870,7 +2972,7 @@ type MemberList struct {
 
 func (x *MemberList) Reset() {
 	*x = MemberList{}
-	mi := &file_parley_proto_msgTypes[24]
+	mi := &file_parley_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2882,7 +2984,7 @@ func (x *MemberList) String() string {
 func (*MemberList) ProtoMessage() {}
 
 func (x *MemberList) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[24]
+	mi := &file_parley_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2895,7 +2997,7 @@ func (x *MemberList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberList.ProtoReflect.Descriptor instead.
 func (*MemberList) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{24}
+	return file_parley_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *MemberList) GetRoom() string {
@@ -2934,7 +3036,7 @@ type MemberInfo struct {
 
 func (x *MemberInfo) Reset() {
 	*x = MemberInfo{}
-	mi := &file_parley_proto_msgTypes[25]
+	mi := &file_parley_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2946,7 +3048,7 @@ func (x *MemberInfo) String() string {
 func (*MemberInfo) ProtoMessage() {}
 
 func (x *MemberInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[25]
+	mi := &file_parley_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2959,7 +3061,7 @@ func (x *MemberInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberInfo.ProtoReflect.Descriptor instead.
 func (*MemberInfo) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{25}
+	return file_parley_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *MemberInfo) GetUser() string {
@@ -3030,7 +3132,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_parley_proto_msgTypes[26]
+	mi := &file_parley_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3042,7 +3144,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[26]
+	mi := &file_parley_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3055,7 +3157,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{26}
+	return file_parley_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Ack) GetRequestId() string {
@@ -3105,7 +3207,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_parley_proto_msgTypes[27]
+	mi := &file_parley_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3117,7 +3219,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[27]
+	mi := &file_parley_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3130,7 +3232,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{27}
+	return file_parley_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Error) GetRequestId() string {
@@ -3191,7 +3293,7 @@ type RoomEvent struct {
 
 func (x *RoomEvent) Reset() {
 	*x = RoomEvent{}
-	mi := &file_parley_proto_msgTypes[28]
+	mi := &file_parley_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3203,7 +3305,7 @@ func (x *RoomEvent) String() string {
 func (*RoomEvent) ProtoMessage() {}
 
 func (x *RoomEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[28]
+	mi := &file_parley_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3216,7 +3318,7 @@ func (x *RoomEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomEvent.ProtoReflect.Descriptor instead.
 func (*RoomEvent) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{28}
+	return file_parley_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RoomEvent) GetRoom() string {
@@ -3323,7 +3425,7 @@ type Reaction struct {
 
 func (x *Reaction) Reset() {
 	*x = Reaction{}
-	mi := &file_parley_proto_msgTypes[29]
+	mi := &file_parley_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3335,7 +3437,7 @@ func (x *Reaction) String() string {
 func (*Reaction) ProtoMessage() {}
 
 func (x *Reaction) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[29]
+	mi := &file_parley_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3348,7 +3450,7 @@ func (x *Reaction) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reaction.ProtoReflect.Descriptor instead.
 func (*Reaction) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{29}
+	return file_parley_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Reaction) GetEmoji() string {
@@ -3399,7 +3501,7 @@ type RoomChange struct {
 
 func (x *RoomChange) Reset() {
 	*x = RoomChange{}
-	mi := &file_parley_proto_msgTypes[30]
+	mi := &file_parley_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3411,7 +3513,7 @@ func (x *RoomChange) String() string {
 func (*RoomChange) ProtoMessage() {}
 
 func (x *RoomChange) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[30]
+	mi := &file_parley_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3424,7 +3526,7 @@ func (x *RoomChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomChange.ProtoReflect.Descriptor instead.
 func (*RoomChange) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{30}
+	return file_parley_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *RoomChange) GetKind() ChangeKind {
@@ -3515,7 +3617,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_parley_proto_msgTypes[31]
+	mi := &file_parley_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3527,7 +3629,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[31]
+	mi := &file_parley_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3540,7 +3642,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{31}
+	return file_parley_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Member) GetName() string {
@@ -3575,7 +3677,7 @@ type PresenceEvent struct {
 
 func (x *PresenceEvent) Reset() {
 	*x = PresenceEvent{}
-	mi := &file_parley_proto_msgTypes[32]
+	mi := &file_parley_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3587,7 +3689,7 @@ func (x *PresenceEvent) String() string {
 func (*PresenceEvent) ProtoMessage() {}
 
 func (x *PresenceEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[32]
+	mi := &file_parley_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3600,7 +3702,7 @@ func (x *PresenceEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PresenceEvent.ProtoReflect.Descriptor instead.
 func (*PresenceEvent) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{32}
+	return file_parley_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *PresenceEvent) GetRoom() string {
@@ -3657,7 +3759,7 @@ type Reset struct {
 
 func (x *Reset) Reset() {
 	*x = Reset{}
-	mi := &file_parley_proto_msgTypes[33]
+	mi := &file_parley_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3669,7 +3771,7 @@ func (x *Reset) String() string {
 func (*Reset) ProtoMessage() {}
 
 func (x *Reset) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[33]
+	mi := &file_parley_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3682,7 +3784,7 @@ func (x *Reset) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reset.ProtoReflect.Descriptor instead.
 func (*Reset) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{33}
+	return file_parley_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *Reset) GetRoom() string {
@@ -3718,7 +3820,7 @@ type Batch struct {
 
 func (x *Batch) Reset() {
 	*x = Batch{}
-	mi := &file_parley_proto_msgTypes[34]
+	mi := &file_parley_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3730,7 +3832,7 @@ func (x *Batch) String() string {
 func (*Batch) ProtoMessage() {}
 
 func (x *Batch) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[34]
+	mi := &file_parley_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3743,7 +3845,7 @@ func (x *Batch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Batch.ProtoReflect.Descriptor instead.
 func (*Batch) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{34}
+	return file_parley_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *Batch) GetItems() []*Envelope {
@@ -3766,7 +3868,7 @@ type Notice struct {
 
 func (x *Notice) Reset() {
 	*x = Notice{}
-	mi := &file_parley_proto_msgTypes[35]
+	mi := &file_parley_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3778,7 +3880,7 @@ func (x *Notice) String() string {
 func (*Notice) ProtoMessage() {}
 
 func (x *Notice) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[35]
+	mi := &file_parley_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3791,7 +3893,7 @@ func (x *Notice) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Notice.ProtoReflect.Descriptor instead.
 func (*Notice) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{35}
+	return file_parley_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *Notice) GetText() string {
@@ -3812,7 +3914,7 @@ var File_parley_proto protoreflect.FileDescriptor
 
 const file_parley_proto_rawDesc = "" +
 	"\n" +
-	"\fparley.proto\x12\tparley.v1\"\x88\f\n" +
+	"\fparley.proto\x12\tparley.v1\"\xbc\f\n" +
 	"\bEnvelope\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12(\n" +
 	"\x05hello\x18\n" +
@@ -3837,7 +3939,8 @@ const file_parley_proto_rawDesc = "" +
 	"\amembers\x18\x19 \x01(\v2\x19.parley.v1.MembersRequestH\x00R\amembers\x12,\n" +
 	"\x04edit\x18\x1a \x01(\v2\x16.parley.v1.EditMessageH\x00R\x04edit\x12A\n" +
 	"\x0edelete_message\x18\x1b \x01(\v2\x18.parley.v1.DeleteMessageH\x00R\rdeleteMessage\x12(\n" +
-	"\x05react\x18\x1c \x01(\v2\x10.parley.v1.ReactH\x00R\x05react\x12.\n" +
+	"\x05react\x18\x1c \x01(\v2\x10.parley.v1.ReactH\x00R\x05react\x122\n" +
+	"\tmark_read\x18\x1d \x01(\v2\x13.parley.v1.MarkReadH\x00R\bmarkRead\x12.\n" +
 	"\awelcome\x18\x1e \x01(\v2\x12.parley.v1.WelcomeH\x00R\awelcome\x12\"\n" +
 	"\x03ack\x18\x1f \x01(\v2\x0e.parley.v1.AckH\x00R\x03ack\x12(\n" +
 	"\x05error\x18  \x01(\v2\x10.parley.v1.ErrorH\x00R\x05error\x12,\n" +
@@ -3885,7 +3988,10 @@ const file_parley_proto_rawDesc = "" +
 	"\x04text\x18\x02 \x01(\tR\x04text\x12\"\n" +
 	"\rclient_msg_id\x18\x03 \x01(\tR\vclientMsgId\x12\x19\n" +
 	"\breply_to\x18\x04 \x01(\x04R\areplyTo\x12\x1a\n" +
-	"\bmentions\x18\x05 \x03(\tR\bmentions\"k\n" +
+	"\bmentions\x18\x05 \x03(\tR\bmentions\"0\n" +
+	"\bMarkRead\x12\x12\n" +
+	"\x04room\x18\x01 \x01(\tR\x04room\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\"k\n" +
 	"\vEditMessage\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x12\n" +
@@ -3926,7 +4032,7 @@ const file_parley_proto_rawDesc = "" +
 	"\x04mine\x18\x03 \x01(\bR\x04mine\"I\n" +
 	"\bRoomList\x12)\n" +
 	"\x05rooms\x18\x01 \x03(\v2\x13.parley.v1.RoomInfoR\x05rooms\x12\x12\n" +
-	"\x04next\x18\x02 \x01(\tR\x04next\"\xae\x03\n" +
+	"\x04next\x18\x02 \x01(\tR\x04next\"\x8a\x04\n" +
 	"\bRoomInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\amembers\x18\x02 \x01(\rR\amembers\x12'\n" +
@@ -3945,7 +4051,10 @@ const file_parley_proto_rawDesc = "" +
 	"created_ms\x18\f \x01(\x03R\tcreatedMs\x12\x1f\n" +
 	"\vdirect_with\x18\r \x01(\tR\n" +
 	"directWith\x12\x18\n" +
-	"\adeleted\x18\x0e \x01(\bR\adeleted\"\x8d\x01\n" +
+	"\adeleted\x18\x0e \x01(\bR\adeleted\x12\x19\n" +
+	"\bread_seq\x18\x0f \x01(\x04R\areadSeq\x12\x16\n" +
+	"\x06unread\x18\x10 \x01(\x04R\x06unread\x12'\n" +
+	"\x0funread_mentions\x18\x11 \x01(\rR\x0eunreadMentions\"\x8d\x01\n" +
 	"\n" +
 	"CreateRoom\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12'\n" +
@@ -4173,7 +4282,7 @@ func file_parley_proto_rawDescGZIP() []byte {
 }
 
 var file_parley_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
-var file_parley_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_parley_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
 var file_parley_proto_goTypes = []any{
 	(RoomKind)(0),          // 0: parley.v1.RoomKind
 	(Role)(0),              // 1: parley.v1.Role
@@ -4190,93 +4299,95 @@ var file_parley_proto_goTypes = []any{
 	(*Join)(nil),           // 12: parley.v1.Join
 	(*Leave)(nil),          // 13: parley.v1.Leave
 	(*Post)(nil),           // 14: parley.v1.Post
-	(*EditMessage)(nil),    // 15: parley.v1.EditMessage
-	(*DeleteMessage)(nil),  // 16: parley.v1.DeleteMessage
-	(*React)(nil),          // 17: parley.v1.React
-	(*Typing)(nil),         // 18: parley.v1.Typing
-	(*HistoryRequest)(nil), // 19: parley.v1.HistoryRequest
-	(*HistoryPage)(nil),    // 20: parley.v1.HistoryPage
-	(*Ping)(nil),           // 21: parley.v1.Ping
-	(*WhoRequest)(nil),     // 22: parley.v1.WhoRequest
-	(*RoomsRequest)(nil),   // 23: parley.v1.RoomsRequest
-	(*RoomList)(nil),       // 24: parley.v1.RoomList
-	(*RoomInfo)(nil),       // 25: parley.v1.RoomInfo
-	(*CreateRoom)(nil),     // 26: parley.v1.CreateRoom
-	(*DirectMessage)(nil),  // 27: parley.v1.DirectMessage
-	(*Moderate)(nil),       // 28: parley.v1.Moderate
-	(*UpdateRoom)(nil),     // 29: parley.v1.UpdateRoom
-	(*DeleteRoom)(nil),     // 30: parley.v1.DeleteRoom
-	(*MembersRequest)(nil), // 31: parley.v1.MembersRequest
-	(*MemberList)(nil),     // 32: parley.v1.MemberList
-	(*MemberInfo)(nil),     // 33: parley.v1.MemberInfo
-	(*Ack)(nil),            // 34: parley.v1.Ack
-	(*Error)(nil),          // 35: parley.v1.Error
-	(*RoomEvent)(nil),      // 36: parley.v1.RoomEvent
-	(*Reaction)(nil),       // 37: parley.v1.Reaction
-	(*RoomChange)(nil),     // 38: parley.v1.RoomChange
-	(*Member)(nil),         // 39: parley.v1.Member
-	(*PresenceEvent)(nil),  // 40: parley.v1.PresenceEvent
-	(*Reset)(nil),          // 41: parley.v1.Reset
-	(*Batch)(nil),          // 42: parley.v1.Batch
-	(*Notice)(nil),         // 43: parley.v1.Notice
+	(*MarkRead)(nil),       // 15: parley.v1.MarkRead
+	(*EditMessage)(nil),    // 16: parley.v1.EditMessage
+	(*DeleteMessage)(nil),  // 17: parley.v1.DeleteMessage
+	(*React)(nil),          // 18: parley.v1.React
+	(*Typing)(nil),         // 19: parley.v1.Typing
+	(*HistoryRequest)(nil), // 20: parley.v1.HistoryRequest
+	(*HistoryPage)(nil),    // 21: parley.v1.HistoryPage
+	(*Ping)(nil),           // 22: parley.v1.Ping
+	(*WhoRequest)(nil),     // 23: parley.v1.WhoRequest
+	(*RoomsRequest)(nil),   // 24: parley.v1.RoomsRequest
+	(*RoomList)(nil),       // 25: parley.v1.RoomList
+	(*RoomInfo)(nil),       // 26: parley.v1.RoomInfo
+	(*CreateRoom)(nil),     // 27: parley.v1.CreateRoom
+	(*DirectMessage)(nil),  // 28: parley.v1.DirectMessage
+	(*Moderate)(nil),       // 29: parley.v1.Moderate
+	(*UpdateRoom)(nil),     // 30: parley.v1.UpdateRoom
+	(*DeleteRoom)(nil),     // 31: parley.v1.DeleteRoom
+	(*MembersRequest)(nil), // 32: parley.v1.MembersRequest
+	(*MemberList)(nil),     // 33: parley.v1.MemberList
+	(*MemberInfo)(nil),     // 34: parley.v1.MemberInfo
+	(*Ack)(nil),            // 35: parley.v1.Ack
+	(*Error)(nil),          // 36: parley.v1.Error
+	(*RoomEvent)(nil),      // 37: parley.v1.RoomEvent
+	(*Reaction)(nil),       // 38: parley.v1.Reaction
+	(*RoomChange)(nil),     // 39: parley.v1.RoomChange
+	(*Member)(nil),         // 40: parley.v1.Member
+	(*PresenceEvent)(nil),  // 41: parley.v1.PresenceEvent
+	(*Reset)(nil),          // 42: parley.v1.Reset
+	(*Batch)(nil),          // 43: parley.v1.Batch
+	(*Notice)(nil),         // 44: parley.v1.Notice
 }
 var file_parley_proto_depIdxs = []int32{
 	9,  // 0: parley.v1.Envelope.hello:type_name -> parley.v1.Hello
 	12, // 1: parley.v1.Envelope.join:type_name -> parley.v1.Join
 	13, // 2: parley.v1.Envelope.leave:type_name -> parley.v1.Leave
 	14, // 3: parley.v1.Envelope.post:type_name -> parley.v1.Post
-	18, // 4: parley.v1.Envelope.typing:type_name -> parley.v1.Typing
-	19, // 5: parley.v1.Envelope.history:type_name -> parley.v1.HistoryRequest
-	21, // 6: parley.v1.Envelope.ping:type_name -> parley.v1.Ping
-	22, // 7: parley.v1.Envelope.who:type_name -> parley.v1.WhoRequest
-	23, // 8: parley.v1.Envelope.rooms:type_name -> parley.v1.RoomsRequest
+	19, // 4: parley.v1.Envelope.typing:type_name -> parley.v1.Typing
+	20, // 5: parley.v1.Envelope.history:type_name -> parley.v1.HistoryRequest
+	22, // 6: parley.v1.Envelope.ping:type_name -> parley.v1.Ping
+	23, // 7: parley.v1.Envelope.who:type_name -> parley.v1.WhoRequest
+	24, // 8: parley.v1.Envelope.rooms:type_name -> parley.v1.RoomsRequest
 	10, // 9: parley.v1.Envelope.refresh:type_name -> parley.v1.Refresh
-	26, // 10: parley.v1.Envelope.create_room:type_name -> parley.v1.CreateRoom
-	27, // 11: parley.v1.Envelope.direct:type_name -> parley.v1.DirectMessage
-	28, // 12: parley.v1.Envelope.moderate:type_name -> parley.v1.Moderate
-	29, // 13: parley.v1.Envelope.update_room:type_name -> parley.v1.UpdateRoom
-	30, // 14: parley.v1.Envelope.delete_room:type_name -> parley.v1.DeleteRoom
-	31, // 15: parley.v1.Envelope.members:type_name -> parley.v1.MembersRequest
-	15, // 16: parley.v1.Envelope.edit:type_name -> parley.v1.EditMessage
-	16, // 17: parley.v1.Envelope.delete_message:type_name -> parley.v1.DeleteMessage
-	17, // 18: parley.v1.Envelope.react:type_name -> parley.v1.React
-	11, // 19: parley.v1.Envelope.welcome:type_name -> parley.v1.Welcome
-	34, // 20: parley.v1.Envelope.ack:type_name -> parley.v1.Ack
-	35, // 21: parley.v1.Envelope.error:type_name -> parley.v1.Error
-	36, // 22: parley.v1.Envelope.event:type_name -> parley.v1.RoomEvent
-	40, // 23: parley.v1.Envelope.presence:type_name -> parley.v1.PresenceEvent
-	20, // 24: parley.v1.Envelope.history_page:type_name -> parley.v1.HistoryPage
-	42, // 25: parley.v1.Envelope.batch:type_name -> parley.v1.Batch
-	43, // 26: parley.v1.Envelope.notice:type_name -> parley.v1.Notice
-	24, // 27: parley.v1.Envelope.room_list:type_name -> parley.v1.RoomList
-	41, // 28: parley.v1.Envelope.reset_event:type_name -> parley.v1.Reset
-	25, // 29: parley.v1.Envelope.room:type_name -> parley.v1.RoomInfo
-	32, // 30: parley.v1.Envelope.member_list:type_name -> parley.v1.MemberList
-	25, // 31: parley.v1.Welcome.rooms:type_name -> parley.v1.RoomInfo
-	36, // 32: parley.v1.HistoryPage.events:type_name -> parley.v1.RoomEvent
-	25, // 33: parley.v1.RoomList.rooms:type_name -> parley.v1.RoomInfo
-	0,  // 34: parley.v1.RoomInfo.kind:type_name -> parley.v1.RoomKind
-	1,  // 35: parley.v1.RoomInfo.role:type_name -> parley.v1.Role
-	0,  // 36: parley.v1.CreateRoom.kind:type_name -> parley.v1.RoomKind
-	2,  // 37: parley.v1.Moderate.action:type_name -> parley.v1.ModAction
-	1,  // 38: parley.v1.Moderate.role:type_name -> parley.v1.Role
-	33, // 39: parley.v1.MemberList.members:type_name -> parley.v1.MemberInfo
-	1,  // 40: parley.v1.MemberInfo.role:type_name -> parley.v1.Role
-	39, // 41: parley.v1.Ack.members:type_name -> parley.v1.Member
-	3,  // 42: parley.v1.Error.code:type_name -> parley.v1.ErrorCode
-	4,  // 43: parley.v1.RoomEvent.sender_kind:type_name -> parley.v1.SenderKind
-	38, // 44: parley.v1.RoomEvent.change:type_name -> parley.v1.RoomChange
-	37, // 45: parley.v1.RoomEvent.reactions:type_name -> parley.v1.Reaction
-	5,  // 46: parley.v1.RoomChange.kind:type_name -> parley.v1.ChangeKind
-	1,  // 47: parley.v1.RoomChange.role:type_name -> parley.v1.Role
-	0,  // 48: parley.v1.RoomChange.room_kind:type_name -> parley.v1.RoomKind
-	39, // 49: parley.v1.PresenceEvent.members:type_name -> parley.v1.Member
-	8,  // 50: parley.v1.Batch.items:type_name -> parley.v1.Envelope
-	51, // [51:51] is the sub-list for method output_type
-	51, // [51:51] is the sub-list for method input_type
-	51, // [51:51] is the sub-list for extension type_name
-	51, // [51:51] is the sub-list for extension extendee
-	0,  // [0:51] is the sub-list for field type_name
+	27, // 10: parley.v1.Envelope.create_room:type_name -> parley.v1.CreateRoom
+	28, // 11: parley.v1.Envelope.direct:type_name -> parley.v1.DirectMessage
+	29, // 12: parley.v1.Envelope.moderate:type_name -> parley.v1.Moderate
+	30, // 13: parley.v1.Envelope.update_room:type_name -> parley.v1.UpdateRoom
+	31, // 14: parley.v1.Envelope.delete_room:type_name -> parley.v1.DeleteRoom
+	32, // 15: parley.v1.Envelope.members:type_name -> parley.v1.MembersRequest
+	16, // 16: parley.v1.Envelope.edit:type_name -> parley.v1.EditMessage
+	17, // 17: parley.v1.Envelope.delete_message:type_name -> parley.v1.DeleteMessage
+	18, // 18: parley.v1.Envelope.react:type_name -> parley.v1.React
+	15, // 19: parley.v1.Envelope.mark_read:type_name -> parley.v1.MarkRead
+	11, // 20: parley.v1.Envelope.welcome:type_name -> parley.v1.Welcome
+	35, // 21: parley.v1.Envelope.ack:type_name -> parley.v1.Ack
+	36, // 22: parley.v1.Envelope.error:type_name -> parley.v1.Error
+	37, // 23: parley.v1.Envelope.event:type_name -> parley.v1.RoomEvent
+	41, // 24: parley.v1.Envelope.presence:type_name -> parley.v1.PresenceEvent
+	21, // 25: parley.v1.Envelope.history_page:type_name -> parley.v1.HistoryPage
+	43, // 26: parley.v1.Envelope.batch:type_name -> parley.v1.Batch
+	44, // 27: parley.v1.Envelope.notice:type_name -> parley.v1.Notice
+	25, // 28: parley.v1.Envelope.room_list:type_name -> parley.v1.RoomList
+	42, // 29: parley.v1.Envelope.reset_event:type_name -> parley.v1.Reset
+	26, // 30: parley.v1.Envelope.room:type_name -> parley.v1.RoomInfo
+	33, // 31: parley.v1.Envelope.member_list:type_name -> parley.v1.MemberList
+	26, // 32: parley.v1.Welcome.rooms:type_name -> parley.v1.RoomInfo
+	37, // 33: parley.v1.HistoryPage.events:type_name -> parley.v1.RoomEvent
+	26, // 34: parley.v1.RoomList.rooms:type_name -> parley.v1.RoomInfo
+	0,  // 35: parley.v1.RoomInfo.kind:type_name -> parley.v1.RoomKind
+	1,  // 36: parley.v1.RoomInfo.role:type_name -> parley.v1.Role
+	0,  // 37: parley.v1.CreateRoom.kind:type_name -> parley.v1.RoomKind
+	2,  // 38: parley.v1.Moderate.action:type_name -> parley.v1.ModAction
+	1,  // 39: parley.v1.Moderate.role:type_name -> parley.v1.Role
+	34, // 40: parley.v1.MemberList.members:type_name -> parley.v1.MemberInfo
+	1,  // 41: parley.v1.MemberInfo.role:type_name -> parley.v1.Role
+	40, // 42: parley.v1.Ack.members:type_name -> parley.v1.Member
+	3,  // 43: parley.v1.Error.code:type_name -> parley.v1.ErrorCode
+	4,  // 44: parley.v1.RoomEvent.sender_kind:type_name -> parley.v1.SenderKind
+	39, // 45: parley.v1.RoomEvent.change:type_name -> parley.v1.RoomChange
+	38, // 46: parley.v1.RoomEvent.reactions:type_name -> parley.v1.Reaction
+	5,  // 47: parley.v1.RoomChange.kind:type_name -> parley.v1.ChangeKind
+	1,  // 48: parley.v1.RoomChange.role:type_name -> parley.v1.Role
+	0,  // 49: parley.v1.RoomChange.room_kind:type_name -> parley.v1.RoomKind
+	40, // 50: parley.v1.PresenceEvent.members:type_name -> parley.v1.Member
+	8,  // 51: parley.v1.Batch.items:type_name -> parley.v1.Envelope
+	52, // [52:52] is the sub-list for method output_type
+	52, // [52:52] is the sub-list for method input_type
+	52, // [52:52] is the sub-list for extension type_name
+	52, // [52:52] is the sub-list for extension extendee
+	0,  // [0:52] is the sub-list for field type_name
 }
 
 func init() { file_parley_proto_init() }
@@ -4304,6 +4415,7 @@ func file_parley_proto_init() {
 		(*Envelope_Edit)(nil),
 		(*Envelope_DeleteMessage)(nil),
 		(*Envelope_React)(nil),
+		(*Envelope_MarkRead)(nil),
 		(*Envelope_Welcome)(nil),
 		(*Envelope_Ack)(nil),
 		(*Envelope_Error)(nil),
@@ -4318,14 +4430,14 @@ func file_parley_proto_init() {
 		(*Envelope_MemberList)(nil),
 	}
 	file_parley_proto_msgTypes[4].OneofWrappers = []any{}
-	file_parley_proto_msgTypes[21].OneofWrappers = []any{}
+	file_parley_proto_msgTypes[22].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_proto_rawDesc), len(file_parley_proto_rawDesc)),
 			NumEnums:      8,
-			NumMessages:   36,
+			NumMessages:   37,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -279,11 +279,14 @@ func checkMemberEntry(k, v []byte) error {
 // Room record (roomRecordV1): kind, flags (1: deleted), created at,
 // members (varint), title, topic, created by, peer.
 //
-// Member record (memberRecordV1): role, flags (1: invited), since, banned
-// until, muted until, invited by.
+// Member record (memberRecordV2): role, flags (1: invited), since, banned
+// until, muted until, invited by, then the read cursor and the count and
+// seqs of the unread mentions (uvarints). memberRecordV1, written before
+// cursors, ends after invited by; it still decodes (no cursor).
 const (
 	roomRecordV1   = 1
 	memberRecordV1 = 1
+	memberRecordV2 = 2
 	flagDeleted    = 1
 	flagInvited    = 1
 )
@@ -324,17 +327,24 @@ func appendMemberRecord(buf []byte, m *Member) []byte {
 	if m.Invited {
 		flags |= flagInvited
 	}
-	buf = append(buf, memberRecordV1, m.Role, flags)
+	buf = append(buf, memberRecordV2, m.Role, flags)
 	buf = appendTimeField(buf, m.Since)
 	buf = appendTimeField(buf, m.BannedUntil)
 	buf = appendTimeField(buf, m.MutedUntil)
-	return appendStrings(buf, m.InvitedBy)
+	buf = appendStrings(buf, m.InvitedBy)
+	buf = binary.AppendUvarint(buf, m.ReadSeq)
+	buf = binary.AppendUvarint(buf, uint64(len(m.Mentions)))
+	for _, s := range m.Mentions {
+		buf = binary.AppendUvarint(buf, s)
+	}
+	return buf
 }
 
 func decodeMemberRecord(v []byte) (Member, error) {
 	d := stateDecoder{v: v, ok: len(v) <= maxRecordBytes}
 	var m Member
-	if d.byte() != memberRecordV1 {
+	version := d.byte()
+	if version != memberRecordV1 && version != memberRecordV2 {
 		return Member{}, errBadState
 	}
 	m.Role = d.byte()
@@ -342,6 +352,16 @@ func decodeMemberRecord(v []byte) (Member, error) {
 	m.Invited = flags&flagInvited != 0
 	m.Since, m.BannedUntil, m.MutedUntil = d.time(), d.time(), d.time()
 	m.InvitedBy = d.string()
+	if version == memberRecordV2 {
+		m.ReadSeq = d.uvarint()
+		n := d.uvarint()
+		if n > MaxUnreadMentions {
+			return Member{}, errBadState
+		}
+		for range n {
+			m.Mentions = append(m.Mentions, d.uvarint())
+		}
+	}
 	if !d.end() || flags&^flagInvited != 0 {
 		return Member{}, errBadState
 	}
@@ -378,6 +398,19 @@ func (d *stateDecoder) varint() int64 {
 		return 0
 	}
 	x, n := binary.Varint(d.v)
+	if n <= 0 {
+		d.ok = false
+		return 0
+	}
+	d.v = d.v[n:]
+	return x
+}
+
+func (d *stateDecoder) uvarint() uint64 {
+	if !d.ok {
+		return 0
+	}
+	x, n := binary.Uvarint(d.v)
 	if n <= 0 {
 		d.ok = false
 		return 0

@@ -346,8 +346,8 @@ func TestBoltFormat1(t *testing.T) {
 		t.Fatalf("OpenBolt of a format 1 file: %v", err)
 	}
 	defer s.Close()
-	if !strings.Contains(logged.String(), "upgraded history file") || !strings.Contains(logged.String(), "from=1 to=2") {
-		t.Errorf("log %q does not tell of the upgrade from 1 to 2", logged.String())
+	if !strings.Contains(logged.String(), "upgraded history file") || !strings.Contains(logged.String(), fmt.Sprintf("from=1 to=%d", boltFormat)) {
+		t.Errorf("log %q does not tell of the upgrade from 1 to %d", logged.String(), boltFormat)
 	}
 	sameMessages(t, "old messages", after(t, s, "old", 0, 100), old)
 	sameMessages(t, "old messages backwards", before(t, s, "old", 0, 100), old)
@@ -562,4 +562,54 @@ func TestBoltSharedCommitIsolatesFailures(t *testing.T) {
 	sameList(t, "alice's rooms", listUserRooms(t, s, "alice", "", 10), []UserRoom{
 		{ok2, memberRec("ok-2", "alice", RoleOwner)}, {ok3, memberRec("ok-3", "alice", RoleOwner)},
 	}, sameUserRoom)
+}
+
+// TestBoltFormat2 opens a file as the build before read cursors wrote it
+// (format 2, member records in memberRecordV1): it is upgraded, its members
+// read back with no cursor, and a cursor written to it is kept.
+func TestBoltFormat2(t *testing.T) {
+	dir := t.TempDir()
+	s := openTestBolt(t, dir)
+	info := roomRec("r", KindPublic)
+	mustCommit(t, s, Batch{Room: "r", Info: &info, Members: []Member{memberRec("r", "alice", RoleMember)}})
+	s.Close()
+	// Back to what format 2 wrote: the record in V1, the format number 2.
+	db, err := bolt.Open(filepath.Join(dir, BoltFile), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		m := memberRec("r", "alice", RoleMember)
+		var flags byte
+		v := append([]byte{memberRecordV1, m.Role, flags}, appendTimeField(nil, m.Since)...)
+		v = appendTimeField(appendTimeField(v, m.BannedUntil), m.MutedUntil)
+		v = appendStrings(v, m.InvitedBy)
+		if err := tx.Bucket(bucketMembers).Bucket([]byte("r")).Put([]byte("alice"), v); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketMeta).Put(keyFormat, []byte{2})
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logged bytes.Buffer
+	s, err = OpenBolt(dir, BoltOptions{Log: slog.New(slog.NewTextHandler(&logged, nil))})
+	if err != nil {
+		t.Fatalf("OpenBolt of a format 2 file: %v", err)
+	}
+	defer s.Close()
+	if !strings.Contains(logged.String(), fmt.Sprintf("from=2 to=%d", boltFormat)) {
+		t.Errorf("log %q does not tell of the upgrade from 2", logged.String())
+	}
+	ms, err := s.Members(context.Background(), "r", "", 10)
+	if err != nil || len(ms) != 1 || ms[0].User != "alice" || ms[0].Role != RoleMember || ms[0].ReadSeq != 0 {
+		t.Fatalf("the V1 member record read back as %+v, %v", ms, err)
+	}
+	alice := ms[0]
+	alice.ReadSeq, alice.Mentions = 3, []uint64{5}
+	mustCommit(t, s, Batch{Room: "r", Members: []Member{alice}})
+	if ms, _ := s.Members(context.Background(), "r", "", 10); ms[0].ReadSeq != 3 || len(ms[0].Mentions) != 1 {
+		t.Fatalf("the cursor written to an upgraded file: %+v", ms)
+	}
 }

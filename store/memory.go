@@ -77,6 +77,7 @@ func (m *Memory) Commit(_ context.Context, b Batch) error {
 		if r.members == nil {
 			r.members = make(map[string]Member)
 		}
+		mem.Mentions = append([]uint64(nil), mem.Mentions...)
 		r.members[mem.User] = mem
 	}
 	return nil

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"embed"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -216,13 +217,14 @@ ON CONFLICT (room) DO UPDATE SET kind = EXCLUDED.kind, title = EXCLUDED.title, t
 	deleted = EXCLUDED.deleted, members = EXCLUDED.members`
 
 const upsertMembersSQL = `
-INSERT INTO parley_members (room, username, role, invited, invited_by, since, banned_until, muted_until)
-SELECT $1, u.username, u.role, u.invited, u.invited_by, u.since, u.banned_until, u.muted_until
-FROM unnest($2::text[], $3::smallint[], $4::boolean[], $5::text[], $6::timestamptz[], $7::timestamptz[], $8::timestamptz[])
-	AS u(username, role, invited, invited_by, since, banned_until, muted_until)
+INSERT INTO parley_members (room, username, role, invited, invited_by, since, banned_until, muted_until, read_seq, mentions)
+SELECT $1, u.username, u.role, u.invited, u.invited_by, u.since, u.banned_until, u.muted_until, u.read_seq, u.mentions
+FROM unnest($2::text[], $3::smallint[], $4::boolean[], $5::text[], $6::timestamptz[], $7::timestamptz[], $8::timestamptz[], $9::bigint[], $10::bytea[])
+	AS u(username, role, invited, invited_by, since, banned_until, muted_until, read_seq, mentions)
 ON CONFLICT (room, username) DO UPDATE SET role = EXCLUDED.role, invited = EXCLUDED.invited,
 	invited_by = EXCLUDED.invited_by, since = EXCLUDED.since,
-	banned_until = EXCLUDED.banned_until, muted_until = EXCLUDED.muted_until`
+	banned_until = EXCLUDED.banned_until, muted_until = EXCLUDED.muted_until,
+	read_seq = EXCLUDED.read_seq, mentions = EXCLUDED.mentions`
 
 const deleteMembersSQL = `DELETE FROM parley_members WHERE room = $1 AND username = ANY($2::text[])`
 
@@ -301,6 +303,8 @@ func commitState(ctx context.Context, tx pgx.Tx, b Batch) error {
 	var invited []bool
 	var since []time.Time
 	var banned, muted []*time.Time
+	var readSeqs []int64
+	var mentions [][]byte
 	for _, user := range slices.Sorted(maps.Keys(final)) {
 		m := final[user]
 		if m.Empty() {
@@ -309,12 +313,13 @@ func commitState(ctx context.Context, tx pgx.Tx, b Batch) error {
 		}
 		users, roles, invited, invitedBy = append(users, user), append(roles, int16(m.Role)), append(invited, m.Invited), append(invitedBy, m.InvitedBy)
 		since, banned, muted = append(since, m.Since), append(banned, pgOptionalTime(m.BannedUntil)), append(muted, pgOptionalTime(m.MutedUntil))
+		readSeqs, mentions = append(readSeqs, int64(m.ReadSeq)), append(mentions, pgSeqs(m.Mentions))
 	}
 	if len(gone) > 0 {
 		q.Queue(deleteMembersSQL, b.Room, gone)
 	}
 	if len(users) > 0 {
-		q.Queue(upsertMembersSQL, b.Room, users, roles, invited, invitedBy, since, banned, muted)
+		q.Queue(upsertMembersSQL, b.Room, users, roles, invited, invitedBy, since, banned, muted, readSeqs, mentions)
 	}
 	if len(b.Rewrites) > 0 {
 		queueRewrites(&q, b)
@@ -351,6 +356,24 @@ func queueRewrites(q *pgx.Batch, b Batch) {
 		ids, kinds, bodies = append(ids, m.ClientMsgID), append(kinds, int16(m.SenderKind)), append(bodies, m.Body)
 	}
 	q.Queue(rewriteSQL, b.Room, seqs, times, senders, texts, ids, kinds, bodies)
+}
+
+// pgSeqs and seqsOfPg keep a list of seqs in one bytea (big-endian
+// uint64s): an array per row would not survive unnest.
+func pgSeqs(seqs []uint64) []byte {
+	b := make([]byte, 0, 8*len(seqs))
+	for _, s := range seqs {
+		b = binary.BigEndian.AppendUint64(b, s)
+	}
+	return b
+}
+
+func seqsOfPg(b []byte) []uint64 {
+	var out []uint64
+	for ; len(b) >= 8; b = b[8:] {
+		out = append(out, binary.BigEndian.Uint64(b))
+	}
+	return out
 }
 
 // pgOptionalTime stores a zero time (not banned, not muted) as NULL.

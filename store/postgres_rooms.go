@@ -45,17 +45,20 @@ type memberScan struct {
 	invitedBy     string
 	since         time.Time
 	banned, muted *time.Time
+	readSeq       int64
+	mentions      []byte
 	username      string
 }
 
-const selectMember = `m.role, m.invited, m.invited_by, m.since, m.banned_until, m.muted_until`
+const selectMember = `m.role, m.invited, m.invited_by, m.since, m.banned_until, m.muted_until, m.read_seq, m.mentions`
 
 func (s *memberScan) dest() []any {
-	return []any{&s.role, &s.invited, &s.invitedBy, &s.since, &s.banned, &s.muted}
+	return []any{&s.role, &s.invited, &s.invitedBy, &s.since, &s.banned, &s.muted, &s.readSeq, &s.mentions}
 }
 
 func (s *memberScan) member(room, user string) Member {
-	m := Member{Room: room, User: user, Role: uint8(s.role), Invited: s.invited, InvitedBy: s.invitedBy, Since: s.since.UTC()}
+	m := Member{Room: room, User: user, Role: uint8(s.role), Invited: s.invited, InvitedBy: s.invitedBy, Since: s.since.UTC(),
+		ReadSeq: uint64(s.readSeq), Mentions: seqsOfPg(s.mentions)}
 	if s.banned != nil {
 		m.BannedUntil = s.banned.UTC()
 	}

@@ -89,7 +89,44 @@ func runRewriteContract(t *testing.T, open func(t *testing.T) Store) {
 	})
 }
 
+// runCursorContract: a member record keeps its read cursor and unread
+// mentions, and reads them back from every listing.
+func runCursorContract(t *testing.T, open func(t *testing.T) Store) {
+	t.Run("Cursor", func(t *testing.T) {
+		t.Parallel()
+		s := open(t)
+		info := RoomRecord{Name: "r", Kind: KindPublic, CreatedBy: "system", Members: 2}
+		bob := memberRec("r", "bob", RoleMember)
+		bob.ReadSeq, bob.Mentions = 7, []uint64{9, 12, 1 << 40}
+		mustCommit(t, s, Batch{Room: "r", Info: &info, Members: []Member{memberRec("r", "alice", RoleMember), bob}})
+		ms, err := s.Members(context.Background(), "r", "", 10)
+		if err != nil || len(ms) != 2 {
+			t.Fatalf("Members = %v, %v", ms, err)
+		}
+		if got := ms[1]; got.ReadSeq != 7 || len(got.Mentions) != 3 || got.Mentions[2] != 1<<40 || ms[0].ReadSeq != 0 || ms[0].Mentions != nil {
+			t.Fatalf("member records read back %+v", ms)
+		}
+		ur, err := s.UserRooms(context.Background(), "bob", "", 10)
+		if err != nil || len(ur) != 1 || ur[0].Member.ReadSeq != 7 || len(ur[0].Member.Mentions) != 3 {
+			t.Fatalf("UserRooms = %+v, %v", ur, err)
+		}
+		// The cursor moves on: the record is replaced, mentions and all.
+		bob.ReadSeq, bob.Mentions = 12, nil
+		mustCommit(t, s, Batch{Room: "r", Members: []Member{bob}})
+		ms, _ = s.Members(context.Background(), "r", "bob", 10)
+		ms2, _ := s.Members(context.Background(), "r", "alice", 10)
+		if len(ms) != 0 || len(ms2) != 1 || ms2[0].ReadSeq != 12 || ms2[0].Mentions != nil {
+			t.Fatalf("after the move: %+v", ms2)
+		}
+	})
+}
+
 func TestMemoryRewriteContract(t *testing.T) {
+	runCursorContract(t, func(t *testing.T) Store {
+		s := NewMemory()
+		t.Cleanup(func() { s.Close() })
+		return s
+	})
 	runRewriteContract(t, func(t *testing.T) Store {
 		s := NewMemory()
 		t.Cleanup(func() { s.Close() })
@@ -98,18 +135,22 @@ func TestMemoryRewriteContract(t *testing.T) {
 }
 
 func TestBoltRewriteContract(t *testing.T) {
-	runRewriteContract(t, func(t *testing.T) Store {
+	open := func(t *testing.T) Store {
 		s, err := OpenBolt(t.TempDir(), BoltOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { s.Close() })
 		return s
-	})
+	}
+	runRewriteContract(t, open)
+	runCursorContract(t, open)
 }
 
 func TestPostgresRewriteContract(t *testing.T) {
-	runRewriteContract(t, func(t *testing.T) Store { return openTestPostgres(t, testPostgresDSN(t)) })
+	open := func(t *testing.T) Store { return openTestPostgres(t, testPostgresDSN(t)) }
+	runRewriteContract(t, open)
+	runCursorContract(t, open)
 }
 
 // secret is a text that must not survive its erasure anywhere in a file.

@@ -59,7 +59,16 @@ type Member struct {
 	// when without expiry. A ban removes membership (RoleNone).
 	BannedUntil time.Time
 	MutedUntil  time.Time
+	// ReadSeq is the member's read cursor: the last seq it has read (it
+	// only moves forward). Mentions are the seqs of the posts after it
+	// that mention the member, ascending, at most MaxUnreadMentions.
+	ReadSeq  uint64
+	Mentions []uint64
 }
+
+// MaxUnreadMentions bounds Member.Mentions: past it, the oldest go (a
+// count of "100 or more" is as useful as the exact one).
+const MaxUnreadMentions = 100
 
 // Empty reports whether m says nothing and is deleted by Commit.
 func (m Member) Empty() bool {

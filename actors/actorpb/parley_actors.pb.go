@@ -1251,6 +1251,82 @@ func (x *RoomTyping) GetSession() *actor.PID {
 	return nil
 }
 
+type RoomMarkRead struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Room          string                 `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
+	User          string                 `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`
+	Seq           uint64                 `protobuf:"varint,3,opt,name=seq,proto3" json:"seq,omitempty"`
+	RequestId     string                 `protobuf:"bytes,4,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	Session       *actor.PID             `protobuf:"bytes,5,opt,name=session,proto3" json:"session,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RoomMarkRead) Reset() {
+	*x = RoomMarkRead{}
+	mi := &file_parley_actors_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RoomMarkRead) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RoomMarkRead) ProtoMessage() {}
+
+func (x *RoomMarkRead) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_actors_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RoomMarkRead.ProtoReflect.Descriptor instead.
+func (*RoomMarkRead) Descriptor() ([]byte, []int) {
+	return file_parley_actors_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *RoomMarkRead) GetRoom() string {
+	if x != nil {
+		return x.Room
+	}
+	return ""
+}
+
+func (x *RoomMarkRead) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *RoomMarkRead) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *RoomMarkRead) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *RoomMarkRead) GetSession() *actor.PID {
+	if x != nil {
+		return x.Session
+	}
+	return nil
+}
+
 type RoomHistory struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Room      string                 `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
@@ -1266,7 +1342,7 @@ type RoomHistory struct {
 
 func (x *RoomHistory) Reset() {
 	*x = RoomHistory{}
-	mi := &file_parley_actors_proto_msgTypes[12]
+	mi := &file_parley_actors_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1278,7 +1354,7 @@ func (x *RoomHistory) String() string {
 func (*RoomHistory) ProtoMessage() {}
 
 func (x *RoomHistory) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[12]
+	mi := &file_parley_actors_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1291,7 +1367,7 @@ func (x *RoomHistory) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomHistory.ProtoReflect.Descriptor instead.
 func (*RoomHistory) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{12}
+	return file_parley_actors_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RoomHistory) GetRoom() string {
@@ -1357,7 +1433,7 @@ type Deliver struct {
 
 func (x *Deliver) Reset() {
 	*x = Deliver{}
-	mi := &file_parley_actors_proto_msgTypes[13]
+	mi := &file_parley_actors_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1369,7 +1445,7 @@ func (x *Deliver) String() string {
 func (*Deliver) ProtoMessage() {}
 
 func (x *Deliver) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[13]
+	mi := &file_parley_actors_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1382,7 +1458,7 @@ func (x *Deliver) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Deliver.ProtoReflect.Descriptor instead.
 func (*Deliver) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{13}
+	return file_parley_actors_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Deliver) GetRoom() string {
@@ -1454,7 +1530,7 @@ type DeliverBatch struct {
 
 func (x *DeliverBatch) Reset() {
 	*x = DeliverBatch{}
-	mi := &file_parley_actors_proto_msgTypes[14]
+	mi := &file_parley_actors_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1466,7 +1542,7 @@ func (x *DeliverBatch) String() string {
 func (*DeliverBatch) ProtoMessage() {}
 
 func (x *DeliverBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[14]
+	mi := &file_parley_actors_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1479,7 +1555,7 @@ func (x *DeliverBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeliverBatch.ProtoReflect.Descriptor instead.
 func (*DeliverBatch) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{14}
+	return file_parley_actors_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *DeliverBatch) GetRoom() string {
@@ -1526,7 +1602,7 @@ type RoomWho struct {
 
 func (x *RoomWho) Reset() {
 	*x = RoomWho{}
-	mi := &file_parley_actors_proto_msgTypes[15]
+	mi := &file_parley_actors_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1538,7 +1614,7 @@ func (x *RoomWho) String() string {
 func (*RoomWho) ProtoMessage() {}
 
 func (x *RoomWho) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[15]
+	mi := &file_parley_actors_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1551,7 +1627,7 @@ func (x *RoomWho) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomWho.ProtoReflect.Descriptor instead.
 func (*RoomWho) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{15}
+	return file_parley_actors_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RoomWho) GetRoom() string {
@@ -1605,7 +1681,7 @@ type RoomRestarted struct {
 
 func (x *RoomRestarted) Reset() {
 	*x = RoomRestarted{}
-	mi := &file_parley_actors_proto_msgTypes[16]
+	mi := &file_parley_actors_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1617,7 +1693,7 @@ func (x *RoomRestarted) String() string {
 func (*RoomRestarted) ProtoMessage() {}
 
 func (x *RoomRestarted) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[16]
+	mi := &file_parley_actors_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1630,7 +1706,7 @@ func (x *RoomRestarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomRestarted.ProtoReflect.Descriptor instead.
 func (*RoomRestarted) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{16}
+	return file_parley_actors_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RoomRestarted) GetRoom() string {
@@ -1662,7 +1738,7 @@ type InjectFault struct {
 
 func (x *InjectFault) Reset() {
 	*x = InjectFault{}
-	mi := &file_parley_actors_proto_msgTypes[17]
+	mi := &file_parley_actors_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1674,7 +1750,7 @@ func (x *InjectFault) String() string {
 func (*InjectFault) ProtoMessage() {}
 
 func (x *InjectFault) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[17]
+	mi := &file_parley_actors_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1687,7 +1763,7 @@ func (x *InjectFault) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InjectFault.ProtoReflect.Descriptor instead.
 func (*InjectFault) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{17}
+	return file_parley_actors_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *InjectFault) GetRoom() string {
@@ -1713,7 +1789,7 @@ type TokenCheck struct {
 
 func (x *TokenCheck) Reset() {
 	*x = TokenCheck{}
-	mi := &file_parley_actors_proto_msgTypes[18]
+	mi := &file_parley_actors_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1725,7 +1801,7 @@ func (x *TokenCheck) String() string {
 func (*TokenCheck) ProtoMessage() {}
 
 func (x *TokenCheck) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[18]
+	mi := &file_parley_actors_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1738,7 +1814,7 @@ func (x *TokenCheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenCheck.ProtoReflect.Descriptor instead.
 func (*TokenCheck) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{18}
+	return file_parley_actors_proto_rawDescGZIP(), []int{19}
 }
 
 // IdleCheck is an actor's timer telling it to check whether it has been
@@ -1751,7 +1827,7 @@ type IdleCheck struct {
 
 func (x *IdleCheck) Reset() {
 	*x = IdleCheck{}
-	mi := &file_parley_actors_proto_msgTypes[19]
+	mi := &file_parley_actors_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1763,7 +1839,7 @@ func (x *IdleCheck) String() string {
 func (*IdleCheck) ProtoMessage() {}
 
 func (x *IdleCheck) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[19]
+	mi := &file_parley_actors_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1776,7 +1852,7 @@ func (x *IdleCheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IdleCheck.ProtoReflect.Descriptor instead.
 func (*IdleCheck) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{19}
+	return file_parley_actors_proto_rawDescGZIP(), []int{20}
 }
 
 // RoomFlush is a room's note to itself: write the pending batch.
@@ -1788,7 +1864,7 @@ type RoomFlush struct {
 
 func (x *RoomFlush) Reset() {
 	*x = RoomFlush{}
-	mi := &file_parley_actors_proto_msgTypes[20]
+	mi := &file_parley_actors_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1800,7 +1876,7 @@ func (x *RoomFlush) String() string {
 func (*RoomFlush) ProtoMessage() {}
 
 func (x *RoomFlush) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[20]
+	mi := &file_parley_actors_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1813,7 +1889,7 @@ func (x *RoomFlush) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomFlush.ProtoReflect.Descriptor instead.
 func (*RoomFlush) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{20}
+	return file_parley_actors_proto_rawDescGZIP(), []int{21}
 }
 
 // RoomPassivate is a room's request to its parent to be stopped while empty.
@@ -1826,7 +1902,7 @@ type RoomPassivate struct {
 
 func (x *RoomPassivate) Reset() {
 	*x = RoomPassivate{}
-	mi := &file_parley_actors_proto_msgTypes[21]
+	mi := &file_parley_actors_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1838,7 +1914,7 @@ func (x *RoomPassivate) String() string {
 func (*RoomPassivate) ProtoMessage() {}
 
 func (x *RoomPassivate) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[21]
+	mi := &file_parley_actors_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1851,7 +1927,7 @@ func (x *RoomPassivate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomPassivate.ProtoReflect.Descriptor instead.
 func (*RoomPassivate) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{21}
+	return file_parley_actors_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *RoomPassivate) GetRoom() string {
@@ -1873,7 +1949,7 @@ type RoomCount struct {
 
 func (x *RoomCount) Reset() {
 	*x = RoomCount{}
-	mi := &file_parley_actors_proto_msgTypes[22]
+	mi := &file_parley_actors_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1885,7 +1961,7 @@ func (x *RoomCount) String() string {
 func (*RoomCount) ProtoMessage() {}
 
 func (x *RoomCount) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[22]
+	mi := &file_parley_actors_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1898,7 +1974,7 @@ func (x *RoomCount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomCount.ProtoReflect.Descriptor instead.
 func (*RoomCount) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{22}
+	return file_parley_actors_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *RoomCount) GetRoom() string {
@@ -1927,7 +2003,7 @@ type RoomsQuery struct {
 
 func (x *RoomsQuery) Reset() {
 	*x = RoomsQuery{}
-	mi := &file_parley_actors_proto_msgTypes[23]
+	mi := &file_parley_actors_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1939,7 +2015,7 @@ func (x *RoomsQuery) String() string {
 func (*RoomsQuery) ProtoMessage() {}
 
 func (x *RoomsQuery) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[23]
+	mi := &file_parley_actors_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1952,7 +2028,7 @@ func (x *RoomsQuery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomsQuery.ProtoReflect.Descriptor instead.
 func (*RoomsQuery) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{23}
+	return file_parley_actors_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RoomsQuery) GetRequestId() string {
@@ -1989,7 +2065,7 @@ type Online struct {
 
 func (x *Online) Reset() {
 	*x = Online{}
-	mi := &file_parley_actors_proto_msgTypes[24]
+	mi := &file_parley_actors_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2001,7 +2077,7 @@ func (x *Online) String() string {
 func (*Online) ProtoMessage() {}
 
 func (x *Online) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[24]
+	mi := &file_parley_actors_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2014,7 +2090,7 @@ func (x *Online) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Online.ProtoReflect.Descriptor instead.
 func (*Online) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{24}
+	return file_parley_actors_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Online) GetUser() string {
@@ -2062,7 +2138,7 @@ type LoggedIn struct {
 
 func (x *LoggedIn) Reset() {
 	*x = LoggedIn{}
-	mi := &file_parley_actors_proto_msgTypes[25]
+	mi := &file_parley_actors_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2074,7 +2150,7 @@ func (x *LoggedIn) String() string {
 func (*LoggedIn) ProtoMessage() {}
 
 func (x *LoggedIn) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[25]
+	mi := &file_parley_actors_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2087,7 +2163,7 @@ func (x *LoggedIn) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoggedIn.ProtoReflect.Descriptor instead.
 func (*LoggedIn) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{25}
+	return file_parley_actors_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *LoggedIn) GetRequestId() string {
@@ -2108,7 +2184,7 @@ type ReserveName struct {
 
 func (x *ReserveName) Reset() {
 	*x = ReserveName{}
-	mi := &file_parley_actors_proto_msgTypes[26]
+	mi := &file_parley_actors_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2120,7 +2196,7 @@ func (x *ReserveName) String() string {
 func (*ReserveName) ProtoMessage() {}
 
 func (x *ReserveName) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[26]
+	mi := &file_parley_actors_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2133,7 +2209,7 @@ func (x *ReserveName) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReserveName.ProtoReflect.Descriptor instead.
 func (*ReserveName) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{26}
+	return file_parley_actors_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ReserveName) GetName() string {
@@ -2152,7 +2228,7 @@ type Offline struct {
 
 func (x *Offline) Reset() {
 	*x = Offline{}
-	mi := &file_parley_actors_proto_msgTypes[27]
+	mi := &file_parley_actors_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2164,7 +2240,7 @@ func (x *Offline) String() string {
 func (*Offline) ProtoMessage() {}
 
 func (x *Offline) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[27]
+	mi := &file_parley_actors_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2177,7 +2253,7 @@ func (x *Offline) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Offline.ProtoReflect.Descriptor instead.
 func (*Offline) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{27}
+	return file_parley_actors_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Offline) GetSession() *actor.PID {
@@ -2197,7 +2273,7 @@ type PresenceRebuild struct {
 
 func (x *PresenceRebuild) Reset() {
 	*x = PresenceRebuild{}
-	mi := &file_parley_actors_proto_msgTypes[28]
+	mi := &file_parley_actors_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2209,7 +2285,7 @@ func (x *PresenceRebuild) String() string {
 func (*PresenceRebuild) ProtoMessage() {}
 
 func (x *PresenceRebuild) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[28]
+	mi := &file_parley_actors_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2222,7 +2298,7 @@ func (x *PresenceRebuild) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PresenceRebuild.ProtoReflect.Descriptor instead.
 func (*PresenceRebuild) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{28}
+	return file_parley_actors_proto_rawDescGZIP(), []int{29}
 }
 
 // WhoQuery asks presence which of users are online anywhere (no users:
@@ -2239,7 +2315,7 @@ type WhoQuery struct {
 
 func (x *WhoQuery) Reset() {
 	*x = WhoQuery{}
-	mi := &file_parley_actors_proto_msgTypes[29]
+	mi := &file_parley_actors_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2251,7 +2327,7 @@ func (x *WhoQuery) String() string {
 func (*WhoQuery) ProtoMessage() {}
 
 func (x *WhoQuery) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[29]
+	mi := &file_parley_actors_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2264,7 +2340,7 @@ func (x *WhoQuery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WhoQuery.ProtoReflect.Descriptor instead.
 func (*WhoQuery) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{29}
+	return file_parley_actors_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *WhoQuery) GetRequestId() string {
@@ -2302,7 +2378,7 @@ type Kick struct {
 
 func (x *Kick) Reset() {
 	*x = Kick{}
-	mi := &file_parley_actors_proto_msgTypes[30]
+	mi := &file_parley_actors_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2314,7 +2390,7 @@ func (x *Kick) String() string {
 func (*Kick) ProtoMessage() {}
 
 func (x *Kick) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[30]
+	mi := &file_parley_actors_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2327,7 +2403,7 @@ func (x *Kick) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Kick.ProtoReflect.Descriptor instead.
 func (*Kick) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{30}
+	return file_parley_actors_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Kick) GetUser() string {
@@ -2361,7 +2437,7 @@ type KickSession struct {
 
 func (x *KickSession) Reset() {
 	*x = KickSession{}
-	mi := &file_parley_actors_proto_msgTypes[31]
+	mi := &file_parley_actors_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2373,7 +2449,7 @@ func (x *KickSession) String() string {
 func (*KickSession) ProtoMessage() {}
 
 func (x *KickSession) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[31]
+	mi := &file_parley_actors_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2386,7 +2462,7 @@ func (x *KickSession) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KickSession.ProtoReflect.Descriptor instead.
 func (*KickSession) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{31}
+	return file_parley_actors_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *KickSession) GetReason() string {
@@ -2410,7 +2486,7 @@ type CloseRoom struct {
 
 func (x *CloseRoom) Reset() {
 	*x = CloseRoom{}
-	mi := &file_parley_actors_proto_msgTypes[32]
+	mi := &file_parley_actors_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2422,7 +2498,7 @@ func (x *CloseRoom) String() string {
 func (*CloseRoom) ProtoMessage() {}
 
 func (x *CloseRoom) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[32]
+	mi := &file_parley_actors_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2435,7 +2511,7 @@ func (x *CloseRoom) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseRoom.ProtoReflect.Descriptor instead.
 func (*CloseRoom) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{32}
+	return file_parley_actors_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *CloseRoom) GetRoom() string {
@@ -2470,7 +2546,7 @@ type RoomClosed struct {
 
 func (x *RoomClosed) Reset() {
 	*x = RoomClosed{}
-	mi := &file_parley_actors_proto_msgTypes[33]
+	mi := &file_parley_actors_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2482,7 +2558,7 @@ func (x *RoomClosed) String() string {
 func (*RoomClosed) ProtoMessage() {}
 
 func (x *RoomClosed) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[33]
+	mi := &file_parley_actors_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2495,7 +2571,7 @@ func (x *RoomClosed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomClosed.ProtoReflect.Descriptor instead.
 func (*RoomClosed) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{33}
+	return file_parley_actors_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *RoomClosed) GetRoom() string {
@@ -2523,7 +2599,7 @@ type ConnClosed struct {
 
 func (x *ConnClosed) Reset() {
 	*x = ConnClosed{}
-	mi := &file_parley_actors_proto_msgTypes[34]
+	mi := &file_parley_actors_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2535,7 +2611,7 @@ func (x *ConnClosed) String() string {
 func (*ConnClosed) ProtoMessage() {}
 
 func (x *ConnClosed) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[34]
+	mi := &file_parley_actors_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2548,7 +2624,7 @@ func (x *ConnClosed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConnClosed.ProtoReflect.Descriptor instead.
 func (*ConnClosed) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{34}
+	return file_parley_actors_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ConnClosed) GetCode() int32 {
@@ -2575,7 +2651,7 @@ type BadFrame struct {
 
 func (x *BadFrame) Reset() {
 	*x = BadFrame{}
-	mi := &file_parley_actors_proto_msgTypes[35]
+	mi := &file_parley_actors_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2587,7 +2663,7 @@ func (x *BadFrame) String() string {
 func (*BadFrame) ProtoMessage() {}
 
 func (x *BadFrame) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[35]
+	mi := &file_parley_actors_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2600,7 +2676,7 @@ func (x *BadFrame) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BadFrame.ProtoReflect.Descriptor instead.
 func (*BadFrame) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{35}
+	return file_parley_actors_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *BadFrame) GetReason() string {
@@ -2620,7 +2696,7 @@ type Shutdown struct {
 
 func (x *Shutdown) Reset() {
 	*x = Shutdown{}
-	mi := &file_parley_actors_proto_msgTypes[36]
+	mi := &file_parley_actors_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2632,7 +2708,7 @@ func (x *Shutdown) String() string {
 func (*Shutdown) ProtoMessage() {}
 
 func (x *Shutdown) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[36]
+	mi := &file_parley_actors_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2645,7 +2721,7 @@ func (x *Shutdown) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Shutdown.ProtoReflect.Descriptor instead.
 func (*Shutdown) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{36}
+	return file_parley_actors_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *Shutdown) GetReason() string {
@@ -2672,7 +2748,7 @@ type NodePresence struct {
 
 func (x *NodePresence) Reset() {
 	*x = NodePresence{}
-	mi := &file_parley_actors_proto_msgTypes[37]
+	mi := &file_parley_actors_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2684,7 +2760,7 @@ func (x *NodePresence) String() string {
 func (*NodePresence) ProtoMessage() {}
 
 func (x *NodePresence) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[37]
+	mi := &file_parley_actors_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2697,7 +2773,7 @@ func (x *NodePresence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodePresence.ProtoReflect.Descriptor instead.
 func (*NodePresence) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{37}
+	return file_parley_actors_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *NodePresence) GetUsers() []*proto.Member {
@@ -2732,7 +2808,7 @@ type PeerPresence struct {
 
 func (x *PeerPresence) Reset() {
 	*x = PeerPresence{}
-	mi := &file_parley_actors_proto_msgTypes[38]
+	mi := &file_parley_actors_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2744,7 +2820,7 @@ func (x *PeerPresence) String() string {
 func (*PeerPresence) ProtoMessage() {}
 
 func (x *PeerPresence) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[38]
+	mi := &file_parley_actors_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2757,7 +2833,7 @@ func (x *PeerPresence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerPresence.ProtoReflect.Descriptor instead.
 func (*PeerPresence) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{38}
+	return file_parley_actors_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *PeerPresence) GetMemberId() string {
@@ -2785,7 +2861,7 @@ type PeerSet struct {
 
 func (x *PeerSet) Reset() {
 	*x = PeerSet{}
-	mi := &file_parley_actors_proto_msgTypes[39]
+	mi := &file_parley_actors_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2797,7 +2873,7 @@ func (x *PeerSet) String() string {
 func (*PeerSet) ProtoMessage() {}
 
 func (x *PeerSet) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[39]
+	mi := &file_parley_actors_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2810,7 +2886,7 @@ func (x *PeerSet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerSet.ProtoReflect.Descriptor instead.
 func (*PeerSet) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{39}
+	return file_parley_actors_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *PeerSet) GetAddresses() []string {
@@ -2839,7 +2915,7 @@ type Relay struct {
 
 func (x *Relay) Reset() {
 	*x = Relay{}
-	mi := &file_parley_actors_proto_msgTypes[40]
+	mi := &file_parley_actors_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2851,7 +2927,7 @@ func (x *Relay) String() string {
 func (*Relay) ProtoMessage() {}
 
 func (x *Relay) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[40]
+	mi := &file_parley_actors_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2864,7 +2940,7 @@ func (x *Relay) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Relay.ProtoReflect.Descriptor instead.
 func (*Relay) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{40}
+	return file_parley_actors_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *Relay) GetSessionIds() []string {
@@ -3056,6 +3132,14 @@ const file_parley_actors_proto_rawDesc = "" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12\x12\n" +
 	"\x04user\x18\x02 \x01(\tR\x04user\x12$\n" +
 	"\asession\x18\x03 \x01(\v2\n" +
+	".actor.PIDR\asession\"\x8d\x01\n" +
+	"\fRoomMarkRead\x12\x12\n" +
+	"\x04room\x18\x01 \x01(\tR\x04room\x12\x12\n" +
+	"\x04user\x18\x02 \x01(\tR\x04user\x12\x10\n" +
+	"\x03seq\x18\x03 \x01(\x04R\x03seq\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x04 \x01(\tR\trequestId\x12$\n" +
+	"\asession\x18\x05 \x01(\v2\n" +
 	".actor.PIDR\asession\"\xaf\x01\n" +
 	"\vRoomHistory\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12\x1d\n" +
@@ -3196,7 +3280,7 @@ func file_parley_actors_proto_rawDescGZIP() []byte {
 }
 
 var file_parley_actors_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_parley_actors_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
+var file_parley_actors_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
 var file_parley_actors_proto_goTypes = []any{
 	(PostOp)(0),                 // 0: parley.actors.v1.PostOp
 	(*RoomJoin)(nil),            // 1: parley.actors.v1.RoomJoin
@@ -3211,95 +3295,97 @@ var file_parley_actors_proto_goTypes = []any{
 	(*RoomMembers)(nil),         // 10: parley.actors.v1.RoomMembers
 	(*TellUser)(nil),            // 11: parley.actors.v1.TellUser
 	(*RoomTyping)(nil),          // 12: parley.actors.v1.RoomTyping
-	(*RoomHistory)(nil),         // 13: parley.actors.v1.RoomHistory
-	(*Deliver)(nil),             // 14: parley.actors.v1.Deliver
-	(*DeliverBatch)(nil),        // 15: parley.actors.v1.DeliverBatch
-	(*RoomWho)(nil),             // 16: parley.actors.v1.RoomWho
-	(*RoomRestarted)(nil),       // 17: parley.actors.v1.RoomRestarted
-	(*InjectFault)(nil),         // 18: parley.actors.v1.InjectFault
-	(*TokenCheck)(nil),          // 19: parley.actors.v1.TokenCheck
-	(*IdleCheck)(nil),           // 20: parley.actors.v1.IdleCheck
-	(*RoomFlush)(nil),           // 21: parley.actors.v1.RoomFlush
-	(*RoomPassivate)(nil),       // 22: parley.actors.v1.RoomPassivate
-	(*RoomCount)(nil),           // 23: parley.actors.v1.RoomCount
-	(*RoomsQuery)(nil),          // 24: parley.actors.v1.RoomsQuery
-	(*Online)(nil),              // 25: parley.actors.v1.Online
-	(*LoggedIn)(nil),            // 26: parley.actors.v1.LoggedIn
-	(*ReserveName)(nil),         // 27: parley.actors.v1.ReserveName
-	(*Offline)(nil),             // 28: parley.actors.v1.Offline
-	(*PresenceRebuild)(nil),     // 29: parley.actors.v1.PresenceRebuild
-	(*WhoQuery)(nil),            // 30: parley.actors.v1.WhoQuery
-	(*Kick)(nil),                // 31: parley.actors.v1.Kick
-	(*KickSession)(nil),         // 32: parley.actors.v1.KickSession
-	(*CloseRoom)(nil),           // 33: parley.actors.v1.CloseRoom
-	(*RoomClosed)(nil),          // 34: parley.actors.v1.RoomClosed
-	(*ConnClosed)(nil),          // 35: parley.actors.v1.ConnClosed
-	(*BadFrame)(nil),            // 36: parley.actors.v1.BadFrame
-	(*Shutdown)(nil),            // 37: parley.actors.v1.Shutdown
-	(*NodePresence)(nil),        // 38: parley.actors.v1.NodePresence
-	(*PeerPresence)(nil),        // 39: parley.actors.v1.PeerPresence
-	(*PeerSet)(nil),             // 40: parley.actors.v1.PeerSet
-	(*Relay)(nil),               // 41: parley.actors.v1.Relay
-	(*actor.PID)(nil),           // 42: actor.PID
-	(proto.Codec)(0),            // 43: parley.v1.Codec
-	(proto.SenderKind)(0),       // 44: parley.v1.SenderKind
-	(proto.Role)(0),             // 45: parley.v1.Role
-	(proto.RoomKind)(0),         // 46: parley.v1.RoomKind
-	(proto.ModAction)(0),        // 47: parley.v1.ModAction
-	(*proto.RoomInfo)(nil),      // 48: parley.v1.RoomInfo
-	(*proto.RoomEvent)(nil),     // 49: parley.v1.RoomEvent
-	(*proto.PresenceEvent)(nil), // 50: parley.v1.PresenceEvent
-	(*proto.Member)(nil),        // 51: parley.v1.Member
+	(*RoomMarkRead)(nil),        // 13: parley.actors.v1.RoomMarkRead
+	(*RoomHistory)(nil),         // 14: parley.actors.v1.RoomHistory
+	(*Deliver)(nil),             // 15: parley.actors.v1.Deliver
+	(*DeliverBatch)(nil),        // 16: parley.actors.v1.DeliverBatch
+	(*RoomWho)(nil),             // 17: parley.actors.v1.RoomWho
+	(*RoomRestarted)(nil),       // 18: parley.actors.v1.RoomRestarted
+	(*InjectFault)(nil),         // 19: parley.actors.v1.InjectFault
+	(*TokenCheck)(nil),          // 20: parley.actors.v1.TokenCheck
+	(*IdleCheck)(nil),           // 21: parley.actors.v1.IdleCheck
+	(*RoomFlush)(nil),           // 22: parley.actors.v1.RoomFlush
+	(*RoomPassivate)(nil),       // 23: parley.actors.v1.RoomPassivate
+	(*RoomCount)(nil),           // 24: parley.actors.v1.RoomCount
+	(*RoomsQuery)(nil),          // 25: parley.actors.v1.RoomsQuery
+	(*Online)(nil),              // 26: parley.actors.v1.Online
+	(*LoggedIn)(nil),            // 27: parley.actors.v1.LoggedIn
+	(*ReserveName)(nil),         // 28: parley.actors.v1.ReserveName
+	(*Offline)(nil),             // 29: parley.actors.v1.Offline
+	(*PresenceRebuild)(nil),     // 30: parley.actors.v1.PresenceRebuild
+	(*WhoQuery)(nil),            // 31: parley.actors.v1.WhoQuery
+	(*Kick)(nil),                // 32: parley.actors.v1.Kick
+	(*KickSession)(nil),         // 33: parley.actors.v1.KickSession
+	(*CloseRoom)(nil),           // 34: parley.actors.v1.CloseRoom
+	(*RoomClosed)(nil),          // 35: parley.actors.v1.RoomClosed
+	(*ConnClosed)(nil),          // 36: parley.actors.v1.ConnClosed
+	(*BadFrame)(nil),            // 37: parley.actors.v1.BadFrame
+	(*Shutdown)(nil),            // 38: parley.actors.v1.Shutdown
+	(*NodePresence)(nil),        // 39: parley.actors.v1.NodePresence
+	(*PeerPresence)(nil),        // 40: parley.actors.v1.PeerPresence
+	(*PeerSet)(nil),             // 41: parley.actors.v1.PeerSet
+	(*Relay)(nil),               // 42: parley.actors.v1.Relay
+	(*actor.PID)(nil),           // 43: actor.PID
+	(proto.Codec)(0),            // 44: parley.v1.Codec
+	(proto.SenderKind)(0),       // 45: parley.v1.SenderKind
+	(proto.Role)(0),             // 46: parley.v1.Role
+	(proto.RoomKind)(0),         // 47: parley.v1.RoomKind
+	(proto.ModAction)(0),        // 48: parley.v1.ModAction
+	(*proto.RoomInfo)(nil),      // 49: parley.v1.RoomInfo
+	(*proto.RoomEvent)(nil),     // 50: parley.v1.RoomEvent
+	(*proto.PresenceEvent)(nil), // 51: parley.v1.PresenceEvent
+	(*proto.Member)(nil),        // 52: parley.v1.Member
 }
 var file_parley_actors_proto_depIdxs = []int32{
-	42, // 0: parley.actors.v1.RoomJoin.session:type_name -> actor.PID
-	43, // 1: parley.actors.v1.RoomJoin.codec:type_name -> parley.v1.Codec
-	44, // 2: parley.actors.v1.RoomJoin.kind:type_name -> parley.v1.SenderKind
-	45, // 3: parley.actors.v1.RoomJoin.claim_role:type_name -> parley.v1.Role
-	42, // 4: parley.actors.v1.RoomLeave.session:type_name -> actor.PID
-	42, // 5: parley.actors.v1.RoomPost.session:type_name -> actor.PID
-	44, // 6: parley.actors.v1.RoomPost.kind:type_name -> parley.v1.SenderKind
+	43, // 0: parley.actors.v1.RoomJoin.session:type_name -> actor.PID
+	44, // 1: parley.actors.v1.RoomJoin.codec:type_name -> parley.v1.Codec
+	45, // 2: parley.actors.v1.RoomJoin.kind:type_name -> parley.v1.SenderKind
+	46, // 3: parley.actors.v1.RoomJoin.claim_role:type_name -> parley.v1.Role
+	43, // 4: parley.actors.v1.RoomLeave.session:type_name -> actor.PID
+	43, // 5: parley.actors.v1.RoomPost.session:type_name -> actor.PID
+	45, // 6: parley.actors.v1.RoomPost.kind:type_name -> parley.v1.SenderKind
 	0,  // 7: parley.actors.v1.RoomPost.op:type_name -> parley.actors.v1.PostOp
-	45, // 8: parley.actors.v1.RoomPost.claim_role:type_name -> parley.v1.Role
+	46, // 8: parley.actors.v1.RoomPost.claim_role:type_name -> parley.v1.Role
 	5,  // 9: parley.actors.v1.StoredPost.reactions:type_name -> parley.actors.v1.StoredReaction
-	44, // 10: parley.actors.v1.RoomCreate.kind:type_name -> parley.v1.SenderKind
-	46, // 11: parley.actors.v1.RoomCreate.room_kind:type_name -> parley.v1.RoomKind
-	42, // 12: parley.actors.v1.RoomCreate.session:type_name -> actor.PID
-	44, // 13: parley.actors.v1.RoomModerate.kind:type_name -> parley.v1.SenderKind
-	45, // 14: parley.actors.v1.RoomModerate.claim_role:type_name -> parley.v1.Role
-	47, // 15: parley.actors.v1.RoomModerate.action:type_name -> parley.v1.ModAction
-	45, // 16: parley.actors.v1.RoomModerate.role:type_name -> parley.v1.Role
-	42, // 17: parley.actors.v1.RoomModerate.session:type_name -> actor.PID
-	44, // 18: parley.actors.v1.RoomUpdate.kind:type_name -> parley.v1.SenderKind
-	45, // 19: parley.actors.v1.RoomUpdate.claim_role:type_name -> parley.v1.Role
-	42, // 20: parley.actors.v1.RoomUpdate.session:type_name -> actor.PID
-	44, // 21: parley.actors.v1.RoomDelete.kind:type_name -> parley.v1.SenderKind
-	45, // 22: parley.actors.v1.RoomDelete.claim_role:type_name -> parley.v1.Role
-	42, // 23: parley.actors.v1.RoomDelete.session:type_name -> actor.PID
-	42, // 24: parley.actors.v1.RoomMembers.session:type_name -> actor.PID
-	44, // 25: parley.actors.v1.RoomMembers.kind:type_name -> parley.v1.SenderKind
-	48, // 26: parley.actors.v1.TellUser.room:type_name -> parley.v1.RoomInfo
-	42, // 27: parley.actors.v1.RoomTyping.session:type_name -> actor.PID
-	42, // 28: parley.actors.v1.RoomHistory.session:type_name -> actor.PID
-	49, // 29: parley.actors.v1.Deliver.event:type_name -> parley.v1.RoomEvent
-	50, // 30: parley.actors.v1.Deliver.presence:type_name -> parley.v1.PresenceEvent
-	14, // 31: parley.actors.v1.DeliverBatch.items:type_name -> parley.actors.v1.Deliver
-	42, // 32: parley.actors.v1.RoomWho.session:type_name -> actor.PID
-	42, // 33: parley.actors.v1.RoomsQuery.session:type_name -> actor.PID
-	42, // 34: parley.actors.v1.Online.session:type_name -> actor.PID
-	42, // 35: parley.actors.v1.Offline.session:type_name -> actor.PID
-	42, // 36: parley.actors.v1.WhoQuery.session:type_name -> actor.PID
-	42, // 37: parley.actors.v1.Kick.reply_to:type_name -> actor.PID
-	42, // 38: parley.actors.v1.CloseRoom.reply_to:type_name -> actor.PID
-	51, // 39: parley.actors.v1.NodePresence.users:type_name -> parley.v1.Member
-	38, // 40: parley.actors.v1.PeerPresence.share:type_name -> parley.actors.v1.NodePresence
-	14, // 41: parley.actors.v1.Relay.deliver:type_name -> parley.actors.v1.Deliver
-	15, // 42: parley.actors.v1.Relay.batch:type_name -> parley.actors.v1.DeliverBatch
-	43, // [43:43] is the sub-list for method output_type
-	43, // [43:43] is the sub-list for method input_type
-	43, // [43:43] is the sub-list for extension type_name
-	43, // [43:43] is the sub-list for extension extendee
-	0,  // [0:43] is the sub-list for field type_name
+	45, // 10: parley.actors.v1.RoomCreate.kind:type_name -> parley.v1.SenderKind
+	47, // 11: parley.actors.v1.RoomCreate.room_kind:type_name -> parley.v1.RoomKind
+	43, // 12: parley.actors.v1.RoomCreate.session:type_name -> actor.PID
+	45, // 13: parley.actors.v1.RoomModerate.kind:type_name -> parley.v1.SenderKind
+	46, // 14: parley.actors.v1.RoomModerate.claim_role:type_name -> parley.v1.Role
+	48, // 15: parley.actors.v1.RoomModerate.action:type_name -> parley.v1.ModAction
+	46, // 16: parley.actors.v1.RoomModerate.role:type_name -> parley.v1.Role
+	43, // 17: parley.actors.v1.RoomModerate.session:type_name -> actor.PID
+	45, // 18: parley.actors.v1.RoomUpdate.kind:type_name -> parley.v1.SenderKind
+	46, // 19: parley.actors.v1.RoomUpdate.claim_role:type_name -> parley.v1.Role
+	43, // 20: parley.actors.v1.RoomUpdate.session:type_name -> actor.PID
+	45, // 21: parley.actors.v1.RoomDelete.kind:type_name -> parley.v1.SenderKind
+	46, // 22: parley.actors.v1.RoomDelete.claim_role:type_name -> parley.v1.Role
+	43, // 23: parley.actors.v1.RoomDelete.session:type_name -> actor.PID
+	43, // 24: parley.actors.v1.RoomMembers.session:type_name -> actor.PID
+	45, // 25: parley.actors.v1.RoomMembers.kind:type_name -> parley.v1.SenderKind
+	49, // 26: parley.actors.v1.TellUser.room:type_name -> parley.v1.RoomInfo
+	43, // 27: parley.actors.v1.RoomTyping.session:type_name -> actor.PID
+	43, // 28: parley.actors.v1.RoomMarkRead.session:type_name -> actor.PID
+	43, // 29: parley.actors.v1.RoomHistory.session:type_name -> actor.PID
+	50, // 30: parley.actors.v1.Deliver.event:type_name -> parley.v1.RoomEvent
+	51, // 31: parley.actors.v1.Deliver.presence:type_name -> parley.v1.PresenceEvent
+	15, // 32: parley.actors.v1.DeliverBatch.items:type_name -> parley.actors.v1.Deliver
+	43, // 33: parley.actors.v1.RoomWho.session:type_name -> actor.PID
+	43, // 34: parley.actors.v1.RoomsQuery.session:type_name -> actor.PID
+	43, // 35: parley.actors.v1.Online.session:type_name -> actor.PID
+	43, // 36: parley.actors.v1.Offline.session:type_name -> actor.PID
+	43, // 37: parley.actors.v1.WhoQuery.session:type_name -> actor.PID
+	43, // 38: parley.actors.v1.Kick.reply_to:type_name -> actor.PID
+	43, // 39: parley.actors.v1.CloseRoom.reply_to:type_name -> actor.PID
+	52, // 40: parley.actors.v1.NodePresence.users:type_name -> parley.v1.Member
+	39, // 41: parley.actors.v1.PeerPresence.share:type_name -> parley.actors.v1.NodePresence
+	15, // 42: parley.actors.v1.Relay.deliver:type_name -> parley.actors.v1.Deliver
+	16, // 43: parley.actors.v1.Relay.batch:type_name -> parley.actors.v1.DeliverBatch
+	44, // [44:44] is the sub-list for method output_type
+	44, // [44:44] is the sub-list for method input_type
+	44, // [44:44] is the sub-list for extension type_name
+	44, // [44:44] is the sub-list for extension extendee
+	0,  // [0:44] is the sub-list for field type_name
 }
 
 func init() { file_parley_actors_proto_init() }
@@ -3309,7 +3395,7 @@ func file_parley_actors_proto_init() {
 	}
 	file_parley_actors_proto_msgTypes[0].OneofWrappers = []any{}
 	file_parley_actors_proto_msgTypes[7].OneofWrappers = []any{}
-	file_parley_actors_proto_msgTypes[40].OneofWrappers = []any{
+	file_parley_actors_proto_msgTypes[41].OneofWrappers = []any{
 		(*Relay_Deliver)(nil),
 		(*Relay_Batch)(nil),
 	}
@@ -3319,7 +3405,7 @@ func file_parley_actors_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_actors_proto_rawDesc), len(file_parley_actors_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   41,
+			NumMessages:   42,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
