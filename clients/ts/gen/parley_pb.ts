@@ -19,7 +19,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file parley.proto.
  */
 export const file_parley: GenFile = /*@__PURE__*/
-  fileDesc("CgxwYXJsZXkucHJvdG8SCXBhcmxleS52MSL5CQoIRW52ZWxvcGUSCgoCaWQYASABKAkSIQoFaGVsbG8YCiABKAsyEC5wYXJsZXkudjEuSGVsbG9IABIfCgRqb2luGAsgASgLMg8ucGFybGV5LnYxLkpvaW5IABIhCgVsZWF2ZRgMIAEoCzIQLnBhcmxleS52MS5MZWF2ZUgAEh8KBHBvc3QYDSABKAsyDy5wYXJsZXkudjEuUG9zdEgAEiMKBnR5cGluZxgOIAEoCzIRLnBhcmxleS52MS5UeXBpbmdIABIsCgdoaXN0b3J5GA8gASgLMhkucGFybGV5LnYxLkhpc3RvcnlSZXF1ZXN0SAASHwoEcGluZxgQIAEoCzIPLnBhcmxleS52MS5QaW5nSAASJAoDd2hvGBEgASgLMhUucGFybGV5LnYxLldob1JlcXVlc3RIABIoCgVyb29tcxgSIAEoCzIXLnBhcmxleS52MS5Sb29tc1JlcXVlc3RIABIlCgdyZWZyZXNoGBMgASgLMhIucGFybGV5LnYxLlJlZnJlc2hIABIsCgtjcmVhdGVfcm9vbRgUIAEoCzIVLnBhcmxleS52MS5DcmVhdGVSb29tSAASKgoGZGlyZWN0GBUgASgLMhgucGFybGV5LnYxLkRpcmVjdE1lc3NhZ2VIABInCghtb2RlcmF0ZRgWIAEoCzITLnBhcmxleS52MS5Nb2RlcmF0ZUgAEiwKC3VwZGF0ZV9yb29tGBcgASgLMhUucGFybGV5LnYxLlVwZGF0ZVJvb21IABIsCgtkZWxldGVfcm9vbRgYIAEoCzIVLnBhcmxleS52MS5EZWxldGVSb29tSAASLAoHbWVtYmVycxgZIAEoCzIZLnBhcmxleS52MS5NZW1iZXJzUmVxdWVzdEgAEiYKBGVkaXQYGiABKAsyFi5wYXJsZXkudjEuRWRpdE1lc3NhZ2VIABIyCg5kZWxldGVfbWVzc2FnZRgbIAEoCzIYLnBhcmxleS52MS5EZWxldGVNZXNzYWdlSAASIQoFcmVhY3QYHCABKAsyEC5wYXJsZXkudjEuUmVhY3RIABIlCgd3ZWxjb21lGB4gASgLMhIucGFybGV5LnYxLldlbGNvbWVIABIdCgNhY2sYHyABKAsyDi5wYXJsZXkudjEuQWNrSAASIQoFZXJyb3IYICABKAsyEC5wYXJsZXkudjEuRXJyb3JIABIlCgVldmVudBghIAEoCzIULnBhcmxleS52MS5Sb29tRXZlbnRIABIsCghwcmVzZW5jZRgiIAEoCzIYLnBhcmxleS52MS5QcmVzZW5jZUV2ZW50SAASLgoMaGlzdG9yeV9wYWdlGCMgASgLMhYucGFybGV5LnYxLkhpc3RvcnlQYWdlSAASIQoFYmF0Y2gYJCABKAsyEC5wYXJsZXkudjEuQmF0Y2hIABIjCgZub3RpY2UYJSABKAsyES5wYXJsZXkudjEuTm90aWNlSAASKAoJcm9vbV9saXN0GCYgASgLMhMucGFybGV5LnYxLlJvb21MaXN0SAASJwoLcmVzZXRfZXZlbnQYJyABKAsyEC5wYXJsZXkudjEuUmVzZXRIABIjCgRyb29tGCggASgLMhMucGFybGV5LnYxLlJvb21JbmZvSAASLAoLbWVtYmVyX2xpc3QYKSABKAsyFS5wYXJsZXkudjEuTWVtYmVyTGlzdEgAQgYKBGJvZHkiOgoFSGVsbG8SDAoEbmFtZRgBIAEoCRIUCgx3YXRjaF9vbmxpbmUYAiABKAgSDQoFdG9rZW4YAyABKAkiGAoHUmVmcmVzaBINCgV0b2tlbhgBIAEoCSL5AQoHV2VsY29tZRISCgpzZXNzaW9uX2lkGAEgASgJEgwKBG5hbWUYAiABKAkSGQoRbWF4X21lc3NhZ2VfYnl0ZXMYAyABKA0SEQoJbWF4X3Jvb21zGAQgASgNEhcKD2lkbGVfdGltZW91dF9tcxgFIAEoDRIWCg5tYXhfdGV4dF9jaGFycxgGIAEoDRIMCgRyYXRlGAcgASgBEg0KBWJ1cnN0GAggASgNEhgKEHRva2VuX2V4cGlyZXNfbXMYCSABKAMSIgoFcm9vbXMYCiADKAsyEy5wYXJsZXkudjEuUm9vbUluZm8SEgoKbW9yZV9yb29tcxgLIAEoCCIyCgRKb2luEgwKBHJvb20YASABKAkSEgoFc2luY2UYAiABKARIAIgBAUIICgZfc2luY2UiFQoFTGVhdmUSDAoEcm9vbRgBIAEoCSJdCgRQb3N0EgwKBHJvb20YASABKAkSDAoEdGV4dBgCIAEoCRIVCg1jbGllbnRfbXNnX2lkGAMgASgJEhAKCHJlcGx5X3RvGAQgASgEEhAKCG1lbnRpb25zGAUgAygJIk0KC0VkaXRNZXNzYWdlEgwKBHJvb20YASABKAkSCwoDc2VxGAIgASgEEgwKBHRleHQYAyABKAkSFQoNY2xpZW50X21zZ19pZBgEIAEoCSJRCg1EZWxldGVNZXNzYWdlEgwKBHJvb20YASABKAkSCwoDc2VxGAIgASgEEhUKDWNsaWVudF9tc2dfaWQYAyABKAkSDgoGcmVhc29uGAQgASgJIlgKBVJlYWN0EgwKBHJvb20YASABKAkSCwoDc2VxGAIgASgEEg0KBWVtb2ppGAMgASgJEg4KBnJlbW92ZRgEIAEoCBIVCg1jbGllbnRfbXNnX2lkGAUgASgJIiQKBlR5cGluZxIMCgRyb29tGAEgASgJEgwKBHVzZXIYAiABKAkiQQoOSGlzdG9yeVJlcXVlc3QSDAoEcm9vbRgBIAEoCRISCgpiZWZvcmVfc2VxGAIgASgEEg0KBWxpbWl0GAMgASgNIlMKC0hpc3RvcnlQYWdlEgwKBHJvb20YASABKAkSJAoGZXZlbnRzGAIgAygLMhQucGFybGV5LnYxLlJvb21FdmVudBIQCghoYXNfbW9yZRgDIAEoCCIGCgRQaW5nIjgKCldob1JlcXVlc3QSDAoEcm9vbRgBIAEoCRINCgVhZnRlchgCIAEoCRINCgVsaW1pdBgDIAEoDSI6CgxSb29tc1JlcXVlc3QSDQoFYWZ0ZXIYASABKAkSDQoFbGltaXQYAiABKA0SDAoEbWluZRgDIAEoCCI8CghSb29tTGlzdBIiCgVyb29tcxgBIAMoCzITLnBhcmxleS52MS5Sb29tSW5mbxIMCgRuZXh0GAIgASgJIqsCCghSb29tSW5mbxIMCgRuYW1lGAEgASgJEg8KB21lbWJlcnMYAiABKA0SIQoEa2luZBgDIAEoDjITLnBhcmxleS52MS5Sb29tS2luZBINCgV0aXRsZRgEIAEoCRINCgV0b3BpYxgFIAEoCRIQCghsYXN0X3NlcRgGIAEoBBIdCgRyb2xlGAcgASgOMg8ucGFybGV5LnYxLlJvbGUSDwoHaW52aXRlZBgIIAEoCBIXCg9iYW5uZWRfdW50aWxfbXMYCSABKAMSFgoObXV0ZWRfdW50aWxfbXMYCiABKAMSEgoKY3JlYXRlZF9ieRgLIAEoCRISCgpjcmVhdGVkX21zGAwgASgDEhMKC2RpcmVjdF93aXRoGA0gASgJEg8KB2RlbGV0ZWQYDiABKAgiawoKQ3JlYXRlUm9vbRIMCgRyb29tGAEgASgJEiEKBGtpbmQYAiABKA4yEy5wYXJsZXkudjEuUm9vbUtpbmQSDQoFdGl0bGUYAyABKAkSDQoFdG9waWMYBCABKAkSDgoGaW52aXRlGAUgAygJIkAKDURpcmVjdE1lc3NhZ2USCgoCdG8YASABKAkSDAoEdGV4dBgCIAEoCRIVCg1jbGllbnRfbXNnX2lkGAMgASgJIo0BCghNb2RlcmF0ZRIMCgRyb29tGAEgASgJEgwKBHVzZXIYAiABKAkSJAoGYWN0aW9uGAMgASgOMhQucGFybGV5LnYxLk1vZEFjdGlvbhIdCgRyb2xlGAQgASgOMg8ucGFybGV5LnYxLlJvbGUSDgoGcmVhc29uGAUgASgJEhAKCHVudGlsX21zGAYgASgDIlYKClVwZGF0ZVJvb20SDAoEcm9vbRgBIAEoCRISCgV0aXRsZRgCIAEoCUgAiAEBEhIKBXRvcGljGAMgASgJSAGIAQFCCAoGX3RpdGxlQggKBl90b3BpYyIqCgpEZWxldGVSb29tEgwKBHJvb20YASABKAkSDgoGcmVhc29uGAIgASgJIjwKDk1lbWJlcnNSZXF1ZXN0EgwKBHJvb20YASABKAkSDQoFYWZ0ZXIYAiABKAkSDQoFbGltaXQYAyABKA0iUAoKTWVtYmVyTGlzdBIMCgRyb29tGAEgASgJEiYKB21lbWJlcnMYAiADKAsyFS5wYXJsZXkudjEuTWVtYmVySW5mbxIMCgRuZXh0GAMgASgJIqEBCgpNZW1iZXJJbmZvEgwKBHVzZXIYASABKAkSHQoEcm9sZRgCIAEoDjIPLnBhcmxleS52MS5Sb2xlEg8KB2ludml0ZWQYAyABKAgSEgoKaW52aXRlZF9ieRgEIAEoCRIQCghzaW5jZV9tcxgFIAEoAxIXCg9iYW5uZWRfdW50aWxfbXMYBiABKAMSFgoObXV0ZWRfdW50aWxfbXMYByABKAMibAoDQWNrEhIKCnJlcXVlc3RfaWQYASABKAkSDAoEcm9vbRgCIAEoCRILCgNzZXEYAyABKAQSIgoHbWVtYmVycxgEIAMoCzIRLnBhcmxleS52MS5NZW1iZXISEgoKb2xkZXN0X3NlcRgFIAEoBCJbCgVFcnJvchISCgpyZXF1ZXN0X2lkGAEgASgJEiIKBGNvZGUYAiABKA4yFC5wYXJsZXkudjEuRXJyb3JDb2RlEgwKBHRleHQYAyABKAkSDAoEcm9vbRgEIAEoCSKvAgoJUm9vbUV2ZW50EgwKBHJvb20YASABKAkSCwoDc2VxGAIgASgEEg8KB3RpbWVfbXMYAyABKAMSDgoGc2VuZGVyGAQgASgJEgwKBHRleHQYBSABKAkSFQoNY2xpZW50X21zZ19pZBgGIAEoCRIqCgtzZW5kZXJfa2luZBgHIAEoDjIVLnBhcmxleS52MS5TZW5kZXJLaW5kEiUKBmNoYW5nZRgIIAEoCzIVLnBhcmxleS52MS5Sb29tQ2hhbmdlEhAKCHJlcGx5X3RvGAkgASgEEhAKCG1lbnRpb25zGAogAygJEhEKCWVkaXRlZF9tcxgLIAEoAxIPCgdkZWxldGVkGAwgASgIEiYKCXJlYWN0aW9ucxgNIAMoCzITLnBhcmxleS52MS5SZWFjdGlvbiI2CghSZWFjdGlvbhINCgVlbW9qaRgBIAEoCRINCgVjb3VudBgCIAEoDRIMCgRtaW5lGAMgASgIIvgBCgpSb29tQ2hhbmdlEiMKBGtpbmQYASABKA4yFS5wYXJsZXkudjEuQ2hhbmdlS2luZBIMCgR1c2VyGAIgASgJEh0KBHJvbGUYAyABKA4yDy5wYXJsZXkudjEuUm9sZRIQCgh1bnRpbF9tcxgEIAEoAxIOCgZyZWFzb24YBSABKAkSJgoJcm9vbV9raW5kGAYgASgOMhMucGFybGV5LnYxLlJvb21LaW5kEg0KBXRpdGxlGAcgASgJEg0KBXRvcGljGAggASgJEhIKCnRhcmdldF9zZXEYCSABKAQSDQoFZW1vamkYCiABKAkSDQoFY291bnQYCyABKA0iJwoGTWVtYmVyEgwKBG5hbWUYASABKAkSDwoHZGV2aWNlcxgCIAEoDSJtCg1QcmVzZW5jZUV2ZW50EgwKBHJvb20YASABKAkSDgoGam9pbmVkGAIgAygJEgwKBGxlZnQYAyADKAkSIgoHbWVtYmVycxgEIAMoCzIRLnBhcmxleS52MS5NZW1iZXISDAoEbmV4dBgFIAEoCSI4CgVSZXNldBIMCgRyb29tGAEgASgJEg0KBXNpbmNlGAIgASgEEhIKCm9sZGVzdF9zZXEYAyABKAQiKwoFQmF0Y2gSIgoFaXRlbXMYASADKAsyEy5wYXJsZXkudjEuRW52ZWxvcGUiJAoGTm90aWNlEgwKBHRleHQYASABKAkSDAoEcm9vbRgCIAEoCSpoCghSb29tS2luZBIZChVST09NX0tJTkRfVU5TUEVDSUZJRUQQABIUChBST09NX0tJTkRfUFVCTElDEAESFQoRUk9PTV9LSU5EX1BSSVZBVEUQAhIUChBST09NX0tJTkRfRElSRUNUEAMqSgoEUm9sZRINCglST0xFX05PTkUQABIPCgtST0xFX01FTUJFUhABEhIKDlJPTEVfTU9ERVJBVE9SEAISDgoKUk9MRV9PV05FUhADKoYCCglNb2RBY3Rpb24SGgoWTU9EX0FDVElPTl9VTlNQRUNJRklFRBAAEhUKEU1PRF9BQ1RJT05fSU5WSVRFEAESFQoRTU9EX0FDVElPTl9SRVZPS0UQAhITCg9NT0RfQUNUSU9OX0tJQ0sQAxISCg5NT0RfQUNUSU9OX0JBThAEEhQKEE1PRF9BQ1RJT05fVU5CQU4QBRITCg9NT0RfQUNUSU9OX01VVEUQBhIVChFNT0RfQUNUSU9OX1VOTVVURRAHEhcKE01PRF9BQ1RJT05fU0VUX1JPTEUQCBIXChNNT0RfQUNUSU9OX1RSQU5TRkVSEAkSEgoOTU9EX0FDVElPTl9BREQQCiqOBQoJRXJyb3JDb2RlEhoKFkVSUk9SX0NPREVfVU5TUEVDSUZJRUQQABIaChZFUlJPUl9DT0RFX0JBRF9SRVFVRVNUEAESHAoYRVJST1JfQ09ERV9OT1RfTE9HR0VEX0lOEAISGwoXRVJST1JfQ09ERV9JTlZBTElEX05BTUUQAxIZChVFUlJPUl9DT0RFX05PVF9KT0lORUQQBBIdChlFUlJPUl9DT0RFX1RPT19NQU5ZX1JPT01TEAUSGwoXRVJST1JfQ09ERV9SQVRFX0xJTUlURUQQBhIXChNFUlJPUl9DT0RFX1RPT19MT05HEAcSGgoWRVJST1JfQ09ERV9VTkFWQUlMQUJMRRAIEiAKHEVSUk9SX0NPREVfQUxSRUFEWV9MT0dHRURfSU4QCRIXChNFUlJPUl9DT0RFX0lOVEVSTkFMEAoSGAoURVJST1JfQ09ERV9ST09NX0ZVTEwQCxIYChRFUlJPUl9DT0RFX0ZPUkJJRERFThAMEhwKGEVSUk9SX0NPREVfVE9LRU5fRVhQSVJFRBANEhsKF0VSUk9SX0NPREVfTk9fU1VDSF9ST09NEA4SGgoWRVJST1JfQ09ERV9ST09NX0VYSVNUUxAPEhUKEUVSUk9SX0NPREVfQkFOTkVEEBASFAoQRVJST1JfQ09ERV9NVVRFRBAREhkKFUVSUk9SX0NPREVfTk9UX01FTUJFUhASEh4KGkVSUk9SX0NPREVfTk9fU1VDSF9NRVNTQUdFEBMSGAoURVJST1JfQ09ERV9OT1RfWU9VUlMQFBIaChZFUlJPUl9DT0RFX05PVF9BTExPV0VEEBUSHgoaRVJST1JfQ09ERV9BTFJFQURZX0RFTEVURUQQFipsCgpTZW5kZXJLaW5kEhsKF1NFTkRFUl9LSU5EX1VOU1BFQ0lGSUVEEAASFAoQU0VOREVSX0tJTkRfVVNFUhABEhMKD1NFTkRFUl9LSU5EX0JPVBACEhYKElNFTkRFUl9LSU5EX1NZU1RFTRADKpYECgpDaGFuZ2VLaW5kEhsKF0NIQU5HRV9LSU5EX1VOU1BFQ0lGSUVEEAASFwoTQ0hBTkdFX0tJTkRfQ1JFQVRFRBABEhYKEkNIQU5HRV9LSU5EX0pPSU5FRBACEhQKEENIQU5HRV9LSU5EX0xFRlQQAxIXChNDSEFOR0VfS0lORF9JTlZJVEVEEAQSHgoaQ0hBTkdFX0tJTkRfSU5WSVRFX1JFVk9LRUQQBRIWChJDSEFOR0VfS0lORF9LSUNLRUQQBhIWChJDSEFOR0VfS0lORF9CQU5ORUQQBxIYChRDSEFOR0VfS0lORF9VTkJBTk5FRBAIEhUKEUNIQU5HRV9LSU5EX01VVEVEEAkSFwoTQ0hBTkdFX0tJTkRfVU5NVVRFRBAKEhwKGENIQU5HRV9LSU5EX1JPTEVfQ0hBTkdFRBALEh0KGUNIQU5HRV9LSU5EX09XTkVSX0NIQU5HRUQQDBIXChNDSEFOR0VfS0lORF9VUERBVEVEEA0SFwoTQ0hBTkdFX0tJTkRfREVMRVRFRBAOEhUKEUNIQU5HRV9LSU5EX0FEREVEEA8SFgoSQ0hBTkdFX0tJTkRfRURJVEVEEBASHwobQ0hBTkdFX0tJTkRfTUVTU0FHRV9ERUxFVEVEEBESFwoTQ0hBTkdFX0tJTkRfUkVBQ1RFRBASEhkKFUNIQU5HRV9LSU5EX1VOUkVBQ1RFRBATKlEKBUNvZGVjEhUKEUNPREVDX1VOU1BFQ0lGSUVEEAASDwoLQ09ERUNfUFJPVE8QARIOCgpDT0RFQ19KU09OEAISEAoMQ09ERUNfTEVHQUNZEAMq7AIKCUNsb3NlQ29kZRIaChZDTE9TRV9DT0RFX1VOU1BFQ0lGSUVEEAASFgoRQ0xPU0VfQ09ERV9OT1JNQUwQ6AcSGgoVQ0xPU0VfQ09ERV9HT0lOR19BV0FZEOkHEhgKE0NMT1NFX0NPREVfQUJOT1JNQUwQ7gcSIAobQ0xPU0VfQ09ERV9QT0xJQ1lfVklPTEFUSU9OEPAHEh8KGkNMT1NFX0NPREVfTUVTU0FHRV9UT09fQklHEPEHEh4KGUNMT1NFX0NPREVfSU5URVJOQUxfRVJST1IQ8wcSHwoaQ0xPU0VfQ09ERV9UUllfQUdBSU5fTEFURVIQ9QcSHAoXQ0xPU0VfQ09ERV9JRExFX1RJTUVPVVQQoB8SHAoXQ0xPU0VfQ09ERV9QT05HX1RJTUVPVVQQoR8SFgoRQ0xPU0VfQ09ERV9LSUNLRUQQoh8SHQoYQ0xPU0VfQ09ERV9UT0tFTl9FWFBJUkVEEKMfQi1aK2dpdGh1Yi5jb20vcGFybGV5Y2hhdC9wYXJsZXkvcHJvdG87cGFybGV5cGJiBnByb3RvMw");
+  fileDesc("CgxwYXJsZXkucHJvdG8SCXBhcmxleS52MSKjCgoIRW52ZWxvcGUSCgoCaWQYASABKAkSIQoFaGVsbG8YCiABKAsyEC5wYXJsZXkudjEuSGVsbG9IABIfCgRqb2luGAsgASgLMg8ucGFybGV5LnYxLkpvaW5IABIhCgVsZWF2ZRgMIAEoCzIQLnBhcmxleS52MS5MZWF2ZUgAEh8KBHBvc3QYDSABKAsyDy5wYXJsZXkudjEuUG9zdEgAEiMKBnR5cGluZxgOIAEoCzIRLnBhcmxleS52MS5UeXBpbmdIABIsCgdoaXN0b3J5GA8gASgLMhkucGFybGV5LnYxLkhpc3RvcnlSZXF1ZXN0SAASHwoEcGluZxgQIAEoCzIPLnBhcmxleS52MS5QaW5nSAASJAoDd2hvGBEgASgLMhUucGFybGV5LnYxLldob1JlcXVlc3RIABIoCgVyb29tcxgSIAEoCzIXLnBhcmxleS52MS5Sb29tc1JlcXVlc3RIABIlCgdyZWZyZXNoGBMgASgLMhIucGFybGV5LnYxLlJlZnJlc2hIABIsCgtjcmVhdGVfcm9vbRgUIAEoCzIVLnBhcmxleS52MS5DcmVhdGVSb29tSAASKgoGZGlyZWN0GBUgASgLMhgucGFybGV5LnYxLkRpcmVjdE1lc3NhZ2VIABInCghtb2RlcmF0ZRgWIAEoCzITLnBhcmxleS52MS5Nb2RlcmF0ZUgAEiwKC3VwZGF0ZV9yb29tGBcgASgLMhUucGFybGV5LnYxLlVwZGF0ZVJvb21IABIsCgtkZWxldGVfcm9vbRgYIAEoCzIVLnBhcmxleS52MS5EZWxldGVSb29tSAASLAoHbWVtYmVycxgZIAEoCzIZLnBhcmxleS52MS5NZW1iZXJzUmVxdWVzdEgAEiYKBGVkaXQYGiABKAsyFi5wYXJsZXkudjEuRWRpdE1lc3NhZ2VIABIyCg5kZWxldGVfbWVzc2FnZRgbIAEoCzIYLnBhcmxleS52MS5EZWxldGVNZXNzYWdlSAASIQoFcmVhY3QYHCABKAsyEC5wYXJsZXkudjEuUmVhY3RIABIoCgltYXJrX3JlYWQYHSABKAsyEy5wYXJsZXkudjEuTWFya1JlYWRIABIlCgd3ZWxjb21lGB4gASgLMhIucGFybGV5LnYxLldlbGNvbWVIABIdCgNhY2sYHyABKAsyDi5wYXJsZXkudjEuQWNrSAASIQoFZXJyb3IYICABKAsyEC5wYXJsZXkudjEuRXJyb3JIABIlCgVldmVudBghIAEoCzIULnBhcmxleS52MS5Sb29tRXZlbnRIABIsCghwcmVzZW5jZRgiIAEoCzIYLnBhcmxleS52MS5QcmVzZW5jZUV2ZW50SAASLgoMaGlzdG9yeV9wYWdlGCMgASgLMhYucGFybGV5LnYxLkhpc3RvcnlQYWdlSAASIQoFYmF0Y2gYJCABKAsyEC5wYXJsZXkudjEuQmF0Y2hIABIjCgZub3RpY2UYJSABKAsyES5wYXJsZXkudjEuTm90aWNlSAASKAoJcm9vbV9saXN0GCYgASgLMhMucGFybGV5LnYxLlJvb21MaXN0SAASJwoLcmVzZXRfZXZlbnQYJyABKAsyEC5wYXJsZXkudjEuUmVzZXRIABIjCgRyb29tGCggASgLMhMucGFybGV5LnYxLlJvb21JbmZvSAASLAoLbWVtYmVyX2xpc3QYKSABKAsyFS5wYXJsZXkudjEuTWVtYmVyTGlzdEgAQgYKBGJvZHkiOgoFSGVsbG8SDAoEbmFtZRgBIAEoCRIUCgx3YXRjaF9vbmxpbmUYAiABKAgSDQoFdG9rZW4YAyABKAkiGAoHUmVmcmVzaBINCgV0b2tlbhgBIAEoCSL5AQoHV2VsY29tZRISCgpzZXNzaW9uX2lkGAEgASgJEgwKBG5hbWUYAiABKAkSGQoRbWF4X21lc3NhZ2VfYnl0ZXMYAyABKA0SEQoJbWF4X3Jvb21zGAQgASgNEhcKD2lkbGVfdGltZW91dF9tcxgFIAEoDRIWCg5tYXhfdGV4dF9jaGFycxgGIAEoDRIMCgRyYXRlGAcgASgBEg0KBWJ1cnN0GAggASgNEhgKEHRva2VuX2V4cGlyZXNfbXMYCSABKAMSIgoFcm9vbXMYCiADKAsyEy5wYXJsZXkudjEuUm9vbUluZm8SEgoKbW9yZV9yb29tcxgLIAEoCCIyCgRKb2luEgwKBHJvb20YASABKAkSEgoFc2luY2UYAiABKARIAIgBAUIICgZfc2luY2UiFQoFTGVhdmUSDAoEcm9vbRgBIAEoCSJdCgRQb3N0EgwKBHJvb20YASABKAkSDAoEdGV4dBgCIAEoCRIVCg1jbGllbnRfbXNnX2lkGAMgASgJEhAKCHJlcGx5X3RvGAQgASgEEhAKCG1lbnRpb25zGAUgAygJIiUKCE1hcmtSZWFkEgwKBHJvb20YASABKAkSCwoDc2VxGAIgASgEIk0KC0VkaXRNZXNzYWdlEgwKBHJvb20YASABKAkSCwoDc2VxGAIgASgEEgwKBHRleHQYAyABKAkSFQoNY2xpZW50X21zZ19pZBgEIAEoCSJRCg1EZWxldGVNZXNzYWdlEgwKBHJvb20YASABKAkSCwoDc2VxGAIgASgEEhUKDWNsaWVudF9tc2dfaWQYAyABKAkSDgoGcmVhc29uGAQgASgJIlgKBVJlYWN0EgwKBHJvb20YASABKAkSCwoDc2VxGAIgASgEEg0KBWVtb2ppGAMgASgJEg4KBnJlbW92ZRgEIAEoCBIVCg1jbGllbnRfbXNnX2lkGAUgASgJIiQKBlR5cGluZxIMCgRyb29tGAEgASgJEgwKBHVzZXIYAiABKAkiQQoOSGlzdG9yeVJlcXVlc3QSDAoEcm9vbRgBIAEoCRISCgpiZWZvcmVfc2VxGAIgASgEEg0KBWxpbWl0GAMgASgNIlMKC0hpc3RvcnlQYWdlEgwKBHJvb20YASABKAkSJAoGZXZlbnRzGAIgAygLMhQucGFybGV5LnYxLlJvb21FdmVudBIQCghoYXNfbW9yZRgDIAEoCCIGCgRQaW5nIjgKCldob1JlcXVlc3QSDAoEcm9vbRgBIAEoCRINCgVhZnRlchgCIAEoCRINCgVsaW1pdBgDIAEoDSI6CgxSb29tc1JlcXVlc3QSDQoFYWZ0ZXIYASABKAkSDQoFbGltaXQYAiABKA0SDAoEbWluZRgDIAEoCCI8CghSb29tTGlzdBIiCgVyb29tcxgBIAMoCzITLnBhcmxleS52MS5Sb29tSW5mbxIMCgRuZXh0GAIgASgJIuYCCghSb29tSW5mbxIMCgRuYW1lGAEgASgJEg8KB21lbWJlcnMYAiABKA0SIQoEa2luZBgDIAEoDjITLnBhcmxleS52MS5Sb29tS2luZBINCgV0aXRsZRgEIAEoCRINCgV0b3BpYxgFIAEoCRIQCghsYXN0X3NlcRgGIAEoBBIdCgRyb2xlGAcgASgOMg8ucGFybGV5LnYxLlJvbGUSDwoHaW52aXRlZBgIIAEoCBIXCg9iYW5uZWRfdW50aWxfbXMYCSABKAMSFgoObXV0ZWRfdW50aWxfbXMYCiABKAMSEgoKY3JlYXRlZF9ieRgLIAEoCRISCgpjcmVhdGVkX21zGAwgASgDEhMKC2RpcmVjdF93aXRoGA0gASgJEg8KB2RlbGV0ZWQYDiABKAgSEAoIcmVhZF9zZXEYDyABKAQSDgoGdW5yZWFkGBAgASgEEhcKD3VucmVhZF9tZW50aW9ucxgRIAEoDSJrCgpDcmVhdGVSb29tEgwKBHJvb20YASABKAkSIQoEa2luZBgCIAEoDjITLnBhcmxleS52MS5Sb29tS2luZBINCgV0aXRsZRgDIAEoCRINCgV0b3BpYxgEIAEoCRIOCgZpbnZpdGUYBSADKAkiQAoNRGlyZWN0TWVzc2FnZRIKCgJ0bxgBIAEoCRIMCgR0ZXh0GAIgASgJEhUKDWNsaWVudF9tc2dfaWQYAyABKAkijQEKCE1vZGVyYXRlEgwKBHJvb20YASABKAkSDAoEdXNlchgCIAEoCRIkCgZhY3Rpb24YAyABKA4yFC5wYXJsZXkudjEuTW9kQWN0aW9uEh0KBHJvbGUYBCABKA4yDy5wYXJsZXkudjEuUm9sZRIOCgZyZWFzb24YBSABKAkSEAoIdW50aWxfbXMYBiABKAMiVgoKVXBkYXRlUm9vbRIMCgRyb29tGAEgASgJEhIKBXRpdGxlGAIgASgJSACIAQESEgoFdG9waWMYAyABKAlIAYgBAUIICgZfdGl0bGVCCAoGX3RvcGljIioKCkRlbGV0ZVJvb20SDAoEcm9vbRgBIAEoCRIOCgZyZWFzb24YAiABKAkiPAoOTWVtYmVyc1JlcXVlc3QSDAoEcm9vbRgBIAEoCRINCgVhZnRlchgCIAEoCRINCgVsaW1pdBgDIAEoDSJQCgpNZW1iZXJMaXN0EgwKBHJvb20YASABKAkSJgoHbWVtYmVycxgCIAMoCzIVLnBhcmxleS52MS5NZW1iZXJJbmZvEgwKBG5leHQYAyABKAkioQEKCk1lbWJlckluZm8SDAoEdXNlchgBIAEoCRIdCgRyb2xlGAIgASgOMg8ucGFybGV5LnYxLlJvbGUSDwoHaW52aXRlZBgDIAEoCBISCgppbnZpdGVkX2J5GAQgASgJEhAKCHNpbmNlX21zGAUgASgDEhcKD2Jhbm5lZF91bnRpbF9tcxgGIAEoAxIWCg5tdXRlZF91bnRpbF9tcxgHIAEoAyJsCgNBY2sSEgoKcmVxdWVzdF9pZBgBIAEoCRIMCgRyb29tGAIgASgJEgsKA3NlcRgDIAEoBBIiCgdtZW1iZXJzGAQgAygLMhEucGFybGV5LnYxLk1lbWJlchISCgpvbGRlc3Rfc2VxGAUgASgEIlsKBUVycm9yEhIKCnJlcXVlc3RfaWQYASABKAkSIgoEY29kZRgCIAEoDjIULnBhcmxleS52MS5FcnJvckNvZGUSDAoEdGV4dBgDIAEoCRIMCgRyb29tGAQgASgJIq8CCglSb29tRXZlbnQSDAoEcm9vbRgBIAEoCRILCgNzZXEYAiABKAQSDwoHdGltZV9tcxgDIAEoAxIOCgZzZW5kZXIYBCABKAkSDAoEdGV4dBgFIAEoCRIVCg1jbGllbnRfbXNnX2lkGAYgASgJEioKC3NlbmRlcl9raW5kGAcgASgOMhUucGFybGV5LnYxLlNlbmRlcktpbmQSJQoGY2hhbmdlGAggASgLMhUucGFybGV5LnYxLlJvb21DaGFuZ2USEAoIcmVwbHlfdG8YCSABKAQSEAoIbWVudGlvbnMYCiADKAkSEQoJZWRpdGVkX21zGAsgASgDEg8KB2RlbGV0ZWQYDCABKAgSJgoJcmVhY3Rpb25zGA0gAygLMhMucGFybGV5LnYxLlJlYWN0aW9uIjYKCFJlYWN0aW9uEg0KBWVtb2ppGAEgASgJEg0KBWNvdW50GAIgASgNEgwKBG1pbmUYAyABKAgi+AEKClJvb21DaGFuZ2USIwoEa2luZBgBIAEoDjIVLnBhcmxleS52MS5DaGFuZ2VLaW5kEgwKBHVzZXIYAiABKAkSHQoEcm9sZRgDIAEoDjIPLnBhcmxleS52MS5Sb2xlEhAKCHVudGlsX21zGAQgASgDEg4KBnJlYXNvbhgFIAEoCRImCglyb29tX2tpbmQYBiABKA4yEy5wYXJsZXkudjEuUm9vbUtpbmQSDQoFdGl0bGUYByABKAkSDQoFdG9waWMYCCABKAkSEgoKdGFyZ2V0X3NlcRgJIAEoBBINCgVlbW9qaRgKIAEoCRINCgVjb3VudBgLIAEoDSInCgZNZW1iZXISDAoEbmFtZRgBIAEoCRIPCgdkZXZpY2VzGAIgASgNIm0KDVByZXNlbmNlRXZlbnQSDAoEcm9vbRgBIAEoCRIOCgZqb2luZWQYAiADKAkSDAoEbGVmdBgDIAMoCRIiCgdtZW1iZXJzGAQgAygLMhEucGFybGV5LnYxLk1lbWJlchIMCgRuZXh0GAUgASgJIjgKBVJlc2V0EgwKBHJvb20YASABKAkSDQoFc2luY2UYAiABKAQSEgoKb2xkZXN0X3NlcRgDIAEoBCIrCgVCYXRjaBIiCgVpdGVtcxgBIAMoCzITLnBhcmxleS52MS5FbnZlbG9wZSIkCgZOb3RpY2USDAoEdGV4dBgBIAEoCRIMCgRyb29tGAIgASgJKmgKCFJvb21LaW5kEhkKFVJPT01fS0lORF9VTlNQRUNJRklFRBAAEhQKEFJPT01fS0lORF9QVUJMSUMQARIVChFST09NX0tJTkRfUFJJVkFURRACEhQKEFJPT01fS0lORF9ESVJFQ1QQAypKCgRSb2xlEg0KCVJPTEVfTk9ORRAAEg8KC1JPTEVfTUVNQkVSEAESEgoOUk9MRV9NT0RFUkFUT1IQAhIOCgpST0xFX09XTkVSEAMqhgIKCU1vZEFjdGlvbhIaChZNT0RfQUNUSU9OX1VOU1BFQ0lGSUVEEAASFQoRTU9EX0FDVElPTl9JTlZJVEUQARIVChFNT0RfQUNUSU9OX1JFVk9LRRACEhMKD01PRF9BQ1RJT05fS0lDSxADEhIKDk1PRF9BQ1RJT05fQkFOEAQSFAoQTU9EX0FDVElPTl9VTkJBThAFEhMKD01PRF9BQ1RJT05fTVVURRAGEhUKEU1PRF9BQ1RJT05fVU5NVVRFEAcSFwoTTU9EX0FDVElPTl9TRVRfUk9MRRAIEhcKE01PRF9BQ1RJT05fVFJBTlNGRVIQCRISCg5NT0RfQUNUSU9OX0FERBAKKo4FCglFcnJvckNvZGUSGgoWRVJST1JfQ09ERV9VTlNQRUNJRklFRBAAEhoKFkVSUk9SX0NPREVfQkFEX1JFUVVFU1QQARIcChhFUlJPUl9DT0RFX05PVF9MT0dHRURfSU4QAhIbChdFUlJPUl9DT0RFX0lOVkFMSURfTkFNRRADEhkKFUVSUk9SX0NPREVfTk9UX0pPSU5FRBAEEh0KGUVSUk9SX0NPREVfVE9PX01BTllfUk9PTVMQBRIbChdFUlJPUl9DT0RFX1JBVEVfTElNSVRFRBAGEhcKE0VSUk9SX0NPREVfVE9PX0xPTkcQBxIaChZFUlJPUl9DT0RFX1VOQVZBSUxBQkxFEAgSIAocRVJST1JfQ09ERV9BTFJFQURZX0xPR0dFRF9JThAJEhcKE0VSUk9SX0NPREVfSU5URVJOQUwQChIYChRFUlJPUl9DT0RFX1JPT01fRlVMTBALEhgKFEVSUk9SX0NPREVfRk9SQklEREVOEAwSHAoYRVJST1JfQ09ERV9UT0tFTl9FWFBJUkVEEA0SGwoXRVJST1JfQ09ERV9OT19TVUNIX1JPT00QDhIaChZFUlJPUl9DT0RFX1JPT01fRVhJU1RTEA8SFQoRRVJST1JfQ09ERV9CQU5ORUQQEBIUChBFUlJPUl9DT0RFX01VVEVEEBESGQoVRVJST1JfQ09ERV9OT1RfTUVNQkVSEBISHgoaRVJST1JfQ09ERV9OT19TVUNIX01FU1NBR0UQExIYChRFUlJPUl9DT0RFX05PVF9ZT1VSUxAUEhoKFkVSUk9SX0NPREVfTk9UX0FMTE9XRUQQFRIeChpFUlJPUl9DT0RFX0FMUkVBRFlfREVMRVRFRBAWKmwKClNlbmRlcktpbmQSGwoXU0VOREVSX0tJTkRfVU5TUEVDSUZJRUQQABIUChBTRU5ERVJfS0lORF9VU0VSEAESEwoPU0VOREVSX0tJTkRfQk9UEAISFgoSU0VOREVSX0tJTkRfU1lTVEVNEAMqlgQKCkNoYW5nZUtpbmQSGwoXQ0hBTkdFX0tJTkRfVU5TUEVDSUZJRUQQABIXChNDSEFOR0VfS0lORF9DUkVBVEVEEAESFgoSQ0hBTkdFX0tJTkRfSk9JTkVEEAISFAoQQ0hBTkdFX0tJTkRfTEVGVBADEhcKE0NIQU5HRV9LSU5EX0lOVklURUQQBBIeChpDSEFOR0VfS0lORF9JTlZJVEVfUkVWT0tFRBAFEhYKEkNIQU5HRV9LSU5EX0tJQ0tFRBAGEhYKEkNIQU5HRV9LSU5EX0JBTk5FRBAHEhgKFENIQU5HRV9LSU5EX1VOQkFOTkVEEAgSFQoRQ0hBTkdFX0tJTkRfTVVURUQQCRIXChNDSEFOR0VfS0lORF9VTk1VVEVEEAoSHAoYQ0hBTkdFX0tJTkRfUk9MRV9DSEFOR0VEEAsSHQoZQ0hBTkdFX0tJTkRfT1dORVJfQ0hBTkdFRBAMEhcKE0NIQU5HRV9LSU5EX1VQREFURUQQDRIXChNDSEFOR0VfS0lORF9ERUxFVEVEEA4SFQoRQ0hBTkdFX0tJTkRfQURERUQQDxIWChJDSEFOR0VfS0lORF9FRElURUQQEBIfChtDSEFOR0VfS0lORF9NRVNTQUdFX0RFTEVURUQQERIXChNDSEFOR0VfS0lORF9SRUFDVEVEEBISGQoVQ0hBTkdFX0tJTkRfVU5SRUFDVEVEEBMqUQoFQ29kZWMSFQoRQ09ERUNfVU5TUEVDSUZJRUQQABIPCgtDT0RFQ19QUk9UTxABEg4KCkNPREVDX0pTT04QAhIQCgxDT0RFQ19MRUdBQ1kQAyrsAgoJQ2xvc2VDb2RlEhoKFkNMT1NFX0NPREVfVU5TUEVDSUZJRUQQABIWChFDTE9TRV9DT0RFX05PUk1BTBDoBxIaChVDTE9TRV9DT0RFX0dPSU5HX0FXQVkQ6QcSGAoTQ0xPU0VfQ09ERV9BQk5PUk1BTBDuBxIgChtDTE9TRV9DT0RFX1BPTElDWV9WSU9MQVRJT04Q8AcSHwoaQ0xPU0VfQ09ERV9NRVNTQUdFX1RPT19CSUcQ8QcSHgoZQ0xPU0VfQ09ERV9JTlRFUk5BTF9FUlJPUhDzBxIfChpDTE9TRV9DT0RFX1RSWV9BR0FJTl9MQVRFUhD1BxIcChdDTE9TRV9DT0RFX0lETEVfVElNRU9VVBCgHxIcChdDTE9TRV9DT0RFX1BPTkdfVElNRU9VVBChHxIWChFDTE9TRV9DT0RFX0tJQ0tFRBCiHxIdChhDTE9TRV9DT0RFX1RPS0VOX0VYUElSRUQQox9CLVorZ2l0aHViLmNvbS9wYXJsZXljaGF0L3BhcmxleS9wcm90bztwYXJsZXlwYmIGcHJvdG8z");
 
 /**
  * Envelope is one frame of the native protocols. A client sets id on every
@@ -155,6 +155,12 @@ export type Envelope = Message<"parley.v1.Envelope"> & {
      */
     value: React;
     case: "react";
+  } | {
+    /**
+     * @generated from field: parley.v1.MarkRead mark_read = 29;
+     */
+    value: MarkRead;
+    case: "markRead";
   } | {
     /**
      * server -> client
@@ -490,6 +496,35 @@ export const PostSchema: GenMessage<Post> = /*@__PURE__*/
   messageDesc(file_parley, 6);
 
 /**
+ * MarkRead moves the user's read cursor in a room (of which it is a
+ * member: else NOT_MEMBER) forward to seq, at most the room's last seq
+ * (else NO_SUCH_MESSAGE). The Ack carries the cursor after it: a seq
+ * behind the cursor changes nothing. Every connection of the user then
+ * gets a RoomInfo with read_seq, unread and unread_mentions; a burst of
+ * MarkReads is stored and told as one.
+ *
+ * @generated from message parley.v1.MarkRead
+ */
+export type MarkRead = Message<"parley.v1.MarkRead"> & {
+  /**
+   * @generated from field: string room = 1;
+   */
+  room: string;
+
+  /**
+   * @generated from field: uint64 seq = 2;
+   */
+  seq: bigint;
+};
+
+/**
+ * Describes the message parley.v1.MarkRead.
+ * Use `create(MarkReadSchema)` to create a new message.
+ */
+export const MarkReadSchema: GenMessage<MarkRead> = /*@__PURE__*/
+  messageDesc(file_parley, 7);
+
+/**
  * EditMessage replaces the text of one of the user's own posts: an EDITED
  * event naming the post (change.target_seq) with the new text. The Ack
  * carries the event's seq. Refused NO_SUCH_MESSAGE (no such post),
@@ -528,7 +563,7 @@ export type EditMessage = Message<"parley.v1.EditMessage"> & {
  * Use `create(EditMessageSchema)` to create a new message.
  */
 export const EditMessageSchema: GenMessage<EditMessage> = /*@__PURE__*/
-  messageDesc(file_parley, 7);
+  messageDesc(file_parley, 8);
 
 /**
  * DeleteMessage deletes a post: a MESSAGE_DELETED event naming it; its
@@ -565,7 +600,7 @@ export type DeleteMessage = Message<"parley.v1.DeleteMessage"> & {
  * Use `create(DeleteMessageSchema)` to create a new message.
  */
 export const DeleteMessageSchema: GenMessage<DeleteMessage> = /*@__PURE__*/
-  messageDesc(file_parley, 8);
+  messageDesc(file_parley, 9);
 
 /**
  * React adds (or, with remove, takes back) the user's reaction to a post:
@@ -608,7 +643,7 @@ export type React = Message<"parley.v1.React"> & {
  * Use `create(ReactSchema)` to create a new message.
  */
 export const ReactSchema: GenMessage<React> = /*@__PURE__*/
-  messageDesc(file_parley, 9);
+  messageDesc(file_parley, 10);
 
 /**
  * Typing is sent by a client (user empty) and relayed by the server to the
@@ -633,7 +668,7 @@ export type Typing = Message<"parley.v1.Typing"> & {
  * Use `create(TypingSchema)` to create a new message.
  */
 export const TypingSchema: GenMessage<Typing> = /*@__PURE__*/
-  messageDesc(file_parley, 10);
+  messageDesc(file_parley, 11);
 
 /**
  * HistoryRequest asks for up to limit events before before_seq (scrollback).
@@ -664,7 +699,7 @@ export type HistoryRequest = Message<"parley.v1.HistoryRequest"> & {
  * Use `create(HistoryRequestSchema)` to create a new message.
  */
 export const HistoryRequestSchema: GenMessage<HistoryRequest> = /*@__PURE__*/
-  messageDesc(file_parley, 11);
+  messageDesc(file_parley, 12);
 
 /**
  * HistoryPage answers HistoryRequest; events are in ascending seq order.
@@ -695,7 +730,7 @@ export type HistoryPage = Message<"parley.v1.HistoryPage"> & {
  * Use `create(HistoryPageSchema)` to create a new message.
  */
 export const HistoryPageSchema: GenMessage<HistoryPage> = /*@__PURE__*/
-  messageDesc(file_parley, 12);
+  messageDesc(file_parley, 13);
 
 /**
  * Ping is an application-level keepalive; it is acked.
@@ -710,7 +745,7 @@ export type Ping = Message<"parley.v1.Ping"> & {
  * Use `create(PingSchema)` to create a new message.
  */
 export const PingSchema: GenMessage<Ping> = /*@__PURE__*/
-  messageDesc(file_parley, 13);
+  messageDesc(file_parley, 14);
 
 /**
  * WhoRequest asks who is connected to a room the connection has joined,
@@ -744,7 +779,7 @@ export type WhoRequest = Message<"parley.v1.WhoRequest"> & {
  * Use `create(WhoRequestSchema)` to create a new message.
  */
 export const WhoRequestSchema: GenMessage<WhoRequest> = /*@__PURE__*/
-  messageDesc(file_parley, 14);
+  messageDesc(file_parley, 15);
 
 /**
  * RoomsRequest lists rooms: the public ones and the user's own (private
@@ -776,7 +811,7 @@ export type RoomsRequest = Message<"parley.v1.RoomsRequest"> & {
  * Use `create(RoomsRequestSchema)` to create a new message.
  */
 export const RoomsRequestSchema: GenMessage<RoomsRequest> = /*@__PURE__*/
-  messageDesc(file_parley, 15);
+  messageDesc(file_parley, 16);
 
 /**
  * @generated from message parley.v1.RoomList
@@ -800,7 +835,7 @@ export type RoomList = Message<"parley.v1.RoomList"> & {
  * Use `create(RoomListSchema)` to create a new message.
  */
 export const RoomListSchema: GenMessage<RoomList> = /*@__PURE__*/
-  messageDesc(file_parley, 16);
+  messageDesc(file_parley, 17);
 
 /**
  * @generated from message parley.v1.RoomInfo
@@ -885,6 +920,26 @@ export type RoomInfo = Message<"parley.v1.RoomInfo"> & {
    * @generated from field: bool deleted = 14;
    */
   deleted: boolean;
+
+  /**
+   * A member's read cursor (MarkRead; 0: never marked, or from before
+   * joining), how many events of the room come after it (posts and
+   * changes alike: last_seq - read_seq), and how many posts after it
+   * mention the user (at most 100).
+   *
+   * @generated from field: uint64 read_seq = 15;
+   */
+  readSeq: bigint;
+
+  /**
+   * @generated from field: uint64 unread = 16;
+   */
+  unread: bigint;
+
+  /**
+   * @generated from field: uint32 unread_mentions = 17;
+   */
+  unreadMentions: number;
 };
 
 /**
@@ -892,7 +947,7 @@ export type RoomInfo = Message<"parley.v1.RoomInfo"> & {
  * Use `create(RoomInfoSchema)` to create a new message.
  */
 export const RoomInfoSchema: GenMessage<RoomInfo> = /*@__PURE__*/
-  messageDesc(file_parley, 17);
+  messageDesc(file_parley, 18);
 
 /**
  * CreateRoom creates a public or private room with the user as its owner
@@ -933,7 +988,7 @@ export type CreateRoom = Message<"parley.v1.CreateRoom"> & {
  * Use `create(CreateRoomSchema)` to create a new message.
  */
 export const CreateRoomSchema: GenMessage<CreateRoom> = /*@__PURE__*/
-  messageDesc(file_parley, 18);
+  messageDesc(file_parley, 19);
 
 /**
  * DirectMessage posts to the direct room of the user and `to`, created by
@@ -964,7 +1019,7 @@ export type DirectMessage = Message<"parley.v1.DirectMessage"> & {
  * Use `create(DirectMessageSchema)` to create a new message.
  */
 export const DirectMessageSchema: GenMessage<DirectMessage> = /*@__PURE__*/
-  messageDesc(file_parley, 19);
+  messageDesc(file_parley, 20);
 
 /**
  * Moderate acts on a user in a room; each action is a room event (who did
@@ -1014,7 +1069,7 @@ export type Moderate = Message<"parley.v1.Moderate"> & {
  * Use `create(ModerateSchema)` to create a new message.
  */
 export const ModerateSchema: GenMessage<Moderate> = /*@__PURE__*/
-  messageDesc(file_parley, 20);
+  messageDesc(file_parley, 21);
 
 /**
  * UpdateRoom changes a room's title or topic (owners and moderators): an
@@ -1044,7 +1099,7 @@ export type UpdateRoom = Message<"parley.v1.UpdateRoom"> & {
  * Use `create(UpdateRoomSchema)` to create a new message.
  */
 export const UpdateRoomSchema: GenMessage<UpdateRoom> = /*@__PURE__*/
-  messageDesc(file_parley, 21);
+  messageDesc(file_parley, 22);
 
 /**
  * DeleteRoom deletes a room (its owner): a DELETED event, then everyone is
@@ -1070,7 +1125,7 @@ export type DeleteRoom = Message<"parley.v1.DeleteRoom"> & {
  * Use `create(DeleteRoomSchema)` to create a new message.
  */
 export const DeleteRoomSchema: GenMessage<DeleteRoom> = /*@__PURE__*/
-  messageDesc(file_parley, 22);
+  messageDesc(file_parley, 23);
 
 /**
  * MembersRequest lists a room's members, invited and banned users with
@@ -1102,7 +1157,7 @@ export type MembersRequest = Message<"parley.v1.MembersRequest"> & {
  * Use `create(MembersRequestSchema)` to create a new message.
  */
 export const MembersRequestSchema: GenMessage<MembersRequest> = /*@__PURE__*/
-  messageDesc(file_parley, 23);
+  messageDesc(file_parley, 24);
 
 /**
  * @generated from message parley.v1.MemberList
@@ -1129,7 +1184,7 @@ export type MemberList = Message<"parley.v1.MemberList"> & {
  * Use `create(MemberListSchema)` to create a new message.
  */
 export const MemberListSchema: GenMessage<MemberList> = /*@__PURE__*/
-  messageDesc(file_parley, 24);
+  messageDesc(file_parley, 25);
 
 /**
  * @generated from message parley.v1.MemberInfo
@@ -1176,7 +1231,7 @@ export type MemberInfo = Message<"parley.v1.MemberInfo"> & {
  * Use `create(MemberInfoSchema)` to create a new message.
  */
 export const MemberInfoSchema: GenMessage<MemberInfo> = /*@__PURE__*/
-  messageDesc(file_parley, 25);
+  messageDesc(file_parley, 26);
 
 /**
  * Ack answers one request.
@@ -1223,7 +1278,7 @@ export type Ack = Message<"parley.v1.Ack"> & {
  * Use `create(AckSchema)` to create a new message.
  */
 export const AckSchema: GenMessage<Ack> = /*@__PURE__*/
-  messageDesc(file_parley, 26);
+  messageDesc(file_parley, 27);
 
 /**
  * @generated from message parley.v1.Error
@@ -1255,7 +1310,7 @@ export type Error = Message<"parley.v1.Error"> & {
  * Use `create(ErrorSchema)` to create a new message.
  */
 export const ErrorSchema: GenMessage<Error> = /*@__PURE__*/
-  messageDesc(file_parley, 27);
+  messageDesc(file_parley, 28);
 
 /**
  * RoomEvent is one event of a room's log, as stored and delivered: a post
@@ -1346,7 +1401,7 @@ export type RoomEvent = Message<"parley.v1.RoomEvent"> & {
  * Use `create(RoomEventSchema)` to create a new message.
  */
 export const RoomEventSchema: GenMessage<RoomEvent> = /*@__PURE__*/
-  messageDesc(file_parley, 28);
+  messageDesc(file_parley, 29);
 
 /**
  * Reaction is one emoji's reactions to a post.
@@ -1377,7 +1432,7 @@ export type Reaction = Message<"parley.v1.Reaction"> & {
  * Use `create(ReactionSchema)` to create a new message.
  */
 export const ReactionSchema: GenMessage<Reaction> = /*@__PURE__*/
-  messageDesc(file_parley, 29);
+  messageDesc(file_parley, 30);
 
 /**
  * RoomChange is who did what to whom: the sender acted, user is the one
@@ -1458,7 +1513,7 @@ export type RoomChange = Message<"parley.v1.RoomChange"> & {
  * Use `create(RoomChangeSchema)` to create a new message.
  */
 export const RoomChangeSchema: GenMessage<RoomChange> = /*@__PURE__*/
-  messageDesc(file_parley, 30);
+  messageDesc(file_parley, 31);
 
 /**
  * @generated from message parley.v1.Member
@@ -1482,7 +1537,7 @@ export type Member = Message<"parley.v1.Member"> & {
  * Use `create(MemberSchema)` to create a new message.
  */
 export const MemberSchema: GenMessage<Member> = /*@__PURE__*/
-  messageDesc(file_parley, 31);
+  messageDesc(file_parley, 32);
 
 /**
  * PresenceEvent tells who connected to or disconnected from a room, at user
@@ -1526,7 +1581,7 @@ export type PresenceEvent = Message<"parley.v1.PresenceEvent"> & {
  * Use `create(PresenceEventSchema)` to create a new message.
  */
 export const PresenceEventSchema: GenMessage<PresenceEvent> = /*@__PURE__*/
-  messageDesc(file_parley, 32);
+  messageDesc(file_parley, 33);
 
 /**
  * Reset tells a resuming client that part of the gap it asked for will not
@@ -1564,7 +1619,7 @@ export type Reset = Message<"parley.v1.Reset"> & {
  * Use `create(ResetSchema)` to create a new message.
  */
 export const ResetSchema: GenMessage<Reset> = /*@__PURE__*/
-  messageDesc(file_parley, 33);
+  messageDesc(file_parley, 34);
 
 /**
  * Batch carries several envelopes in one frame. The server sends it when a
@@ -1585,7 +1640,7 @@ export type Batch = Message<"parley.v1.Batch"> & {
  * Use `create(BatchSchema)` to create a new message.
  */
 export const BatchSchema: GenMessage<Batch> = /*@__PURE__*/
-  messageDesc(file_parley, 34);
+  messageDesc(file_parley, 35);
 
 /**
  * Notice is a message from the server itself (an operator's notice, a room
@@ -1611,7 +1666,7 @@ export type Notice = Message<"parley.v1.Notice"> & {
  * Use `create(NoticeSchema)` to create a new message.
  */
 export const NoticeSchema: GenMessage<Notice> = /*@__PURE__*/
-  messageDesc(file_parley, 35);
+  messageDesc(file_parley, 36);
 
 /**
  * RoomKind says who may see and join a room.

@@ -179,6 +179,9 @@ function toRoomInfo(r: PbRoomInfo): RoomInfo {
     createdMs: num(r.createdMs),
     directWith: r.directWith,
     deleted: r.deleted,
+    readSeq: num(r.readSeq),
+    unread: num(r.unread),
+    unreadMentions: r.unreadMentions,
   };
 }
 
@@ -567,6 +570,16 @@ export class ParleyClient extends Emitter<ParleyEvents> {
   async react(room: string, seq: number, emoji: string, opts: { remove?: boolean; clientMsgId?: string } = {}): Promise<number> {
     const body: Body = { case: 'react', value: { room, seq: BigInt(seq), emoji, remove: opts.remove ?? false, clientMsgId: opts.clientMsgId || newClientMsgId() } };
     return num((await this.#retrying(body, 'react')).seq);
+  }
+
+  /**
+   * Marks a room (of which the user is a member) read up to seq, at most
+   * its last; resolves with the cursor after it (an older seq changes
+   * nothing). Every device of the user gets a 'room' event with the new
+   * readSeq and unread counts.
+   */
+  async markRead(room: string, seq: number): Promise<number> {
+    return num((await this.#request({ case: 'markRead', value: { room, seq: BigInt(seq) } }, 'markRead')).seq);
   }
 
   /**

@@ -193,6 +193,15 @@ export interface RoomInfo {
   /** For a direct room: the other user. */
   directWith: string;
   deleted: boolean;
+  /**
+   * A member's read cursor (markRead(); 0: never marked), how many events
+   * come after it (posts and changes alike: lastSeq - readSeq), and how
+   * many posts after it mention the user. The server's, shared by every
+   * device of the user: a 'room' event brings each move.
+   */
+  readSeq: number;
+  unread: number;
+  unreadMentions: number;
 }
 
 /** One user's standing in a room (members()). */

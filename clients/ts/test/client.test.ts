@@ -622,6 +622,18 @@ describe('edits, deletes, reactions, replies', () => {
     const gone = page.messages.find((m) => m.seq === seq)!;
     assert.deepEqual([gone.deleted, gone.text, gone.reactions], [true, '', []]);
     assert.equal(page.changes.find((c) => c.seq === edited)!.text, '', "the edit's text went with the post");
+
+    // Read cursors: bob's other device hears of his, and only forward.
+    const phone = client({ url: srv.url, name: 'bob' });
+    const phoneRooms: RoomInfo[] = [];
+    phone.on('room', (r) => phoneRooms.push(r));
+    await phone.connect();
+    const mine = phone.myRooms.find((r) => r.name === 'general')!;
+    assert.ok(mine.unread > 0 && mine.unreadMentions === 0, `bob's general at hello: ${JSON.stringify(mine)}`);
+    assert.equal(await bob.markRead('general', reply.seq), reply.seq);
+    await waitFor("bob's phone told of his cursor", () => phoneRooms.some((r) => r.name === 'general' && r.readSeq === reply.seq));
+    assert.equal(await bob.markRead('general', 1), reply.seq, 'an older seq changes nothing');
+    await assert.rejects(bob.markRead('general', 10_000), (err: unknown) => err instanceof ParleyError && err.code === ErrorCode.NO_SUCH_MESSAGE);
   });
 });
 
