@@ -3,13 +3,16 @@ package main_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/parleychat/parley/client"
+	"github.com/parleychat/parley/internal/testenv"
 	parleypb "github.com/parleychat/parley/proto"
 	"github.com/parleychat/parley/proto/codec"
 	"github.com/parleychat/parley/server"
@@ -41,10 +44,11 @@ func react(ctx context.Context, c *client.Client, room string, seq uint64, emoji
 	return c.Request(ctx, &parleypb.Envelope{Body: &parleypb.Envelope_React{React: &parleypb.React{Room: room, Seq: seq, Emoji: emoji, Remove: remove, ClientMsgId: id}}})
 }
 
-// historyOf reads up to 100 events of room before its end, by seq.
+// historyOf reads up to 256 events of room before its end (a page at
+// most), by seq.
 func historyOf(t *testing.T, ctx context.Context, c *client.Client, room string) map[uint64]*parleypb.RoomEvent {
 	t.Helper()
-	if err := c.History(ctx, room, 0, 100); err != nil {
+	if err := c.History(ctx, room, 0, 256); err != nil {
 		t.Fatal(err)
 	}
 	page := nextEvent(t, ctx, c, "a history page", func(e *parleypb.Envelope) bool { return e.GetHistoryPage() != nil }).GetHistoryPage()
@@ -459,4 +463,114 @@ func TestLegacySeesPlainPosts(t *testing.T) {
 	if strings.Join(got, "|") != "no typo here|the end" {
 		t.Fatalf("a legacy client joining later was replayed %q", got)
 	}
+}
+
+// TestCrashKeepsEditsAndDeletes runs the real binary, kills it with
+// SIGKILL during a burst of edits and deletes, and restarts it on the same
+// store: every edit and delete that was acknowledged is there.
+func TestCrashKeepsEditsAndDeletes(t *testing.T) {
+	for _, backend := range []string{"bolt", "postgres"} {
+		t.Run(backend, func(t *testing.T) {
+			t.Parallel()
+			addr := freeAddr(t)
+			args := []string{"-rate", "100000", "-burst", "100000"}
+			if backend == "bolt" {
+				args = append(args, "-store", "bolt", "-data", t.TempDir())
+			} else {
+				args = append(args, "-store", testenv.PostgresSchema(t))
+			}
+			url := "ws://" + addr + "/ws"
+			p := startProc(t, addr, args...)
+			ctx := testCtx(t, 60*time.Second)
+			c, err := client.Dial(ctx, url, codec.Proto, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.CloseNow()
+			if err := c.Hello(ctx, "alice", false); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.Join(ctx, "hall", nil); err != nil {
+				t.Fatal(err)
+			}
+			var posts []uint64
+			for i := range 60 {
+				seq, err := c.Post(ctx, "hall", fmt.Sprint("post ", i), fmt.Sprint("p", i))
+				if err != nil {
+					t.Fatal(err)
+				}
+				posts = append(posts, seq)
+			}
+			var mu sync.Mutex
+			edited, deleted := map[uint64]string{}, map[uint64]bool{}
+			acked := func() int {
+				mu.Lock()
+				defer mu.Unlock()
+				return len(edited) + len(deleted)
+			}
+			go func() {
+				for i, seq := range posts {
+					text := fmt.Sprint("post ", i, ", edited")
+					if _, err := editMsg(ctx, c, "hall", seq, text, fmt.Sprint("e", i)); err != nil {
+						return
+					}
+					mu.Lock()
+					edited[seq] = text
+					mu.Unlock()
+					if i%2 == 0 {
+						if _, err := deleteMsg(ctx, c, "hall", seq, fmt.Sprint("d", i)); err != nil {
+							return
+						}
+						mu.Lock()
+						deleted[seq] = true
+						mu.Unlock()
+					}
+				}
+			}()
+			waitFor(t, 20*time.Second, func() error {
+				if n := acked(); n < 30 {
+					return fmt.Errorf("%d edits and deletes acked", n)
+				}
+				return nil
+			})
+			p.kill()
+			c.CloseNow()
+			mu.Lock()
+			defer mu.Unlock()
+			t.Logf("killed with %d edits and %d deletes acked", len(edited), len(deleted))
+
+			startProc(t, addr, args...)
+			r := dialURL(t, ctx, url)
+			if err := r.Hello(ctx, "bob", false); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := r.Join(ctx, "hall", nil); err != nil {
+				t.Fatal(err)
+			}
+			h := historyOf(t, ctx, r, "hall")
+			for seq, text := range edited {
+				ev := h[seq]
+				switch {
+				case deleted[seq]:
+					if !ev.GetDeleted() || ev.GetText() != "" {
+						t.Fatalf("an acknowledged delete of %d was lost: %v", seq, ev)
+					}
+				case ev.GetDeleted():
+					// deleted, but the ack was lost with the process: fine
+				case ev.GetText() != text || ev.GetEditedMs() == 0:
+					t.Fatalf("an acknowledged edit of %d was lost: %v", seq, ev)
+				}
+			}
+		})
+	}
+}
+
+func dialURL(t *testing.T, ctx context.Context, url string) *client.Client {
+	t.Helper()
+	c, err := client.Dial(ctx, url, codec.JSON, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.CloseNow() })
+	return c
 }

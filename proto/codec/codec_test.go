@@ -32,6 +32,7 @@ func sampleEnvelopes() map[string]*parleypb.Envelope {
 		"post":           {Id: "r4", Body: &parleypb.Envelope_Post{Post: &parleypb.Post{Room: "general", Text: "line one\nline\ttwo", ClientMsgId: "c-1", ReplyTo: 41, Mentions: []string{"bob"}}}},
 		"edit":           {Id: "r4e", Body: &parleypb.Envelope_Edit{Edit: &parleypb.EditMessage{Room: "general", Seq: 41, Text: "fixed", ClientMsgId: "c-2"}}},
 		"delete_message": {Id: "r4d", Body: &parleypb.Envelope_DeleteMessage{DeleteMessage: &parleypb.DeleteMessage{Room: "general", Seq: 41, ClientMsgId: "c-3", Reason: "spam"}}},
+		"mark_read":      {Id: "r4m", Body: &parleypb.Envelope_MarkRead{MarkRead: &parleypb.MarkRead{Room: "general", Seq: 41}}},
 		"react":          {Id: "r4r", Body: &parleypb.Envelope_React{React: &parleypb.React{Room: "general", Seq: 41, Emoji: "🎉", Remove: true, ClientMsgId: "c-4"}}},
 		"typing":         {Id: "r5", Body: &parleypb.Envelope_Typing{Typing: &parleypb.Typing{Room: "general", User: "bob"}}},
 		"history":        {Id: "r6", Body: &parleypb.Envelope_History{History: &parleypb.HistoryRequest{Room: "general", BeforeSeq: 100, Limit: 25}}},
@@ -61,7 +62,8 @@ func sampleEnvelopes() map[string]*parleypb.Envelope {
 		"delete_room": {Id: "r15", Body: &parleypb.Envelope_DeleteRoom{DeleteRoom: &parleypb.DeleteRoom{Room: "team", Reason: "done"}}},
 		"members":     {Id: "r16", Body: &parleypb.Envelope_Members{Members: &parleypb.MembersRequest{Room: "team", After: "alice", Limit: 50}}},
 		"room": {Body: &parleypb.Envelope_Room{Room: &parleypb.RoomInfo{Name: "team", Members: 3, Kind: parleypb.RoomKind_ROOM_KIND_PRIVATE, Title: "The team", Topic: "plans",
-			LastSeq: 9, Role: parleypb.Role_ROLE_MODERATOR, Invited: true, BannedUntilMs: 1, MutedUntilMs: 2, CreatedBy: "alice", CreatedMs: 3, DirectWith: "bob", Deleted: true}}},
+			LastSeq: 9, Role: parleypb.Role_ROLE_MODERATOR, Invited: true, BannedUntilMs: 1, MutedUntilMs: 2, CreatedBy: "alice", CreatedMs: 3, DirectWith: "bob", Deleted: true,
+			ReadSeq: 7, Unread: 2, UnreadMentions: 1}}},
 		"member_list": {Body: &parleypb.Envelope_MemberList{MemberList: &parleypb.MemberList{Room: "team", Next: "carol", Members: []*parleypb.MemberInfo{
 			{User: "bob", Role: parleypb.Role_ROLE_MEMBER, Invited: true, InvitedBy: "alice", SinceMs: 4, BannedUntilMs: 5, MutedUntilMs: 6}}}}},
 	}
