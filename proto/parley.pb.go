@@ -1753,7 +1753,9 @@ type EditMessage struct {
 	Room  string                 `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
 	Seq   uint64                 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
 	Text  string                 `protobuf:"bytes,3,opt,name=text,proto3" json:"text,omitempty"`
-	// As Post's: a retried edit with the same id applies once.
+	// As Post's: a retried edit with the same id applies once. Posts,
+	// edits, deletes and reactions share one space of ids per user and
+	// room: an edit with a post's id is taken for a retry of that post.
 	ClientMsgId   string `protobuf:"bytes,4,opt,name=client_msg_id,json=clientMsgId,proto3" json:"client_msg_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -551,7 +551,9 @@ export type EditMessage = Message<"parley.v1.EditMessage"> & {
   text: string;
 
   /**
-   * As Post's: a retried edit with the same id applies once.
+   * As Post's: a retried edit with the same id applies once. Posts,
+   * edits, deletes and reactions share one space of ids per user and
+   * room: an edit with a post's id is taken for a retry of that post.
    *
    * @generated from field: string client_msg_id = 4;
    */
