@@ -95,22 +95,22 @@ func (s *session) handle(ctx actor.Context, env *parleypb.Envelope) {
 	case *parleypb.Envelope_DeleteMessage:
 		d := b.DeleteMessage
 		if len(d.GetReason()) > MaxReasonBytes {
-			s.fail(id, d.GetRoom(), parleypb.ErrorCode_ERROR_CODE_TOO_LONG, fmt.Sprintf("reason has %d bytes; at most %d", len(d.GetReason()), MaxReasonBytes))
+			s.badInput(id, d.GetRoom(), parleypb.ErrorCode_ERROR_CODE_TOO_LONG, fmt.Sprintf("reason has %d bytes; at most %d", len(d.GetReason()), MaxReasonBytes))
 			return
 		}
 		if err := validText(d.GetReason()); d.GetReason() != "" && err != nil {
-			s.fail(id, d.GetRoom(), parleypb.ErrorCode_ERROR_CODE_BAD_REQUEST, "reason "+err.Error())
+			s.badInput(id, d.GetRoom(), parleypb.ErrorCode_ERROR_CODE_BAD_REQUEST, "reason "+err.Error())
 			return
 		}
 		s.alter(ctx, id, d.GetRoom(), &actorpb.RoomPost{Op: actorpb.PostOp_POST_OP_DELETE, TargetSeq: d.GetSeq(), Reason: d.GetReason(), ClientMsgId: d.GetClientMsgId()})
 	case *parleypb.Envelope_React:
 		re := b.React
 		if n := len(re.GetEmoji()); n > MaxEmojiBytes {
-			s.fail(id, re.GetRoom(), parleypb.ErrorCode_ERROR_CODE_TOO_LONG, fmt.Sprintf("emoji has %d bytes; at most %d", n, MaxEmojiBytes))
+			s.badInput(id, re.GetRoom(), parleypb.ErrorCode_ERROR_CODE_TOO_LONG, fmt.Sprintf("emoji has %d bytes; at most %d", n, MaxEmojiBytes))
 			return
 		}
 		if err := validEmoji(re.GetEmoji()); err != nil {
-			s.fail(id, re.GetRoom(), parleypb.ErrorCode_ERROR_CODE_BAD_REQUEST, "emoji "+err.Error())
+			s.badInput(id, re.GetRoom(), parleypb.ErrorCode_ERROR_CODE_BAD_REQUEST, "emoji "+err.Error())
 			return
 		}
 		op := actorpb.PostOp_POST_OP_REACT
@@ -448,12 +448,20 @@ func (s *session) post(ctx actor.Context, id string, p *parleypb.Post) {
 	}
 	for _, u := range p.GetMentions() {
 		if err := ValidName(u); err != nil {
-			s.fail(id, room, parleypb.ErrorCode_ERROR_CODE_BAD_REQUEST, "mentions: user "+err.Error())
+			s.badInput(id, room, parleypb.ErrorCode_ERROR_CODE_BAD_REQUEST, "mentions: user "+err.Error())
 			return
 		}
 	}
 	s.sh.member.Post(ctx, &actorpb.RoomPost{Room: room, User: s.sh.user, Text: p.GetText(), ClientMsgId: p.GetClientMsgId(), RequestId: id, Session: ctx.Self(),
 		ReplyTo: p.GetReplyTo(), Mentions: p.GetMentions()})
+}
+
+// badInput refuses a malformed request, with a log line: a client that
+// sends one is broken or probing, and its operator wants to know which
+// (the rate limit bounds how often).
+func (s *session) badInput(id, room string, code parleypb.ErrorCode, text string) {
+	s.log.Info("bad request", "user", s.sh.user, "room", room, "code", code.String(), "err", text)
+	s.fail(id, room, code, text)
 }
 
 // alter sends an edit, delete or reaction (p, its room and request still
@@ -468,7 +476,7 @@ func (s *session) alter(ctx actor.Context, id, room string, p *actorpb.RoomPost)
 		return
 	}
 	if p.GetTargetSeq() == 0 {
-		s.fail(id, room, parleypb.ErrorCode_ERROR_CODE_BAD_REQUEST, "seq: name the message (its seq)")
+		s.badInput(id, room, parleypb.ErrorCode_ERROR_CODE_BAD_REQUEST, "seq: name the message (its seq)")
 		return
 	}
 	p.Room, p.User, p.RequestId, p.Session, p.ClaimRole = room, s.sh.user, id, ctx.Self(), s.claimRole(room)
