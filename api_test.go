@@ -264,6 +264,26 @@ func TestServerAPI(t *testing.T) {
 	}
 	_, err = c.GetMessage(ctx, connect.NewRequest(&apiv1.GetMessageRequest{Room: "team", Seq: 9999}))
 	wantAPIError(t, "a message never posted", err, connect.CodeNotFound, parleypb.ErrorCode_ERROR_CODE_NO_SUCH_MESSAGE)
+
+	// The application deletes a post: erased, once however often asked.
+	del, err := c.DeleteMessage(ctx, connect.NewRequest(&apiv1.DeleteMessageRequest{Room: "team", Seq: seq, Reason: "abuse", IdempotencyKey: "del-1"}))
+	if err != nil || del.Msg.GetSeq() == 0 {
+		t.Fatalf("deleting message %d: %v (%v)", seq, del, err)
+	}
+	again, err := c.DeleteMessage(ctx, connect.NewRequest(&apiv1.DeleteMessageRequest{Room: "team", Seq: seq, IdempotencyKey: "del-1"}))
+	if err != nil || again.Msg.GetSeq() != del.Msg.GetSeq() {
+		t.Fatalf("the retried delete: %v (%v); want seq %d", again, err, del.Msg.GetSeq())
+	}
+	msg, err = c.GetMessage(ctx, connect.NewRequest(&apiv1.GetMessageRequest{Room: "team", Seq: seq}))
+	if err != nil || !msg.Msg.GetEvent().GetDeleted() || msg.Msg.GetEvent().GetText() != "" {
+		t.Fatalf("message %d after the delete: %v (%v)", seq, msg.Msg, err)
+	}
+	_, err = c.DeleteMessage(ctx, connect.NewRequest(&apiv1.DeleteMessageRequest{Room: "team", Seq: seq}))
+	wantAPIError(t, "deleting a deleted post", err, connect.CodeFailedPrecondition, parleypb.ErrorCode_ERROR_CODE_ALREADY_DELETED)
+	_, err = c.DeleteMessage(ctx, connect.NewRequest(&apiv1.DeleteMessageRequest{Room: "team", Seq: 9999}))
+	wantAPIError(t, "deleting a message never posted", err, connect.CodeNotFound, parleypb.ErrorCode_ERROR_CODE_NO_SUCH_MESSAGE)
+	_, err = c.DeleteMessage(ctx, connect.NewRequest(&apiv1.DeleteMessageRequest{Room: "team", Seq: 1}))
+	wantAPIError(t, "deleting a change", err, connect.CodePermissionDenied, parleypb.ErrorCode_ERROR_CODE_NOT_ALLOWED)
 	_, err = c.GetHistory(ctx, connect.NewRequest(&apiv1.GetHistoryRequest{Room: "nowhere"}))
 	wantAPIError(t, "history of no room", err, connect.CodeNotFound, parleypb.ErrorCode_ERROR_CODE_NO_SUCH_ROOM)
 

@@ -100,6 +100,30 @@ func (n *Node) Publish(ctx context.Context, room string, from Sender, text, key 
 	return n.askAck(ctx, m, func(to *actor.PID) { m.Session = to })
 }
 
+// DeleteMessage deletes post seq of room as the system (anyone's post),
+// erasing its text, and returns the MESSAGE_DELETED event's seq; a call
+// with the key of an earlier one is applied once.
+func (n *Node) DeleteMessage(ctx context.Context, room string, seq uint64, reason, key string) (uint64, error) {
+	if err := checkRoom(room); err != nil {
+		return 0, err
+	}
+	if seq == 0 {
+		return 0, badRequest("seq: name the message")
+	}
+	if len(key) > MaxClientMsgIDBytes {
+		return 0, &RequestError{Code: parleypb.ErrorCode_ERROR_CODE_TOO_LONG, Text: fmt.Sprintf("idempotency key has %d bytes; the limit is %d", len(key), MaxClientMsgIDBytes)}
+	}
+	if len(reason) > MaxReasonBytes {
+		return 0, &RequestError{Code: parleypb.ErrorCode_ERROR_CODE_TOO_LONG, Text: fmt.Sprintf("reason has %d bytes; the limit is %d", len(reason), MaxReasonBytes)}
+	}
+	if err := validText(reason); reason != "" && err != nil {
+		return 0, badRequest("reason %v", err)
+	}
+	m := &actorpb.RoomPost{Room: room, User: SystemName, Kind: parleypb.SenderKind_SENDER_KIND_SYSTEM, Op: actorpb.PostOp_POST_OP_DELETE,
+		TargetSeq: seq, Reason: reason, ClientMsgId: key, RequestId: "api"}
+	return n.askAck(ctx, m, func(to *actor.PID) { m.Session = to })
+}
+
 // CreateRoom creates a public or private room as the system, owned by
 // owner (empty: nobody; the system and the application manage it), with
 // the users of invite invited, and returns it as the owner sees it.

@@ -165,6 +165,15 @@ func (s *service) GetHistory(ctx context.Context, req *connect.Request[apiv1.Get
 	return connect.NewResponse(&apiv1.GetHistoryResponse{Events: events, HasMore: more}), nil
 }
 
+func (s *service) DeleteMessage(ctx context.Context, req *connect.Request[apiv1.DeleteMessageRequest]) (*connect.Response[apiv1.DeleteMessageResponse], error) {
+	m := req.Msg
+	seq, err := s.node.DeleteMessage(ctx, m.GetRoom(), m.GetSeq(), m.GetReason(), m.GetIdempotencyKey())
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&apiv1.DeleteMessageResponse{Seq: seq}), nil
+}
+
 func (s *service) GetMessage(ctx context.Context, req *connect.Request[apiv1.GetMessageRequest]) (*connect.Response[apiv1.GetMessageResponse], error) {
 	ev, err := s.node.Message(ctx, req.Msg.GetRoom(), req.Msg.GetSeq())
 	if err != nil {

@@ -368,6 +368,121 @@ func (x *GetMessageResponse) GetEvent() *proto.RoomEvent {
 	return nil
 }
 
+type DeleteMessageRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Room   string                 `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
+	Seq    uint64                 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	Reason string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// A retried call with the same key is applied once (the answer names
+	// the same seq).
+	IdempotencyKey string `protobuf:"bytes,4,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *DeleteMessageRequest) Reset() {
+	*x = DeleteMessageRequest{}
+	mi := &file_api_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteMessageRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteMessageRequest) ProtoMessage() {}
+
+func (x *DeleteMessageRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteMessageRequest.ProtoReflect.Descriptor instead.
+func (*DeleteMessageRequest) Descriptor() ([]byte, []int) {
+	return file_api_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *DeleteMessageRequest) GetRoom() string {
+	if x != nil {
+		return x.Room
+	}
+	return ""
+}
+
+func (x *DeleteMessageRequest) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *DeleteMessageRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *DeleteMessageRequest) GetIdempotencyKey() string {
+	if x != nil {
+		return x.IdempotencyKey
+	}
+	return ""
+}
+
+type DeleteMessageResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The MESSAGE_DELETED event's seq.
+	Seq           uint64 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteMessageResponse) Reset() {
+	*x = DeleteMessageResponse{}
+	mi := &file_api_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteMessageResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteMessageResponse) ProtoMessage() {}
+
+func (x *DeleteMessageResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteMessageResponse.ProtoReflect.Descriptor instead.
+func (*DeleteMessageResponse) Descriptor() ([]byte, []int) {
+	return file_api_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *DeleteMessageResponse) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
 type GetRoomRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Room          string                 `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
@@ -377,7 +492,7 @@ type GetRoomRequest struct {
 
 func (x *GetRoomRequest) Reset() {
 	*x = GetRoomRequest{}
-	mi := &file_api_proto_msgTypes[6]
+	mi := &file_api_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -389,7 +504,7 @@ func (x *GetRoomRequest) String() string {
 func (*GetRoomRequest) ProtoMessage() {}
 
 func (x *GetRoomRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[6]
+	mi := &file_api_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -402,7 +517,7 @@ func (x *GetRoomRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRoomRequest.ProtoReflect.Descriptor instead.
 func (*GetRoomRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{6}
+	return file_api_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetRoomRequest) GetRoom() string {
@@ -421,7 +536,7 @@ type GetRoomResponse struct {
 
 func (x *GetRoomResponse) Reset() {
 	*x = GetRoomResponse{}
-	mi := &file_api_proto_msgTypes[7]
+	mi := &file_api_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -433,7 +548,7 @@ func (x *GetRoomResponse) String() string {
 func (*GetRoomResponse) ProtoMessage() {}
 
 func (x *GetRoomResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[7]
+	mi := &file_api_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -446,7 +561,7 @@ func (x *GetRoomResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRoomResponse.ProtoReflect.Descriptor instead.
 func (*GetRoomResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{7}
+	return file_api_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GetRoomResponse) GetRoom() *proto.RoomInfo {
@@ -467,7 +582,7 @@ type ListMembersRequest struct {
 
 func (x *ListMembersRequest) Reset() {
 	*x = ListMembersRequest{}
-	mi := &file_api_proto_msgTypes[8]
+	mi := &file_api_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -479,7 +594,7 @@ func (x *ListMembersRequest) String() string {
 func (*ListMembersRequest) ProtoMessage() {}
 
 func (x *ListMembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[8]
+	mi := &file_api_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -492,7 +607,7 @@ func (x *ListMembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMembersRequest.ProtoReflect.Descriptor instead.
 func (*ListMembersRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{8}
+	return file_api_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListMembersRequest) GetRoom() string {
@@ -526,7 +641,7 @@ type ListMembersResponse struct {
 
 func (x *ListMembersResponse) Reset() {
 	*x = ListMembersResponse{}
-	mi := &file_api_proto_msgTypes[9]
+	mi := &file_api_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -538,7 +653,7 @@ func (x *ListMembersResponse) String() string {
 func (*ListMembersResponse) ProtoMessage() {}
 
 func (x *ListMembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[9]
+	mi := &file_api_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -551,7 +666,7 @@ func (x *ListMembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMembersResponse.ProtoReflect.Descriptor instead.
 func (*ListMembersResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{9}
+	return file_api_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListMembersResponse) GetMembers() []*proto.MemberInfo {
@@ -583,7 +698,7 @@ type CreateRoomRequest struct {
 
 func (x *CreateRoomRequest) Reset() {
 	*x = CreateRoomRequest{}
-	mi := &file_api_proto_msgTypes[10]
+	mi := &file_api_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -595,7 +710,7 @@ func (x *CreateRoomRequest) String() string {
 func (*CreateRoomRequest) ProtoMessage() {}
 
 func (x *CreateRoomRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[10]
+	mi := &file_api_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -608,7 +723,7 @@ func (x *CreateRoomRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRoomRequest.ProtoReflect.Descriptor instead.
 func (*CreateRoomRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{10}
+	return file_api_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CreateRoomRequest) GetRoom() string {
@@ -662,7 +777,7 @@ type CreateRoomResponse struct {
 
 func (x *CreateRoomResponse) Reset() {
 	*x = CreateRoomResponse{}
-	mi := &file_api_proto_msgTypes[11]
+	mi := &file_api_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -674,7 +789,7 @@ func (x *CreateRoomResponse) String() string {
 func (*CreateRoomResponse) ProtoMessage() {}
 
 func (x *CreateRoomResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[11]
+	mi := &file_api_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -687,7 +802,7 @@ func (x *CreateRoomResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRoomResponse.ProtoReflect.Descriptor instead.
 func (*CreateRoomResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{11}
+	return file_api_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CreateRoomResponse) GetRoom() *proto.RoomInfo {
@@ -708,7 +823,7 @@ type UpdateRoomRequest struct {
 
 func (x *UpdateRoomRequest) Reset() {
 	*x = UpdateRoomRequest{}
-	mi := &file_api_proto_msgTypes[12]
+	mi := &file_api_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -720,7 +835,7 @@ func (x *UpdateRoomRequest) String() string {
 func (*UpdateRoomRequest) ProtoMessage() {}
 
 func (x *UpdateRoomRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[12]
+	mi := &file_api_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -733,7 +848,7 @@ func (x *UpdateRoomRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateRoomRequest.ProtoReflect.Descriptor instead.
 func (*UpdateRoomRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{12}
+	return file_api_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *UpdateRoomRequest) GetRoom() string {
@@ -766,7 +881,7 @@ type UpdateRoomResponse struct {
 
 func (x *UpdateRoomResponse) Reset() {
 	*x = UpdateRoomResponse{}
-	mi := &file_api_proto_msgTypes[13]
+	mi := &file_api_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -778,7 +893,7 @@ func (x *UpdateRoomResponse) String() string {
 func (*UpdateRoomResponse) ProtoMessage() {}
 
 func (x *UpdateRoomResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[13]
+	mi := &file_api_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -791,7 +906,7 @@ func (x *UpdateRoomResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateRoomResponse.ProtoReflect.Descriptor instead.
 func (*UpdateRoomResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{13}
+	return file_api_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *UpdateRoomResponse) GetSeq() uint64 {
@@ -811,7 +926,7 @@ type DeleteRoomRequest struct {
 
 func (x *DeleteRoomRequest) Reset() {
 	*x = DeleteRoomRequest{}
-	mi := &file_api_proto_msgTypes[14]
+	mi := &file_api_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -823,7 +938,7 @@ func (x *DeleteRoomRequest) String() string {
 func (*DeleteRoomRequest) ProtoMessage() {}
 
 func (x *DeleteRoomRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[14]
+	mi := &file_api_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -836,7 +951,7 @@ func (x *DeleteRoomRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRoomRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRoomRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{14}
+	return file_api_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *DeleteRoomRequest) GetRoom() string {
@@ -862,7 +977,7 @@ type DeleteRoomResponse struct {
 
 func (x *DeleteRoomResponse) Reset() {
 	*x = DeleteRoomResponse{}
-	mi := &file_api_proto_msgTypes[15]
+	mi := &file_api_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -874,7 +989,7 @@ func (x *DeleteRoomResponse) String() string {
 func (*DeleteRoomResponse) ProtoMessage() {}
 
 func (x *DeleteRoomResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[15]
+	mi := &file_api_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -887,7 +1002,7 @@ func (x *DeleteRoomResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRoomResponse.ProtoReflect.Descriptor instead.
 func (*DeleteRoomResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{15}
+	return file_api_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *DeleteRoomResponse) GetSeq() uint64 {
@@ -907,7 +1022,7 @@ type AddMemberRequest struct {
 
 func (x *AddMemberRequest) Reset() {
 	*x = AddMemberRequest{}
-	mi := &file_api_proto_msgTypes[16]
+	mi := &file_api_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -919,7 +1034,7 @@ func (x *AddMemberRequest) String() string {
 func (*AddMemberRequest) ProtoMessage() {}
 
 func (x *AddMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[16]
+	mi := &file_api_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -932,7 +1047,7 @@ func (x *AddMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddMemberRequest.ProtoReflect.Descriptor instead.
 func (*AddMemberRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{16}
+	return file_api_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *AddMemberRequest) GetRoom() string {
@@ -960,7 +1075,7 @@ type RemoveMemberRequest struct {
 
 func (x *RemoveMemberRequest) Reset() {
 	*x = RemoveMemberRequest{}
-	mi := &file_api_proto_msgTypes[17]
+	mi := &file_api_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -972,7 +1087,7 @@ func (x *RemoveMemberRequest) String() string {
 func (*RemoveMemberRequest) ProtoMessage() {}
 
 func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[17]
+	mi := &file_api_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -985,7 +1100,7 @@ func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberRequest.ProtoReflect.Descriptor instead.
 func (*RemoveMemberRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{17}
+	return file_api_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RemoveMemberRequest) GetRoom() string {
@@ -1022,7 +1137,7 @@ type SetRoleRequest struct {
 
 func (x *SetRoleRequest) Reset() {
 	*x = SetRoleRequest{}
-	mi := &file_api_proto_msgTypes[18]
+	mi := &file_api_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1034,7 +1149,7 @@ func (x *SetRoleRequest) String() string {
 func (*SetRoleRequest) ProtoMessage() {}
 
 func (x *SetRoleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[18]
+	mi := &file_api_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1047,7 +1162,7 @@ func (x *SetRoleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetRoleRequest.ProtoReflect.Descriptor instead.
 func (*SetRoleRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{18}
+	return file_api_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SetRoleRequest) GetRoom() string {
@@ -1084,7 +1199,7 @@ type BanRequest struct {
 
 func (x *BanRequest) Reset() {
 	*x = BanRequest{}
-	mi := &file_api_proto_msgTypes[19]
+	mi := &file_api_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1096,7 +1211,7 @@ func (x *BanRequest) String() string {
 func (*BanRequest) ProtoMessage() {}
 
 func (x *BanRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[19]
+	mi := &file_api_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1109,7 +1224,7 @@ func (x *BanRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BanRequest.ProtoReflect.Descriptor instead.
 func (*BanRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{19}
+	return file_api_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *BanRequest) GetRoom() string {
@@ -1150,7 +1265,7 @@ type UnbanRequest struct {
 
 func (x *UnbanRequest) Reset() {
 	*x = UnbanRequest{}
-	mi := &file_api_proto_msgTypes[20]
+	mi := &file_api_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1162,7 +1277,7 @@ func (x *UnbanRequest) String() string {
 func (*UnbanRequest) ProtoMessage() {}
 
 func (x *UnbanRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[20]
+	mi := &file_api_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1175,7 +1290,7 @@ func (x *UnbanRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnbanRequest.ProtoReflect.Descriptor instead.
 func (*UnbanRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{20}
+	return file_api_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *UnbanRequest) GetRoom() string {
@@ -1204,7 +1319,7 @@ type MuteRequest struct {
 
 func (x *MuteRequest) Reset() {
 	*x = MuteRequest{}
-	mi := &file_api_proto_msgTypes[21]
+	mi := &file_api_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1216,7 +1331,7 @@ func (x *MuteRequest) String() string {
 func (*MuteRequest) ProtoMessage() {}
 
 func (x *MuteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[21]
+	mi := &file_api_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1229,7 +1344,7 @@ func (x *MuteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MuteRequest.ProtoReflect.Descriptor instead.
 func (*MuteRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{21}
+	return file_api_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *MuteRequest) GetRoom() string {
@@ -1270,7 +1385,7 @@ type UnmuteRequest struct {
 
 func (x *UnmuteRequest) Reset() {
 	*x = UnmuteRequest{}
-	mi := &file_api_proto_msgTypes[22]
+	mi := &file_api_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1282,7 +1397,7 @@ func (x *UnmuteRequest) String() string {
 func (*UnmuteRequest) ProtoMessage() {}
 
 func (x *UnmuteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[22]
+	mi := &file_api_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1295,7 +1410,7 @@ func (x *UnmuteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnmuteRequest.ProtoReflect.Descriptor instead.
 func (*UnmuteRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{22}
+	return file_api_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *UnmuteRequest) GetRoom() string {
@@ -1322,7 +1437,7 @@ type ModerateResponse struct {
 
 func (x *ModerateResponse) Reset() {
 	*x = ModerateResponse{}
-	mi := &file_api_proto_msgTypes[23]
+	mi := &file_api_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1334,7 +1449,7 @@ func (x *ModerateResponse) String() string {
 func (*ModerateResponse) ProtoMessage() {}
 
 func (x *ModerateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[23]
+	mi := &file_api_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1347,7 +1462,7 @@ func (x *ModerateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModerateResponse.ProtoReflect.Descriptor instead.
 func (*ModerateResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{23}
+	return file_api_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ModerateResponse) GetSeq() uint64 {
@@ -1368,7 +1483,7 @@ type ListUserRoomsRequest struct {
 
 func (x *ListUserRoomsRequest) Reset() {
 	*x = ListUserRoomsRequest{}
-	mi := &file_api_proto_msgTypes[24]
+	mi := &file_api_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1380,7 +1495,7 @@ func (x *ListUserRoomsRequest) String() string {
 func (*ListUserRoomsRequest) ProtoMessage() {}
 
 func (x *ListUserRoomsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[24]
+	mi := &file_api_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1393,7 +1508,7 @@ func (x *ListUserRoomsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUserRoomsRequest.ProtoReflect.Descriptor instead.
 func (*ListUserRoomsRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{24}
+	return file_api_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListUserRoomsRequest) GetUser() string {
@@ -1427,7 +1542,7 @@ type ListUserRoomsResponse struct {
 
 func (x *ListUserRoomsResponse) Reset() {
 	*x = ListUserRoomsResponse{}
-	mi := &file_api_proto_msgTypes[25]
+	mi := &file_api_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1439,7 +1554,7 @@ func (x *ListUserRoomsResponse) String() string {
 func (*ListUserRoomsResponse) ProtoMessage() {}
 
 func (x *ListUserRoomsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[25]
+	mi := &file_api_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1452,7 +1567,7 @@ func (x *ListUserRoomsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUserRoomsResponse.ProtoReflect.Descriptor instead.
 func (*ListUserRoomsResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{25}
+	return file_api_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ListUserRoomsResponse) GetRooms() []*proto.RoomInfo {
@@ -1478,7 +1593,7 @@ type GetPresenceRequest struct {
 
 func (x *GetPresenceRequest) Reset() {
 	*x = GetPresenceRequest{}
-	mi := &file_api_proto_msgTypes[26]
+	mi := &file_api_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1490,7 +1605,7 @@ func (x *GetPresenceRequest) String() string {
 func (*GetPresenceRequest) ProtoMessage() {}
 
 func (x *GetPresenceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[26]
+	mi := &file_api_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1503,7 +1618,7 @@ func (x *GetPresenceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPresenceRequest.ProtoReflect.Descriptor instead.
 func (*GetPresenceRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{26}
+	return file_api_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *GetPresenceRequest) GetUsers() []string {
@@ -1523,7 +1638,7 @@ type GetPresenceResponse struct {
 
 func (x *GetPresenceResponse) Reset() {
 	*x = GetPresenceResponse{}
-	mi := &file_api_proto_msgTypes[27]
+	mi := &file_api_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1535,7 +1650,7 @@ func (x *GetPresenceResponse) String() string {
 func (*GetPresenceResponse) ProtoMessage() {}
 
 func (x *GetPresenceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[27]
+	mi := &file_api_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1548,7 +1663,7 @@ func (x *GetPresenceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPresenceResponse.ProtoReflect.Descriptor instead.
 func (*GetPresenceResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{27}
+	return file_api_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *GetPresenceResponse) GetUsers() []*proto.Member {
@@ -1568,7 +1683,7 @@ type DisconnectRequest struct {
 
 func (x *DisconnectRequest) Reset() {
 	*x = DisconnectRequest{}
-	mi := &file_api_proto_msgTypes[28]
+	mi := &file_api_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1580,7 +1695,7 @@ func (x *DisconnectRequest) String() string {
 func (*DisconnectRequest) ProtoMessage() {}
 
 func (x *DisconnectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[28]
+	mi := &file_api_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1593,7 +1708,7 @@ func (x *DisconnectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DisconnectRequest.ProtoReflect.Descriptor instead.
 func (*DisconnectRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{28}
+	return file_api_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *DisconnectRequest) GetUser() string {
@@ -1619,7 +1734,7 @@ type DisconnectResponse struct {
 
 func (x *DisconnectResponse) Reset() {
 	*x = DisconnectResponse{}
-	mi := &file_api_proto_msgTypes[29]
+	mi := &file_api_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1631,7 +1746,7 @@ func (x *DisconnectResponse) String() string {
 func (*DisconnectResponse) ProtoMessage() {}
 
 func (x *DisconnectResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[29]
+	mi := &file_api_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1644,7 +1759,7 @@ func (x *DisconnectResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DisconnectResponse.ProtoReflect.Descriptor instead.
 func (*DisconnectResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{29}
+	return file_api_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *DisconnectResponse) GetConnectionsClosed() uint32 {
@@ -1680,7 +1795,14 @@ const file_api_proto_rawDesc = "" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\"@\n" +
 	"\x12GetMessageResponse\x12*\n" +
-	"\x05event\x18\x01 \x01(\v2\x14.parley.v1.RoomEventR\x05event\"$\n" +
+	"\x05event\x18\x01 \x01(\v2\x14.parley.v1.RoomEventR\x05event\"}\n" +
+	"\x14DeleteMessageRequest\x12\x12\n" +
+	"\x04room\x18\x01 \x01(\tR\x04room\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12'\n" +
+	"\x0fidempotency_key\x18\x04 \x01(\tR\x0eidempotencyKey\")\n" +
+	"\x15DeleteMessageResponse\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\"$\n" +
 	"\x0eGetRoomRequest\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\":\n" +
 	"\x0fGetRoomResponse\x12'\n" +
@@ -1759,13 +1881,14 @@ const file_api_proto_rawDesc = "" +
 	"\x04user\x18\x01 \x01(\tR\x04user\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"C\n" +
 	"\x12DisconnectResponse\x12-\n" +
-	"\x12connections_closed\x18\x01 \x01(\rR\x11connectionsClosed2\xa4\v\n" +
+	"\x12connections_closed\x18\x01 \x01(\rR\x11connectionsClosed2\x80\f\n" +
 	"\rParleyService\x12H\n" +
 	"\aPublish\x12\x1d.parley.api.v1.PublishRequest\x1a\x1e.parley.api.v1.PublishResponse\x12Q\n" +
 	"\n" +
 	"GetHistory\x12 .parley.api.v1.GetHistoryRequest\x1a!.parley.api.v1.GetHistoryResponse\x12Q\n" +
 	"\n" +
-	"GetMessage\x12 .parley.api.v1.GetMessageRequest\x1a!.parley.api.v1.GetMessageResponse\x12H\n" +
+	"GetMessage\x12 .parley.api.v1.GetMessageRequest\x1a!.parley.api.v1.GetMessageResponse\x12Z\n" +
+	"\rDeleteMessage\x12#.parley.api.v1.DeleteMessageRequest\x1a$.parley.api.v1.DeleteMessageResponse\x12H\n" +
 	"\aGetRoom\x12\x1d.parley.api.v1.GetRoomRequest\x1a\x1e.parley.api.v1.GetRoomResponse\x12T\n" +
 	"\vListMembers\x12!.parley.api.v1.ListMembersRequest\x1a\".parley.api.v1.ListMembersResponse\x12Q\n" +
 	"\n" +
@@ -1798,7 +1921,7 @@ func file_api_proto_rawDescGZIP() []byte {
 	return file_api_proto_rawDescData
 }
 
-var file_api_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_api_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_api_proto_goTypes = []any{
 	(*PublishRequest)(nil),        // 0: parley.api.v1.PublishRequest
 	(*PublishResponse)(nil),       // 1: parley.api.v1.PublishResponse
@@ -1806,87 +1929,91 @@ var file_api_proto_goTypes = []any{
 	(*GetHistoryResponse)(nil),    // 3: parley.api.v1.GetHistoryResponse
 	(*GetMessageRequest)(nil),     // 4: parley.api.v1.GetMessageRequest
 	(*GetMessageResponse)(nil),    // 5: parley.api.v1.GetMessageResponse
-	(*GetRoomRequest)(nil),        // 6: parley.api.v1.GetRoomRequest
-	(*GetRoomResponse)(nil),       // 7: parley.api.v1.GetRoomResponse
-	(*ListMembersRequest)(nil),    // 8: parley.api.v1.ListMembersRequest
-	(*ListMembersResponse)(nil),   // 9: parley.api.v1.ListMembersResponse
-	(*CreateRoomRequest)(nil),     // 10: parley.api.v1.CreateRoomRequest
-	(*CreateRoomResponse)(nil),    // 11: parley.api.v1.CreateRoomResponse
-	(*UpdateRoomRequest)(nil),     // 12: parley.api.v1.UpdateRoomRequest
-	(*UpdateRoomResponse)(nil),    // 13: parley.api.v1.UpdateRoomResponse
-	(*DeleteRoomRequest)(nil),     // 14: parley.api.v1.DeleteRoomRequest
-	(*DeleteRoomResponse)(nil),    // 15: parley.api.v1.DeleteRoomResponse
-	(*AddMemberRequest)(nil),      // 16: parley.api.v1.AddMemberRequest
-	(*RemoveMemberRequest)(nil),   // 17: parley.api.v1.RemoveMemberRequest
-	(*SetRoleRequest)(nil),        // 18: parley.api.v1.SetRoleRequest
-	(*BanRequest)(nil),            // 19: parley.api.v1.BanRequest
-	(*UnbanRequest)(nil),          // 20: parley.api.v1.UnbanRequest
-	(*MuteRequest)(nil),           // 21: parley.api.v1.MuteRequest
-	(*UnmuteRequest)(nil),         // 22: parley.api.v1.UnmuteRequest
-	(*ModerateResponse)(nil),      // 23: parley.api.v1.ModerateResponse
-	(*ListUserRoomsRequest)(nil),  // 24: parley.api.v1.ListUserRoomsRequest
-	(*ListUserRoomsResponse)(nil), // 25: parley.api.v1.ListUserRoomsResponse
-	(*GetPresenceRequest)(nil),    // 26: parley.api.v1.GetPresenceRequest
-	(*GetPresenceResponse)(nil),   // 27: parley.api.v1.GetPresenceResponse
-	(*DisconnectRequest)(nil),     // 28: parley.api.v1.DisconnectRequest
-	(*DisconnectResponse)(nil),    // 29: parley.api.v1.DisconnectResponse
-	(proto.SenderKind)(0),         // 30: parley.v1.SenderKind
-	(*proto.RoomEvent)(nil),       // 31: parley.v1.RoomEvent
-	(*proto.RoomInfo)(nil),        // 32: parley.v1.RoomInfo
-	(*proto.MemberInfo)(nil),      // 33: parley.v1.MemberInfo
-	(proto.RoomKind)(0),           // 34: parley.v1.RoomKind
-	(proto.Role)(0),               // 35: parley.v1.Role
-	(*proto.Member)(nil),          // 36: parley.v1.Member
+	(*DeleteMessageRequest)(nil),  // 6: parley.api.v1.DeleteMessageRequest
+	(*DeleteMessageResponse)(nil), // 7: parley.api.v1.DeleteMessageResponse
+	(*GetRoomRequest)(nil),        // 8: parley.api.v1.GetRoomRequest
+	(*GetRoomResponse)(nil),       // 9: parley.api.v1.GetRoomResponse
+	(*ListMembersRequest)(nil),    // 10: parley.api.v1.ListMembersRequest
+	(*ListMembersResponse)(nil),   // 11: parley.api.v1.ListMembersResponse
+	(*CreateRoomRequest)(nil),     // 12: parley.api.v1.CreateRoomRequest
+	(*CreateRoomResponse)(nil),    // 13: parley.api.v1.CreateRoomResponse
+	(*UpdateRoomRequest)(nil),     // 14: parley.api.v1.UpdateRoomRequest
+	(*UpdateRoomResponse)(nil),    // 15: parley.api.v1.UpdateRoomResponse
+	(*DeleteRoomRequest)(nil),     // 16: parley.api.v1.DeleteRoomRequest
+	(*DeleteRoomResponse)(nil),    // 17: parley.api.v1.DeleteRoomResponse
+	(*AddMemberRequest)(nil),      // 18: parley.api.v1.AddMemberRequest
+	(*RemoveMemberRequest)(nil),   // 19: parley.api.v1.RemoveMemberRequest
+	(*SetRoleRequest)(nil),        // 20: parley.api.v1.SetRoleRequest
+	(*BanRequest)(nil),            // 21: parley.api.v1.BanRequest
+	(*UnbanRequest)(nil),          // 22: parley.api.v1.UnbanRequest
+	(*MuteRequest)(nil),           // 23: parley.api.v1.MuteRequest
+	(*UnmuteRequest)(nil),         // 24: parley.api.v1.UnmuteRequest
+	(*ModerateResponse)(nil),      // 25: parley.api.v1.ModerateResponse
+	(*ListUserRoomsRequest)(nil),  // 26: parley.api.v1.ListUserRoomsRequest
+	(*ListUserRoomsResponse)(nil), // 27: parley.api.v1.ListUserRoomsResponse
+	(*GetPresenceRequest)(nil),    // 28: parley.api.v1.GetPresenceRequest
+	(*GetPresenceResponse)(nil),   // 29: parley.api.v1.GetPresenceResponse
+	(*DisconnectRequest)(nil),     // 30: parley.api.v1.DisconnectRequest
+	(*DisconnectResponse)(nil),    // 31: parley.api.v1.DisconnectResponse
+	(proto.SenderKind)(0),         // 32: parley.v1.SenderKind
+	(*proto.RoomEvent)(nil),       // 33: parley.v1.RoomEvent
+	(*proto.RoomInfo)(nil),        // 34: parley.v1.RoomInfo
+	(*proto.MemberInfo)(nil),      // 35: parley.v1.MemberInfo
+	(proto.RoomKind)(0),           // 36: parley.v1.RoomKind
+	(proto.Role)(0),               // 37: parley.v1.Role
+	(*proto.Member)(nil),          // 38: parley.v1.Member
 }
 var file_api_proto_depIdxs = []int32{
-	30, // 0: parley.api.v1.PublishRequest.sender_kind:type_name -> parley.v1.SenderKind
-	31, // 1: parley.api.v1.GetHistoryResponse.events:type_name -> parley.v1.RoomEvent
-	31, // 2: parley.api.v1.GetMessageResponse.event:type_name -> parley.v1.RoomEvent
-	32, // 3: parley.api.v1.GetRoomResponse.room:type_name -> parley.v1.RoomInfo
-	33, // 4: parley.api.v1.ListMembersResponse.members:type_name -> parley.v1.MemberInfo
-	34, // 5: parley.api.v1.CreateRoomRequest.kind:type_name -> parley.v1.RoomKind
-	32, // 6: parley.api.v1.CreateRoomResponse.room:type_name -> parley.v1.RoomInfo
-	35, // 7: parley.api.v1.SetRoleRequest.role:type_name -> parley.v1.Role
-	32, // 8: parley.api.v1.ListUserRoomsResponse.rooms:type_name -> parley.v1.RoomInfo
-	36, // 9: parley.api.v1.GetPresenceResponse.users:type_name -> parley.v1.Member
+	32, // 0: parley.api.v1.PublishRequest.sender_kind:type_name -> parley.v1.SenderKind
+	33, // 1: parley.api.v1.GetHistoryResponse.events:type_name -> parley.v1.RoomEvent
+	33, // 2: parley.api.v1.GetMessageResponse.event:type_name -> parley.v1.RoomEvent
+	34, // 3: parley.api.v1.GetRoomResponse.room:type_name -> parley.v1.RoomInfo
+	35, // 4: parley.api.v1.ListMembersResponse.members:type_name -> parley.v1.MemberInfo
+	36, // 5: parley.api.v1.CreateRoomRequest.kind:type_name -> parley.v1.RoomKind
+	34, // 6: parley.api.v1.CreateRoomResponse.room:type_name -> parley.v1.RoomInfo
+	37, // 7: parley.api.v1.SetRoleRequest.role:type_name -> parley.v1.Role
+	34, // 8: parley.api.v1.ListUserRoomsResponse.rooms:type_name -> parley.v1.RoomInfo
+	38, // 9: parley.api.v1.GetPresenceResponse.users:type_name -> parley.v1.Member
 	0,  // 10: parley.api.v1.ParleyService.Publish:input_type -> parley.api.v1.PublishRequest
 	2,  // 11: parley.api.v1.ParleyService.GetHistory:input_type -> parley.api.v1.GetHistoryRequest
 	4,  // 12: parley.api.v1.ParleyService.GetMessage:input_type -> parley.api.v1.GetMessageRequest
-	6,  // 13: parley.api.v1.ParleyService.GetRoom:input_type -> parley.api.v1.GetRoomRequest
-	8,  // 14: parley.api.v1.ParleyService.ListMembers:input_type -> parley.api.v1.ListMembersRequest
-	10, // 15: parley.api.v1.ParleyService.CreateRoom:input_type -> parley.api.v1.CreateRoomRequest
-	12, // 16: parley.api.v1.ParleyService.UpdateRoom:input_type -> parley.api.v1.UpdateRoomRequest
-	14, // 17: parley.api.v1.ParleyService.DeleteRoom:input_type -> parley.api.v1.DeleteRoomRequest
-	16, // 18: parley.api.v1.ParleyService.AddMember:input_type -> parley.api.v1.AddMemberRequest
-	17, // 19: parley.api.v1.ParleyService.RemoveMember:input_type -> parley.api.v1.RemoveMemberRequest
-	18, // 20: parley.api.v1.ParleyService.SetRole:input_type -> parley.api.v1.SetRoleRequest
-	19, // 21: parley.api.v1.ParleyService.Ban:input_type -> parley.api.v1.BanRequest
-	20, // 22: parley.api.v1.ParleyService.Unban:input_type -> parley.api.v1.UnbanRequest
-	21, // 23: parley.api.v1.ParleyService.Mute:input_type -> parley.api.v1.MuteRequest
-	22, // 24: parley.api.v1.ParleyService.Unmute:input_type -> parley.api.v1.UnmuteRequest
-	24, // 25: parley.api.v1.ParleyService.ListUserRooms:input_type -> parley.api.v1.ListUserRoomsRequest
-	26, // 26: parley.api.v1.ParleyService.GetPresence:input_type -> parley.api.v1.GetPresenceRequest
-	28, // 27: parley.api.v1.ParleyService.Disconnect:input_type -> parley.api.v1.DisconnectRequest
-	1,  // 28: parley.api.v1.ParleyService.Publish:output_type -> parley.api.v1.PublishResponse
-	3,  // 29: parley.api.v1.ParleyService.GetHistory:output_type -> parley.api.v1.GetHistoryResponse
-	5,  // 30: parley.api.v1.ParleyService.GetMessage:output_type -> parley.api.v1.GetMessageResponse
-	7,  // 31: parley.api.v1.ParleyService.GetRoom:output_type -> parley.api.v1.GetRoomResponse
-	9,  // 32: parley.api.v1.ParleyService.ListMembers:output_type -> parley.api.v1.ListMembersResponse
-	11, // 33: parley.api.v1.ParleyService.CreateRoom:output_type -> parley.api.v1.CreateRoomResponse
-	13, // 34: parley.api.v1.ParleyService.UpdateRoom:output_type -> parley.api.v1.UpdateRoomResponse
-	15, // 35: parley.api.v1.ParleyService.DeleteRoom:output_type -> parley.api.v1.DeleteRoomResponse
-	23, // 36: parley.api.v1.ParleyService.AddMember:output_type -> parley.api.v1.ModerateResponse
-	23, // 37: parley.api.v1.ParleyService.RemoveMember:output_type -> parley.api.v1.ModerateResponse
-	23, // 38: parley.api.v1.ParleyService.SetRole:output_type -> parley.api.v1.ModerateResponse
-	23, // 39: parley.api.v1.ParleyService.Ban:output_type -> parley.api.v1.ModerateResponse
-	23, // 40: parley.api.v1.ParleyService.Unban:output_type -> parley.api.v1.ModerateResponse
-	23, // 41: parley.api.v1.ParleyService.Mute:output_type -> parley.api.v1.ModerateResponse
-	23, // 42: parley.api.v1.ParleyService.Unmute:output_type -> parley.api.v1.ModerateResponse
-	25, // 43: parley.api.v1.ParleyService.ListUserRooms:output_type -> parley.api.v1.ListUserRoomsResponse
-	27, // 44: parley.api.v1.ParleyService.GetPresence:output_type -> parley.api.v1.GetPresenceResponse
-	29, // 45: parley.api.v1.ParleyService.Disconnect:output_type -> parley.api.v1.DisconnectResponse
-	28, // [28:46] is the sub-list for method output_type
-	10, // [10:28] is the sub-list for method input_type
+	6,  // 13: parley.api.v1.ParleyService.DeleteMessage:input_type -> parley.api.v1.DeleteMessageRequest
+	8,  // 14: parley.api.v1.ParleyService.GetRoom:input_type -> parley.api.v1.GetRoomRequest
+	10, // 15: parley.api.v1.ParleyService.ListMembers:input_type -> parley.api.v1.ListMembersRequest
+	12, // 16: parley.api.v1.ParleyService.CreateRoom:input_type -> parley.api.v1.CreateRoomRequest
+	14, // 17: parley.api.v1.ParleyService.UpdateRoom:input_type -> parley.api.v1.UpdateRoomRequest
+	16, // 18: parley.api.v1.ParleyService.DeleteRoom:input_type -> parley.api.v1.DeleteRoomRequest
+	18, // 19: parley.api.v1.ParleyService.AddMember:input_type -> parley.api.v1.AddMemberRequest
+	19, // 20: parley.api.v1.ParleyService.RemoveMember:input_type -> parley.api.v1.RemoveMemberRequest
+	20, // 21: parley.api.v1.ParleyService.SetRole:input_type -> parley.api.v1.SetRoleRequest
+	21, // 22: parley.api.v1.ParleyService.Ban:input_type -> parley.api.v1.BanRequest
+	22, // 23: parley.api.v1.ParleyService.Unban:input_type -> parley.api.v1.UnbanRequest
+	23, // 24: parley.api.v1.ParleyService.Mute:input_type -> parley.api.v1.MuteRequest
+	24, // 25: parley.api.v1.ParleyService.Unmute:input_type -> parley.api.v1.UnmuteRequest
+	26, // 26: parley.api.v1.ParleyService.ListUserRooms:input_type -> parley.api.v1.ListUserRoomsRequest
+	28, // 27: parley.api.v1.ParleyService.GetPresence:input_type -> parley.api.v1.GetPresenceRequest
+	30, // 28: parley.api.v1.ParleyService.Disconnect:input_type -> parley.api.v1.DisconnectRequest
+	1,  // 29: parley.api.v1.ParleyService.Publish:output_type -> parley.api.v1.PublishResponse
+	3,  // 30: parley.api.v1.ParleyService.GetHistory:output_type -> parley.api.v1.GetHistoryResponse
+	5,  // 31: parley.api.v1.ParleyService.GetMessage:output_type -> parley.api.v1.GetMessageResponse
+	7,  // 32: parley.api.v1.ParleyService.DeleteMessage:output_type -> parley.api.v1.DeleteMessageResponse
+	9,  // 33: parley.api.v1.ParleyService.GetRoom:output_type -> parley.api.v1.GetRoomResponse
+	11, // 34: parley.api.v1.ParleyService.ListMembers:output_type -> parley.api.v1.ListMembersResponse
+	13, // 35: parley.api.v1.ParleyService.CreateRoom:output_type -> parley.api.v1.CreateRoomResponse
+	15, // 36: parley.api.v1.ParleyService.UpdateRoom:output_type -> parley.api.v1.UpdateRoomResponse
+	17, // 37: parley.api.v1.ParleyService.DeleteRoom:output_type -> parley.api.v1.DeleteRoomResponse
+	25, // 38: parley.api.v1.ParleyService.AddMember:output_type -> parley.api.v1.ModerateResponse
+	25, // 39: parley.api.v1.ParleyService.RemoveMember:output_type -> parley.api.v1.ModerateResponse
+	25, // 40: parley.api.v1.ParleyService.SetRole:output_type -> parley.api.v1.ModerateResponse
+	25, // 41: parley.api.v1.ParleyService.Ban:output_type -> parley.api.v1.ModerateResponse
+	25, // 42: parley.api.v1.ParleyService.Unban:output_type -> parley.api.v1.ModerateResponse
+	25, // 43: parley.api.v1.ParleyService.Mute:output_type -> parley.api.v1.ModerateResponse
+	25, // 44: parley.api.v1.ParleyService.Unmute:output_type -> parley.api.v1.ModerateResponse
+	27, // 45: parley.api.v1.ParleyService.ListUserRooms:output_type -> parley.api.v1.ListUserRoomsResponse
+	29, // 46: parley.api.v1.ParleyService.GetPresence:output_type -> parley.api.v1.GetPresenceResponse
+	31, // 47: parley.api.v1.ParleyService.Disconnect:output_type -> parley.api.v1.DisconnectResponse
+	29, // [29:48] is the sub-list for method output_type
+	10, // [10:29] is the sub-list for method input_type
 	10, // [10:10] is the sub-list for extension type_name
 	10, // [10:10] is the sub-list for extension extendee
 	0,  // [0:10] is the sub-list for field type_name
@@ -1897,14 +2024,14 @@ func file_api_proto_init() {
 	if File_api_proto != nil {
 		return
 	}
-	file_api_proto_msgTypes[12].OneofWrappers = []any{}
+	file_api_proto_msgTypes[14].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_proto_rawDesc), len(file_api_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   30,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -55,6 +55,9 @@ const (
 	// ParleyServiceGetMessageProcedure is the fully-qualified name of the ParleyService's GetMessage
 	// RPC.
 	ParleyServiceGetMessageProcedure = "/parley.api.v1.ParleyService/GetMessage"
+	// ParleyServiceDeleteMessageProcedure is the fully-qualified name of the ParleyService's
+	// DeleteMessage RPC.
+	ParleyServiceDeleteMessageProcedure = "/parley.api.v1.ParleyService/DeleteMessage"
 	// ParleyServiceGetRoomProcedure is the fully-qualified name of the ParleyService's GetRoom RPC.
 	ParleyServiceGetRoomProcedure = "/parley.api.v1.ParleyService/GetRoom"
 	// ParleyServiceListMembersProcedure is the fully-qualified name of the ParleyService's ListMembers
@@ -106,6 +109,9 @@ type ParleyServiceClient interface {
 	GetHistory(context.Context, *connect.Request[api.GetHistoryRequest]) (*connect.Response[api.GetHistoryResponse], error)
 	// GetMessage reads one event of a room's log.
 	GetMessage(context.Context, *connect.Request[api.GetMessageRequest]) (*connect.Response[api.GetMessageResponse], error)
+	// DeleteMessage deletes a post as the system (a MESSAGE_DELETED event):
+	// its text is erased from the store. How an application removes abuse.
+	DeleteMessage(context.Context, *connect.Request[api.DeleteMessageRequest]) (*connect.Response[api.DeleteMessageResponse], error)
 	// GetRoom describes a room.
 	GetRoom(context.Context, *connect.Request[api.GetRoomRequest]) (*connect.Response[api.GetRoomResponse], error)
 	// ListMembers pages through a room's members, invited and banned users.
@@ -166,6 +172,12 @@ func NewParleyServiceClient(httpClient connect.HTTPClient, baseURL string, opts 
 			httpClient,
 			baseURL+ParleyServiceGetMessageProcedure,
 			connect.WithSchema(parleyServiceMethods.ByName("GetMessage")),
+			connect.WithClientOptions(opts...),
+		),
+		deleteMessage: connect.NewClient[api.DeleteMessageRequest, api.DeleteMessageResponse](
+			httpClient,
+			baseURL+ParleyServiceDeleteMessageProcedure,
+			connect.WithSchema(parleyServiceMethods.ByName("DeleteMessage")),
 			connect.WithClientOptions(opts...),
 		),
 		getRoom: connect.NewClient[api.GetRoomRequest, api.GetRoomResponse](
@@ -266,6 +278,7 @@ type parleyServiceClient struct {
 	publish       *connect.Client[api.PublishRequest, api.PublishResponse]
 	getHistory    *connect.Client[api.GetHistoryRequest, api.GetHistoryResponse]
 	getMessage    *connect.Client[api.GetMessageRequest, api.GetMessageResponse]
+	deleteMessage *connect.Client[api.DeleteMessageRequest, api.DeleteMessageResponse]
 	getRoom       *connect.Client[api.GetRoomRequest, api.GetRoomResponse]
 	listMembers   *connect.Client[api.ListMembersRequest, api.ListMembersResponse]
 	createRoom    *connect.Client[api.CreateRoomRequest, api.CreateRoomResponse]
@@ -296,6 +309,11 @@ func (c *parleyServiceClient) GetHistory(ctx context.Context, req *connect.Reque
 // GetMessage calls parley.api.v1.ParleyService.GetMessage.
 func (c *parleyServiceClient) GetMessage(ctx context.Context, req *connect.Request[api.GetMessageRequest]) (*connect.Response[api.GetMessageResponse], error) {
 	return c.getMessage.CallUnary(ctx, req)
+}
+
+// DeleteMessage calls parley.api.v1.ParleyService.DeleteMessage.
+func (c *parleyServiceClient) DeleteMessage(ctx context.Context, req *connect.Request[api.DeleteMessageRequest]) (*connect.Response[api.DeleteMessageResponse], error) {
+	return c.deleteMessage.CallUnary(ctx, req)
 }
 
 // GetRoom calls parley.api.v1.ParleyService.GetRoom.
@@ -384,6 +402,9 @@ type ParleyServiceHandler interface {
 	GetHistory(context.Context, *connect.Request[api.GetHistoryRequest]) (*connect.Response[api.GetHistoryResponse], error)
 	// GetMessage reads one event of a room's log.
 	GetMessage(context.Context, *connect.Request[api.GetMessageRequest]) (*connect.Response[api.GetMessageResponse], error)
+	// DeleteMessage deletes a post as the system (a MESSAGE_DELETED event):
+	// its text is erased from the store. How an application removes abuse.
+	DeleteMessage(context.Context, *connect.Request[api.DeleteMessageRequest]) (*connect.Response[api.DeleteMessageResponse], error)
 	// GetRoom describes a room.
 	GetRoom(context.Context, *connect.Request[api.GetRoomRequest]) (*connect.Response[api.GetRoomResponse], error)
 	// ListMembers pages through a room's members, invited and banned users.
@@ -440,6 +461,12 @@ func NewParleyServiceHandler(svc ParleyServiceHandler, opts ...connect.HandlerOp
 		ParleyServiceGetMessageProcedure,
 		svc.GetMessage,
 		connect.WithSchema(parleyServiceMethods.ByName("GetMessage")),
+		connect.WithHandlerOptions(opts...),
+	)
+	parleyServiceDeleteMessageHandler := connect.NewUnaryHandler(
+		ParleyServiceDeleteMessageProcedure,
+		svc.DeleteMessage,
+		connect.WithSchema(parleyServiceMethods.ByName("DeleteMessage")),
 		connect.WithHandlerOptions(opts...),
 	)
 	parleyServiceGetRoomHandler := connect.NewUnaryHandler(
@@ -540,6 +567,8 @@ func NewParleyServiceHandler(svc ParleyServiceHandler, opts ...connect.HandlerOp
 			parleyServiceGetHistoryHandler.ServeHTTP(w, r)
 		case ParleyServiceGetMessageProcedure:
 			parleyServiceGetMessageHandler.ServeHTTP(w, r)
+		case ParleyServiceDeleteMessageProcedure:
+			parleyServiceDeleteMessageHandler.ServeHTTP(w, r)
 		case ParleyServiceGetRoomProcedure:
 			parleyServiceGetRoomHandler.ServeHTTP(w, r)
 		case ParleyServiceListMembersProcedure:
@@ -589,6 +618,10 @@ func (UnimplementedParleyServiceHandler) GetHistory(context.Context, *connect.Re
 
 func (UnimplementedParleyServiceHandler) GetMessage(context.Context, *connect.Request[api.GetMessageRequest]) (*connect.Response[api.GetMessageResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("parley.api.v1.ParleyService.GetMessage is not implemented"))
+}
+
+func (UnimplementedParleyServiceHandler) DeleteMessage(context.Context, *connect.Request[api.DeleteMessageRequest]) (*connect.Response[api.DeleteMessageResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("parley.api.v1.ParleyService.DeleteMessage is not implemented"))
 }
 
 func (UnimplementedParleyServiceHandler) GetRoom(context.Context, *connect.Request[api.GetRoomRequest]) (*connect.Response[api.GetRoomResponse], error) {
