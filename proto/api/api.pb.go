@@ -7,8 +7,9 @@
 //
 // Errors are Connect codes with a parley.v1.Error detail naming Parley's
 // own code: InvalidArgument (BAD_REQUEST, TOO_LONG), PermissionDenied
-// (FORBIDDEN), NotFound (NO_SUCH_ROOM, NOT_MEMBER), AlreadyExists
-// (ROOM_EXISTS), FailedPrecondition (BANNED, MUTED), ResourceExhausted
+// (FORBIDDEN, NOT_YOURS, NOT_ALLOWED), NotFound (NO_SUCH_ROOM, NOT_MEMBER,
+// NO_SUCH_MESSAGE), AlreadyExists (ROOM_EXISTS), FailedPrecondition
+// (BANNED, MUTED, ALREADY_DELETED), ResourceExhausted
 // (RATE_LIMITED), Unavailable (UNAVAILABLE: retry; a publish with the same
 // idempotency key), Unauthenticated (no or a wrong API key).
 
