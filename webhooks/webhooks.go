@@ -127,7 +127,11 @@ type Deliverer struct {
 	leaseUntil time.Time
 }
 
+// backoff is a failing room's: failures counts the tries of the entry
+// at its head, which is what the wait grows with; an entry that fails
+// after others went through starts again from MinBackoff.
 type backoff struct {
+	head     string
 	failures int
 	until    time.Time
 }
@@ -303,7 +307,7 @@ func (d *Deliverer) deliver(entries []store.OutboxEntry) {
 	type result struct {
 		room      string
 		delivered []string
-		failed    bool
+		failed    string // the entry that failed, if one did
 	}
 	results := make(chan result, len(rooms))
 	sem := make(chan struct{}, d.o.Workers)
@@ -323,7 +327,7 @@ func (d *Deliverer) deliver(entries []store.OutboxEntry) {
 					break
 				}
 				if !d.send(e) {
-					r.failed = true
+					r.failed = e.ID
 					break
 				}
 				r.delivered = append(r.delivered, e.ID)
@@ -337,13 +341,13 @@ func (d *Deliverer) deliver(entries []store.OutboxEntry) {
 	now := time.Now()
 	for r := range results {
 		delivered = append(delivered, r.delivered...)
-		if !r.failed {
+		if r.failed == "" {
 			delete(d.failing, r.room)
 			continue
 		}
 		b := d.failing[r.room]
-		if b == nil {
-			b = &backoff{}
+		if b == nil || b.head != r.failed {
+			b = &backoff{head: r.failed}
 			d.failing[r.room] = b
 		}
 		b.failures++
