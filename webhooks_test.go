@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/parleychat/parley/actors"
 	"github.com/parleychat/parley/hooks"
 	"github.com/parleychat/parley/internal/testenv"
 	"github.com/parleychat/parley/proto/codec"
@@ -389,5 +390,19 @@ func TestWebhookNotify(t *testing.T) {
 	}
 	if got := w.events("team"); len(got) != 1 {
 		t.Errorf("with -webhook-events notify, team got %d events, want the notify only", len(got))
+	}
+}
+
+// TestWebhookDocsCoverTheTypes: docs/API.md describes every webhook type.
+func TestWebhookDocsCoverTheTypes(t *testing.T) {
+	t.Parallel()
+	b, err := os.ReadFile("docs/API.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, typ := range actors.WebhookTypes() {
+		if !strings.Contains(string(b), "`"+typ+"`") {
+			t.Errorf("docs/API.md does not describe the webhook type %s", typ)
+		}
 	}
 }
