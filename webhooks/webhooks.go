@@ -98,7 +98,7 @@ type Options struct {
 	// Workers is how many rooms are delivered to at once; zero means 8.
 	Workers int
 	// LeaseTTL is how long the right to deliver lasts unrenewed (a shared
-	// store); zero means 15s.
+	// store); zero means 15s, and it is at least two request timeouts.
 	LeaseTTL time.Duration
 	// Observe, if set, is told of each request: outcome ok (2xx), status
 	// (another status), timeout or error (no answer), and how long it took.
@@ -160,6 +160,10 @@ func New(cfg Config, st store.Outbox, o Options) (*Deliverer, error) {
 	if o.LeaseTTL <= 0 {
 		o.LeaseTTL = 15 * time.Second
 	}
+	// A round stops sending one timeout before the lease may lapse, and
+	// the next renews it once two thirds are left: a lease shorter than
+	// two timeouts would leave rounds little or no time to send in.
+	o.LeaseTTL = max(o.LeaseTTL, 2*cfg.Timeout)
 	own := o.Client == nil
 	if own {
 		o.Client = &http.Client{Transport: &http.Transport{

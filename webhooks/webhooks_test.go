@@ -306,3 +306,16 @@ func TestConfigCheck(t *testing.T) {
 		t.Error("Want does not follow Events")
 	}
 }
+
+// TestLeaseOutlastsRequests: the lease leaves time to send however long
+// a request may take.
+func TestLeaseOutlastsRequests(t *testing.T) {
+	d, err := New(Config{URL: "http://127.0.0.1:9/h", Secret: secret, Timeout: 30 * time.Second}, store.NewMemory(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if d.o.LeaseTTL != time.Minute {
+		t.Fatalf("lease %v with 30s requests, want 1m", d.o.LeaseTTL)
+	}
+}
