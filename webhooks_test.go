@@ -239,6 +239,13 @@ func TestWebhooksAcrossReceiverOutage(t *testing.T) {
 	if s, err := st.OutboxStats(ctx); err != nil || s.Depth < 60 {
 		t.Fatalf("outbox during the outage: %+v, %v; want the events waiting", s, err)
 	}
+	rec := httptest.NewRecorder()
+	srv.Metrics.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	for _, want := range []string{`parley_webhook_seconds_count{outcome="status"}`, "parley_webhook_outbox_depth ", "parley_webhook_outbox_oldest_seconds "} {
+		if !strings.Contains(rec.Body.String(), want) {
+			t.Errorf("/metrics during the outage has no %s", want)
+		}
+	}
 	w.setDown(false)
 	close(stop)
 	for range clients {

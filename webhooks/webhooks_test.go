@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -317,5 +318,64 @@ func TestLeaseOutlastsRequests(t *testing.T) {
 	defer d.Close()
 	if d.o.LeaseTTL != time.Minute {
 		t.Fatalf("lease %v with 30s requests, want 1m", d.o.LeaseTTL)
+	}
+}
+
+// TestLeaseOnSharedPostgres: two nodes' deliverers on one PostgreSQL
+// outbox, each sending to a receiver of its own: only the lease holder
+// sends; when it stops, the other takes over once the lease lapses, and
+// each room's entries, taken across both receivers, are complete and in
+// order.
+func TestLeaseOnSharedPostgres(t *testing.T) {
+	dsn := testenv.PostgresSchema(t)
+	open := func() store.Store {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		s, err := store.OpenPostgres(ctx, dsn, store.PostgresOptions{MaxConns: 4})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	st1, st2 := open(), open()
+	want := fill(t, st1, []string{"a", "b"}, 20)
+	// The first receiver takes the first 5 entries of each room, then
+	// stalls the rest until its deliverer is closed.
+	first := newReceiver(t, func(id string, _ int) (int, time.Duration) {
+		if n, _ := strconv.Atoi(strings.Split(id, "/")[1]); n > 5 {
+			return http.StatusServiceUnavailable, 0
+		}
+		return http.StatusNoContent, 0
+	})
+	second := newReceiver(t, nil)
+	o := Options{LeaseTTL: 400 * time.Millisecond}
+	d1 := start(t, st1, first.srv.URL, 100*time.Millisecond, o)
+	testenv.WaitFor(t, 10*time.Second, func() error {
+		if len(first.accepted("a")) < 5 || len(first.accepted("b")) < 5 {
+			return fmt.Errorf("first node delivered %d and %d", len(first.accepted("a")), len(first.accepted("b")))
+		}
+		return nil
+	})
+	d2 := start(t, st2, second.srv.URL, 100*time.Millisecond, o)
+	// While the first holds the lease (it retries its failing entries),
+	// the second sends nothing.
+	testenv.WaitFor(t, 10*time.Second, func() error {
+		if n := len(first.triesOf("a/6/0")); n < 3 {
+			return fmt.Errorf("a/6/0 tried %d times", n)
+		}
+		return nil
+	})
+	if got := second.accepted("a"); len(got) != 0 {
+		t.Fatalf("the second node sent %v while the first held the lease", got)
+	}
+	d1.Close()
+	waitEmpty(t, st2)
+	d2.Close()
+	for _, room := range []string{"a", "b"} {
+		got := slices.Compact(append(first.accepted(room), second.accepted(room)...))
+		if !slices.Equal(got, want[room]) {
+			t.Errorf("room %s across both nodes: %v\nwant %v", room, got, want[room])
+		}
 	}
 }
