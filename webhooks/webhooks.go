@@ -23,6 +23,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/parleychat/parley/hooks"
@@ -125,6 +126,9 @@ type Deliverer struct {
 	// Owned by run.
 	failing    map[string]*backoff
 	leaseUntil time.Time
+	// stopAt is when workers stop sending (Unix ns): one request timeout
+	// before the lease may lapse.
+	stopAt atomic.Int64
 }
 
 // backoff is a failing room's: failures counts the tries of the entry
@@ -211,34 +215,136 @@ func (d *Deliverer) Close() {
 	}
 }
 
+// roomDone is a room worker's report: the entries it delivered, in
+// order, and the one that failed, if one did.
+type roomDone struct {
+	room      string
+	delivered []string
+	failed    string
+}
+
+// run reads the outbox and hands each room's entries to a worker of its
+// own (at most Workers at once), which sends them in order and reports.
+// Rooms with a worker or in backoff are left out of the reads, so a room's
+// entries are never sent twice at once, nor out of order, and a slow or
+// failing room holds up nobody else. What a worker delivered is deleted
+// before the outbox is read again.
 func (d *Deliverer) run() {
 	defer close(d.done)
 	d.log.Info("webhooks: delivering", "events", eventsOf(d.cfg), "timeout", d.cfg.Timeout)
+	busy := make(map[string]bool)
+	results := make(chan roomDone, d.o.Workers)
+	var workers sync.WaitGroup
+	defer func() {
+		// Closing: the workers' requests are cancelled; what they had
+		// delivered is still deleted.
+		workers.Wait()
+		close(results)
+		var done []roomDone
+		for r := range results {
+			done = append(done, r)
+		}
+		d.finish(done)
+	}()
 	for d.ctx.Err() == nil {
 		if !d.lease() {
-			d.sleep(d.o.Poll)
+			d.sleep(d.o.Poll, results, busy)
 			continue
 		}
 		now := time.Now()
-		var skip []string
-		for room, b := range d.failing {
-			if now.Before(b.until) {
+		if len(busy) < d.o.Workers {
+			skip := make([]string, 0, len(busy)+len(d.failing))
+			for room := range busy {
 				skip = append(skip, room)
 			}
-		}
-		entries, err := d.st.OutboxPending(d.ctx, d.o.Batch, skip)
-		if err != nil {
-			if d.ctx.Err() == nil {
+			for room, b := range d.failing {
+				if now.Before(b.until) {
+					skip = append(skip, room)
+				}
+			}
+			entries, err := d.st.OutboxPending(d.ctx, d.o.Batch, skip)
+			if err != nil && d.ctx.Err() == nil {
 				d.log.Error("webhooks: cannot read the outbox; will retry", "err", err)
 			}
-			d.sleep(d.o.Poll)
+			for _, work := range byRoom(entries) {
+				if len(busy) >= d.o.Workers {
+					break
+				}
+				busy[work[0].Room] = true
+				workers.Add(1)
+				go func() {
+					defer workers.Done()
+					results <- d.sendRoom(work)
+				}()
+			}
+		}
+		d.sleep(d.idleWait(now), results, busy)
+	}
+}
+
+// byRoom splits entries by room, each room's in their order, rooms in the
+// order of their oldest entry.
+func byRoom(entries []store.OutboxEntry) [][]store.OutboxEntry {
+	var out [][]store.OutboxEntry
+	at := make(map[string]int)
+	for _, e := range entries {
+		i, ok := at[e.Room]
+		if !ok {
+			i = len(out)
+			at[e.Room] = i
+			out = append(out, nil)
+		}
+		out[i] = append(out[i], e)
+	}
+	return out
+}
+
+// sendRoom sends one room's entries in order, stopping at the first that
+// fails, or when the lease may have lapsed: another node may then be
+// sending the same room.
+func (d *Deliverer) sendRoom(work []store.OutboxEntry) roomDone {
+	r := roomDone{room: work[0].Room}
+	for _, e := range work {
+		if d.ctx.Err() != nil || time.Now().UnixNano() > d.stopAt.Load() {
+			break
+		}
+		if !d.send(e) {
+			r.failed = e.ID
+			break
+		}
+		r.delivered = append(r.delivered, e.ID)
+	}
+	return r
+}
+
+// finish takes workers' reports: rooms that failed back off, the others
+// are well again, and what was delivered is deleted in one call.
+func (d *Deliverer) finish(done []roomDone) {
+	var delivered []string
+	now := time.Now()
+	for _, r := range done {
+		delivered = append(delivered, r.delivered...)
+		if r.failed == "" {
+			delete(d.failing, r.room)
 			continue
 		}
-		if len(entries) == 0 {
-			d.sleep(d.idleWait(now))
-			continue
+		b := d.failing[r.room]
+		if b == nil || b.head != r.failed {
+			b = &backoff{head: r.failed}
+			d.failing[r.room] = b
 		}
-		d.deliver(entries)
+		b.failures++
+		b.until = now.Add(d.backoff(b.failures))
+	}
+	if len(delivered) == 0 {
+		return
+	}
+	// Not d.ctx: what was delivered is deleted even when closing, so that
+	// a clean restart sends none of it again.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := d.st.OutboxDelete(ctx, delivered); err != nil {
+		d.log.Error("webhooks: delivered entries stay in the outbox and will be sent again", "entries", len(delivered), "err", err)
 	}
 }
 
@@ -273,10 +379,12 @@ func (d *Deliverer) lease() bool {
 	} else {
 		d.leaseUntil = time.Time{}
 	}
+	// Workers stop one request timeout before the lease may lapse.
+	d.stopAt.Store(d.leaseUntil.Add(-d.cfg.Timeout).UnixNano())
 	return ok
 }
 
-// idleWait is how long to sleep with nothing to send: until the first
+// idleWait is how long to sleep with nothing to do: until the first
 // failing room may be tried again, or the poll interval.
 func (d *Deliverer) idleWait(now time.Time) time.Duration {
 	wait := d.o.Poll
@@ -286,86 +394,29 @@ func (d *Deliverer) idleWait(now time.Time) time.Duration {
 	return wait
 }
 
-func (d *Deliverer) sleep(wait time.Duration) {
+// sleep waits for a wake, a worker's report (taking it and any others
+// ready), the end, or wait.
+func (d *Deliverer) sleep(wait time.Duration, results chan roomDone, busy map[string]bool) {
 	t := time.NewTimer(wait)
 	defer t.Stop()
 	select {
 	case <-d.ctx.Done():
 	case <-d.wake:
 	case <-t.C:
-	}
-}
-
-// deliver sends entries, grouped by room, each room's in order on a
-// worker of its own; a room stops at its first failure, which blocks its
-// later entries only. What was delivered is deleted in one call.
-func (d *Deliverer) deliver(entries []store.OutboxEntry) {
-	var rooms []string
-	byRoom := make(map[string][]store.OutboxEntry)
-	for _, e := range entries {
-		if _, ok := byRoom[e.Room]; !ok {
-			rooms = append(rooms, e.Room)
-		}
-		byRoom[e.Room] = append(byRoom[e.Room], e)
-	}
-	type result struct {
-		room      string
-		delivered []string
-		failed    string // the entry that failed, if one did
-	}
-	results := make(chan result, len(rooms))
-	sem := make(chan struct{}, d.o.Workers)
-	var wg sync.WaitGroup
-	// A deliverer whose lease may have lapsed must stop: another node may
-	// be sending the same rooms. The margin covers one request.
-	stopAt := d.leaseUntil.Add(-d.cfg.Timeout)
-	for _, room := range rooms {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			r := result{room: room}
-			for _, e := range byRoom[room] {
-				if d.ctx.Err() != nil || time.Now().After(stopAt) {
-					break
-				}
-				if !d.send(e) {
-					r.failed = e.ID
-					break
-				}
-				r.delivered = append(r.delivered, e.ID)
+	case r := <-results:
+		done := []roomDone{r}
+		for more := true; more; {
+			select {
+			case r := <-results:
+				done = append(done, r)
+			default:
+				more = false
 			}
-			results <- r
-		}()
-	}
-	wg.Wait()
-	close(results)
-	var delivered []string
-	now := time.Now()
-	for r := range results {
-		delivered = append(delivered, r.delivered...)
-		if r.failed == "" {
-			delete(d.failing, r.room)
-			continue
 		}
-		b := d.failing[r.room]
-		if b == nil || b.head != r.failed {
-			b = &backoff{head: r.failed}
-			d.failing[r.room] = b
+		for _, r := range done {
+			delete(busy, r.room)
 		}
-		b.failures++
-		b.until = now.Add(d.backoff(b.failures))
-	}
-	if len(delivered) == 0 {
-		return
-	}
-	// Not d.ctx: what was delivered is deleted even when closing, so that
-	// a clean restart sends none of it again.
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := d.st.OutboxDelete(ctx, delivered); err != nil {
-		d.log.Error("webhooks: delivered entries stay in the outbox and will be sent again", "entries", len(delivered), "err", err)
+		d.finish(done)
 	}
 }
 

@@ -3,6 +3,7 @@ package webhooks
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -378,4 +379,38 @@ func TestLeaseOnSharedPostgres(t *testing.T) {
 			t.Errorf("room %s across both nodes: %v\nwant %v", room, got, want[room])
 		}
 	}
+}
+
+// TestSlowRoomHoldsUpNobody: while one room's receiver takes its time
+// over each entry, another room's entries, committed later, go through.
+func TestSlowRoomHoldsUpNobody(t *testing.T) {
+	st := store.NewMemory()
+	fill(t, st, []string{"slow"}, 20)
+	release := make(chan struct{})
+	rc := newReceiver(t, func(id string, _ int) (int, time.Duration) {
+		if strings.HasPrefix(id, "slow/") {
+			<-release
+		}
+		return http.StatusNoContent, 0
+	})
+	var once sync.Once
+	open := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(open) // before the receiver closes, even when the test fails
+	d := start(t, st, rc.srv.URL, 10*time.Second, Options{})
+	testenv.WaitFor(t, 10*time.Second, func() error {
+		if len(rc.triesOf("slow/1/0")) == 0 {
+			return errors.New("slow/1/0 not sent yet")
+		}
+		return nil
+	})
+	want := fill(t, st, []string{"fast"}, 10)
+	d.Wake()
+	testenv.WaitFor(t, 10*time.Second, func() error {
+		if got := rc.accepted("fast"); !slices.Equal(got, want["fast"]) {
+			return fmt.Errorf("fast got %v while slow's first entry is still being answered", got)
+		}
+		return nil
+	})
+	open()
+	waitEmpty(t, st)
 }
