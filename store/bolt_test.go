@@ -617,3 +617,38 @@ func TestBoltFormat2Upgrade(t *testing.T) {
 	want := commitWithOutbox(t, s, "old", 6, 1)
 	sameOutbox(t, "outbox after the upgrade", pending(t, s, 100), want)
 }
+
+// TestBoltCorruptOutbox: an outbox record that does not decode stops the
+// open with the file named, rather than stopping delivery later.
+func TestBoltCorruptOutbox(t *testing.T) {
+	dir := t.TempDir()
+	s := openTestBolt(t, dir)
+	commitWithOutbox(t, s, "r", 1, 2)
+	s.Close()
+	db, err := bolt.Open(filepath.Join(dir, BoltFile), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketOutbox).Put(seqKey(2), []byte{9, 9, 9}) })
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = OpenBolt(dir, BoltOptions{})
+	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "outbox entry 2") || !strings.Contains(err.Error(), BoltFile) {
+		t.Fatalf("OpenBolt with a damaged outbox record = %v", err)
+	}
+}
+
+func TestOutboxRecordRoundTrip(t *testing.T) {
+	e := OutboxEntry{ID: "r/1/0", Room: "r", Type: "notify", Payload: []byte(`{"a":1}`), Created: t0}
+	got, err := decodeOutboxRecord(appendOutboxRecord(nil, &e))
+	if err != nil || got.ID != e.ID || got.Room != e.Room || got.Type != e.Type || string(got.Payload) != string(e.Payload) || !got.Created.Equal(e.Created) {
+		t.Fatalf("round trip of %+v: %+v, %v", e, got, err)
+	}
+	for _, bad := range [][]byte{nil, {2}, {outboxV1}, {outboxV1, 0, 0, 5, 'a'}} {
+		if _, err := decodeOutboxRecord(bad); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("decode %x: %v, want ErrCorrupt", bad, err)
+		}
+	}
+}
