@@ -34,6 +34,9 @@ func checkBatch(b Batch) error {
 			return fmt.Errorf("store: commit to %q: %w", room, err)
 		}
 	}
+	if err := checkOutbox(b); err != nil {
+		return err
+	}
 	msgs := b.Messages
 	for i := range msgs {
 		m := &msgs[i]

@@ -73,6 +73,7 @@ type boltCommit struct {
 	info        []byte // the encoded room record; nil: unchanged
 	public      bool   // info lists the room in bucketPublic
 	members     []boltMemberPut
+	outbox      []boltOutboxPut
 	err         error         // set before done is closed
 	done        chan struct{} // closed when the transaction holding it is durable, or failed
 }
@@ -90,7 +91,7 @@ const boltMaxGroup = 1000
 
 var _ Store = (*Bolt)(nil)
 
-// Layout (format version 2). Every room gets its own bucket nested in
+// Layout (format version 3). Every room gets its own bucket nested in
 // bucketRooms, keyed by big-endian seq, rather than one big bucket with
 // room-prefixed keys: keys stay 8 bytes instead of repeating the room name in
 // every one, cursors need no prefix checks, and reads of one room touch only
@@ -110,6 +111,11 @@ var _ Store = (*Bolt)(nil)
 // direct rooms, one per pair of users who ever wrote, would otherwise
 // dominate that scan). Index entries hold indexMark; the records themselves
 // are only in bucketRecords and bucketMembers.
+//
+// The outbox (format 3): bucketOutbox maps a big-endian number from the
+// bucket's own sequence, so a cursor walks entries in commit order, to an
+// outbox record (bolt_outbox.go); bucketOutboxIDs maps entry ids to those
+// keys, for OutboxDelete.
 var (
 	bucketMeta      = []byte("meta")
 	bucketRooms     = []byte("rooms")
@@ -118,9 +124,11 @@ var (
 	bucketMembers   = []byte("members")
 	bucketUserRooms = []byte("user_rooms")
 	bucketPublic    = []byte("public_rooms")
+	bucketOutbox    = []byte("outbox")
+	bucketOutboxIDs = []byte("outbox_ids")
 	keyFormat       = []byte("format")
 	indexMark       = []byte{1}
-	boltTopLevel    = [][]byte{bucketMeta, bucketRooms, bucketState, bucketRecords, bucketMembers, bucketUserRooms, bucketPublic}
+	boltTopLevel    = [][]byte{bucketMeta, bucketRooms, bucketState, bucketRecords, bucketMembers, bucketUserRooms, bucketPublic, bucketOutbox, bucketOutboxIDs}
 )
 
 // boltMigrations[i] upgrades a file from format i to format i+1; format 0 is
@@ -134,6 +142,8 @@ var boltMigrations = []func(tx *bolt.Tx) error{
 	func(tx *bolt.Tx) error {
 		return createBuckets(tx, bucketRecords, bucketMembers, bucketUserRooms, bucketPublic)
 	},
+	// The webhook outbox; nothing else changes.
+	func(tx *bolt.Tx) error { return createBuckets(tx, bucketOutbox, bucketOutboxIDs) },
 }
 
 func createBuckets(tx *bolt.Tx, names ...[]byte) error {
@@ -413,6 +423,9 @@ func checkBolt(db *bolt.DB, path string, limit int, log *slog.Logger) error {
 			if err := c.nested(tx.Bucket(bucketUserRooms), "rooms of user", checkIndexEntry); err != nil {
 				return err
 			}
+			if err := checkOutboxBuckets(tx); err != nil {
+				return err
+			}
 			return c.nested(tx.Bucket(bucketRooms), "room", checkEntry)
 		})
 	})
@@ -582,7 +595,7 @@ func (b *Bolt) Commit(ctx context.Context, bt Batch) error {
 	if err := b.usable(ctx); err != nil {
 		return commitError(bt, err)
 	}
-	if len(bt.Messages) == 0 && bt.Info == nil && len(bt.Members) == 0 {
+	if len(bt.Messages) == 0 && bt.Info == nil && len(bt.Members) == 0 && len(bt.Outbox) == 0 {
 		return nil
 	}
 	c := encodeCommit(bt)
@@ -632,6 +645,12 @@ func encodeCommit(bt Batch) *boltCommit {
 			if !m.Empty() {
 				c.members[i].val = appendMemberRecord(nil, m)
 			}
+		}
+	}
+	if len(bt.Outbox) > 0 {
+		c.outbox = make([]boltOutboxPut, len(bt.Outbox))
+		for i := range bt.Outbox {
+			c.outbox[i] = boltOutboxPut{id: []byte(bt.Outbox[i].ID), val: appendOutboxRecord(nil, &bt.Outbox[i])}
 		}
 	}
 	return c
@@ -711,7 +730,12 @@ func applyCommit(tx *bolt.Tx, c *boltCommit) error {
 		}
 	}
 	if len(c.members) > 0 {
-		return applyMembers(tx, c)
+		if err := applyMembers(tx, c); err != nil {
+			return err
+		}
+	}
+	if len(c.outbox) > 0 {
+		return applyOutbox(tx, c)
 	}
 	return nil
 }

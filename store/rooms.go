@@ -83,6 +83,9 @@ type Batch struct {
 	// Members replace these users' records in the room (an Empty one
 	// deletes the record).
 	Members []Member
+	// Outbox are webhooks telling of these events (outbox.go), stored with
+	// them or not at all. A batch may hold only these.
+	Outbox []OutboxEntry
 }
 
 // Rooms is the durable state of rooms, beside their history.
