@@ -157,7 +157,7 @@ func TestLegacyCrowd(t *testing.T) {
 		c.Logger = quietLogger(t)
 		c.Transport.MaxConnsPerIP, c.Transport.HandshakesPerSecond = 0, 0
 	})
-	ctx := testCtx(t, 60*time.Second)
+	ctx := testCtx(t, 120*time.Second) // 200 clients under -race on a loaded 2-core machine
 	// A native member of lobby from the start sees the room's order of
 	// joins (its presence deltas, in order).
 	watcher := login(t, ctx, srv, codec.JSON, "watcher", "lobby")
@@ -327,8 +327,20 @@ func TestGarbageFramesAreRateLimited(t *testing.T) {
 			codes = append(codes, e.GetCode())
 		}
 	}
-	if fmt.Sprint(codes) != fmt.Sprint([]parleypb.ErrorCode{parleypb.ErrorCode_ERROR_CODE_BAD_REQUEST, parleypb.ErrorCode_ERROR_CODE_RATE_LIMITED}) {
-		t.Fatalf("errors went %v, want BAD_REQUEST then RATE_LIMITED", codes)
+	// The limiter refills as frames trickle in on a loaded machine, so
+	// BAD_REQUEST may come back between RATE_LIMITEDs; what matters is
+	// that the garbage is answered, then limited, and nothing else.
+	limited := false
+	for i, code := range codes {
+		switch {
+		case i == 0 && code != parleypb.ErrorCode_ERROR_CODE_BAD_REQUEST,
+			code != parleypb.ErrorCode_ERROR_CODE_BAD_REQUEST && code != parleypb.ErrorCode_ERROR_CODE_RATE_LIMITED:
+			t.Fatalf("errors went %v, want BAD_REQUEST, then RATE_LIMITED", codes)
+		}
+		limited = limited || code == parleypb.ErrorCode_ERROR_CODE_RATE_LIMITED
+	}
+	if !limited {
+		t.Fatalf("errors went %v: the garbage was never RATE_LIMITED", codes)
 	}
 	if n := logs.count("bad frame from client"); n == 0 || n > 10 {
 		t.Fatalf("%d log lines for the bad frames; want a few (throttled), not one each", n)

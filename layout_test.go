@@ -55,6 +55,8 @@ func TestImportRules(t *testing.T) {
 			"the Go client needs only the wire protocol"},
 		{"./store/...", []string{mod + "/actors", mod + "/transport", mod + "/server", "github.com/asynkron/"},
 			"the store is below everything that uses it"},
+		{"./webhooks/...", []string{mod + "/transport", mod + "/server", mod + "/cluster"},
+			"webhooks read the store's outbox (their signature is hooks', which is how actors/ comes in); server starts them"},
 		{"./supervision/...", []string{mod + "/actors$", mod + "/transport", mod + "/server"},
 			"supervision serves the actors, not the other way round"},
 		{"./cluster/...", []string{mod + "/transport", mod + "/server"},

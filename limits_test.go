@@ -224,17 +224,24 @@ func TestFloodDoesNotSlowOthers(t *testing.T) {
 			}
 		}
 	}
+	// The refusals are the limits' doing, not the phases': on a loaded
+	// machine a storm may not outrun the handshake limit within the timed
+	// phases, so the flood goes on until both were seen (or the deadline).
+	flooding.Store(true)
+	waitFor(t, 30*time.Second, func() error {
+		if _, ok := refused.Load(http.StatusTooManyRequests); !ok {
+			return errors.New("the flood's handshakes were never refused with 429")
+		}
+		if _, ok := closed1008.Load(true); !ok {
+			return errors.New("no flooding connection was closed with 1008")
+		}
+		return nil
+	})
 	stopFlood()
 	wg.Wait()
 
 	b, d := median(base), median(during)
 	t.Logf("victim round trip: median %v before the flood, %v during it", b, d)
-	if _, ok := refused.Load(http.StatusTooManyRequests); !ok {
-		t.Error("the flood's handshakes were never refused with 429")
-	}
-	if _, ok := closed1008.Load(true); !ok {
-		t.Error("no flooding connection was closed with 1008")
-	}
 	// Slowed means noticeably, to a person: past 20× the quiet median and
 	// past a quarter second (on a shared 2-core machine a 2 ms base can
 	// grow tenfold from unrelated load alone).

@@ -52,6 +52,9 @@ type options struct {
 	apiKeysFile   string
 	apiKey        string
 	apiAddrSet    bool
+	webhookSecret string
+	webhookFile   string
+	webhookEvents string
 }
 
 // extraFlags lets optional files add flags (main_faults.go, built only with
@@ -73,6 +76,9 @@ func run(args []string, getenv func(string) string, stderr io.Writer) error {
 		if o.server.Hooks, err = hooks.Load(o.hooksFile); err != nil {
 			return err
 		}
+	}
+	if err := setupWebhooks(&o, log); err != nil {
+		return err
 	}
 	if err := setupAuth(&o, log); err != nil {
 		return err
@@ -215,6 +221,11 @@ func parseFlags(args []string, getenv func(string) string, out io.Writer) (optio
 	fs.StringVar(&o.apiKeysFile, "api-keys", "", "file of server API keys, one \"name key\" per line (mode 600; re-read on SIGHUP)")
 	fs.StringVar(&o.hooksFile, "hooks", "", "JSON file of the application's hooks (connect, join, post): URLs, timeouts, fail-open or -closed, and the signing secret")
 	fs.StringVar(&o.apiKey, "api-key", "", "one server API key (at least 32 bytes; prefer -api-keys or PARLEY_API_KEY: a flag shows in ps)")
+	fs.StringVar(&cfg.Webhooks.URL, "webhook-url", "", "URL the application receives webhooks at (signed JSON POSTs of room events, from the store's outbox; empty: off)")
+	fs.StringVar(&o.webhookSecret, "webhook-secret", "", "secret (at least 32 bytes) that signs webhooks (prefer -webhook-secret-file or PARLEY_WEBHOOK_SECRET: a flag shows in ps)")
+	fs.StringVar(&o.webhookFile, "webhook-secret-file", "", "file holding the secret that signs webhooks")
+	fs.StringVar(&o.webhookEvents, "webhook-events", "", "comma-separated webhook event types to send (empty: all), e.g. message.created,notify,member.joined")
+	fs.DurationVar(&cfg.Webhooks.Timeout, "webhook-timeout", 10*time.Second, "bound on one webhook request; a slower answer is a failure, retried")
 	var botSpec string
 	fs.StringVar(&botSpec, "bots", "", "bots to run, as name=room,room;name=room (known: "+strings.Join(bots.Names(), ", ")+"), e.g. \"dice=games;greeter=lobby\"")
 	fs.StringVar(&o.dice, "dice-rooms", "", "comma-separated rooms where the dice bot answers /roll 2d6 (short for -bots dice=...)")
@@ -324,6 +335,37 @@ func setupAuth(o *options, log *slog.Logger) error {
 		log.Warn("auth: tokens checked, and anonymous names allowed beside them (-anonymous true): anyone may log in without a token under a name no token holder used (look-alikes of those are refused too)", "verifier", o.server.Auth)
 	default:
 		log.Info("auth: tokens required", "verifier", o.server.Auth)
+	}
+	return nil
+}
+
+// setupWebhooks reads the webhooks' secret and event filter; the server
+// checks the rest. The secret is never logged.
+func setupWebhooks(o *options, log *slog.Logger) error {
+	w := &o.server.Webhooks
+	if w.URL == "" {
+		if o.webhookSecret != "" || o.webhookFile != "" || o.webhookEvents != "" {
+			return errors.New("-webhook-secret, -webhook-secret-file and -webhook-events need -webhook-url")
+		}
+		return nil
+	}
+	switch {
+	case o.webhookSecret != "" && o.webhookFile != "":
+		return errors.New("set one of -webhook-secret and -webhook-secret-file, not both")
+	case o.webhookFile != "":
+		b, err := os.ReadFile(o.webhookFile)
+		if err != nil {
+			return fmt.Errorf("-webhook-secret-file: %w", err)
+		}
+		w.Secret = []byte(strings.TrimSpace(string(b)))
+	case o.webhookSecret != "":
+		w.Secret = []byte(o.webhookSecret)
+	default:
+		return errors.New("-webhook-url needs a signing secret: set -webhook-secret-file or -webhook-secret")
+	}
+	w.Events = splitList(o.webhookEvents)
+	if o.store == "memory" {
+		log.Warn("webhooks: with -store memory the outbox is lost with the process; use bolt or PostgreSQL for at-least-once delivery across restarts")
 	}
 	return nil
 }

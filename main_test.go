@@ -3,8 +3,16 @@ package main
 import (
 	"fmt"
 	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/parleychat/parley/server"
+	"github.com/parleychat/parley/webhooks"
 )
 
 func TestFlagsFromEnvAndCommandLine(t *testing.T) {
@@ -73,6 +81,60 @@ func TestProxyDefaults(t *testing.T) {
 		o, err := parseFlags([]string{"-trusted-proxies=" + tc.flag}, func(string) string { return "" }, io.Discard)
 		if err != nil || fmt.Sprint(o.server.Transport.TrustedProxies) != tc.want {
 			t.Errorf("-trusted-proxies %q: %v %v, want %s", tc.flag, o.server.Transport.TrustedProxies, err, tc.want)
+		}
+	}
+}
+
+// TestWebhookFlags: the secret comes from its file (trimmed) or flag, the
+// event list is split, and a bad combination is refused naming the flags;
+// the server refuses an unknown event type or a short secret.
+func TestWebhookFlags(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	secretFile := filepath.Join(dir, "secret")
+	if err := os.WriteFile(secretFile, []byte("0123456789abcdef0123456789abcdef\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.DiscardHandler)
+	parse := func(args ...string) (options, error) {
+		o, err := parseFlags(args, func(string) string { return "" }, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return o, setupWebhooks(&o, log)
+	}
+	o, err := parse("-webhook-url", "http://127.0.0.1:9/h", "-webhook-secret-file", secretFile, "-webhook-events", "notify, message.created")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := o.server.Webhooks
+	if string(w.Secret) != "0123456789abcdef0123456789abcdef" || !slices.Equal(w.Events, []string{"notify", "message.created"}) || w.Timeout != 10*time.Second {
+		t.Fatalf("webhooks config %+v", w)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-webhook-url", "http://x/h"}, "-webhook-secret"},
+		{[]string{"-webhook-secret", "x"}, "need -webhook-url"},
+		{[]string{"-webhook-url", "http://x/h", "-webhook-secret", "x", "-webhook-secret-file", secretFile}, "not both"},
+		{[]string{"-webhook-url", "http://x/h", "-webhook-secret-file", filepath.Join(dir, "missing")}, "-webhook-secret-file"},
+	} {
+		if _, err := parse(tc.args...); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v, want an error naming %s", tc.args, err, tc.want)
+		}
+	}
+	for _, tc := range []struct {
+		cfg  webhooks.Config
+		want string
+	}{
+		{webhooks.Config{URL: "http://127.0.0.1:9/h", Secret: []byte("short")}, "at least 32"},
+		{webhooks.Config{URL: "http://127.0.0.1:9/h", Secret: w.Secret, Events: []string{"message.sent"}}, `unknown event type "message.sent"`},
+		{webhooks.Config{URL: "127.0.0.1:9", Secret: w.Secret}, "not an http"},
+	} {
+		_, err := server.New(server.Config{Addr: "127.0.0.1:0", Webhooks: tc.cfg})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("server.New with %+v: %v, want %q", tc.cfg, err, tc.want)
 		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/parleychat/parley/auth"
 	"github.com/parleychat/parley/client"
+	"github.com/parleychat/parley/internal/testenv"
 	parleypb "github.com/parleychat/parley/proto"
 	"github.com/parleychat/parley/proto/codec"
 	"github.com/parleychat/parley/server"
@@ -402,4 +403,91 @@ func TestTokenRolesClaim(t *testing.T) {
 	nextEvent(t, ctx, user, "the kick", func(e *parleypb.Envelope) bool { return e.GetNotice().GetRoom() == "support-1" })
 	_, err = moderate(ctx, sam, "general", "uma", parleypb.ModAction_MOD_ACTION_KICK)
 	wantCode(t, "the same token in a room its claim does not name", err, parleypb.ErrorCode_ERROR_CODE_FORBIDDEN)
+}
+
+// TestMembershipSurvivesSIGKILL: what the room acknowledged about who
+// belongs — a private room's members and roles, an invitation, a ban and a
+// mute — is stored before the acknowledgement, so a SIGKILL right after it
+// loses none of it, on either durable backend.
+func TestMembershipSurvivesSIGKILL(t *testing.T) {
+	for _, backend := range []string{"bolt", "postgres"} {
+		t.Run(backend, func(t *testing.T) {
+			t.Parallel()
+			addr := freeAddr(t)
+			args := []string{"-store", "bolt", "-data", t.TempDir()}
+			if backend == "postgres" {
+				args = []string{"-store", testenv.PostgresSchema(t)}
+			}
+			ctx := testCtx(t, 90*time.Second)
+			url := "ws://" + addr + "/ws"
+			connect := func(name string) *client.Client {
+				t.Helper()
+				c, err := client.Dial(ctx, url, codec.Proto, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { c.CloseNow() })
+				if err := c.Hello(ctx, name, false); err != nil {
+					t.Fatalf("%s hello: %v", name, err)
+				}
+				return c
+			}
+
+			p := startProc(t, addr, args...)
+			owner := connect("olive")
+			if _, err := createRoom(ctx, owner, "vault", parleypb.RoomKind_ROOM_KIND_PRIVATE, "mona", "mel", "ivan"); err != nil {
+				t.Fatal(err)
+			}
+			for _, u := range []string{"mona", "mel"} {
+				if _, err := connect(u).Join(ctx, "vault", nil); err != nil {
+					t.Fatalf("%s accepting the invitation: %v", u, err)
+				}
+			}
+			if err := setRole(ctx, owner, "vault", "mona", parleypb.Role_ROLE_MODERATOR); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := moderate(ctx, owner, "vault", "mel", parleypb.ModAction_MOD_ACTION_MUTE); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := createRoom(ctx, owner, "square", parleypb.RoomKind_ROOM_KIND_PUBLIC); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := moderate(ctx, owner, "square", "trent", parleypb.ModAction_MOD_ACTION_BAN); err != nil {
+				t.Fatal(err)
+			}
+			p.kill() // right after the last acknowledgement
+
+			startProc(t, addr, args...)
+			mona := connect("mona")
+			roles := map[string]parleypb.Role{}
+			if _, err := mona.Request(ctx, &parleypb.Envelope{Body: &parleypb.Envelope_Members{Members: &parleypb.MembersRequest{Room: "vault"}}}); err != nil {
+				t.Fatalf("a member asking for the member list after the restart: %v", err)
+			}
+			for _, m := range nextEvent(t, ctx, mona, "the member list", func(e *parleypb.Envelope) bool { return e.GetMemberList() != nil }).GetMemberList().GetMembers() {
+				roles[m.GetUser()] = m.GetRole()
+			}
+			want := map[string]parleypb.Role{"olive": parleypb.Role_ROLE_OWNER, "mona": parleypb.Role_ROLE_MODERATOR, "mel": parleypb.Role_ROLE_MEMBER}
+			for u, r := range want {
+				if roles[u] != r {
+					t.Errorf("after SIGKILL, %s is %v in vault, want %v (members: %v)", u, roles[u], r, roles)
+				}
+			}
+			if _, listed := roomList(t, ctx, mona, true)["vault"]; !listed {
+				t.Error("after SIGKILL, vault is not among mona's rooms")
+			}
+			_, err := connect("mallory").Join(ctx, "vault", nil)
+			wantCode(t, "a stranger joining the private room after SIGKILL", err, parleypb.ErrorCode_ERROR_CODE_FORBIDDEN)
+			if _, err := connect("ivan").Join(ctx, "vault", nil); err != nil {
+				t.Errorf("the invitation did not survive SIGKILL: %v", err)
+			}
+			mel := connect("mel")
+			if _, err := mel.Join(ctx, "vault", nil); err != nil {
+				t.Fatal(err)
+			}
+			_, err = mel.Post(ctx, "vault", "am I heard?", "m1")
+			wantCode(t, "a muted member posting after SIGKILL", err, parleypb.ErrorCode_ERROR_CODE_MUTED)
+			_, err = connect("trent").Join(ctx, "square", nil)
+			wantCode(t, "a banned user joining after SIGKILL", err, parleypb.ErrorCode_ERROR_CODE_BANNED)
+		})
+	}
 }

@@ -96,6 +96,9 @@ type Config struct {
 	// Hooks ask the application before a user joins or posts (zero: no
 	// hooks).
 	Hooks Hooks
+	// Webhooks selects the events rooms write to the store's outbox for the
+	// application (zero: none; room_webhooks.go).
+	Webhooks Webhooks
 	// Faults injects failures for tests; nil in production.
 	Faults *supervision.Faults
 	// Logger receives actor and supervision logs. Nil discards.

@@ -166,6 +166,7 @@ func (r *room) flush(ctx actor.Context) {
 			posts++
 		}
 	}
+	b.Outbox = r.outbox(batch)
 	sctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 	err := r.n.cfg.Store.Commit(sctx, b)
 	cancel()
@@ -190,6 +191,9 @@ func (r *room) flush(ctx actor.Context) {
 	}
 	r.committed = r.next
 	r.n.Stats.Posts.Add(int64(posts))
+	if len(b.Outbox) > 0 && r.n.cfg.Webhooks.Committed != nil {
+		r.n.cfg.Webhooks.Committed()
+	}
 	if r.oldest == 0 && len(b.Messages) > 0 {
 		r.oldest = b.Messages[0].Seq
 	}

@@ -28,6 +28,7 @@ type Registry struct {
 	storeTime *prometheus.HistogramVec
 	apiTime   *prometheus.HistogramVec
 	hookTime  *prometheus.HistogramVec
+	webhook   *prometheus.HistogramVec
 }
 
 // New returns a registry with the Go runtime and process collectors.
@@ -49,8 +50,49 @@ func New() *Registry {
 		Help:    "Time taken by calls to the application's hooks, by hook (connect, join, post) and outcome (allow, deny, rewrite, failed_open, failed_closed).",
 		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 	}, []string{"hook", "outcome"})
-	r.reg.MustRegister(r.storeTime, r.apiTime, r.hookTime)
+	r.webhook = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "parley_webhook_seconds",
+		Help:    "Time taken by webhook deliveries, by outcome (ok: a 2xx; status: another status; timeout; error: no answer).",
+		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+	}, []string{"outcome"})
+	r.reg.MustRegister(r.storeTime, r.apiTime, r.hookTime, r.webhook)
 	return r
+}
+
+// WebhookCall records one webhook delivery (webhooks.Options.Observe).
+func (r *Registry) WebhookCall(outcome string, took time.Duration) {
+	r.webhook.WithLabelValues(outcome).Observe(took.Seconds())
+}
+
+// WatchOutbox adds the webhook outbox's depth and age, read from the
+// store at scrape time.
+func (r *Registry) WatchOutbox(o store.Outbox) {
+	r.reg.MustRegister(outboxCollector{o})
+}
+
+var (
+	dOutboxDepth = prometheus.NewDesc("parley_webhook_outbox_depth", "Webhook events waiting in the outbox.", nil, nil)
+	dOutboxAge   = prometheus.NewDesc("parley_webhook_outbox_oldest_seconds", "Age of the oldest webhook event waiting in the outbox (0: empty).", nil, nil)
+)
+
+type outboxCollector struct{ o store.Outbox }
+
+func (c outboxCollector) Describe(ch chan<- *prometheus.Desc) { ch <- dOutboxDepth; ch <- dOutboxAge }
+
+func (c outboxCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	st, err := c.o.OutboxStats(ctx)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(dOutboxDepth, err)
+		return
+	}
+	age := 0.0
+	if !st.Oldest.IsZero() {
+		age = max(time.Since(st.Oldest).Seconds(), 0)
+	}
+	ch <- prometheus.MustNewConstMetric(dOutboxDepth, prometheus.GaugeValue, float64(st.Depth))
+	ch <- prometheus.MustNewConstMetric(dOutboxAge, prometheus.GaugeValue, age)
 }
 
 // HookCall records one call to an application's hook (hooks.Options.Observe).

@@ -28,6 +28,7 @@ import (
 	"github.com/parleychat/parley/supervision"
 	"github.com/parleychat/parley/transport"
 	"github.com/parleychat/parley/web"
+	"github.com/parleychat/parley/webhooks"
 )
 
 // Config is everything a node needs. Zero values mean the defaults of the
@@ -70,6 +71,11 @@ type Config struct {
 	// Hooks ask the application before a connection, a join or a post
 	// (zero: none).
 	Hooks hooks.Config
+	// Webhooks tell the application what happened, from the store's
+	// outbox (zero: off).
+	Webhooks webhooks.Config
+	// WebhookOptions tune their delivery (tests).
+	WebhookOptions webhooks.Options
 	// HTTPIdleTimeout closes a keep-alive HTTP connection (not a
 	// WebSocket) that has sent no request for this long. Zero means 30s.
 	HTTPIdleTimeout time.Duration
@@ -105,6 +111,8 @@ type Server struct {
 	adminLn net.Listener
 	api     *http.Server
 	apiLn   net.Listener
+	// webhooks delivers the outbox; nil when webhooks are off.
+	webhooks *webhooks.Deliverer
 
 	serveErr chan error
 	stopOnce sync.Once
@@ -149,6 +157,18 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	ac.Hooks = hc.ActorHooks()
+	if cfg.Webhooks.Enabled() {
+		if err := cfg.Webhooks.Check(actors.WebhookTypes()); err != nil {
+			return nil, err
+		}
+		wo := cfg.WebhookOptions
+		wo.Observe, wo.Logger = s.Metrics.WebhookCall, cfg.Logger
+		if s.webhooks, err = webhooks.New(cfg.Webhooks, s.cfg.Store, wo); err != nil {
+			return nil, err
+		}
+		ac.Webhooks = actors.Webhooks{Want: cfg.Webhooks.Want(), Committed: s.webhooks.Wake}
+		s.Metrics.WatchOutbox(s.cfg.Store)
+	}
 	if ac.MaxMessageBytes == 0 {
 		ac.MaxMessageBytes = int(cmp.Or(cfg.Transport.MaxMessageBytes, transport.DefaultMaxMessageBytes))
 	}
@@ -359,6 +379,9 @@ func (s *Server) Start() {
 		defer s.bg.Done()
 		s.trimLoop()
 	}()
+	if s.webhooks != nil {
+		s.webhooks.Start()
+	}
 	if s.admin != nil {
 		s.bg.Add(1)
 		go func() {
@@ -417,6 +440,9 @@ func (s *Server) shutdown(ctx context.Context) error {
 		}
 		s.serveErr <- nil
 		_, nerr := s.Node.Shutdown(ctx)
+		if s.webhooks != nil {
+			s.webhooks.Close()
+		}
 		return errors.Join(nerr, s.cfg.Store.Close())
 	}
 	// http.Server.Shutdown stops the listener but ignores hijacked
@@ -440,6 +466,11 @@ func (s *Server) shutdown(ctx context.Context) error {
 	select {
 	case <-bgDone:
 	case <-ctx.Done():
+	}
+	// After the actors, whose last commits may add entries; before the
+	// store, which it deletes delivered entries from.
+	if s.webhooks != nil {
+		s.webhooks.Close()
 	}
 	serr := s.cfg.Store.Close()
 	s.log.Info("shutdown complete", "sessions_closed", closed, "took", time.Since(start).Round(time.Millisecond))

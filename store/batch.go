@@ -43,6 +43,9 @@ func checkBatch(b Batch) error {
 			return fmt.Errorf("store: commit to %q: seq %d: %w", room, m.Seq, err)
 		}
 	}
+	if err := checkOutbox(b); err != nil {
+		return err
+	}
 	msgs := b.Messages
 	for i := range msgs {
 		m := &msgs[i]

@@ -96,3 +96,46 @@ func BenchmarkAppendRooms(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkCommitOutbox is the cost webhooks add to a commit: one room
+// committing one-post batches back to back, with no outbox entry (webhooks
+// off), one (message.created) or two (and a notify), each a payload the
+// size rooms write.
+func BenchmarkCommitOutbox(b *testing.B) {
+	backends := []struct {
+		name string
+		open func(b *testing.B) Store
+	}{
+		{"memory", func(*testing.B) Store { return NewMemory() }},
+		{"bolt", func(b *testing.B) Store {
+			s, err := OpenBolt(b.TempDir(), BoltOptions{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			return s
+		}},
+	}
+	payload := []byte(`{"id":"bench/1/0","type":"message.created","room":"bench","seq":1,"time":"2026-12-01T12:00:00.123Z","event":{"sender":"user-1","senderKind":"user","text":"message 1 of bench","clientMsgId":"c-bench-1"}}`)
+	for _, be := range backends {
+		for _, entries := range []int{0, 1, 2} {
+			b.Run(fmt.Sprintf("%s/outbox=%d", be.name, entries), func(b *testing.B) {
+				s := be.open(b)
+				defer s.Close()
+				ctx := context.Background()
+				msgs := batch("bench", 1, 1)
+				ob := make([]OutboxEntry, entries)
+				seq := uint64(0)
+				for b.Loop() {
+					seq++
+					msgs[0].Seq = seq
+					for i := range ob {
+						ob[i] = OutboxEntry{ID: fmt.Sprintf("bench/%d/%d", seq, i), Room: "bench", Type: "message.created", Payload: payload, Created: msgs[0].Time}
+					}
+					if err := s.Commit(ctx, Batch{Room: "bench", Messages: msgs, Outbox: ob}); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}

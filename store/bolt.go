@@ -77,8 +77,9 @@ type boltCommit struct {
 	members     []boltMemberPut
 	rewrites    []boltMemberPut // a message's key (8 bytes) and new record
 	erased      bool            // a rewrite erased a text: scrub the file's free pages
-	err         error           // set before done is closed
-	done        chan struct{}   // closed when the transaction holding it is durable, or failed
+	outbox      []boltOutboxPut
+	err         error         // set before done is closed
+	done        chan struct{} // closed when the transaction holding it is durable, or failed
 }
 
 // boltMemberPut is one member record of a Commit: val nil deletes it.
@@ -94,7 +95,7 @@ const boltMaxGroup = 1000
 
 var _ Store = (*Bolt)(nil)
 
-// Layout (format version 2). Every room gets its own bucket nested in
+// Layout (format version 3). Every room gets its own bucket nested in
 // bucketRooms, keyed by big-endian seq, rather than one big bucket with
 // room-prefixed keys: keys stay 8 bytes instead of repeating the room name in
 // every one, cursors need no prefix checks, and reads of one room touch only
@@ -114,6 +115,11 @@ var _ Store = (*Bolt)(nil)
 // direct rooms, one per pair of users who ever wrote, would otherwise
 // dominate that scan). Index entries hold indexMark; the records themselves
 // are only in bucketRecords and bucketMembers.
+//
+// The outbox (format 3): bucketOutbox maps a big-endian number from the
+// bucket's own sequence, so a cursor walks entries in commit order, to an
+// outbox record (bolt_outbox.go); bucketOutboxIDs maps entry ids to those
+// keys, for OutboxDelete.
 var (
 	bucketMeta      = []byte("meta")
 	bucketRooms     = []byte("rooms")
@@ -122,9 +128,11 @@ var (
 	bucketMembers   = []byte("members")
 	bucketUserRooms = []byte("user_rooms")
 	bucketPublic    = []byte("public_rooms")
+	bucketOutbox    = []byte("outbox")
+	bucketOutboxIDs = []byte("outbox_ids")
 	keyFormat       = []byte("format")
 	indexMark       = []byte{1}
-	boltTopLevel    = [][]byte{bucketMeta, bucketRooms, bucketState, bucketRecords, bucketMembers, bucketUserRooms, bucketPublic}
+	boltTopLevel    = [][]byte{bucketMeta, bucketRooms, bucketState, bucketRecords, bucketMembers, bucketUserRooms, bucketPublic, bucketOutbox, bucketOutboxIDs}
 )
 
 // boltMigrations[i] upgrades a file from format i to format i+1; format 0 is
@@ -138,11 +146,10 @@ var boltMigrations = []func(tx *bolt.Tx) error{
 	func(tx *bolt.Tx) error {
 		return createBuckets(tx, bucketRecords, bucketMembers, bucketUserRooms, bucketPublic)
 	},
-	// Format 3 is the webhooks branch's (its outbox); reserved here, to be
-	// reconciled when the branches merge.
-	func(*bolt.Tx) error { return nil },
+	// The webhook outbox; nothing else changes.
+	func(tx *bolt.Tx) error { return createBuckets(tx, bucketOutbox, bucketOutboxIDs) },
 	// Read cursors (format 4): member records may be memberRecordV2, which
-	// a build of format 2 would refuse as damaged; V1 ones still decode,
+	// a build of format 3 would refuse as damaged; V1 ones still decode,
 	// so nothing is rewritten.
 	func(*bolt.Tx) error { return nil },
 }
@@ -426,6 +433,9 @@ func checkBolt(db *bolt.DB, path string, limit int, log *slog.Logger) error {
 			if err := c.nested(tx.Bucket(bucketUserRooms), "rooms of user", checkIndexEntry); err != nil {
 				return err
 			}
+			if err := checkOutboxBuckets(tx); err != nil {
+				return err
+			}
 			return c.nested(tx.Bucket(bucketRooms), "room", checkEntry)
 		})
 	})
@@ -595,7 +605,7 @@ func (b *Bolt) Commit(ctx context.Context, bt Batch) error {
 	if err := b.usable(ctx); err != nil {
 		return commitError(bt, err)
 	}
-	if len(bt.Messages) == 0 && bt.Info == nil && len(bt.Members) == 0 && len(bt.Rewrites) == 0 {
+	if len(bt.Messages) == 0 && bt.Info == nil && len(bt.Members) == 0 && len(bt.Rewrites) == 0 && len(bt.Outbox) == 0 {
 		return nil
 	}
 	c := encodeCommit(bt)
@@ -648,6 +658,12 @@ func encodeCommit(bt Batch) *boltCommit {
 			if !m.Empty() {
 				c.members[i].val = appendMemberRecord(nil, m)
 			}
+		}
+	}
+	if len(bt.Outbox) > 0 {
+		c.outbox = make([]boltOutboxPut, len(bt.Outbox))
+		for i := range bt.Outbox {
+			c.outbox[i] = boltOutboxPut{id: []byte(bt.Outbox[i].ID), val: appendOutboxRecord(nil, &bt.Outbox[i])}
 		}
 	}
 	return c
@@ -792,7 +808,12 @@ func applyCommit(tx *bolt.Tx, c *boltCommit) error {
 		}
 	}
 	if len(c.rewrites) > 0 {
-		return applyRewrites(tx, c)
+		if err := applyRewrites(tx, c); err != nil {
+			return err
+		}
+	}
+	if len(c.outbox) > 0 {
+		return applyOutbox(tx, c)
 	}
 	return nil
 }

@@ -613,3 +613,92 @@ func TestBoltFormat2(t *testing.T) {
 		t.Fatalf("the cursor written to an upgraded file: %+v", ms)
 	}
 }
+
+// TestBoltOutboxReopen: entries survive a reopen, in order, and keep their
+// place ahead of entries committed after it.
+func TestBoltOutboxReopen(t *testing.T) {
+	dir := t.TempDir()
+	s := openTestBolt(t, dir)
+	want := commitWithOutbox(t, s, "a", 1, 3)
+	want = append(want, commitWithOutbox(t, s, "b", 1, 2)...)
+	if err := s.OutboxDelete(context.Background(), []string{want[1].ID}); err != nil {
+		t.Fatal(err)
+	}
+	want = slices.Delete(want, 1, 2)
+	s.Close()
+	s = openTestBolt(t, dir)
+	want = append(want, commitWithOutbox(t, s, "a", 4, 1)...)
+	sameOutbox(t, "after reopen", pending(t, s, 100), want)
+}
+
+// TestBoltFormat2Upgrade opens a file of format 2 (rooms' state, no
+// outbox): it gains the outbox, and its history is kept.
+func TestBoltFormat2Upgrade(t *testing.T) {
+	dir := t.TempDir()
+	s := openTestBolt(t, dir)
+	mustAppend(t, s, batch("old", 1, 5))
+	s.Close()
+	db, err := bolt.Open(filepath.Join(dir, BoltFile), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, name := range [][]byte{bucketOutbox, bucketOutboxIDs} {
+			if err := tx.DeleteBucket(name); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket(bucketMeta).Put(keyFormat, []byte{2})
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logged bytes.Buffer
+	s, err = OpenBolt(dir, BoltOptions{Log: slog.New(slog.NewTextHandler(&logged, nil))})
+	if err != nil {
+		t.Fatalf("OpenBolt of a format 2 file: %v", err)
+	}
+	defer s.Close()
+	if !strings.Contains(logged.String(), fmt.Sprintf("from=2 to=%d", boltFormat)) {
+		t.Errorf("log %q does not tell of the upgrade from 2 to %d", logged.String(), boltFormat)
+	}
+	sameMessages(t, "old messages", after(t, s, "old", 0, 100), batch("old", 1, 5))
+	want := commitWithOutbox(t, s, "old", 6, 1)
+	sameOutbox(t, "outbox after the upgrade", pending(t, s, 100), want)
+}
+
+// TestBoltCorruptOutbox: an outbox record that does not decode stops the
+// open with the file named, rather than stopping delivery later.
+func TestBoltCorruptOutbox(t *testing.T) {
+	dir := t.TempDir()
+	s := openTestBolt(t, dir)
+	commitWithOutbox(t, s, "r", 1, 2)
+	s.Close()
+	db, err := bolt.Open(filepath.Join(dir, BoltFile), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketOutbox).Put(seqKey(2), []byte{9, 9, 9}) })
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = OpenBolt(dir, BoltOptions{})
+	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "outbox entry 2") || !strings.Contains(err.Error(), BoltFile) {
+		t.Fatalf("OpenBolt with a damaged outbox record = %v", err)
+	}
+}
+
+func TestOutboxRecordRoundTrip(t *testing.T) {
+	e := OutboxEntry{ID: "r/1/0", Room: "r", Type: "notify", Payload: []byte(`{"a":1}`), Created: t0}
+	got, err := decodeOutboxRecord(appendOutboxRecord(nil, &e))
+	if err != nil || got.ID != e.ID || got.Room != e.Room || got.Type != e.Type || string(got.Payload) != string(e.Payload) || !got.Created.Equal(e.Created) {
+		t.Fatalf("round trip of %+v: %+v, %v", e, got, err)
+	}
+	for _, bad := range [][]byte{nil, {2}, {outboxV1}, {outboxV1, 0, 0, 5, 'a'}} {
+		if _, err := decodeOutboxRecord(bad); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("decode %x: %v, want ErrCorrupt", bad, err)
+		}
+	}
+}

@@ -386,6 +386,7 @@ func runContract(t *testing.T, open func(t *testing.T) Store) {
 	})
 
 	runRoomsContract(t, open)
+	runOutboxContract(t, open)
 
 	t.Run("Close", func(t *testing.T) {
 		t.Parallel()

@@ -12,6 +12,7 @@ import (
 type Memory struct {
 	mu     sync.Mutex
 	rooms  map[string]*memRoom
+	outbox []OutboxEntry // in commit order
 	closed bool
 }
 
@@ -79,6 +80,10 @@ func (m *Memory) Commit(_ context.Context, b Batch) error {
 		}
 		mem.Mentions = append([]uint64(nil), mem.Mentions...)
 		r.members[mem.User] = mem
+	}
+	for _, e := range b.Outbox {
+		e.Payload = append([]byte(nil), e.Payload...)
+		m.outbox = append(m.outbox, e)
 	}
 	return nil
 }
@@ -259,4 +264,69 @@ func (m *Memory) Close() error {
 	defer m.mu.Unlock()
 	m.closed = true
 	return nil
+}
+
+// OutboxPending implements Outbox.
+func (m *Memory) OutboxPending(_ context.Context, limit int, skip []string) ([]OutboxEntry, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil, ErrClosed
+	}
+	skipped := skipSet(skip)
+	var out []OutboxEntry
+	for _, e := range m.outbox {
+		if len(out) >= limit {
+			break
+		}
+		if !skipped[e.Room] {
+			e.Payload = append([]byte(nil), e.Payload...)
+			out = append(out, e)
+		}
+	}
+	return out, nil
+}
+
+// OutboxDelete implements Outbox.
+func (m *Memory) OutboxDelete(_ context.Context, ids []string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return ErrClosed
+	}
+	gone := skipSet(ids)
+	kept := m.outbox[:0]
+	for _, e := range m.outbox {
+		if !gone[e.ID] {
+			kept = append(kept, e)
+		}
+	}
+	clear(m.outbox[len(kept):])
+	m.outbox = kept
+	return nil
+}
+
+// OutboxStats implements Outbox.
+func (m *Memory) OutboxStats(context.Context) (OutboxStats, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return OutboxStats{}, ErrClosed
+	}
+	st := OutboxStats{Depth: len(m.outbox)}
+	if len(m.outbox) > 0 {
+		st.Oldest = m.outbox[0].Created
+	}
+	return st, nil
+}
+
+// OutboxLease implements Outbox: one process has the store.
+func (m *Memory) OutboxLease(context.Context, string, time.Duration) (bool, error) {
+	return !m.isClosed(), nil
+}
+
+func (m *Memory) isClosed() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.closed
 }

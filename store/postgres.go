@@ -230,7 +230,7 @@ const deleteMembersSQL = `DELETE FROM parley_members WHERE room = $1 AND usernam
 
 // Commit implements Store. PostgreSQL keeps times to the microsecond;
 // finer precision is truncated. A batch of messages only is one statement
-// (appendSQL); one with state is a transaction that sends all its
+// (appendSQL); one with state or outbox entries is a transaction that sends all its
 // statements at once.
 func (p *Postgres) Commit(ctx context.Context, b Batch) error {
 	if err := checkBatch(b); err != nil {
@@ -251,9 +251,9 @@ func (p *Postgres) Commit(ctx context.Context, b Batch) error {
 	}
 	var err error
 	switch {
-	case b.Info == nil && len(b.Members) == 0 && len(b.Rewrites) == 0 && len(msgs) == 0:
+	case b.Info == nil && len(b.Members) == 0 && len(b.Rewrites) == 0 && len(msgs) == 0 && len(b.Outbox) == 0:
 		return nil
-	case b.Info == nil && len(b.Members) == 0 && len(b.Rewrites) == 0:
+	case b.Info == nil && len(b.Members) == 0 && len(b.Rewrites) == 0 && len(b.Outbox) == 0:
 		var tag pgconn.CommandTag
 		sql, args := appendStatement(b.Room, msgs)
 		tag, err = p.pool.Exec(ctx, sql, args...)
@@ -323,6 +323,9 @@ func commitState(ctx context.Context, tx pgx.Tx, b Batch) error {
 	}
 	if len(b.Rewrites) > 0 {
 		queueRewrites(&q, b)
+	}
+	if len(b.Outbox) > 0 {
+		queueOutbox(&q, b)
 	}
 	return tx.SendBatch(ctx, &q).Close()
 }

@@ -191,8 +191,8 @@ func TestPostgresTrimBatches(t *testing.T) {
 }
 
 // TestPostgresUpgrade opens a database at schema version 1 holding rows an
-// older build wrote (no sender_kind, no body): migration 2 adds rooms'
-// state, the old rows read back with SenderKind 0 and no Body, and the
+// older build wrote (no sender_kind, no body): migrations 2 and 3 add rooms' state and the outbox,
+// the old rows read back with SenderKind 0 and no Body, and the
 // log and state carry on from them.
 func TestPostgresUpgrade(t *testing.T) {
 	dsn := testPostgresDSN(t)

@@ -100,6 +100,9 @@ type Batch struct {
 	// where a reader (or the file) could find it. A seq that is not stored
 	// (retention deleted it) is skipped.
 	Rewrites []Message
+	// Outbox are webhooks telling of these events (outbox.go), stored with
+	// them or not at all. A batch may hold only these.
+	Outbox []OutboxEntry
 }
 
 // Rooms is the durable state of rooms, beside their history.

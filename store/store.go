@@ -74,6 +74,7 @@ type Store interface {
 	// following the room's Latest.
 	Commit(ctx context.Context, b Batch) error
 	Rooms
+	Outbox
 	// After returns up to limit messages of room with seq > after, ascending.
 	After(ctx context.Context, room string, after uint64, limit int) ([]Message, error)
 	// Before returns up to limit messages of room with seq < before (0: no

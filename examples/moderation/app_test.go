@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -16,6 +18,7 @@ import (
 	parleypb "github.com/parleychat/parley/proto"
 	"github.com/parleychat/parley/proto/codec"
 	"github.com/parleychat/parley/server"
+	"github.com/parleychat/parley/webhooks"
 )
 
 func TestMain(m *testing.M) { testenv.VerifyNoLeaks(m) }
@@ -27,7 +30,8 @@ const (
 
 // TestModerationApp runs the example against a real Parley on 127.0.0.1:
 // the welcome through the server API (once, however often the app
-// starts), the word filter and the shouting rule through the post hook.
+// starts), the word filter and the shouting rule through the post hook,
+// and a notify webhook for a member who was mentioned while away.
 func TestModerationApp(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -44,7 +48,8 @@ func TestModerationApp(t *testing.T) {
 	}
 	parley, err := server.New(server.Config{
 		Addr: "127.0.0.1:0", APIAddr: "127.0.0.1:0", APIKeys: keys, Logger: log,
-		Hooks: hooks.Config{Post: hooks.Hook{URL: "http://" + ln.Addr().String()}, Secret: testSecret},
+		Hooks:    hooks.Config{Post: hooks.Hook{URL: "http://" + ln.Addr().String()}, Secret: testSecret},
+		Webhooks: webhooks.Config{URL: "http://" + ln.Addr().String() + "/webhooks", Secret: []byte(testSecret), Events: []string{"notify"}},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -63,6 +68,28 @@ func TestModerationApp(t *testing.T) {
 	if again, err := app.Welcome(ctx); err != nil || again != seq {
 		t.Fatalf("a second start's welcome: %d (%v), want the first one, %d", again, err, seq)
 	}
+
+	// bob becomes a member of the room, then goes away.
+	bob, err := client.Dial(ctx, parley.URL(), codec.JSON, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bob.Hello(ctx, "bob", false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.Join(ctx, WelcomeRoom, nil); err != nil {
+		t.Fatal(err)
+	}
+	bob.Close()
+	testenv.WaitFor(t, 10*time.Second, func() error {
+		members, err := parley.Node.RoomMembers(ctx, WelcomeRoom)
+		for _, m := range members {
+			if m.GetName() == "bob" {
+				return errors.New("bob is still connected")
+			}
+		}
+		return err
+	})
 
 	alice, err := client.Dial(ctx, parley.URL(), codec.JSON, nil)
 	if err != nil {
@@ -100,5 +127,22 @@ func TestModerationApp(t *testing.T) {
 	_, err = alice.Post(ctx, WelcomeRoom, "WHY IS NOBODY HERE", "p2")
 	if client.ErrorCode(err) != parleypb.ErrorCode_ERROR_CODE_FORBIDDEN || !strings.Contains(err.Error(), "no shouting") {
 		t.Fatalf("shouting: %v, want FORBIDDEN with the app's reason", err)
+	}
+
+	// bob is away: a mention brings the app a notify webhook for him.
+	seq, err = alice.Post(ctx, WelcomeRoom, "@bob are you there?", "p3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, 10*time.Second, func() error {
+		for _, n := range app.Notices() {
+			if n.User == "bob" && n.Seq == seq && n.From == "alice" && n.Text == "@bob are you there?" {
+				return nil
+			}
+		}
+		return fmt.Errorf("notices %+v: none for bob's mention at seq %d", app.Notices(), seq)
+	})
+	if n := len(app.Notices()); n != 1 {
+		t.Fatalf("%d notices, want 1 (alice is connected; bob was mentioned once)", n)
 	}
 }

@@ -15,7 +15,8 @@
 //	parley -api-keys api-keys -hooks hooks.json -webhook-url http://127.0.0.1:9000/webhooks -webhook-secret-file secret
 //	go run ./examples/moderation -api-key "$KEY" -secret-file secret -words darn,heck
 //
-// with hooks.json {"post": {"url": "http://127.0.0.1:9000/hooks"}, "secret_file": "secret"}.
+// with hooks.json {"post": {"url": "http://127.0.0.1:9000"}, "secret_file": "secret"}
+// (the hook's base URL: its Connect path is added).
 package main
 
 import (
