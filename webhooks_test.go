@@ -19,6 +19,7 @@ import (
 	"github.com/parleychat/parley/actors"
 	"github.com/parleychat/parley/hooks"
 	"github.com/parleychat/parley/internal/testenv"
+	parleypb "github.com/parleychat/parley/proto"
 	"github.com/parleychat/parley/proto/codec"
 	"github.com/parleychat/parley/server"
 	"github.com/parleychat/parley/store"
@@ -38,9 +39,13 @@ type webhookEvent struct {
 		SenderKind  string `json:"senderKind"`
 		Text        string `json:"text"`
 		ClientMsgID string `json:"clientMsgId"`
+		Mentions    []string `json:"mentions"`
 		Change      *struct {
-			Kind string `json:"kind"`
-			User string `json:"user"`
+			Kind      string `json:"kind"`
+			User      string `json:"user"`
+			TargetSeq uint64 `json:"targetSeq"`
+			Emoji     string `json:"emoji"`
+			Count     uint32 `json:"count"`
 		} `json:"change"`
 	} `json:"event"`
 	Recipients []string `json:"recipients"`
@@ -397,6 +402,83 @@ func TestWebhookNotify(t *testing.T) {
 	}
 	if got := w.events("team"); len(got) != 1 {
 		t.Errorf("with -webhook-events notify, team got %d events, want the notify only", len(got))
+	}
+}
+
+// TestWebhooksForMessageChanges: an edit, a reaction and a delete reach
+// the application as message.edited (with the new text), reaction.added
+// and message.deleted (with no text) naming their post, in the room's
+// order; a structured mention of a member who is away is notified.
+func TestWebhooksForMessageChanges(t *testing.T) {
+	t.Parallel()
+	w := newWebhookReceiver(t)
+	srv := startServer(t, func(c *server.Config) {
+		c.Webhooks = webhooks.Config{URL: w.url(), Secret: webhookSecret}
+		c.WebhookOptions = webhooks.Options{Poll: 50 * time.Millisecond}
+	})
+	ctx := testCtx(t, 20*time.Second)
+	bob := login(t, ctx, srv, codec.JSON, "bob", "desk")
+	bob.Close()
+	waitFor(t, 10*time.Second, func() error {
+		members, err := srv.Node.RoomMembers(ctx, "desk")
+		for _, m := range members {
+			if m.GetName() == "bob" {
+				return fmt.Errorf("bob is still connected to desk")
+			}
+		}
+		return err
+	})
+	alice := login(t, ctx, srv, codec.Proto, "alice", "desk")
+	ack, err := alice.Request(ctx, &parleypb.Envelope{Body: &parleypb.Envelope_Post{Post: &parleypb.Post{Room: "desk", Text: "see this, bob", ClientMsgId: "p1", Mentions: []string{"bob"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seq := ack.GetSeq()
+	if _, err := editMsg(ctx, alice, "desk", seq, "see this now, bob", "e1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := react(ctx, alice, "desk", seq, "👍", false, "r1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := deleteMsg(ctx, alice, "desk", seq, "x1"); err != nil {
+		t.Fatal(err)
+	}
+	var got []webhookEvent
+	waitFor(t, 10*time.Second, func() error {
+		got = nil
+		for _, ev := range w.events("desk") {
+			if !strings.HasPrefix(ev.Type, "member.") && ev.Type != "room.created" {
+				got = append(got, ev)
+			}
+		}
+		if len(got) < 5 {
+			return fmt.Errorf("%d of 5 message events so far: %+v", len(got), got)
+		}
+		return nil
+	})
+	types := []string{}
+	for _, ev := range got {
+		types = append(types, ev.Type)
+	}
+	if want := []string{"message.created", "notify", "message.edited", "reaction.added", "message.deleted"}; !slices.Equal(types, want) {
+		t.Fatalf("webhook types %v, want %v", types, want)
+	}
+	if ev := got[1]; !slices.Equal(ev.Recipients, []string{"bob"}) || !slices.Equal(ev.Event.Mentions, []string{"bob"}) {
+		t.Errorf("notify of a structured mention = %+v, want bob", ev)
+	}
+	for _, ev := range got[2:] {
+		if ev.Event.Change == nil || ev.Event.Change.TargetSeq != seq || ev.Event.Sender != "alice" {
+			t.Errorf("%s = %+v, want alice's change to post %d", ev.Type, ev, seq)
+		}
+	}
+	if ev := got[2]; ev.Event.Text != "see this now, bob" {
+		t.Errorf("message.edited carries %q, want the new text", ev.Event.Text)
+	}
+	if ev := got[3]; ev.Event.Change.Emoji != "👍" || ev.Event.Change.Count != 1 {
+		t.Errorf("reaction.added = %+v", ev.Event.Change)
+	}
+	if ev := got[4]; ev.Event.Text != "" {
+		t.Errorf("message.deleted carries the text %q", ev.Event.Text)
 	}
 }
 

@@ -48,6 +48,11 @@ var webhookChangeTypes = map[parleypb.ChangeKind]string{
 	parleypb.ChangeKind_CHANGE_KIND_UPDATED:        "room.updated",
 	parleypb.ChangeKind_CHANGE_KIND_DELETED:        "room.deleted",
 	parleypb.ChangeKind_CHANGE_KIND_ADDED:          "member.added",
+	// A post's changes name it in change.targetSeq.
+	parleypb.ChangeKind_CHANGE_KIND_EDITED:          "message.edited",
+	parleypb.ChangeKind_CHANGE_KIND_MESSAGE_DELETED: "message.deleted",
+	parleypb.ChangeKind_CHANGE_KIND_REACTED:         "reaction.added",
+	parleypb.ChangeKind_CHANGE_KIND_UNREACTED:       "reaction.removed",
 }
 
 // WebhookTypes lists every webhook event type, for checking a filter.
@@ -76,18 +81,23 @@ type webhookEvent struct {
 	SenderKind  string         `json:"senderKind"`
 	Text        string         `json:"text,omitempty"`
 	ClientMsgID string         `json:"clientMsgId,omitempty"`
+	ReplyTo     uint64         `json:"replyTo,omitempty"`
+	Mentions    []string       `json:"mentions,omitempty"`
 	Change      *webhookChange `json:"change,omitempty"`
 }
 
 type webhookChange struct {
-	Kind     string `json:"kind"`
-	User     string `json:"user,omitempty"`
-	Role     string `json:"role,omitempty"`
-	UntilMs  int64  `json:"untilMs,omitempty"`
-	Reason   string `json:"reason,omitempty"`
-	RoomKind string `json:"roomKind,omitempty"`
-	Title    string `json:"title,omitempty"`
-	Topic    string `json:"topic,omitempty"`
+	Kind      string `json:"kind"`
+	TargetSeq uint64 `json:"targetSeq,omitempty"`
+	Emoji     string `json:"emoji,omitempty"`
+	Count     uint32 `json:"count,omitempty"`
+	User      string `json:"user,omitempty"`
+	Role      string `json:"role,omitempty"`
+	UntilMs   int64  `json:"untilMs,omitempty"`
+	Reason    string `json:"reason,omitempty"`
+	RoomKind  string `json:"roomKind,omitempty"`
+	Title     string `json:"title,omitempty"`
+	Topic     string `json:"topic,omitempty"`
 }
 
 // enumName is an enum value's name without its prefix, in lower case
@@ -119,12 +129,12 @@ func (r *room) outbox(batch []*pendingEvent) []store.OutboxEntry {
 			Type: typ, Room: r.name, Seq: ev.Seq, Time: time.UnixMilli(ev.TimeMs).UTC(),
 			Event: webhookEvent{
 				Sender: ev.Sender, SenderKind: enumName(ev.SenderKind.String(), "SENDER_KIND_"),
-				Text: ev.Text, ClientMsgID: ev.ClientMsgId,
+				Text: ev.Text, ClientMsgID: ev.ClientMsgId, ReplyTo: ev.ReplyTo, Mentions: ev.Mentions,
 			},
 		}
 		if c := ev.GetChange(); c != nil {
 			wc := &webhookChange{Kind: enumName(c.Kind.String(), "CHANGE_KIND_"), User: c.User, UntilMs: c.UntilMs,
-				Reason: c.Reason, Title: c.Title, Topic: c.Topic}
+				Reason: c.Reason, Title: c.Title, Topic: c.Topic, TargetSeq: c.TargetSeq, Emoji: c.Emoji, Count: c.Count}
 			if c.Role != parleypb.Role_ROLE_NONE {
 				wc.Role = enumName(c.Role.String(), "ROLE_")
 			}
@@ -158,8 +168,9 @@ func (r *room) outboxEntry(body *webhookBody, n int) store.OutboxEntry {
 }
 
 // notifyRecipients are the members a post should reach that have no
-// connection in the room: those it mentions by @name, and in a direct
-// room the other user. The sender is never one.
+// connection in the room: those it mentions (its structured mentions, and
+// @name in its text, for clients that send none), and in a direct room the
+// other user. The sender is never one.
 func (r *room) notifyRecipients(ev *parleypb.RoomEvent) []string {
 	var out []string
 	add := func(u string) {
@@ -172,14 +183,17 @@ func (r *room) notifyRecipients(ev *parleypb.RoomEvent) []string {
 		add(r.info.CreatedBy)
 		add(r.info.Peer)
 	}
+	for _, u := range ev.Mentions {
+		add(u)
+	}
 	for _, u := range mentions(ev.Text) {
 		add(u)
 	}
 	return out
 }
 
-// mentions are the names written as @name in text (until posts carry
-// structured mentions): a name runs over letters, digits, '_', '-' and
+// mentions are the names written as @name in text (a client may send none
+// of its mentions as structured ones): a name runs over letters, digits, '_', '-' and
 // '.', without a trailing '.' (the end of a sentence).
 func mentions(text string) []string {
 	var out []string
