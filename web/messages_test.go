@@ -9,6 +9,10 @@ import (
 
 	"github.com/chromedp/cdproto/input"
 	"github.com/chromedp/chromedp"
+
+	"github.com/parleychat/parley/client"
+	parleypb "github.com/parleychat/parley/proto"
+	"github.com/parleychat/parley/store"
 )
 
 // A message's life on the page: replies with a quote, reactions, edits and
@@ -356,4 +360,117 @@ func TestMentionCompletion(t *testing.T) {
 	if !plain {
 		t.Error("an unchosen @name is shown as a mention")
 	}
+}
+
+// request sends one request from a Go client and returns its ack's seq.
+func request(t *testing.T, ctx context.Context, c *client.Client, what string, env *parleypb.Envelope) int {
+	t.Helper()
+	ack, err := c.Request(ctx, env)
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	return int(ack.GetSeq())
+}
+
+func editReq(room string, seq int, text string) *parleypb.Envelope {
+	return &parleypb.Envelope{Body: &parleypb.Envelope_Edit{Edit: &parleypb.EditMessage{Room: room, Seq: uint64(seq), Text: text, ClientMsgId: client.NewClientMsgID()}}}
+}
+
+func deleteReq(room string, seq int) *parleypb.Envelope {
+	return &parleypb.Envelope{Body: &parleypb.Envelope_DeleteMessage{DeleteMessage: &parleypb.DeleteMessage{Room: room, Seq: uint64(seq), ClientMsgId: client.NewClientMsgID()}}}
+}
+
+func reactReq(room string, seq int, emoji string) *parleypb.Envelope {
+	return &parleypb.Envelope{Body: &parleypb.Envelope_React{React: &parleypb.React{Room: room, Seq: uint64(seq), Emoji: emoji, ClientMsgId: client.NewClientMsgID()}}}
+}
+
+// TestMessageChangesResumeAndScrollback: messages changed before lee
+// joined, older than the events a join replays, show their current
+// version when she scrolls back (edited, a tombstone, a reaction), and a
+// reply to one of them quotes it as it is now; while her page is cut off
+// (the server restarts on the same store), messages she sees are edited,
+// deleted and reacted to, and her page applies all of it on resuming.
+func TestMessageChangesResumeAndScrollback(t *testing.T) {
+	mem := store.NewMemory()
+	t.Cleanup(func() { mem.Close() })
+	shared := keepOpen{mem}
+	first := startServer(t, "127.0.0.1:0", shared)
+	addr := first.Addr()
+	browser := startBrowser(t, 120*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+
+	const total = 120 // more than the 100 events a join replays
+	bot := goClient(t, ctx, first, "archivist", "archive")
+	seqs := make([]int, total+1)
+	for i := 1; i <= total; i++ {
+		seqs[i] = int(post(t, ctx, bot, "archive", fmt.Sprintf("entry %d", i)))
+		if i == 3 {
+			// Early changes, in the part of the log lee reads by scrolling
+			// back: the messages there are current, and these changes are
+			// not applied again over them.
+			request(t, ctx, bot, "draft entry 1", editReq("archive", seqs[1], "entry 1, draft"))
+			request(t, ctx, bot, "react to entry 3", reactReq("archive", seqs[3], "🎉"))
+		}
+	}
+	request(t, ctx, bot, "edit entry 1", editReq("archive", seqs[1], "entry 1, corrected"))
+	request(t, ctx, bot, "delete entry 2", deleteReq("archive", seqs[2]))
+	reply := request(t, ctx, bot, "reply to entry 1", &parleypb.Envelope{Body: &parleypb.Envelope_Post{Post: &parleypb.Post{
+		Room: "archive", Text: "see entry 1", ReplyTo: uint64(seqs[1]), ClientMsgId: client.NewClientMsgID()}}})
+
+	lee := openTab(t, browser, "http://"+addr+"/", "lee")
+	lee.joinRoom("archive")
+	lee.waitChange("archive", "lee joined")
+	// The quoted message is older than the replay: the page asks for it.
+	lee.waitQuote("archive", reply, "archivist", "entry 1, corrected")
+
+	// Scroll back to the room's start.
+	view := roomView("archive")
+	count := view + `.querySelectorAll('ol.messages > li[data-seq]').length`
+	for range 8 {
+		var n int
+		var done bool
+		lee.eval(fmt.Sprintf(`(() => { const v = %s; v.scrollTop = 0; return !!v.querySelector('.room-start'); })()`, view), &done)
+		if done {
+			break
+		}
+		lee.eval(count, &n)
+		lee.waitFor("older messages", fmt.Sprintf(`%s > %d || !!%s.querySelector('.room-start')`, count, n, view))
+	}
+	lee.waitText("archive", seqs[1], "entry 1, corrected")
+	lee.waitFor("entry 1 (edited)", fmt.Sprintf(`!%s.hidden`, msgJS("archive", seqs[1], ".msg-edited")))
+	lee.waitTombstone("archive", seqs[2])
+	lee.waitReaction("archive", seqs[3], "🎉", 1, false)
+	lee.waitText("archive", seqs[4], "entry 4")
+	if got := lee.messages("archive"); len(got) != total+1 {
+		t.Fatalf("lee's page shows %d messages, want %d", len(got), total+1)
+	}
+
+	// lee reacts to entry 118, then loses the server.
+	lee.react("archive", seqs[118], "👍")
+	lee.waitReaction("archive", seqs[118], "👍", 1, true)
+	if err := first.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	lee.waitFor("reconnecting", `document.querySelector('#conn').dataset.state !== 'online'`)
+
+	// Meanwhile, on another node of the same store.
+	other := startServer(t, "127.0.0.1:0", shared)
+	bot = goClient(t, ctx, other, "archivist", "archive")
+	request(t, ctx, bot, "edit entry 120", editReq("archive", seqs[120], "entry 120, corrected"))
+	request(t, ctx, bot, "delete entry 119", deleteReq("archive", seqs[119]))
+	request(t, ctx, bot, "react to entry 118", reactReq("archive", seqs[118], "👍"))
+	bot.CloseNow()
+	if err := other.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	startServer(t, addr, shared)
+	lee.waitFor("reconnected", `document.querySelector('#conn').dataset.state === 'online'`)
+	lee.waitText("archive", seqs[120], "entry 120, corrected")
+	lee.waitFor("entry 120 (edited)", fmt.Sprintf(`!%s.hidden`, msgJS("archive", seqs[120], ".msg-edited")))
+	lee.waitTombstone("archive", seqs[119])
+	lee.waitReaction("archive", seqs[118], "👍", 2, true)
+	lee.waitText("archive", seqs[117], "entry 117")
+	lee.screenshot("resumed-changes")
 }
