@@ -323,6 +323,10 @@ func TestMentionCompletion(t *testing.T) {
 	carol.waitFor("marked for carol", fmt.Sprintf(`%[1]s && !%[1]s.classList.contains('mentions-me') && %[1]s.querySelector('.mention')?.textContent === '@bob' && !%[1]s.querySelector('.mention-me')`, msgJS("team", seq, "")))
 	bob.screenshot("mentioned")
 
+	// carol looks at another room: the next post mentioning her marks
+	// #team's unread badge.
+	carol.showRoom("general")
+
 	// "@", the arrow keys and Enter; then "@" and a click.
 	alice.run("type @", chromedp.SendKeys("#composer-input", "@", chromedp.ByID))
 	offered("bob", "carol")
@@ -336,6 +340,11 @@ func TestMentionCompletion(t *testing.T) {
 	value("@carol and @bob ")
 	alice.run("send", pressEnter())
 	second := carol.lastSeq("team", 2, "alice", "@carol and @bob")
+	badge := `document.querySelector('#room-list li[data-room="team"] .badge')`
+	carol.waitFor("a mention badge on #team", badge+`.hidden === false && `+badge+`.classList.contains('mentioned') && `+badge+`.dataset.mentions === '1' && `+badge+`.textContent === '@1 unread, 1 mentioning you'`)
+	carol.screenshot("mention-badge")
+	carol.showRoom("team")
+	carol.waitFor("#team read", badge+`.hidden && !`+badge+`.classList.contains('mentioned')`)
 	carol.waitFor("highlighted for carol", fmt.Sprintf(`%s?.classList.contains('mentions-me')`, msgJS("team", second, "")))
 	bob.waitFor("highlighted for bob", fmt.Sprintf(`%s?.classList.contains('mentions-me')`, msgJS("team", second, "")))
 

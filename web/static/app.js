@@ -189,6 +189,7 @@ class RoomView {
     this.rosterTimer = 0;
     this.typing = new Map(); // user -> timeout
     this.unread = 0;
+    this.unreadMentions = 0; // of the unread, those that mention us
     this.syncing = true; // initial join: replayed history is not "unread"...
     this.newToUs = false; // ...unless the room is a conversation someone just started with us
     this.joined = false; // acked on the current connection
@@ -395,7 +396,7 @@ function renderReactions(room, li) {
 
 /** Whether we may delete a message: our own, or anyone's as a moderator or owner. */
 function canDelete(room, li) {
-  return li.msg.sender === me || myRole(room) >= Role.MODERATOR;
+  return li.msg.sender === me || (infos.get(room.name)?.kind !== RoomKind.DIRECT && myRole(room) >= Role.MODERATOR);
 }
 
 /** The actions on a message, shown on hover and focus: quick reactions, reply, and edit and delete where allowed. */
@@ -720,6 +721,7 @@ function onEvent(ev) {
   const seen = room.name === active && !document.hidden;
   if ((!room.syncing || room.newToUs) && ev.sender !== me && !seen) {
     room.unread++;
+    if (ev.mentions?.includes(me)) room.unreadMentions++;
     renderUnread(room);
   }
   if (room.name === active) {
@@ -786,11 +788,15 @@ function onScroll(room) {
 
 // ------------------------------------------------------------------ sending
 
-function pendingItem(clientMsgId, text) {
+function pendingItem(clientMsgId, text, quote = null) {
   const li = el('li', { class: 'msg pending', dataset: { clientMsgId } },
     avatar(me),
     el('div', { class: 'msg-body' },
       el('div', { class: 'msg-head' }, el('span', { class: 'msg-sender', text: me }), el('span', { class: 'msg-status', text: statusText() })),
+      quote ? el('div', { class: 'msg-quote' }, ...[
+        quote.deleted ? null : el('span', { class: 'quote-sender', text: quote.sender }),
+        el('span', { class: quote.deleted ? 'quote-text tombstone' : 'quote-text', text: quote.deleted ? 'deleted message' : snippet(quote.text) }),
+      ].filter(Boolean)) : null,
       el('div', { class: 'msg-text', text })));
   return li;
 }
@@ -818,10 +824,11 @@ function send() {
   } else {
     client.post(room.name, text, { clientMsgId: id });
   }
+  const quote = replyTo ? quoted(room, replyTo) : null;
   chosen.clear();
   closeCompletion();
   setReply(room, 0);
-  const li = pendingItem(id, text);
+  const li = pendingItem(id, text, quote);
   room.pending.set(id, li);
   room.pendingList.append(li);
   room.scrollToBottom();
@@ -1077,6 +1084,7 @@ function showRoom(name) {
   $('leave-btn').hidden = false;
   $('members-toggle').hidden = false;
   room.unread = 0;
+  room.unreadMentions = 0;
   renderUnread(room);
   renderMembers();
   if (room.joined && room.roster.size === 0) refreshRoster(room);
@@ -1156,7 +1164,14 @@ function dropRoom(name) {
 function renderUnread(room) {
   room.badge.hidden = room.unread === 0;
   room.badge.dataset.count = String(room.unread);
-  room.badge.replaceChildren(room.unread > 99 ? '99+' : String(room.unread), el('span', { class: 'visually-hidden', text: ' unread' }));
+  // Unread messages that mention us: the badge says so ("@ 2").
+  room.badge.dataset.mentions = String(room.unreadMentions);
+  room.badge.classList.toggle('mentioned', room.unreadMentions > 0);
+  room.badge.replaceChildren(...[
+    room.unreadMentions ? el('span', { class: 'badge-at', 'aria-hidden': 'true', text: '@' }) : null,
+    room.unread > 99 ? '99+' : String(room.unread),
+    el('span', { class: 'visually-hidden', text: room.unreadMentions ? ` unread, ${room.unreadMentions} mentioning you` : ' unread' }),
+  ].filter(Boolean));
   room.button.classList.toggle('has-unread', room.unread > 0);
   renderTitle();
 }
@@ -1784,6 +1799,7 @@ function wire() {
     const room = rooms.get(active);
     if (!document.hidden && room) {
       room.unread = 0;
+      room.unreadMentions = 0;
       renderUnread(room);
     }
   });
