@@ -95,6 +95,9 @@ const ERROR_TEXT = {
   ERROR_CODE_MUTED: 'You are muted in that room',
   ERROR_CODE_NOT_MEMBER: 'They are not a member',
   ERROR_CODE_NO_SUCH_MESSAGE: 'That message does not exist',
+  ERROR_CODE_NOT_YOURS: 'That is not your message',
+  ERROR_CODE_NOT_ALLOWED: 'That cannot be done to this message',
+  ERROR_CODE_ALREADY_DELETED: 'That message was deleted',
 };
 
 function describeError(err) {
@@ -134,6 +137,9 @@ const GROUP_MS = 5 * 60_000; // consecutive messages of one sender within 5 minu
 const TYPING_SHOWN_MS = 4_000;
 const STORE_NAME = 'parley.name';
 const STORE_ROOMS = 'parley.rooms';
+const QUICK_EMOJI = ['👍', '❤️', '😂', '🎉', '😮'];
+const QUOTE_CHARS = 80;
+const MAX_COMPLETIONS = 8;
 
 function load(key, fallback) {
   try {
@@ -171,6 +177,10 @@ class RoomView {
   constructor(name) {
     this.name = name;
     this.seqs = []; // shown seqs (messages and changes), ascending
+    this.minSeq = Infinity; // the oldest seq seen, shown or not (edits, deletes and reactions show on their message)
+    this.far = new Map(); // seq -> { sender, text, deleted } of replied-to messages not shown (older than the loaded history)
+    this.replyTo = 0; // the seq the next post replies to, shown above the composer
+    this.toolsRole = null; // our role the messages' actions were drawn for
     this.posts = 0; // messages shown
     this.bySeq = new Map(); // seq -> <li>
     this.pending = new Map(); // clientMsgId -> <li> of a post not yet stored
@@ -179,6 +189,7 @@ class RoomView {
     this.rosterTimer = 0;
     this.typing = new Map(); // user -> timeout
     this.unread = 0;
+    this.unreadMentions = 0; // of the unread, those that mention us
     this.syncing = true; // initial join: replayed history is not "unread"...
     this.newToUs = false; // ...unless the room is a conversation someone just started with us
     this.joined = false; // acked on the current connection
@@ -236,14 +247,327 @@ class RoomView {
 
 // ------------------------------------------------------------------ messages
 
-function messageItem(ev) {
+function messageItem(ev, room) {
   const when = new Date(ev.timeMs);
   const time = el('time', { class: 'msg-time', datetime: when.toISOString(), title: fullFmt.format(when), text: timeFmt.format(when) });
-  return el('li', { class: 'msg', dataset: { seq: ev.seq, sender: ev.sender, time: ev.timeMs } },
+  const li = el('li', { class: 'msg', dataset: { seq: ev.seq, sender: ev.sender, time: ev.timeMs } },
     avatar(ev.sender),
     el('div', { class: 'msg-body' },
-      el('div', { class: 'msg-head' }, el('span', { class: 'msg-sender', text: ev.sender }), time),
-      el('div', { class: 'msg-text', text: ev.text })));
+      el('div', { class: 'msg-head' }, el('span', { class: 'msg-sender', text: ev.sender }), time, el('span', { class: 'msg-edited', hidden: true, text: '(edited)' })),
+      el('button', { class: 'msg-quote', type: 'button', hidden: true, onclick: () => showTarget(room, li) }),
+      el('div', { class: 'msg-text' }),
+      el('div', { class: 'msg-reactions' }),
+      el('div', { class: 'msg-confirm', hidden: true }),
+      el('div', { class: 'msg-error', role: 'alert' })),
+    el('div', { class: 'msg-actions', role: 'toolbar', 'aria-label': `Actions on ${ev.sender}'s message` }));
+  if (ev.replyTo) li.dataset.replyTo = String(ev.replyTo);
+  // What the message is now: edits, deletes and reactions change it.
+  li.msg = {
+    seq: ev.seq,
+    sender: ev.sender,
+    text: ev.text,
+    replyTo: ev.replyTo ?? 0,
+    mentions: ev.mentions ?? [],
+    editedMs: ev.editedMs ?? 0,
+    deleted: !!ev.deleted,
+    reactions: new Map((ev.reactions ?? []).map((r) => [r.emoji, { count: r.count, mine: r.mine }])),
+  };
+  renderMessage(room, li);
+  return li;
+}
+
+/** Draws a message from what it is now (li.msg): its text or a tombstone, the edited mark, its quote, reactions and actions. */
+function renderMessage(room, li) {
+  const m = li.msg;
+  li.classList.toggle('deleted', m.deleted);
+  li.classList.toggle('mentions-me', !m.deleted && m.mentions.includes(me));
+  li.dataset.deleted = String(m.deleted);
+  const text = li.querySelector('.msg-text');
+  text.classList.toggle('tombstone', m.deleted);
+  if (m.deleted) text.replaceChildren('message deleted');
+  else text.replaceChildren(...textWithMentions(m.text, m.mentions));
+  const edited = li.querySelector('.msg-edited');
+  edited.hidden = m.deleted || !m.editedMs;
+  if (m.editedMs) edited.title = `Edited ${fullFmt.format(new Date(m.editedMs))}`;
+  renderQuote(room, li);
+  renderReactions(room, li);
+  renderActions(room, li);
+  if (m.deleted) {
+    endEdit(li);
+    li.querySelector('.msg-confirm').hidden = true;
+  }
+}
+
+/**
+ * A message's text as nodes, each "@name" of a member it mentions in a span
+ * of its own (highlighted when it is us): text nodes and textContent only.
+ */
+function textWithMentions(text, mentions) {
+  const names = [...new Set(mentions)].filter(Boolean).sort((a, b) => b.length - a.length);
+  if (names.length === 0) return [text];
+  const out = [];
+  let from = 0;
+  for (let i = text.indexOf('@'); i >= 0; i = text.indexOf('@', i + 1)) {
+    if (i < from) continue;
+    const name = names.find((n) => text.startsWith(n, i + 1));
+    if (!name) continue;
+    if (from < i) out.push(text.slice(from, i));
+    out.push(el('span', { class: name === me ? 'mention mention-me' : 'mention', dataset: { user: name }, text: `@${name}` }));
+    from = i + 1 + name.length;
+  }
+  if (from < text.length) out.push(text.slice(from));
+  return out;
+}
+
+/** The first QUOTE_CHARS characters of a text, on one line. */
+function snippet(text) {
+  const chars = [...text.replace(/\s+/gu, ' ').trim()];
+  return chars.length > QUOTE_CHARS ? `${chars.slice(0, QUOTE_CHARS).join('')}…` : chars.join('');
+}
+
+/** What a reply quotes of message seq: shown, fetched once, or not known (yet). */
+function quoted(room, seq) {
+  const li = room.bySeq.get(seq);
+  if (li?.msg) return li.msg;
+  if (room.far.has(seq)) return room.far.get(seq);
+  // Older than the history loaded: asked for once.
+  room.far.set(seq, null);
+  if (client?.connected && room.joined) {
+    client.history(room.name, { beforeSeq: seq + 1, limit: 1 }).then(({ messages }) => {
+      const m = messages.find((x) => x.seq === seq);
+      if (!m || rooms.get(room.name) !== room) return;
+      if (room.far.get(seq) === null) room.far.set(seq, { sender: m.sender, text: m.text, deleted: m.deleted });
+      refreshQuotes(room, seq);
+    }, () => room.far.delete(seq));
+  } else {
+    room.far.delete(seq);
+  }
+  return null;
+}
+
+function renderQuote(room, li) {
+  const q = li.querySelector('.msg-quote');
+  const seq = li.msg.replyTo;
+  q.hidden = !seq || li.msg.deleted;
+  if (q.hidden) return;
+  const target = quoted(room, seq);
+  q.dataset.target = String(seq);
+  if (!target) q.replaceChildren(el('span', { class: 'quote-text', text: 'an earlier message' }));
+  else if (target.deleted) q.replaceChildren(el('span', { class: 'quote-text tombstone', text: 'deleted message' }));
+  else q.replaceChildren(el('span', { class: 'quote-sender', text: target.sender }), el('span', { class: 'quote-text', text: snippet(target.text) }));
+  q.setAttribute('aria-label', `Reply to ${target && !target.deleted ? `${target.sender}: ${snippet(target.text)}` : target ? 'a deleted message' : 'an earlier message'}`);
+}
+
+/** Redraws the quotes of the replies to message seq (it arrived, was edited or deleted). */
+function refreshQuotes(room, seq) {
+  for (const li of room.list.querySelectorAll(`li.msg[data-reply-to="${Number(seq)}"]`)) renderQuote(room, li);
+  if (room.replyTo === seq && room.name === active) renderReplyBar();
+}
+
+/** Scrolls to the message a reply quotes, if it is shown. */
+function showTarget(room, li) {
+  const target = room.bySeq.get(li.msg.replyTo);
+  if (!target) return;
+  target.scrollIntoView({ block: 'center' });
+  target.classList.add('flash');
+  setTimeout(() => target.classList.remove('flash'), 1200);
+}
+
+/** The reactions under a message, one button per emoji with its count, ours highlighted; updated in place, so a click or the focus is not lost. */
+function renderReactions(room, li) {
+  const box = li.querySelector('.msg-reactions');
+  const list = li.msg.deleted ? [] : [...li.msg.reactions].filter(([, r]) => r.count > 0);
+  const old = new Map([...box.children].map((b) => [b.dataset.emoji, b]));
+  const buttons = list.map(([emoji, r]) => {
+    const b = old.get(emoji) ?? el('button', { class: 'reaction', type: 'button', dataset: { emoji }, onclick: () => toggleReaction(room, li, emoji) },
+      el('span', { class: 'reaction-emoji', text: emoji }), el('span', { class: 'reaction-count' }));
+    b.classList.toggle('mine', r.mine);
+    b.setAttribute('aria-pressed', String(r.mine));
+    b.title = r.mine ? `You reacted with ${emoji}: click to take it back` : `React with ${emoji}`;
+    b.lastElementChild.textContent = String(r.count);
+    return b;
+  });
+  for (const [emoji, b] of old) if (!li.msg.reactions.get(emoji)?.count || li.msg.deleted) b.remove();
+  buttons.forEach((b, i) => {
+    if (box.children[i] !== b) box.insertBefore(b, box.children[i] ?? null);
+  });
+  box.hidden = buttons.length === 0;
+}
+
+/** Whether we may delete a message: our own, or anyone's as a moderator or owner. */
+function canDelete(room, li) {
+  return li.msg.sender === me || (infos.get(room.name)?.kind !== RoomKind.DIRECT && myRole(room) >= Role.MODERATOR);
+}
+
+/** The actions on a message, shown on hover and focus: quick reactions, reply, and edit and delete where allowed. */
+function renderActions(room, li) {
+  const bar = li.querySelector('.msg-actions');
+  // Drawn again only when what it offers changes: a reaction arriving must
+  // not take the focus from a button, nor the button from under a click.
+  const key = li.msg.deleted ? 'deleted' : `${li.msg.sender === me}/${canDelete(room, li)}`;
+  if (li.actionsKey === key) return;
+  li.actionsKey = key;
+  if (li.msg.deleted) {
+    bar.replaceChildren();
+    bar.hidden = true;
+    return;
+  }
+  const btn = (action, text, label, onclick, cls = '') => el('button', { class: `msg-action ${cls}`, type: 'button', dataset: { action }, text, title: label, 'aria-label': label, onclick });
+  bar.hidden = false;
+  bar.replaceChildren(...[
+    ...QUICK_EMOJI.map((emoji) => {
+      const b = btn('react', emoji, `React with ${emoji}`, () => toggleReaction(room, li, emoji), 'emoji');
+      b.dataset.emoji = emoji;
+      return b;
+    }),
+    btn('reply', 'Reply', 'Reply', () => setReply(room, li.msg.seq)),
+    li.msg.sender === me ? btn('edit', 'Edit', 'Edit', () => startEdit(room, li)) : null,
+    canDelete(room, li) ? btn('delete', 'Delete', li.msg.sender === me ? 'Delete' : `Delete ${li.msg.sender}'s message`, () => askDelete(room, li), 'danger') : null,
+  ].filter(Boolean));
+}
+
+/** Our role in a room changed: the messages' delete buttons follow. */
+function refreshActions(room) {
+  const role = myRole(room);
+  if (room.toolsRole === role) return;
+  room.toolsRole = role;
+  for (const li of room.list.querySelectorAll('li.msg')) if (li.msg) renderActions(room, li);
+}
+
+/** A refusal, on the message it concerns, in the server's words. */
+function msgError(li, text) {
+  li.querySelector('.msg-error').textContent = text;
+}
+
+async function toggleReaction(room, li, emoji) {
+  const mine = !!li.msg.reactions.get(emoji)?.mine;
+  msgError(li, '');
+  try {
+    await client.react(room.name, li.msg.seq, emoji, { remove: mine });
+  } catch (err) {
+    msgError(li, `Could not ${mine ? 'take back the reaction' : 'react'}: ${describeError(err)}`);
+  }
+}
+
+/** Edits our message in place: Enter saves, Escape cancels. */
+function startEdit(room, li) {
+  if (li.editor || li.msg.deleted) return;
+  msgError(li, '');
+  const text = li.querySelector('.msg-text');
+  const input = el('textarea', { class: 'edit-input', rows: '2', 'aria-label': 'Edit your message' });
+  input.value = li.msg.text;
+  const save = el('button', { class: 'btn btn-small btn-primary', type: 'button', dataset: { action: 'save' }, text: 'Save', onclick: () => saveEdit(room, li) });
+  const cancel = el('button', { class: 'btn btn-small btn-ghost', type: 'button', dataset: { action: 'cancel' }, text: 'Cancel', onclick: () => endEdit(li) });
+  li.editor = el('div', { class: 'msg-editor' }, input, el('div', { class: 'msg-editor-btns' }, save, cancel,
+    el('span', { class: 'muted small', text: 'Enter to save · Escape to cancel' })));
+  input.addEventListener('keydown', (e) => {
+    if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
+      e.preventDefault();
+      saveEdit(room, li);
+    } else if (e.key === 'Escape') {
+      e.stopPropagation();
+      endEdit(li);
+    }
+  });
+  text.hidden = true;
+  text.after(li.editor);
+  li.classList.add('editing');
+  input.focus();
+  input.setSelectionRange(input.value.length, input.value.length);
+}
+
+function endEdit(li) {
+  if (!li.editor) return;
+  const hadFocus = li.editor.contains(document.activeElement);
+  li.editor.remove();
+  li.editor = null;
+  li.classList.remove('editing');
+  li.querySelector('.msg-text').hidden = false;
+  if (hadFocus && !$('composer-input').disabled) $('composer-input').focus();
+}
+
+async function saveEdit(room, li) {
+  const editor = li.editor;
+  if (!editor) return;
+  const input = editor.querySelector('textarea');
+  const text = input.value.replace(/\s+$/u, '');
+  if (text === li.msg.text) {
+    endEdit(li);
+    return;
+  }
+  if (text.trim() === '') {
+    msgError(li, 'A message cannot be empty: delete it instead.');
+    return;
+  }
+  for (const b of editor.querySelectorAll('button, textarea')) b.disabled = true;
+  msgError(li, '');
+  try {
+    await client.edit(room.name, li.msg.seq, text);
+    if (li.editor === editor) endEdit(li); // the EDITED event shows the new text
+  } catch (err) {
+    msgError(li, `Not edited: ${describeError(err)}`);
+    for (const b of editor.querySelectorAll('button, textarea')) b.disabled = false;
+  }
+}
+
+/** Asks on the message before deleting it: for everyone, for good. */
+function askDelete(room, li) {
+  const box = li.querySelector('.msg-confirm');
+  msgError(li, '');
+  const theirs = li.msg.sender !== me;
+  box.replaceChildren(
+    el('span', { text: theirs ? `Delete ${li.msg.sender}'s message for everyone?` : 'Delete this message for everyone?' }),
+    el('button', { class: 'btn btn-small btn-danger', type: 'button', dataset: { action: 'confirm-delete' }, text: 'Delete', onclick: () => deleteMsg(room, li) }),
+    el('button', { class: 'btn btn-small btn-ghost', type: 'button', dataset: { action: 'cancel-delete' }, text: 'Cancel', onclick: () => (box.hidden = true) }));
+  box.hidden = false;
+  box.querySelector('button').focus();
+}
+
+async function deleteMsg(room, li) {
+  const box = li.querySelector('.msg-confirm');
+  for (const b of box.querySelectorAll('button')) b.disabled = true;
+  try {
+    await client.deleteMessage(room.name, li.msg.seq);
+    box.hidden = true; // the MESSAGE_DELETED event makes it a tombstone
+  } catch (err) {
+    box.hidden = true;
+    msgError(li, `Not deleted: ${describeError(err)}`);
+  }
+}
+
+/** An edit, a delete or a reaction: a change to a message, applied to it where it shows, not a line of its own. */
+const isMessageChange = (ev) =>
+  isChange(ev) && [ChangeKind.EDITED, ChangeKind.MESSAGE_DELETED, ChangeKind.REACTED, ChangeKind.UNREACTED].includes(ev.kind);
+
+/** Applies an edit, delete or reaction to the message it names (if shown, or quoted). */
+function applyMessageChange(room, ch) {
+  const li = room.bySeq.get(ch.targetSeq);
+  const m = li?.msg ?? room.far.get(ch.targetSeq);
+  if (!m) return;
+  switch (ch.kind) {
+    case ChangeKind.EDITED:
+      m.text = ch.text;
+      m.editedMs = ch.timeMs;
+      break;
+    case ChangeKind.MESSAGE_DELETED:
+      m.deleted = true;
+      m.text = '';
+      if (m.reactions) m.reactions.clear();
+      if (m.mentions) m.mentions = [];
+      break;
+    case ChangeKind.REACTED:
+    case ChangeKind.UNREACTED: {
+      if (!m.reactions) break;
+      const r = m.reactions.get(ch.emoji) ?? { count: 0, mine: false };
+      r.count = ch.count;
+      if (ch.sender === me) r.mine = ch.kind === ChangeKind.REACTED;
+      if (r.count > 0) m.reactions.set(ch.emoji, r);
+      else m.reactions.delete(ch.emoji);
+      break;
+    }
+  }
+  if (li?.msg) renderMessage(room, li);
+  if (ch.kind !== ChangeKind.REACTED && ch.kind !== ChangeKind.UNREACTED) refreshQuotes(room, ch.targetSeq);
 }
 
 /**
@@ -347,12 +671,22 @@ function insertionIndex(seqs, seq) {
 /** A change rather than a post: changes have a kind, posts text. */
 const isChange = (ev) => typeof ev.kind === 'number';
 
-/** Shows events (posts and changes) in room, each seq once and in seq order. Returns how many were new. */
-function addEvents(room, events) {
+/**
+ * Shows events (posts and changes) in room, each seq once and in seq order.
+ * Edits, deletes and reactions change the message they name instead (with
+ * apply; scrollback does not apply them: its messages are current).
+ * Returns how many were new.
+ */
+function addEvents(room, events, { apply = true } = {}) {
   let added = 0;
   for (const ev of events) {
+    room.minSeq = Math.min(room.minSeq, ev.seq);
+    if (isMessageChange(ev)) {
+      if (apply) applyMessageChange(room, ev);
+      continue;
+    }
     if (room.bySeq.has(ev.seq)) continue; // never show a seq twice
-    const li = isChange(ev) ? changeItem(ev) : messageItem(ev);
+    const li = isChange(ev) ? changeItem(ev) : messageItem(ev, room);
     const i = insertionIndex(room.seqs, ev.seq);
     const next = i < room.seqs.length ? room.bySeq.get(room.seqs[i]) : null;
     room.list.insertBefore(li, next);
@@ -362,6 +696,10 @@ function addEvents(room, events) {
     else room.posts++;
     regroup(li);
     regroup(next);
+    if (!li.change) {
+      room.far.delete(ev.seq);
+      refreshQuotes(room, ev.seq); // replies shown before the message they quote
+    }
     added++;
   }
   return added;
@@ -383,6 +721,7 @@ function onEvent(ev) {
   const seen = room.name === active && !document.hidden;
   if ((!room.syncing || room.newToUs) && ev.sender !== me && !seen) {
     room.unread++;
+    if (ev.mentions?.includes(me)) room.unreadMentions++;
     renderUnread(room);
   }
   if (room.name === active) {
@@ -396,6 +735,10 @@ function onEvent(ev) {
 function onChange(ch) {
   const room = rooms.get(ch.room);
   if (!room) return;
+  if (isMessageChange(ch)) {
+    addEvents(room, [ch]);
+    return;
+  }
   const stick = room.atBottom();
   if (!addEvents(room, [ch])) return;
   if (ch.kind === ChangeKind.CREATED || ch.kind === ChangeKind.UPDATED) {
@@ -418,7 +761,7 @@ function onHistory({ room: name, messages, changes, hasMore }) {
   // Keep the messages on screen where they are while older ones appear above.
   const v = room.view;
   const before = v.scrollHeight - v.scrollTop;
-  addEvents(room, events);
+  addEvents(room, events, { apply: false });
   room.hasMore = hasMore && events.length > 0;
   room.loadingOlder = false;
   room.renderTop();
@@ -430,7 +773,7 @@ async function loadOlder(room) {
   room.loadingOlder = true;
   room.renderTop();
   try {
-    onHistory(await client.history(room.name, { beforeSeq: room.seqs[0] ?? 0, limit: 50 }));
+    onHistory(await client.history(room.name, { beforeSeq: Number.isFinite(room.minSeq) ? room.minSeq : 0, limit: 50 }));
   } catch (err) {
     room.loadingOlder = false;
     room.renderTop();
@@ -445,11 +788,15 @@ function onScroll(room) {
 
 // ------------------------------------------------------------------ sending
 
-function pendingItem(clientMsgId, text) {
+function pendingItem(clientMsgId, text, quote = null) {
   const li = el('li', { class: 'msg pending', dataset: { clientMsgId } },
     avatar(me),
     el('div', { class: 'msg-body' },
       el('div', { class: 'msg-head' }, el('span', { class: 'msg-sender', text: me }), el('span', { class: 'msg-status', text: statusText() })),
+      quote ? el('div', { class: 'msg-quote' }, ...[
+        quote.deleted ? null : el('span', { class: 'quote-sender', text: quote.sender }),
+        el('span', { class: quote.deleted ? 'quote-text tombstone' : 'quote-text', text: quote.deleted ? 'deleted message' : snippet(quote.text) }),
+      ].filter(Boolean)) : null,
       el('div', { class: 'msg-text', text })));
   return li;
 }
@@ -466,8 +813,22 @@ function send() {
   // Our own id, so the message shows (as "sending") before the server has
   // it; postAcked and postFailed say how it ended.
   const id = newClientMsgId();
-  client.post(room.name, text, { clientMsgId: id });
-  const li = pendingItem(id, text);
+  // The names chosen from the completion list that are still in the text.
+  const mentions = [...chosen].filter((n) => text.includes(`@${n}`));
+  const replyTo = room.replyTo;
+  if (replyTo || mentions.length) {
+    // A reply or a mention: the same id until the server answers once.
+    client.reply(room.name, text, { clientMsgId: id, replyTo, mentions }).then(
+      (r) => onPostAcked(r),
+      (error) => onPostFailed({ room: room.name, clientMsgId: id, error }));
+  } else {
+    client.post(room.name, text, { clientMsgId: id });
+  }
+  const quote = replyTo ? quoted(room, replyTo) : null;
+  chosen.clear();
+  closeCompletion();
+  setReply(room, 0);
+  const li = pendingItem(id, text, quote);
   room.pending.set(id, li);
   room.pendingList.append(li);
   room.scrollToBottom();
@@ -501,6 +862,122 @@ function onPostFailed({ room: name, clientMsgId, error }) {
       rooms.get(name)?.pending.delete(clientMsgId);
     },
   }));
+}
+
+// ------------------------------------------------------------------ replies
+
+/** Sets the message the next post in room replies to (0: none), shown above the composer. */
+function setReply(room, seq) {
+  room.replyTo = seq;
+  if (room.name !== active) return;
+  renderReplyBar();
+  if (seq) $('composer-input').focus();
+}
+
+function renderReplyBar() {
+  const room = rooms.get(active);
+  const bar = $('reply-bar');
+  const seq = room?.replyTo ?? 0;
+  bar.hidden = !seq;
+  if (!seq) return;
+  const target = quoted(room, seq);
+  bar.dataset.target = String(seq);
+  $('reply-to').replaceChildren(...[
+    'Replying to ',
+    target && !target.deleted ? el('span', { class: 'quote-sender', text: target.sender }) : null,
+    el('span', { class: target?.deleted ? 'quote-text tombstone' : 'quote-text', text: !target ? 'an earlier message' : target.deleted ? 'deleted message' : snippet(target.text) }),
+  ].filter(Boolean));
+}
+
+// ------------------------------------------------------------------ mentions
+
+const chosen = new Set(); // member names chosen from the completion list for the next post
+let completion = null; // { start, items, index }: the list open under an "@" in the composer
+
+/** The members of the active room we can mention: its roster's members and whoever is connected, not us. */
+function mentionable(room) {
+  const names = new Set(room.members.keys());
+  for (const m of room.roster.values()) if (m.role >= Role.MEMBER) names.add(m.user);
+  names.delete(me);
+  return [...names].sort(byName);
+}
+
+/** Opens, narrows or closes the completion list from the "@word" before the caret. */
+function updateCompletion() {
+  const input = $('composer-input');
+  const room = rooms.get(active);
+  const caret = input.selectionStart;
+  if (!room || caret !== input.selectionEnd) return closeCompletion();
+  const before = input.value.slice(0, caret);
+  const m = /(^|\s)@([^\s@]*)$/u.exec(before);
+  if (!m) return closeCompletion();
+  const query = m[2].toLowerCase();
+  const items = mentionable(room).filter((n) => n.toLowerCase().startsWith(query)).slice(0, MAX_COMPLETIONS);
+  if (items.length === 0) return closeCompletion();
+  const prev = completion?.items[completion.index];
+  completion = { start: caret - m[2].length - 1, items, index: Math.max(0, items.indexOf(prev)) };
+  renderCompletion();
+}
+
+function renderCompletion() {
+  const list = $('mention-list');
+  const input = $('composer-input');
+  if (!completion) {
+    list.hidden = true;
+    list.replaceChildren();
+    input.removeAttribute('aria-activedescendant');
+    return;
+  }
+  list.replaceChildren(...completion.items.map((name, i) => el('li', {
+    id: `mention-opt-${i}`, class: i === completion.index ? 'active' : '', role: 'option', 'aria-selected': String(i === completion.index),
+    dataset: { user: name },
+    onmousedown: (e) => e.preventDefault(), // the composer keeps the focus
+    onclick: () => chooseCompletion(i),
+  }, avatar(name, 'small'), el('span', { class: 'person-name', text: name }))));
+  list.hidden = false;
+  input.setAttribute('aria-activedescendant', `mention-opt-${completion.index}`);
+}
+
+function closeCompletion() {
+  if (!completion && $('mention-list').hidden) return;
+  completion = null;
+  renderCompletion();
+}
+
+/** Puts "@name " in place of the "@word" being typed, and remembers the mention. */
+function chooseCompletion(i) {
+  if (!completion) return;
+  const name = completion.items[i];
+  const input = $('composer-input');
+  const end = input.selectionStart;
+  const insert = `@${name} `;
+  input.value = input.value.slice(0, completion.start) + insert + input.value.slice(end);
+  const caret = completion.start + insert.length;
+  input.setSelectionRange(caret, caret);
+  chosen.add(name);
+  completion = null;
+  renderCompletion();
+  input.focus();
+  autosize(input);
+}
+
+/** Arrow keys, Enter, Tab and Escape in the completion list; true if the key was its. */
+function completionKey(e) {
+  if (!completion || e.isComposing) return false;
+  const n = completion.items.length;
+  if (e.key === 'ArrowDown' || e.key === 'ArrowUp') {
+    completion.index = (completion.index + (e.key === 'ArrowDown' ? 1 : n - 1)) % n;
+    renderCompletion();
+  } else if ((e.key === 'Enter' || e.key === 'Tab') && !e.shiftKey) {
+    chooseCompletion(completion.index);
+  } else if (e.key === 'Escape') {
+    e.stopPropagation();
+    closeCompletion();
+  } else {
+    return false;
+  }
+  e.preventDefault();
+  return true;
 }
 
 function autosize(t) {
@@ -579,6 +1056,11 @@ function showRoom(name) {
   if (active !== name) closePerson();
   active = name;
   const room = rooms.get(name);
+  if (prev !== room) {
+    chosen.clear();
+    closeCompletion();
+  }
+  renderReplyBar();
   $('empty').hidden = !!room;
   $('jump').hidden = true;
   const input = $('composer-input');
@@ -602,6 +1084,7 @@ function showRoom(name) {
   $('leave-btn').hidden = false;
   $('members-toggle').hidden = false;
   room.unread = 0;
+  room.unreadMentions = 0;
   renderUnread(room);
   renderMembers();
   if (room.joined && room.roster.size === 0) refreshRoster(room);
@@ -620,12 +1103,14 @@ function onJoined({ room: name, members, resumed }) {
   if (!resumed) {
     // First join: the replay was the room's recent window. Older messages
     // exist if the oldest one we got is not seq 1.
-    room.hasMore = room.seqs.length > 0 && room.seqs[0] > 1;
+    room.hasMore = Number.isFinite(room.minSeq) && room.minSeq > 1;
     room.syncing = false;
     room.newToUs = false;
     room.renderTop();
     if (name === active) room.scrollToBottom();
   }
+  // Replies to messages older than the replay quote them once asked for.
+  for (const li of room.list.querySelectorAll('li.msg[data-reply-to]')) if (li.msg && !room.bySeq.has(li.msg.replyTo) && !room.far.get(li.msg.replyTo)) renderQuote(room, li);
   renderMembers();
   renderOnline();
   refreshRoster(room);
@@ -637,6 +1122,8 @@ function onRewound({ room: name }) {
   if (!room) return;
   room.list.replaceChildren();
   room.seqs = [];
+  room.minSeq = Infinity;
+  room.far.clear();
   room.posts = 0;
   room.bySeq.clear();
   room.syncing = true;
@@ -677,7 +1164,14 @@ function dropRoom(name) {
 function renderUnread(room) {
   room.badge.hidden = room.unread === 0;
   room.badge.dataset.count = String(room.unread);
-  room.badge.replaceChildren(room.unread > 99 ? '99+' : String(room.unread), el('span', { class: 'visually-hidden', text: ' unread' }));
+  // Unread messages that mention us: the badge says so ("@ 2").
+  room.badge.dataset.mentions = String(room.unreadMentions);
+  room.badge.classList.toggle('mentioned', room.unreadMentions > 0);
+  room.badge.replaceChildren(...[
+    room.unreadMentions ? el('span', { class: 'badge-at', 'aria-hidden': 'true', text: '@' }) : null,
+    room.unread > 99 ? '99+' : String(room.unread),
+    el('span', { class: 'visually-hidden', text: room.unreadMentions ? ` unread, ${room.unreadMentions} mentioning you` : ' unread' }),
+  ].filter(Boolean));
   room.button.classList.toggle('has-unread', room.unread > 0);
   renderTitle();
 }
@@ -733,6 +1227,7 @@ function learnRoom(info) {
   const room = rooms.get(info.name);
   if (room) {
     room.renderLabel();
+    refreshActions(room);
     if (info.name === active) {
       renderHeader();
       renderMembers();
@@ -851,6 +1346,7 @@ function refreshRoster(room) {
       const page = await client.members(room.name, { limit: 500 });
       if (rooms.get(room.name) !== room) return;
       room.roster = new Map(page.members.map((m) => [m.user, m]));
+      refreshActions(room);
       if (room.name === active) renderMembers();
     } catch {
       /* not a member (any more): the list shows who is connected */
@@ -1246,6 +1742,11 @@ function wire() {
 
   const input = $('composer-input');
   input.addEventListener('keydown', (e) => {
+    if (completionKey(e)) return;
+    if (e.key === 'Escape' && rooms.get(active)?.replyTo) {
+      setReply(rooms.get(active), 0);
+      return;
+    }
     // Enter sends; Shift+Enter is a new line. isComposing: Enter also
     // confirms an IME composition (Japanese, Chinese...), which must not send.
     if (e.key === 'Enter' && !e.shiftKey && !e.isComposing && !e.altKey && !e.ctrlKey && !e.metaKey) {
@@ -1255,7 +1756,15 @@ function wire() {
   });
   input.addEventListener('input', () => {
     autosize(input);
+    updateCompletion();
     if (active && input.value.trim() !== '') client.typing(active);
+  });
+  input.addEventListener('click', updateCompletion);
+  input.addEventListener('blur', () => setTimeout(closeCompletion, 150));
+  $('reply-cancel').addEventListener('click', () => {
+    const room = rooms.get(active);
+    if (room) setReply(room, 0);
+    input.focus();
   });
   $('composer').addEventListener('submit', (e) => {
     e.preventDefault();
@@ -1290,6 +1799,7 @@ function wire() {
     const room = rooms.get(active);
     if (!document.hidden && room) {
       room.unread = 0;
+      room.unreadMentions = 0;
       renderUnread(room);
     }
   });
