@@ -35,10 +35,10 @@ type webhookEvent struct {
 	Room  string `json:"room"`
 	Seq   uint64 `json:"seq"`
 	Event struct {
-		Sender      string `json:"sender"`
-		SenderKind  string `json:"senderKind"`
-		Text        string `json:"text"`
-		ClientMsgID string `json:"clientMsgId"`
+		Sender      string   `json:"sender"`
+		SenderKind  string   `json:"senderKind"`
+		Text        string   `json:"text"`
+		ClientMsgID string   `json:"clientMsgId"`
 		Mentions    []string `json:"mentions"`
 		Change      *struct {
 			Kind      string `json:"kind"`
