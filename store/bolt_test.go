@@ -564,8 +564,9 @@ func TestBoltSharedCommitIsolatesFailures(t *testing.T) {
 	}, sameUserRoom)
 }
 
-// TestBoltFormat2 opens a file as the build before read cursors wrote it
-// (format 2, member records in memberRecordV1): it is upgraded, its members
+// TestBoltFormat2 opens a file as the build before the outbox and read
+// cursors wrote it (format 2: no outbox buckets, member records in
+// memberRecordV1): it is upgraded, its members
 // read back with no cursor, and a cursor written to it is kept.
 func TestBoltFormat2(t *testing.T) {
 	dir := t.TempDir()
@@ -586,6 +587,11 @@ func TestBoltFormat2(t *testing.T) {
 		v = appendStrings(v, m.InvitedBy)
 		if err := tx.Bucket(bucketMembers).Bucket([]byte("r")).Put([]byte("alice"), v); err != nil {
 			return err
+		}
+		for _, name := range [][]byte{bucketOutbox, bucketOutboxIDs} { // format 3's
+			if err := tx.DeleteBucket(name); err != nil {
+				return err
+			}
 		}
 		return tx.Bucket(bucketMeta).Put(keyFormat, []byte{2})
 	})
