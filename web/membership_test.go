@@ -34,7 +34,7 @@ func (tb *tab) createRoom(room string, private bool, invite string) {
 // openPerson clicks a person in the member list, which opens their panel.
 func (tb *tab) openPerson(user string) {
 	tb.t.Helper()
-	tb.run("open "+user, chromedp.Click(fmt.Sprintf(`#members li.person[data-user=%s] .person-btn`, jsString(user)), chromedp.ByQuery))
+	tb.clickJS("open "+user, fmt.Sprintf(`#members li.person[data-user=%s] .person-btn`, jsString(user)))
 	tb.waitFor(user+"'s panel", fmt.Sprintf(`!document.querySelector('#person-panel').hidden && document.querySelector('#person-name').textContent === %s`, jsString(user)))
 }
 
@@ -45,8 +45,16 @@ func (tb *tab) moderateFromPanel(action, reason string) {
 		tb.run("give a reason", chromedp.SendKeys("#mod-reason", reason, chromedp.ByID))
 	}
 	btn := fmt.Sprintf(`#mod-actions button[data-action=%s]`, jsString(action))
-	tb.waitFor(action+" offered", `!!document.querySelector(`+jsString(btn)+`)`)
-	tb.run(action, chromedp.Click(btn, chromedp.ByQuery))
+	tb.clickJS(action, btn)
+}
+
+// clickJS clicks the element sel selects as soon as there is one, in one
+// step in the page: the lists re-render as members and roles change, and
+// chromedp.Click, which finds a node and then clicks it, failed with
+// "Could not find node" when a re-render came in between.
+func (tb *tab) clickJS(what, sel string) {
+	tb.t.Helper()
+	tb.waitFor(what, fmt.Sprintf(`(() => { const e = document.querySelector(%s); if (!e) return false; e.click(); return true; })()`, jsString(sel)))
 }
 
 // roomListed says whether the sidebar's list (your rooms, or other rooms) has room.
