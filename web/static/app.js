@@ -1265,6 +1265,8 @@ function renderUnread(room) {
   const { unread, mentions } = viewing(room) ? { unread: 0, mentions: 0 } : unreadState(room);
   room.unread = unread;
   room.unreadMentions = mentions;
+  room.item.dataset.readSeq = String(room.readSeq); // the server's cursor, and the newest seq here: for tests
+  room.item.dataset.lastSeq = String(room.maxSeq);
   room.badge.hidden = room.unread === 0;
   room.badge.dataset.count = String(room.unread);
   // Unread messages that mention us: the badge says so ("@ 2").
