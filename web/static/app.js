@@ -197,6 +197,7 @@ class RoomView {
     this.srvMentions = 0; // the server's unread mentions, as of srvLast
     this.maxSeq = 0; // the newest seq received (posts and changes)
     this.seenSeq = 0; // the newest seq shown while the room was viewed (sent, or about to be, as markRead)
+    this.replaySeq = 0; // while the server tells us no cursor: the history replayed at our join is not unread
     this.mentionSeqs = new Set(); // posts received mentioning us, in case the server did not count them yet
     this.sentSeq = 0; // the highest markRead sent
     this.markTimer = 0;
@@ -1121,7 +1122,7 @@ function onJoined({ room: name, members, resumed }) {
     // exist if the oldest one we got is not seq 1.
     room.hasMore = Number.isFinite(room.minSeq) && room.minSeq > 1;
     // A room the server keeps no cursor of for us: its replayed history is not unread.
-    if (!room.known && !room.newToUs) room.seenSeq = Math.max(room.seenSeq, room.maxSeq);
+    if (!room.known && !room.newToUs) room.replaySeq = room.maxSeq;
     room.syncing = false;
     room.newToUs = false;
     room.renderTop();
@@ -1148,7 +1149,7 @@ function onRewound({ room: name }) {
   room.bySeq.clear();
   room.syncing = true;
   // The seqs start over: so do our cursor and counts, until the server's next word.
-  Object.assign(room, { known: false, readSeq: 0, srvLast: 0, srvMentions: 0, maxSeq: 0, seenSeq: 0, sentSeq: 0 });
+  Object.assign(room, { known: false, readSeq: 0, srvLast: 0, srvMentions: 0, maxSeq: 0, seenSeq: 0, replaySeq: 0, sentSeq: 0 });
   room.mentionSeqs.clear();
   renderUnread(room);
   toast(`${roomRef(name)} lost its history on the server; showing it afresh.`, 'info');
@@ -1199,10 +1200,9 @@ const MARK_READ_MS = 300;
  */
 function serverUnread(room, info) {
   if (!info || info.role < Role.MEMBER || info.deleted) return;
-  if (room.known && info.readSeq < room.readSeq) return;
-  // From now on the server's cursor counts, not this page's guess that
-  // the history replayed at a join was read.
-  if (!room.known) room.seenSeq = 0;
+  // Older than what we have: a cursor behind ours, or the same one counted
+  // before events we were told of (a rooms list asked before they came).
+  if (room.known && (info.readSeq < room.readSeq || (info.readSeq === room.readSeq && info.readSeq + info.unread < room.srvLast))) return;
   room.known = true;
   room.readSeq = info.readSeq;
   room.srvLast = info.readSeq + info.unread;
@@ -1225,7 +1225,7 @@ function viewing(room) {
  * every event counts: posts, joins, edits, reactions.
  */
 function unreadState(room) {
-  const cursor = Math.max(room.readSeq, room.seenSeq);
+  const cursor = Math.max(room.readSeq, room.seenSeq, room.known ? 0 : room.replaySeq);
   const last = Math.max(room.srvLast, room.maxSeq);
   const unread = Math.max(0, last - cursor);
   let mentions = cursor >= room.srvLast ? 0 : room.srvMentions;
