@@ -28,6 +28,11 @@
 //  7. Scrollback: {"id":"5","history":{"room":"general","beforeSeq":"8","limit":50}}
 //     <- {"historyPage":{"room":"general","events":[...ascending],"hasMore":true}}, ack.
 //  8. Leave:   {"id":"6","leave":{"room":"general"}} <- ack.
+//     Read:    {"id":"8","markRead":{"room":"general","seq":"58"}} <- ack; every
+//     connection of ours gets {"room":{...,"readSeq":"58","unread":"0",
+//     "unreadMentions":0}} (also in the welcome's rooms and the room list):
+//     the badges, shared by our devices. The page asks at most every 300 ms
+//     per room, for what it shows.
 //  9. Keepalive: {"id":"7","ping":{}} every 30 s (or a third of idleTimeoutMs).
 // 10. Any frame may be {"batch":{"items":[envelope,...]}}: handle each in order.
 //     A room's log holds posts and changes under one seq: an event with
