@@ -142,7 +142,9 @@ func TestPrivateRoomInvitationAndDirect(t *testing.T) {
 		t.Fatalf("the direct room is %q", room)
 	}
 	bob.waitMessages(room, 1)
-	alice.waitFor("the conversation in alice's list, unread", dm+`?.querySelector('.room-name').textContent === 'bob' && `+dm+`.querySelector('.badge').dataset.count === '1'`)
+	// The badge is the server's unread count, events after alice's cursor:
+	// the conversation's start and bob's message.
+	alice.waitFor("the conversation in alice's list, unread", dm+`?.querySelector('.room-name').textContent === 'bob' && `+dm+`.querySelector('.badge').dataset.count === '2'`)
 	alice.run("open it", chromedp.Click(`#room-list li[data-kind="direct"] button`, chromedp.ByQuery))
 	if got := alice.waitMessages(room, 1); got[0].Sender != "bob" || got[0].Text != "Got a minute?" {
 		t.Fatalf("alice's conversation: %+v", got)

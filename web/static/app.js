@@ -28,6 +28,11 @@
 //  7. Scrollback: {"id":"5","history":{"room":"general","beforeSeq":"8","limit":50}}
 //     <- {"historyPage":{"room":"general","events":[...ascending],"hasMore":true}}, ack.
 //  8. Leave:   {"id":"6","leave":{"room":"general"}} <- ack.
+//     Read:    {"id":"8","markRead":{"room":"general","seq":"58"}} <- ack; every
+//     connection of ours gets {"room":{...,"readSeq":"58","unread":"0",
+//     "unreadMentions":0}} (also in the welcome's rooms and the room list):
+//     the badges, shared by our devices. The page asks at most every 300 ms
+//     per room, for what it shows.
 //  9. Keepalive: {"id":"7","ping":{}} every 30 s (or a third of idleTimeoutMs).
 // 10. Any frame may be {"batch":{"items":[envelope,...]}}: handle each in order.
 //     A room's log holds posts and changes under one seq: an event with
@@ -188,8 +193,22 @@ class RoomView {
     this.roster = new Map(); // user -> MemberInfo: members, invited, banned, with roles
     this.rosterTimer = 0;
     this.typing = new Map(); // user -> timeout
-    this.unread = 0;
-    this.unreadMentions = 0; // of the unread, those that mention us
+    // Unread state: the server's read cursor, shared by all our devices
+    // (readSeq, and the unread counts as of srvLast), raised here by events
+    // the server's last word did not count yet. See unreadState().
+    this.known = false; // the server told us our cursor here (we are a member)
+    this.readSeq = 0; // the server's read cursor
+    this.srvLast = 0; // the room's last seq when the server counted (readSeq + unread)
+    this.srvMentions = 0; // the server's unread mentions, as of srvLast
+    this.maxSeq = 0; // the newest seq received (posts and changes)
+    this.seenSeq = 0; // the newest seq shown while the room was viewed (sent, or about to be, as markRead)
+    this.replaySeq = 0; // while the server tells us no cursor: the history replayed at our join is not unread
+    this.mentionSeqs = new Set(); // posts received mentioning us, in case the server did not count them yet
+    this.sentSeq = 0; // the highest markRead sent
+    this.markTimer = 0;
+    this.lastMarkMs = 0;
+    this.unread = 0; // shown on the badge (unreadState())
+    this.unreadMentions = 0; // of the unread, posts that mention us
     this.syncing = true; // initial join: replayed history is not "unread"...
     this.newToUs = false; // ...unless the room is a conversation someone just started with us
     this.joined = false; // acked on the current connection
@@ -681,6 +700,7 @@ function addEvents(room, events, { apply = true } = {}) {
   let added = 0;
   for (const ev of events) {
     room.minSeq = Math.min(room.minSeq, ev.seq);
+    room.maxSeq = Math.max(room.maxSeq, ev.seq);
     if (isMessageChange(ev)) {
       if (apply) applyMessageChange(room, ev);
       continue;
@@ -718,17 +738,13 @@ function onEvent(ev) {
   if (!addEvents(room, [ev])) return;
   if (room.posts === 1 && !room.syncing) room.renderTop(); // no longer empty
   stopTyping(room, ev.sender);
-  const seen = room.name === active && !document.hidden;
-  if ((!room.syncing || room.newToUs) && ev.sender !== me && !seen) {
-    room.unread++;
-    if (ev.mentions?.includes(me)) room.unreadMentions++;
-    renderUnread(room);
-  }
+  if (ev.sender !== me && ev.mentions?.includes(me)) room.mentionSeqs.add(ev.seq);
   if (room.name === active) {
     if (stick || mine) room.scrollToBottom();
     else $('jump').hidden = false;
     if (!room.syncing && ev.sender !== me) $('announce').textContent = `${ev.sender}: ${ev.text}`;
   }
+  markViewed(room);
 }
 
 /** A change to a room: a quiet line, never an unread message; the room's description and member list follow it. */
@@ -737,6 +753,8 @@ function onChange(ch) {
   if (!room) return;
   if (isMessageChange(ch)) {
     addEvents(room, [ch]);
+    if (ch.kind === ChangeKind.MESSAGE_DELETED) room.mentionSeqs.delete(ch.targetSeq);
+    markViewed(room);
     return;
   }
   const stick = room.atBottom();
@@ -752,6 +770,7 @@ function onChange(ch) {
     if (stick) room.scrollToBottom();
     if (!room.syncing) $('announce').textContent = room.bySeq.get(ch.seq).firstChild.textContent;
   }
+  markViewed(room);
 }
 
 function onHistory({ room: name, messages, changes, hasMore }) {
@@ -783,7 +802,10 @@ async function loadOlder(room) {
 
 function onScroll(room) {
   if (room.view.scrollTop < 120) loadOlder(room);
-  if (room.name === active && room.atBottom()) $('jump').hidden = true;
+  if (room.name === active && room.atBottom()) {
+    $('jump').hidden = true;
+    markViewed(room);
+  }
 }
 
 // ------------------------------------------------------------------ sending
@@ -992,6 +1014,7 @@ function joinRoom(name, { show = true } = {}) {
   if (!room) {
     room = new RoomView(name);
     rooms.set(name, room);
+    serverUnread(room, infos.get(name));
     $('rooms').append(room.view);
     $('room-list').append(room.item);
     client.join(name);
@@ -1055,6 +1078,7 @@ function showRoom(name) {
   }
   if (active !== name) closePerson();
   active = name;
+  if (prev && prev !== rooms.get(name)) renderUnread(prev); // no longer viewed: its badge may show again
   const room = rooms.get(name);
   if (prev !== room) {
     chosen.clear();
@@ -1083,13 +1107,11 @@ function showRoom(name) {
   $('send-btn').disabled = false;
   $('leave-btn').hidden = false;
   $('members-toggle').hidden = false;
-  room.unread = 0;
-  room.unreadMentions = 0;
-  renderUnread(room);
   renderMembers();
   if (room.joined && room.roster.size === 0) refreshRoster(room);
   renderTyping();
   room.scrollToBottom();
+  markViewed(room);
   closeSidebar();
   if (window.matchMedia('(hover: hover)').matches) input.focus();
 }
@@ -1104,6 +1126,8 @@ function onJoined({ room: name, members, resumed }) {
     // First join: the replay was the room's recent window. Older messages
     // exist if the oldest one we got is not seq 1.
     room.hasMore = Number.isFinite(room.minSeq) && room.minSeq > 1;
+    // A room the server keeps no cursor of for us: its replayed history is not unread.
+    if (!room.known && !room.newToUs) room.replaySeq = room.maxSeq;
     room.syncing = false;
     room.newToUs = false;
     room.renderTop();
@@ -1115,6 +1139,8 @@ function onJoined({ room: name, members, resumed }) {
   renderOnline();
   refreshRoster(room);
   refreshRoomList();
+  renderUnread(room);
+  markViewed(room);
 }
 
 function onRewound({ room: name }) {
@@ -1127,6 +1153,10 @@ function onRewound({ room: name }) {
   room.posts = 0;
   room.bySeq.clear();
   room.syncing = true;
+  // The seqs start over: so do our cursor and counts, until the server's next word.
+  Object.assign(room, { known: false, readSeq: 0, srvLast: 0, srvMentions: 0, maxSeq: 0, seenSeq: 0, replaySeq: 0, sentSeq: 0 });
+  room.mentionSeqs.clear();
+  renderUnread(room);
   toast(`${roomRef(name)} lost its history on the server; showing it afresh.`, 'info');
 }
 
@@ -1151,6 +1181,7 @@ function dropRoom(name) {
   if (!room) return;
   for (const t of room.typing.values()) clearTimeout(t);
   clearTimeout(room.rosterTimer);
+  clearTimeout(room.markTimer);
   room.view.remove();
   room.item.remove();
   rooms.delete(name);
@@ -1161,7 +1192,86 @@ function dropRoom(name) {
   renderOnline();
 }
 
+// ------------------------------------------------------------------ unread state
+
+/** How long at least between two markRead requests for one room. */
+const MARK_READ_MS = 300;
+
+/**
+ * Takes the server's word on our read state in a room (the welcome's rooms,
+ * the rooms list, a 'room' event: RoomInfo's readSeq, unread and
+ * unreadMentions). A word older than the one we have (a cursor behind
+ * ours: a rooms list asked before the cursor moved) is not taken.
+ */
+function serverUnread(room, info) {
+  if (!info || info.role < Role.MEMBER || info.deleted) return;
+  // Older than what we have: a cursor behind ours, or the same one counted
+  // before events we were told of (a rooms list asked before they came).
+  if (room.known && (info.readSeq < room.readSeq || (info.readSeq === room.readSeq && info.readSeq + info.unread < room.srvLast))) return;
+  room.known = true;
+  room.readSeq = info.readSeq;
+  room.srvLast = info.readSeq + info.unread;
+  room.srvMentions = info.unreadMentions;
+  if (room.sentSeq < room.readSeq) room.sentSeq = room.readSeq;
+  for (const seq of room.mentionSeqs) if (seq <= room.srvLast) room.mentionSeqs.delete(seq);
+  markViewed(room);
+}
+
+/** Whether we are looking at the newest messages of room: on screen, the page visible, scrolled to the bottom. */
+function viewing(room) {
+  return room.name === active && document.visibilityState === 'visible' && !room.view.hidden && room.atBottom();
+}
+
+/**
+ * The badge's numbers: the events after our cursor (the server's, or
+ * further where this page has shown the room since: its markRead is on
+ * its way), counting those the server did not know of when it last told
+ * us; and of them, the posts that mention us. As the server's `unread`,
+ * every event counts: posts, joins, edits, reactions.
+ */
+function unreadState(room) {
+  const cursor = Math.max(room.readSeq, room.seenSeq, room.known ? 0 : room.replaySeq);
+  const last = Math.max(room.srvLast, room.maxSeq);
+  const unread = Math.max(0, last - cursor);
+  let mentions = cursor >= room.srvLast ? 0 : room.srvMentions;
+  for (const seq of room.mentionSeqs) if (seq > Math.max(cursor, room.srvLast)) mentions++;
+  return { unread, mentions: Math.min(mentions, unread) };
+}
+
+/**
+ * The room is being read: move our cursor to the newest seq on screen,
+ * here at once and on the server with markRead — at most one request per
+ * room per MARK_READ_MS, and only when the seq grows. The server tells
+ * all our devices (a 'room' event), which clears their badges.
+ */
+function markViewed(room) {
+  if (viewing(room)) room.seenSeq = Math.max(room.seenSeq, room.maxSeq);
+  renderUnread(room);
+  if (!room.known || room.markTimer || room.seenSeq <= Math.max(room.sentSeq, room.readSeq)) return;
+  // The pending request takes the newest seq seen when it leaves.
+  room.markTimer = setTimeout(() => sendMarkRead(room), Math.max(0, room.lastMarkMs + MARK_READ_MS - Date.now()));
+}
+
+function sendMarkRead(room) {
+  room.markTimer = 0;
+  const seq = room.seenSeq;
+  if (rooms.get(room.name) !== room || seq <= Math.max(room.sentSeq, room.readSeq)) return;
+  if (!room.joined || !client?.connected) return; // onJoined tries again
+  room.sentSeq = seq;
+  room.lastMarkMs = Date.now();
+  client.markRead(room.name, seq).catch(() => {
+    // Not stored (the connection dropped, the room went away): the next
+    // view (a message, a scroll, a rejoin) asks again.
+    if (room.sentSeq === seq) room.sentSeq = room.readSeq;
+  });
+}
+
 function renderUnread(room) {
+  const { unread, mentions } = viewing(room) ? { unread: 0, mentions: 0 } : unreadState(room);
+  room.unread = unread;
+  room.unreadMentions = mentions;
+  room.item.dataset.readSeq = String(room.readSeq); // the server's cursor, and the newest seq here: for tests
+  room.item.dataset.lastSeq = String(room.maxSeq);
   room.badge.hidden = room.unread === 0;
   room.badge.dataset.count = String(room.unread);
   // Unread messages that mention us: the badge says so ("@ 2").
@@ -1226,6 +1336,7 @@ function learnRoom(info) {
   infos.set(info.name, { ...infos.get(info.name), ...info });
   const room = rooms.get(info.name);
   if (room) {
+    serverUnread(room, info);
     room.renderLabel();
     refreshActions(room);
     if (info.name === active) {
@@ -1795,12 +1906,13 @@ function wire() {
       closePerson();
     }
   });
+  // Back to the page: the room on screen is read now (and its badge, hidden
+  // while viewed, shows again while the page is not).
   document.addEventListener('visibilitychange', () => {
     const room = rooms.get(active);
-    if (!document.hidden && room) {
-      room.unread = 0;
-      room.unreadMentions = 0;
+    if (room) {
       renderUnread(room);
+      markViewed(room);
     }
   });
   // The network came back: no point waiting out the backoff.
