@@ -587,6 +587,11 @@ func TestBoltFormat2(t *testing.T) {
 		if err := tx.Bucket(bucketMembers).Bucket([]byte("r")).Put([]byte("alice"), v); err != nil {
 			return err
 		}
+		for _, name := range [][]byte{bucketOutbox, bucketOutboxIDs} { // format 3 added them
+			if err := tx.DeleteBucket(name); err != nil {
+				return err
+			}
+		}
 		return tx.Bucket(bucketMeta).Put(keyFormat, []byte{2})
 	})
 	db.Close()
