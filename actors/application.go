@@ -149,13 +149,14 @@ func (n *Node) CreateRoom(ctx context.Context, c *parleypb.CreateRoom, owner str
 	return info, err
 }
 
-// UpdateRoom changes a room's title or topic (nil: unchanged) as the
-// system, and returns the seq of the change.
-func (n *Node) UpdateRoom(ctx context.Context, room string, title, topic *string) (uint64, error) {
+// UpdateRoom changes a room's title, topic or read positions setting
+// (nil: unchanged) as the system, and returns the seq of the change.
+func (n *Node) UpdateRoom(ctx context.Context, room string, title, topic *string, readPositions *bool) (uint64, error) {
 	if err := checkRoom(room); err != nil {
 		return 0, err
 	}
-	m := &actorpb.RoomUpdate{Room: room, User: SystemName, Kind: parleypb.SenderKind_SENDER_KIND_SYSTEM, Title: title, Topic: topic, RequestId: "api"}
+	m := &actorpb.RoomUpdate{Room: room, User: SystemName, Kind: parleypb.SenderKind_SENDER_KIND_SYSTEM, Title: title, Topic: topic,
+		ReadPositions: readPositions, RequestId: "api"}
 	return n.askAck(ctx, m, func(to *actor.PID) { m.Session = to })
 }
 

@@ -210,7 +210,7 @@ func (s *service) CreateRoom(ctx context.Context, req *connect.Request[apiv1.Cre
 
 func (s *service) UpdateRoom(ctx context.Context, req *connect.Request[apiv1.UpdateRoomRequest]) (*connect.Response[apiv1.UpdateRoomResponse], error) {
 	m := req.Msg
-	seq, err := s.node.UpdateRoom(ctx, m.GetRoom(), m.Title, m.Topic)
+	seq, err := s.node.UpdateRoom(ctx, m.GetRoom(), m.Title, m.Topic, m.ReadPositions)
 	if err != nil {
 		return nil, err
 	}

@@ -814,10 +814,13 @@ func (x *CreateRoomResponse) GetRoom() *proto.RoomInfo {
 }
 
 type UpdateRoomRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Room          string                 `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
-	Title         *string                `protobuf:"bytes,2,opt,name=title,proto3,oneof" json:"title,omitempty"`
-	Topic         *string                `protobuf:"bytes,3,opt,name=topic,proto3,oneof" json:"topic,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Room  string                 `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
+	Title *string                `protobuf:"bytes,2,opt,name=title,proto3,oneof" json:"title,omitempty"`
+	Topic *string                `protobuf:"bytes,3,opt,name=topic,proto3,oneof" json:"topic,omitempty"`
+	// Show the room's members each other's read positions (see
+	// parley.v1.ReadPositions).
+	ReadPositions *bool `protobuf:"varint,4,opt,name=read_positions,json=readPositions,proto3,oneof" json:"read_positions,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -871,6 +874,13 @@ func (x *UpdateRoomRequest) GetTopic() string {
 		return *x.Topic
 	}
 	return ""
+}
+
+func (x *UpdateRoomRequest) GetReadPositions() bool {
+	if x != nil && x.ReadPositions != nil {
+		return *x.ReadPositions
+	}
+	return false
 }
 
 type UpdateRoomResponse struct {
@@ -1823,13 +1833,15 @@ const file_api_proto_rawDesc = "" +
 	"\x05owner\x18\x05 \x01(\tR\x05owner\x12\x16\n" +
 	"\x06invite\x18\x06 \x03(\tR\x06invite\"=\n" +
 	"\x12CreateRoomResponse\x12'\n" +
-	"\x04room\x18\x01 \x01(\v2\x13.parley.v1.RoomInfoR\x04room\"q\n" +
+	"\x04room\x18\x01 \x01(\v2\x13.parley.v1.RoomInfoR\x04room\"\xb0\x01\n" +
 	"\x11UpdateRoomRequest\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12\x19\n" +
 	"\x05title\x18\x02 \x01(\tH\x00R\x05title\x88\x01\x01\x12\x19\n" +
-	"\x05topic\x18\x03 \x01(\tH\x01R\x05topic\x88\x01\x01B\b\n" +
+	"\x05topic\x18\x03 \x01(\tH\x01R\x05topic\x88\x01\x01\x12*\n" +
+	"\x0eread_positions\x18\x04 \x01(\bH\x02R\rreadPositions\x88\x01\x01B\b\n" +
 	"\x06_titleB\b\n" +
-	"\x06_topic\"&\n" +
+	"\x06_topicB\x11\n" +
+	"\x0f_read_positions\"&\n" +
 	"\x12UpdateRoomResponse\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\"?\n" +
 	"\x11DeleteRoomRequest\x12\x12\n" +

@@ -120,7 +120,7 @@ type ParleyServiceClient interface {
 	// CreateRoom creates a public or private room owned by owner (empty: the
 	// system's), inviting the users named.
 	CreateRoom(context.Context, *connect.Request[api.CreateRoomRequest]) (*connect.Response[api.CreateRoomResponse], error)
-	// UpdateRoom changes a room's title or topic.
+	// UpdateRoom changes a room's title, topic or read_positions setting.
 	UpdateRoom(context.Context, *connect.Request[api.UpdateRoomRequest]) (*connect.Response[api.UpdateRoomResponse], error)
 	// DeleteRoom deletes a room: everyone is out, the name is not used again.
 	DeleteRoom(context.Context, *connect.Request[api.DeleteRoomRequest]) (*connect.Response[api.DeleteRoomResponse], error)
@@ -413,7 +413,7 @@ type ParleyServiceHandler interface {
 	// CreateRoom creates a public or private room owned by owner (empty: the
 	// system's), inviting the users named.
 	CreateRoom(context.Context, *connect.Request[api.CreateRoomRequest]) (*connect.Response[api.CreateRoomResponse], error)
-	// UpdateRoom changes a room's title or topic.
+	// UpdateRoom changes a room's title, topic or read_positions setting.
 	UpdateRoom(context.Context, *connect.Request[api.UpdateRoomRequest]) (*connect.Response[api.UpdateRoomResponse], error)
 	// DeleteRoom deletes a room: everyone is out, the name is not used again.
 	DeleteRoom(context.Context, *connect.Request[api.DeleteRoomRequest]) (*connect.Response[api.DeleteRoomResponse], error)
