@@ -597,6 +597,7 @@ func (r *room) update(ctx actor.Context, m *actorpb.RoomUpdate) {
 		return
 	}
 	if r.role(m.GetUser(), m.GetKind(), m.GetClaimRole()) < store.RoleModerator {
+		r.log.Info("room update refused: not a moderator", "user", m.GetUser(), "code", "FORBIDDEN", "read_positions", m.ReadPositions != nil)
 		r.answer(ctx, to, id, refuse(parleypb.ErrorCode_ERROR_CODE_FORBIDDEN, "only the owner and moderators may change the title, topic or settings"))
 		return
 	}
