@@ -413,7 +413,8 @@ func TestServerAPIListener(t *testing.T) {
 
 // TestServerAPIUserRoomsUnread: ListUserRooms gives each of the user's
 // rooms its read cursor, unread count and unread mentions, as a login
-// would, and they follow a MarkRead; UpdateRoom turns read positions on.
+// would, and they follow a MarkRead, the client's or the API's own (its
+// refusals named); UpdateRoom turns read positions on.
 func TestServerAPIUserRoomsUnread(t *testing.T) {
 	t.Parallel()
 	srv := startAPIServer(t, nil)
@@ -454,6 +455,26 @@ func TestServerAPIUserRoomsUnread(t *testing.T) {
 	if r := bobsNews(); r.GetReadSeq() != ping.GetSeq() || r.GetUnread() != last-ping.GetSeq() || r.GetUnreadMentions() != 0 {
 		t.Fatalf("bob's news after marking %d read: %v; want unread %d, no mention", ping.GetSeq(), r, last-ping.GetSeq())
 	}
+
+	// MarkRead through the API: bob's connection hears of it; refusals named.
+	marked, err := c.MarkRead(ctx, connect.NewRequest(&apiv1.MarkReadRequest{Room: "news", User: "bob", Seq: last}))
+	if err != nil || marked.Msg.GetReadSeq() != last {
+		t.Fatalf("marking bob's news read through the API: %v (%v)", marked, err)
+	}
+	nextEvent(t, ctx, bob, "bob's cursor from the API", func(e *parleypb.Envelope) bool {
+		return e.GetRoom().GetName() == "news" && e.GetRoom().GetReadSeq() == last && e.GetRoom().GetUnread() == 0
+	})
+	if r := bobsNews(); r.GetReadSeq() != last || r.GetUnread() != 0 {
+		t.Fatalf("bob's news after the API's MarkRead: %v", r)
+	}
+	_, err = c.MarkRead(ctx, connect.NewRequest(&apiv1.MarkReadRequest{Room: "news", User: "bob", Seq: last + 1}))
+	wantAPIError(t, "a cursor past the last seq", err, connect.CodeNotFound, parleypb.ErrorCode_ERROR_CODE_NO_SUCH_MESSAGE)
+	_, err = c.MarkRead(ctx, connect.NewRequest(&apiv1.MarkReadRequest{Room: "news", User: "carol", Seq: last}))
+	wantAPIError(t, "a non-member's cursor", err, connect.CodeNotFound, parleypb.ErrorCode_ERROR_CODE_NOT_MEMBER)
+	_, err = apiClient(srv, "", false).MarkRead(ctx, connect.NewRequest(&apiv1.MarkReadRequest{Room: "news", User: "bob", Seq: last}))
+	wantAPIError(t, "MarkRead without a key", err, connect.CodeUnauthenticated, 0)
+	_, err = c.MarkRead(ctx, connect.NewRequest(&apiv1.MarkReadRequest{Room: "news", User: "", Seq: last}))
+	wantAPIError(t, "no user's cursor", err, connect.CodeInvalidArgument, parleypb.ErrorCode_ERROR_CODE_BAD_REQUEST)
 
 	on := true
 	if _, err := c.UpdateRoom(ctx, connect.NewRequest(&apiv1.UpdateRoomRequest{Room: "news", ReadPositions: &on})); err != nil {

@@ -261,6 +261,19 @@ func (n *Node) Message(ctx context.Context, room string, seq uint64) (*parleypb.
 	return eventOf(msgs[0]), nil
 }
 
+// MarkRead moves user's read cursor in room forward to seq, as the
+// user's own MarkRead would, and returns the cursor after it.
+func (n *Node) MarkRead(ctx context.Context, room, user string, seq uint64) (uint64, error) {
+	if err := checkRoom(room); err != nil {
+		return 0, err
+	}
+	if err := ValidName(user); err != nil {
+		return 0, badRequest("user %v", err)
+	}
+	m := &actorpb.RoomMarkRead{Room: room, User: user, Seq: seq, RequestId: "api"}
+	return n.askAck(ctx, m, func(to *actor.PID) { m.Session = to })
+}
+
 // UserRooms pages through user's rooms (member, invited or banned), each
 // as the user sees it, by name after after.
 func (n *Node) UserRooms(ctx context.Context, user, after string, limit uint32) (rooms []*parleypb.RoomInfo, next string, err error) {

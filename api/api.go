@@ -217,6 +217,15 @@ func (s *service) UpdateRoom(ctx context.Context, req *connect.Request[apiv1.Upd
 	return connect.NewResponse(&apiv1.UpdateRoomResponse{Seq: seq}), nil
 }
 
+func (s *service) MarkRead(ctx context.Context, req *connect.Request[apiv1.MarkReadRequest]) (*connect.Response[apiv1.MarkReadResponse], error) {
+	m := req.Msg
+	seq, err := s.node.MarkRead(ctx, m.GetRoom(), m.GetUser(), m.GetSeq())
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&apiv1.MarkReadResponse{ReadSeq: seq}), nil
+}
+
 func (s *service) DeleteRoom(ctx context.Context, req *connect.Request[apiv1.DeleteRoomRequest]) (*connect.Response[apiv1.DeleteRoomResponse], error) {
 	seq, err := s.node.DeleteRoom(ctx, req.Msg.GetRoom(), req.Msg.GetReason())
 	if err != nil {
