@@ -410,3 +410,78 @@ func TestServerAPIListener(t *testing.T) {
 		t.Fatalf("gRPC over TLS: %v", err)
 	}
 }
+
+// TestServerAPIUserRoomsUnread: ListUserRooms gives each of the user's
+// rooms its read cursor, unread count and unread mentions, as a login
+// would, and they follow a MarkRead, the client's or the API's own (its
+// refusals named); UpdateRoom turns read positions on.
+func TestServerAPIUserRoomsUnread(t *testing.T) {
+	t.Parallel()
+	srv := startAPIServer(t, nil)
+	ctx := testCtx(t, 30*time.Second)
+	c := apiClient(srv, testAPIKey, false)
+	if _, err := c.CreateRoom(ctx, connect.NewRequest(&apiv1.CreateRoomRequest{Room: "news", Kind: parleypb.RoomKind_ROOM_KIND_PUBLIC, Owner: "alice"})); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.AddMember(ctx, connect.NewRequest(&apiv1.AddMemberRequest{Room: "news", User: "bob"})); err != nil {
+		t.Fatal(err)
+	}
+	alice := login(t, ctx, srv, codec.JSON, "alice", "news")
+	post(t, ctx, alice, "news", "one")
+	ping, err := alice.Request(ctx, &parleypb.Envelope{Body: &parleypb.Envelope_Post{Post: &parleypb.Post{Room: "news", Text: "bob?", Mentions: []string{"bob"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := c.Publish(ctx, connect.NewRequest(&apiv1.PublishRequest{Room: "news", SenderKind: parleypb.SenderKind_SENDER_KIND_SYSTEM, Text: "news at ten"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := pub.Msg.GetSeq()
+	bobsNews := func() *parleypb.RoomInfo {
+		t.Helper()
+		rooms, err := c.ListUserRooms(ctx, connect.NewRequest(&apiv1.ListUserRoomsRequest{User: "bob"}))
+		if err != nil || len(rooms.Msg.GetRooms()) != 1 || rooms.Msg.GetRooms()[0].GetName() != "news" {
+			t.Fatalf("bob's rooms: %v (%v)", rooms, err)
+		}
+		return rooms.Msg.GetRooms()[0]
+	}
+	if r := bobsNews(); r.GetReadSeq() >= ping.GetSeq()-1 || r.GetUnread() != last-r.GetReadSeq() || r.GetUnreadMentions() != 1 || r.GetLastSeq() != last {
+		t.Fatalf("bob's news before reading: %v; want the unread posts and one mention", r)
+	}
+	bob := login(t, ctx, srv, codec.Proto, "bob")
+	if _, err := markRead(t, bob, "news", ping.GetSeq()); err != nil {
+		t.Fatal(err)
+	}
+	if r := bobsNews(); r.GetReadSeq() != ping.GetSeq() || r.GetUnread() != last-ping.GetSeq() || r.GetUnreadMentions() != 0 {
+		t.Fatalf("bob's news after marking %d read: %v; want unread %d, no mention", ping.GetSeq(), r, last-ping.GetSeq())
+	}
+
+	// MarkRead through the API: bob's connection hears of it; refusals named.
+	marked, err := c.MarkRead(ctx, connect.NewRequest(&apiv1.MarkReadRequest{Room: "news", User: "bob", Seq: last}))
+	if err != nil || marked.Msg.GetReadSeq() != last {
+		t.Fatalf("marking bob's news read through the API: %v (%v)", marked, err)
+	}
+	nextEvent(t, ctx, bob, "bob's cursor from the API", func(e *parleypb.Envelope) bool {
+		return e.GetRoom().GetName() == "news" && e.GetRoom().GetReadSeq() == last && e.GetRoom().GetUnread() == 0
+	})
+	if r := bobsNews(); r.GetReadSeq() != last || r.GetUnread() != 0 {
+		t.Fatalf("bob's news after the API's MarkRead: %v", r)
+	}
+	_, err = c.MarkRead(ctx, connect.NewRequest(&apiv1.MarkReadRequest{Room: "news", User: "bob", Seq: last + 1}))
+	wantAPIError(t, "a cursor past the last seq", err, connect.CodeNotFound, parleypb.ErrorCode_ERROR_CODE_NO_SUCH_MESSAGE)
+	_, err = c.MarkRead(ctx, connect.NewRequest(&apiv1.MarkReadRequest{Room: "news", User: "carol", Seq: last}))
+	wantAPIError(t, "a non-member's cursor", err, connect.CodeNotFound, parleypb.ErrorCode_ERROR_CODE_NOT_MEMBER)
+	_, err = apiClient(srv, "", false).MarkRead(ctx, connect.NewRequest(&apiv1.MarkReadRequest{Room: "news", User: "bob", Seq: last}))
+	wantAPIError(t, "MarkRead without a key", err, connect.CodeUnauthenticated, 0)
+	_, err = c.MarkRead(ctx, connect.NewRequest(&apiv1.MarkReadRequest{Room: "news", User: "", Seq: last}))
+	wantAPIError(t, "no user's cursor", err, connect.CodeInvalidArgument, parleypb.ErrorCode_ERROR_CODE_BAD_REQUEST)
+
+	on := true
+	if _, err := c.UpdateRoom(ctx, connect.NewRequest(&apiv1.UpdateRoomRequest{Room: "news", ReadPositions: &on})); err != nil {
+		t.Fatal(err)
+	}
+	info, err := c.GetRoom(ctx, connect.NewRequest(&apiv1.GetRoomRequest{Room: "news"}))
+	if err != nil || !info.Msg.GetRoom().GetReadPositions() {
+		t.Fatalf("news after turning read positions on: %v (%v)", info, err)
+	}
+}

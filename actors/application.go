@@ -149,13 +149,14 @@ func (n *Node) CreateRoom(ctx context.Context, c *parleypb.CreateRoom, owner str
 	return info, err
 }
 
-// UpdateRoom changes a room's title or topic (nil: unchanged) as the
-// system, and returns the seq of the change.
-func (n *Node) UpdateRoom(ctx context.Context, room string, title, topic *string) (uint64, error) {
+// UpdateRoom changes a room's title, topic or read positions setting
+// (nil: unchanged) as the system, and returns the seq of the change.
+func (n *Node) UpdateRoom(ctx context.Context, room string, title, topic *string, readPositions *bool) (uint64, error) {
 	if err := checkRoom(room); err != nil {
 		return 0, err
 	}
-	m := &actorpb.RoomUpdate{Room: room, User: SystemName, Kind: parleypb.SenderKind_SENDER_KIND_SYSTEM, Title: title, Topic: topic, RequestId: "api"}
+	m := &actorpb.RoomUpdate{Room: room, User: SystemName, Kind: parleypb.SenderKind_SENDER_KIND_SYSTEM, Title: title, Topic: topic,
+		ReadPositions: readPositions, RequestId: "api"}
 	return n.askAck(ctx, m, func(to *actor.PID) { m.Session = to })
 }
 
@@ -258,6 +259,19 @@ func (n *Node) Message(ctx context.Context, room string, seq uint64) (*parleypb.
 		return nil, &RequestError{Code: parleypb.ErrorCode_ERROR_CODE_NO_SUCH_MESSAGE, Text: fmt.Sprintf("room %q has no event %d (never, or no longer: retention)", room, seq)}
 	}
 	return eventOf(msgs[0]), nil
+}
+
+// MarkRead moves user's read cursor in room forward to seq, as the
+// user's own MarkRead would, and returns the cursor after it.
+func (n *Node) MarkRead(ctx context.Context, room, user string, seq uint64) (uint64, error) {
+	if err := checkRoom(room); err != nil {
+		return 0, err
+	}
+	if err := ValidName(user); err != nil {
+		return 0, badRequest("user %v", err)
+	}
+	m := &actorpb.RoomMarkRead{Room: room, User: user, Seq: seq, RequestId: "api"}
+	return n.askAck(ctx, m, func(to *actor.PID) { m.Session = to })
 }
 
 // UserRooms pages through user's rooms (member, invited or banned), each

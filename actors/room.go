@@ -52,7 +52,10 @@ type room struct {
 	touched map[uint64]*postState
 	// cursors are the read-cursor moves waiting for the commit, by user:
 	// a burst of them is one record and one RoomInfo (room_cursors.go).
-	cursors     map[string]*pendingEvent
+	cursors map[string]*pendingEvent
+	// positions are the cursor moves other members have not been told of
+	// yet, in a room that shows read positions (room_positions.go).
+	positions   positions
 	pending     []*pendingEvent
 	flushQueued bool
 
@@ -117,12 +120,14 @@ func (r *room) Receive(ctx actor.Context) {
 		r.armLinger(ctx)
 	case *actor.Restarting:
 		r.linger.Stop()
+		r.stopPositions()
 		r.n.Stats.ActiveRooms.Add(-1)
 		r.abandon(ctx, "the room restarted")
 	case *actor.Stopping:
 		r.linger.Stop()
 		r.n.Stats.ActiveRooms.Add(-1)
 		r.flush(ctx)
+		r.stopPositions()
 		r.abandon(ctx, "the room stopped")
 	case *actorpb.RoomPost:
 		r.post(ctx, m)
@@ -131,6 +136,8 @@ func (r *room) Receive(ctx actor.Context) {
 		r.flush(ctx)
 	case presenceFlush:
 		r.flushPresence(ctx)
+	case positionsFlush:
+		r.flushPositions(ctx)
 	case *actorpb.RoomJoin:
 		r.join(ctx, m)
 	case *actorpb.RoomLeave:

@@ -13,8 +13,9 @@ import (
 // Read cursors (this file): a member's last read seq and the unread posts
 // that mention it live in its member record (store.Member), so a user's
 // rooms at hello come with them from one read of the store. A cursor is
-// not an event of the log: moving it tells nobody but the user's own
-// connections.
+// not an event of the log: moving it tells the user's own connections,
+// and, in a room that shows read positions, the room's connections a
+// moment later, with other moves (room_positions.go).
 
 // markRead moves user's read cursor forward (MarkRead). Moves that arrive
 // while a commit runs are folded into one record write and one RoomInfo
@@ -52,7 +53,7 @@ func (r *room) markRead(ctx actor.Context, m *actorpb.RoomMarkRead) {
 		return
 	}
 	p := &pendingEvent{dupOf: seq, session: to, requestID: id, members: []store.Member{rec},
-		after: func(ctx actor.Context) { r.tellUser(ctx, user) }}
+		after: func(ctx actor.Context) { r.tellUser(ctx, user); r.positionMoved(ctx, user) }}
 	if r.cursors == nil {
 		r.cursors = make(map[string]*pendingEvent)
 	}

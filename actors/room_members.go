@@ -162,6 +162,7 @@ func (r *room) admit(ctx actor.Context, key string, m *actorpb.RoomJoin, mem *ro
 	r.codecs[mem.codec]++
 	members := r.memberList()
 	ctx.Send(m.GetSession(), &parleypb.Ack{RequestId: m.GetRequestId(), Room: r.name, Seq: r.committed, Members: members[:min(len(members), maxAckMembers)], OldestSeq: r.oldestKnown()})
+	r.sendSnapshot(ctx, mem)
 	if newUser {
 		ctx.Send(ctx.Parent(), &actorpb.RoomCount{Room: r.name, Members: uint32(len(r.users))})
 		if !m.GetRejoin() {

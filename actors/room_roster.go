@@ -580,7 +580,8 @@ func (r *room) leaveMembership(ctx actor.Context, m *actorpb.RoomLeave) (bool, *
 	return true, nil
 }
 
-// update changes the room's title or topic (UpdateRoom).
+// update changes the room's title, topic or read positions setting
+// (UpdateRoom).
 func (r *room) update(ctx actor.Context, m *actorpb.RoomUpdate) {
 	to, id := m.GetSession(), m.GetRequestId()
 	if !r.load() {
@@ -592,11 +593,12 @@ func (r *room) update(ctx actor.Context, m *actorpb.RoomUpdate) {
 		return
 	}
 	if r.info.Kind == store.KindDirect {
-		r.answer(ctx, to, id, refuse(parleypb.ErrorCode_ERROR_CODE_FORBIDDEN, "a direct room has no title or topic"))
+		r.answer(ctx, to, id, refuse(parleypb.ErrorCode_ERROR_CODE_FORBIDDEN, "a direct room has no title, topic or settings"))
 		return
 	}
 	if r.role(m.GetUser(), m.GetKind(), m.GetClaimRole()) < store.RoleModerator {
-		r.answer(ctx, to, id, refuse(parleypb.ErrorCode_ERROR_CODE_FORBIDDEN, "only the owner and moderators may change the title or topic"))
+		r.log.Info("room update refused: not a moderator", "user", m.GetUser(), "code", "FORBIDDEN", "read_positions", m.ReadPositions != nil)
+		r.answer(ctx, to, id, refuse(parleypb.ErrorCode_ERROR_CODE_FORBIDDEN, "only the owner and moderators may change the title, topic or settings"))
 		return
 	}
 	info := *r.info
@@ -606,14 +608,20 @@ func (r *room) update(ctx actor.Context, m *actorpb.RoomUpdate) {
 	if m.Topic != nil {
 		info.Topic = m.GetTopic()
 	}
+	if m.ReadPositions != nil {
+		info.ReadPositions = m.GetReadPositions()
+	}
 	if no := checkDescription(info.Title, info.Topic); no != nil {
 		r.answer(ctx, to, id, no)
 		return
 	}
 	p := &pendingEvent{
 		ev: r.changeEvent(m.GetUser(), m.GetKind(), &parleypb.RoomChange{Kind: parleypb.ChangeKind_CHANGE_KIND_UPDATED,
-			RoomKind: parleypb.RoomKind(info.Kind), Title: info.Title, Topic: info.Topic}),
+			RoomKind: parleypb.RoomKind(info.Kind), Title: info.Title, Topic: info.Topic, ReadPositions: info.ReadPositions}),
 		info: &info, session: to, requestID: id,
+	}
+	if was := r.info.ReadPositions; was != info.ReadPositions {
+		p.after = func(ctx actor.Context) { r.positionsChanged(ctx, info.ReadPositions) }
 	}
 	r.apply(p)
 	r.queue(ctx, p)
@@ -669,7 +677,7 @@ func (r *room) infoFor(user string) *parleypb.RoomInfo {
 // RoomInfoOf is a room as a user with record m sees it.
 func RoomInfoOf(info store.RoomRecord, m store.Member) *parleypb.RoomInfo {
 	ri := &parleypb.RoomInfo{Name: info.Name, Kind: parleypb.RoomKind(info.Kind), Members: uint32(max(info.Members, 0)), Title: info.Title, Topic: info.Topic,
-		LastSeq: info.Latest, CreatedBy: info.CreatedBy, Deleted: info.Deleted, Role: parleypb.Role(m.Role), Invited: m.Invited}
+		ReadPositions: info.ReadPositions, LastSeq: info.Latest, CreatedBy: info.CreatedBy, Deleted: info.Deleted, Role: parleypb.Role(m.Role), Invited: m.Invited}
 	if ri.Kind == parleypb.RoomKind_ROOM_KIND_UNSPECIFIED {
 		ri.Kind = parleypb.RoomKind_ROOM_KIND_PUBLIC
 	}

@@ -98,6 +98,8 @@ type webhookChange struct {
 	RoomKind  string `json:"roomKind,omitempty"`
 	Title     string `json:"title,omitempty"`
 	Topic     string `json:"topic,omitempty"`
+	// ReadPositions: created, updated (the room's setting after it).
+	ReadPositions bool `json:"readPositions,omitempty"`
 }
 
 // enumName is an enum value's name without its prefix, in lower case
@@ -134,7 +136,7 @@ func (r *room) outbox(batch []*pendingEvent) []store.OutboxEntry {
 		}
 		if c := ev.GetChange(); c != nil {
 			wc := &webhookChange{Kind: enumName(c.Kind.String(), "CHANGE_KIND_"), User: c.User, UntilMs: c.UntilMs,
-				Reason: c.Reason, Title: c.Title, Topic: c.Topic, TargetSeq: c.TargetSeq, Emoji: c.Emoji, Count: c.Count}
+				Reason: c.Reason, Title: c.Title, Topic: c.Topic, ReadPositions: c.ReadPositions, TargetSeq: c.TargetSeq, Emoji: c.Emoji, Count: c.Count}
 			if c.Role != parleypb.Role_ROLE_NONE {
 				wc.Role = enumName(c.Role.String(), "ROLE_")
 			}

@@ -161,7 +161,7 @@ func (s *session) handle(ctx actor.Context, env *parleypb.Envelope) {
 		u := b.UpdateRoom
 		if s.roomRequest(id, u.GetRoom()) {
 			s.n.dir.Tell(ctx, &actorpb.RoomUpdate{Room: u.GetRoom(), User: s.sh.user, Kind: parleypb.SenderKind_SENDER_KIND_USER, ClaimRole: s.claimRole(u.GetRoom()),
-				Title: u.Title, Topic: u.Topic, Session: ctx.Self(), RequestId: id})
+				Title: u.Title, Topic: u.Topic, ReadPositions: u.ReadPositions, Session: ctx.Self(), RequestId: id})
 		}
 	case *parleypb.Envelope_DeleteRoom:
 		d := b.DeleteRoom

@@ -210,11 +210,20 @@ func (s *service) CreateRoom(ctx context.Context, req *connect.Request[apiv1.Cre
 
 func (s *service) UpdateRoom(ctx context.Context, req *connect.Request[apiv1.UpdateRoomRequest]) (*connect.Response[apiv1.UpdateRoomResponse], error) {
 	m := req.Msg
-	seq, err := s.node.UpdateRoom(ctx, m.GetRoom(), m.Title, m.Topic)
+	seq, err := s.node.UpdateRoom(ctx, m.GetRoom(), m.Title, m.Topic, m.ReadPositions)
 	if err != nil {
 		return nil, err
 	}
 	return connect.NewResponse(&apiv1.UpdateRoomResponse{Seq: seq}), nil
+}
+
+func (s *service) MarkRead(ctx context.Context, req *connect.Request[apiv1.MarkReadRequest]) (*connect.Response[apiv1.MarkReadResponse], error) {
+	m := req.Msg
+	seq, err := s.node.MarkRead(ctx, m.GetRoom(), m.GetUser(), m.GetSeq())
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&apiv1.MarkReadResponse{ReadSeq: seq}), nil
 }
 
 func (s *service) DeleteRoom(ctx context.Context, req *connect.Request[apiv1.DeleteRoomRequest]) (*connect.Response[apiv1.DeleteRoomResponse], error) {

@@ -103,8 +103,8 @@ type SessionOptions struct {
 }
 
 // Event is what Session.Next returns: one of *Message, *Change, *Presence,
-// *Typing, *RoomUpdate, *Reset, *Rewound, *Notice, *RoomClosed, *Joined,
-// *Connected, *Disconnected, *ErrorEvent.
+// *Typing, *RoomUpdate, *ReadPositions, *Reset, *Rewound, *Notice,
+// *RoomClosed, *Joined, *Connected, *Disconnected, *ErrorEvent.
 type Event interface{ event() }
 
 // Message is a post in a room. A room's log holds posts and changes (see
@@ -131,6 +131,13 @@ type Typing struct{ Room, User string }
 // Every connection of the user gets it, whether it joined the room or not;
 // MyRooms follows it.
 type RoomUpdate struct{ *parleypb.RoomInfo }
+
+// ReadPositions says where members of a room that shows read positions
+// (RoomInfo.ReadPositions, SetReadPositions) have read to: with Snapshot,
+// the room's positions as they stand (after each join, and when the
+// setting is turned on); otherwise the cursors that moved in the last
+// half second, each member's last one.
+type ReadPositions struct{ *parleypb.ReadPositions }
 
 // Reset says part of a resume gap will not be replayed (retention deleted
 // it, or it was longer than the server replays at once); replay goes on
@@ -184,19 +191,20 @@ type Disconnected struct {
 // ErrorEvent is an Error frame no request waited for (a RATE_LIMITED).
 type ErrorEvent struct{ Err *ServerError }
 
-func (*Message) event()      {}
-func (*Change) event()       {}
-func (*Presence) event()     {}
-func (*Typing) event()       {}
-func (*RoomUpdate) event()   {}
-func (*Reset) event()        {}
-func (*Rewound) event()      {}
-func (*Notice) event()       {}
-func (*RoomClosed) event()   {}
-func (*Joined) event()       {}
-func (*Connected) event()    {}
-func (*Disconnected) event() {}
-func (*ErrorEvent) event()   {}
+func (*Message) event()       {}
+func (*Change) event()        {}
+func (*Presence) event()      {}
+func (*Typing) event()        {}
+func (*RoomUpdate) event()    {}
+func (*ReadPositions) event() {}
+func (*Reset) event()         {}
+func (*Rewound) event()       {}
+func (*Notice) event()        {}
+func (*RoomClosed) event()    {}
+func (*Joined) event()        {}
+func (*Connected) event()     {}
+func (*Disconnected) event()  {}
+func (*ErrorEvent) event()    {}
 
 // ErrClosed is what a closed Session's calls return.
 var ErrClosed = errors.New("parley: session closed")
@@ -880,6 +888,21 @@ func (s *Session) UpdateRoom(ctx context.Context, room string, title, topic *str
 	return ack.GetSeq(), err
 }
 
+// SetReadPositions turns a room's read positions setting on or off
+// (owners and moderators) and returns the seq of the UPDATED change; when
+// on, the room's Sessions get ReadPositions events.
+func (s *Session) SetReadPositions(ctx context.Context, room string, on bool) (uint64, error) {
+	ack, err := s.request(ctx, s.current, &parleypb.Envelope{Body: &parleypb.Envelope_UpdateRoom{UpdateRoom: &parleypb.UpdateRoom{Room: room, ReadPositions: &on}}}, nil)
+	return ack.GetSeq(), err
+}
+
+// MarkRead moves the user's read cursor in a room forward to seq and
+// returns the cursor after it (a seq behind it changes nothing).
+func (s *Session) MarkRead(ctx context.Context, room string, seq uint64) (uint64, error) {
+	ack, err := s.request(ctx, s.current, &parleypb.Envelope{Body: &parleypb.Envelope_MarkRead{MarkRead: &parleypb.MarkRead{Room: room, Seq: seq}}}, nil)
+	return ack.GetSeq(), err
+}
+
 // DeleteRoom deletes a room (its owner): everyone is out of it, with a
 // RoomClosed event on every Session in it, and the name is not used again.
 func (s *Session) DeleteRoom(ctx context.Context, room, reason string) error {
@@ -1311,6 +1334,8 @@ func (s *Session) handle(env *parleypb.Envelope, gone <-chan struct{}) {
 		s.emit(&Presence{p}, gone)
 	case *parleypb.Envelope_Typing:
 		s.emit(&Typing{Room: b.Typing.GetRoom(), User: b.Typing.GetUser()}, gone)
+	case *parleypb.Envelope_ReadPositions:
+		s.emit(&ReadPositions{b.ReadPositions}, gone)
 	case *parleypb.Envelope_HistoryPage:
 		s.mu.Lock()
 		s.page = b.HistoryPage

@@ -932,3 +932,59 @@ func TestSessionEditDeleteReact(t *testing.T) {
 		}
 	}
 }
+
+// TestSessionReadPositions: a member may not turn read positions on; once
+// the owner has, another member's MarkReads reach the owner's Session as
+// ReadPositions events, a snapshot first.
+func TestSessionReadPositions(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, "127.0.0.1:0", nil)
+	ctx := testCtx(t, 60*time.Second)
+	ann := connect(t, ctx, srv.URL(), client.SessionOptions{Name: "ann"})
+	bob := connect(t, ctx, srv.URL(), client.SessionOptions{Name: "bob", Codec: codec.JSON})
+	annEv := record(t, ann)
+	if err := ann.CreateRoom(ctx, client.NewRoom{Name: "club"}); err != nil {
+		t.Fatal(err)
+	}
+	var last uint64
+	for _, s := range []*client.Session{ann, bob} {
+		if _, err := s.Join(ctx, "club"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, text := range []string{"one", "two", "three"} {
+		seq, err := ann.Post(ctx, "club", text, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = seq
+	}
+	if _, err := bob.SetReadPositions(ctx, "club", true); !errors.Is(err, client.ErrForbidden) {
+		t.Fatalf("bob turning read positions on: %v, want ErrForbidden", err)
+	}
+	if _, err := ann.SetReadPositions(ctx, "club", true); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "ann's snapshot", func() bool {
+		return annEv.find(func(ev client.Event) bool { rp, ok := ev.(*client.ReadPositions); return ok && rp.GetSnapshot() }) != nil
+	})
+	for seq := last - 2; seq <= last; seq++ {
+		if cursor, err := bob.MarkRead(ctx, "club", seq); err != nil || cursor != seq {
+			t.Fatalf("bob marking %d read: %d, %v", seq, cursor, err)
+		}
+	}
+	waitFor(t, "bob's position at ann's", func() bool {
+		return annEv.find(func(ev client.Event) bool {
+			rp, ok := ev.(*client.ReadPositions)
+			if !ok || rp.GetSnapshot() || rp.GetRoom() != "club" {
+				return false
+			}
+			for _, p := range rp.GetPositions() {
+				if p.GetUser() == "bob" && p.GetSeq() == last {
+					return true
+				}
+			}
+			return false
+		}) != nil
+	})
+}

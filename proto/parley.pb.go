@@ -706,6 +706,7 @@ type Envelope struct {
 	//	*Envelope_ResetEvent
 	//	*Envelope_Room
 	//	*Envelope_MemberList
+	//	*Envelope_ReadPositions
 	Body          isEnvelope_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1043,6 +1044,15 @@ func (x *Envelope) GetMemberList() *MemberList {
 	return nil
 }
 
+func (x *Envelope) GetReadPositions() *ReadPositions {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_ReadPositions); ok {
+			return x.ReadPositions
+		}
+	}
+	return nil
+}
+
 type isEnvelope_Body interface {
 	isEnvelope_Body()
 }
@@ -1179,6 +1189,12 @@ type Envelope_MemberList struct {
 	MemberList *MemberList `protobuf:"bytes,41,opt,name=member_list,json=memberList,proto3,oneof"`
 }
 
+type Envelope_ReadPositions struct {
+	// Where other members have read to, in a room that shows read
+	// positions (RoomInfo.read_positions): see ReadPositions.
+	ReadPositions *ReadPositions `protobuf:"bytes,42,opt,name=read_positions,json=readPositions,proto3,oneof"`
+}
+
 func (*Envelope_Hello) isEnvelope_Body() {}
 
 func (*Envelope_Join) isEnvelope_Body() {}
@@ -1242,6 +1258,8 @@ func (*Envelope_ResetEvent) isEnvelope_Body() {}
 func (*Envelope_Room) isEnvelope_Body() {}
 
 func (*Envelope_MemberList) isEnvelope_Body() {}
+
+func (*Envelope_ReadPositions) isEnvelope_Body() {}
 
 // Hello logs the connection in. It must be the first request.
 type Hello struct {
@@ -2398,8 +2416,11 @@ type RoomInfo struct {
 	ReadSeq        uint64 `protobuf:"varint,15,opt,name=read_seq,json=readSeq,proto3" json:"read_seq,omitempty"`
 	Unread         uint64 `protobuf:"varint,16,opt,name=unread,proto3" json:"unread,omitempty"`
 	UnreadMentions uint32 `protobuf:"varint,17,opt,name=unread_mentions,json=unreadMentions,proto3" json:"unread_mentions,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The room setting that shows its members each other's read cursors
+	// (ReadPositions frames); off by default, changed with UpdateRoom.
+	ReadPositions bool `protobuf:"varint,18,opt,name=read_positions,json=readPositions,proto3" json:"read_positions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RoomInfo) Reset() {
@@ -2551,6 +2572,135 @@ func (x *RoomInfo) GetUnreadMentions() uint32 {
 	return 0
 }
 
+func (x *RoomInfo) GetReadPositions() bool {
+	if x != nil {
+		return x.ReadPositions
+	}
+	return false
+}
+
+// ReadPositions tells a connection of a room that shows read positions
+// (RoomInfo.read_positions) where members have read to (their MarkRead
+// cursors). The moves of an interval (half a second) are gathered into
+// one frame per connection: a member who marks a hundred messages read
+// one by one costs the others one or two frames, with the last cursor
+// only. snapshot: the room's positions as they stand (every member that
+// has marked anything, at most 1,000, the furthest read first), sent
+// after a join's Ack and when the setting is turned on; otherwise only
+// the members whose cursors moved. Not sent to the tutorial's protocol.
+type ReadPositions struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Room          string                 `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
+	Positions     []*ReadPosition        `protobuf:"bytes,2,rep,name=positions,proto3" json:"positions,omitempty"`
+	Snapshot      bool                   `protobuf:"varint,3,opt,name=snapshot,proto3" json:"snapshot,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadPositions) Reset() {
+	*x = ReadPositions{}
+	mi := &file_parley_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadPositions) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadPositions) ProtoMessage() {}
+
+func (x *ReadPositions) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadPositions.ProtoReflect.Descriptor instead.
+func (*ReadPositions) Descriptor() ([]byte, []int) {
+	return file_parley_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ReadPositions) GetRoom() string {
+	if x != nil {
+		return x.Room
+	}
+	return ""
+}
+
+func (x *ReadPositions) GetPositions() []*ReadPosition {
+	if x != nil {
+		return x.Positions
+	}
+	return nil
+}
+
+func (x *ReadPositions) GetSnapshot() bool {
+	if x != nil {
+		return x.Snapshot
+	}
+	return false
+}
+
+type ReadPosition struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	User  string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	// The member's read cursor: the last seq it has read.
+	Seq           uint64 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadPosition) Reset() {
+	*x = ReadPosition{}
+	mi := &file_parley_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadPosition) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadPosition) ProtoMessage() {}
+
+func (x *ReadPosition) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadPosition.ProtoReflect.Descriptor instead.
+func (*ReadPosition) Descriptor() ([]byte, []int) {
+	return file_parley_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ReadPosition) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *ReadPosition) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
 // CreateRoom creates a public or private room with the user as its owner
 // (a CREATED event), inviting the users named; ROOM_EXISTS if the name is
 // taken. Direct rooms come from DirectMessage.
@@ -2567,7 +2717,7 @@ type CreateRoom struct {
 
 func (x *CreateRoom) Reset() {
 	*x = CreateRoom{}
-	mi := &file_parley_proto_msgTypes[19]
+	mi := &file_parley_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2579,7 +2729,7 @@ func (x *CreateRoom) String() string {
 func (*CreateRoom) ProtoMessage() {}
 
 func (x *CreateRoom) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[19]
+	mi := &file_parley_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2592,7 +2742,7 @@ func (x *CreateRoom) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRoom.ProtoReflect.Descriptor instead.
 func (*CreateRoom) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{19}
+	return file_parley_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *CreateRoom) GetRoom() string {
@@ -2644,7 +2794,7 @@ type DirectMessage struct {
 
 func (x *DirectMessage) Reset() {
 	*x = DirectMessage{}
-	mi := &file_parley_proto_msgTypes[20]
+	mi := &file_parley_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2656,7 +2806,7 @@ func (x *DirectMessage) String() string {
 func (*DirectMessage) ProtoMessage() {}
 
 func (x *DirectMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[20]
+	mi := &file_parley_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2669,7 +2819,7 @@ func (x *DirectMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DirectMessage.ProtoReflect.Descriptor instead.
 func (*DirectMessage) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{20}
+	return file_parley_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *DirectMessage) GetTo() string {
@@ -2712,7 +2862,7 @@ type Moderate struct {
 
 func (x *Moderate) Reset() {
 	*x = Moderate{}
-	mi := &file_parley_proto_msgTypes[21]
+	mi := &file_parley_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2724,7 +2874,7 @@ func (x *Moderate) String() string {
 func (*Moderate) ProtoMessage() {}
 
 func (x *Moderate) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[21]
+	mi := &file_parley_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2737,7 +2887,7 @@ func (x *Moderate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Moderate.ProtoReflect.Descriptor instead.
 func (*Moderate) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{21}
+	return file_parley_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Moderate) GetRoom() string {
@@ -2782,20 +2932,23 @@ func (x *Moderate) GetUntilMs() int64 {
 	return 0
 }
 
-// UpdateRoom changes a room's title or topic (owners and moderators): an
-// UPDATED event.
+// UpdateRoom changes a room's title, topic or settings (owners and
+// moderators; else FORBIDDEN): an UPDATED event. A direct room has none
+// of them.
 type UpdateRoom struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Room          string                 `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
-	Title         *string                `protobuf:"bytes,2,opt,name=title,proto3,oneof" json:"title,omitempty"`
-	Topic         *string                `protobuf:"bytes,3,opt,name=topic,proto3,oneof" json:"topic,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Room  string                 `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
+	Title *string                `protobuf:"bytes,2,opt,name=title,proto3,oneof" json:"title,omitempty"`
+	Topic *string                `protobuf:"bytes,3,opt,name=topic,proto3,oneof" json:"topic,omitempty"`
+	// Show the room's members each other's read positions (ReadPositions).
+	ReadPositions *bool `protobuf:"varint,4,opt,name=read_positions,json=readPositions,proto3,oneof" json:"read_positions,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *UpdateRoom) Reset() {
 	*x = UpdateRoom{}
-	mi := &file_parley_proto_msgTypes[22]
+	mi := &file_parley_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2807,7 +2960,7 @@ func (x *UpdateRoom) String() string {
 func (*UpdateRoom) ProtoMessage() {}
 
 func (x *UpdateRoom) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[22]
+	mi := &file_parley_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2820,7 +2973,7 @@ func (x *UpdateRoom) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateRoom.ProtoReflect.Descriptor instead.
 func (*UpdateRoom) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{22}
+	return file_parley_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *UpdateRoom) GetRoom() string {
@@ -2844,6 +2997,13 @@ func (x *UpdateRoom) GetTopic() string {
 	return ""
 }
 
+func (x *UpdateRoom) GetReadPositions() bool {
+	if x != nil && x.ReadPositions != nil {
+		return *x.ReadPositions
+	}
+	return false
+}
+
 // DeleteRoom deletes a room (its owner): a DELETED event, then everyone is
 // out of it; its history stays readable to no one, and the name is not
 // used again.
@@ -2857,7 +3017,7 @@ type DeleteRoom struct {
 
 func (x *DeleteRoom) Reset() {
 	*x = DeleteRoom{}
-	mi := &file_parley_proto_msgTypes[23]
+	mi := &file_parley_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2869,7 +3029,7 @@ func (x *DeleteRoom) String() string {
 func (*DeleteRoom) ProtoMessage() {}
 
 func (x *DeleteRoom) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[23]
+	mi := &file_parley_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2882,7 +3042,7 @@ func (x *DeleteRoom) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRoom.ProtoReflect.Descriptor instead.
 func (*DeleteRoom) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{23}
+	return file_parley_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *DeleteRoom) GetRoom() string {
@@ -2914,7 +3074,7 @@ type MembersRequest struct {
 
 func (x *MembersRequest) Reset() {
 	*x = MembersRequest{}
-	mi := &file_parley_proto_msgTypes[24]
+	mi := &file_parley_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2926,7 +3086,7 @@ func (x *MembersRequest) String() string {
 func (*MembersRequest) ProtoMessage() {}
 
 func (x *MembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[24]
+	mi := &file_parley_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2939,7 +3099,7 @@ func (x *MembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersRequest.ProtoReflect.Descriptor instead.
 func (*MembersRequest) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{24}
+	return file_parley_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *MembersRequest) GetRoom() string {
@@ -2974,7 +3134,7 @@ type MemberList struct {
 
 func (x *MemberList) Reset() {
 	*x = MemberList{}
-	mi := &file_parley_proto_msgTypes[25]
+	mi := &file_parley_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2986,7 +3146,7 @@ func (x *MemberList) String() string {
 func (*MemberList) ProtoMessage() {}
 
 func (x *MemberList) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[25]
+	mi := &file_parley_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2999,7 +3159,7 @@ func (x *MemberList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberList.ProtoReflect.Descriptor instead.
 func (*MemberList) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{25}
+	return file_parley_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *MemberList) GetRoom() string {
@@ -3038,7 +3198,7 @@ type MemberInfo struct {
 
 func (x *MemberInfo) Reset() {
 	*x = MemberInfo{}
-	mi := &file_parley_proto_msgTypes[26]
+	mi := &file_parley_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3050,7 +3210,7 @@ func (x *MemberInfo) String() string {
 func (*MemberInfo) ProtoMessage() {}
 
 func (x *MemberInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[26]
+	mi := &file_parley_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3063,7 +3223,7 @@ func (x *MemberInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberInfo.ProtoReflect.Descriptor instead.
 func (*MemberInfo) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{26}
+	return file_parley_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *MemberInfo) GetUser() string {
@@ -3134,7 +3294,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_parley_proto_msgTypes[27]
+	mi := &file_parley_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3146,7 +3306,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[27]
+	mi := &file_parley_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3159,7 +3319,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{27}
+	return file_parley_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Ack) GetRequestId() string {
@@ -3209,7 +3369,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_parley_proto_msgTypes[28]
+	mi := &file_parley_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3221,7 +3381,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[28]
+	mi := &file_parley_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3234,7 +3394,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{28}
+	return file_parley_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Error) GetRequestId() string {
@@ -3295,7 +3455,7 @@ type RoomEvent struct {
 
 func (x *RoomEvent) Reset() {
 	*x = RoomEvent{}
-	mi := &file_parley_proto_msgTypes[29]
+	mi := &file_parley_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3307,7 +3467,7 @@ func (x *RoomEvent) String() string {
 func (*RoomEvent) ProtoMessage() {}
 
 func (x *RoomEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[29]
+	mi := &file_parley_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3320,7 +3480,7 @@ func (x *RoomEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomEvent.ProtoReflect.Descriptor instead.
 func (*RoomEvent) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{29}
+	return file_parley_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *RoomEvent) GetRoom() string {
@@ -3427,7 +3587,7 @@ type Reaction struct {
 
 func (x *Reaction) Reset() {
 	*x = Reaction{}
-	mi := &file_parley_proto_msgTypes[30]
+	mi := &file_parley_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3439,7 +3599,7 @@ func (x *Reaction) String() string {
 func (*Reaction) ProtoMessage() {}
 
 func (x *Reaction) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[30]
+	mi := &file_parley_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3452,7 +3612,7 @@ func (x *Reaction) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reaction.ProtoReflect.Descriptor instead.
 func (*Reaction) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{30}
+	return file_parley_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Reaction) GetEmoji() string {
@@ -3488,22 +3648,25 @@ type RoomChange struct {
 	// BANNED, MUTED: when it ends (Unix ms; 0: never).
 	UntilMs int64  `protobuf:"varint,4,opt,name=until_ms,json=untilMs,proto3" json:"until_ms,omitempty"`
 	Reason  string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
-	// CREATED, UPDATED: the room's kind, title and topic after the change.
+	// CREATED, UPDATED: the room's kind, title, topic and settings after
+	// the change.
 	RoomKind RoomKind `protobuf:"varint,6,opt,name=room_kind,json=roomKind,proto3,enum=parley.v1.RoomKind" json:"room_kind,omitempty"`
 	Title    string   `protobuf:"bytes,7,opt,name=title,proto3" json:"title,omitempty"`
 	Topic    string   `protobuf:"bytes,8,opt,name=topic,proto3" json:"topic,omitempty"`
 	// EDITED, MESSAGE_DELETED, REACTED, UNREACTED: the post concerned.
 	TargetSeq uint64 `protobuf:"varint,9,opt,name=target_seq,json=targetSeq,proto3" json:"target_seq,omitempty"`
 	// REACTED, UNREACTED.
-	Emoji         string `protobuf:"bytes,10,opt,name=emoji,proto3" json:"emoji,omitempty"`
-	Count         uint32 `protobuf:"varint,11,opt,name=count,proto3" json:"count,omitempty"`
+	Emoji string `protobuf:"bytes,10,opt,name=emoji,proto3" json:"emoji,omitempty"`
+	Count uint32 `protobuf:"varint,11,opt,name=count,proto3" json:"count,omitempty"`
+	// CREATED, UPDATED: whether the room shows read positions.
+	ReadPositions bool `protobuf:"varint,12,opt,name=read_positions,json=readPositions,proto3" json:"read_positions,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RoomChange) Reset() {
 	*x = RoomChange{}
-	mi := &file_parley_proto_msgTypes[31]
+	mi := &file_parley_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3515,7 +3678,7 @@ func (x *RoomChange) String() string {
 func (*RoomChange) ProtoMessage() {}
 
 func (x *RoomChange) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[31]
+	mi := &file_parley_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3528,7 +3691,7 @@ func (x *RoomChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomChange.ProtoReflect.Descriptor instead.
 func (*RoomChange) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{31}
+	return file_parley_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *RoomChange) GetKind() ChangeKind {
@@ -3608,6 +3771,13 @@ func (x *RoomChange) GetCount() uint32 {
 	return 0
 }
 
+func (x *RoomChange) GetReadPositions() bool {
+	if x != nil {
+		return x.ReadPositions
+	}
+	return false
+}
+
 type Member struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -3619,7 +3789,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_parley_proto_msgTypes[32]
+	mi := &file_parley_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3631,7 +3801,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[32]
+	mi := &file_parley_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3644,7 +3814,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{32}
+	return file_parley_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *Member) GetName() string {
@@ -3679,7 +3849,7 @@ type PresenceEvent struct {
 
 func (x *PresenceEvent) Reset() {
 	*x = PresenceEvent{}
-	mi := &file_parley_proto_msgTypes[33]
+	mi := &file_parley_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3691,7 +3861,7 @@ func (x *PresenceEvent) String() string {
 func (*PresenceEvent) ProtoMessage() {}
 
 func (x *PresenceEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[33]
+	mi := &file_parley_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3704,7 +3874,7 @@ func (x *PresenceEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PresenceEvent.ProtoReflect.Descriptor instead.
 func (*PresenceEvent) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{33}
+	return file_parley_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *PresenceEvent) GetRoom() string {
@@ -3761,7 +3931,7 @@ type Reset struct {
 
 func (x *Reset) Reset() {
 	*x = Reset{}
-	mi := &file_parley_proto_msgTypes[34]
+	mi := &file_parley_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3773,7 +3943,7 @@ func (x *Reset) String() string {
 func (*Reset) ProtoMessage() {}
 
 func (x *Reset) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[34]
+	mi := &file_parley_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3786,7 +3956,7 @@ func (x *Reset) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reset.ProtoReflect.Descriptor instead.
 func (*Reset) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{34}
+	return file_parley_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *Reset) GetRoom() string {
@@ -3822,7 +3992,7 @@ type Batch struct {
 
 func (x *Batch) Reset() {
 	*x = Batch{}
-	mi := &file_parley_proto_msgTypes[35]
+	mi := &file_parley_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3834,7 +4004,7 @@ func (x *Batch) String() string {
 func (*Batch) ProtoMessage() {}
 
 func (x *Batch) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[35]
+	mi := &file_parley_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3847,7 +4017,7 @@ func (x *Batch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Batch.ProtoReflect.Descriptor instead.
 func (*Batch) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{35}
+	return file_parley_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *Batch) GetItems() []*Envelope {
@@ -3870,7 +4040,7 @@ type Notice struct {
 
 func (x *Notice) Reset() {
 	*x = Notice{}
-	mi := &file_parley_proto_msgTypes[36]
+	mi := &file_parley_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3882,7 +4052,7 @@ func (x *Notice) String() string {
 func (*Notice) ProtoMessage() {}
 
 func (x *Notice) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_proto_msgTypes[36]
+	mi := &file_parley_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3895,7 +4065,7 @@ func (x *Notice) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Notice.ProtoReflect.Descriptor instead.
 func (*Notice) Descriptor() ([]byte, []int) {
-	return file_parley_proto_rawDescGZIP(), []int{36}
+	return file_parley_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *Notice) GetText() string {
@@ -3916,7 +4086,7 @@ var File_parley_proto protoreflect.FileDescriptor
 
 const file_parley_proto_rawDesc = "" +
 	"\n" +
-	"\fparley.proto\x12\tparley.v1\"\xbc\f\n" +
+	"\fparley.proto\x12\tparley.v1\"\xff\f\n" +
 	"\bEnvelope\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12(\n" +
 	"\x05hello\x18\n" +
@@ -3956,7 +4126,8 @@ const file_parley_proto_rawDesc = "" +
 	"resetEvent\x12)\n" +
 	"\x04room\x18( \x01(\v2\x13.parley.v1.RoomInfoH\x00R\x04room\x128\n" +
 	"\vmember_list\x18) \x01(\v2\x15.parley.v1.MemberListH\x00R\n" +
-	"memberListB\x06\n" +
+	"memberList\x12A\n" +
+	"\x0eread_positions\x18* \x01(\v2\x18.parley.v1.ReadPositionsH\x00R\rreadPositionsB\x06\n" +
 	"\x04body\"T\n" +
 	"\x05Hello\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12!\n" +
@@ -4034,7 +4205,7 @@ const file_parley_proto_rawDesc = "" +
 	"\x04mine\x18\x03 \x01(\bR\x04mine\"I\n" +
 	"\bRoomList\x12)\n" +
 	"\x05rooms\x18\x01 \x03(\v2\x13.parley.v1.RoomInfoR\x05rooms\x12\x12\n" +
-	"\x04next\x18\x02 \x01(\tR\x04next\"\x8a\x04\n" +
+	"\x04next\x18\x02 \x01(\tR\x04next\"\xb1\x04\n" +
 	"\bRoomInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\amembers\x18\x02 \x01(\rR\amembers\x12'\n" +
@@ -4056,7 +4227,15 @@ const file_parley_proto_rawDesc = "" +
 	"\adeleted\x18\x0e \x01(\bR\adeleted\x12\x19\n" +
 	"\bread_seq\x18\x0f \x01(\x04R\areadSeq\x12\x16\n" +
 	"\x06unread\x18\x10 \x01(\x04R\x06unread\x12'\n" +
-	"\x0funread_mentions\x18\x11 \x01(\rR\x0eunreadMentions\"\x8d\x01\n" +
+	"\x0funread_mentions\x18\x11 \x01(\rR\x0eunreadMentions\x12%\n" +
+	"\x0eread_positions\x18\x12 \x01(\bR\rreadPositions\"v\n" +
+	"\rReadPositions\x12\x12\n" +
+	"\x04room\x18\x01 \x01(\tR\x04room\x125\n" +
+	"\tpositions\x18\x02 \x03(\v2\x17.parley.v1.ReadPositionR\tpositions\x12\x1a\n" +
+	"\bsnapshot\x18\x03 \x01(\bR\bsnapshot\"4\n" +
+	"\fReadPosition\x12\x12\n" +
+	"\x04user\x18\x01 \x01(\tR\x04user\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\"\x8d\x01\n" +
 	"\n" +
 	"CreateRoom\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12'\n" +
@@ -4074,14 +4253,16 @@ const file_parley_proto_rawDesc = "" +
 	"\x06action\x18\x03 \x01(\x0e2\x14.parley.v1.ModActionR\x06action\x12#\n" +
 	"\x04role\x18\x04 \x01(\x0e2\x0f.parley.v1.RoleR\x04role\x12\x16\n" +
 	"\x06reason\x18\x05 \x01(\tR\x06reason\x12\x19\n" +
-	"\buntil_ms\x18\x06 \x01(\x03R\auntilMs\"j\n" +
+	"\buntil_ms\x18\x06 \x01(\x03R\auntilMs\"\xa9\x01\n" +
 	"\n" +
 	"UpdateRoom\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12\x19\n" +
 	"\x05title\x18\x02 \x01(\tH\x00R\x05title\x88\x01\x01\x12\x19\n" +
-	"\x05topic\x18\x03 \x01(\tH\x01R\x05topic\x88\x01\x01B\b\n" +
+	"\x05topic\x18\x03 \x01(\tH\x01R\x05topic\x88\x01\x01\x12*\n" +
+	"\x0eread_positions\x18\x04 \x01(\bH\x02R\rreadPositions\x88\x01\x01B\b\n" +
 	"\x06_titleB\b\n" +
-	"\x06_topic\"8\n" +
+	"\x06_topicB\x11\n" +
+	"\x0f_read_positions\"8\n" +
 	"\n" +
 	"DeleteRoom\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12\x16\n" +
@@ -4138,7 +4319,7 @@ const file_parley_proto_rawDesc = "" +
 	"\bReaction\x12\x14\n" +
 	"\x05emoji\x18\x01 \x01(\tR\x05emoji\x12\x14\n" +
 	"\x05count\x18\x02 \x01(\rR\x05count\x12\x12\n" +
-	"\x04mine\x18\x03 \x01(\bR\x04mine\"\xcc\x02\n" +
+	"\x04mine\x18\x03 \x01(\bR\x04mine\"\xf3\x02\n" +
 	"\n" +
 	"RoomChange\x12)\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x15.parley.v1.ChangeKindR\x04kind\x12\x12\n" +
@@ -4153,7 +4334,8 @@ const file_parley_proto_rawDesc = "" +
 	"target_seq\x18\t \x01(\x04R\ttargetSeq\x12\x14\n" +
 	"\x05emoji\x18\n" +
 	" \x01(\tR\x05emoji\x12\x14\n" +
-	"\x05count\x18\v \x01(\rR\x05count\"6\n" +
+	"\x05count\x18\v \x01(\rR\x05count\x12%\n" +
+	"\x0eread_positions\x18\f \x01(\bR\rreadPositions\"6\n" +
 	"\x06Member\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\adevices\x18\x02 \x01(\rR\adevices\"\x90\x01\n" +
@@ -4284,7 +4466,7 @@ func file_parley_proto_rawDescGZIP() []byte {
 }
 
 var file_parley_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
-var file_parley_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
+var file_parley_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
 var file_parley_proto_goTypes = []any{
 	(RoomKind)(0),          // 0: parley.v1.RoomKind
 	(Role)(0),              // 1: parley.v1.Role
@@ -4313,24 +4495,26 @@ var file_parley_proto_goTypes = []any{
 	(*RoomsRequest)(nil),   // 24: parley.v1.RoomsRequest
 	(*RoomList)(nil),       // 25: parley.v1.RoomList
 	(*RoomInfo)(nil),       // 26: parley.v1.RoomInfo
-	(*CreateRoom)(nil),     // 27: parley.v1.CreateRoom
-	(*DirectMessage)(nil),  // 28: parley.v1.DirectMessage
-	(*Moderate)(nil),       // 29: parley.v1.Moderate
-	(*UpdateRoom)(nil),     // 30: parley.v1.UpdateRoom
-	(*DeleteRoom)(nil),     // 31: parley.v1.DeleteRoom
-	(*MembersRequest)(nil), // 32: parley.v1.MembersRequest
-	(*MemberList)(nil),     // 33: parley.v1.MemberList
-	(*MemberInfo)(nil),     // 34: parley.v1.MemberInfo
-	(*Ack)(nil),            // 35: parley.v1.Ack
-	(*Error)(nil),          // 36: parley.v1.Error
-	(*RoomEvent)(nil),      // 37: parley.v1.RoomEvent
-	(*Reaction)(nil),       // 38: parley.v1.Reaction
-	(*RoomChange)(nil),     // 39: parley.v1.RoomChange
-	(*Member)(nil),         // 40: parley.v1.Member
-	(*PresenceEvent)(nil),  // 41: parley.v1.PresenceEvent
-	(*Reset)(nil),          // 42: parley.v1.Reset
-	(*Batch)(nil),          // 43: parley.v1.Batch
-	(*Notice)(nil),         // 44: parley.v1.Notice
+	(*ReadPositions)(nil),  // 27: parley.v1.ReadPositions
+	(*ReadPosition)(nil),   // 28: parley.v1.ReadPosition
+	(*CreateRoom)(nil),     // 29: parley.v1.CreateRoom
+	(*DirectMessage)(nil),  // 30: parley.v1.DirectMessage
+	(*Moderate)(nil),       // 31: parley.v1.Moderate
+	(*UpdateRoom)(nil),     // 32: parley.v1.UpdateRoom
+	(*DeleteRoom)(nil),     // 33: parley.v1.DeleteRoom
+	(*MembersRequest)(nil), // 34: parley.v1.MembersRequest
+	(*MemberList)(nil),     // 35: parley.v1.MemberList
+	(*MemberInfo)(nil),     // 36: parley.v1.MemberInfo
+	(*Ack)(nil),            // 37: parley.v1.Ack
+	(*Error)(nil),          // 38: parley.v1.Error
+	(*RoomEvent)(nil),      // 39: parley.v1.RoomEvent
+	(*Reaction)(nil),       // 40: parley.v1.Reaction
+	(*RoomChange)(nil),     // 41: parley.v1.RoomChange
+	(*Member)(nil),         // 42: parley.v1.Member
+	(*PresenceEvent)(nil),  // 43: parley.v1.PresenceEvent
+	(*Reset)(nil),          // 44: parley.v1.Reset
+	(*Batch)(nil),          // 45: parley.v1.Batch
+	(*Notice)(nil),         // 46: parley.v1.Notice
 }
 var file_parley_proto_depIdxs = []int32{
 	9,  // 0: parley.v1.Envelope.hello:type_name -> parley.v1.Hello
@@ -4343,53 +4527,55 @@ var file_parley_proto_depIdxs = []int32{
 	23, // 7: parley.v1.Envelope.who:type_name -> parley.v1.WhoRequest
 	24, // 8: parley.v1.Envelope.rooms:type_name -> parley.v1.RoomsRequest
 	10, // 9: parley.v1.Envelope.refresh:type_name -> parley.v1.Refresh
-	27, // 10: parley.v1.Envelope.create_room:type_name -> parley.v1.CreateRoom
-	28, // 11: parley.v1.Envelope.direct:type_name -> parley.v1.DirectMessage
-	29, // 12: parley.v1.Envelope.moderate:type_name -> parley.v1.Moderate
-	30, // 13: parley.v1.Envelope.update_room:type_name -> parley.v1.UpdateRoom
-	31, // 14: parley.v1.Envelope.delete_room:type_name -> parley.v1.DeleteRoom
-	32, // 15: parley.v1.Envelope.members:type_name -> parley.v1.MembersRequest
+	29, // 10: parley.v1.Envelope.create_room:type_name -> parley.v1.CreateRoom
+	30, // 11: parley.v1.Envelope.direct:type_name -> parley.v1.DirectMessage
+	31, // 12: parley.v1.Envelope.moderate:type_name -> parley.v1.Moderate
+	32, // 13: parley.v1.Envelope.update_room:type_name -> parley.v1.UpdateRoom
+	33, // 14: parley.v1.Envelope.delete_room:type_name -> parley.v1.DeleteRoom
+	34, // 15: parley.v1.Envelope.members:type_name -> parley.v1.MembersRequest
 	16, // 16: parley.v1.Envelope.edit:type_name -> parley.v1.EditMessage
 	17, // 17: parley.v1.Envelope.delete_message:type_name -> parley.v1.DeleteMessage
 	18, // 18: parley.v1.Envelope.react:type_name -> parley.v1.React
 	15, // 19: parley.v1.Envelope.mark_read:type_name -> parley.v1.MarkRead
 	11, // 20: parley.v1.Envelope.welcome:type_name -> parley.v1.Welcome
-	35, // 21: parley.v1.Envelope.ack:type_name -> parley.v1.Ack
-	36, // 22: parley.v1.Envelope.error:type_name -> parley.v1.Error
-	37, // 23: parley.v1.Envelope.event:type_name -> parley.v1.RoomEvent
-	41, // 24: parley.v1.Envelope.presence:type_name -> parley.v1.PresenceEvent
+	37, // 21: parley.v1.Envelope.ack:type_name -> parley.v1.Ack
+	38, // 22: parley.v1.Envelope.error:type_name -> parley.v1.Error
+	39, // 23: parley.v1.Envelope.event:type_name -> parley.v1.RoomEvent
+	43, // 24: parley.v1.Envelope.presence:type_name -> parley.v1.PresenceEvent
 	21, // 25: parley.v1.Envelope.history_page:type_name -> parley.v1.HistoryPage
-	43, // 26: parley.v1.Envelope.batch:type_name -> parley.v1.Batch
-	44, // 27: parley.v1.Envelope.notice:type_name -> parley.v1.Notice
+	45, // 26: parley.v1.Envelope.batch:type_name -> parley.v1.Batch
+	46, // 27: parley.v1.Envelope.notice:type_name -> parley.v1.Notice
 	25, // 28: parley.v1.Envelope.room_list:type_name -> parley.v1.RoomList
-	42, // 29: parley.v1.Envelope.reset_event:type_name -> parley.v1.Reset
+	44, // 29: parley.v1.Envelope.reset_event:type_name -> parley.v1.Reset
 	26, // 30: parley.v1.Envelope.room:type_name -> parley.v1.RoomInfo
-	33, // 31: parley.v1.Envelope.member_list:type_name -> parley.v1.MemberList
-	26, // 32: parley.v1.Welcome.rooms:type_name -> parley.v1.RoomInfo
-	37, // 33: parley.v1.HistoryPage.events:type_name -> parley.v1.RoomEvent
-	26, // 34: parley.v1.RoomList.rooms:type_name -> parley.v1.RoomInfo
-	0,  // 35: parley.v1.RoomInfo.kind:type_name -> parley.v1.RoomKind
-	1,  // 36: parley.v1.RoomInfo.role:type_name -> parley.v1.Role
-	0,  // 37: parley.v1.CreateRoom.kind:type_name -> parley.v1.RoomKind
-	2,  // 38: parley.v1.Moderate.action:type_name -> parley.v1.ModAction
-	1,  // 39: parley.v1.Moderate.role:type_name -> parley.v1.Role
-	34, // 40: parley.v1.MemberList.members:type_name -> parley.v1.MemberInfo
-	1,  // 41: parley.v1.MemberInfo.role:type_name -> parley.v1.Role
-	40, // 42: parley.v1.Ack.members:type_name -> parley.v1.Member
-	3,  // 43: parley.v1.Error.code:type_name -> parley.v1.ErrorCode
-	4,  // 44: parley.v1.RoomEvent.sender_kind:type_name -> parley.v1.SenderKind
-	39, // 45: parley.v1.RoomEvent.change:type_name -> parley.v1.RoomChange
-	38, // 46: parley.v1.RoomEvent.reactions:type_name -> parley.v1.Reaction
-	5,  // 47: parley.v1.RoomChange.kind:type_name -> parley.v1.ChangeKind
-	1,  // 48: parley.v1.RoomChange.role:type_name -> parley.v1.Role
-	0,  // 49: parley.v1.RoomChange.room_kind:type_name -> parley.v1.RoomKind
-	40, // 50: parley.v1.PresenceEvent.members:type_name -> parley.v1.Member
-	8,  // 51: parley.v1.Batch.items:type_name -> parley.v1.Envelope
-	52, // [52:52] is the sub-list for method output_type
-	52, // [52:52] is the sub-list for method input_type
-	52, // [52:52] is the sub-list for extension type_name
-	52, // [52:52] is the sub-list for extension extendee
-	0,  // [0:52] is the sub-list for field type_name
+	35, // 31: parley.v1.Envelope.member_list:type_name -> parley.v1.MemberList
+	27, // 32: parley.v1.Envelope.read_positions:type_name -> parley.v1.ReadPositions
+	26, // 33: parley.v1.Welcome.rooms:type_name -> parley.v1.RoomInfo
+	39, // 34: parley.v1.HistoryPage.events:type_name -> parley.v1.RoomEvent
+	26, // 35: parley.v1.RoomList.rooms:type_name -> parley.v1.RoomInfo
+	0,  // 36: parley.v1.RoomInfo.kind:type_name -> parley.v1.RoomKind
+	1,  // 37: parley.v1.RoomInfo.role:type_name -> parley.v1.Role
+	28, // 38: parley.v1.ReadPositions.positions:type_name -> parley.v1.ReadPosition
+	0,  // 39: parley.v1.CreateRoom.kind:type_name -> parley.v1.RoomKind
+	2,  // 40: parley.v1.Moderate.action:type_name -> parley.v1.ModAction
+	1,  // 41: parley.v1.Moderate.role:type_name -> parley.v1.Role
+	36, // 42: parley.v1.MemberList.members:type_name -> parley.v1.MemberInfo
+	1,  // 43: parley.v1.MemberInfo.role:type_name -> parley.v1.Role
+	42, // 44: parley.v1.Ack.members:type_name -> parley.v1.Member
+	3,  // 45: parley.v1.Error.code:type_name -> parley.v1.ErrorCode
+	4,  // 46: parley.v1.RoomEvent.sender_kind:type_name -> parley.v1.SenderKind
+	41, // 47: parley.v1.RoomEvent.change:type_name -> parley.v1.RoomChange
+	40, // 48: parley.v1.RoomEvent.reactions:type_name -> parley.v1.Reaction
+	5,  // 49: parley.v1.RoomChange.kind:type_name -> parley.v1.ChangeKind
+	1,  // 50: parley.v1.RoomChange.role:type_name -> parley.v1.Role
+	0,  // 51: parley.v1.RoomChange.room_kind:type_name -> parley.v1.RoomKind
+	42, // 52: parley.v1.PresenceEvent.members:type_name -> parley.v1.Member
+	8,  // 53: parley.v1.Batch.items:type_name -> parley.v1.Envelope
+	54, // [54:54] is the sub-list for method output_type
+	54, // [54:54] is the sub-list for method input_type
+	54, // [54:54] is the sub-list for extension type_name
+	54, // [54:54] is the sub-list for extension extendee
+	0,  // [0:54] is the sub-list for field type_name
 }
 
 func init() { file_parley_proto_init() }
@@ -4430,16 +4616,17 @@ func file_parley_proto_init() {
 		(*Envelope_ResetEvent)(nil),
 		(*Envelope_Room)(nil),
 		(*Envelope_MemberList)(nil),
+		(*Envelope_ReadPositions)(nil),
 	}
 	file_parley_proto_msgTypes[4].OneofWrappers = []any{}
-	file_parley_proto_msgTypes[22].OneofWrappers = []any{}
+	file_parley_proto_msgTypes[24].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_proto_rawDesc), len(file_parley_proto_rawDesc)),
 			NumEnums:      8,
-			NumMessages:   37,
+			NumMessages:   39,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -152,6 +152,10 @@ var boltMigrations = []func(tx *bolt.Tx) error{
 	// a build of format 3 would refuse as damaged; V1 ones still decode,
 	// so nothing is rewritten.
 	func(*bolt.Tx) error { return nil },
+	// Read positions (format 5): room records may carry flag 2 (the room
+	// shows read positions), which a build of format 4 would refuse as
+	// damaged; nothing is rewritten.
+	func(*bolt.Tx) error { return nil },
 }
 
 func createBuckets(tx *bolt.Tx, names ...[]byte) error {

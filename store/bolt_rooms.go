@@ -276,7 +276,8 @@ func checkMemberEntry(k, v []byte) error {
 // roomState, so none is repeated. Decoding is strict (every byte used,
 // flags known) so that damage is caught rather than read as a record.
 //
-// Room record (roomRecordV1): kind, flags (1: deleted), created at,
+// Room record (roomRecordV1): kind, flags (1: deleted, 2: read positions
+// shown, since format 5), created at,
 // members (varint), title, topic, created by, peer.
 //
 // Member record (memberRecordV2): role, flags (1: invited), since, banned
@@ -288,6 +289,7 @@ const (
 	memberRecordV1 = 1
 	memberRecordV2 = 2
 	flagDeleted    = 1
+	flagPositions  = 2
 	flagInvited    = 1
 )
 
@@ -297,6 +299,9 @@ func appendRoomRecord(buf []byte, r *RoomRecord) []byte {
 	var flags byte
 	if r.Deleted {
 		flags |= flagDeleted
+	}
+	if r.ReadPositions {
+		flags |= flagPositions
 	}
 	buf = append(buf, roomRecordV1, r.Kind, flags)
 	buf = appendTimeField(buf, r.CreatedAt)
@@ -313,10 +318,11 @@ func decodeRoomRecord(v []byte) (RoomRecord, error) {
 	r.Kind = d.byte()
 	flags := d.byte()
 	r.Deleted = flags&flagDeleted != 0
+	r.ReadPositions = flags&flagPositions != 0
 	r.CreatedAt = d.time()
 	r.Members = int(d.varint())
 	r.Title, r.Topic, r.CreatedBy, r.Peer = d.string(), d.string(), d.string(), d.string()
-	if !d.end() || flags&^flagDeleted != 0 {
+	if !d.end() || flags&^(flagDeleted|flagPositions) != 0 {
 		return RoomRecord{}, errBadState
 	}
 	return r, nil

@@ -210,11 +210,11 @@ WITH guard AS (
 )
 
 const upsertRoomSQL = `
-INSERT INTO parley_room_records (room, kind, title, topic, created_by, created_at, peer, deleted, members)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+INSERT INTO parley_room_records (room, kind, title, topic, created_by, created_at, peer, deleted, members, read_positions)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 ON CONFLICT (room) DO UPDATE SET kind = EXCLUDED.kind, title = EXCLUDED.title, topic = EXCLUDED.topic,
 	created_by = EXCLUDED.created_by, created_at = EXCLUDED.created_at, peer = EXCLUDED.peer,
-	deleted = EXCLUDED.deleted, members = EXCLUDED.members`
+	deleted = EXCLUDED.deleted, members = EXCLUDED.members, read_positions = EXCLUDED.read_positions`
 
 const upsertMembersSQL = `
 INSERT INTO parley_members (room, username, role, invited, invited_by, since, banned_until, muted_until, read_seq, mentions)
@@ -288,7 +288,7 @@ func commitState(ctx context.Context, tx pgx.Tx, b Batch) error {
 		})
 	}
 	if r := b.Info; r != nil {
-		q.Queue(upsertRoomSQL, b.Room, int16(r.Kind), r.Title, r.Topic, r.CreatedBy, r.CreatedAt, r.Peer, r.Deleted, int64(r.Members))
+		q.Queue(upsertRoomSQL, b.Room, int16(r.Kind), r.Title, r.Topic, r.CreatedBy, r.CreatedAt, r.Peer, r.Deleted, int64(r.Members), r.ReadPositions)
 	}
 	// One statement may not change a row twice, so only each user's last
 	// record goes out, as applying them in order would leave it; sorted, so

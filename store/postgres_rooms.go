@@ -15,7 +15,7 @@ import (
 // selectRoom reads a RoomRecord from parley_room_records i, Latest
 // included; scanRoom is its counterpart. COLLATE "default": see the
 // migration.
-const selectRoom = `i.room, i.kind, i.title, i.topic, i.created_by, i.created_at, i.peer, i.deleted, i.members,
+const selectRoom = `i.room, i.kind, i.title, i.topic, i.created_by, i.created_at, i.peer, i.deleted, i.members, i.read_positions,
 	coalesce((SELECT r.latest FROM parley_rooms r WHERE r.room = i.room COLLATE "default"), 0)`
 
 // roomScan holds the columns of selectRoom for one row.
@@ -27,7 +27,7 @@ type roomScan struct {
 }
 
 func (s *roomScan) dest() []any {
-	return []any{&s.r.Name, &s.kind, &s.r.Title, &s.r.Topic, &s.r.CreatedBy, &s.r.CreatedAt, &s.r.Peer, &s.r.Deleted, &s.members, &s.latest}
+	return []any{&s.r.Name, &s.kind, &s.r.Title, &s.r.Topic, &s.r.CreatedBy, &s.r.CreatedAt, &s.r.Peer, &s.r.Deleted, &s.members, &s.r.ReadPositions, &s.latest}
 }
 
 func (s *roomScan) record() RoomRecord {

@@ -40,6 +40,9 @@ type RoomRecord struct {
 	// Peer is, for a direct room, the user CreatedBy wrote to.
 	Peer    string
 	Deleted bool
+	// ReadPositions is the room setting that shows members each other's
+	// read cursors (off by default).
+	ReadPositions bool
 	// Members is how many members (RoleMember and up) the room has; the
 	// room keeps it current in every Commit that changes it.
 	Members int

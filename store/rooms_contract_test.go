@@ -91,7 +91,7 @@ func listPublic(t testing.TB, s Store, after string, limit int) []RoomRecord {
 func sameRoom(a, b RoomRecord) bool {
 	a.CreatedAt, b.CreatedAt = a.CreatedAt.UTC(), b.CreatedAt.UTC()
 	return a.CreatedAt.Equal(b.CreatedAt) && a.Name == b.Name && a.Kind == b.Kind && a.Title == b.Title &&
-		a.Topic == b.Topic && a.CreatedBy == b.CreatedBy && a.Peer == b.Peer && a.Deleted == b.Deleted &&
+		a.Topic == b.Topic && a.CreatedBy == b.CreatedBy && a.Peer == b.Peer && a.Deleted == b.Deleted && a.ReadPositions == b.ReadPositions &&
 		a.Members == b.Members && a.Latest == b.Latest
 }
 
@@ -166,7 +166,7 @@ func runRoomsContract(t *testing.T, open func(t *testing.T) Store) {
 
 		ist := time.FixedZone("IST", 5*3600+1800)
 		info := RoomRecord{Name: "ünïcödé 房间 🚀", Kind: KindDirect, Title: "héllo, 世界! 👋🏽", Topic: "tab\tnew\nline \\'\"%_",
-			CreatedBy: "Zoë 🦊", CreatedAt: t0.In(ist), Peer: "bob", Deleted: true, Members: 123456, Latest: 99}
+			CreatedBy: "Zoë 🦊", CreatedAt: t0.In(ist), Peer: "bob", Deleted: true, ReadPositions: true, Members: 123456, Latest: 99}
 		mustCommit(t, s, Batch{Room: info.Name, Info: &info})
 		want := info
 		want.Latest = 0 // ignored by Commit: the room has no log yet

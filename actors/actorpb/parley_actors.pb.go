@@ -838,7 +838,7 @@ func (x *RoomModerate) GetRequestId() string {
 	return ""
 }
 
-// RoomUpdate changes a room's title or topic (parley.v1.UpdateRoom).
+// RoomUpdate changes a room's title, topic or settings (parley.v1.UpdateRoom).
 type RoomUpdate struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Room          string                 `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
@@ -849,6 +849,7 @@ type RoomUpdate struct {
 	Topic         *string                `protobuf:"bytes,6,opt,name=topic,proto3,oneof" json:"topic,omitempty"`
 	Session       *actor.PID             `protobuf:"bytes,7,opt,name=session,proto3" json:"session,omitempty"`
 	RequestId     string                 `protobuf:"bytes,8,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	ReadPositions *bool                  `protobuf:"varint,9,opt,name=read_positions,json=readPositions,proto3,oneof" json:"read_positions,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -937,6 +938,13 @@ func (x *RoomUpdate) GetRequestId() string {
 		return x.RequestId
 	}
 	return ""
+}
+
+func (x *RoomUpdate) GetReadPositions() bool {
+	if x != nil && x.ReadPositions != nil {
+		return *x.ReadPositions
+	}
+	return false
 }
 
 // RoomDelete deletes a room (parley.v1.DeleteRoom).
@@ -3085,7 +3093,7 @@ const file_parley_actors_proto_rawDesc = "" +
 	" \x01(\v2\n" +
 	".actor.PIDR\asession\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\v \x01(\tR\trequestId\"\x9e\x02\n" +
+	"request_id\x18\v \x01(\tR\trequestId\"\xdd\x02\n" +
 	"\n" +
 	"RoomUpdate\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12\x12\n" +
@@ -3098,9 +3106,11 @@ const file_parley_actors_proto_rawDesc = "" +
 	"\asession\x18\a \x01(\v2\n" +
 	".actor.PIDR\asession\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\b \x01(\tR\trequestIdB\b\n" +
+	"request_id\x18\b \x01(\tR\trequestId\x12*\n" +
+	"\x0eread_positions\x18\t \x01(\bH\x02R\rreadPositions\x88\x01\x01B\b\n" +
 	"\x06_titleB\b\n" +
-	"\x06_topic\"\xec\x01\n" +
+	"\x06_topicB\x11\n" +
+	"\x0f_read_positions\"\xec\x01\n" +
 	"\n" +
 	"RoomDelete\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12\x12\n" +

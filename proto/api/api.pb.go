@@ -814,10 +814,13 @@ func (x *CreateRoomResponse) GetRoom() *proto.RoomInfo {
 }
 
 type UpdateRoomRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Room          string                 `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
-	Title         *string                `protobuf:"bytes,2,opt,name=title,proto3,oneof" json:"title,omitempty"`
-	Topic         *string                `protobuf:"bytes,3,opt,name=topic,proto3,oneof" json:"topic,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Room  string                 `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
+	Title *string                `protobuf:"bytes,2,opt,name=title,proto3,oneof" json:"title,omitempty"`
+	Topic *string                `protobuf:"bytes,3,opt,name=topic,proto3,oneof" json:"topic,omitempty"`
+	// Show the room's members each other's read positions (see
+	// parley.v1.ReadPositions).
+	ReadPositions *bool `protobuf:"varint,4,opt,name=read_positions,json=readPositions,proto3,oneof" json:"read_positions,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -871,6 +874,13 @@ func (x *UpdateRoomRequest) GetTopic() string {
 		return *x.Topic
 	}
 	return ""
+}
+
+func (x *UpdateRoomRequest) GetReadPositions() bool {
+	if x != nil && x.ReadPositions != nil {
+		return *x.ReadPositions
+	}
+	return false
 }
 
 type UpdateRoomResponse struct {
@@ -1585,6 +1595,111 @@ func (x *ListUserRoomsResponse) GetNext() string {
 	return ""
 }
 
+type MarkReadRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Room          string                 `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
+	User          string                 `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`
+	Seq           uint64                 `protobuf:"varint,3,opt,name=seq,proto3" json:"seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MarkReadRequest) Reset() {
+	*x = MarkReadRequest{}
+	mi := &file_api_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MarkReadRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MarkReadRequest) ProtoMessage() {}
+
+func (x *MarkReadRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MarkReadRequest.ProtoReflect.Descriptor instead.
+func (*MarkReadRequest) Descriptor() ([]byte, []int) {
+	return file_api_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *MarkReadRequest) GetRoom() string {
+	if x != nil {
+		return x.Room
+	}
+	return ""
+}
+
+func (x *MarkReadRequest) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *MarkReadRequest) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+type MarkReadResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The cursor after the call (a seq behind it changes nothing).
+	ReadSeq       uint64 `protobuf:"varint,1,opt,name=read_seq,json=readSeq,proto3" json:"read_seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MarkReadResponse) Reset() {
+	*x = MarkReadResponse{}
+	mi := &file_api_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MarkReadResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MarkReadResponse) ProtoMessage() {}
+
+func (x *MarkReadResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MarkReadResponse.ProtoReflect.Descriptor instead.
+func (*MarkReadResponse) Descriptor() ([]byte, []int) {
+	return file_api_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *MarkReadResponse) GetReadSeq() uint64 {
+	if x != nil {
+		return x.ReadSeq
+	}
+	return 0
+}
+
 type GetPresenceRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Users         []string               `protobuf:"bytes,1,rep,name=users,proto3" json:"users,omitempty"`
@@ -1594,7 +1709,7 @@ type GetPresenceRequest struct {
 
 func (x *GetPresenceRequest) Reset() {
 	*x = GetPresenceRequest{}
-	mi := &file_api_proto_msgTypes[28]
+	mi := &file_api_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1606,7 +1721,7 @@ func (x *GetPresenceRequest) String() string {
 func (*GetPresenceRequest) ProtoMessage() {}
 
 func (x *GetPresenceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[28]
+	mi := &file_api_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1619,7 +1734,7 @@ func (x *GetPresenceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPresenceRequest.ProtoReflect.Descriptor instead.
 func (*GetPresenceRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{28}
+	return file_api_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *GetPresenceRequest) GetUsers() []string {
@@ -1639,7 +1754,7 @@ type GetPresenceResponse struct {
 
 func (x *GetPresenceResponse) Reset() {
 	*x = GetPresenceResponse{}
-	mi := &file_api_proto_msgTypes[29]
+	mi := &file_api_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1651,7 +1766,7 @@ func (x *GetPresenceResponse) String() string {
 func (*GetPresenceResponse) ProtoMessage() {}
 
 func (x *GetPresenceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[29]
+	mi := &file_api_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1664,7 +1779,7 @@ func (x *GetPresenceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPresenceResponse.ProtoReflect.Descriptor instead.
 func (*GetPresenceResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{29}
+	return file_api_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *GetPresenceResponse) GetUsers() []*proto.Member {
@@ -1684,7 +1799,7 @@ type DisconnectRequest struct {
 
 func (x *DisconnectRequest) Reset() {
 	*x = DisconnectRequest{}
-	mi := &file_api_proto_msgTypes[30]
+	mi := &file_api_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1696,7 +1811,7 @@ func (x *DisconnectRequest) String() string {
 func (*DisconnectRequest) ProtoMessage() {}
 
 func (x *DisconnectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[30]
+	mi := &file_api_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1709,7 +1824,7 @@ func (x *DisconnectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DisconnectRequest.ProtoReflect.Descriptor instead.
 func (*DisconnectRequest) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{30}
+	return file_api_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *DisconnectRequest) GetUser() string {
@@ -1735,7 +1850,7 @@ type DisconnectResponse struct {
 
 func (x *DisconnectResponse) Reset() {
 	*x = DisconnectResponse{}
-	mi := &file_api_proto_msgTypes[31]
+	mi := &file_api_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1747,7 +1862,7 @@ func (x *DisconnectResponse) String() string {
 func (*DisconnectResponse) ProtoMessage() {}
 
 func (x *DisconnectResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_proto_msgTypes[31]
+	mi := &file_api_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1760,7 +1875,7 @@ func (x *DisconnectResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DisconnectResponse.ProtoReflect.Descriptor instead.
 func (*DisconnectResponse) Descriptor() ([]byte, []int) {
-	return file_api_proto_rawDescGZIP(), []int{31}
+	return file_api_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *DisconnectResponse) GetConnectionsClosed() uint32 {
@@ -1823,13 +1938,15 @@ const file_api_proto_rawDesc = "" +
 	"\x05owner\x18\x05 \x01(\tR\x05owner\x12\x16\n" +
 	"\x06invite\x18\x06 \x03(\tR\x06invite\"=\n" +
 	"\x12CreateRoomResponse\x12'\n" +
-	"\x04room\x18\x01 \x01(\v2\x13.parley.v1.RoomInfoR\x04room\"q\n" +
+	"\x04room\x18\x01 \x01(\v2\x13.parley.v1.RoomInfoR\x04room\"\xb0\x01\n" +
 	"\x11UpdateRoomRequest\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12\x19\n" +
 	"\x05title\x18\x02 \x01(\tH\x00R\x05title\x88\x01\x01\x12\x19\n" +
-	"\x05topic\x18\x03 \x01(\tH\x01R\x05topic\x88\x01\x01B\b\n" +
+	"\x05topic\x18\x03 \x01(\tH\x01R\x05topic\x88\x01\x01\x12*\n" +
+	"\x0eread_positions\x18\x04 \x01(\bH\x02R\rreadPositions\x88\x01\x01B\b\n" +
 	"\x06_titleB\b\n" +
-	"\x06_topic\"&\n" +
+	"\x06_topicB\x11\n" +
+	"\x0f_read_positions\"&\n" +
 	"\x12UpdateRoomResponse\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\"?\n" +
 	"\x11DeleteRoomRequest\x12\x12\n" +
@@ -1873,7 +1990,13 @@ const file_api_proto_rawDesc = "" +
 	"\x05limit\x18\x03 \x01(\rR\x05limit\"V\n" +
 	"\x15ListUserRoomsResponse\x12)\n" +
 	"\x05rooms\x18\x01 \x03(\v2\x13.parley.v1.RoomInfoR\x05rooms\x12\x12\n" +
-	"\x04next\x18\x02 \x01(\tR\x04next\"*\n" +
+	"\x04next\x18\x02 \x01(\tR\x04next\"K\n" +
+	"\x0fMarkReadRequest\x12\x12\n" +
+	"\x04room\x18\x01 \x01(\tR\x04room\x12\x12\n" +
+	"\x04user\x18\x02 \x01(\tR\x04user\x12\x10\n" +
+	"\x03seq\x18\x03 \x01(\x04R\x03seq\"-\n" +
+	"\x10MarkReadResponse\x12\x19\n" +
+	"\bread_seq\x18\x01 \x01(\x04R\areadSeq\"*\n" +
 	"\x12GetPresenceRequest\x12\x14\n" +
 	"\x05users\x18\x01 \x03(\tR\x05users\">\n" +
 	"\x13GetPresenceResponse\x12'\n" +
@@ -1882,7 +2005,7 @@ const file_api_proto_rawDesc = "" +
 	"\x04user\x18\x01 \x01(\tR\x04user\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"C\n" +
 	"\x12DisconnectResponse\x12-\n" +
-	"\x12connections_closed\x18\x01 \x01(\rR\x11connectionsClosed2\x80\f\n" +
+	"\x12connections_closed\x18\x01 \x01(\rR\x11connectionsClosed2\xcd\f\n" +
 	"\rParleyService\x12H\n" +
 	"\aPublish\x12\x1d.parley.api.v1.PublishRequest\x1a\x1e.parley.api.v1.PublishResponse\x12Q\n" +
 	"\n" +
@@ -1905,7 +2028,8 @@ const file_api_proto_rawDesc = "" +
 	"\x05Unban\x12\x1b.parley.api.v1.UnbanRequest\x1a\x1f.parley.api.v1.ModerateResponse\x12C\n" +
 	"\x04Mute\x12\x1a.parley.api.v1.MuteRequest\x1a\x1f.parley.api.v1.ModerateResponse\x12G\n" +
 	"\x06Unmute\x12\x1c.parley.api.v1.UnmuteRequest\x1a\x1f.parley.api.v1.ModerateResponse\x12Z\n" +
-	"\rListUserRooms\x12#.parley.api.v1.ListUserRoomsRequest\x1a$.parley.api.v1.ListUserRoomsResponse\x12T\n" +
+	"\rListUserRooms\x12#.parley.api.v1.ListUserRoomsRequest\x1a$.parley.api.v1.ListUserRoomsResponse\x12K\n" +
+	"\bMarkRead\x12\x1e.parley.api.v1.MarkReadRequest\x1a\x1f.parley.api.v1.MarkReadResponse\x12T\n" +
 	"\vGetPresence\x12!.parley.api.v1.GetPresenceRequest\x1a\".parley.api.v1.GetPresenceResponse\x12Q\n" +
 	"\n" +
 	"Disconnect\x12 .parley.api.v1.DisconnectRequest\x1a!.parley.api.v1.DisconnectResponseB.Z,github.com/parleychat/parley/proto/api;apiv1b\x06proto3"
@@ -1922,7 +2046,7 @@ func file_api_proto_rawDescGZIP() []byte {
 	return file_api_proto_rawDescData
 }
 
-var file_api_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_api_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_api_proto_goTypes = []any{
 	(*PublishRequest)(nil),        // 0: parley.api.v1.PublishRequest
 	(*PublishResponse)(nil),       // 1: parley.api.v1.PublishResponse
@@ -1952,29 +2076,31 @@ var file_api_proto_goTypes = []any{
 	(*ModerateResponse)(nil),      // 25: parley.api.v1.ModerateResponse
 	(*ListUserRoomsRequest)(nil),  // 26: parley.api.v1.ListUserRoomsRequest
 	(*ListUserRoomsResponse)(nil), // 27: parley.api.v1.ListUserRoomsResponse
-	(*GetPresenceRequest)(nil),    // 28: parley.api.v1.GetPresenceRequest
-	(*GetPresenceResponse)(nil),   // 29: parley.api.v1.GetPresenceResponse
-	(*DisconnectRequest)(nil),     // 30: parley.api.v1.DisconnectRequest
-	(*DisconnectResponse)(nil),    // 31: parley.api.v1.DisconnectResponse
-	(proto.SenderKind)(0),         // 32: parley.v1.SenderKind
-	(*proto.RoomEvent)(nil),       // 33: parley.v1.RoomEvent
-	(*proto.RoomInfo)(nil),        // 34: parley.v1.RoomInfo
-	(*proto.MemberInfo)(nil),      // 35: parley.v1.MemberInfo
-	(proto.RoomKind)(0),           // 36: parley.v1.RoomKind
-	(proto.Role)(0),               // 37: parley.v1.Role
-	(*proto.Member)(nil),          // 38: parley.v1.Member
+	(*MarkReadRequest)(nil),       // 28: parley.api.v1.MarkReadRequest
+	(*MarkReadResponse)(nil),      // 29: parley.api.v1.MarkReadResponse
+	(*GetPresenceRequest)(nil),    // 30: parley.api.v1.GetPresenceRequest
+	(*GetPresenceResponse)(nil),   // 31: parley.api.v1.GetPresenceResponse
+	(*DisconnectRequest)(nil),     // 32: parley.api.v1.DisconnectRequest
+	(*DisconnectResponse)(nil),    // 33: parley.api.v1.DisconnectResponse
+	(proto.SenderKind)(0),         // 34: parley.v1.SenderKind
+	(*proto.RoomEvent)(nil),       // 35: parley.v1.RoomEvent
+	(*proto.RoomInfo)(nil),        // 36: parley.v1.RoomInfo
+	(*proto.MemberInfo)(nil),      // 37: parley.v1.MemberInfo
+	(proto.RoomKind)(0),           // 38: parley.v1.RoomKind
+	(proto.Role)(0),               // 39: parley.v1.Role
+	(*proto.Member)(nil),          // 40: parley.v1.Member
 }
 var file_api_proto_depIdxs = []int32{
-	32, // 0: parley.api.v1.PublishRequest.sender_kind:type_name -> parley.v1.SenderKind
-	33, // 1: parley.api.v1.GetHistoryResponse.events:type_name -> parley.v1.RoomEvent
-	33, // 2: parley.api.v1.GetMessageResponse.event:type_name -> parley.v1.RoomEvent
-	34, // 3: parley.api.v1.GetRoomResponse.room:type_name -> parley.v1.RoomInfo
-	35, // 4: parley.api.v1.ListMembersResponse.members:type_name -> parley.v1.MemberInfo
-	36, // 5: parley.api.v1.CreateRoomRequest.kind:type_name -> parley.v1.RoomKind
-	34, // 6: parley.api.v1.CreateRoomResponse.room:type_name -> parley.v1.RoomInfo
-	37, // 7: parley.api.v1.SetRoleRequest.role:type_name -> parley.v1.Role
-	34, // 8: parley.api.v1.ListUserRoomsResponse.rooms:type_name -> parley.v1.RoomInfo
-	38, // 9: parley.api.v1.GetPresenceResponse.users:type_name -> parley.v1.Member
+	34, // 0: parley.api.v1.PublishRequest.sender_kind:type_name -> parley.v1.SenderKind
+	35, // 1: parley.api.v1.GetHistoryResponse.events:type_name -> parley.v1.RoomEvent
+	35, // 2: parley.api.v1.GetMessageResponse.event:type_name -> parley.v1.RoomEvent
+	36, // 3: parley.api.v1.GetRoomResponse.room:type_name -> parley.v1.RoomInfo
+	37, // 4: parley.api.v1.ListMembersResponse.members:type_name -> parley.v1.MemberInfo
+	38, // 5: parley.api.v1.CreateRoomRequest.kind:type_name -> parley.v1.RoomKind
+	36, // 6: parley.api.v1.CreateRoomResponse.room:type_name -> parley.v1.RoomInfo
+	39, // 7: parley.api.v1.SetRoleRequest.role:type_name -> parley.v1.Role
+	36, // 8: parley.api.v1.ListUserRoomsResponse.rooms:type_name -> parley.v1.RoomInfo
+	40, // 9: parley.api.v1.GetPresenceResponse.users:type_name -> parley.v1.Member
 	0,  // 10: parley.api.v1.ParleyService.Publish:input_type -> parley.api.v1.PublishRequest
 	2,  // 11: parley.api.v1.ParleyService.GetHistory:input_type -> parley.api.v1.GetHistoryRequest
 	4,  // 12: parley.api.v1.ParleyService.GetMessage:input_type -> parley.api.v1.GetMessageRequest
@@ -1992,29 +2118,31 @@ var file_api_proto_depIdxs = []int32{
 	23, // 24: parley.api.v1.ParleyService.Mute:input_type -> parley.api.v1.MuteRequest
 	24, // 25: parley.api.v1.ParleyService.Unmute:input_type -> parley.api.v1.UnmuteRequest
 	26, // 26: parley.api.v1.ParleyService.ListUserRooms:input_type -> parley.api.v1.ListUserRoomsRequest
-	28, // 27: parley.api.v1.ParleyService.GetPresence:input_type -> parley.api.v1.GetPresenceRequest
-	30, // 28: parley.api.v1.ParleyService.Disconnect:input_type -> parley.api.v1.DisconnectRequest
-	1,  // 29: parley.api.v1.ParleyService.Publish:output_type -> parley.api.v1.PublishResponse
-	3,  // 30: parley.api.v1.ParleyService.GetHistory:output_type -> parley.api.v1.GetHistoryResponse
-	5,  // 31: parley.api.v1.ParleyService.GetMessage:output_type -> parley.api.v1.GetMessageResponse
-	7,  // 32: parley.api.v1.ParleyService.DeleteMessage:output_type -> parley.api.v1.DeleteMessageResponse
-	9,  // 33: parley.api.v1.ParleyService.GetRoom:output_type -> parley.api.v1.GetRoomResponse
-	11, // 34: parley.api.v1.ParleyService.ListMembers:output_type -> parley.api.v1.ListMembersResponse
-	13, // 35: parley.api.v1.ParleyService.CreateRoom:output_type -> parley.api.v1.CreateRoomResponse
-	15, // 36: parley.api.v1.ParleyService.UpdateRoom:output_type -> parley.api.v1.UpdateRoomResponse
-	17, // 37: parley.api.v1.ParleyService.DeleteRoom:output_type -> parley.api.v1.DeleteRoomResponse
-	25, // 38: parley.api.v1.ParleyService.AddMember:output_type -> parley.api.v1.ModerateResponse
-	25, // 39: parley.api.v1.ParleyService.RemoveMember:output_type -> parley.api.v1.ModerateResponse
-	25, // 40: parley.api.v1.ParleyService.SetRole:output_type -> parley.api.v1.ModerateResponse
-	25, // 41: parley.api.v1.ParleyService.Ban:output_type -> parley.api.v1.ModerateResponse
-	25, // 42: parley.api.v1.ParleyService.Unban:output_type -> parley.api.v1.ModerateResponse
-	25, // 43: parley.api.v1.ParleyService.Mute:output_type -> parley.api.v1.ModerateResponse
-	25, // 44: parley.api.v1.ParleyService.Unmute:output_type -> parley.api.v1.ModerateResponse
-	27, // 45: parley.api.v1.ParleyService.ListUserRooms:output_type -> parley.api.v1.ListUserRoomsResponse
-	29, // 46: parley.api.v1.ParleyService.GetPresence:output_type -> parley.api.v1.GetPresenceResponse
-	31, // 47: parley.api.v1.ParleyService.Disconnect:output_type -> parley.api.v1.DisconnectResponse
-	29, // [29:48] is the sub-list for method output_type
-	10, // [10:29] is the sub-list for method input_type
+	28, // 27: parley.api.v1.ParleyService.MarkRead:input_type -> parley.api.v1.MarkReadRequest
+	30, // 28: parley.api.v1.ParleyService.GetPresence:input_type -> parley.api.v1.GetPresenceRequest
+	32, // 29: parley.api.v1.ParleyService.Disconnect:input_type -> parley.api.v1.DisconnectRequest
+	1,  // 30: parley.api.v1.ParleyService.Publish:output_type -> parley.api.v1.PublishResponse
+	3,  // 31: parley.api.v1.ParleyService.GetHistory:output_type -> parley.api.v1.GetHistoryResponse
+	5,  // 32: parley.api.v1.ParleyService.GetMessage:output_type -> parley.api.v1.GetMessageResponse
+	7,  // 33: parley.api.v1.ParleyService.DeleteMessage:output_type -> parley.api.v1.DeleteMessageResponse
+	9,  // 34: parley.api.v1.ParleyService.GetRoom:output_type -> parley.api.v1.GetRoomResponse
+	11, // 35: parley.api.v1.ParleyService.ListMembers:output_type -> parley.api.v1.ListMembersResponse
+	13, // 36: parley.api.v1.ParleyService.CreateRoom:output_type -> parley.api.v1.CreateRoomResponse
+	15, // 37: parley.api.v1.ParleyService.UpdateRoom:output_type -> parley.api.v1.UpdateRoomResponse
+	17, // 38: parley.api.v1.ParleyService.DeleteRoom:output_type -> parley.api.v1.DeleteRoomResponse
+	25, // 39: parley.api.v1.ParleyService.AddMember:output_type -> parley.api.v1.ModerateResponse
+	25, // 40: parley.api.v1.ParleyService.RemoveMember:output_type -> parley.api.v1.ModerateResponse
+	25, // 41: parley.api.v1.ParleyService.SetRole:output_type -> parley.api.v1.ModerateResponse
+	25, // 42: parley.api.v1.ParleyService.Ban:output_type -> parley.api.v1.ModerateResponse
+	25, // 43: parley.api.v1.ParleyService.Unban:output_type -> parley.api.v1.ModerateResponse
+	25, // 44: parley.api.v1.ParleyService.Mute:output_type -> parley.api.v1.ModerateResponse
+	25, // 45: parley.api.v1.ParleyService.Unmute:output_type -> parley.api.v1.ModerateResponse
+	27, // 46: parley.api.v1.ParleyService.ListUserRooms:output_type -> parley.api.v1.ListUserRoomsResponse
+	29, // 47: parley.api.v1.ParleyService.MarkRead:output_type -> parley.api.v1.MarkReadResponse
+	31, // 48: parley.api.v1.ParleyService.GetPresence:output_type -> parley.api.v1.GetPresenceResponse
+	33, // 49: parley.api.v1.ParleyService.Disconnect:output_type -> parley.api.v1.DisconnectResponse
+	30, // [30:50] is the sub-list for method output_type
+	10, // [10:30] is the sub-list for method input_type
 	10, // [10:10] is the sub-list for extension type_name
 	10, // [10:10] is the sub-list for extension extendee
 	0,  // [0:10] is the sub-list for field type_name
@@ -2032,7 +2160,7 @@ func file_api_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_proto_rawDesc), len(file_api_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   32,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

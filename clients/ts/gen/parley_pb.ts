@@ -19,7 +19,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file parley.proto.
  */
 export const file_parley: GenFile = /*@__PURE__*/
-  fileDesc("CgxwYXJsZXkucHJvdG8SCXBhcmxleS52MSKjCgoIRW52ZWxvcGUSCgoCaWQYASABKAkSIQoFaGVsbG8YCiABKAsyEC5wYXJsZXkudjEuSGVsbG9IABIfCgRqb2luGAsgASgLMg8ucGFybGV5LnYxLkpvaW5IABIhCgVsZWF2ZRgMIAEoCzIQLnBhcmxleS52MS5MZWF2ZUgAEh8KBHBvc3QYDSABKAsyDy5wYXJsZXkudjEuUG9zdEgAEiMKBnR5cGluZxgOIAEoCzIRLnBhcmxleS52MS5UeXBpbmdIABIsCgdoaXN0b3J5GA8gASgLMhkucGFybGV5LnYxLkhpc3RvcnlSZXF1ZXN0SAASHwoEcGluZxgQIAEoCzIPLnBhcmxleS52MS5QaW5nSAASJAoDd2hvGBEgASgLMhUucGFybGV5LnYxLldob1JlcXVlc3RIABIoCgVyb29tcxgSIAEoCzIXLnBhcmxleS52MS5Sb29tc1JlcXVlc3RIABIlCgdyZWZyZXNoGBMgASgLMhIucGFybGV5LnYxLlJlZnJlc2hIABIsCgtjcmVhdGVfcm9vbRgUIAEoCzIVLnBhcmxleS52MS5DcmVhdGVSb29tSAASKgoGZGlyZWN0GBUgASgLMhgucGFybGV5LnYxLkRpcmVjdE1lc3NhZ2VIABInCghtb2RlcmF0ZRgWIAEoCzITLnBhcmxleS52MS5Nb2RlcmF0ZUgAEiwKC3VwZGF0ZV9yb29tGBcgASgLMhUucGFybGV5LnYxLlVwZGF0ZVJvb21IABIsCgtkZWxldGVfcm9vbRgYIAEoCzIVLnBhcmxleS52MS5EZWxldGVSb29tSAASLAoHbWVtYmVycxgZIAEoCzIZLnBhcmxleS52MS5NZW1iZXJzUmVxdWVzdEgAEiYKBGVkaXQYGiABKAsyFi5wYXJsZXkudjEuRWRpdE1lc3NhZ2VIABIyCg5kZWxldGVfbWVzc2FnZRgbIAEoCzIYLnBhcmxleS52MS5EZWxldGVNZXNzYWdlSAASIQoFcmVhY3QYHCABKAsyEC5wYXJsZXkudjEuUmVhY3RIABIoCgltYXJrX3JlYWQYHSABKAsyEy5wYXJsZXkudjEuTWFya1JlYWRIABIlCgd3ZWxjb21lGB4gASgLMhIucGFybGV5LnYxLldlbGNvbWVIABIdCgNhY2sYHyABKAsyDi5wYXJsZXkudjEuQWNrSAASIQoFZXJyb3IYICABKAsyEC5wYXJsZXkudjEuRXJyb3JIABIlCgVldmVudBghIAEoCzIULnBhcmxleS52MS5Sb29tRXZlbnRIABIsCghwcmVzZW5jZRgiIAEoCzIYLnBhcmxleS52MS5QcmVzZW5jZUV2ZW50SAASLgoMaGlzdG9yeV9wYWdlGCMgASgLMhYucGFybGV5LnYxLkhpc3RvcnlQYWdlSAASIQoFYmF0Y2gYJCABKAsyEC5wYXJsZXkudjEuQmF0Y2hIABIjCgZub3RpY2UYJSABKAsyES5wYXJsZXkudjEuTm90aWNlSAASKAoJcm9vbV9saXN0GCYgASgLMhMucGFybGV5LnYxLlJvb21MaXN0SAASJwoLcmVzZXRfZXZlbnQYJyABKAsyEC5wYXJsZXkudjEuUmVzZXRIABIjCgRyb29tGCggASgLMhMucGFybGV5LnYxLlJvb21JbmZvSAASLAoLbWVtYmVyX2xpc3QYKSABKAsyFS5wYXJsZXkudjEuTWVtYmVyTGlzdEgAQgYKBGJvZHkiOgoFSGVsbG8SDAoEbmFtZRgBIAEoCRIUCgx3YXRjaF9vbmxpbmUYAiABKAgSDQoFdG9rZW4YAyABKAkiGAoHUmVmcmVzaBINCgV0b2tlbhgBIAEoCSL5AQoHV2VsY29tZRISCgpzZXNzaW9uX2lkGAEgASgJEgwKBG5hbWUYAiABKAkSGQoRbWF4X21lc3NhZ2VfYnl0ZXMYAyABKA0SEQoJbWF4X3Jvb21zGAQgASgNEhcKD2lkbGVfdGltZW91dF9tcxgFIAEoDRIWCg5tYXhfdGV4dF9jaGFycxgGIAEoDRIMCgRyYXRlGAcgASgBEg0KBWJ1cnN0GAggASgNEhgKEHRva2VuX2V4cGlyZXNfbXMYCSABKAMSIgoFcm9vbXMYCiADKAsyEy5wYXJsZXkudjEuUm9vbUluZm8SEgoKbW9yZV9yb29tcxgLIAEoCCIyCgRKb2luEgwKBHJvb20YASABKAkSEgoFc2luY2UYAiABKARIAIgBAUIICgZfc2luY2UiFQoFTGVhdmUSDAoEcm9vbRgBIAEoCSJdCgRQb3N0EgwKBHJvb20YASABKAkSDAoEdGV4dBgCIAEoCRIVCg1jbGllbnRfbXNnX2lkGAMgASgJEhAKCHJlcGx5X3RvGAQgASgEEhAKCG1lbnRpb25zGAUgAygJIiUKCE1hcmtSZWFkEgwKBHJvb20YASABKAkSCwoDc2VxGAIgASgEIk0KC0VkaXRNZXNzYWdlEgwKBHJvb20YASABKAkSCwoDc2VxGAIgASgEEgwKBHRleHQYAyABKAkSFQoNY2xpZW50X21zZ19pZBgEIAEoCSJRCg1EZWxldGVNZXNzYWdlEgwKBHJvb20YASABKAkSCwoDc2VxGAIgASgEEhUKDWNsaWVudF9tc2dfaWQYAyABKAkSDgoGcmVhc29uGAQgASgJIlgKBVJlYWN0EgwKBHJvb20YASABKAkSCwoDc2VxGAIgASgEEg0KBWVtb2ppGAMgASgJEg4KBnJlbW92ZRgEIAEoCBIVCg1jbGllbnRfbXNnX2lkGAUgASgJIiQKBlR5cGluZxIMCgRyb29tGAEgASgJEgwKBHVzZXIYAiABKAkiQQoOSGlzdG9yeVJlcXVlc3QSDAoEcm9vbRgBIAEoCRISCgpiZWZvcmVfc2VxGAIgASgEEg0KBWxpbWl0GAMgASgNIlMKC0hpc3RvcnlQYWdlEgwKBHJvb20YASABKAkSJAoGZXZlbnRzGAIgAygLMhQucGFybGV5LnYxLlJvb21FdmVudBIQCghoYXNfbW9yZRgDIAEoCCIGCgRQaW5nIjgKCldob1JlcXVlc3QSDAoEcm9vbRgBIAEoCRINCgVhZnRlchgCIAEoCRINCgVsaW1pdBgDIAEoDSI6CgxSb29tc1JlcXVlc3QSDQoFYWZ0ZXIYASABKAkSDQoFbGltaXQYAiABKA0SDAoEbWluZRgDIAEoCCI8CghSb29tTGlzdBIiCgVyb29tcxgBIAMoCzITLnBhcmxleS52MS5Sb29tSW5mbxIMCgRuZXh0GAIgASgJIuYCCghSb29tSW5mbxIMCgRuYW1lGAEgASgJEg8KB21lbWJlcnMYAiABKA0SIQoEa2luZBgDIAEoDjITLnBhcmxleS52MS5Sb29tS2luZBINCgV0aXRsZRgEIAEoCRINCgV0b3BpYxgFIAEoCRIQCghsYXN0X3NlcRgGIAEoBBIdCgRyb2xlGAcgASgOMg8ucGFybGV5LnYxLlJvbGUSDwoHaW52aXRlZBgIIAEoCBIXCg9iYW5uZWRfdW50aWxfbXMYCSABKAMSFgoObXV0ZWRfdW50aWxfbXMYCiABKAMSEgoKY3JlYXRlZF9ieRgLIAEoCRISCgpjcmVhdGVkX21zGAwgASgDEhMKC2RpcmVjdF93aXRoGA0gASgJEg8KB2RlbGV0ZWQYDiABKAgSEAoIcmVhZF9zZXEYDyABKAQSDgoGdW5yZWFkGBAgASgEEhcKD3VucmVhZF9tZW50aW9ucxgRIAEoDSJrCgpDcmVhdGVSb29tEgwKBHJvb20YASABKAkSIQoEa2luZBgCIAEoDjITLnBhcmxleS52MS5Sb29tS2luZBINCgV0aXRsZRgDIAEoCRINCgV0b3BpYxgEIAEoCRIOCgZpbnZpdGUYBSADKAkiQAoNRGlyZWN0TWVzc2FnZRIKCgJ0bxgBIAEoCRIMCgR0ZXh0GAIgASgJEhUKDWNsaWVudF9tc2dfaWQYAyABKAkijQEKCE1vZGVyYXRlEgwKBHJvb20YASABKAkSDAoEdXNlchgCIAEoCRIkCgZhY3Rpb24YAyABKA4yFC5wYXJsZXkudjEuTW9kQWN0aW9uEh0KBHJvbGUYBCABKA4yDy5wYXJsZXkudjEuUm9sZRIOCgZyZWFzb24YBSABKAkSEAoIdW50aWxfbXMYBiABKAMiVgoKVXBkYXRlUm9vbRIMCgRyb29tGAEgASgJEhIKBXRpdGxlGAIgASgJSACIAQESEgoFdG9waWMYAyABKAlIAYgBAUIICgZfdGl0bGVCCAoGX3RvcGljIioKCkRlbGV0ZVJvb20SDAoEcm9vbRgBIAEoCRIOCgZyZWFzb24YAiABKAkiPAoOTWVtYmVyc1JlcXVlc3QSDAoEcm9vbRgBIAEoCRINCgVhZnRlchgCIAEoCRINCgVsaW1pdBgDIAEoDSJQCgpNZW1iZXJMaXN0EgwKBHJvb20YASABKAkSJgoHbWVtYmVycxgCIAMoCzIVLnBhcmxleS52MS5NZW1iZXJJbmZvEgwKBG5leHQYAyABKAkioQEKCk1lbWJlckluZm8SDAoEdXNlchgBIAEoCRIdCgRyb2xlGAIgASgOMg8ucGFybGV5LnYxLlJvbGUSDwoHaW52aXRlZBgDIAEoCBISCgppbnZpdGVkX2J5GAQgASgJEhAKCHNpbmNlX21zGAUgASgDEhcKD2Jhbm5lZF91bnRpbF9tcxgGIAEoAxIWCg5tdXRlZF91bnRpbF9tcxgHIAEoAyJsCgNBY2sSEgoKcmVxdWVzdF9pZBgBIAEoCRIMCgRyb29tGAIgASgJEgsKA3NlcRgDIAEoBBIiCgdtZW1iZXJzGAQgAygLMhEucGFybGV5LnYxLk1lbWJlchISCgpvbGRlc3Rfc2VxGAUgASgEIlsKBUVycm9yEhIKCnJlcXVlc3RfaWQYASABKAkSIgoEY29kZRgCIAEoDjIULnBhcmxleS52MS5FcnJvckNvZGUSDAoEdGV4dBgDIAEoCRIMCgRyb29tGAQgASgJIq8CCglSb29tRXZlbnQSDAoEcm9vbRgBIAEoCRILCgNzZXEYAiABKAQSDwoHdGltZV9tcxgDIAEoAxIOCgZzZW5kZXIYBCABKAkSDAoEdGV4dBgFIAEoCRIVCg1jbGllbnRfbXNnX2lkGAYgASgJEioKC3NlbmRlcl9raW5kGAcgASgOMhUucGFybGV5LnYxLlNlbmRlcktpbmQSJQoGY2hhbmdlGAggASgLMhUucGFybGV5LnYxLlJvb21DaGFuZ2USEAoIcmVwbHlfdG8YCSABKAQSEAoIbWVudGlvbnMYCiADKAkSEQoJZWRpdGVkX21zGAsgASgDEg8KB2RlbGV0ZWQYDCABKAgSJgoJcmVhY3Rpb25zGA0gAygLMhMucGFybGV5LnYxLlJlYWN0aW9uIjYKCFJlYWN0aW9uEg0KBWVtb2ppGAEgASgJEg0KBWNvdW50GAIgASgNEgwKBG1pbmUYAyABKAgi+AEKClJvb21DaGFuZ2USIwoEa2luZBgBIAEoDjIVLnBhcmxleS52MS5DaGFuZ2VLaW5kEgwKBHVzZXIYAiABKAkSHQoEcm9sZRgDIAEoDjIPLnBhcmxleS52MS5Sb2xlEhAKCHVudGlsX21zGAQgASgDEg4KBnJlYXNvbhgFIAEoCRImCglyb29tX2tpbmQYBiABKA4yEy5wYXJsZXkudjEuUm9vbUtpbmQSDQoFdGl0bGUYByABKAkSDQoFdG9waWMYCCABKAkSEgoKdGFyZ2V0X3NlcRgJIAEoBBINCgVlbW9qaRgKIAEoCRINCgVjb3VudBgLIAEoDSInCgZNZW1iZXISDAoEbmFtZRgBIAEoCRIPCgdkZXZpY2VzGAIgASgNIm0KDVByZXNlbmNlRXZlbnQSDAoEcm9vbRgBIAEoCRIOCgZqb2luZWQYAiADKAkSDAoEbGVmdBgDIAMoCRIiCgdtZW1iZXJzGAQgAygLMhEucGFybGV5LnYxLk1lbWJlchIMCgRuZXh0GAUgASgJIjgKBVJlc2V0EgwKBHJvb20YASABKAkSDQoFc2luY2UYAiABKAQSEgoKb2xkZXN0X3NlcRgDIAEoBCIrCgVCYXRjaBIiCgVpdGVtcxgBIAMoCzITLnBhcmxleS52MS5FbnZlbG9wZSIkCgZOb3RpY2USDAoEdGV4dBgBIAEoCRIMCgRyb29tGAIgASgJKmgKCFJvb21LaW5kEhkKFVJPT01fS0lORF9VTlNQRUNJRklFRBAAEhQKEFJPT01fS0lORF9QVUJMSUMQARIVChFST09NX0tJTkRfUFJJVkFURRACEhQKEFJPT01fS0lORF9ESVJFQ1QQAypKCgRSb2xlEg0KCVJPTEVfTk9ORRAAEg8KC1JPTEVfTUVNQkVSEAESEgoOUk9MRV9NT0RFUkFUT1IQAhIOCgpST0xFX09XTkVSEAMqhgIKCU1vZEFjdGlvbhIaChZNT0RfQUNUSU9OX1VOU1BFQ0lGSUVEEAASFQoRTU9EX0FDVElPTl9JTlZJVEUQARIVChFNT0RfQUNUSU9OX1JFVk9LRRACEhMKD01PRF9BQ1RJT05fS0lDSxADEhIKDk1PRF9BQ1RJT05fQkFOEAQSFAoQTU9EX0FDVElPTl9VTkJBThAFEhMKD01PRF9BQ1RJT05fTVVURRAGEhUKEU1PRF9BQ1RJT05fVU5NVVRFEAcSFwoTTU9EX0FDVElPTl9TRVRfUk9MRRAIEhcKE01PRF9BQ1RJT05fVFJBTlNGRVIQCRISCg5NT0RfQUNUSU9OX0FERBAKKo4FCglFcnJvckNvZGUSGgoWRVJST1JfQ09ERV9VTlNQRUNJRklFRBAAEhoKFkVSUk9SX0NPREVfQkFEX1JFUVVFU1QQARIcChhFUlJPUl9DT0RFX05PVF9MT0dHRURfSU4QAhIbChdFUlJPUl9DT0RFX0lOVkFMSURfTkFNRRADEhkKFUVSUk9SX0NPREVfTk9UX0pPSU5FRBAEEh0KGUVSUk9SX0NPREVfVE9PX01BTllfUk9PTVMQBRIbChdFUlJPUl9DT0RFX1JBVEVfTElNSVRFRBAGEhcKE0VSUk9SX0NPREVfVE9PX0xPTkcQBxIaChZFUlJPUl9DT0RFX1VOQVZBSUxBQkxFEAgSIAocRVJST1JfQ09ERV9BTFJFQURZX0xPR0dFRF9JThAJEhcKE0VSUk9SX0NPREVfSU5URVJOQUwQChIYChRFUlJPUl9DT0RFX1JPT01fRlVMTBALEhgKFEVSUk9SX0NPREVfRk9SQklEREVOEAwSHAoYRVJST1JfQ09ERV9UT0tFTl9FWFBJUkVEEA0SGwoXRVJST1JfQ09ERV9OT19TVUNIX1JPT00QDhIaChZFUlJPUl9DT0RFX1JPT01fRVhJU1RTEA8SFQoRRVJST1JfQ09ERV9CQU5ORUQQEBIUChBFUlJPUl9DT0RFX01VVEVEEBESGQoVRVJST1JfQ09ERV9OT1RfTUVNQkVSEBISHgoaRVJST1JfQ09ERV9OT19TVUNIX01FU1NBR0UQExIYChRFUlJPUl9DT0RFX05PVF9ZT1VSUxAUEhoKFkVSUk9SX0NPREVfTk9UX0FMTE9XRUQQFRIeChpFUlJPUl9DT0RFX0FMUkVBRFlfREVMRVRFRBAWKmwKClNlbmRlcktpbmQSGwoXU0VOREVSX0tJTkRfVU5TUEVDSUZJRUQQABIUChBTRU5ERVJfS0lORF9VU0VSEAESEwoPU0VOREVSX0tJTkRfQk9UEAISFgoSU0VOREVSX0tJTkRfU1lTVEVNEAMqlgQKCkNoYW5nZUtpbmQSGwoXQ0hBTkdFX0tJTkRfVU5TUEVDSUZJRUQQABIXChNDSEFOR0VfS0lORF9DUkVBVEVEEAESFgoSQ0hBTkdFX0tJTkRfSk9JTkVEEAISFAoQQ0hBTkdFX0tJTkRfTEVGVBADEhcKE0NIQU5HRV9LSU5EX0lOVklURUQQBBIeChpDSEFOR0VfS0lORF9JTlZJVEVfUkVWT0tFRBAFEhYKEkNIQU5HRV9LSU5EX0tJQ0tFRBAGEhYKEkNIQU5HRV9LSU5EX0JBTk5FRBAHEhgKFENIQU5HRV9LSU5EX1VOQkFOTkVEEAgSFQoRQ0hBTkdFX0tJTkRfTVVURUQQCRIXChNDSEFOR0VfS0lORF9VTk1VVEVEEAoSHAoYQ0hBTkdFX0tJTkRfUk9MRV9DSEFOR0VEEAsSHQoZQ0hBTkdFX0tJTkRfT1dORVJfQ0hBTkdFRBAMEhcKE0NIQU5HRV9LSU5EX1VQREFURUQQDRIXChNDSEFOR0VfS0lORF9ERUxFVEVEEA4SFQoRQ0hBTkdFX0tJTkRfQURERUQQDxIWChJDSEFOR0VfS0lORF9FRElURUQQEBIfChtDSEFOR0VfS0lORF9NRVNTQUdFX0RFTEVURUQQERIXChNDSEFOR0VfS0lORF9SRUFDVEVEEBISGQoVQ0hBTkdFX0tJTkRfVU5SRUFDVEVEEBMqUQoFQ29kZWMSFQoRQ09ERUNfVU5TUEVDSUZJRUQQABIPCgtDT0RFQ19QUk9UTxABEg4KCkNPREVDX0pTT04QAhIQCgxDT0RFQ19MRUdBQ1kQAyrsAgoJQ2xvc2VDb2RlEhoKFkNMT1NFX0NPREVfVU5TUEVDSUZJRUQQABIWChFDTE9TRV9DT0RFX05PUk1BTBDoBxIaChVDTE9TRV9DT0RFX0dPSU5HX0FXQVkQ6QcSGAoTQ0xPU0VfQ09ERV9BQk5PUk1BTBDuBxIgChtDTE9TRV9DT0RFX1BPTElDWV9WSU9MQVRJT04Q8AcSHwoaQ0xPU0VfQ09ERV9NRVNTQUdFX1RPT19CSUcQ8QcSHgoZQ0xPU0VfQ09ERV9JTlRFUk5BTF9FUlJPUhDzBxIfChpDTE9TRV9DT0RFX1RSWV9BR0FJTl9MQVRFUhD1BxIcChdDTE9TRV9DT0RFX0lETEVfVElNRU9VVBCgHxIcChdDTE9TRV9DT0RFX1BPTkdfVElNRU9VVBChHxIWChFDTE9TRV9DT0RFX0tJQ0tFRBCiHxIdChhDTE9TRV9DT0RFX1RPS0VOX0VYUElSRUQQox9CLVorZ2l0aHViLmNvbS9wYXJsZXljaGF0L3BhcmxleS9wcm90bztwYXJsZXlwYmIGcHJvdG8z");
+  fileDesc("CgxwYXJsZXkucHJvdG8SCXBhcmxleS52MSLXCgoIRW52ZWxvcGUSCgoCaWQYASABKAkSIQoFaGVsbG8YCiABKAsyEC5wYXJsZXkudjEuSGVsbG9IABIfCgRqb2luGAsgASgLMg8ucGFybGV5LnYxLkpvaW5IABIhCgVsZWF2ZRgMIAEoCzIQLnBhcmxleS52MS5MZWF2ZUgAEh8KBHBvc3QYDSABKAsyDy5wYXJsZXkudjEuUG9zdEgAEiMKBnR5cGluZxgOIAEoCzIRLnBhcmxleS52MS5UeXBpbmdIABIsCgdoaXN0b3J5GA8gASgLMhkucGFybGV5LnYxLkhpc3RvcnlSZXF1ZXN0SAASHwoEcGluZxgQIAEoCzIPLnBhcmxleS52MS5QaW5nSAASJAoDd2hvGBEgASgLMhUucGFybGV5LnYxLldob1JlcXVlc3RIABIoCgVyb29tcxgSIAEoCzIXLnBhcmxleS52MS5Sb29tc1JlcXVlc3RIABIlCgdyZWZyZXNoGBMgASgLMhIucGFybGV5LnYxLlJlZnJlc2hIABIsCgtjcmVhdGVfcm9vbRgUIAEoCzIVLnBhcmxleS52MS5DcmVhdGVSb29tSAASKgoGZGlyZWN0GBUgASgLMhgucGFybGV5LnYxLkRpcmVjdE1lc3NhZ2VIABInCghtb2RlcmF0ZRgWIAEoCzITLnBhcmxleS52MS5Nb2RlcmF0ZUgAEiwKC3VwZGF0ZV9yb29tGBcgASgLMhUucGFybGV5LnYxLlVwZGF0ZVJvb21IABIsCgtkZWxldGVfcm9vbRgYIAEoCzIVLnBhcmxleS52MS5EZWxldGVSb29tSAASLAoHbWVtYmVycxgZIAEoCzIZLnBhcmxleS52MS5NZW1iZXJzUmVxdWVzdEgAEiYKBGVkaXQYGiABKAsyFi5wYXJsZXkudjEuRWRpdE1lc3NhZ2VIABIyCg5kZWxldGVfbWVzc2FnZRgbIAEoCzIYLnBhcmxleS52MS5EZWxldGVNZXNzYWdlSAASIQoFcmVhY3QYHCABKAsyEC5wYXJsZXkudjEuUmVhY3RIABIoCgltYXJrX3JlYWQYHSABKAsyEy5wYXJsZXkudjEuTWFya1JlYWRIABIlCgd3ZWxjb21lGB4gASgLMhIucGFybGV5LnYxLldlbGNvbWVIABIdCgNhY2sYHyABKAsyDi5wYXJsZXkudjEuQWNrSAASIQoFZXJyb3IYICABKAsyEC5wYXJsZXkudjEuRXJyb3JIABIlCgVldmVudBghIAEoCzIULnBhcmxleS52MS5Sb29tRXZlbnRIABIsCghwcmVzZW5jZRgiIAEoCzIYLnBhcmxleS52MS5QcmVzZW5jZUV2ZW50SAASLgoMaGlzdG9yeV9wYWdlGCMgASgLMhYucGFybGV5LnYxLkhpc3RvcnlQYWdlSAASIQoFYmF0Y2gYJCABKAsyEC5wYXJsZXkudjEuQmF0Y2hIABIjCgZub3RpY2UYJSABKAsyES5wYXJsZXkudjEuTm90aWNlSAASKAoJcm9vbV9saXN0GCYgASgLMhMucGFybGV5LnYxLlJvb21MaXN0SAASJwoLcmVzZXRfZXZlbnQYJyABKAsyEC5wYXJsZXkudjEuUmVzZXRIABIjCgRyb29tGCggASgLMhMucGFybGV5LnYxLlJvb21JbmZvSAASLAoLbWVtYmVyX2xpc3QYKSABKAsyFS5wYXJsZXkudjEuTWVtYmVyTGlzdEgAEjIKDnJlYWRfcG9zaXRpb25zGCogASgLMhgucGFybGV5LnYxLlJlYWRQb3NpdGlvbnNIAEIGCgRib2R5IjoKBUhlbGxvEgwKBG5hbWUYASABKAkSFAoMd2F0Y2hfb25saW5lGAIgASgIEg0KBXRva2VuGAMgASgJIhgKB1JlZnJlc2gSDQoFdG9rZW4YASABKAki+QEKB1dlbGNvbWUSEgoKc2Vzc2lvbl9pZBgBIAEoCRIMCgRuYW1lGAIgASgJEhkKEW1heF9tZXNzYWdlX2J5dGVzGAMgASgNEhEKCW1heF9yb29tcxgEIAEoDRIXCg9pZGxlX3RpbWVvdXRfbXMYBSABKA0SFgoObWF4X3RleHRfY2hhcnMYBiABKA0SDAoEcmF0ZRgHIAEoARINCgVidXJzdBgIIAEoDRIYChB0b2tlbl9leHBpcmVzX21zGAkgASgDEiIKBXJvb21zGAogAygLMhMucGFybGV5LnYxLlJvb21JbmZvEhIKCm1vcmVfcm9vbXMYCyABKAgiMgoESm9pbhIMCgRyb29tGAEgASgJEhIKBXNpbmNlGAIgASgESACIAQFCCAoGX3NpbmNlIhUKBUxlYXZlEgwKBHJvb20YASABKAkiXQoEUG9zdBIMCgRyb29tGAEgASgJEgwKBHRleHQYAiABKAkSFQoNY2xpZW50X21zZ19pZBgDIAEoCRIQCghyZXBseV90bxgEIAEoBBIQCghtZW50aW9ucxgFIAMoCSIlCghNYXJrUmVhZBIMCgRyb29tGAEgASgJEgsKA3NlcRgCIAEoBCJNCgtFZGl0TWVzc2FnZRIMCgRyb29tGAEgASgJEgsKA3NlcRgCIAEoBBIMCgR0ZXh0GAMgASgJEhUKDWNsaWVudF9tc2dfaWQYBCABKAkiUQoNRGVsZXRlTWVzc2FnZRIMCgRyb29tGAEgASgJEgsKA3NlcRgCIAEoBBIVCg1jbGllbnRfbXNnX2lkGAMgASgJEg4KBnJlYXNvbhgEIAEoCSJYCgVSZWFjdBIMCgRyb29tGAEgASgJEgsKA3NlcRgCIAEoBBINCgVlbW9qaRgDIAEoCRIOCgZyZW1vdmUYBCABKAgSFQoNY2xpZW50X21zZ19pZBgFIAEoCSIkCgZUeXBpbmcSDAoEcm9vbRgBIAEoCRIMCgR1c2VyGAIgASgJIkEKDkhpc3RvcnlSZXF1ZXN0EgwKBHJvb20YASABKAkSEgoKYmVmb3JlX3NlcRgCIAEoBBINCgVsaW1pdBgDIAEoDSJTCgtIaXN0b3J5UGFnZRIMCgRyb29tGAEgASgJEiQKBmV2ZW50cxgCIAMoCzIULnBhcmxleS52MS5Sb29tRXZlbnQSEAoIaGFzX21vcmUYAyABKAgiBgoEUGluZyI4CgpXaG9SZXF1ZXN0EgwKBHJvb20YASABKAkSDQoFYWZ0ZXIYAiABKAkSDQoFbGltaXQYAyABKA0iOgoMUm9vbXNSZXF1ZXN0Eg0KBWFmdGVyGAEgASgJEg0KBWxpbWl0GAIgASgNEgwKBG1pbmUYAyABKAgiPAoIUm9vbUxpc3QSIgoFcm9vbXMYASADKAsyEy5wYXJsZXkudjEuUm9vbUluZm8SDAoEbmV4dBgCIAEoCSL+AgoIUm9vbUluZm8SDAoEbmFtZRgBIAEoCRIPCgdtZW1iZXJzGAIgASgNEiEKBGtpbmQYAyABKA4yEy5wYXJsZXkudjEuUm9vbUtpbmQSDQoFdGl0bGUYBCABKAkSDQoFdG9waWMYBSABKAkSEAoIbGFzdF9zZXEYBiABKAQSHQoEcm9sZRgHIAEoDjIPLnBhcmxleS52MS5Sb2xlEg8KB2ludml0ZWQYCCABKAgSFwoPYmFubmVkX3VudGlsX21zGAkgASgDEhYKDm11dGVkX3VudGlsX21zGAogASgDEhIKCmNyZWF0ZWRfYnkYCyABKAkSEgoKY3JlYXRlZF9tcxgMIAEoAxITCgtkaXJlY3Rfd2l0aBgNIAEoCRIPCgdkZWxldGVkGA4gASgIEhAKCHJlYWRfc2VxGA8gASgEEg4KBnVucmVhZBgQIAEoBBIXCg91bnJlYWRfbWVudGlvbnMYESABKA0SFgoOcmVhZF9wb3NpdGlvbnMYEiABKAgiWwoNUmVhZFBvc2l0aW9ucxIMCgRyb29tGAEgASgJEioKCXBvc2l0aW9ucxgCIAMoCzIXLnBhcmxleS52MS5SZWFkUG9zaXRpb24SEAoIc25hcHNob3QYAyABKAgiKQoMUmVhZFBvc2l0aW9uEgwKBHVzZXIYASABKAkSCwoDc2VxGAIgASgEImsKCkNyZWF0ZVJvb20SDAoEcm9vbRgBIAEoCRIhCgRraW5kGAIgASgOMhMucGFybGV5LnYxLlJvb21LaW5kEg0KBXRpdGxlGAMgASgJEg0KBXRvcGljGAQgASgJEg4KBmludml0ZRgFIAMoCSJACg1EaXJlY3RNZXNzYWdlEgoKAnRvGAEgASgJEgwKBHRleHQYAiABKAkSFQoNY2xpZW50X21zZ19pZBgDIAEoCSKNAQoITW9kZXJhdGUSDAoEcm9vbRgBIAEoCRIMCgR1c2VyGAIgASgJEiQKBmFjdGlvbhgDIAEoDjIULnBhcmxleS52MS5Nb2RBY3Rpb24SHQoEcm9sZRgEIAEoDjIPLnBhcmxleS52MS5Sb2xlEg4KBnJlYXNvbhgFIAEoCRIQCgh1bnRpbF9tcxgGIAEoAyKGAQoKVXBkYXRlUm9vbRIMCgRyb29tGAEgASgJEhIKBXRpdGxlGAIgASgJSACIAQESEgoFdG9waWMYAyABKAlIAYgBARIbCg5yZWFkX3Bvc2l0aW9ucxgEIAEoCEgCiAEBQggKBl90aXRsZUIICgZfdG9waWNCEQoPX3JlYWRfcG9zaXRpb25zIioKCkRlbGV0ZVJvb20SDAoEcm9vbRgBIAEoCRIOCgZyZWFzb24YAiABKAkiPAoOTWVtYmVyc1JlcXVlc3QSDAoEcm9vbRgBIAEoCRINCgVhZnRlchgCIAEoCRINCgVsaW1pdBgDIAEoDSJQCgpNZW1iZXJMaXN0EgwKBHJvb20YASABKAkSJgoHbWVtYmVycxgCIAMoCzIVLnBhcmxleS52MS5NZW1iZXJJbmZvEgwKBG5leHQYAyABKAkioQEKCk1lbWJlckluZm8SDAoEdXNlchgBIAEoCRIdCgRyb2xlGAIgASgOMg8ucGFybGV5LnYxLlJvbGUSDwoHaW52aXRlZBgDIAEoCBISCgppbnZpdGVkX2J5GAQgASgJEhAKCHNpbmNlX21zGAUgASgDEhcKD2Jhbm5lZF91bnRpbF9tcxgGIAEoAxIWCg5tdXRlZF91bnRpbF9tcxgHIAEoAyJsCgNBY2sSEgoKcmVxdWVzdF9pZBgBIAEoCRIMCgRyb29tGAIgASgJEgsKA3NlcRgDIAEoBBIiCgdtZW1iZXJzGAQgAygLMhEucGFybGV5LnYxLk1lbWJlchISCgpvbGRlc3Rfc2VxGAUgASgEIlsKBUVycm9yEhIKCnJlcXVlc3RfaWQYASABKAkSIgoEY29kZRgCIAEoDjIULnBhcmxleS52MS5FcnJvckNvZGUSDAoEdGV4dBgDIAEoCRIMCgRyb29tGAQgASgJIq8CCglSb29tRXZlbnQSDAoEcm9vbRgBIAEoCRILCgNzZXEYAiABKAQSDwoHdGltZV9tcxgDIAEoAxIOCgZzZW5kZXIYBCABKAkSDAoEdGV4dBgFIAEoCRIVCg1jbGllbnRfbXNnX2lkGAYgASgJEioKC3NlbmRlcl9raW5kGAcgASgOMhUucGFybGV5LnYxLlNlbmRlcktpbmQSJQoGY2hhbmdlGAggASgLMhUucGFybGV5LnYxLlJvb21DaGFuZ2USEAoIcmVwbHlfdG8YCSABKAQSEAoIbWVudGlvbnMYCiADKAkSEQoJZWRpdGVkX21zGAsgASgDEg8KB2RlbGV0ZWQYDCABKAgSJgoJcmVhY3Rpb25zGA0gAygLMhMucGFybGV5LnYxLlJlYWN0aW9uIjYKCFJlYWN0aW9uEg0KBWVtb2ppGAEgASgJEg0KBWNvdW50GAIgASgNEgwKBG1pbmUYAyABKAgikAIKClJvb21DaGFuZ2USIwoEa2luZBgBIAEoDjIVLnBhcmxleS52MS5DaGFuZ2VLaW5kEgwKBHVzZXIYAiABKAkSHQoEcm9sZRgDIAEoDjIPLnBhcmxleS52MS5Sb2xlEhAKCHVudGlsX21zGAQgASgDEg4KBnJlYXNvbhgFIAEoCRImCglyb29tX2tpbmQYBiABKA4yEy5wYXJsZXkudjEuUm9vbUtpbmQSDQoFdGl0bGUYByABKAkSDQoFdG9waWMYCCABKAkSEgoKdGFyZ2V0X3NlcRgJIAEoBBINCgVlbW9qaRgKIAEoCRINCgVjb3VudBgLIAEoDRIWCg5yZWFkX3Bvc2l0aW9ucxgMIAEoCCInCgZNZW1iZXISDAoEbmFtZRgBIAEoCRIPCgdkZXZpY2VzGAIgASgNIm0KDVByZXNlbmNlRXZlbnQSDAoEcm9vbRgBIAEoCRIOCgZqb2luZWQYAiADKAkSDAoEbGVmdBgDIAMoCRIiCgdtZW1iZXJzGAQgAygLMhEucGFybGV5LnYxLk1lbWJlchIMCgRuZXh0GAUgASgJIjgKBVJlc2V0EgwKBHJvb20YASABKAkSDQoFc2luY2UYAiABKAQSEgoKb2xkZXN0X3NlcRgDIAEoBCIrCgVCYXRjaBIiCgVpdGVtcxgBIAMoCzITLnBhcmxleS52MS5FbnZlbG9wZSIkCgZOb3RpY2USDAoEdGV4dBgBIAEoCRIMCgRyb29tGAIgASgJKmgKCFJvb21LaW5kEhkKFVJPT01fS0lORF9VTlNQRUNJRklFRBAAEhQKEFJPT01fS0lORF9QVUJMSUMQARIVChFST09NX0tJTkRfUFJJVkFURRACEhQKEFJPT01fS0lORF9ESVJFQ1QQAypKCgRSb2xlEg0KCVJPTEVfTk9ORRAAEg8KC1JPTEVfTUVNQkVSEAESEgoOUk9MRV9NT0RFUkFUT1IQAhIOCgpST0xFX09XTkVSEAMqhgIKCU1vZEFjdGlvbhIaChZNT0RfQUNUSU9OX1VOU1BFQ0lGSUVEEAASFQoRTU9EX0FDVElPTl9JTlZJVEUQARIVChFNT0RfQUNUSU9OX1JFVk9LRRACEhMKD01PRF9BQ1RJT05fS0lDSxADEhIKDk1PRF9BQ1RJT05fQkFOEAQSFAoQTU9EX0FDVElPTl9VTkJBThAFEhMKD01PRF9BQ1RJT05fTVVURRAGEhUKEU1PRF9BQ1RJT05fVU5NVVRFEAcSFwoTTU9EX0FDVElPTl9TRVRfUk9MRRAIEhcKE01PRF9BQ1RJT05fVFJBTlNGRVIQCRISCg5NT0RfQUNUSU9OX0FERBAKKo4FCglFcnJvckNvZGUSGgoWRVJST1JfQ09ERV9VTlNQRUNJRklFRBAAEhoKFkVSUk9SX0NPREVfQkFEX1JFUVVFU1QQARIcChhFUlJPUl9DT0RFX05PVF9MT0dHRURfSU4QAhIbChdFUlJPUl9DT0RFX0lOVkFMSURfTkFNRRADEhkKFUVSUk9SX0NPREVfTk9UX0pPSU5FRBAEEh0KGUVSUk9SX0NPREVfVE9PX01BTllfUk9PTVMQBRIbChdFUlJPUl9DT0RFX1JBVEVfTElNSVRFRBAGEhcKE0VSUk9SX0NPREVfVE9PX0xPTkcQBxIaChZFUlJPUl9DT0RFX1VOQVZBSUxBQkxFEAgSIAocRVJST1JfQ09ERV9BTFJFQURZX0xPR0dFRF9JThAJEhcKE0VSUk9SX0NPREVfSU5URVJOQUwQChIYChRFUlJPUl9DT0RFX1JPT01fRlVMTBALEhgKFEVSUk9SX0NPREVfRk9SQklEREVOEAwSHAoYRVJST1JfQ09ERV9UT0tFTl9FWFBJUkVEEA0SGwoXRVJST1JfQ09ERV9OT19TVUNIX1JPT00QDhIaChZFUlJPUl9DT0RFX1JPT01fRVhJU1RTEA8SFQoRRVJST1JfQ09ERV9CQU5ORUQQEBIUChBFUlJPUl9DT0RFX01VVEVEEBESGQoVRVJST1JfQ09ERV9OT1RfTUVNQkVSEBISHgoaRVJST1JfQ09ERV9OT19TVUNIX01FU1NBR0UQExIYChRFUlJPUl9DT0RFX05PVF9ZT1VSUxAUEhoKFkVSUk9SX0NPREVfTk9UX0FMTE9XRUQQFRIeChpFUlJPUl9DT0RFX0FMUkVBRFlfREVMRVRFRBAWKmwKClNlbmRlcktpbmQSGwoXU0VOREVSX0tJTkRfVU5TUEVDSUZJRUQQABIUChBTRU5ERVJfS0lORF9VU0VSEAESEwoPU0VOREVSX0tJTkRfQk9UEAISFgoSU0VOREVSX0tJTkRfU1lTVEVNEAMqlgQKCkNoYW5nZUtpbmQSGwoXQ0hBTkdFX0tJTkRfVU5TUEVDSUZJRUQQABIXChNDSEFOR0VfS0lORF9DUkVBVEVEEAESFgoSQ0hBTkdFX0tJTkRfSk9JTkVEEAISFAoQQ0hBTkdFX0tJTkRfTEVGVBADEhcKE0NIQU5HRV9LSU5EX0lOVklURUQQBBIeChpDSEFOR0VfS0lORF9JTlZJVEVfUkVWT0tFRBAFEhYKEkNIQU5HRV9LSU5EX0tJQ0tFRBAGEhYKEkNIQU5HRV9LSU5EX0JBTk5FRBAHEhgKFENIQU5HRV9LSU5EX1VOQkFOTkVEEAgSFQoRQ0hBTkdFX0tJTkRfTVVURUQQCRIXChNDSEFOR0VfS0lORF9VTk1VVEVEEAoSHAoYQ0hBTkdFX0tJTkRfUk9MRV9DSEFOR0VEEAsSHQoZQ0hBTkdFX0tJTkRfT1dORVJfQ0hBTkdFRBAMEhcKE0NIQU5HRV9LSU5EX1VQREFURUQQDRIXChNDSEFOR0VfS0lORF9ERUxFVEVEEA4SFQoRQ0hBTkdFX0tJTkRfQURERUQQDxIWChJDSEFOR0VfS0lORF9FRElURUQQEBIfChtDSEFOR0VfS0lORF9NRVNTQUdFX0RFTEVURUQQERIXChNDSEFOR0VfS0lORF9SRUFDVEVEEBISGQoVQ0hBTkdFX0tJTkRfVU5SRUFDVEVEEBMqUQoFQ29kZWMSFQoRQ09ERUNfVU5TUEVDSUZJRUQQABIPCgtDT0RFQ19QUk9UTxABEg4KCkNPREVDX0pTT04QAhIQCgxDT0RFQ19MRUdBQ1kQAyrsAgoJQ2xvc2VDb2RlEhoKFkNMT1NFX0NPREVfVU5TUEVDSUZJRUQQABIWChFDTE9TRV9DT0RFX05PUk1BTBDoBxIaChVDTE9TRV9DT0RFX0dPSU5HX0FXQVkQ6QcSGAoTQ0xPU0VfQ09ERV9BQk5PUk1BTBDuBxIgChtDTE9TRV9DT0RFX1BPTElDWV9WSU9MQVRJT04Q8AcSHwoaQ0xPU0VfQ09ERV9NRVNTQUdFX1RPT19CSUcQ8QcSHgoZQ0xPU0VfQ09ERV9JTlRFUk5BTF9FUlJPUhDzBxIfChpDTE9TRV9DT0RFX1RSWV9BR0FJTl9MQVRFUhD1BxIcChdDTE9TRV9DT0RFX0lETEVfVElNRU9VVBCgHxIcChdDTE9TRV9DT0RFX1BPTkdfVElNRU9VVBChHxIWChFDTE9TRV9DT0RFX0tJQ0tFRBCiHxIdChhDTE9TRV9DT0RFX1RPS0VOX0VYUElSRUQQox9CLVorZ2l0aHViLmNvbS9wYXJsZXljaGF0L3BhcmxleS9wcm90bztwYXJsZXlwYmIGcHJvdG8z");
 
 /**
  * Envelope is one frame of the native protocols. A client sets id on every
@@ -238,6 +238,15 @@ export type Envelope = Message<"parley.v1.Envelope"> & {
      */
     value: MemberList;
     case: "memberList";
+  } | {
+    /**
+     * Where other members have read to, in a room that shows read
+     * positions (RoomInfo.read_positions): see ReadPositions.
+     *
+     * @generated from field: parley.v1.ReadPositions read_positions = 42;
+     */
+    value: ReadPositions;
+    case: "readPositions";
   } | { case: undefined; value?: undefined };
 };
 
@@ -942,6 +951,14 @@ export type RoomInfo = Message<"parley.v1.RoomInfo"> & {
    * @generated from field: uint32 unread_mentions = 17;
    */
   unreadMentions: number;
+
+  /**
+   * The room setting that shows its members each other's read cursors
+   * (ReadPositions frames); off by default, changed with UpdateRoom.
+   *
+   * @generated from field: bool read_positions = 18;
+   */
+  readPositions: boolean;
 };
 
 /**
@@ -950,6 +967,67 @@ export type RoomInfo = Message<"parley.v1.RoomInfo"> & {
  */
 export const RoomInfoSchema: GenMessage<RoomInfo> = /*@__PURE__*/
   messageDesc(file_parley, 18);
+
+/**
+ * ReadPositions tells a connection of a room that shows read positions
+ * (RoomInfo.read_positions) where members have read to (their MarkRead
+ * cursors). The moves of an interval (half a second) are gathered into
+ * one frame per connection: a member who marks a hundred messages read
+ * one by one costs the others one or two frames, with the last cursor
+ * only. snapshot: the room's positions as they stand (every member that
+ * has marked anything, at most 1,000, the furthest read first), sent
+ * after a join's Ack and when the setting is turned on; otherwise only
+ * the members whose cursors moved. Not sent to the tutorial's protocol.
+ *
+ * @generated from message parley.v1.ReadPositions
+ */
+export type ReadPositions = Message<"parley.v1.ReadPositions"> & {
+  /**
+   * @generated from field: string room = 1;
+   */
+  room: string;
+
+  /**
+   * @generated from field: repeated parley.v1.ReadPosition positions = 2;
+   */
+  positions: ReadPosition[];
+
+  /**
+   * @generated from field: bool snapshot = 3;
+   */
+  snapshot: boolean;
+};
+
+/**
+ * Describes the message parley.v1.ReadPositions.
+ * Use `create(ReadPositionsSchema)` to create a new message.
+ */
+export const ReadPositionsSchema: GenMessage<ReadPositions> = /*@__PURE__*/
+  messageDesc(file_parley, 19);
+
+/**
+ * @generated from message parley.v1.ReadPosition
+ */
+export type ReadPosition = Message<"parley.v1.ReadPosition"> & {
+  /**
+   * @generated from field: string user = 1;
+   */
+  user: string;
+
+  /**
+   * The member's read cursor: the last seq it has read.
+   *
+   * @generated from field: uint64 seq = 2;
+   */
+  seq: bigint;
+};
+
+/**
+ * Describes the message parley.v1.ReadPosition.
+ * Use `create(ReadPositionSchema)` to create a new message.
+ */
+export const ReadPositionSchema: GenMessage<ReadPosition> = /*@__PURE__*/
+  messageDesc(file_parley, 20);
 
 /**
  * CreateRoom creates a public or private room with the user as its owner
@@ -990,7 +1068,7 @@ export type CreateRoom = Message<"parley.v1.CreateRoom"> & {
  * Use `create(CreateRoomSchema)` to create a new message.
  */
 export const CreateRoomSchema: GenMessage<CreateRoom> = /*@__PURE__*/
-  messageDesc(file_parley, 19);
+  messageDesc(file_parley, 21);
 
 /**
  * DirectMessage posts to the direct room of the user and `to`, created by
@@ -1021,7 +1099,7 @@ export type DirectMessage = Message<"parley.v1.DirectMessage"> & {
  * Use `create(DirectMessageSchema)` to create a new message.
  */
 export const DirectMessageSchema: GenMessage<DirectMessage> = /*@__PURE__*/
-  messageDesc(file_parley, 20);
+  messageDesc(file_parley, 22);
 
 /**
  * Moderate acts on a user in a room; each action is a room event (who did
@@ -1071,11 +1149,12 @@ export type Moderate = Message<"parley.v1.Moderate"> & {
  * Use `create(ModerateSchema)` to create a new message.
  */
 export const ModerateSchema: GenMessage<Moderate> = /*@__PURE__*/
-  messageDesc(file_parley, 21);
+  messageDesc(file_parley, 23);
 
 /**
- * UpdateRoom changes a room's title or topic (owners and moderators): an
- * UPDATED event.
+ * UpdateRoom changes a room's title, topic or settings (owners and
+ * moderators; else FORBIDDEN): an UPDATED event. A direct room has none
+ * of them.
  *
  * @generated from message parley.v1.UpdateRoom
  */
@@ -1094,6 +1173,13 @@ export type UpdateRoom = Message<"parley.v1.UpdateRoom"> & {
    * @generated from field: optional string topic = 3;
    */
   topic?: string | undefined;
+
+  /**
+   * Show the room's members each other's read positions (ReadPositions).
+   *
+   * @generated from field: optional bool read_positions = 4;
+   */
+  readPositions?: boolean | undefined;
 };
 
 /**
@@ -1101,7 +1187,7 @@ export type UpdateRoom = Message<"parley.v1.UpdateRoom"> & {
  * Use `create(UpdateRoomSchema)` to create a new message.
  */
 export const UpdateRoomSchema: GenMessage<UpdateRoom> = /*@__PURE__*/
-  messageDesc(file_parley, 22);
+  messageDesc(file_parley, 24);
 
 /**
  * DeleteRoom deletes a room (its owner): a DELETED event, then everyone is
@@ -1127,7 +1213,7 @@ export type DeleteRoom = Message<"parley.v1.DeleteRoom"> & {
  * Use `create(DeleteRoomSchema)` to create a new message.
  */
 export const DeleteRoomSchema: GenMessage<DeleteRoom> = /*@__PURE__*/
-  messageDesc(file_parley, 23);
+  messageDesc(file_parley, 25);
 
 /**
  * MembersRequest lists a room's members, invited and banned users with
@@ -1159,7 +1245,7 @@ export type MembersRequest = Message<"parley.v1.MembersRequest"> & {
  * Use `create(MembersRequestSchema)` to create a new message.
  */
 export const MembersRequestSchema: GenMessage<MembersRequest> = /*@__PURE__*/
-  messageDesc(file_parley, 24);
+  messageDesc(file_parley, 26);
 
 /**
  * @generated from message parley.v1.MemberList
@@ -1186,7 +1272,7 @@ export type MemberList = Message<"parley.v1.MemberList"> & {
  * Use `create(MemberListSchema)` to create a new message.
  */
 export const MemberListSchema: GenMessage<MemberList> = /*@__PURE__*/
-  messageDesc(file_parley, 25);
+  messageDesc(file_parley, 27);
 
 /**
  * @generated from message parley.v1.MemberInfo
@@ -1233,7 +1319,7 @@ export type MemberInfo = Message<"parley.v1.MemberInfo"> & {
  * Use `create(MemberInfoSchema)` to create a new message.
  */
 export const MemberInfoSchema: GenMessage<MemberInfo> = /*@__PURE__*/
-  messageDesc(file_parley, 26);
+  messageDesc(file_parley, 28);
 
 /**
  * Ack answers one request.
@@ -1280,7 +1366,7 @@ export type Ack = Message<"parley.v1.Ack"> & {
  * Use `create(AckSchema)` to create a new message.
  */
 export const AckSchema: GenMessage<Ack> = /*@__PURE__*/
-  messageDesc(file_parley, 27);
+  messageDesc(file_parley, 29);
 
 /**
  * @generated from message parley.v1.Error
@@ -1312,7 +1398,7 @@ export type Error = Message<"parley.v1.Error"> & {
  * Use `create(ErrorSchema)` to create a new message.
  */
 export const ErrorSchema: GenMessage<Error> = /*@__PURE__*/
-  messageDesc(file_parley, 28);
+  messageDesc(file_parley, 30);
 
 /**
  * RoomEvent is one event of a room's log, as stored and delivered: a post
@@ -1403,7 +1489,7 @@ export type RoomEvent = Message<"parley.v1.RoomEvent"> & {
  * Use `create(RoomEventSchema)` to create a new message.
  */
 export const RoomEventSchema: GenMessage<RoomEvent> = /*@__PURE__*/
-  messageDesc(file_parley, 29);
+  messageDesc(file_parley, 31);
 
 /**
  * Reaction is one emoji's reactions to a post.
@@ -1434,7 +1520,7 @@ export type Reaction = Message<"parley.v1.Reaction"> & {
  * Use `create(ReactionSchema)` to create a new message.
  */
 export const ReactionSchema: GenMessage<Reaction> = /*@__PURE__*/
-  messageDesc(file_parley, 30);
+  messageDesc(file_parley, 32);
 
 /**
  * RoomChange is who did what to whom: the sender acted, user is the one
@@ -1474,7 +1560,8 @@ export type RoomChange = Message<"parley.v1.RoomChange"> & {
   reason: string;
 
   /**
-   * CREATED, UPDATED: the room's kind, title and topic after the change.
+   * CREATED, UPDATED: the room's kind, title, topic and settings after
+   * the change.
    *
    * @generated from field: parley.v1.RoomKind room_kind = 6;
    */
@@ -1508,6 +1595,13 @@ export type RoomChange = Message<"parley.v1.RoomChange"> & {
    * @generated from field: uint32 count = 11;
    */
   count: number;
+
+  /**
+   * CREATED, UPDATED: whether the room shows read positions.
+   *
+   * @generated from field: bool read_positions = 12;
+   */
+  readPositions: boolean;
 };
 
 /**
@@ -1515,7 +1609,7 @@ export type RoomChange = Message<"parley.v1.RoomChange"> & {
  * Use `create(RoomChangeSchema)` to create a new message.
  */
 export const RoomChangeSchema: GenMessage<RoomChange> = /*@__PURE__*/
-  messageDesc(file_parley, 31);
+  messageDesc(file_parley, 33);
 
 /**
  * @generated from message parley.v1.Member
@@ -1539,7 +1633,7 @@ export type Member = Message<"parley.v1.Member"> & {
  * Use `create(MemberSchema)` to create a new message.
  */
 export const MemberSchema: GenMessage<Member> = /*@__PURE__*/
-  messageDesc(file_parley, 32);
+  messageDesc(file_parley, 34);
 
 /**
  * PresenceEvent tells who connected to or disconnected from a room, at user
@@ -1583,7 +1677,7 @@ export type PresenceEvent = Message<"parley.v1.PresenceEvent"> & {
  * Use `create(PresenceEventSchema)` to create a new message.
  */
 export const PresenceEventSchema: GenMessage<PresenceEvent> = /*@__PURE__*/
-  messageDesc(file_parley, 33);
+  messageDesc(file_parley, 35);
 
 /**
  * Reset tells a resuming client that part of the gap it asked for will not
@@ -1621,7 +1715,7 @@ export type Reset = Message<"parley.v1.Reset"> & {
  * Use `create(ResetSchema)` to create a new message.
  */
 export const ResetSchema: GenMessage<Reset> = /*@__PURE__*/
-  messageDesc(file_parley, 34);
+  messageDesc(file_parley, 36);
 
 /**
  * Batch carries several envelopes in one frame. The server sends it when a
@@ -1642,7 +1736,7 @@ export type Batch = Message<"parley.v1.Batch"> & {
  * Use `create(BatchSchema)` to create a new message.
  */
 export const BatchSchema: GenMessage<Batch> = /*@__PURE__*/
-  messageDesc(file_parley, 35);
+  messageDesc(file_parley, 37);
 
 /**
  * Notice is a message from the server itself (an operator's notice, a room
@@ -1668,7 +1762,7 @@ export type Notice = Message<"parley.v1.Notice"> & {
  * Use `create(NoticeSchema)` to create a new message.
  */
 export const NoticeSchema: GenMessage<Notice> = /*@__PURE__*/
-  messageDesc(file_parley, 36);
+  messageDesc(file_parley, 38);
 
 /**
  * RoomKind says who may see and join a room.

@@ -156,6 +156,7 @@ function toChange(ev: RoomEvent): RoomChange {
     roomKind: c.roomKind,
     title: c.title,
     topic: c.topic,
+    readPositions: c.readPositions,
     targetSeq: num(c.targetSeq),
     text: ev.text,
     emoji: c.emoji,
@@ -182,6 +183,7 @@ function toRoomInfo(r: PbRoomInfo): RoomInfo {
     readSeq: num(r.readSeq),
     unread: num(r.unread),
     unreadMentions: r.unreadMentions,
+    readPositions: r.readPositions,
   };
 }
 
@@ -630,6 +632,12 @@ export class ParleyClient extends Emitter<ParleyEvents> {
   /** Sets a room's title, topic or both (owners and moderators; one left out stays as it is); resolves with the seq of the UPDATED change. */
   async updateRoom(room: string, set: { title?: string; topic?: string }): Promise<number> {
     const ack = await this.#request({ case: 'updateRoom', value: { room, title: set.title, topic: set.topic } }, 'updateRoom');
+    return num(ack.seq);
+  }
+
+  /** Turns a room's read positions setting on or off (owners and moderators); resolves with the seq of the UPDATED change. */
+  async setReadPositions(room: string, on: boolean): Promise<number> {
+    const ack = await this.#request({ case: 'updateRoom', value: { room, readPositions: on } }, 'updateRoom');
     return num(ack.seq);
   }
 
@@ -1231,6 +1239,11 @@ export class ParleyClient extends Emitter<ParleyEvents> {
       case 'typing':
         this.emit('typing', { room: b.value.room, user: b.value.user });
         break;
+      case 'readPositions': {
+        const rp = b.value;
+        this.emit('readPositions', { room: rp.room, snapshot: rp.snapshot, positions: rp.positions.map((p) => ({ user: p.user, seq: num(p.seq) })) });
+        break;
+      }
       case 'historyPage': {
         const h = b.value;
         this.#page = {

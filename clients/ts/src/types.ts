@@ -64,10 +64,11 @@ export interface RoomChange {
   /** BANNED, MUTED: when it ends (Unix ms; 0: never). */
   untilMs: number;
   reason: string;
-  /** CREATED, UPDATED: the room's kind, title and topic after the change. */
+  /** CREATED, UPDATED: the room's kind, title, topic and read positions setting after the change. */
   roomKind: RoomKind;
   title: string;
   topic: string;
+  readPositions: boolean;
   /** EDITED, MESSAGE_DELETED, REACTED, UNREACTED: the post concerned. */
   targetSeq: number;
   /** EDITED: the new text. */
@@ -139,6 +140,18 @@ export interface Typing {
   user: string;
 }
 
+/**
+ * Where members of a room that shows read positions have read to: with
+ * snapshot, the room's positions as they stand (after each join, and when
+ * the setting is turned on); otherwise the cursors that moved in the last
+ * half second, each member's last one.
+ */
+export interface ReadPositions {
+  room: string;
+  snapshot: boolean;
+  positions: { user: string; seq: number }[];
+}
+
 /** Part of a resume gap will not be replayed (retention deleted it, or it was longer than the server replays at once): replay goes on from oldestSeq. */
 export interface Reset {
   room: string;
@@ -202,6 +215,8 @@ export interface RoomInfo {
   readSeq: number;
   unread: number;
   unreadMentions: number;
+  /** The room shows its members each other's read positions ('readPositions' events; setReadPositions()). */
+  readPositions: boolean;
 }
 
 /** One user's standing in a room (members()). */
@@ -262,6 +277,8 @@ export interface ParleyEvents {
   room: RoomInfo;
   presence: Presence;
   typing: Typing;
+  /** Members' read cursors, in a room that shows read positions (RoomInfo.readPositions): a few frames however fast they read. */
+  readPositions: ReadPositions;
   reset: Reset;
   /** The room lost its history on the server (its seqs start over): drop what you show of it; its recent messages follow. */
   rewound: { room: string };

@@ -16,6 +16,7 @@ import {
   ParleyClient,
   type ParleyClientOptions,
   ParleyError,
+  type ReadPositions,
   type RoomChange,
   type RoomInfo,
   type Codec,
@@ -634,6 +635,34 @@ describe('edits, deletes, reactions, replies', () => {
     await waitFor("bob's phone told of his cursor", () => phoneRooms.some((r) => r.name === 'general' && r.readSeq === reply.seq));
     assert.equal(await bob.markRead('general', 1), reply.seq, 'an older seq changes nothing');
     await assert.rejects(bob.markRead('general', 10_000), (err: unknown) => err instanceof ParleyError && err.code === ErrorCode.NO_SUCH_MESSAGE);
+  });
+});
+
+describe('read positions', () => {
+  let srv: Parley;
+  before(async () => {
+    srv = await Parley.start();
+  });
+  after(() => srv?.dispose());
+
+  test("a room setting: refused to a member, then others' cursors as typed 'readPositions' events, a snapshot first", async () => {
+    const ann = client({ url: srv.url, name: 'ann' });
+    const bob = client({ url: srv.url, name: 'bob', codec: 'json' });
+    const seen: ReadPositions[] = [];
+    ann.on('readPositions', (rp) => seen.push(rp));
+    await ann.connect();
+    await bob.connect();
+    await ann.createRoom('club');
+    await ann.join('club');
+    await bob.join('club');
+    let last = 0;
+    for (const text of ['one', 'two', 'three']) last = (await ann.post('club', text)).seq;
+    await assert.rejects(bob.setReadPositions('club', true), (err: unknown) => err instanceof ParleyError && err.code === ErrorCode.FORBIDDEN);
+    await ann.setReadPositions('club', true);
+    await waitFor("ann's snapshot", () => seen.some((rp) => rp.snapshot && rp.room === 'club'));
+    for (let seq = last - 2; seq <= last; seq++) assert.equal(await bob.markRead('club', seq), seq);
+    await waitFor("bob's cursor at ann's", () => seen.some((rp) => !rp.snapshot && rp.positions.some((p) => p.user === 'bob' && p.seq === last)));
+    assert.ok(seen.filter((rp) => !rp.snapshot).length <= 2, `three quick moves in ${JSON.stringify(seen)}`);
   });
 });
 

@@ -91,6 +91,8 @@ const (
 	// ParleyServiceListUserRoomsProcedure is the fully-qualified name of the ParleyService's
 	// ListUserRooms RPC.
 	ParleyServiceListUserRoomsProcedure = "/parley.api.v1.ParleyService/ListUserRooms"
+	// ParleyServiceMarkReadProcedure is the fully-qualified name of the ParleyService's MarkRead RPC.
+	ParleyServiceMarkReadProcedure = "/parley.api.v1.ParleyService/MarkRead"
 	// ParleyServiceGetPresenceProcedure is the fully-qualified name of the ParleyService's GetPresence
 	// RPC.
 	ParleyServiceGetPresenceProcedure = "/parley.api.v1.ParleyService/GetPresence"
@@ -120,7 +122,7 @@ type ParleyServiceClient interface {
 	// CreateRoom creates a public or private room owned by owner (empty: the
 	// system's), inviting the users named.
 	CreateRoom(context.Context, *connect.Request[api.CreateRoomRequest]) (*connect.Response[api.CreateRoomResponse], error)
-	// UpdateRoom changes a room's title or topic.
+	// UpdateRoom changes a room's title, topic or read_positions setting.
 	UpdateRoom(context.Context, *connect.Request[api.UpdateRoomRequest]) (*connect.Response[api.UpdateRoomResponse], error)
 	// DeleteRoom deletes a room: everyone is out, the name is not used again.
 	DeleteRoom(context.Context, *connect.Request[api.DeleteRoomRequest]) (*connect.Response[api.DeleteRoomResponse], error)
@@ -138,6 +140,9 @@ type ParleyServiceClient interface {
 	// ListUserRooms pages through a user's rooms, with the user's standing
 	// and where each room stands.
 	ListUserRooms(context.Context, *connect.Request[api.ListUserRoomsRequest]) (*connect.Response[api.ListUserRoomsResponse], error)
+	// MarkRead moves a member's read cursor forward, as the user's own
+	// markRead would (its connections are told).
+	MarkRead(context.Context, *connect.Request[api.MarkReadRequest]) (*connect.Response[api.MarkReadResponse], error)
 	// GetPresence says which of the users named are connected anywhere in
 	// the cluster, and with how many connections.
 	GetPresence(context.Context, *connect.Request[api.GetPresenceRequest]) (*connect.Response[api.GetPresenceResponse], error)
@@ -259,6 +264,12 @@ func NewParleyServiceClient(httpClient connect.HTTPClient, baseURL string, opts 
 			connect.WithSchema(parleyServiceMethods.ByName("ListUserRooms")),
 			connect.WithClientOptions(opts...),
 		),
+		markRead: connect.NewClient[api.MarkReadRequest, api.MarkReadResponse](
+			httpClient,
+			baseURL+ParleyServiceMarkReadProcedure,
+			connect.WithSchema(parleyServiceMethods.ByName("MarkRead")),
+			connect.WithClientOptions(opts...),
+		),
 		getPresence: connect.NewClient[api.GetPresenceRequest, api.GetPresenceResponse](
 			httpClient,
 			baseURL+ParleyServiceGetPresenceProcedure,
@@ -293,6 +304,7 @@ type parleyServiceClient struct {
 	mute          *connect.Client[api.MuteRequest, api.ModerateResponse]
 	unmute        *connect.Client[api.UnmuteRequest, api.ModerateResponse]
 	listUserRooms *connect.Client[api.ListUserRoomsRequest, api.ListUserRoomsResponse]
+	markRead      *connect.Client[api.MarkReadRequest, api.MarkReadResponse]
 	getPresence   *connect.Client[api.GetPresenceRequest, api.GetPresenceResponse]
 	disconnect    *connect.Client[api.DisconnectRequest, api.DisconnectResponse]
 }
@@ -382,6 +394,11 @@ func (c *parleyServiceClient) ListUserRooms(ctx context.Context, req *connect.Re
 	return c.listUserRooms.CallUnary(ctx, req)
 }
 
+// MarkRead calls parley.api.v1.ParleyService.MarkRead.
+func (c *parleyServiceClient) MarkRead(ctx context.Context, req *connect.Request[api.MarkReadRequest]) (*connect.Response[api.MarkReadResponse], error) {
+	return c.markRead.CallUnary(ctx, req)
+}
+
 // GetPresence calls parley.api.v1.ParleyService.GetPresence.
 func (c *parleyServiceClient) GetPresence(ctx context.Context, req *connect.Request[api.GetPresenceRequest]) (*connect.Response[api.GetPresenceResponse], error) {
 	return c.getPresence.CallUnary(ctx, req)
@@ -413,7 +430,7 @@ type ParleyServiceHandler interface {
 	// CreateRoom creates a public or private room owned by owner (empty: the
 	// system's), inviting the users named.
 	CreateRoom(context.Context, *connect.Request[api.CreateRoomRequest]) (*connect.Response[api.CreateRoomResponse], error)
-	// UpdateRoom changes a room's title or topic.
+	// UpdateRoom changes a room's title, topic or read_positions setting.
 	UpdateRoom(context.Context, *connect.Request[api.UpdateRoomRequest]) (*connect.Response[api.UpdateRoomResponse], error)
 	// DeleteRoom deletes a room: everyone is out, the name is not used again.
 	DeleteRoom(context.Context, *connect.Request[api.DeleteRoomRequest]) (*connect.Response[api.DeleteRoomResponse], error)
@@ -431,6 +448,9 @@ type ParleyServiceHandler interface {
 	// ListUserRooms pages through a user's rooms, with the user's standing
 	// and where each room stands.
 	ListUserRooms(context.Context, *connect.Request[api.ListUserRoomsRequest]) (*connect.Response[api.ListUserRoomsResponse], error)
+	// MarkRead moves a member's read cursor forward, as the user's own
+	// markRead would (its connections are told).
+	MarkRead(context.Context, *connect.Request[api.MarkReadRequest]) (*connect.Response[api.MarkReadResponse], error)
 	// GetPresence says which of the users named are connected anywhere in
 	// the cluster, and with how many connections.
 	GetPresence(context.Context, *connect.Request[api.GetPresenceRequest]) (*connect.Response[api.GetPresenceResponse], error)
@@ -548,6 +568,12 @@ func NewParleyServiceHandler(svc ParleyServiceHandler, opts ...connect.HandlerOp
 		connect.WithSchema(parleyServiceMethods.ByName("ListUserRooms")),
 		connect.WithHandlerOptions(opts...),
 	)
+	parleyServiceMarkReadHandler := connect.NewUnaryHandler(
+		ParleyServiceMarkReadProcedure,
+		svc.MarkRead,
+		connect.WithSchema(parleyServiceMethods.ByName("MarkRead")),
+		connect.WithHandlerOptions(opts...),
+	)
 	parleyServiceGetPresenceHandler := connect.NewUnaryHandler(
 		ParleyServiceGetPresenceProcedure,
 		svc.GetPresence,
@@ -596,6 +622,8 @@ func NewParleyServiceHandler(svc ParleyServiceHandler, opts ...connect.HandlerOp
 			parleyServiceUnmuteHandler.ServeHTTP(w, r)
 		case ParleyServiceListUserRoomsProcedure:
 			parleyServiceListUserRoomsHandler.ServeHTTP(w, r)
+		case ParleyServiceMarkReadProcedure:
+			parleyServiceMarkReadHandler.ServeHTTP(w, r)
 		case ParleyServiceGetPresenceProcedure:
 			parleyServiceGetPresenceHandler.ServeHTTP(w, r)
 		case ParleyServiceDisconnectProcedure:
@@ -675,6 +703,10 @@ func (UnimplementedParleyServiceHandler) Unmute(context.Context, *connect.Reques
 
 func (UnimplementedParleyServiceHandler) ListUserRooms(context.Context, *connect.Request[api.ListUserRoomsRequest]) (*connect.Response[api.ListUserRoomsResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("parley.api.v1.ParleyService.ListUserRooms is not implemented"))
+}
+
+func (UnimplementedParleyServiceHandler) MarkRead(context.Context, *connect.Request[api.MarkReadRequest]) (*connect.Response[api.MarkReadResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("parley.api.v1.ParleyService.MarkRead is not implemented"))
 }
 
 func (UnimplementedParleyServiceHandler) GetPresence(context.Context, *connect.Request[api.GetPresenceRequest]) (*connect.Response[api.GetPresenceResponse], error) {
