@@ -75,8 +75,11 @@ func TestUnreadBadgesAcrossDevices(t *testing.T) {
 	laptop := openTab(t, browser, base, "alice")
 	laptop.joinRoom("news")
 	laptop.waitMessages("news", 1)
+	// The phone is a new device: it lists #news because alice is a member
+	// (the server's word at hello), not because this browser joined it.
 	phone := openTab(t, browser, base, "alice")
-	phone.joinRoom("news")
+	phone.waitFor("#news among alice's rooms on a new device", roomListed("room-list", "news"))
+	phone.showRoom("news")
 	phone.waitMessages("news", 1)
 	for _, tb := range []*tab{laptop, phone} {
 		tb.showRoom("general")

@@ -1746,8 +1746,12 @@ function start(name, token = '') {
     if (!token) save(STORE_NAME, w.name);
     for (const r of w.rooms) learnRoom(r);
     showApp();
-    // Conversations others started with us show like rooms we are in.
-    for (const r of w.rooms) if (r.kind === RoomKind.DIRECT && r.role >= Role.MEMBER) joinRoom(r.name, { show: false });
+    // Membership is the server's, not this browser's: the rooms we belong
+    // to (joined on another device, added by a moderator, conversations
+    // others started with us) show on every device, with their badges, up
+    // to what one session may be in.
+    const mine = w.rooms.filter((r) => r.role >= Role.MEMBER).slice(0, Math.max(0, (w.maxRooms || 100) - rooms.size));
+    for (const r of mine) joinRoom(r.name, { show: false });
     refreshRoomList();
   });
   client.on('fatal', ({ error }) => {
