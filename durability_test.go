@@ -72,6 +72,17 @@ func freeAddr(t *testing.T) string {
 	return testenv.FreeAddrs(t, 1)[0]
 }
 
+// durableStore is the flags that give a parley process backend's durable
+// store ("bolt" or "postgres"), of this test's own: a new -data directory,
+// or a new PostgreSQL schema.
+func durableStore(t *testing.T, backend string) []string {
+	t.Helper()
+	if backend == "bolt" {
+		return []string{"-store", "bolt", "-data", t.TempDir()}
+	}
+	return []string{"-store", testenv.PostgresSchema(t)}
+}
+
 // proc is a running parley process.
 type proc struct {
 	cmd  *exec.Cmd
@@ -360,11 +371,7 @@ func TestCrashRecovery(t *testing.T) {
 			t.Parallel()
 			addr := freeAddr(t)
 			args := []string{"-rate", "100000", "-burst", "100000"}
-			if backend == "bolt" {
-				args = append(args, "-store", "bolt", "-data", t.TempDir())
-			} else {
-				args = append(args, "-store", testenv.PostgresSchema(t))
-			}
+			args = append(args, durableStore(t, backend)...)
 			run := fmt.Sprintf("%x", rand.Uint32()) // rooms unique to this run in a shared database
 			rooms := []string{"r1-" + run, "r2-" + run, "r3-" + run}
 			url := func() string { return "ws://" + addr + "/ws" }

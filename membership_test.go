@@ -10,7 +10,6 @@ import (
 
 	"github.com/parleychat/parley/auth"
 	"github.com/parleychat/parley/client"
-	"github.com/parleychat/parley/internal/testenv"
 	parleypb "github.com/parleychat/parley/proto"
 	"github.com/parleychat/parley/proto/codec"
 	"github.com/parleychat/parley/server"
@@ -414,10 +413,7 @@ func TestMembershipSurvivesSIGKILL(t *testing.T) {
 		t.Run(backend, func(t *testing.T) {
 			t.Parallel()
 			addr := freeAddr(t)
-			args := []string{"-store", "bolt", "-data", t.TempDir()}
-			if backend == "postgres" {
-				args = []string{"-store", testenv.PostgresSchema(t)}
-			}
+			args := durableStore(t, backend)
 			ctx := testCtx(t, 90*time.Second)
 			url := "ws://" + addr + "/ws"
 			connect := func(name string) *client.Client {

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/parleychat/parley/client"
-	"github.com/parleychat/parley/internal/testenv"
 	parleypb "github.com/parleychat/parley/proto"
 	"github.com/parleychat/parley/proto/codec"
 	"github.com/parleychat/parley/server"
@@ -474,11 +473,7 @@ func TestCrashKeepsEditsAndDeletes(t *testing.T) {
 			t.Parallel()
 			addr := freeAddr(t)
 			args := []string{"-rate", "100000", "-burst", "100000"}
-			if backend == "bolt" {
-				args = append(args, "-store", "bolt", "-data", t.TempDir())
-			} else {
-				args = append(args, "-store", testenv.PostgresSchema(t))
-			}
+			args = append(args, durableStore(t, backend)...)
 			url := "ws://" + addr + "/ws"
 			p := startProc(t, addr, args...)
 			ctx := testCtx(t, 60*time.Second)

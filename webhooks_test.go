@@ -18,7 +18,6 @@ import (
 
 	"github.com/parleychat/parley/actors"
 	"github.com/parleychat/parley/hooks"
-	"github.com/parleychat/parley/internal/testenv"
 	parleypb "github.com/parleychat/parley/proto"
 	"github.com/parleychat/parley/proto/codec"
 	"github.com/parleychat/parley/server"
@@ -300,11 +299,7 @@ func TestWebhooksSurviveSIGKILL(t *testing.T) {
 			}
 			addr := freeAddr(t)
 			args := []string{"-rate", "100000", "-burst", "100000", "-webhook-url", w.url(), "-webhook-secret-file", secretFile, "-webhook-timeout", "500ms"}
-			if backend == "bolt" {
-				args = append(args, "-store", "bolt", "-data", t.TempDir())
-			} else {
-				args = append(args, "-store", testenv.PostgresSchema(t))
-			}
+			args = append(args, durableStore(t, backend)...)
 			run := fmt.Sprintf("%x", rand.Uint32())
 			rooms := []string{"k1-" + run, "k2-" + run, "k3-" + run}
 			url := func() string { return "ws://" + addr + "/ws" }

@@ -566,15 +566,17 @@ func TestBoltSharedCommitIsolatesFailures(t *testing.T) {
 
 // TestBoltFormat2 opens a file as the build before the outbox and read
 // cursors wrote it (format 2: no outbox buckets, member records in
-// memberRecordV1): it is upgraded, its members
-// read back with no cursor, and a cursor written to it is kept.
+// memberRecordV1): it is upgraded, its history kept, its members read back
+// with no cursor; a cursor and outbox entries written to it are kept.
 func TestBoltFormat2(t *testing.T) {
 	dir := t.TempDir()
 	s := openTestBolt(t, dir)
+	mustAppend(t, s, batch("old", 1, 5))
 	info := roomRec("r", KindPublic)
 	mustCommit(t, s, Batch{Room: "r", Info: &info, Members: []Member{memberRec("r", "alice", RoleMember)}})
 	s.Close()
-	// Back to what format 2 wrote: the record in V1, the format number 2.
+	// Back to what format 2 wrote: the record in V1, no outbox, the format
+	// number 2.
 	db, err := bolt.Open(filepath.Join(dir, BoltFile), 0o600, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -588,68 +590,7 @@ func TestBoltFormat2(t *testing.T) {
 		if err := tx.Bucket(bucketMembers).Bucket([]byte("r")).Put([]byte("alice"), v); err != nil {
 			return err
 		}
-		for _, name := range [][]byte{bucketOutbox, bucketOutboxIDs} { // format 3's
-			if err := tx.DeleteBucket(name); err != nil {
-				return err
-			}
-		}
-		return tx.Bucket(bucketMeta).Put(keyFormat, []byte{2})
-	})
-	db.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var logged bytes.Buffer
-	s, err = OpenBolt(dir, BoltOptions{Log: slog.New(slog.NewTextHandler(&logged, nil))})
-	if err != nil {
-		t.Fatalf("OpenBolt of a format 2 file: %v", err)
-	}
-	defer s.Close()
-	if !strings.Contains(logged.String(), fmt.Sprintf("from=2 to=%d", boltFormat)) {
-		t.Errorf("log %q does not tell of the upgrade from 2", logged.String())
-	}
-	ms, err := s.Members(context.Background(), "r", "", 10)
-	if err != nil || len(ms) != 1 || ms[0].User != "alice" || ms[0].Role != RoleMember || ms[0].ReadSeq != 0 {
-		t.Fatalf("the V1 member record read back as %+v, %v", ms, err)
-	}
-	alice := ms[0]
-	alice.ReadSeq, alice.Mentions = 3, []uint64{5}
-	mustCommit(t, s, Batch{Room: "r", Members: []Member{alice}})
-	if ms, _ := s.Members(context.Background(), "r", "", 10); ms[0].ReadSeq != 3 || len(ms[0].Mentions) != 1 {
-		t.Fatalf("the cursor written to an upgraded file: %+v", ms)
-	}
-}
-
-// TestBoltOutboxReopen: entries survive a reopen, in order, and keep their
-// place ahead of entries committed after it.
-func TestBoltOutboxReopen(t *testing.T) {
-	dir := t.TempDir()
-	s := openTestBolt(t, dir)
-	want := commitWithOutbox(t, s, "a", 1, 3)
-	want = append(want, commitWithOutbox(t, s, "b", 1, 2)...)
-	if err := s.OutboxDelete(context.Background(), []string{want[1].ID}); err != nil {
-		t.Fatal(err)
-	}
-	want = slices.Delete(want, 1, 2)
-	s.Close()
-	s = openTestBolt(t, dir)
-	want = append(want, commitWithOutbox(t, s, "a", 4, 1)...)
-	sameOutbox(t, "after reopen", pending(t, s, 100), want)
-}
-
-// TestBoltFormat2Upgrade opens a file of format 2 (rooms' state, no
-// outbox): it gains the outbox, and its history is kept.
-func TestBoltFormat2Upgrade(t *testing.T) {
-	dir := t.TempDir()
-	s := openTestBolt(t, dir)
-	mustAppend(t, s, batch("old", 1, 5))
-	s.Close()
-	db, err := bolt.Open(filepath.Join(dir, BoltFile), 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = db.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketOutbox, bucketOutboxIDs} {
+		for _, name := range [][]byte{bucketOutbox, bucketOutboxIDs} { // format 3 added them
 			if err := tx.DeleteBucket(name); err != nil {
 				return err
 			}
@@ -670,8 +611,35 @@ func TestBoltFormat2Upgrade(t *testing.T) {
 		t.Errorf("log %q does not tell of the upgrade from 2 to %d", logged.String(), boltFormat)
 	}
 	sameMessages(t, "old messages", after(t, s, "old", 0, 100), batch("old", 1, 5))
+	ms, err := s.Members(context.Background(), "r", "", 10)
+	if err != nil || len(ms) != 1 || ms[0].User != "alice" || ms[0].Role != RoleMember || ms[0].ReadSeq != 0 {
+		t.Fatalf("the V1 member record read back as %+v, %v", ms, err)
+	}
+	alice := ms[0]
+	alice.ReadSeq, alice.Mentions = 3, []uint64{5}
+	mustCommit(t, s, Batch{Room: "r", Members: []Member{alice}})
+	if ms, _ := s.Members(context.Background(), "r", "", 10); ms[0].ReadSeq != 3 || len(ms[0].Mentions) != 1 {
+		t.Fatalf("the cursor written to an upgraded file: %+v", ms)
+	}
 	want := commitWithOutbox(t, s, "old", 6, 1)
 	sameOutbox(t, "outbox after the upgrade", pending(t, s, 100), want)
+}
+
+// TestBoltOutboxReopen: entries survive a reopen, in order, and keep their
+// place ahead of entries committed after it.
+func TestBoltOutboxReopen(t *testing.T) {
+	dir := t.TempDir()
+	s := openTestBolt(t, dir)
+	want := commitWithOutbox(t, s, "a", 1, 3)
+	want = append(want, commitWithOutbox(t, s, "b", 1, 2)...)
+	if err := s.OutboxDelete(context.Background(), []string{want[1].ID}); err != nil {
+		t.Fatal(err)
+	}
+	want = slices.Delete(want, 1, 2)
+	s.Close()
+	s = openTestBolt(t, dir)
+	want = append(want, commitWithOutbox(t, s, "a", 4, 1)...)
+	sameOutbox(t, "after reopen", pending(t, s, 100), want)
 }
 
 // TestBoltCorruptOutbox: an outbox record that does not decode stops the
