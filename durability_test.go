@@ -750,7 +750,16 @@ func TestRetentionAndResetOnResume(t *testing.T) {
 	if ack.GetSeq() != latest+1 { // its own JOINED
 		t.Fatalf("join ack seq %d, want %d", ack.GetSeq(), latest+1)
 	}
-	// Scrollback stops at what retention kept.
+	// Scrollback stops at what retention kept. The join is an event too,
+	// so retention, which runs every 20 ms, moves the oldest up by one:
+	// wait for that before asking.
+	oldest++
+	waitFor(t, 5*time.Second, func() error {
+		if b, err := st.Bounds(ctx, "kept"); err != nil || b.Oldest != oldest {
+			return fmt.Errorf("store holds %d.., want %d.. (%v)", b.Oldest, oldest, err)
+		}
+		return nil
+	})
 	if err := r.History(ctx, "kept", oldest+1, 50); err != nil {
 		t.Fatal(err)
 	}

@@ -285,14 +285,21 @@ func (r *room) history(ctx actor.Context, m *actorpb.RoomHistory) {
 				events = append(events, forReader(e.ev, e.post, m.GetUser()))
 			}
 		}
-		r.sendHistory(ctx, m.GetSession(), events, max(r.oldest, 1), ack)
+		sendHistory(ctx, r.name, m.GetSession(), events, len(events) > 0 && events[0].Seq > max(r.oldest, 1), ack)
 		return
 	}
-	st, name, to, oldest, user := r.n.cfg.Store, r.name, m.GetSession(), max(r.oldest, 1), m.GetUser()
+	st, name, to, user := r.n.cfg.Store, r.name, m.GetSession(), m.GetUser()
 	run := func(ctx actor.Context) readDone {
 		sctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
-		msgs, err := st.Before(sctx, name, before, limit)
+		// One more than the page says whether there is more: the room's
+		// idea of its oldest seq lags behind retention, which deletes
+		// from the store on its own schedule.
+		msgs, err := st.Before(sctx, name, before, limit+1)
 		cancel()
+		hasMore := len(msgs) > limit
+		if hasMore {
+			msgs = msgs[1:]
+		}
 		if err != nil {
 			errorTo(ctx, to, ack.GetRequestId(), name, parleypb.ErrorCode_ERROR_CODE_UNAVAILABLE, "history store unavailable; retry later")
 			return readDone{err: err}
@@ -301,7 +308,7 @@ func (r *room) history(ctx actor.Context, m *actorpb.RoomHistory) {
 		for i, msg := range msgs {
 			events[i] = readerEvent(msg, user)
 		}
-		sendHistory(ctx, name, to, events, oldest, ack)
+		sendHistory(ctx, name, to, events, hasMore, ack)
 		return readDone{}
 	}
 	if !r.startReader(ctx, run, func(*actor.PID) {}) {
@@ -310,13 +317,8 @@ func (r *room) history(ctx actor.Context, m *actorpb.RoomHistory) {
 	}
 }
 
-func (r *room) sendHistory(ctx actor.Context, to *actor.PID, events []*parleypb.RoomEvent, oldest uint64, ack *parleypb.Ack) {
-	sendHistory(ctx, r.name, to, events, oldest, ack)
-}
-
 // sendHistory answers scrollback: the page, then the ack.
-func sendHistory(ctx actor.SenderContext, room string, to *actor.PID, events []*parleypb.RoomEvent, oldest uint64, ack *parleypb.Ack) {
-	hasMore := len(events) > 0 && events[0].Seq > oldest
+func sendHistory(ctx actor.SenderContext, room string, to *actor.PID, events []*parleypb.RoomEvent, hasMore bool, ack *parleypb.Ack) {
 	ctx.Send(to, &parleypb.HistoryPage{Room: room, Events: events, HasMore: hasMore})
 	ctx.Send(to, ack)
 }
