@@ -214,6 +214,7 @@ class RoomView {
     this.joined = false; // acked on the current connection
     this.hasMore = false;
     this.loadingOlder = false;
+    this.positions = new Map(); // user -> seq: how far other members have read, when the room shows it
 
     this.top = el('div', { class: 'history-top' });
     this.list = el('ol', { class: 'messages', 'aria-label': `Messages in ${name}` });
@@ -599,7 +600,7 @@ function changeItem(ch) {
   const li = el('li', { class: 'sys', dataset: { seq: ch.seq, time: ch.timeMs, change: ChangeKind[ch.kind] ?? String(ch.kind), actor: ch.sender } },
     el('span', { class: 'sys-text' }),
     el('time', { class: 'msg-time', datetime: when.toISOString(), title: fullFmt.format(when), text: timeFmt.format(when) }));
-  if (ch.kind === ChangeKind.CREATED || ch.kind === ChangeKind.UPDATED) Object.assign(li.dataset, { title: ch.title, topic: ch.topic });
+  if (ch.kind === ChangeKind.CREATED || ch.kind === ChangeKind.UPDATED) Object.assign(li.dataset, { title: ch.title, topic: ch.topic, receipts: String(!!ch.readPositions) });
   li.change = ch; // described once it is in place: UPDATED says what differs from the line before
   return li;
 }
@@ -652,6 +653,8 @@ function describeChange(ch, li) {
         if (prev ? prev.dataset[field] === now : now === '') continue;
         parts.push(now ? `the ${field} is now “${now}”` : `the ${field} was cleared`);
       }
+      const receipts = String(!!ch.readPositions);
+      if (prev ? prev.dataset.receipts !== receipts : receipts === 'true') parts.push(`read receipts are now ${ch.readPositions ? 'on' : 'off'}`);
       if (parts.length === 0) parts.push('the room was updated');
       const text = parts.join(' and ');
       return `${text[0].toUpperCase()}${text.slice(1)}${system ? '' : ` (set by ${ch.sender})`}`;
@@ -761,7 +764,12 @@ function onChange(ch) {
   if (!addEvents(room, [ch])) return;
   if (ch.kind === ChangeKind.CREATED || ch.kind === ChangeKind.UPDATED) {
     const info = infos.get(ch.room);
-    if (info) Object.assign(info, { title: ch.title, topic: ch.topic });
+    const receipts = !!ch.readPositions;
+    if (info) {
+      const turned = !!info.readPositions !== receipts;
+      Object.assign(info, { title: ch.title, topic: ch.topic, readPositions: receipts });
+      if (turned) renderSeen(room);
+    }
     if (ch.room === active) renderHeader();
   } else {
     refreshRoster(room);
@@ -1068,6 +1076,57 @@ function renderHeader() {
     $('composer-input').placeholder = `Message ${roomRef(room.name)}`;
     $('composer-label').textContent = `Message ${roomRef(room.name)}`;
   }
+  // Owners and moderators decide whether members see how far others have read.
+  const receipts = $('receipts-toggle');
+  receipts.hidden = !info || info.kind === RoomKind.DIRECT || info.role < Role.MODERATOR;
+  receipts.setAttribute('aria-pressed', String(!!info?.readPositions));
+  receipts.textContent = info?.readPositions ? 'Read receipts: on' : 'Read receipts: off';
+}
+
+/** Turns the active room's read receipts on or off (owners and moderators), or says why not. */
+async function toggleReceipts() {
+  const info = infos.get(active);
+  if (!info) return;
+  const btn = $('receipts-toggle');
+  btn.disabled = true;
+  try {
+    await client.setReadPositions(info.name, !info.readPositions);
+  } catch (err) {
+    toast(`Could not change read receipts in ${roomRef(info.name)}: ${describeError(err)}`);
+  } finally {
+    btn.disabled = false;
+  }
+}
+
+/**
+ * Takes the server's read positions of a room's members (all of them in a
+ * snapshot, the moves of the last interval otherwise) and shows, under the
+ * newest shown message each member has read, who has read up to there.
+ */
+function onReadPositions({ room: name, snapshot, positions }) {
+  const room = rooms.get(name);
+  if (!room) return;
+  if (snapshot) room.positions.clear();
+  for (const p of positions) if (p.user !== me) room.positions.set(p.user, p.seq);
+  renderSeen(room);
+}
+
+function renderSeen(room) {
+  for (const e of room.list.querySelectorAll('.msg-seen')) e.remove();
+  if (!infos.get(room.name)?.readPositions) return;
+  const posts = [...room.bySeq.keys()].filter((seq) => room.bySeq.get(seq).classList.contains('msg')).sort((a, b) => a - b);
+  const at = new Map(); // seq -> users who read up to it
+  for (const [user, seq] of room.positions) {
+    let i = posts.length - 1;
+    while (i >= 0 && posts[i] > seq) i--;
+    if (i < 0) continue; // read nothing shown here
+    if (!at.has(posts[i])) at.set(posts[i], []);
+    at.get(posts[i]).push(user);
+  }
+  for (const [seq, users] of at) {
+    users.sort();
+    room.bySeq.get(seq).querySelector('.msg-body').append(el('div', { class: 'msg-seen muted small', text: `Seen by ${users.join(', ')}` }));
+  }
 }
 
 function showRoom(name) {
@@ -1357,7 +1416,11 @@ function onRoomInfo(info) {
   if (info.kind === RoomKind.DIRECT && info.role >= Role.MEMBER && !rooms.has(info.name)) joinRoom(info.name, { show: false }).newToUs = true;
   else if (info.invited && !before?.invited && !rooms.has(info.name)) toast(`You were invited to #${info.name}. Join it from “Other rooms”.`, 'info');
   const room = rooms.get(info.name);
-  if (room) refreshRoster(room);
+  if (room) {
+    refreshRoster(room);
+    if (before?.readPositions !== info.readPositions) renderSeen(room);
+  }
+  if (info.name === active) renderHeader();
   refreshRoomList();
 }
 
@@ -1765,6 +1828,7 @@ function start(name, token = '') {
   client.on('message', onEvent);
   client.on('change', onChange);
   client.on('room', onRoomInfo);
+  client.on('readPositions', onReadPositions);
   client.on('joined', onJoined);
   client.on('rewound', onRewound);
   client.on('joinFailed', onJoinFailed);
@@ -1902,6 +1966,7 @@ function wire() {
     toggleMembers(false);
   });
   $('members-toggle').addEventListener('click', () => toggleMembers());
+  $('receipts-toggle').addEventListener('click', () => toggleReceipts());
   $('members-close').addEventListener('click', () => toggleMembers(false));
   document.addEventListener('keydown', (e) => {
     if (e.key === 'Escape') {
