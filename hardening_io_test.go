@@ -358,7 +358,10 @@ func TestIdleHTTPConnectionsClosedAndCounted(t *testing.T) {
 	srv := startServer(t, func(c *server.Config) {
 		c.Transport.MaxConnsPerIP = 3
 		c.Transport.MaxConns = 6
-		c.HTTPIdleTimeout = 500 * time.Millisecond
+		// Long enough that the first address's connections are still
+		// open when the node's limit is checked, on a loaded machine too
+		// (at 500 ms they were once closed by then, and the dial got in).
+		c.HTTPIdleTimeout = 4 * time.Second
 		c.HTTPReadTimeout = 2 * time.Second
 	})
 	ctx := testCtx(t, 30*time.Second)
