@@ -192,6 +192,7 @@ func parseFlags(args []string, getenv func(string) string, out io.Writer) (optio
 	fs.IntVar(&cfg.Actors.MaxReplay, "max-replay", 10000, "most events replayed to a resuming client at once; a longer gap replays its newest ones after a resetEvent")
 	fs.IntVar(&cfg.Actors.MaxRooms, "max-rooms", 100, "rooms one session may be in")
 	fs.IntVar(&cfg.Actors.MaxMembers, "max-members", 10000, "connections one room may hold (0: no cap)")
+	fs.IntVar(&cfg.Actors.PresenceMaxUsers, "presence-max-users", 1000, "rooms with more connected users than this announce no joins and leaves (members page through who is there); 0: always announce")
 	fs.IntVar(&cfg.Transport.MaxConns, "max-conns", 100000, "open connections per node; past it handshakes get HTTP 503 (0: no cap)")
 	fs.IntVar(&cfg.Transport.MaxConnsPerIP, "max-conns-per-ip", 100, "open connections per client address; past it HTTP 429 (0: no cap)")
 	fs.Float64Var(&cfg.Transport.HandshakesPerSecond, "max-handshake-rate", 20, "connection attempts per second per client address; past it HTTP 429 (0: no limit)")

@@ -62,6 +62,12 @@ type Config struct {
 	// MaxMembers caps a room's connections; joins past it get ROOM_FULL.
 	// Zero means no cap.
 	MaxMembers int
+	// PresenceMaxUsers is the most connected users a room announces joins
+	// and leaves to: past it, a delta would go to every member each time
+	// anyone comes or goes (quadratic in the room's size), so a crowd's
+	// members page through who is there instead (WhoRequest), as large
+	// rooms do in other chat systems. Zero means no limit.
+	PresenceMaxUsers int
 	// MaxTextRunes bounds a post's text. Zero means 4000.
 	MaxTextRunes int
 	// IdleTimeout closes a session that sent no application frame for this

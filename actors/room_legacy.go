@@ -38,7 +38,7 @@ func (r *room) legacyPresence(native *actorpb.Deliver, steps []presenceStep) *ac
 	// putting the user back (at the end; the tutorial's list order is
 	// login order, which a departed user no longer has).
 	lists := make([][]*parleypb.Member, len(steps))
-	cur := r.memberList()
+	cur := r.memberList(-1)
 	for i := len(steps) - 1; i >= 0; i-- {
 		lists[i] = cur
 		st := steps[i]

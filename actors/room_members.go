@@ -114,7 +114,7 @@ func (r *room) leaveRequest(ctx actor.Context, m *actorpb.RoomLeave) {
 // order they came.
 func (r *room) who(ctx actor.Context, m *actorpb.RoomWho) {
 	if m.GetLimit() == 0 && m.GetRequestId() == "" {
-		ctx.Send(m.GetSession(), &parleypb.PresenceEvent{Room: r.name, Members: r.memberList()})
+		ctx.Send(m.GetSession(), &parleypb.PresenceEvent{Room: r.name, Members: r.memberList(-1)})
 		return
 	}
 	limit := pageLimit(m.GetLimit())
@@ -160,8 +160,9 @@ func (r *room) admit(ctx actor.Context, key string, m *actorpb.RoomJoin, mem *ro
 	r.members[key] = mem
 	r.addRemote(key, mem)
 	r.codecs[mem.codec]++
-	members := r.memberList()
-	ctx.Send(m.GetSession(), &parleypb.Ack{RequestId: m.GetRequestId(), Room: r.name, Seq: r.committed, Members: members[:min(len(members), maxAckMembers)], OldestSeq: r.oldestKnown()})
+	// The first maxAckMembers only: listing a crowd on every join would
+	// make a room's joins quadratic in its size.
+	ctx.Send(m.GetSession(), &parleypb.Ack{RequestId: m.GetRequestId(), Room: r.name, Seq: r.committed, Members: r.memberList(maxAckMembers), OldestSeq: r.oldestKnown()})
 	r.sendSnapshot(ctx, mem)
 	if newUser {
 		ctx.Send(ctx.Parent(), &actorpb.RoomCount{Room: r.name, Members: uint32(len(r.users))})
@@ -199,8 +200,13 @@ func (r *room) leave(ctx actor.Context, pid *actor.PID, requestID string) {
 }
 
 // presenceChange records that user joined (+1) or left (-1); a change that
-// undoes one not yet announced cancels it.
+// undoes one not yet announced cancels it. A change while the room holds
+// a crowd is not announced (Config.PresenceMaxUsers): a join counts the
+// room with the user, a leave before the user went.
 func (r *room) presenceChange(ctx actor.Context, user string, d int8) {
+	if limit := r.n.cfg.PresenceMaxUsers; limit > 0 && len(r.users)+max(0, int(-d)) > limit {
+		return
+	}
 	if r.presenceDelta == nil {
 		r.presenceDelta = make(map[string]int8)
 	}
@@ -265,9 +271,14 @@ func (r *room) announce(ctx actor.Context, steps []presenceStep) {
 	r.fanout(ctx, r.legacyPresence(d, steps), "")
 }
 
-func (r *room) memberList() []*parleypb.Member {
-	list := make([]*parleypb.Member, len(r.order))
-	for i, u := range r.order {
+// memberList lists the first limit connected users in the order they came
+// (limit < 0: all of them).
+func (r *room) memberList(limit int) []*parleypb.Member {
+	if limit < 0 || limit > len(r.order) {
+		limit = len(r.order)
+	}
+	list := make([]*parleypb.Member, limit)
+	for i, u := range r.order[:limit] {
 		list[i] = &parleypb.Member{Name: u, Devices: uint32(r.users[u])}
 	}
 	return list

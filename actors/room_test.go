@@ -425,3 +425,42 @@ func TestRoomCoalescesPresence(t *testing.T) {
 		t.Fatalf("olga was told %q; want one announcement [+ann +cid] (bob came and went unannounced)", announcements)
 	}
 }
+
+// TestRoomCrowdIsNotAnnounced: past Config.PresenceMaxUsers connected
+// users a room announces no joins and leaves (each would go to every
+// member), and a join's ack lists the first members only; under it,
+// announcements are as before.
+func TestRoomCrowdIsNotAnnounced(t *testing.T) {
+	t.Parallel()
+	st := newGatedStore() // (never held: a memory store)
+	n := newTestNode(t, Config{Store: st, PresenceMaxUsers: 2})
+	provision(t, st, "r", "olga", "ann", "bob")
+	olga := newProbe(t, n)
+	joinRoom(n, olga, "r", "olga", "j", nil)
+	olga.ackFor(t, "j")
+	ann := newProbe(t, n)
+	joinRoom(n, ann, "r", "ann", "j", nil)
+	ann.ackFor(t, "j")
+	waitForCond(t, "ann's join announced to olga (two users: under the limit)", func() bool {
+		for _, env := range delivered(t, olga.snapshot()) {
+			if slices.Contains(env.GetPresence().GetJoined(), "ann") {
+				return true
+			}
+		}
+		return false
+	})
+
+	bob := newProbe(t, n)
+	joinRoom(n, bob, "r", "bob", "j", nil)
+	if got := len(bob.ackFor(t, "j").GetMembers()); got != 3 {
+		t.Fatalf("bob's ack lists %d members; want 3", got)
+	}
+	n.Directory().Tell(n.System.Root, &actorpb.RoomLeave{Room: "r", Session: ann.pid, RequestId: "bye"})
+	ann.ackFor(t, "bye")
+	olga.sync(t, n, "r") // everything the room sent olga before the who answer has arrived
+	for _, env := range delivered(t, olga.snapshot()) {
+		if p := env.GetPresence(); p != nil && (slices.Contains(p.GetJoined(), "bob") || slices.Contains(p.GetLeft(), "ann")) {
+			t.Fatalf("olga was told %q with three users in the room; want no announcement past the limit of 2", deltas(p))
+		}
+	}
+}
