@@ -80,6 +80,8 @@ type config struct {
 	cpuProfile      string
 	maxOther        float64
 	retries         int
+
+	push pushConfig
 }
 
 // scenarioDefaults are the sizes from issue 8, per scenario.
@@ -91,17 +93,19 @@ var scenarioDefaults = map[string]struct {
 	"fanout": {members: 1000, rooms: 1, publishers: 10, rate: "500"},
 	"rooms":  {members: 10, rooms: 1000, rate: "2000"},
 	"churn":  {members: 10, rooms: 100, rate: "100"},
+	"push":   {members: 1000, rooms: 1, publishers: 1, rate: "1,2,4"},
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
 	var c config
-	var rates string
+	var rates, users, sources, metrics string
 	fs := flag.NewFlagSet("parley-load", flag.ContinueOnError)
+	c.push.flags(fs, &users, &sources, &metrics)
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.target, "target", "parley", "server kind: parley or centrifugo")
 	fs.StringVar(&c.url, "url", "", "WebSocket URL (default ws://127.0.0.1:8080/ws for parley, ws://127.0.0.1:8000/connection/websocket for centrifugo); parley: comma-separated URLs (a cluster's nodes) get connections in turn")
 	fs.StringVar(&c.codec, "codec", "proto", "parley codec: proto (parley.v1.proto) or json (parley.v1.json)")
-	fs.StringVar(&c.scenario, "scenario", "fanout", "idle, fanout, rooms or churn")
+	fs.StringVar(&c.scenario, "scenario", "fanout", "idle, fanout, rooms, churn or push (one room over a cluster, several processes: see bench/push.sh)")
 	fs.Var(&c.pid, "pid", "server process id: its CPU (/proc/PID/stat) and memory (/proc/PID/status) are reported; 0 skips them. Comma-separated ids (a cluster's nodes) are summed")
 	fs.StringVar(&c.runID, "run-id", "", "prefix of room and user names (default random), so runs against one server never share rooms")
 	fs.IntVar(&c.conns, "conns", 10000, "idle: connections to open")
@@ -137,9 +141,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	}
 	d, ok := scenarioDefaults[c.scenario]
 	if !ok {
-		return c, fmt.Errorf("-scenario %q: want idle, fanout, rooms or churn", c.scenario)
+		return c, fmt.Errorf("-scenario %q: want idle, fanout, rooms, churn or push", c.scenario)
 	}
-	if c.scenario == "fanout" {
+	if c.scenario == "fanout" || c.scenario == "push" {
 		c.rooms = 1
 	}
 	if c.members == 0 {
@@ -156,6 +160,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	}
 	if c.scenario == "churn" {
 		c.chatRate, rates = mustRate(rates), ""
+	}
+	if rates == "none" && c.scenario == "push" {
+		rates = "" // single posts only
 	}
 	for _, f := range strings.Split(rates, ",") {
 		if f = strings.TrimSpace(f); f == "" {
@@ -191,6 +198,11 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	case c.duration <= 0 || c.msgBytes < 0 || c.inflight < 1 || c.dialConcurrency < 1:
 		return c, errors.New("-duration, -inflight and -dial-concurrency must be positive")
 	}
+	if c.scenario == "push" {
+		if err := c.push.parse(&c, users, sources, metrics); err != nil {
+			return c, err
+		}
+	}
 	if c.runID == "" {
 		var b [3]byte
 		rand.Read(b[:])
@@ -217,7 +229,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if cfg.scenario != "idle" {
 		need = cfg.members * cfg.rooms
 	}
+	if cfg.scenario == "push" {
+		need = cfg.push.usersTo - cfg.push.usersFrom
+	}
 	raiseFileLimit(need+256, stderr)
+	if cfg.scenario == "push" {
+		ctx, cancel := context.WithTimeout(ctx, cfg.timeout)
+		defer cancel()
+		return runPush(ctx, cfg, args, stdout, stderr)
+	}
 
 	var target Target
 	switch cfg.target {
