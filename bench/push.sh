@@ -30,7 +30,7 @@ cd "$ROOT"
 QUICK=${QUICK:-0}
 if [ "$QUICK" = 1 ]; then
 	: "${NODES:=3}" "${PER_NODE:=100}" "${PER_PROC:=160}" "${RATES:=5,10}" "${DURATION:=2s}" "${SINGLES:=2}"
-	: "${STORM:=1}" "${STORM_DURATION:=6s}" "${STORM_RATE:=5}" "${TIMEOUT:=4m}" "${SINGLE_GAP:=1s}" "${STEP_GAP:=2s}"
+	: "${STORM:=1}" "${STORM_DURATION:=6s}" "${STORM_RATE:=5}" "${TIMEOUT:=4m}" "${SINGLE_GAP:=1s}" "${STEP_GAP:=2s}" "${DRAIN:=3s}"
 fi
 NODES=${NODES:-5}
 PER_NODE=${PER_NODE:-19500}
@@ -48,6 +48,8 @@ STORM_DURATION=${STORM_DURATION:-60s}
 STORM_RATE=${STORM_RATE:-2}
 STORM_KILL_AFTER=${STORM_KILL_AFTER:-3}
 MAX_P99=${MAX_P99:-1s}
+# Members stop once nothing arrived for DRAIN after the poster is done.
+DRAIN=${DRAIN:-10s}
 TIMEOUT=${TIMEOUT:-25m}
 MAX_CONNS=${MAX_CONNS:-19800}
 DIAL_CONCURRENCY=${DIAL_CONCURRENCY:-64}
@@ -139,7 +141,7 @@ for k in $(seq 0 $((PROCS - 1))); do
 	from=$((k * PER_PROC)) to=$(((k + 1) * PER_PROC))
 	[ "$to" -gt "$TOTAL" ] && to=$TOTAL
 	MEMBERS=("$WORK/parley-load" -scenario push -role members -dir "$DIR" -url "$URLS" -codec "$CODEC"
-		-users "$from-$to" -source-addrs "127.0.0.$((11 + k))" -dial-concurrency "$DIAL_CONCURRENCY" -timeout "$TIMEOUT")
+		-users "$from-$to" -source-addrs "127.0.0.$((11 + k))" -dial-concurrency "$DIAL_CONCURRENCY" -drain "$DRAIN" -timeout "$TIMEOUT")
 	[ "$k" = 0 ] && echo "${MEMBERS[*]/#$WORK\//}   # one per $PER_PROC users, each from its own 127.0.0.x" >"$OUT/members-command.txt"
 	"${MEMBERS[@]}" >"$OUT/members$k.log" 2>&1 &
 	TOOL_PIDS+=($!)

@@ -96,8 +96,8 @@ func (p *pushConfig) flags(fs interface {
 	fs.StringVar(metrics, "metrics", "", "push poster: comma-separated /metrics URLs of the nodes, in -pid order: relays and deliveries per step")
 	fs.Float64Var(&p.stormRate, "storm-rate", 2, "push poster: posts/s during the storm")
 	fs.DurationVar(&p.stormFor, "storm-duration", 0, "push poster: how long to post through a reconnect storm (0: no storm)")
-	fs.DurationVar(&p.backoffBase, "backoff-base", 200*time.Millisecond, "push members: first reconnect delay bound (full jitter, doubling)")
-	fs.DurationVar(&p.backoffCap, "backoff-cap", 5*time.Second, "push members: largest reconnect delay bound")
+	fs.DurationVar(&p.backoffBase, "backoff-base", 500*time.Millisecond, "push members: first reconnect delay bound (full jitter, doubling; the TypeScript SDK's default)")
+	fs.DurationVar(&p.backoffCap, "backoff-cap", 10*time.Second, "push members: largest reconnect delay bound (the TypeScript SDK's default)")
 }
 
 func (p *pushConfig) parse(c *config, users, sources, metrics string) error {
