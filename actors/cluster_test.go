@@ -97,6 +97,15 @@ func TestPresenceMergesPeerShares(t *testing.T) {
 		&actorpb.PeerPresence{MemberId: "m2b", Share: restarted})
 	step("the old process's gossip still travels, and is outranked", "alice:1 dan:1 w:1",
 		&actorpb.PeerPresence{MemberId: "m2", Share: share("host2:1", "carol:5")})
+	next := func(users ...string) *actorpb.NodePresence {
+		s := share("host2:1", users...)
+		s.StartedMs = 2
+		return s
+	}
+	step("m2b's share changes: dan goes, carl and erin come, alice connects there too", "alice:2 carl:1 erin:2 w:1",
+		&actorpb.PeerPresence{MemberId: "m2b", Share: next("alice:1", "carl:1", "erin:2")})
+	step("a share out of order (not as publish writes it) is counted all the same", "abe:1 alice:1 w:1 zed:3",
+		&actorpb.PeerPresence{MemberId: "m2b", Share: next("zed:3", "abe:1")})
 
 	// This node's own share: the users connected here, published after the
 	// changes (coalesced).

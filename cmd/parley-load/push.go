@@ -598,6 +598,8 @@ type pushMembersFile struct {
 	PerNode map[string]int `json:"per_node"` // at the start, by URL
 	Connect histJSON       `json:"connect"`  // dial + hello
 	Join    histJSON       `json:"join"`
+	// ConnectRetries counts initial connections tried again after failing.
+	ConnectRetries uint64 `json:"connect_retries"`
 	// Per step id: latency over every member, over the members never
 	// disconnected (survivors), and how many posts members got.
 	Latency   []histJSON `json:"latency"`
@@ -636,6 +638,7 @@ type pushMembers struct {
 	dialed, join, resume  hist
 	handshake             hist
 	attempts              atomic.Uint64
+	retries               atomic.Uint64 // initial connections tried again
 	mu                    sync.Mutex
 	refusals              map[string]uint64
 	closeCodes            map[string]int
@@ -674,7 +677,23 @@ func (r *loadRun) pushMembers(ctx context.Context) error {
 	for range min(r.cfg.dialConcurrency, n) {
 		wg.Go(func() {
 			for m := range jobs {
-				if err := pm.connect(cctx, m, true); err != nil {
+				// A client retries a connection that failed (a handshake
+				// that timed out on a busy node), as the SDKs do; five
+				// failures in a row end the run.
+				var err error
+				for attempt := range 5 {
+					if attempt > 0 {
+						pm.retries.Add(1)
+						select {
+						case <-cctx.Done():
+						case <-time.After(time.Duration(rand.Int64N(int64(pm.p.backoffBase) << attempt))):
+						}
+					}
+					if err = pm.connect(cctx, m, true); err == nil || cctx.Err() != nil {
+						break
+					}
+				}
+				if err != nil {
 					failed.Add(1)
 					cancel(fmt.Errorf("%s to %s: %w", m.user, pm.urls[m.node], err))
 					continue
@@ -921,7 +940,7 @@ func (pm *pushMembers) closeAll() {
 }
 
 func (pm *pushMembers) result(proc string, perNode map[string]int, steps []pushStep) *pushMembersFile {
-	res := &pushMembersFile{Proc: proc, Conns: len(pm.ms), PerNode: perNode, Connect: pm.dialed.export(), Join: pm.join.export(),
+	res := &pushMembersFile{Proc: proc, Conns: len(pm.ms), PerNode: perNode, Connect: pm.dialed.export(), Join: pm.join.export(), ConnectRetries: pm.retries.Load(),
 		Foreign: pm.foreign.Load(), FirstDownNs: pm.firstDown.Load(), LastResumeNs: pm.lastResume.Load(),
 		Resume: pm.resume.export(), Handshake: pm.handshake.export(), Attempts: pm.attempts.Load(),
 		PerNodeEnd: map[string]int{}}
@@ -976,6 +995,8 @@ type PushReport struct {
 	ConnectS   float64 `json:"connect_s"`
 	Connect    Latency `json:"connect"`
 	Join       Latency `json:"join"`
+	// ConnectRetries counts initial connections tried again.
+	ConnectRetries uint64 `json:"connect_retries"`
 
 	Nodes []PushNode `json:"nodes"`
 	// SingleP50/P99/Max: medians over the single posts of each post's
@@ -1077,6 +1098,7 @@ func (r *loadRun) pushReport(stdout io.Writer) (*PushReport, error) {
 			return nil, err
 		}
 		rep.Members += m.Conns
+		rep.ConnectRetries += m.ConnectRetries
 		connect.merge(m.Connect)
 		join.merge(m.Join)
 		resume.merge(m.Resume)
@@ -1203,7 +1225,7 @@ func median(v []float64) float64 {
 func writePushReport(w io.Writer, rep *PushReport) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "parley-load push: room %s, %d members over %d processes, codec %s, %s\n", rep.Room, rep.Members, rep.Procs, rep.Codec, rep.Date)
-	fmt.Fprintf(&b, "  provisioned in %.1fs; all connected and joined %.1fs after the poster; connect %s; join %s\n", rep.ProvisionS, rep.ConnectS, rep.Connect, rep.Join)
+	fmt.Fprintf(&b, "  provisioned in %.1fs; all connected and joined %.1fs after the poster (%d connections tried again); connect %s; join %s\n", rep.ProvisionS, rep.ConnectS, rep.ConnectRetries, rep.Connect, rep.Join)
 	for _, n := range rep.Nodes {
 		fmt.Fprintf(&b, "  node pid %d %s: %d connections, rooms %.0f, RSS %.1f → %.1f MiB, %.1f KiB per connection\n",
 			n.PID, n.URL, n.Conns, n.Rooms, float64(n.RSSBeforeKB)/1024, float64(n.RSSAfterKB)/1024, n.KBPerConn)
