@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -40,13 +41,23 @@ func who(t *testing.T, n *Node, p *probe, id string) string {
 	return strings.Join(list, " ")
 }
 
-// TestPresenceMergesPeerShares: other members' shares (from gossip) count
-// only while their member is alive; this node publishes its own share.
+// TestPresenceMergesPeerShares: other members' shares count only while
+// their member is alive, the latest process's at an address; a whole share
+// replaces, a delta applies in sequence and one that skips asks for the
+// whole share; this node sends its own share whole to a member it has not
+// told, then what changed.
 func TestPresenceMergesPeerShares(t *testing.T) {
 	t.Parallel()
 	fc := &fakeCluster{}
-	n := newTestNode(t, Config{Cluster: fc})
-	mu := &fc.mu
+	var peers atomic.Pointer[map[string]*actor.PID]
+	n := newTestNode(t, Config{Cluster: fc, peerPID: func(addr string) *actor.PID {
+		if m := peers.Load(); m != nil && (*m)[addr] != nil {
+			return (*m)[addr]
+		}
+		return actor.NewPID("nonhost", "nobody")
+	}})
+	host1, host2 := newProbe(t, n), newProbe(t, n) // what this node sends to each member's presence
+	peers.Store(&map[string]*actor.PID{"host1:1": host1.pid, "host2:1": host2.pid})
 	w := newProbe(t, n)
 	n.System.Root.Send(n.presence, &actorpb.Online{User: "w", Session: w.pid, RequestId: "hello"})
 	w.waitFor(t, "the login", func(msgs []proto.Message) bool {
@@ -64,63 +75,102 @@ func TestPresenceMergesPeerShares(t *testing.T) {
 			t.Fatalf("%s: online %q, want %q", what, got, wantWho)
 		}
 	}
-	share := func(addr string, users ...string) *actorpb.NodePresence {
-		s := &actorpb.NodePresence{Address: addr, StartedMs: 1}
+	share := func(addr string, started int64, users ...string) *actorpb.PeerPresence {
+		s := &actorpb.NodePresence{Address: addr, StartedMs: started}
 		for _, u := range users {
 			name, devices, _ := strings.Cut(u, ":")
 			var d uint32
 			fmt.Sscan(devices, &d)
 			s.Users = append(s.Users, &parleypb.Member{Name: name, Devices: d})
 		}
-		return s
+		return &actorpb.PeerPresence{Share: s}
+	}
+	delta := func(seq uint64, users ...string) *actorpb.PeerPresence {
+		p := share("host2:1", 2, users...)
+		p.Share.Seq, p.Share.Delta = seq, true
+		return p
 	}
 
 	step("m1 is alive and shares bob and alice", "alice:1 bob:2 w:1",
 		&actorpb.PeerSet{Addresses: []string{"host1:1"}},
-		&actorpb.PeerPresence{MemberId: "m1", Share: share("host1:1", "alice:1", "bob:2")})
+		share("host1:1", 1, "alice:1", "bob:2"))
 	phone := newProbe(t, n)
 	step("alice also connects here", "alice:2 bob:2 w:1",
 		&actorpb.Online{User: "alice", Session: phone.pid})
 	step("m2's share arrives before m2 is in the topology", "alice:2 bob:2 w:1",
-		&actorpb.PeerPresence{MemberId: "m2", Share: share("host2:1", "carol:1")})
+		share("host2:1", 1, "carol:1"))
 	step("m2 joins the topology", "alice:2 bob:2 carol:1 w:1",
 		&actorpb.PeerSet{Addresses: []string{"host1:1", "host2:1"}})
 	step("bob closes one of two connections on m1", "alice:2 bob:1 carol:1 w:1",
-		&actorpb.PeerPresence{MemberId: "m1", Share: share("host1:1", "alice:1", "bob:1")})
+		share("host1:1", 1, "alice:1", "bob:1"))
 	step("m1 dies: its users leave, alice stays (connected here)", "alice:1 carol:1 w:1",
 		&actorpb.PeerSet{Addresses: []string{"host2:1"}})
-	step("m1's last gossip arrives late and is ignored", "alice:1 carol:1 w:1",
-		&actorpb.PeerPresence{MemberId: "m1", Share: share("host1:1", "bob:3")})
-	restarted := share("host2:1", "dan:1")
-	restarted.StartedMs = 2
+	step("m1's last share arrives late and is ignored", "alice:1 carol:1 w:1",
+		share("host1:1", 1, "bob:3"))
 	step("m2 restarts at the same address: its new process's share replaces the old", "alice:1 dan:1 w:1",
-		&actorpb.PeerPresence{MemberId: "m2b", Share: restarted})
-	step("the old process's gossip still travels, and is outranked", "alice:1 dan:1 w:1",
-		&actorpb.PeerPresence{MemberId: "m2", Share: share("host2:1", "carol:5")})
-	next := func(users ...string) *actorpb.NodePresence {
-		s := share("host2:1", users...)
-		s.StartedMs = 2
-		return s
-	}
-	step("m2b's share changes: dan goes, carl and erin come, alice connects there too", "alice:2 carl:1 erin:2 w:1",
-		&actorpb.PeerPresence{MemberId: "m2b", Share: next("alice:1", "carl:1", "erin:2")})
-	step("a share out of order (not as publish writes it) is counted all the same", "abe:1 alice:1 w:1 zed:3",
-		&actorpb.PeerPresence{MemberId: "m2b", Share: next("zed:3", "abe:1")})
+		share("host2:1", 2, "dan:1"))
+	step("the old process's share still travels, and is outranked", "alice:1 dan:1 w:1",
+		share("host2:1", 1, "carol:5"))
+	step("a share from this node's own address (an earlier process's) is not a peer's", "alice:1 dan:1 w:1",
+		share("self:1", 0, "w:5"))
+	step("deltas in sequence: dan goes, carl and erin come, alice connects there too", "alice:2 carl:1 erin:2 w:1",
+		delta(1, "dan:0", "carl:1"), delta(2, "alice:1", "erin:2"))
+	step("a delta already had is ignored", "alice:2 carl:1 erin:2 w:1",
+		delta(2, "erin:7"))
+	step("a delta that skips one is not applied", "alice:2 carl:1 erin:2 w:1",
+		delta(4, "zed:1"))
+	host2.waitFor(t, "m2 asked for its whole share", func(msgs []proto.Message) bool {
+		return slices.ContainsFunc(msgs, func(m proto.Message) bool {
+			r, ok := m.(*actorpb.PresenceResync)
+			return ok && r.GetAddress() == "self:1"
+		})
+	})
+	whole := share("host2:1", 2, "zed:3", "abe:1")
+	whole.Share.Seq = 4
+	step("its whole share answers (in any order) and replaces", "abe:1 alice:1 w:1 zed:3",
+		whole)
+	step("and deltas go on from its seq", "abe:1 alice:1 w:1",
+		delta(5, "zed:0"))
 
-	// This node's own share: the users connected here, published after the
-	// changes (coalesced).
-	waitForCond(t, "this node's share to be published", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		if len(fc.published) == 0 {
-			return false
+	// What this node told m2: its whole share when m2 joined the topology,
+	// then deltas; applied in order they are the users connected here.
+	waitForCond(t, "m2 to know this node's users", func() bool {
+		users := map[string]uint32{}
+		var seq uint64
+		for _, m := range host2.snapshot() {
+			pp, ok := m.(*actorpb.PeerPresence)
+			if !ok {
+				continue
+			}
+			s := pp.GetShare()
+			if s.GetAddress() != "self:1" || s.GetStartedMs() != 1 {
+				t.Fatalf("a share from %s started %d; want self:1, 1", s.GetAddress(), s.GetStartedMs())
+			}
+			if !s.GetDelta() {
+				users, seq = map[string]uint32{}, s.GetSeq()
+			} else if s.GetSeq() != seq+1 {
+				continue
+			} else {
+				seq = s.GetSeq()
+			}
+			for _, u := range s.GetUsers() {
+				users[u.GetName()] = u.GetDevices()
+				if u.GetDevices() == 0 {
+					delete(users, u.GetName())
+				}
+			}
 		}
-		last := fc.published[len(fc.published)-1]
-		var got []string
-		for _, m := range last.GetUsers() {
-			got = append(got, fmt.Sprintf("%s:%d", m.GetName(), m.GetDevices()))
-		}
-		return strings.Join(got, " ") == "alice:1 w:1"
+		return len(users) == 2 && users["alice"] == 1 && users["w"] == 1
+	})
+	// The phone goes: m2 is told by a delta with alice at 0.
+	n.System.Root.Send(n.presence, &actorpb.Offline{Session: phone.pid})
+	host2.waitFor(t, "a delta with alice gone", func(msgs []proto.Message) bool {
+		return slices.ContainsFunc(msgs, func(m proto.Message) bool {
+			pp, ok := m.(*actorpb.PeerPresence)
+			return ok && pp.GetShare().GetDelta() && slices.ContainsFunc(pp.GetShare().GetUsers(), func(u *parleypb.Member) bool {
+				return u.GetName() == "alice" && u.GetDevices() == 0
+			})
+		})
 	})
 }
 
@@ -197,9 +247,8 @@ func TestTwoActivationsNeverShareASeq(t *testing.T) {
 // fakeCluster is a cluster of one node that records the presence shares
 // the node publishes; rooms are the node's own.
 type fakeCluster struct {
-	mu        sync.Mutex
-	started   bool
-	published []*actorpb.NodePresence
+	mu      sync.Mutex
+	started bool
 }
 
 func (c *fakeCluster) Directory() Directory {
@@ -214,10 +263,13 @@ func (c *fakeCluster) Start(ClusterHost) error {
 	return nil
 }
 
-func (c *fakeCluster) PublishPresence(s *actorpb.NodePresence) {
+func (c *fakeCluster) PresenceOrigin() (string, int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.published = append(c.published, s)
+	if !c.started {
+		return "", 0
+	}
+	return "self:1", 1
 }
 
 func (c *fakeCluster) PeerPresences() []*actor.PID { return nil }

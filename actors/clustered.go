@@ -4,8 +4,6 @@ import (
 	"context"
 
 	"github.com/asynkron/protoactor-go/actor"
-
-	"github.com/parleychat/parley/actors/actorpb"
 )
 
 // Cluster is what a node needs from the cluster it is a member of (package
@@ -18,10 +16,11 @@ type Cluster interface {
 	// Start joins the cluster on the node's actor system, once the node's
 	// own actors (presence, the rooms actor) run.
 	Start(host ClusterHost) error
-	// PublishPresence hands this node's share of presence (who is
-	// connected here) to the other members. Presence calls it after
-	// changes, at most every presencePublishEvery.
-	PublishPresence(share *actorpb.NodePresence)
+	// PresenceOrigin names this member in the presence shares it sends
+	// the others: its address ("" before it joined) and when this process
+	// joined, so that a restarted node's shares outrank its earlier
+	// process's.
+	PresenceOrigin() (address string, startedMs int64)
 	// PeerPresences lists the presence actors of the other members: an
 	// operator's kick or notice reaches every member.
 	PeerPresences() []*actor.PID
@@ -33,8 +32,9 @@ type Cluster interface {
 // ClusterHost is what a node offers the cluster it joins.
 type ClusterHost struct {
 	System *actor.ActorSystem
-	// Presence is the node's presence actor: the cluster sends it the
-	// other members' shares (PeerPresence) and who is alive (PeerSet).
+	// Presence is the node's presence actor: the cluster tells it who is
+	// alive (PeerSet); the other members' presence actors send it their
+	// shares (PeerPresence) themselves.
 	Presence *actor.PID
 	// RoomGrain makes the props of a room hosted as a cluster grain.
 	RoomGrain func(GrainHost) *actor.Props

@@ -68,6 +68,9 @@ type Config struct {
 	// members page through who is there instead (WhoRequest), as large
 	// rooms do in other chat systems. Zero means no limit.
 	PresenceMaxUsers int
+
+	// peerPID, when set (tests), names another member's presence actor.
+	peerPID func(addr string) *actor.PID
 	// MaxTextRunes bounds a post's text. Zero means 4000.
 	MaxTextRunes int
 	// IdleTimeout closes a session that sent no application frame for this

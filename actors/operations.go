@@ -189,6 +189,14 @@ func (n *Node) Broadcast(text string) int {
 	return count
 }
 
+// peerPresence is the presence actor of the cluster member at addr.
+func (n *Node) peerPresence(addr string) *actor.PID {
+	if n.cfg.peerPID != nil {
+		return n.cfg.peerPID(addr)
+	}
+	return actor.NewPID(addr, PresenceName)
+}
+
 // peerPresences are the presence actors of the other cluster members.
 func (n *Node) peerPresences() []*actor.PID {
 	if n.cfg.Cluster == nil {

@@ -2,9 +2,7 @@ package actors
 
 import (
 	"fmt"
-	"slices"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -20,8 +18,9 @@ const presencePublishEvery = 50 * time.Millisecond
 // presence knows who is online and with how many connections. Sessions of
 // this node register when they log in; presence watches them, so a session
 // that dies for any reason goes offline. In a cluster, the other members'
-// shares arrive as PeerPresence (from gossip) and count too, and this node's
-// share is published after each change. Watchers (sessions that asked for it
+// shares arrive as PeerPresence and count too, and this node sends its own
+// to the other members' presence actors: whole to a member it has not told
+// yet, then what changed, at most every presencePublishEvery. Watchers (sessions that asked for it
 // in Hello) get user-level deltas of the whole: a user's first connection
 // anywhere is one "joined", the last one's end one "left".
 type presence struct {
@@ -45,32 +44,45 @@ type presence struct {
 	vouched map[string]string
 
 	dirty, tickArmed bool
+	// pending are the users whose count here changed since the last delta.
+	pending map[string]bool
 }
 
 // peerShares is what other members said, kept across presence restarts
-// (gossip does not repeat itself): at most one share per address, the
-// latest process's.
+// (a peer sends only what changed): at most one share per address, the
+// latest process's. out is this node's own side: its delta count, kept
+// across restarts too, so the peers' view of it stays in sequence.
 type peerShares struct {
-	shares map[string]*actorpb.NodePresence // by gossip member id
-	alive  map[string]bool                  // member addresses; nil until the first PeerSet
+	shares map[string]*peerState // by member address
+	alive  map[string]bool       // member addresses; nil until the first PeerSet
+	out    uint64                // this node's last delta's seq
 }
 
-func newPeerShares() *peerShares { return &peerShares{shares: make(map[string]*actorpb.NodePresence)} }
+// peerState is one member's share as this node knows it.
+type peerState struct {
+	startedMs int64
+	seq       uint64
+	users     map[string]int
+	asked     time.Time // a resync was asked (a delta went missing) and not answered yet
+}
 
-// counts reports whether a share counts: its member is alive. (A share
-// may come before the membership that makes it count.)
-func (ps *peerShares) counts(s *actorpb.NodePresence) bool {
-	return ps.alive == nil || ps.alive[s.GetAddress()]
+func newPeerShares() *peerShares { return &peerShares{shares: make(map[string]*peerState)} }
+
+// counts reports whether the share of the member at addr counts: the
+// member is alive. (A share may come before the membership that makes it
+// count.)
+func (ps *peerShares) counts(addr string) bool {
+	return ps.alive == nil || ps.alive[addr]
 }
 
 // addTo adds the connections of every share that counts to totals.
 func (ps *peerShares) addTo(totals map[string]int) {
-	for _, s := range ps.shares {
-		if !ps.counts(s) {
+	for addr, st := range ps.shares {
+		if !ps.counts(addr) {
 			continue
 		}
-		for _, m := range s.GetUsers() {
-			totals[m.GetName()] += int(m.GetDevices())
+		for u, c := range st.users {
+			totals[u] += c
 		}
 	}
 }
@@ -78,14 +90,15 @@ func (ps *peerShares) addTo(totals map[string]int) {
 // publishTick is presence's own timer message (local only).
 type publishTick struct{}
 
-// publishNow asks presence to publish this node's share even if nothing
-// changed (local only): a node that joined a cluster publishes at once.
+// publishNow asks presence to send this node's whole share to every live
+// member (local only): a node that joined a cluster, or whose presence
+// restarted (sessions that died meanwhile never said so), tells it at once.
 type publishNow struct{}
 
 func newPresence(n *Node, peers *peerShares, reserved map[string]string) *presence {
 	return &presence{n: n, peers: peers, local: make(map[string]int), total: make(map[string]int),
 		sessions: make(map[string]string), pids: make(map[string]*actor.PID), byUser: make(map[string]map[string]*actor.PID),
-		known: make(map[string]map[string]bool), reserved: reserved, vouched: make(map[string]string)}
+		known: make(map[string]map[string]bool), reserved: reserved, vouched: make(map[string]string), pending: make(map[string]bool)}
 }
 
 func (p *presence) Receive(ctx actor.Context) {
@@ -98,8 +111,16 @@ func (p *presence) Receive(ctx actor.Context) {
 			p.learn(u, true)
 		}
 		p.n.eachSession(&actorpb.PresenceRebuild{})
+		if p.n.cfg.Cluster != nil && p.peers.alive != nil {
+			// Once the live sessions registered again, the peers get the
+			// whole share: those that died meanwhile are not in it.
+			sys, self := p.n.System, ctx.Self()
+			time.AfterFunc(time.Second, func() { sys.Root.Send(self, publishNow{}) })
+		}
 	case publishNow:
-		p.changed(ctx)
+		for addr := range p.peers.alive {
+			p.sendWhole(ctx, addr)
+		}
 	case *actorpb.Online:
 		p.online(ctx, m)
 	case *actorpb.ReserveName:
@@ -109,7 +130,9 @@ func (p *presence) Receive(ctx actor.Context) {
 	case *actor.Terminated:
 		p.offline(ctx, m.GetWho())
 	case *actorpb.PeerPresence:
-		p.peer(ctx, m.GetMemberId(), m.GetShare())
+		p.peer(ctx, m.GetShare())
+	case *actorpb.PresenceResync:
+		p.sendWhole(ctx, m.GetAddress())
 	case *actorpb.PeerSet:
 		p.peerSet(ctx, m.GetAddresses())
 	case publishTick:
@@ -166,6 +189,7 @@ func (p *presence) online(ctx actor.Context, m *actorpb.Online) {
 		}
 		p.byUser[user][key] = m.GetSession()
 		p.local[user]++
+		p.pending[user] = true
 		p.changed(ctx)
 		p.adjust(user, 1)
 	}
@@ -228,6 +252,7 @@ func (p *presence) offline(ctx actor.Context, pid *actor.PID) {
 	if p.local[user]--; p.local[user] == 0 {
 		delete(p.local, user)
 	}
+	p.pending[user] = true
 	p.changed(ctx)
 	p.adjust(user, -1)
 }
@@ -246,86 +271,106 @@ func (p *presence) adjust(user string, delta int) {
 	}
 }
 
-// peer replaces one member's share. A share of a member not (yet) in the
-// topology is kept but not counted: gossip may bring it before the
-// membership does.
-func (p *presence) peer(ctx actor.Context, id string, share *actorpb.NodePresence) {
-	// Only the latest process at an address counts: an earlier one's share
-	// (a restarted node's, still in the gossip state) is dropped, and one
-	// arriving late is ignored.
-	var gone []*actorpb.NodePresence
-	for other, o := range p.peers.shares {
-		if other == id || o.GetAddress() != share.GetAddress() {
-			continue
-		}
-		if o.GetStartedMs() > share.GetStartedMs() {
-			return
-		}
-		gone = append(gone, o)
-		delete(p.peers.shares, other)
+// peer takes a share another member sent: a whole one replaces what this
+// node knew of that member, a delta applies on top of it when it is the
+// next in sequence; a delta that skips one asks the member for its whole
+// share instead. A share of a member not (yet) in the topology is kept but
+// not counted: it may come before the membership does. Only the latest
+// process at an address counts: an earlier one's share (a restarted node's)
+// is dropped, and one arriving late is ignored.
+func (p *presence) peer(ctx actor.Context, share *actorpb.NodePresence) {
+	addr := share.GetAddress()
+	if addr == "" || addr == p.origin() {
+		return // (this node's own: an earlier process's, say)
 	}
-	old := p.peers.shares[id]
-	p.peers.shares[id] = share
-	if !p.peers.counts(share) {
-		return // nor did old or gone: the same address
+	counted := p.peers.counts(addr)
+	st := p.peers.shares[addr]
+	switch {
+	case st != nil && share.GetStartedMs() < st.startedMs:
+		return
+	case st == nil || share.GetStartedMs() > st.startedMs:
+		if st != nil && counted { // the earlier process's users are gone with it
+			for u, c := range st.users {
+				p.adjust(u, -c)
+			}
+		}
+		if st != nil { // a restarted member knows nothing of this node
+			defer p.sendWhole(ctx, addr)
+		}
+		st = &peerState{startedMs: share.GetStartedMs(), users: make(map[string]int)}
+		p.peers.shares[addr] = st
 	}
-	// Shares are sorted by name (publish): the change is a walk over the
-	// old and the new one, instead of recounting every user of the cluster
-	// on every share that changed — which, while 100,000 users connect to
-	// five nodes, took over half of each node's CPU.
-	if !sortedShare(old) || !sortedShare(share) {
-		p.recount()
+	if !share.GetDelta() {
+		next := make(map[string]int, len(share.GetUsers()))
+		for _, m := range share.GetUsers() {
+			next[m.GetName()] += int(m.GetDevices())
+		}
+		if counted {
+			for u, c := range st.users {
+				if next[u] != c {
+					p.adjust(u, next[u]-c)
+				}
+			}
+			for u, c := range next {
+				if _, ok := st.users[u]; !ok {
+					p.adjust(u, c)
+				}
+			}
+		}
+		st.users, st.seq, st.asked = next, share.GetSeq(), time.Time{}
 		return
 	}
-	for _, g := range gone {
-		if !sortedShare(g) {
-			p.recount()
-			return
+	switch {
+	case share.GetSeq() <= st.seq:
+		return // a whole share sent after it had it already
+	case share.GetSeq() > st.seq+1 || !st.asked.IsZero():
+		if time.Since(st.asked) > resyncAgain {
+			st.asked = time.Now()
+			ctx.Send(p.n.peerPresence(addr), &actorpb.PresenceResync{Address: p.origin()})
 		}
-		p.shift(g.GetUsers(), nil)
+		return
 	}
-	p.shift(old.GetUsers(), share.GetUsers())
-}
-
-func sortedShare(s *actorpb.NodePresence) bool {
-	return slices.IsSortedFunc(s.GetUsers(), func(a, b *parleypb.Member) int { return strings.Compare(a.GetName(), b.GetName()) })
-}
-
-// shift applies the change from one share's users to another's (both
-// sorted by name) to the totals.
-func (p *presence) shift(from, to []*parleypb.Member) {
-	i, j := 0, 0
-	for i < len(from) || j < len(to) {
-		switch {
-		case j == len(to) || (i < len(from) && from[i].GetName() < to[j].GetName()):
-			p.adjust(from[i].GetName(), -int(from[i].GetDevices()))
-			i++
-		case i == len(from) || to[j].GetName() < from[i].GetName():
-			p.adjust(to[j].GetName(), int(to[j].GetDevices()))
-			j++
-		default:
-			if d := int(to[j].GetDevices()) - int(from[i].GetDevices()); d != 0 {
-				p.adjust(to[j].GetName(), d)
-			}
-			i, j = i+1, j+1
+	for _, m := range share.GetUsers() {
+		u, c := m.GetName(), int(m.GetDevices())
+		old := st.users[u]
+		if c == 0 {
+			delete(st.users, u)
+		} else {
+			st.users[u] = c
+		}
+		if counted && c != old {
+			p.adjust(u, c-old)
 		}
 	}
+	st.seq = share.GetSeq()
 }
+
+// resyncAgain is how long a member's whole share is awaited before it is
+// asked for again (the request or the answer may be lost with a
+// connection).
+const resyncAgain = 2 * time.Second
 
 // peerSet records the members alive now; shares of members that left are
 // dropped (a killed node's users go offline everywhere once the cluster
-// notices; a restarted node is a new member).
+// notices; a restarted node is a new member). A member this node had not
+// told yet gets its whole share.
 func (p *presence) peerSet(ctx actor.Context, addrs []string) {
+	before := p.peers.alive
 	p.peers.alive = make(map[string]bool, len(addrs))
 	for _, a := range addrs {
 		p.peers.alive[a] = true
 	}
-	for id, s := range p.peers.shares {
-		if !p.peers.alive[s.GetAddress()] {
-			delete(p.peers.shares, id)
+	for addr := range p.peers.shares {
+		if !p.peers.alive[addr] {
+			delete(p.peers.shares, addr)
 		}
 	}
 	p.recount()
+	for _, a := range addrs {
+		if !before[a] {
+			p.sendWhole(ctx, a)
+		}
+	}
 }
 
 // recount computes the totals afresh (this node's connections and the
@@ -352,7 +397,8 @@ func (p *presence) recount() {
 	}
 }
 
-// changed schedules publishing this node's share, when a cluster wants it.
+// changed schedules sending what changed to the other members, when in a
+// cluster.
 func (p *presence) changed(ctx actor.Context) {
 	if p.n.cfg.Cluster == nil {
 		return
@@ -365,17 +411,51 @@ func (p *presence) changed(ctx actor.Context) {
 	}
 }
 
-func (p *presence) publish(actor.Context) {
+// origin is this node's address in the cluster ("" before it joined).
+func (p *presence) origin() string {
+	addr, _ := p.n.cfg.Cluster.PresenceOrigin()
+	return addr
+}
+
+// publish sends the users whose count here changed since the last time,
+// with their counts now, to every other live member: one delta, whatever
+// the number of users connected.
+func (p *presence) publish(ctx actor.Context) {
 	if !p.dirty || p.n.cfg.Cluster == nil {
 		return
 	}
+	addr, started := p.n.cfg.Cluster.PresenceOrigin()
+	if addr == "" || p.peers.alive == nil {
+		return // not in the cluster yet: joining sends the whole share
+	}
 	p.dirty = false
-	share := &actorpb.NodePresence{Users: make([]*parleypb.Member, 0, len(p.local))}
+	p.peers.out++
+	share := &actorpb.NodePresence{Address: addr, StartedMs: started, Seq: p.peers.out, Delta: true,
+		Users: make([]*parleypb.Member, 0, len(p.pending))}
+	for u := range p.pending {
+		share.Users = append(share.Users, &parleypb.Member{Name: u, Devices: uint32(p.local[u])})
+	}
+	clear(p.pending)
+	msg := &actorpb.PeerPresence{Share: share}
+	for peer := range p.peers.alive {
+		if peer != addr {
+			ctx.Send(p.n.peerPresence(peer), msg)
+		}
+	}
+}
+
+// sendWhole sends this node's whole share to the member at peer.
+func (p *presence) sendWhole(ctx actor.Context, peer string) {
+	addr, started := p.n.cfg.Cluster.PresenceOrigin()
+	if addr == "" || peer == addr {
+		return
+	}
+	share := &actorpb.NodePresence{Address: addr, StartedMs: started, Seq: p.peers.out,
+		Users: make([]*parleypb.Member, 0, len(p.local))}
 	for u, c := range p.local {
 		share.Users = append(share.Users, &parleypb.Member{Name: u, Devices: uint32(c)})
 	}
-	sort.Slice(share.Users, func(i, j int) bool { return share.Users[i].Name < share.Users[j].Name })
-	p.n.cfg.Cluster.PublishPresence(share)
+	ctx.Send(p.n.peerPresence(peer), &actorpb.PeerPresence{Share: share})
 }
 
 // list is who of users is online, with how many connections, sorted by

@@ -77,7 +77,7 @@ type room struct {
 	// address, for one Relay per node per fan-out.
 	remote map[string]*relayGroup
 	users  map[string]int // user -> devices in the room
-	order  []string       // users in the order they joined
+	order  joinOrder      // users in the order they joined
 	codecs [4]int         // members per parleypb.Codec
 	linger *supervision.IdleTimer
 
@@ -309,7 +309,7 @@ func (r *room) close(ctx actor.Context, m *actorpb.CloseRoom) {
 	}
 	clear(r.remote)
 	clear(r.users)
-	r.order = r.order[:0]
+	r.order.clear()
 	r.codecs = [4]int{}
 	ctx.Send(ctx.Parent(), &actorpb.RoomCount{Room: r.name})
 	r.log.Warn("room closed by an operator", "reason", m.GetReason(), "evicted", n)

@@ -1,8 +1,8 @@
 // Package cluster runs a Parley node as a member of a Proto.Actor cluster:
 // rooms become virtual actors (grains of kind "room", placed by consistent
 // hashing with disthash) reachable from every member under their name, and
-// presence is merged from every member's share, carried by the cluster's
-// gossip. Membership comes from one of Proto.Actor's providers (automanaged,
+// presence is merged from every member's share, which each member's
+// presence actor sends the others (package actors). Membership comes from one of Proto.Actor's providers (automanaged,
 // Consul, etcd, Kubernetes); nothing here decides who is in the cluster or
 // where a room lives.
 //
@@ -34,6 +34,7 @@ import (
 	"github.com/asynkron/protoactor-go/cluster/identitylookup/disthash"
 	"github.com/asynkron/protoactor-go/eventstream"
 	"github.com/asynkron/protoactor-go/remote"
+	"google.golang.org/grpc"
 
 	"github.com/parleychat/parley/actors"
 	"github.com/parleychat/parley/actors/actorpb"
@@ -42,9 +43,9 @@ import (
 // Kind is the cluster kind of rooms.
 const Kind = "room"
 
-// presenceKey is the gossip key under which each member publishes who is
-// connected to it.
-const presenceKey = "parley.presence"
+// maxRemoteMessage is the largest batch of messages a member accepts from
+// another (see Start).
+const maxRemoteMessage = 256 << 20
 
 // Config says how to join a cluster. Zero values mean the defaults below.
 type Config struct {
@@ -178,7 +179,13 @@ func (cl *Cluster) Start(h actors.ClusterHost) (err error) {
 	if err != nil {
 		return err
 	}
-	var ropts []remote.ConfigOption
+	// A fan-out to a node's share of a big room is one Relay naming every
+	// session there (some 430 KB for 19,500), and the endpoint writer sends
+	// up to 1,000 queued messages as one gRPC message: gRPC's default 4 MiB
+	// limit on what a member receives was reached, and a member that
+	// refuses a message loses the connection, and with it every session's
+	// watch there. 256 MiB bounds a batch instead of one fan-out's size.
+	ropts := []remote.ConfigOption{remote.WithServerOptions(grpc.MaxRecvMsgSize(maxRemoteMessage))}
 	if cfg.Advertise != "" {
 		ropts = append(ropts, remote.WithAdvertisedHost(cfg.Advertise))
 	}
@@ -240,14 +247,14 @@ func (cl *Cluster) Start(h actors.ClusterHost) (err error) {
 	return nil
 }
 
-// PublishPresence puts this node's share of presence in the cluster's
-// gossip state, under this member's address and start time.
-func (cl *Cluster) PublishPresence(share *actorpb.NodePresence) {
-	if cl.started.Load() == 0 || cl.left.Load() {
-		return
+// PresenceOrigin is this member's address and when it joined (Unix ms);
+// "" before it joined and after it left.
+func (cl *Cluster) PresenceOrigin() (string, int64) {
+	started := cl.started.Load()
+	if started == 0 || cl.left.Load() {
+		return "", 0
 	}
-	share.Address, share.StartedMs = cl.Address(), cl.started.Load()
-	cl.c.Gossip.SetState(presenceKey, share)
+	return cl.Address(), started
 }
 
 // PeerPresences are the presence actors of the other members.
@@ -310,14 +317,6 @@ func (cl *Cluster) onEvent(evt any) {
 		for _, m := range e.Left {
 			cl.log.Warn("member left", "member", m.Id, "address", m.Address())
 		}
-	case *pcluster.GossipUpdate:
-		peer, err := peerShare(cl.c.ActorSystem.ID, cl.Address(), e)
-		if err != nil {
-			cl.log.Error("bad presence gossip; ignored", "member", e.MemberID, "err", err)
-		}
-		if peer != nil {
-			root.Send(cl.host.Presence, peer)
-		}
 	case *remote.EndpointTerminatedEvent, *remote.EndpointConnectedEvent:
 		toRouter(e)
 	case *actor.DeadLetterEvent:
@@ -328,27 +327,6 @@ func (cl *Cluster) onEvent(evt any) {
 			toRouter(&reroute{msg: m, dead: e.PID})
 		}
 	}
-}
-
-// peerShare turns a gossip update into another member's presence share, or
-// nil when the update is not one: another key, this member's own share, or a
-// share from an earlier process at this member's own address. That last one
-// lingers in the others' gossip state after a restart and comes back to the
-// new process; counting it would show this node's users twice (the others
-// drop it because the new process's share outranks it, but this node never
-// holds its own share among the peers').
-func peerShare(selfID, selfAddr string, e *pcluster.GossipUpdate) (*actorpb.PeerPresence, error) {
-	if e.Key != presenceKey || e.MemberID == selfID || e.Value == nil {
-		return nil, nil
-	}
-	share := &actorpb.NodePresence{}
-	if err := e.Value.UnmarshalTo(share); err != nil {
-		return nil, err
-	}
-	if share.GetAddress() == selfAddr {
-		return nil, nil
-	}
-	return &actorpb.PeerPresence{MemberId: e.MemberID, Share: share}, nil
 }
 
 // reroutable: requests a room must see. Typing notices are not worth it,

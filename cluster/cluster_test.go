@@ -10,9 +10,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
-	pcluster "github.com/asynkron/protoactor-go/cluster"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/parleychat/parley/actors"
 	"github.com/parleychat/parley/actors/actorpb"
@@ -166,45 +164,5 @@ func TestOneMemberCluster(t *testing.T) {
 	dir.Tell(root, &actorpb.RoomPost{Room: "r", User: "ann", Text: "again", ClientMsgId: "c2", RequestId: "p3", Session: s.pid})
 	if got := s.ack(t, "p3").GetSeq(); got != first+1 {
 		t.Fatalf("post after re-activation: seq %d, want %d", got, first+1)
-	}
-}
-
-// A restarted node gets its previous process's share back through gossip
-// (the other members still hold it): it must not count it as a peer's, or
-// its own users show twice (seen as u0:2 after a rolling restart).
-func TestPeerShareSkipsOwnAddress(t *testing.T) {
-	const self, selfAddr = "member-new", "127.0.0.1:7001"
-	update := func(member, addr string, key string) *pcluster.GossipUpdate {
-		v, err := anypb.New(&actorpb.NodePresence{Address: addr, StartedMs: 1,
-			Users: []*parleypb.Member{{Name: "u0", Devices: 1}}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return &pcluster.GossipUpdate{MemberID: member, Key: key, Value: v}
-	}
-	for _, tc := range []struct {
-		name  string
-		e     *pcluster.GossipUpdate
-		count bool
-	}{
-		{"another member", update("member-b", "127.0.0.1:7002", presenceKey), true},
-		{"this process", update(self, selfAddr, presenceKey), false},
-		{"earlier process at this address", update("member-old", selfAddr, presenceKey), false},
-		{"another key", update("member-b", "127.0.0.1:7002", "other"), false},
-	} {
-		got, err := peerShare(self, selfAddr, tc.e)
-		if err != nil {
-			t.Fatalf("%s: %v", tc.name, err)
-		}
-		if (got != nil) != tc.count {
-			t.Errorf("%s: counted %v, want %v", tc.name, got != nil, tc.count)
-		}
-		if got != nil && (got.GetMemberId() != tc.e.MemberID || got.GetShare().GetUsers()[0].GetName() != "u0") {
-			t.Errorf("%s: got %v", tc.name, got)
-		}
-	}
-	bad := &pcluster.GossipUpdate{MemberID: "member-b", Key: presenceKey, Value: &anypb.Any{TypeUrl: "x/parley.v1.NodePresence", Value: []byte{0xff}}}
-	if _, err := peerShare(self, selfAddr, bad); err == nil {
-		t.Error("a share that does not decode gave no error")
 	}
 }

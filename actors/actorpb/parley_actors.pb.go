@@ -2740,16 +2740,27 @@ func (x *Shutdown) GetReason() string {
 }
 
 // NodePresence is one cluster member's share of presence: who is connected
-// to that node, with how many connections. Each node publishes its own in
-// the cluster's gossip state; every node merges the shares of live members.
+// to that node, with how many connections. Each node's presence actor
+// sends its share straight to the other members' presence actors: the
+// whole of it to a member it has not told yet (or that asks, with
+// PresenceResync), then only what changed (delta). It used to travel in
+// the cluster's gossip state, whole on every change, which at 20,000 users
+// per node outgrew gRPC's message limit and cost the cluster its members.
 type NodePresence struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	Users []*proto.Member        `protobuf:"bytes,1,rep,name=users,proto3" json:"users,omitempty"`
+	// The whole share, or (delta) only the users whose connection count
+	// changed, each with its count now (0: gone).
+	Users []*proto.Member `protobuf:"bytes,1,rep,name=users,proto3" json:"users,omitempty"`
 	// The member's actor address, and when its process started: membership
 	// is matched by address (providers name members in their own ways), and
 	// of two shares from one address (a restarted node) the later start wins.
-	Address       string `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
-	StartedMs     int64  `protobuf:"varint,3,opt,name=started_ms,json=startedMs,proto3" json:"started_ms,omitempty"`
+	Address   string `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
+	StartedMs int64  `protobuf:"varint,3,opt,name=started_ms,json=startedMs,proto3" json:"started_ms,omitempty"`
+	// seq counts the sender's deltas; a whole share carries the seq of the
+	// last delta it includes. A receiver that sees a delta skip one asks for
+	// the whole share again.
+	Seq           uint64 `protobuf:"varint,4,opt,name=seq,proto3" json:"seq,omitempty"`
+	Delta         bool   `protobuf:"varint,5,opt,name=delta,proto3" json:"delta,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2805,10 +2816,23 @@ func (x *NodePresence) GetStartedMs() int64 {
 	return 0
 }
 
-// PeerPresence hands presence another member's share, as gossip brought it.
+func (x *NodePresence) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *NodePresence) GetDelta() bool {
+	if x != nil {
+		return x.Delta
+	}
+	return false
+}
+
+// PeerPresence hands presence another member's share.
 type PeerPresence struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	MemberId      string                 `protobuf:"bytes,1,opt,name=member_id,json=memberId,proto3" json:"member_id,omitempty"`
 	Share         *NodePresence          `protobuf:"bytes,2,opt,name=share,proto3" json:"share,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2844,18 +2868,57 @@ func (*PeerPresence) Descriptor() ([]byte, []int) {
 	return file_parley_actors_proto_rawDescGZIP(), []int{39}
 }
 
-func (x *PeerPresence) GetMemberId() string {
-	if x != nil {
-		return x.MemberId
-	}
-	return ""
-}
-
 func (x *PeerPresence) GetShare() *NodePresence {
 	if x != nil {
 		return x.Share
 	}
 	return nil
+}
+
+// PresenceResync asks a member's presence for its whole share (a delta
+// went missing); address is the asker's, where the share goes.
+type PresenceResync struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Address       string                 `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PresenceResync) Reset() {
+	*x = PresenceResync{}
+	mi := &file_parley_actors_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PresenceResync) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PresenceResync) ProtoMessage() {}
+
+func (x *PresenceResync) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_actors_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PresenceResync.ProtoReflect.Descriptor instead.
+func (*PresenceResync) Descriptor() ([]byte, []int) {
+	return file_parley_actors_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *PresenceResync) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
 }
 
 // PeerSet tells presence which cluster members are alive, by address;
@@ -2869,7 +2932,7 @@ type PeerSet struct {
 
 func (x *PeerSet) Reset() {
 	*x = PeerSet{}
-	mi := &file_parley_actors_proto_msgTypes[40]
+	mi := &file_parley_actors_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2881,7 +2944,7 @@ func (x *PeerSet) String() string {
 func (*PeerSet) ProtoMessage() {}
 
 func (x *PeerSet) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[40]
+	mi := &file_parley_actors_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2894,7 +2957,7 @@ func (x *PeerSet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerSet.ProtoReflect.Descriptor instead.
 func (*PeerSet) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{40}
+	return file_parley_actors_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *PeerSet) GetAddresses() []string {
@@ -2923,7 +2986,7 @@ type Relay struct {
 
 func (x *Relay) Reset() {
 	*x = Relay{}
-	mi := &file_parley_actors_proto_msgTypes[41]
+	mi := &file_parley_actors_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2935,7 +2998,7 @@ func (x *Relay) String() string {
 func (*Relay) ProtoMessage() {}
 
 func (x *Relay) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_actors_proto_msgTypes[41]
+	mi := &file_parley_actors_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2948,7 +3011,7 @@ func (x *Relay) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Relay.ProtoReflect.Descriptor instead.
 func (*Relay) Descriptor() ([]byte, []int) {
-	return file_parley_actors_proto_rawDescGZIP(), []int{41}
+	return file_parley_actors_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *Relay) GetSessionIds() []string {
@@ -3253,15 +3316,18 @@ const file_parley_actors_proto_rawDesc = "" +
 	"\bBadFrame\x12\x16\n" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason\"\"\n" +
 	"\bShutdown\x12\x16\n" +
-	"\x06reason\x18\x01 \x01(\tR\x06reason\"p\n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reason\"\x98\x01\n" +
 	"\fNodePresence\x12'\n" +
 	"\x05users\x18\x01 \x03(\v2\x11.parley.v1.MemberR\x05users\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x1d\n" +
 	"\n" +
-	"started_ms\x18\x03 \x01(\x03R\tstartedMs\"a\n" +
-	"\fPeerPresence\x12\x1b\n" +
-	"\tmember_id\x18\x01 \x01(\tR\bmemberId\x124\n" +
-	"\x05share\x18\x02 \x01(\v2\x1e.parley.actors.v1.NodePresenceR\x05share\"'\n" +
+	"started_ms\x18\x03 \x01(\x03R\tstartedMs\x12\x10\n" +
+	"\x03seq\x18\x04 \x01(\x04R\x03seq\x12\x14\n" +
+	"\x05delta\x18\x05 \x01(\bR\x05delta\"J\n" +
+	"\fPeerPresence\x124\n" +
+	"\x05share\x18\x02 \x01(\v2\x1e.parley.actors.v1.NodePresenceR\x05shareJ\x04\b\x01\x10\x02\"*\n" +
+	"\x0ePresenceResync\x12\x18\n" +
+	"\aaddress\x18\x01 \x01(\tR\aaddress\"'\n" +
 	"\aPeerSet\x12\x1c\n" +
 	"\taddresses\x18\x01 \x03(\tR\taddresses\"\xa2\x01\n" +
 	"\x05Relay\x12\x1f\n" +
@@ -3290,7 +3356,7 @@ func file_parley_actors_proto_rawDescGZIP() []byte {
 }
 
 var file_parley_actors_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_parley_actors_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
+var file_parley_actors_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
 var file_parley_actors_proto_goTypes = []any{
 	(PostOp)(0),                 // 0: parley.actors.v1.PostOp
 	(*RoomJoin)(nil),            // 1: parley.actors.v1.RoomJoin
@@ -3333,61 +3399,62 @@ var file_parley_actors_proto_goTypes = []any{
 	(*Shutdown)(nil),            // 38: parley.actors.v1.Shutdown
 	(*NodePresence)(nil),        // 39: parley.actors.v1.NodePresence
 	(*PeerPresence)(nil),        // 40: parley.actors.v1.PeerPresence
-	(*PeerSet)(nil),             // 41: parley.actors.v1.PeerSet
-	(*Relay)(nil),               // 42: parley.actors.v1.Relay
-	(*actor.PID)(nil),           // 43: actor.PID
-	(proto.Codec)(0),            // 44: parley.v1.Codec
-	(proto.SenderKind)(0),       // 45: parley.v1.SenderKind
-	(proto.Role)(0),             // 46: parley.v1.Role
-	(proto.RoomKind)(0),         // 47: parley.v1.RoomKind
-	(proto.ModAction)(0),        // 48: parley.v1.ModAction
-	(*proto.RoomInfo)(nil),      // 49: parley.v1.RoomInfo
-	(*proto.RoomEvent)(nil),     // 50: parley.v1.RoomEvent
-	(*proto.PresenceEvent)(nil), // 51: parley.v1.PresenceEvent
-	(*proto.Member)(nil),        // 52: parley.v1.Member
+	(*PresenceResync)(nil),      // 41: parley.actors.v1.PresenceResync
+	(*PeerSet)(nil),             // 42: parley.actors.v1.PeerSet
+	(*Relay)(nil),               // 43: parley.actors.v1.Relay
+	(*actor.PID)(nil),           // 44: actor.PID
+	(proto.Codec)(0),            // 45: parley.v1.Codec
+	(proto.SenderKind)(0),       // 46: parley.v1.SenderKind
+	(proto.Role)(0),             // 47: parley.v1.Role
+	(proto.RoomKind)(0),         // 48: parley.v1.RoomKind
+	(proto.ModAction)(0),        // 49: parley.v1.ModAction
+	(*proto.RoomInfo)(nil),      // 50: parley.v1.RoomInfo
+	(*proto.RoomEvent)(nil),     // 51: parley.v1.RoomEvent
+	(*proto.PresenceEvent)(nil), // 52: parley.v1.PresenceEvent
+	(*proto.Member)(nil),        // 53: parley.v1.Member
 }
 var file_parley_actors_proto_depIdxs = []int32{
-	43, // 0: parley.actors.v1.RoomJoin.session:type_name -> actor.PID
-	44, // 1: parley.actors.v1.RoomJoin.codec:type_name -> parley.v1.Codec
-	45, // 2: parley.actors.v1.RoomJoin.kind:type_name -> parley.v1.SenderKind
-	46, // 3: parley.actors.v1.RoomJoin.claim_role:type_name -> parley.v1.Role
-	43, // 4: parley.actors.v1.RoomLeave.session:type_name -> actor.PID
-	43, // 5: parley.actors.v1.RoomPost.session:type_name -> actor.PID
-	45, // 6: parley.actors.v1.RoomPost.kind:type_name -> parley.v1.SenderKind
+	44, // 0: parley.actors.v1.RoomJoin.session:type_name -> actor.PID
+	45, // 1: parley.actors.v1.RoomJoin.codec:type_name -> parley.v1.Codec
+	46, // 2: parley.actors.v1.RoomJoin.kind:type_name -> parley.v1.SenderKind
+	47, // 3: parley.actors.v1.RoomJoin.claim_role:type_name -> parley.v1.Role
+	44, // 4: parley.actors.v1.RoomLeave.session:type_name -> actor.PID
+	44, // 5: parley.actors.v1.RoomPost.session:type_name -> actor.PID
+	46, // 6: parley.actors.v1.RoomPost.kind:type_name -> parley.v1.SenderKind
 	0,  // 7: parley.actors.v1.RoomPost.op:type_name -> parley.actors.v1.PostOp
-	46, // 8: parley.actors.v1.RoomPost.claim_role:type_name -> parley.v1.Role
+	47, // 8: parley.actors.v1.RoomPost.claim_role:type_name -> parley.v1.Role
 	5,  // 9: parley.actors.v1.StoredPost.reactions:type_name -> parley.actors.v1.StoredReaction
-	45, // 10: parley.actors.v1.RoomCreate.kind:type_name -> parley.v1.SenderKind
-	47, // 11: parley.actors.v1.RoomCreate.room_kind:type_name -> parley.v1.RoomKind
-	43, // 12: parley.actors.v1.RoomCreate.session:type_name -> actor.PID
-	45, // 13: parley.actors.v1.RoomModerate.kind:type_name -> parley.v1.SenderKind
-	46, // 14: parley.actors.v1.RoomModerate.claim_role:type_name -> parley.v1.Role
-	48, // 15: parley.actors.v1.RoomModerate.action:type_name -> parley.v1.ModAction
-	46, // 16: parley.actors.v1.RoomModerate.role:type_name -> parley.v1.Role
-	43, // 17: parley.actors.v1.RoomModerate.session:type_name -> actor.PID
-	45, // 18: parley.actors.v1.RoomUpdate.kind:type_name -> parley.v1.SenderKind
-	46, // 19: parley.actors.v1.RoomUpdate.claim_role:type_name -> parley.v1.Role
-	43, // 20: parley.actors.v1.RoomUpdate.session:type_name -> actor.PID
-	45, // 21: parley.actors.v1.RoomDelete.kind:type_name -> parley.v1.SenderKind
-	46, // 22: parley.actors.v1.RoomDelete.claim_role:type_name -> parley.v1.Role
-	43, // 23: parley.actors.v1.RoomDelete.session:type_name -> actor.PID
-	43, // 24: parley.actors.v1.RoomMembers.session:type_name -> actor.PID
-	45, // 25: parley.actors.v1.RoomMembers.kind:type_name -> parley.v1.SenderKind
-	49, // 26: parley.actors.v1.TellUser.room:type_name -> parley.v1.RoomInfo
-	43, // 27: parley.actors.v1.RoomTyping.session:type_name -> actor.PID
-	43, // 28: parley.actors.v1.RoomMarkRead.session:type_name -> actor.PID
-	43, // 29: parley.actors.v1.RoomHistory.session:type_name -> actor.PID
-	50, // 30: parley.actors.v1.Deliver.event:type_name -> parley.v1.RoomEvent
-	51, // 31: parley.actors.v1.Deliver.presence:type_name -> parley.v1.PresenceEvent
+	46, // 10: parley.actors.v1.RoomCreate.kind:type_name -> parley.v1.SenderKind
+	48, // 11: parley.actors.v1.RoomCreate.room_kind:type_name -> parley.v1.RoomKind
+	44, // 12: parley.actors.v1.RoomCreate.session:type_name -> actor.PID
+	46, // 13: parley.actors.v1.RoomModerate.kind:type_name -> parley.v1.SenderKind
+	47, // 14: parley.actors.v1.RoomModerate.claim_role:type_name -> parley.v1.Role
+	49, // 15: parley.actors.v1.RoomModerate.action:type_name -> parley.v1.ModAction
+	47, // 16: parley.actors.v1.RoomModerate.role:type_name -> parley.v1.Role
+	44, // 17: parley.actors.v1.RoomModerate.session:type_name -> actor.PID
+	46, // 18: parley.actors.v1.RoomUpdate.kind:type_name -> parley.v1.SenderKind
+	47, // 19: parley.actors.v1.RoomUpdate.claim_role:type_name -> parley.v1.Role
+	44, // 20: parley.actors.v1.RoomUpdate.session:type_name -> actor.PID
+	46, // 21: parley.actors.v1.RoomDelete.kind:type_name -> parley.v1.SenderKind
+	47, // 22: parley.actors.v1.RoomDelete.claim_role:type_name -> parley.v1.Role
+	44, // 23: parley.actors.v1.RoomDelete.session:type_name -> actor.PID
+	44, // 24: parley.actors.v1.RoomMembers.session:type_name -> actor.PID
+	46, // 25: parley.actors.v1.RoomMembers.kind:type_name -> parley.v1.SenderKind
+	50, // 26: parley.actors.v1.TellUser.room:type_name -> parley.v1.RoomInfo
+	44, // 27: parley.actors.v1.RoomTyping.session:type_name -> actor.PID
+	44, // 28: parley.actors.v1.RoomMarkRead.session:type_name -> actor.PID
+	44, // 29: parley.actors.v1.RoomHistory.session:type_name -> actor.PID
+	51, // 30: parley.actors.v1.Deliver.event:type_name -> parley.v1.RoomEvent
+	52, // 31: parley.actors.v1.Deliver.presence:type_name -> parley.v1.PresenceEvent
 	15, // 32: parley.actors.v1.DeliverBatch.items:type_name -> parley.actors.v1.Deliver
-	43, // 33: parley.actors.v1.RoomWho.session:type_name -> actor.PID
-	43, // 34: parley.actors.v1.RoomsQuery.session:type_name -> actor.PID
-	43, // 35: parley.actors.v1.Online.session:type_name -> actor.PID
-	43, // 36: parley.actors.v1.Offline.session:type_name -> actor.PID
-	43, // 37: parley.actors.v1.WhoQuery.session:type_name -> actor.PID
-	43, // 38: parley.actors.v1.Kick.reply_to:type_name -> actor.PID
-	43, // 39: parley.actors.v1.CloseRoom.reply_to:type_name -> actor.PID
-	52, // 40: parley.actors.v1.NodePresence.users:type_name -> parley.v1.Member
+	44, // 33: parley.actors.v1.RoomWho.session:type_name -> actor.PID
+	44, // 34: parley.actors.v1.RoomsQuery.session:type_name -> actor.PID
+	44, // 35: parley.actors.v1.Online.session:type_name -> actor.PID
+	44, // 36: parley.actors.v1.Offline.session:type_name -> actor.PID
+	44, // 37: parley.actors.v1.WhoQuery.session:type_name -> actor.PID
+	44, // 38: parley.actors.v1.Kick.reply_to:type_name -> actor.PID
+	44, // 39: parley.actors.v1.CloseRoom.reply_to:type_name -> actor.PID
+	53, // 40: parley.actors.v1.NodePresence.users:type_name -> parley.v1.Member
 	39, // 41: parley.actors.v1.PeerPresence.share:type_name -> parley.actors.v1.NodePresence
 	15, // 42: parley.actors.v1.Relay.deliver:type_name -> parley.actors.v1.Deliver
 	16, // 43: parley.actors.v1.Relay.batch:type_name -> parley.actors.v1.DeliverBatch
@@ -3405,7 +3472,7 @@ func file_parley_actors_proto_init() {
 	}
 	file_parley_actors_proto_msgTypes[0].OneofWrappers = []any{}
 	file_parley_actors_proto_msgTypes[7].OneofWrappers = []any{}
-	file_parley_actors_proto_msgTypes[41].OneofWrappers = []any{
+	file_parley_actors_proto_msgTypes[42].OneofWrappers = []any{
 		(*Relay_Deliver)(nil),
 		(*Relay_Batch)(nil),
 	}
@@ -3415,7 +3482,7 @@ func file_parley_actors_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_actors_proto_rawDesc), len(file_parley_actors_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   42,
+			NumMessages:   43,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
