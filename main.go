@@ -240,6 +240,7 @@ func parseFlags(args []string, getenv func(string) string, out io.Writer) (optio
 	fs.StringVar(&peers, "cluster-peers", "", "automanaged: comma-separated health host:port of every member, this one included")
 	fs.IntVar(&cc.Health, "cluster-health", 0, "automanaged: this member's health port (listens on all interfaces; one of -cluster-peers)")
 	fs.DurationVar(&cc.Refresh, "cluster-refresh", 500*time.Millisecond, "automanaged, consul: how often membership is checked (bounds how fast a dead member is noticed)")
+	fs.DurationVar(&cc.HeartbeatTimeout, "cluster-heartbeat-timeout", 5*time.Second, "drop a member whose gossip heartbeats stopped this long (a hung process); raise it for CPU-starved members, since dropping a live one takes its sessions out of every room")
 	fs.StringVar(&etcd, "cluster-etcd", "", "etcd: comma-separated endpoints (host:port)")
 	fs.StringVar(&cc.Consul, "cluster-consul", "", "consul: agent address (empty: CONSUL_HTTP_ADDR or 127.0.0.1:8500)")
 	fs.DurationVar(&cc.RequestTimeout, "cluster-request-timeout", time.Second, "bound on one attempt to find a room's member")

@@ -261,6 +261,7 @@ func dial(ctx context.Context, url string, o Options, protos []string) (*websock
 		d := &net.Dialer{}
 		if o.LocalAddr != "" {
 			d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(o.LocalAddr)}
+			d.Control = bindAddressNoPort
 		}
 		dopts.HTTPClient = &http.Client{Transport: &http.Transport{DialContext: d.DialContext, TLSClientConfig: o.TLSConfig}}
 	}

@@ -74,6 +74,11 @@ type Config struct {
 	// nothing: the pod's service account and namespace are used.
 	Endpoints []string
 	Consul    string
+	// HeartbeatTimeout drops a member whose gossip heartbeats stopped this
+	// long, even if its provider still lists it (a hung process). Default
+	// 5s. Too short for CPU-starved members, it drops live ones, and each
+	// drop takes a node's sessions out of every room.
+	HeartbeatTimeout time.Duration
 	// RequestTimeout bounds one attempt to find a room's owner. Default 1s.
 	RequestTimeout time.Duration
 	// Deadline is how long messages wait for a room that cannot be found
@@ -94,6 +99,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.RequestTimeout <= 0 {
 		c.RequestTimeout = time.Second
+	}
+	if c.HeartbeatTimeout <= 0 {
+		c.HeartbeatTimeout = 5 * time.Second
 	}
 	if c.Deadline <= 0 {
 		c.Deadline = 10 * time.Second
@@ -199,7 +207,7 @@ func (cl *Cluster) Start(h actors.ClusterHost) (err error) {
 		pcluster.WithRequestLog(false),
 		// A member that stops gossiping (its process hangs) is dropped
 		// after this, even if its provider still lists it.
-		pcluster.WithHeartbeatExpiration(5*time.Second),
+		pcluster.WithHeartbeatExpiration(cfg.HeartbeatTimeout),
 	)
 	cl.c = pcluster.New(h.System, pc)
 
