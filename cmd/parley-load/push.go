@@ -262,6 +262,10 @@ type pushStep struct {
 	StartNs   int64             `json:"start_unix_ns"`
 	EndNs     int64             `json:"end_unix_ns"` // the end of the quiet time after it
 	ServerCPU float64           `json:"server_cpu_s"`
+	// ToolCPU is the load processes' (poster and members), MachineCPU
+	// every CPU's busy time, over the same window.
+	ToolCPU    float64 `json:"tool_cpu_s"`
+	MachineCPU float64 `json:"machine_cpu_s"`
 	// Summed over the nodes' /metrics, from the step's start to its end.
 	Relays     float64 `json:"relays"`
 	Deliveries float64 `json:"server_deliveries"`
@@ -329,6 +333,15 @@ func (r *loadRun) pushPoster(ctx context.Context, args []string) error {
 		}
 	}
 	out.ConnectS = time.Since(t0).Seconds()
+	var tools pids
+	ready, _ := filepath.Glob(filepath.Join(p.dir, "ready.*"))
+	for _, f := range ready {
+		var rd pushReady
+		if readJSON(p.dir, filepath.Base(f), &rd) == nil && rd.PID > 0 {
+			tools = append(tools, rd.PID)
+		}
+	}
+	tools = append(tools, os.Getpid())
 	r.settle(ctx)
 	for i, pid := range r.cfg.pid {
 		kb, _ := procRSS(pid)
@@ -346,7 +359,7 @@ func (r *loadRun) pushPoster(ctx context.Context, args []string) error {
 		}
 	}
 
-	cpu := newCPUSampler(ctx, r.cfg.pid)
+	cpu, toolCPU := newCPUSampler(ctx, r.cfg.pid), newCPUSampler(ctx, tools)
 	post := func(ctx context.Context, st *pushStep, errs *sync.Map) {
 		text := makePushPayload(st.ID, time.Now(), r.cfg.msgBytes)
 		actx, cancel := context.WithTimeout(ctx, r.cfg.ackTimeout)
@@ -363,7 +376,8 @@ func (r *loadRun) pushPoster(ctx context.Context, args []string) error {
 		r.setStatus(func() string {
 			return fmt.Sprintf("%s: posted %d, acked %d", st.Name, atomic.LoadUint64(&st.Posted), atomic.LoadUint64(&st.Acked))
 		})
-		cpu0 := cpu.read()
+		cpu0, tool0 := cpu.read(), toolCPU.read()
+		machine0, _ := machineCPU()
 		m0 := scrapeAll(ctx, p.metricsURLs)
 		st.StartNs = time.Now().UnixNano()
 		if before != nil {
@@ -394,6 +408,9 @@ func (r *loadRun) pushPoster(ctx context.Context, args []string) error {
 		}
 		st.EndNs = time.Now().UnixNano()
 		st.ServerCPU = (cpu.read() - cpu0).Seconds()
+		st.ToolCPU = (toolCPU.read() - tool0).Seconds()
+		machine1, _ := machineCPU()
+		st.MachineCPU = (machine1 - machine0).Seconds()
 		m1 := scrapeAll(ctx, p.metricsURLs)
 		st.Relays = m1[`parley_cluster_events_total{event="relay"}`] - m0[`parley_cluster_events_total{event="relay"}`]
 		st.Deliveries = m1["parley_deliveries_total"] - m0["parley_deliveries_total"]
@@ -591,6 +608,13 @@ type pushMember struct {
 	everDown bool
 }
 
+// pushReady is what a members process says once all its members joined.
+type pushReady struct {
+	Conns   int            `json:"conns"`
+	PerNode map[string]int `json:"per_node"`
+	PID     int            `json:"pid"`
+}
+
 // pushMembersFile is what a members process reports.
 type pushMembersFile struct {
 	Proc    string         `json:"proc"`
@@ -720,7 +744,7 @@ func (r *loadRun) pushMembers(ctx context.Context) error {
 	for _, m := range pm.ms {
 		perNode[pm.urls[m.node]]++
 	}
-	if err := writeJSON(p.dir, "ready."+proc, map[string]any{"conns": n, "per_node": perNode}); err != nil {
+	if err := writeJSON(p.dir, "ready."+proc, pushReady{Conns: n, PerNode: perNode, PID: os.Getpid()}); err != nil {
 		return err
 	}
 	// Keep every member connected until the run ends.
@@ -1046,6 +1070,8 @@ type PushStepResult struct {
 	Survivors      Latency           `json:"survivors_latency"`
 	ServerCPU      float64           `json:"server_cpu_s"`
 	CPUPer1M       float64           `json:"server_cpu_s_per_1m_deliveries"`
+	ToolCPU        float64           `json:"tool_cpu_s"`
+	MachineCPU     float64           `json:"machine_cpu_s"`
 	Relays         float64           `json:"relays"`
 	RelaysPerPost  float64           `json:"relays_per_post"`
 	ServerDeliver  float64           `json:"server_deliveries"`
@@ -1155,7 +1181,7 @@ func (r *loadRun) pushReport(stdout io.Writer) (*PushReport, error) {
 	for i, st := range poster.Steps {
 		s := PushStepResult{Name: st.Name, Rate: st.Rate, Acked: st.Acked, Posted: st.Posted, Errors: st.Errors,
 			Expected: st.Acked * uint64(rep.Members), Got: got[i], Latency: lat[i].Summary(), Survivors: surv[i].Summary(),
-			ServerCPU: st.ServerCPU, Relays: st.Relays, ServerDeliver: st.Deliveries, FramesOut: st.FramesOut,
+			ServerCPU: st.ServerCPU, ToolCPU: st.ToolCPU, MachineCPU: st.MachineCPU, Relays: st.Relays, ServerDeliver: st.Deliveries, FramesOut: st.FramesOut,
 			WallS: float64(st.EndNs-st.StartNs) / 1e9}
 		if s.Got > 0 {
 			s.CPUPer1M = s.ServerCPU / float64(s.Got) * 1e6
@@ -1231,7 +1257,8 @@ func writePushReport(w io.Writer, rep *PushReport) {
 			n.PID, n.URL, n.Conns, n.Rooms, float64(n.RSSBeforeKB)/1024, float64(n.RSSAfterKB)/1024, n.KBPerConn)
 	}
 	for _, s := range rep.Singles {
-		fmt.Fprintf(&b, "  %s: every member has it: %s; %d/%d deliveries; %.0f relays\n", s.Name, s.Latency, s.Got, s.Expected, s.Relays)
+		fmt.Fprintf(&b, "  %s: every member has it: %s; %d/%d deliveries; %.0f relays; CPU-s server %.2f, load tool %.2f, machine %.2f in %.1fs\n",
+			s.Name, s.Latency, s.Got, s.Expected, s.Relays, s.ServerCPU, s.ToolCPU, s.MachineCPU, s.WallS)
 	}
 	if len(rep.Singles) > 0 {
 		fmt.Fprintf(&b, "  single post, medians over %d posts: p50 %s, p99 %s, max %s\n", len(rep.Singles), fmtMs(rep.SingleP50), fmtMs(rep.SingleP99), fmtMs(rep.SingleMax))
@@ -1241,8 +1268,8 @@ func writePushReport(w io.Writer, rep *PushReport) {
 		if !s.OK {
 			v = "FAIL: " + s.Why
 		}
-		fmt.Fprintf(&b, "  %s: acked %d/%d, deliveries %d/%d (%.0f/s), latency %s, survivors %s, server %.2f CPU-s (%.2f per 1M), %.2f relays per post: %s\n",
-			s.Name, s.Acked, s.Posted, s.Got, s.Expected, s.DeliveriesPerS, s.Latency, s.Survivors, s.ServerCPU, s.CPUPer1M, s.RelaysPerPost, v)
+		fmt.Fprintf(&b, "  %s: acked %d/%d, deliveries %d/%d (%.0f/s), latency %s, survivors %s, server %.2f CPU-s (%.2f per 1M), load tool %.2f, machine %.2f in %.1fs, %.2f relays per post: %s\n",
+			s.Name, s.Acked, s.Posted, s.Got, s.Expected, s.DeliveriesPerS, s.Latency, s.Survivors, s.ServerCPU, s.CPUPer1M, s.ToolCPU, s.MachineCPU, s.WallS, s.RelaysPerPost, v)
 	}
 	if st := rep.Storm; st != nil {
 		fmt.Fprintf(&b, "  storm: %d members lost their connection, %d resumed (%d not), all within %.1fs of the kill; per member %s\n",
