@@ -668,3 +668,30 @@ func TestSpoofedClientAddressIgnored(t *testing.T) {
 	}
 	wantNamed(dialAs(capped, "127.0.0.1", "10.9.9.77, 203.0.113.9"), http.StatusTooManyRequests, "-max-conns-per-ip", "203.0.113.9")
 }
+
+// TestNodeHandshakeRate: -max-node-handshake-rate spreads a reconnect
+// storm: past the node's rate, a handshake from any address gets HTTP 503
+// naming the flag, with Retry-After (the client's DialError.RetryAfter), and
+// the connections already open are untouched.
+func TestNodeHandshakeRate(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t, 20*time.Second)
+	srv := startServer(t, func(c *server.Config) {
+		c.Transport.NodeHandshakesPerSecond = 0.1 // a burst of one
+		c.Transport.HandshakesPerSecond, c.Transport.MaxConnsPerIP = 0, 0
+	})
+	first, err := client.Dial(ctx, srv.URL(), codec.JSON, &client.Options{LocalAddr: "127.0.0.2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.CloseNow()
+	_, err = client.Dial(ctx, srv.URL(), codec.JSON, &client.Options{LocalAddr: "127.0.0.3"})
+	wantRefusal(t, err, http.StatusServiceUnavailable, "-max-node-handshake-rate")
+	var de *client.DialError
+	if errors.As(err, &de); de.RetryAfter <= 0 {
+		t.Errorf("refusal %v has no Retry-After", err)
+	}
+	if err := first.Hello(ctx, "ann", false); err != nil {
+		t.Fatalf("the connection open before the storm: %v", err)
+	}
+}

@@ -196,6 +196,7 @@ func parseFlags(args []string, getenv func(string) string, out io.Writer) (optio
 	fs.IntVar(&cfg.Transport.MaxConns, "max-conns", 100000, "open connections per node; past it handshakes get HTTP 503 (0: no cap)")
 	fs.IntVar(&cfg.Transport.MaxConnsPerIP, "max-conns-per-ip", 100, "open connections per client address; past it HTTP 429 (0: no cap)")
 	fs.Float64Var(&cfg.Transport.HandshakesPerSecond, "max-handshake-rate", 20, "connection attempts per second per client address; past it HTTP 429 (0: no limit)")
+	fs.Float64Var(&cfg.Transport.NodeHandshakesPerSecond, "max-node-handshake-rate", 0, "connection attempts per second the node takes from all addresses together; past it HTTP 503 with Retry-After, so a reconnect storm is spread instead of starving connected members (0: no limit)")
 	fs.StringVar(&cfg.Transport.ClientIPHeader, "client-ip-header", "X-Forwarded-For", "header carrying the client address, believed only from -trusted-proxies (X-Real-IP for nginx's realip style; empty: always the peer address)")
 	fs.StringVar(&trusted, "trusted-proxies", "127.0.0.0/8,::1", "comma-separated addresses or CIDR ranges of reverse proxies whose -client-ip-header is believed; their connections without it are not limited per address (empty or \"none\": none)")
 	fs.DurationVar(&cfg.HTTPIdleTimeout, "http-idle-timeout", server.DefaultHTTPIdleTimeout, "close a keep-alive HTTP connection (not a WebSocket) idle this long")

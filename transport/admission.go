@@ -34,6 +34,7 @@ type admission struct {
 	byIP    map[string]*ipState
 	pruned  time.Time
 	refused int // accepted connections refused, waiting to be answered
+	node    *rate.Limiter // the node's handshakes, nil: no limit
 }
 
 type ipState struct {
@@ -43,7 +44,11 @@ type ipState struct {
 }
 
 func newAdmission(o Options) *admission {
-	return &admission{opts: o, byIP: make(map[string]*ipState)}
+	a := &admission{opts: o, byIP: make(map[string]*ipState)}
+	if r := o.NodeHandshakesPerSecond; r > 0 {
+		a.node = rate.NewLimiter(rate.Limit(r), max(1, int(r)))
+	}
+	return a
 }
 
 // refusal is why admission said no.
@@ -69,8 +74,12 @@ func (a *admission) state(ip string, now time.Time) *ipState {
 	return st
 }
 
-// handshake takes one of ip's connection attempts, or says why not.
+// handshake takes one of the node's and one of ip's connection attempts,
+// or says why not.
 func (a *admission) handshake(ip string, now time.Time) *refusal {
+	if a.node != nil && !a.node.AllowN(now, 1) {
+		return &refusal{http.StatusServiceUnavailable, fmt.Sprintf("the node is busy: more than %g connection attempts per second (-max-node-handshake-rate); retry in a moment or on another node", a.opts.NodeHandshakesPerSecond)}
+	}
 	if ip == "" || a.opts.HandshakesPerSecond <= 0 {
 		return nil
 	}
@@ -231,9 +240,14 @@ func (o Options) Limits() string {
 		fmt.Fprintf(&b, " (the peer address, or from %s when the peer is a trusted proxy: %s; a trusted proxy's connection without it is not limited per address)",
 			o.ClientIPHeader, strings.Join(proxies, ", "))
 	}
-	if o.MaxConns > 0 {
+	switch {
+	case o.MaxConns > 0 && o.NodeHandshakesPerSecond > 0:
+		fmt.Fprintf(&b, "; per node %d connections and %g WebSocket handshakes/s", o.MaxConns, o.NodeHandshakesPerSecond)
+	case o.MaxConns > 0:
 		fmt.Fprintf(&b, "; per node %d connections", o.MaxConns)
-	} else {
+	case o.NodeHandshakesPerSecond > 0:
+		fmt.Fprintf(&b, "; per node %g WebSocket handshakes/s", o.NodeHandshakesPerSecond)
+	default:
 		b.WriteString("; no limit per node")
 	}
 	return b.String()

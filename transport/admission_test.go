@@ -62,6 +62,10 @@ func TestLimitsLine(t *testing.T) {
 	if got := o.Limits(); got != want {
 		t.Errorf("Limits()\n got %s\nwant %s", got, want)
 	}
+	o.NodeHandshakesPerSecond = 500
+	if got := o.Limits(); !strings.HasSuffix(got, "; per node 100000 connections and 500 WebSocket handshakes/s") {
+		t.Errorf("Limits() with a node handshake rate: %s", got)
+	}
 	if got := (Options{}).Limits(); !strings.Contains(got, "no limit per client address") || !strings.Contains(got, "no limit per node") {
 		t.Errorf("Limits() of no limits: %s", got)
 	}

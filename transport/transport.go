@@ -97,6 +97,13 @@ type Options struct {
 	// (a token bucket with a burst of twice the rate); past it handshakes
 	// get HTTP 429. Zero means no limit.
 	HandshakesPerSecond float64
+	// NodeHandshakesPerSecond limits the node's WebSocket handshakes from
+	// every address together (a token bucket with a burst of one second's
+	// worth); past it handshakes get HTTP 503 with Retry-After, so a
+	// reconnect storm (a node died, its clients come here) is spread over
+	// time instead of starving the members already connected. Zero means
+	// no limit.
+	NodeHandshakesPerSecond float64
 	// ClientIPHeader names a header (such as X-Forwarded-For or X-Real-IP)
 	// that carries the client's address when the peer is one of
 	// TrustedProxies: the last address in it that is not a trusted proxy is
