@@ -67,6 +67,10 @@ PGURL=${STORE:-"postgres://postgres@127.0.0.1:5432/$DB"}
 # heartbeats may pause for seconds, which must not drop a live member (it
 # would take its sessions out of the room).
 FLAGS="-rate 100000 -burst 100000 -max-conns-per-ip 0 -max-handshake-rate 0 -max-members 0 -max-conns $MAX_CONNS -cluster-heartbeat-timeout 15s -log-level warn"
+# NODE_HS_RATE: -max-node-handshake-rate on every node (0: none), the
+# admission control that spreads a reconnect storm.
+NODE_HS_RATE=${NODE_HS_RATE:-0}
+FLAGS="$FLAGS -max-node-handshake-rate $NODE_HS_RATE"
 TOTAL=$((NODES * PER_NODE))
 PROCS=$(((TOTAL + PER_PROC - 1) / PER_PROC))
 
