@@ -171,13 +171,20 @@ if [ "$STORM" = 1 ]; then
 	fi
 fi
 
+# Wait for the load processes; the first that fails ends the run (the
+# others would wait for it until TIMEOUT).
 rc=0
-for p in "${TOOL_PIDS[@]}"; do wait "$p" || rc=1; done
-TOOL_PIDS=()
-if [ "$rc" != 0 ]; then
-	log "a load process failed:"
-	tail -n 5 "$OUT"/poster.log "$OUT"/members*.log >&2 || true
-fi
+while [ "${#TOOL_PIDS[@]}" -gt 0 ]; do
+	if ! wait -n "${TOOL_PIDS[@]}"; then
+		rc=1
+		log "a load process failed:"
+		tail -n 3 "$OUT"/poster.log "$OUT"/members*.log >&2 || true
+		exit 1
+	fi
+	alive=()
+	for p in "${TOOL_PIDS[@]}"; do kill -0 "$p" 2>/dev/null && alive+=("$p"); done
+	TOOL_PIDS=("${alive[@]}")
+done
 "$WORK/parley-load" -scenario push -role report -dir "$DIR" -url "$URLS" -codec "$CODEC" -max-p99 "$MAX_P99" >"$OUT/report.txt" || rc=1
 cp "$DIR"/*.json "$OUT/" 2>/dev/null || true
 grep -v '^{' "$OUT/report.txt" >&2

@@ -701,20 +701,30 @@ func (r *loadRun) pushMembers(ctx context.Context) error {
 	for range min(r.cfg.dialConcurrency, n) {
 		wg.Go(func() {
 			for m := range jobs {
-				// A client retries a connection that failed (a handshake
-				// that timed out on a busy node), as the SDKs do; five
-				// failures in a row end the run.
+				// A client retries a connection that failed, as the SDKs
+				// do: a node's admission control (HTTP 503 or 429, with
+				// Retry-After) as long as the run lasts, anything else
+				// (a handshake that timed out on a busy node) five times.
 				var err error
-				for attempt := range 5 {
+				for attempt, failures := 0, 0; failures < 5; attempt++ {
 					if attempt > 0 {
 						pm.retries.Add(1)
+						wait := time.Duration(rand.Int64N(int64(pm.p.backoffBase) << min(attempt, 5)))
+						var de *client.DialError
+						if errors.As(err, &de) {
+							wait += de.RetryAfter
+						}
 						select {
 						case <-cctx.Done():
-						case <-time.After(time.Duration(rand.Int64N(int64(pm.p.backoffBase) << attempt))):
+						case <-time.After(wait):
 						}
 					}
 					if err = pm.connect(cctx, m, true); err == nil || cctx.Err() != nil {
 						break
+					}
+					var de *client.DialError
+					if !errors.As(err, &de) || (de.StatusCode != http.StatusServiceUnavailable && de.StatusCode != http.StatusTooManyRequests) {
+						failures++
 					}
 				}
 				if err != nil {
