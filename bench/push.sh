@@ -81,6 +81,7 @@ mkdir -p "$DIR"
 NODE_PIDS=()
 TOOL_PIDS=()
 stop_all() {
+	[ -z "${WATCH_PID:-}" ] || kill "$WATCH_PID" 2>/dev/null || true
 	for p in "${TOOL_PIDS[@]}" "${NODE_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
 	for p in "${TOOL_PIDS[@]}" "${NODE_PIDS[@]}"; do
 		for _ in $(seq 150); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
@@ -154,21 +155,26 @@ for k in $(seq 0 $((PROCS - 1))); do
 	TOOL_PIDS+=($!)
 done
 
+# The storm: once the poster says so, kill a node that holds neither the
+# room nor the poster (node 1). In the background, so that a load process
+# that fails meanwhile ends the run at once.
+storm_watch() {
+	while [ ! -e "$DIR/storm" ]; do sleep 0.2; done
+	local victim="" i rooms
+	for i in $(seq "$NODES" -1 2); do
+		rooms=$(curl -fs "http://127.0.0.1:$((19700 + i))/metrics" | awk '$1 == "parley_rooms" {print $2}')
+		if [ "${rooms:-1}" = 0 ]; then victim=$i; break; fi
+	done
+	[ -n "$victim" ] || { log "no node without the room to kill"; return 1; }
+	sleep "$STORM_KILL_AFTER"
+	kill -KILL "${NODE_PIDS[$((victim - 1))]}"
+	date +%s%N >"$DIR/killed"
+	log "storm: killed node $victim (pid ${NODE_PIDS[$((victim - 1))]})"
+}
+WATCH_PID=""
 if [ "$STORM" = 1 ]; then
-	# Kill a node that holds neither the room nor the poster (node 1).
-	while [ ! -e "$DIR/storm" ] && kill -0 "$POSTER_PID" 2>/dev/null; do sleep 0.2; done
-	if [ -e "$DIR/storm" ]; then
-		victim=""
-		for i in $(seq "$NODES" -1 2); do
-			rooms=$(curl -fs "http://127.0.0.1:$((19700 + i))/metrics" | awk '$1 == "parley_rooms" {print $2}')
-			if [ "${rooms:-1}" = 0 ]; then victim=$i; break; fi
-		done
-		[ -n "$victim" ] || { log "no node without the room to kill"; exit 1; }
-		sleep "$STORM_KILL_AFTER"
-		kill -KILL "${NODE_PIDS[$((victim - 1))]}"
-		date +%s%N >"$DIR/killed"
-		log "storm: killed node $victim (pid ${NODE_PIDS[$((victim - 1))]})"
-	fi
+	storm_watch &
+	WATCH_PID=$!
 fi
 
 # Wait for the load processes; the first that fails ends the run (the

@@ -806,6 +806,10 @@ func (pm *pushMembers) connect(ctx context.Context, m *pushMember, first bool) e
 		OnEvent:     func(*parleypb.Envelope) {},
 	})
 	if err != nil {
+		var de *client.DialError
+		if errors.As(err, &de) { // (its status and Retry-After decide the retry)
+			return err
+		}
 		return explainDial(url, err)
 	}
 	if err := c.Hello(dctx, m.user, false); err != nil {
