@@ -953,28 +953,15 @@ func (pm *pushMembers) keep(ctx context.Context, m *pushMember) {
 }
 
 func (pm *pushMembers) closeAll() {
-	sem := make(chan struct{}, 256)
-	var wg sync.WaitGroup
+	var conns []*client.Client
 	for _, m := range pm.ms {
 		m.mu.Lock()
-		c := m.c
-		m.mu.Unlock()
-		if c == nil {
-			continue
+		if m.c != nil {
+			conns = append(conns, m.c)
 		}
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			done := make(chan struct{})
-			go func() { c.Close(); close(done) }()
-			select {
-			case <-done:
-			case <-time.After(2 * time.Second):
-				c.CloseNow()
-			}
-		})
+		m.mu.Unlock()
 	}
-	wg.Wait()
+	closeGently(conns, func(c *client.Client) { c.Close() }, (*client.Client).CloseNow)
 }
 
 func (pm *pushMembers) result(proc string, perNode map[string]int, steps []pushStep) *pushMembersFile {

@@ -158,6 +158,12 @@ func (r *loadRun) closeAll() {
 	conns := r.conns
 	r.conns = nil
 	r.connsMu.Unlock()
+	closeGently(conns, Conn.Close, Conn.CloseNow)
+}
+
+// closeGently closes conns, 256 at a time, each with a close frame unless
+// that takes two seconds (then the socket is dropped).
+func closeGently[C any](conns []C, closeNormally, closeNow func(C)) {
 	sem := make(chan struct{}, 256)
 	var wg sync.WaitGroup
 	for _, c := range conns {
@@ -165,11 +171,11 @@ func (r *loadRun) closeAll() {
 		wg.Go(func() {
 			defer func() { <-sem }()
 			done := make(chan struct{})
-			go func() { c.Close(); close(done) }()
+			go func() { closeNormally(c); close(done) }()
 			select {
 			case <-done:
 			case <-time.After(2 * time.Second):
-				c.CloseNow()
+				closeNow(c)
 			}
 		})
 	}
