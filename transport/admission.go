@@ -33,7 +33,7 @@ type admission struct {
 	total   int
 	byIP    map[string]*ipState
 	pruned  time.Time
-	refused int // accepted connections refused, waiting to be answered
+	refused int           // accepted connections refused, waiting to be answered
 	node    *rate.Limiter // the node's handshakes, nil: no limit
 }
 
