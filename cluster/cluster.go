@@ -188,7 +188,7 @@ func (cl *Cluster) Start(h actors.ClusterHost) (err error) {
 		return err
 	}
 	// A fan-out to a node's share of a big room is one Relay naming every
-	// session there (some 430 KB for 19,500), and the endpoint writer sends
+	// session there (some 490 KB for 19,500), and the endpoint writer sends
 	// up to 1,000 queued messages as one gRPC message: gRPC's default 4 MiB
 	// limit on what a member receives was reached, and a member that
 	// refuses a message loses the connection, and with it every session's
