@@ -3,7 +3,7 @@
 # with the listed packages already installed). It installs what the tests
 # need (protoc for the generated-code check, Chromium for the browser tests,
 # PostgreSQL for the store and cluster tests, etcd for the etcd provider's
-# test, Node.js and npm for the TypeScript SDK), starts PostgreSQL when it is
+# test, Node.js and npm for the TypeScript SDK, curl for bench/push.sh), starts PostgreSQL when it is
 # down, then runs: generated code up to date, the TypeScript SDK (npm ci,
 # its generated types and the page's bundle up to date, its tests), gofmt,
 # go vet, staticcheck, go test -race, every benchmark once, and every fuzz
@@ -31,6 +31,7 @@ command -v pg_ctlcluster >/dev/null || missing+=(postgresql)
 command -v psql >/dev/null || missing+=(postgresql-client)
 command -v etcd >/dev/null || missing+=(etcd-server) # the etcd cluster provider's test
 command -v npm >/dev/null || missing+=(nodejs npm)     # clients/ts
+command -v curl >/dev/null || missing+=(curl)           # bench/push.sh, which TestPushScenarioSmoke runs
 if [ ${#missing[@]} -gt 0 ]; then
 	echo "installing ${missing[*]}"
 	apt-get update -qq
