@@ -212,6 +212,15 @@ func (c *cfConn) reply(line []byte) error {
 		}()
 		return nil
 	}
+	if channel, text, ok := fastPush(line); ok {
+		c.onMsg(bytes.TrimPrefix(channel, []byte(centrifugoNamespace)), text)
+		return nil
+	}
+	return c.walk(line)
+}
+
+// walk reads any reply or push line with the general JSON walk.
+func (c *cfConn) walk(line []byte) error {
 	var id uint64
 	var errRaw, push []byte
 	var perr error
@@ -264,6 +273,54 @@ func (c *cfConn) reply(line []byte) error {
 }
 
 var errNoData = errors.New("publication without data.text")
+
+// How Centrifugo v6 writes a publication push in JSON: its encoder puts
+// the fields in a fixed order, and the tool publishes data {"text":...}
+// only, so every post a member receives starts
+//
+//	{"push":{"channel":"room:<room>","pub":{"data":{"text":"<payload>"},
+//
+// followed by "info", "offset" and the like, which the tool does not read.
+const (
+	fastPushPrefix = `{"push":{"channel":"`
+	fastPushData   = `","pub":{"data":{"text":"`
+)
+
+// fastPush picks the channel and data.text out of a publication push
+// written as above, in one pass over their bytes (two IndexByte calls),
+// where the general walk (reply, then push) scans each byte once per
+// level of nesting: the line, push, pub and data, four times in all. It
+// reports ok=false for anything else (a reply, a join, fields in another
+// order, an escape in the channel or text, data with more than text), for
+// which the general walk decides. The rest of the line, past the text, is
+// not looked at.
+func fastPush(line []byte) (channel, text []byte, ok bool) {
+	rest, ok := bytes.CutPrefix(line, []byte(fastPushPrefix))
+	if !ok {
+		return nil, nil, false
+	}
+	i := bytes.IndexByte(rest, '"')
+	if i < 0 {
+		return nil, nil, false
+	}
+	channel = rest[:i]
+	if rest, ok = bytes.CutPrefix(rest[i:], []byte(fastPushData)); !ok {
+		return nil, nil, false
+	}
+	j := bytes.IndexByte(rest, '"')
+	// data must be exactly {"text":"..."}: the string is followed by the
+	// object's end.
+	if j < 0 || j+1 >= len(rest) || rest[j+1] != '}' {
+		return nil, nil, false
+	}
+	text = rest[:j]
+	// A quote after a backslash does not end a string; and an escaped
+	// string needs decoding. Both are the general walk's business.
+	if bytes.IndexByte(channel, '\\') >= 0 || bytes.IndexByte(text, '\\') >= 0 {
+		return nil, nil, false
+	}
+	return channel, text, true
+}
 
 func (c *cfConn) push(push []byte) error {
 	var channel, pub []byte
