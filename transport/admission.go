@@ -3,6 +3,8 @@ package transport
 import (
 	"context"
 	"fmt"
+	"math"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/netip"
@@ -35,6 +37,10 @@ type admission struct {
 	pruned  time.Time
 	refused int           // accepted connections refused, waiting to be answered
 	node    *rate.Limiter // the node's handshakes, nil: no limit
+	// The node limit's refusals in the current second, and when it began:
+	// how many clients are waiting, to spread their retries.
+	nodeRefused int
+	nodeSecond  time.Time
 }
 
 type ipState struct {
@@ -55,6 +61,8 @@ func newAdmission(o Options) *admission {
 type refusal struct {
 	status int
 	reason string
+	// retryAfter is the Retry-After to send, in seconds (0: 1).
+	retryAfter int
 }
 
 // slot is what one connection holds: a place in the node's total, and one
@@ -78,7 +86,8 @@ func (a *admission) state(ip string, now time.Time) *ipState {
 // or says why not.
 func (a *admission) handshake(ip string, now time.Time) *refusal {
 	if a.node != nil && !a.node.AllowN(now, 1) {
-		return &refusal{http.StatusServiceUnavailable, fmt.Sprintf("the node is busy: more than %g connection attempts per second (-max-node-handshake-rate); retry in a moment or on another node", a.opts.NodeHandshakesPerSecond)}
+		return &refusal{status: http.StatusServiceUnavailable, retryAfter: a.spread(now),
+			reason: fmt.Sprintf("the node is busy: more than %g connection attempts per second (-max-node-handshake-rate); retry in a moment or on another node", a.opts.NodeHandshakesPerSecond)}
 	}
 	if ip == "" || a.opts.HandshakesPerSecond <= 0 {
 		return nil
@@ -91,9 +100,26 @@ func (a *admission) handshake(ip string, now time.Time) *refusal {
 		st.hs = rate.NewLimiter(rate.Limit(a.opts.HandshakesPerSecond), max(1, int(a.opts.HandshakesPerSecond*2)))
 	}
 	if !st.hs.AllowN(now, 1) {
-		return &refusal{http.StatusTooManyRequests, fmt.Sprintf("too many connection attempts from %s: at most %g per second (-max-handshake-rate)", ip, a.opts.HandshakesPerSecond)}
+		return &refusal{status: http.StatusTooManyRequests, reason: fmt.Sprintf("too many connection attempts from %s: at most %g per second (-max-handshake-rate)", ip, a.opts.HandshakesPerSecond)}
 	}
 	return nil
+}
+
+// spread is the Retry-After for a handshake the node's rate refused: a
+// random second within the time the node needs to admit everyone refused
+// in the last second, so a crowd that arrived at once comes back spread
+// over that time instead of all again one second later (each retry that
+// is refused again costs the node as much as an admission, and costs the
+// members already connected their share of the cores).
+func (a *admission) spread(now time.Time) int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if now.Sub(a.nodeSecond) >= time.Second {
+		a.nodeSecond, a.nodeRefused = now, 0
+	}
+	a.nodeRefused++
+	window := int(math.Ceil(float64(a.nodeRefused) / a.opts.NodeHandshakesPerSecond))
+	return 1 + rand.IntN(max(1, window))
 }
 
 // take reserves s, or says why not. A reserved slot must be given back
@@ -103,13 +129,13 @@ func (a *admission) take(s slot, now time.Time) *refusal {
 	defer a.mu.Unlock()
 	a.pruneLocked(now)
 	if s.node && a.opts.MaxConns > 0 && a.total >= a.opts.MaxConns {
-		return &refusal{http.StatusServiceUnavailable, fmt.Sprintf("server full: %d connections (-max-conns); retry later or on another node", a.opts.MaxConns)}
+		return &refusal{status: http.StatusServiceUnavailable, reason: fmt.Sprintf("server full: %d connections (-max-conns); retry later or on another node", a.opts.MaxConns)}
 	}
 	var st *ipState
 	if s.ip != "" {
 		st = a.state(s.ip, now)
 		if a.opts.MaxConnsPerIP > 0 && st.open >= a.opts.MaxConnsPerIP {
-			return &refusal{http.StatusTooManyRequests, fmt.Sprintf("too many connections from %s: at most %d (-max-conns-per-ip)", s.ip, a.opts.MaxConnsPerIP)}
+			return &refusal{status: http.StatusTooManyRequests, reason: fmt.Sprintf("too many connections from %s: at most %d (-max-conns-per-ip)", s.ip, a.opts.MaxConnsPerIP)}
 		}
 		st.open++
 	}

@@ -26,6 +26,7 @@ import (
 	"net/netip"
 	"net/url"
 	"path"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -238,7 +239,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if no != nil {
 		s.Stats.refused("limit")
 		s.log.Warn("connection refused", "remote", r.RemoteAddr, "ip", ip, "status", no.status, "reason", no.reason)
-		w.Header().Set("Retry-After", "1")
+		w.Header().Set("Retry-After", strconv.Itoa(max(1, no.retryAfter)))
 		http.Error(w, no.reason, no.status)
 		return
 	}
