@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/netip"
@@ -37,10 +36,9 @@ type admission struct {
 	pruned  time.Time
 	refused int           // accepted connections refused, waiting to be answered
 	node    *rate.Limiter // the node's handshakes, nil: no limit
-	// The node limit's refusals in the current second, and when it began:
-	// how many clients are waiting, to spread their retries.
-	nodeRefused int
-	nodeSecond  time.Time
+	// nodeNext is the next free slot of the node limit's virtual queue:
+	// each refused handshake is told to come back at its own slot.
+	nodeNext time.Time
 }
 
 type ipState struct {
@@ -105,21 +103,20 @@ func (a *admission) handshake(ip string, now time.Time) *refusal {
 	return nil
 }
 
-// spread is the Retry-After for a handshake the node's rate refused: a
-// random second within the time the node needs to admit everyone refused
-// in the last second, so a crowd that arrived at once comes back spread
-// over that time instead of all again one second later (each retry that
-// is refused again costs the node as much as an admission, and costs the
-// members already connected their share of the cores).
+// spread is the Retry-After for a handshake the node's rate refused: the
+// next free slot of a virtual queue that advances by 1/rate per refusal,
+// so a crowd that arrived at once is told to come back one after another
+// at the rate the node admits, instead of all again a second later (each
+// retry that is refused again costs about what an admission does, and the
+// members already connected pay for it in delivery latency).
 func (a *admission) spread(now time.Time) int {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if now.Sub(a.nodeSecond) >= time.Second {
-		a.nodeSecond, a.nodeRefused = now, 0
+	if a.nodeNext.Before(now) {
+		a.nodeNext = now
 	}
-	a.nodeRefused++
-	window := int(math.Ceil(float64(a.nodeRefused) / a.opts.NodeHandshakesPerSecond))
-	return 1 + rand.IntN(max(1, window))
+	a.nodeNext = a.nodeNext.Add(time.Duration(float64(time.Second) / a.opts.NodeHandshakesPerSecond))
+	return max(1, int(math.Ceil(a.nodeNext.Sub(now).Seconds())))
 }
 
 // take reserves s, or says why not. A reserved slot must be given back

@@ -867,8 +867,8 @@ func (pm *pushMembers) onEvent(m *pushMember, ev client.RawEvent) {
 }
 
 // keep waits for m's connection to end and, unless the run is over,
-// reconnects it: full-jitter backoff, each attempt on another node, a
-// server's Retry-After honoured.
+// reconnects it: full-jitter backoff, each attempt on another node, except
+// that a node that refused with a Retry-After is tried again after it.
 func (pm *pushMembers) keep(ctx context.Context, m *pushMember) {
 	for {
 		m.mu.Lock()
@@ -898,6 +898,7 @@ func (pm *pushMembers) keep(ctx context.Context, m *pushMember) {
 		m.downNs = downAt.UnixNano()
 		m.mu.Unlock()
 		bound := pm.p.backoffBase
+		rotate := true // a node that said when to come back is tried again then
 		for attempt := 0; ; attempt++ {
 			wait := time.Duration(rand.Int64N(int64(bound) + 1))
 			if attempt > 0 {
@@ -909,7 +910,7 @@ func (pm *pushMembers) keep(ctx context.Context, m *pushMember) {
 				return
 			case <-time.After(wait):
 			}
-			if len(pm.urls) > 1 { // another node, at random: the crowd of a dead node spreads over the others
+			if rotate && len(pm.urls) > 1 { // another node, at random: the crowd of a dead node spreads over the others
 				m.node = (m.node + 1 + rand.IntN(len(pm.urls)-1)) % len(pm.urls)
 			}
 			pm.attempts.Add(1)
@@ -919,9 +920,11 @@ func (pm *pushMembers) keep(ctx context.Context, m *pushMember) {
 			}
 			reason, retry := errKind(err), time.Duration(0)
 			var de *client.DialError
+			rotate = true
 			if errors.As(err, &de) {
 				reason = fmt.Sprintf("http_%d", de.StatusCode)
 				retry = de.RetryAfter
+				rotate = retry == 0
 			} else if strings.Contains(err.Error(), "no server at") {
 				reason = "refused"
 			}
