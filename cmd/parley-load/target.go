@@ -55,16 +55,22 @@ type parleyTarget struct {
 }
 
 func newParleyTarget(url, codecName string) (*parleyTarget, error) {
-	var cd codec.Codec
-	switch codecName {
-	case "proto":
-		cd = codec.Proto
-	case "json":
-		cd = codec.JSON
-	default:
-		return nil, fmt.Errorf("-codec %q: want proto or json", codecName)
+	cd, err := codecNamed(codecName)
+	if err != nil {
+		return nil, err
 	}
 	return &parleyTarget{urls: strings.Split(url, ","), codec: cd}, nil
+}
+
+// codecNamed is the Parley codec -codec names.
+func codecNamed(name string) (codec.Codec, error) {
+	switch name {
+	case "proto":
+		return codec.Proto, nil
+	case "json":
+		return codec.JSON, nil
+	}
+	return nil, fmt.Errorf("-codec %q: want proto or json", name)
 }
 
 func (t *parleyTarget) Name() string {
