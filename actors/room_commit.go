@@ -181,10 +181,13 @@ func (r *room) flush(ctx actor.Context) {
 			errorTo(ctx, p.session, p.requestID, r.name, parleypb.ErrorCode_ERROR_CODE_UNAVAILABLE, "history store unavailable; retry (posts with the same client_msg_id)")
 		}
 		r.next = r.committed
-		if errors.Is(err, store.ErrConflict) || len(b.Members) > 0 || b.Info != nil || len(b.Rewrites) > 0 {
-			// Another writer took these seqs (a second activation of this
-			// room), or the state changed here and not in the store: reload
-			// before accepting more.
+		if errors.Is(err, store.ErrConflict) {
+			r.fenced(ctx, b)
+			return
+		}
+		if len(b.Members) > 0 || b.Info != nil || len(b.Rewrites) > 0 {
+			// The state changed here and not in the store: reload before
+			// accepting more.
 			r.loaded = false
 		}
 		return
@@ -248,6 +251,28 @@ func (r *room) flush(ctx actor.Context) {
 			p.after(ctx)
 		}
 	}
+}
+
+// fenced ends this activation after the store refused its batch because
+// another writer took those seqs: a second activation of the room, on a
+// node whose view of the cluster differs from the one that activated this
+// one. This activation's members have missed what the other stored and
+// would go on missing it (they see no hole until this activation commits
+// again), so it stops: its members are told to re-join (abandon, on
+// Stopping), and their re-joins replay what they missed from the store to
+// wherever the directory finds the room now. Stop, not Poison: in a
+// cluster what is still in the mailbox is routed again (dead letters), and
+// must not be handled by an activation that lost.
+func (r *room) fenced(ctx actor.Context, b store.Batch) {
+	r.n.Stats.Fenced.Add(1)
+	first := uint64(0)
+	if len(b.Messages) > 0 {
+		first = b.Messages[0].Seq
+	}
+	r.log.Warn("another activation of this room stored these sequence numbers first; stopping this one so that its members re-join the room where it runs now",
+		"seq", first, "members", len(r.members))
+	r.loaded = false
+	ctx.Stop(ctx.Self())
 }
 
 // evictReason tells an evicted member why, from the change that evicted it.

@@ -24,6 +24,9 @@ type Stats struct {
 	// Moved counts rooms activated (as cluster grains) on a node that did
 	// not own them, which forwarded and stopped.
 	Moved atomic.Int64
+	// Fenced counts room activations stopped because the store refused
+	// their batch: another activation of the room had stored those seqs.
+	Fenced atomic.Int64
 	// Relays counts fan-outs sent to another cluster member as one Relay
 	// for several of its sessions.
 	Relays atomic.Int64
