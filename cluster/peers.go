@@ -346,7 +346,7 @@ func (s *peerSet) observe(addr string, n healthNode, err error, now time.Time) b
 		}
 		switch {
 		case errors.Is(err, syscall.ECONNREFUSED):
-			s.drop(addr, p, "its health port refuses connections (the process is gone)", err)
+			s.drop(addr, p, "its health port refuses connections (its process is gone or left the cluster)", err)
 			return true
 		case errors.Is(err, errLeaving):
 			s.drop(addr, p, "it is shutting down", err)
