@@ -2,9 +2,11 @@
 // rooms become virtual actors (grains of kind "room", placed by consistent
 // hashing with disthash) reachable from every member under their name, and
 // presence is merged from every member's share, which each member's
-// presence actor sends the others (package actors). Membership comes from one of Proto.Actor's providers (automanaged,
-// Consul, etcd, Kubernetes); nothing here decides who is in the cluster or
-// where a room lives.
+// presence actor sends the others (package actors). Membership comes from one of Proto.Actor's providers (Consul,
+// etcd, Kubernetes) or, for a static list of peers (automanaged), from
+// Parley's own, which drops a peer that stops answering only after a grace
+// period since the library never lets a dropped member back in; nothing
+// here decides where a room lives.
 //
 // What this package adds is the armour the library lacks in this version
 // (see docs/PROTOACTOR.md): lookups run off the actor's thread with a
@@ -69,6 +71,12 @@ type Config struct {
 	// Refresh (automanaged, consul) is how often membership is checked.
 	// Default 500ms. It bounds how fast a killed member is noticed.
 	Refresh time.Duration
+	// DownAfter (automanaged) drops a peer whose health checks have failed
+	// this long; one whose port refuses connections (its process is gone)
+	// is dropped at once. Default 5s. Proto.Actor never lets a dropped
+	// member back in, so a live peer starved of CPU for a moment must not
+	// be dropped for it.
+	DownAfter time.Duration
 	// Endpoints (etcd) are the etcd servers; Consul is the Consul agent's
 	// address (empty: CONSUL_HTTP_ADDR or 127.0.0.1:8500). Kubernetes needs
 	// nothing: the pod's service account and namespace are used.
@@ -96,6 +104,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Refresh <= 0 {
 		c.Refresh = 500 * time.Millisecond
+	}
+	if c.DownAfter <= 0 {
+		c.DownAfter = 5 * time.Second
 	}
 	if c.RequestTimeout <= 0 {
 		c.RequestTimeout = time.Second

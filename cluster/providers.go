@@ -7,7 +7,6 @@ import (
 	"time"
 
 	pcluster "github.com/asynkron/protoactor-go/cluster"
-	"github.com/asynkron/protoactor-go/cluster/clusterproviders/automanaged"
 	"github.com/asynkron/protoactor-go/cluster/clusterproviders/consul"
 	"github.com/asynkron/protoactor-go/cluster/clusterproviders/etcd"
 	"github.com/asynkron/protoactor-go/cluster/clusterproviders/k8s"
@@ -18,8 +17,9 @@ import (
 // Providers lists the membership providers -cluster-provider accepts.
 var Providers = []string{"automanaged", "consul", "etcd", "k8s"}
 
-// newProvider builds the membership provider cfg names. Each is
-// Proto.Actor's own; see the README for when to pick which.
+// newProvider builds the membership provider cfg names: Parley's own for
+// automanaged (peers.go), Proto.Actor's for the others; see the README for
+// when to pick which.
 func newProvider(cfg Config) (pcluster.ClusterProvider, error) {
 	switch cfg.Provider {
 	case "automanaged":
@@ -42,7 +42,7 @@ func newProvider(cfg Config) (pcluster.ClusterProvider, error) {
 		if !self {
 			return nil, fmt.Errorf("-cluster-peers must include this member's own health endpoint (port %d)", cfg.Health)
 		}
-		return automanaged.NewWithConfig(cfg.Refresh, cfg.Health, cfg.Peers...), nil
+		return newPeersProvider(cfg), nil
 	case "consul":
 		cc := api.DefaultConfig()
 		if cfg.Consul != "" {
