@@ -31,8 +31,21 @@ func main() {
 			return
 		}
 		fmt.Fprintln(os.Stderr, "parley:", err)
+		if errors.As(err, new(errRemoved)) {
+			os.Exit(exitRemoved)
+		}
 		os.Exit(1)
 	}
+}
+
+// exitRemoved is the exit status of a member the cluster removed for good
+// (EX_TEMPFAIL: restart it and it rejoins under a new id).
+const exitRemoved = 75
+
+type errRemoved struct{ by string }
+
+func (e errRemoved) Error() string {
+	return "removed from the cluster (split from the member at " + e.by + "); drained; restart to rejoin"
 }
 
 // options is what the command line says.
@@ -117,12 +130,22 @@ func run(args []string, getenv func(string) string, stderr io.Writer) error {
 	log.Info("parley serving", "addr", srv.Addr(), "ws", srv.URL(), "admin", srv.AdminAddr(), "api", srv.APIAddr())
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Wait() }()
+	var removed <-chan struct{} // nil (never ready) on a single node
+	if srv.Cluster != nil {
+		removed = srv.Cluster.Removed()
+	}
 	select {
 	case <-ctx.Done():
 		log.Info("signal received; draining")
 	case err := <-serveErr:
 		srv.Shutdown(context.Background())
 		return err
+	case <-removed:
+		// The cluster will never take this member back under its id (the
+		// cluster package logged why): drain, so its clients reconnect to
+		// the other members, and exit for the supervisor to restart it.
+		stop()
+		return errors.Join(errRemoved{by: srv.Cluster.RemovedBy()}, srv.Shutdown(context.Background()))
 	}
 	stop() // a second signal kills the process the usual way
 	return srv.Shutdown(context.Background())

@@ -137,6 +137,7 @@ type Cluster struct {
 	router  atomic.Pointer[actor.PID]
 	mu      sync.Mutex                // orders the first topology and the router's start
 	latest  *pcluster.ClusterTopology // under mu
+	blocked []string                  // under mu: ids topologies dropped, oldest first (removal.go)
 	sub     *eventstream.Subscription
 	// owners is the latest view of the membership, for "who owns room x".
 	owners atomic.Pointer[pcluster.Rendezvous]
@@ -146,6 +147,15 @@ type Cluster struct {
 	// lookups counts the goroutines finding rooms (the library's lookup
 	// blocks); Leave waits for them.
 	lookups sync.WaitGroup
+	// removed is closed when another member removed this one for good
+	// (removal.go); removedBy says who, written before the close.
+	removed    chan struct{}
+	removeOnce sync.Once
+	removedBy  string
+	// losingSince is when judge first found this member the loser of a
+	// split, zero while it is not (removal.go).
+	verdictMu   sync.Mutex
+	losingSince time.Time
 }
 
 // Stats counts cluster events, for metrics and tests.
@@ -156,6 +166,8 @@ type Stats struct {
 	// (Rooms activated on a member that did not own them are counted in
 	// actors.Stats.Moved.)
 	Lost, Rerouted, Retries, Expired atomic.Int64
+	// Removed is 1 once another member removed this one (removal.go).
+	Removed atomic.Int64
 	// Members is the current number of members.
 	Members atomic.Int64
 }
@@ -179,7 +191,7 @@ func New(cfg Config) (*Cluster, error) {
 	default:
 		return nil, fmt.Errorf("-cluster-provider %q: want automanaged, consul, etcd or k8s", cfg.Provider)
 	}
-	cl := &Cluster{cfg: cfg, log: cfg.Logger.With("cluster", cfg.Name)}
+	cl := &Cluster{cfg: cfg, log: cfg.Logger.With("cluster", cfg.Name), removed: make(chan struct{})}
 	cl.owners.Store(pcluster.NewRendezvous())
 	return cl, nil
 }
@@ -197,6 +209,13 @@ func (cl *Cluster) Start(h actors.ClusterHost) (err error) {
 	provider, err := newProvider(cfg)
 	if err != nil {
 		return err
+	}
+	if p, ok := provider.(*peersProvider); ok {
+		// Members tell each other whom they see and blocked, and the
+		// loser of a split leaves (removal.go). Only this provider has a
+		// channel between members outside Proto.Actor's remoting, which
+		// a member that blocked another refuses.
+		p.report, p.judge = cl.report, cl.judge
 	}
 	// A fan-out to a node's share of a big room is one Relay naming every
 	// session there (some 490 KB for 19,500), and the endpoint writer sends
@@ -328,6 +347,7 @@ func (cl *Cluster) onEvent(evt any) {
 		root.Send(cl.host.Presence, &actorpb.PeerSet{Addresses: addrs})
 		cl.mu.Lock()
 		cl.latest = e
+		cl.noteLeft(e.Left)
 		toRouter(e)
 		cl.mu.Unlock()
 		for _, m := range e.Joined {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"slices"
@@ -41,6 +42,13 @@ type peersProvider struct {
 	changed chan struct{}
 	wg      sync.WaitGroup
 	stop    sync.Once
+
+	// report is this member's view of the membership for /_health (false:
+	// it is leaving, answer 503); judge weighs the views the peers
+	// reported (removal.go). Both are set by Cluster.Start; nil in tests
+	// of the provider alone.
+	report func() (view, bool)
+	judge  func(map[string]view)
 }
 
 var _ pcluster.ClusterProvider = (*peersProvider)(nil)
@@ -55,6 +63,9 @@ type healthNode struct {
 	Port        int      `json:"port"`
 	Kinds       []string `json:"kinds"`
 	ClusterName string   `json:"cluster_name"`
+	// View is Parley's addition: who the member sees and whom it blocked,
+	// so members can tell that they are split (removal.go).
+	View *view `json:"view,omitempty"`
 }
 
 // errLeaving is a peer's 503: it began to shut down, and will refuse
@@ -182,12 +193,20 @@ func listenHealth(peers []string, health int) (net.Listener, string, error) {
 }
 
 func (p *peersProvider) health(w http.ResponseWriter, _ *http.Request) {
+	n := p.node
+	if p.report != nil {
+		v, ok := p.report()
+		if !ok {
+			p.leaving.Store(true)
+		}
+		n.View = &v
+	}
 	if p.leaving.Load() {
 		http.Error(w, "shutting down", http.StatusServiceUnavailable)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(p.node)
+	_ = json.NewEncoder(w).Encode(n)
 }
 
 // pollLoop polls one peer every Refresh, on its own, so a peer that hangs
@@ -206,6 +225,9 @@ func (p *peersProvider) pollLoop(ctx context.Context, addr string, polled func()
 			case p.changed <- struct{}{}:
 			default:
 			}
+		}
+		if err == nil && p.judge != nil {
+			p.judge(p.set.reports())
 		}
 		if first {
 			first = false
@@ -233,8 +255,14 @@ func (p *peersProvider) publishLoop(ctx context.Context, firstRound <-chan struc
 	wait.Stop()
 	tick := time.NewTicker(p.cfg.Refresh)
 	defer tick.Stop()
+	prev := time.Now()
 	for {
-		publish(p.set.members(time.Now()))
+		now := time.Now()
+		if stall := now.Sub(prev); stall > p.stallAfter() {
+			p.set.forgive(now, stall)
+		}
+		prev = now
+		publish(p.set.members(now))
 		select {
 		case <-ctx.Done():
 			return
@@ -242,6 +270,12 @@ func (p *peersProvider) publishLoop(ctx context.Context, firstRound <-chan struc
 		case <-p.changed:
 		}
 	}
+}
+
+// stallAfter is how late a publish round may come before this member
+// counts itself stalled: paused (SIGSTOP, a frozen VM) or starved of CPU.
+func (p *peersProvider) stallAfter() time.Duration {
+	return max(2*p.cfg.Refresh, time.Second)
 }
 
 // Shutdown answers 503 to the polls already on their way, then closes the
@@ -309,6 +343,11 @@ type peerSet struct {
 	mu    sync.Mutex
 	order []string
 	peers map[string]*peerState // by health host:port
+	// views are the views peers reported in their last answers, by health
+	// host:port, kept while they answer: those of peers dropped before too
+	// (a member this one dropped may still report, and its report is what
+	// tells the two are split).
+	views map[string]view
 }
 
 type peerState struct {
@@ -323,7 +362,7 @@ type peerState struct {
 }
 
 func newPeerSet(cluster string, self *pcluster.Member, peers []string, downAfter time.Duration, log *slog.Logger) *peerSet {
-	s := &peerSet{cluster: cluster, self: self, downAfter: downAfter, log: log, peers: map[string]*peerState{}}
+	s := &peerSet{cluster: cluster, self: self, downAfter: downAfter, log: log, peers: map[string]*peerState{}, views: map[string]view{}}
 	for _, a := range peers {
 		s.order = append(s.order, a)
 		s.peers[a] = &peerState{}
@@ -341,6 +380,7 @@ func (s *peerSet) observe(addr string, n healthNode, err error, now time.Time) b
 		return false
 	}
 	if err != nil {
+		delete(s.views, addr) // a view holds only while its peer answers
 		if p.member == nil {
 			return false // never answered, or already dropped
 		}
@@ -376,6 +416,11 @@ func (s *peerSet) observe(addr string, n healthNode, err error, now time.Time) b
 		return ignore("it answers for another cluster")
 	case n.ID == s.self.Id:
 		return ignore("it answers with this member's id (two -cluster-peers entries name this member)")
+	}
+	if n.View != nil && n.View.ID == n.ID {
+		s.views[addr] = *n.View
+	}
+	switch {
 	case n.ID == p.dropped:
 		return ignore("it was dropped, and Proto.Actor never lets a dropped member back in; restart it to rejoin")
 	}
@@ -419,7 +464,33 @@ func (s *peerSet) members(now time.Time) pcluster.Members {
 	return out
 }
 
+// forgive gives every member a fresh DownAfter after this member itself
+// stalled for stall: its polls did not run, or their answers were not
+// read, so the peers' silence says nothing about them. Without it a
+// member that wakes from a pause longer than DownAfter drops every peer
+// at once, and Proto.Actor never takes a dropped member back.
+func (s *peerSet) forgive(now time.Time, stall time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.log.Warn("this member stalled (paused or starved of CPU); its peers get a fresh down-after before any is dropped", "stalled_for", stall.Round(time.Millisecond))
+	for _, p := range s.peers {
+		if p.member != nil {
+			p.lastOK = now
+		}
+	}
+}
+
+// reports are the views the peers reported since they were last dropped.
+func (s *peerSet) reports() map[string]view {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.views)
+}
+
 func (s *peerSet) drop(addr string, p *peerState, why string, err error) {
+	// A view from before the drop is stale: the peer that left or died
+	// would still be judged by it.
+	delete(s.views, addr)
 	attrs := []any{"peer", addr, "member", p.member.Id, "address", p.member.Address()}
 	if err != nil {
 		attrs = append(attrs, "error", err)

@@ -360,3 +360,77 @@ func TestListenHealthPicksThisHost(t *testing.T) {
 		t.Fatalf("listened on %s, want %s", addr, self)
 	}
 }
+
+// Two members' providers carry each one's view (whom it sees and blocked)
+// to the other's judge, keyed by health address; a member that is leaving
+// answers 503 with no view, and the other forgets the view it had.
+func TestPeersExchangeViews(t *testing.T) {
+	addrs := testenv.FreeAddrs(t, 2)
+	type judged struct {
+		mu   sync.Mutex
+		last map[string]view
+	}
+	start := func(id string, i int, v view, leaving *atomic.Bool) (*peersProvider, *judged) {
+		_, port, _ := net.SplitHostPort(addrs[i])
+		health, _ := strconv.Atoi(port)
+		p := newPeersProvider(Config{Name: "parley", Peers: addrs, Health: health, Refresh: 20 * time.Millisecond,
+			Logger: testenv.Logger(t, slog.LevelInfo)}.withDefaults())
+		j := &judged{}
+		p.report = func() (view, bool) { return v, !leaving.Load() }
+		p.judge = func(m map[string]view) { j.mu.Lock(); j.last = m; j.mu.Unlock() }
+		self := &pcluster.Member{Id: id, Host: "127.0.0.1", Port: int32(7070 + i), Kinds: []string{Kind}}
+		if err := p.start(self, func(pcluster.Members) {}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { p.Shutdown(true) })
+		return p, j
+	}
+	var aLeaving, bLeaving atomic.Bool
+	va := view{ID: "a", Members: []string{"a"}, Blocked: []string{"b"}}
+	vb := view{ID: "b", Members: []string{"a", "b"}}
+	_, ja := start("a", 0, va, &aLeaving)
+	pb, jb := start("b", 1, vb, &bLeaving)
+	waitView := func(j *judged, addr string, want view) {
+		t.Helper()
+		testenv.WaitFor(t, 20*time.Second, func() error {
+			j.mu.Lock()
+			defer j.mu.Unlock()
+			if got := j.last[addr]; fmt.Sprint(got) != fmt.Sprint(want) || len(j.last) != 1 {
+				return fmt.Errorf("judged %v, want %s: %v", j.last, addr, want)
+			}
+			return nil
+		})
+	}
+	waitView(ja, addrs[1], vb)
+	waitView(jb, addrs[0], va)
+
+	aLeaving.Store(true)
+	testenv.WaitFor(t, 20*time.Second, func() error {
+		if r := pb.set.reports(); len(r) != 0 {
+			return fmt.Errorf("b still holds the views %v of a member that is leaving", r)
+		}
+		return nil
+	})
+}
+
+// A member that was itself stalled past DownAfter (paused, starved) does
+// not drop its peers on waking: their silence was its own.
+func TestPeerSetForgivesOwnStall(t *testing.T) {
+	rec := &logRecorder{}
+	h := newHealthServer(t, "b", "parley")
+	addr := h.Listener.Addr().String()
+	s := newPeerSet("parley", testSelf, []string{addr}, time.Second, slog.New(rec))
+	c := testClient(t)
+	t0 := time.Now()
+	if err := observePoll(t, s, c, addr, t0); err != nil {
+		t.Fatal(err)
+	}
+	woke := t0.Add(10 * time.Second)
+	s.forgive(woke, 10*time.Second)
+	wantIDs(t, s.members(woke), "self", "b")
+	if rec.count(slog.LevelWarn, "this member stalled") != 1 {
+		t.Fatalf("the stall was not logged: %v", rec.msgs)
+	}
+	// A peer that is really silent is dropped a DownAfter later.
+	wantIDs(t, s.members(woke.Add(2*time.Second)), "self")
+}
