@@ -64,9 +64,10 @@ PGURL=${STORE:-"postgres://postgres@127.0.0.1:5432/$DB"}
 # no cap on a room's connections, MAX_CONNS per node (under the file limit:
 # past it, handshakes get 503 and a reconnecting client tries another node).
 # Five nodes and the load processes share the machine's cores: gossip
-# heartbeats may pause for seconds, which must not drop a live member (it
-# would take its sessions out of the room).
-FLAGS="-rate 100000 -burst 100000 -max-conns-per-ip 0 -max-handshake-rate 0 -max-members 0 -max-conns $MAX_CONNS -cluster-heartbeat-timeout 15s -log-level warn"
+# heartbeats and health checks may pause for seconds, which must not drop a
+# live member (a dropped member never comes back under its id: it is split
+# from the others until it restarts).
+FLAGS="-rate 100000 -burst 100000 -max-conns-per-ip 0 -max-handshake-rate 0 -max-members 0 -max-conns $MAX_CONNS -cluster-heartbeat-timeout 15s -cluster-down-after 15s -log-level warn"
 # NODE_HS_RATE: -max-node-handshake-rate on every node (0: none), the
 # admission control that spreads a reconnect storm.
 NODE_HS_RATE=${NODE_HS_RATE:-0}
@@ -195,5 +196,15 @@ done
 cp "$DIR"/*.json "$OUT/" 2>/dev/null || true
 grep -v '^{' "$OUT/report.txt" >&2
 tail -n 1 "$OUT/report.txt" >"$OUT/report.json"
+# What the cluster did besides the kill: members dropped while alive (and
+# the one of each split that left), and room activations the store fenced.
+for i in $(seq "$NODES"); do
+	n_drop=$(grep -c 'cluster peer dropped' "$WORK/node$i.log" || true)
+	n_split=$(grep -c 'split from another' "$WORK/node$i.log" || true)
+	n_fenced=$(grep -c 'another activation of this room stored' "$WORK/node$i.log" || true)
+	if [ "$n_drop$n_split$n_fenced" != 000 ]; then
+		log "node $i: $n_drop peers dropped, $n_split splits lost (exit 75), $n_fenced room activations fenced"
+	fi
+done
 log "results in $OUT"
 exit $rc
