@@ -177,8 +177,9 @@ func TestPresenceMergesPeerShares(t *testing.T) {
 // TestTwoActivationsNeverShareASeq: two nodes host the same room at once
 // over one store (what a cluster can do for a moment while its members
 // disagree). The store's (room, seq) key fences them: a loser's batch fails
-// with a retryable error and its room reloads, so no two posts are ever
-// acknowledged with the same seq and every acknowledged post is stored once.
+// with a retryable error and its activation stops (the next one loads from
+// the store), so no two posts are ever acknowledged with the same seq and
+// every acknowledged post is stored once.
 func TestTwoActivationsNeverShareASeq(t *testing.T) {
 	t.Parallel()
 	shared := store.NewMemory()

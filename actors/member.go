@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"math/rand/v2"
 	"slices"
 	"sort"
 	"time"
@@ -117,6 +118,9 @@ type membership struct {
 	// was set for is still unanswered.
 	attempt uint64
 	rejoin  bool
+	// resends counts the resends of the pending join (joinCheck), for the
+	// backoff; a new join starts again from none.
+	resends int
 	// before is where the member stood in the room when it joined it
 	// again (from another point): a refusal of that join leaves it there,
 	// since the room still has it.
@@ -142,8 +146,16 @@ type (
 
 // joinRetryAfter is how long a member in a cluster waits for a join's
 // answer before sending it again: a join can vanish with a room that was
-// stopping on a member that was leaving.
-const joinRetryAfter = 2 * time.Second
+// stopping on a member that was leaving. Each resend of the same join
+// waits twice as long, up to joinRetryMax: a room that is merely slow (a
+// reconnect storm's joins queued in its mailbox) must not get a resend
+// from every waiting member every two seconds, which slowed it further
+// until nothing came through (a storm of 15,000 on 2026-12-01). The room
+// drops a resend from a session it already has (RoomJoin.resend).
+const (
+	joinRetryAfter = 2 * time.Second
+	joinRetryMax   = 30 * time.Second
+)
 
 // rejoinDelay spaces the retries of a re-join a room could not take (its
 // store was down).
@@ -191,7 +203,7 @@ func (m *Member) Join(ctx actor.Context, room string, o JoinOptions) {
 		j.last = *o.Since
 	}
 	j.synced, j.joinID, j.rejoin = false, o.RequestID, false
-	m.sendJoin(ctx, room, j)
+	m.sendJoin(ctx, room, j, false)
 }
 
 // rejoinRoom registers with a room's new instance (or again, after the
@@ -200,7 +212,15 @@ func (m *Member) Join(ctx actor.Context, room string, o JoinOptions) {
 // its answer still comes.
 func (m *Member) rejoinRoom(ctx actor.Context, room string, j *membership) {
 	j.synced, j.rejoin = false, true
-	m.sendJoin(ctx, room, j)
+	m.sendJoin(ctx, room, j, false)
+}
+
+// joinResendAfter is the wait for an answer after the given number of
+// resends: doubling from joinRetryAfter to joinRetryMax, with up to a
+// quarter more at random so that a crowd's resends spread out.
+func joinResendAfter(resends int) time.Duration {
+	d := min(joinRetryAfter<<min(resends, 5), joinRetryMax)
+	return d + rand.N(d/4)
 }
 
 // Rejoin re-joins every room, as an actor does after it restarted.
@@ -210,9 +230,9 @@ func (m *Member) Rejoin(ctx actor.Context) {
 	}
 }
 
-func (m *Member) sendJoin(ctx actor.Context, room string, j *membership) {
+func (m *Member) sendJoin(ctx actor.Context, room string, j *membership, resend bool) {
 	join := &actorpb.RoomJoin{Room: room, User: m.opts.User, Session: ctx.Self(), Codec: m.opts.Codec,
-		RequestId: j.joinID, Rejoin: j.rejoin, Kind: m.kind(), ClaimRole: j.opts.ClaimRole}
+		RequestId: j.joinID, Rejoin: j.rejoin, Kind: m.kind(), ClaimRole: j.opts.ClaimRole, Resend: resend}
 	if j.based {
 		last := j.last
 		join.Since = &last
@@ -220,9 +240,14 @@ func (m *Member) sendJoin(ctx actor.Context, room string, j *membership) {
 		join.Since, join.Latest = j.opts.Since, j.opts.Latest
 	}
 	j.attempt++
+	if resend {
+		j.resends++
+	} else {
+		j.resends = 0
+	}
 	if m.n.Clustered() {
 		sys, self, check := m.n.System, ctx.Self(), joinCheck{room: room, attempt: j.attempt}
-		time.AfterFunc(joinRetryAfter, func() { sys.Root.Send(self, check) })
+		time.AfterFunc(joinResendAfter(j.resends), func() { sys.Root.Send(self, check) })
 	}
 	m.n.dir.Tell(ctx, join)
 }
@@ -306,8 +331,8 @@ func (m *Member) Receive(ctx actor.Context) (d Delivery, done bool) {
 		return d, true
 	case joinCheck:
 		if j, ok := m.rooms[msg.room]; ok && !j.synced && j.attempt == msg.attempt {
-			m.n.log.Info("join unanswered; sending it again", "room", msg.room, "user", m.opts.User, "after", joinRetryAfter)
-			m.sendJoin(ctx, msg.room, j)
+			m.n.log.Info("join unanswered; sending it again", "room", msg.room, "user", m.opts.User, "after", joinResendAfter(j.resends))
+			m.sendJoin(ctx, msg.room, j, true)
 		}
 		return d, true
 	case rejoinLater:

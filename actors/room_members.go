@@ -30,6 +30,17 @@ type presenceFlush struct{}
 // connection is added, and announced, only once its replay is sent; a
 // replay the store cannot serve refuses the join and changes nothing.
 func (r *room) join(ctx actor.Context, m *actorpb.RoomJoin) {
+	if m.GetResend() {
+		// The session's first join reached this activation, and its answer
+		// (or its replay) is on the way.
+		key := pidKey(m.GetSession())
+		_, member := r.members[key]
+		_, catching := r.catching[key]
+		if member || catching {
+			r.n.Stats.ResendsDropped.Add(1)
+			return
+		}
+	}
 	if !r.load() {
 		r.unavailable(ctx, m.GetSession(), m.GetRequestId())
 		return

@@ -27,6 +27,9 @@ type Stats struct {
 	// Fenced counts room activations stopped because the store refused
 	// their batch: another activation of the room had stored those seqs.
 	Fenced atomic.Int64
+	// ResendsDropped counts resent joins a room dropped: the session's
+	// first join had reached it (a backed-up room, in a cluster).
+	ResendsDropped atomic.Int64
 	// Relays counts fan-outs sent to another cluster member as one Relay
 	// for several of its sessions.
 	Relays atomic.Int64

@@ -113,7 +113,7 @@ func (r *Registry) WatchCluster(node *actors.Node, cl *cluster.Cluster) {
 var (
 	dMembers = prometheus.NewDesc("parley_cluster_members", "Members in this node's view of the cluster.", nil, nil)
 	dCluster = prometheus.NewDesc("parley_cluster_events_total",
-		"Cluster events: room_lost (a room died with its node; members re-joined), rerouted (a message reached a stopped room and was routed again), lookup_retry, expired (requests failed after waiting for a room), moved (a room activated on a non-owner forwarded and stopped), relay (a fan-out sent to another member as one message for several of its sessions), fenced (a room activation whose batch the store refused, because another activation had stored those seqs, stopped so its members re-join), removed (another member removed this one from its view for good; it shuts down to be restarted).",
+		"Cluster events: room_lost (a room died with its node; members re-joined), rerouted (a message reached a stopped room and was routed again), lookup_retry, expired (requests failed after waiting for a room), moved (a room activated on a non-owner forwarded and stopped), relay (a fan-out sent to another member as one message for several of its sessions), fenced (a room activation whose batch the store refused, because another activation had stored those seqs, stopped so its members re-join), removed (another member removed this one from its view for good; it shuts down to be restarted), join_resend_dropped (a session's resent join that a room dropped, having its first one: the room is backed up).",
 		[]string{"event"}, nil)
 )
 
@@ -132,7 +132,8 @@ func (c *clusterCollector) Collect(ch chan<- prometheus.Metric) {
 		n    int64
 	}{{"room_lost", st.Lost.Load()}, {"rerouted", st.Rerouted.Load()}, {"lookup_retry", st.Retries.Load()},
 		{"expired", st.Expired.Load()}, {"moved", c.node.Stats.Moved.Load()}, {"relay", c.node.Stats.Relays.Load()},
-		{"fenced", c.node.Stats.Fenced.Load()}, {"removed", st.Removed.Load()}} {
+		{"fenced", c.node.Stats.Fenced.Load()}, {"removed", st.Removed.Load()},
+		{"join_resend_dropped", c.node.Stats.ResendsDropped.Load()}} {
 		ch <- prometheus.MustNewConstMetric(dCluster, prometheus.CounterValue, float64(e.n), e.name)
 	}
 }

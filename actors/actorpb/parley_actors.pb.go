@@ -106,7 +106,13 @@ type RoomJoin struct {
 	Kind   proto.SenderKind `protobuf:"varint,9,opt,name=kind,proto3,enum=parley.v1.SenderKind" json:"kind,omitempty"`
 	// The role the member's token gives it in this room (its roles claim),
 	// on top of its role in the room.
-	ClaimRole     proto.Role `protobuf:"varint,10,opt,name=claim_role,json=claimRole,proto3,enum=parley.v1.Role" json:"claim_role,omitempty"`
+	ClaimRole proto.Role `protobuf:"varint,10,opt,name=claim_role,json=claimRole,proto3,enum=parley.v1.Role" json:"claim_role,omitempty"`
+	// A resend of a join the member saw no answer to yet (cluster: the join
+	// may have vanished with a room that was stopping). An activation that
+	// has this session as a member or catching up already ignores it: the
+	// first one's answer is on its way, and admitting the session again per
+	// resend is what a backed-up room cannot afford.
+	Resend        bool `protobuf:"varint,11,opt,name=resend,proto3" json:"resend,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -209,6 +215,13 @@ func (x *RoomJoin) GetClaimRole() proto.Role {
 		return x.ClaimRole
 	}
 	return proto.Role(0)
+}
+
+func (x *RoomJoin) GetResend() bool {
+	if x != nil {
+		return x.Resend
+	}
+	return false
 }
 
 // RoomLeave takes a member's connection out of a room; with membership,
@@ -3066,7 +3079,7 @@ var File_parley_actors_proto protoreflect.FileDescriptor
 
 const file_parley_actors_proto_rawDesc = "" +
 	"\n" +
-	"\x13parley_actors.proto\x12\x10parley.actors.v1\x1a\vactor.proto\x1a\fparley.proto\"\xcf\x02\n" +
+	"\x13parley_actors.proto\x12\x10parley.actors.v1\x1a\vactor.proto\x1a\fparley.proto\"\xe7\x02\n" +
 	"\bRoomJoin\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12\x12\n" +
 	"\x04user\x18\x02 \x01(\tR\x04user\x12$\n" +
@@ -3081,7 +3094,8 @@ const file_parley_actors_proto_rawDesc = "" +
 	"\x04kind\x18\t \x01(\x0e2\x15.parley.v1.SenderKindR\x04kind\x12.\n" +
 	"\n" +
 	"claim_role\x18\n" +
-	" \x01(\x0e2\x0f.parley.v1.RoleR\tclaimRoleB\b\n" +
+	" \x01(\x0e2\x0f.parley.v1.RoleR\tclaimRole\x12\x16\n" +
+	"\x06resend\x18\v \x01(\bR\x06resendB\b\n" +
 	"\x06_since\"\x98\x01\n" +
 	"\tRoomLeave\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12$\n" +
