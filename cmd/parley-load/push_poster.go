@@ -282,7 +282,7 @@ func (r *loadRun) provision(ctx context.Context) (int, error) {
 	for range 32 {
 		wg.Go(func() {
 			for u := range users {
-				if _, err := api.AddMember(ctx, connect.NewRequest(&apiv1.AddMemberRequest{Room: p.room, User: u})); err != nil {
+				if err := addMember(ctx, api, p.room, u); err != nil {
 					cancel(fmt.Errorf("add %s: %w", u, err))
 					continue
 				}
@@ -303,6 +303,25 @@ func (r *loadRun) provision(ctx context.Context) (int, error) {
 	close(users)
 	wg.Wait()
 	return int(added.Load()), context.Cause(ctx)
+}
+
+// addMember adds user to room, again while the server answers UNAVAILABLE
+// (the room was busy past the API's deadline): adding a member is
+// idempotent, so a call whose answer was lost is simply made again.
+func addMember(ctx context.Context, api apiv1connect.ParleyServiceClient, room, user string) error {
+	wait := 200 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		_, err := api.AddMember(ctx, connect.NewRequest(&apiv1.AddMemberRequest{Room: room, User: user}))
+		if err == nil || connect.CodeOf(err) != connect.CodeUnavailable || attempt == 6 {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		wait *= 2
+	}
 }
 
 func bearer(key string) connect.UnaryInterceptorFunc {
