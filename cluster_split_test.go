@@ -26,9 +26,9 @@ import (
 // keep a second activation of its rooms for the clients still connected to
 // it, which would never see the others' posts. It must find that it lost
 // (removal.go), drain (its clients reconnect elsewhere and resume) and exit
-// with status 75 for its supervisor to restart it. Every client then sees
-// every stored event of its rooms, and nothing acknowledged is lost or
-// duplicated.
+// with status 75 for its supervisor to restart it; restarted, it rejoins.
+// Every client then sees every stored event of its rooms, and nothing
+// acknowledged is lost or duplicated.
 func TestClusterPausedMemberRestarts(t *testing.T) {
 	c := startCluster(t, 3, func(m *member, all []*member) []string {
 		return append(automanaged(m, all), "-cluster-down-after", "1500ms")
@@ -74,6 +74,15 @@ func TestClusterPausedMemberRestarts(t *testing.T) {
 		}
 	}
 
+	l.markNow()
+	l.progress(t, 150, 40*time.Second)
+	l.expectPresence(t)
+	// Its supervisor restarts it: under a new id, every member takes it.
+	victim.start()
+	if t.Failed() {
+		t.FailNow()
+	}
+	c.waitMembers()
 	l.markNow()
 	l.progress(t, 150, 40*time.Second)
 	l.expectPresence(t)
