@@ -258,11 +258,13 @@ func (r *room) flush(ctx actor.Context) {
 // node whose view of the cluster differs from the one that activated this
 // one. This activation's members have missed what the other stored and
 // would go on missing it (they see no hole until this activation commits
-// again), so it stops: its members are told to re-join (abandon, on
+// again), so it goes: its members are told to re-join (abandon, on
 // Stopping), and their re-joins replay what they missed from the store to
-// wherever the directory finds the room now. Stop, not Poison: in a
-// cluster what is still in the mailbox is routed again (dead letters), and
-// must not be handled by an activation that lost.
+// wherever the directory finds the room now. It asks its parent to stop
+// it, as a room that passivates does: what is already in its mailbox is
+// handled first (after a reload from the store, so at the right seqs), and
+// what comes meanwhile waits for the next activation instead of reaching a
+// stopped one.
 func (r *room) fenced(ctx actor.Context, b store.Batch) {
 	r.n.Stats.Fenced.Add(1)
 	first := uint64(0)
@@ -272,7 +274,7 @@ func (r *room) fenced(ctx actor.Context, b store.Batch) {
 	r.log.Warn("another activation of this room stored these sequence numbers first; stopping this one so that its members re-join the room where it runs now",
 		"seq", first, "members", len(r.members))
 	r.loaded = false
-	ctx.Stop(ctx.Self())
+	ctx.Request(ctx.Parent(), &actorpb.RoomPassivate{Room: r.name})
 }
 
 // evictReason tells an evicted member why, from the change that evicted it.
