@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"fmt"
 	"slices"
 	"testing"
 
@@ -71,5 +72,48 @@ func TestRoomFencedByAnotherActivation(t *testing.T) {
 	}
 	if got := a.Stats.Fenced.Load(); got != 1 {
 		t.Errorf("Stats.Fenced = %d after the re-join, want still 1", got)
+	}
+}
+
+// TestRoomCatchesUpWithAMemberAhead: a member that followed another
+// activation has seen a seq this one never stored. The room reloads from
+// the store instead of taking the member for ahead of history (a Reset and
+// a replay from the start, a duplicate of everything to the member).
+func TestRoomCatchesUpWithAMemberAhead(t *testing.T) {
+	t.Parallel()
+	st := store.NewMemory()
+	a := newTestNode(t, Config{Store: st})
+	b := newTestNode(t, Config{Store: st})
+	provision(t, st, "ahead", "alice", "bob")
+	pa, pb := newProbe(t, a), newProbe(t, b)
+	joinRoom(a, pa, "ahead", "alice", "join", nil) // a's activation: committed 0
+	pa.ackFor(t, "join")
+	joinRoom(b, pb, "ahead", "bob", "join", nil)
+	pb.ackFor(t, "join")
+	for i := range 3 {
+		id := fmt.Sprint("b", i)
+		postTo(b, pb, "ahead", "bob", "from b", id, id)
+		pb.ackFor(t, id)
+	}
+	// bob, having seen seq 3 on b, joins a's activation from there.
+	pc := newProbe(t, a)
+	since := uint64(3)
+	joinRoom(a, pc, "ahead", "bob", "rejoin", &since)
+	if ack := pc.ackFor(t, "rejoin"); ack.GetSeq() != 3 {
+		t.Fatalf("join ack seq %d, want 3 (the store's head)", ack.GetSeq())
+	}
+	pc.sync(t, a, "ahead")
+	for _, m := range pc.snapshot() {
+		if r, ok := m.(*parleypb.Reset); ok {
+			t.Fatalf("a member ahead of a stale activation was reset: %v", r)
+		}
+	}
+	if evs := events(t, pc.snapshot()); len(evs) != 0 {
+		t.Fatalf("replayed %v to a member that had seen everything", seqs(evs))
+	}
+	// The activation is whole again: the next post is seq 4.
+	postTo(a, pa, "ahead", "alice", "from a", "a1", "post-a")
+	if ack := pa.ackFor(t, "post-a"); ack.GetSeq() != 4 {
+		t.Fatalf("post after the catch-up acked as %d, want 4", ack.GetSeq())
 	}
 }

@@ -41,7 +41,7 @@ func (r *room) join(ctx actor.Context, m *actorpb.RoomJoin) {
 			return
 		}
 	}
-	if !r.load() {
+	if !r.load() || !r.syncWithStore(ctx, m.Since) {
 		r.unavailable(ctx, m.GetSession(), m.GetRequestId())
 		return
 	}
@@ -55,6 +55,25 @@ func (r *room) join(ctx actor.Context, m *actorpb.RoomJoin) {
 		}
 	}
 	r.joinDecided(ctx, m)
+}
+
+// syncWithStore reloads the room from the store when a joining member has seen
+// a seq this activation never stored: in a cluster another activation
+// stored it (members disagreed for a moment, and a member followed the
+// other one). Without it the room would take the member for ahead of
+// history and start it over (a Reset and a replay from the start), which
+// is right only when the store lost what the member saw (a memory store
+// restarted), as the reload then shows. What is queued is committed
+// first, which also finds this activation fenced if it is. It reports
+// false if the store cannot be read.
+func (r *room) syncWithStore(ctx actor.Context, since *uint64) bool {
+	if since == nil || *since <= r.committed {
+		return true
+	}
+	r.log.Info("a member has seen seqs this activation did not store; reloading from the store", "since", *since, "committed", r.committed)
+	r.flush(ctx)
+	r.loaded = false
+	return r.load()
 }
 
 // joinDecided goes on with a join the application's hook (if any) let
