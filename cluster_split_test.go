@@ -99,9 +99,9 @@ func TestClusterPausedMemberRestarts(t *testing.T) {
 		for _, cl := range l.clients {
 			cl.mu.Lock()
 			for _, r := range cl.rooms {
-				if cl.last[r] != heads[r] {
+				if last := cl.last[r]; last != heads[r] {
 					cl.mu.Unlock()
-					return fmt.Errorf("%s has %s up to seq %d of %d", cl.name, r, cl.last[r], heads[r])
+					return fmt.Errorf("%s has %s up to seq %d of %d", cl.name, r, last, heads[r])
 				}
 			}
 			cl.mu.Unlock()

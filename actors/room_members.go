@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"context"
 	"fmt"
 	"slices"
 
@@ -57,20 +58,33 @@ func (r *room) join(ctx actor.Context, m *actorpb.RoomJoin) {
 	r.joinDecided(ctx, m)
 }
 
-// syncWithStore reloads the room from the store when a joining member has seen
-// a seq this activation never stored: in a cluster another activation
-// stored it (members disagreed for a moment, and a member followed the
-// other one). Without it the room would take the member for ahead of
-// history and start it over (a Reset and a replay from the start), which
-// is right only when the store lost what the member saw (a memory store
-// restarted), as the reload then shows. What is queued is committed
-// first, which also finds this activation fenced if it is. It reports
-// false if the store cannot be read.
+// syncWithStore reloads the room from the store when a joining member has
+// seen a seq this activation never stored and the store has more than
+// this activation: in a cluster another activation stored it (members
+// disagreed for a moment, and a member followed the other one). Without it
+// the room would take the member for ahead of history and start it over
+// (a Reset and a replay from the start), which is right only when the
+// store holds no more than the room (a memory store restarted, or a client
+// that asks from far ahead): then one cheap read of the store's bounds is
+// all it costs. What is queued is committed before the reload, which also
+// finds this activation fenced if it is. It reports false if the store
+// cannot be read.
 func (r *room) syncWithStore(ctx actor.Context, since *uint64) bool {
 	if since == nil || *since <= r.committed {
 		return true
 	}
-	r.log.Info("a member has seen seqs this activation did not store; reloading from the store", "since", *since, "committed", r.committed)
+	sctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	b, err := r.n.cfg.Store.Bounds(sctx, r.name)
+	cancel()
+	if err != nil {
+		r.n.Stats.StoreErrors.Add(1)
+		r.log.Error("room could not read its history's bounds", "err", err)
+		return false
+	}
+	if b.Latest <= r.committed {
+		return true
+	}
+	r.log.Info("a member has seen seqs this activation did not store; reloading from the store", "since", *since, "committed", r.committed, "stored", b.Latest)
 	r.flush(ctx)
 	r.loaded = false
 	return r.load()
