@@ -146,15 +146,19 @@ type (
 
 // joinRetryAfter is how long a member in a cluster waits for a join's
 // answer before sending it again: a join can vanish with a room that was
-// stopping on a member that was leaving. Each resend of the same join
-// waits twice as long, up to joinRetryMax: a room that is merely slow (a
-// reconnect storm's joins queued in its mailbox) must not get a resend
-// from every waiting member every two seconds, which slowed it further
-// until nothing came through (a storm of 15,000 on 2026-12-01). The room
-// drops a resend from a session it already has (RoomJoin.resend).
+// stopping on a member that was leaving. After joinSteadyResends resends
+// of the same join each waits twice as long, up to joinRetryMax: a room
+// that is merely slow (a reconnect storm's joins queued in its mailbox)
+// must not get a resend from every waiting member every two seconds for
+// minutes, which slowed it further until nothing came through (a storm of
+// 15,000 on 2026-12-01). The first few stay at two seconds, because a
+// rolling restart can make a join vanish twice in a row. The room drops a
+// resend from a session it already has (RoomJoin.resend), so a resend to
+// a slow room costs it little.
 const (
-	joinRetryAfter = 2 * time.Second
-	joinRetryMax   = 30 * time.Second
+	joinRetryAfter    = 2 * time.Second
+	joinSteadyResends = 4
+	joinRetryMax      = 16 * time.Second
 )
 
 // rejoinDelay spaces the retries of a re-join a room could not take (its
@@ -216,10 +220,14 @@ func (m *Member) rejoinRoom(ctx actor.Context, room string, j *membership) {
 }
 
 // joinResendAfter is the wait for an answer after the given number of
-// resends: doubling from joinRetryAfter to joinRetryMax, with up to a
-// quarter more at random so that a crowd's resends spread out.
+// resends: joinRetryAfter for the first joinSteadyResends, then doubling
+// up to joinRetryMax, with up to a quarter more at random so that a
+// crowd's resends spread out.
 func joinResendAfter(resends int) time.Duration {
-	d := min(joinRetryAfter<<min(resends, 5), joinRetryMax)
+	d := joinRetryAfter
+	if n := resends - joinSteadyResends + 1; n > 0 {
+		d = min(joinRetryAfter<<min(n, 4), joinRetryMax)
+	}
 	return d + rand.N(d/4)
 }
 

@@ -79,7 +79,7 @@ func TestRoomDropsResentJoins(t *testing.T) {
 // a cap, with jitter on top.
 func TestJoinResendBacksOff(t *testing.T) {
 	t.Parallel()
-	for resends, want := range []time.Duration{2 * time.Second, 4 * time.Second, 8 * time.Second, 16 * time.Second, 30 * time.Second, 30 * time.Second, 30 * time.Second} {
+	for resends, want := range []time.Duration{2 * time.Second, 2 * time.Second, 2 * time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 16 * time.Second, 16 * time.Second, 16 * time.Second} {
 		for range 50 {
 			if got := joinResendAfter(resends); got < want || got > want+want/4 {
 				t.Fatalf("joinResendAfter(%d) = %v, want %v to %v", resends, got, want, want+want/4)
