@@ -13,9 +13,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/parleychat/parley/client"
-	"github.com/parleychat/parley/proto/codec"
 )
 
 // TestClusterPausedMemberRestarts pauses one of three members (SIGSTOP, as a
@@ -166,14 +163,11 @@ func clusterMembers(t *testing.T, m *member) int {
 func roomHeads(t *testing.T, url string, rooms []string) map[string]uint64 {
 	t.Helper()
 	ctx := testCtx(t, 20*time.Second)
-	reader, err := client.Dial(ctx, url, codec.Proto, nil)
+	reader, err := observer(ctx, url)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer reader.CloseNow()
-	if err := reader.Hello(ctx, "head-reader", false); err != nil {
-		t.Fatal(err)
-	}
 	heads := map[string]uint64{}
 	for _, r := range rooms {
 		ack, err := reader.Join(ctx, r, nil)

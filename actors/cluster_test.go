@@ -16,7 +16,6 @@ import (
 
 	"github.com/parleychat/parley/actors/actorpb"
 	parleypb "github.com/parleychat/parley/proto"
-	"github.com/parleychat/parley/store"
 )
 
 // What a cluster relies on from a node, tested in one process (the
@@ -182,14 +181,8 @@ func TestPresenceMergesPeerShares(t *testing.T) {
 // every acknowledged post is stored once.
 func TestTwoActivationsNeverShareASeq(t *testing.T) {
 	t.Parallel()
-	shared := store.NewMemory()
-	a, b := newTestNode(t, Config{Store: shared}), newTestNode(t, Config{Store: shared})
-	provision(t, shared, "r", "ann", "ben")
-	pa, pb := newProbe(t, a), newProbe(t, b)
-	joinRoom(a, pa, "r", "ann", "ja", nil)
-	joinRoom(b, pb, "r", "ben", "jb", nil)
-	pa.ackFor(t, "ja")
-	pb.ackFor(t, "jb")
+	s := newSplit(t, "r", "ann", "ben")
+	shared, a, b, pa, pb := s.st, s.a, s.b, s.pa, s.pb
 
 	const each = 50
 	acked := map[string]uint64{} // client msg id -> seq

@@ -244,6 +244,28 @@ func postTo(n *Node, p *probe, room, user, text, clientMsgID, requestID string) 
 	n.Directory().Tell(n.System.Root, &actorpb.RoomPost{Room: room, User: user, Text: text, ClientMsgId: clientMsgID, RequestId: requestID, Session: p.pid})
 }
 
+// split is two nodes over one store, each running its own activation of
+// one room, as two cluster members whose views of the membership differ
+// for a moment: userA joined on a, userB on b.
+type split struct {
+	st     *store.Memory
+	a, b   *Node
+	pa, pb *probe
+}
+
+func newSplit(t testing.TB, room, userA, userB string) split {
+	t.Helper()
+	s := split{st: store.NewMemory()}
+	s.a, s.b = newTestNode(t, Config{Store: s.st}), newTestNode(t, Config{Store: s.st})
+	provision(t, s.st, room, userA, userB)
+	s.pa, s.pb = newProbe(t, s.a), newProbe(t, s.b)
+	joinRoom(s.a, s.pa, room, userA, "join", nil)
+	s.pa.ackFor(t, "join")
+	joinRoom(s.b, s.pb, room, userB, "join", nil)
+	s.pb.ackFor(t, "join")
+	return s
+}
+
 // gatedStore lets a test hold the room inside a store write, so that
 // messages pile up in its mailbox behind the write.
 type gatedStore struct {

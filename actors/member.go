@@ -339,7 +339,7 @@ func (m *Member) Receive(ctx actor.Context) (d Delivery, done bool) {
 		return d, true
 	case joinCheck:
 		if j, ok := m.rooms[msg.room]; ok && !j.synced && j.attempt == msg.attempt {
-			m.n.log.Info("join unanswered; sending it again", "room", msg.room, "user", m.opts.User, "after", joinResendAfter(j.resends))
+			m.n.log.Info("join unanswered; sending it again", "room", msg.room, "user", m.opts.User, "resend", j.resends+1)
 			m.sendJoin(ctx, msg.room, j, true)
 		}
 		return d, true

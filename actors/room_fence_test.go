@@ -9,7 +9,6 @@ import (
 
 	"github.com/parleychat/parley/actors/actorpb"
 	parleypb "github.com/parleychat/parley/proto"
-	"github.com/parleychat/parley/store"
 )
 
 // TestRoomFencedByAnotherActivation: two nodes whose views of a cluster
@@ -21,15 +20,8 @@ import (
 // a hole).
 func TestRoomFencedByAnotherActivation(t *testing.T) {
 	t.Parallel()
-	st := store.NewMemory()
-	a := newTestNode(t, Config{Store: st})
-	b := newTestNode(t, Config{Store: st})
-	provision(t, st, "split", "alice", "bob")
-	pa, pb := newProbe(t, a), newProbe(t, b)
-	joinRoom(a, pa, "split", "alice", "join", nil)
-	joinRoom(b, pb, "split", "bob", "join", nil)
-	pa.ackFor(t, "join")
-	pb.ackFor(t, "join")
+	s := newSplit(t, "split", "alice", "bob")
+	a, b, pa, pb := s.a, s.b, s.pa, s.pb
 
 	postTo(b, pb, "split", "bob", "stored by b", "b1", "post-b")
 	if ack := pb.ackFor(t, "post-b"); ack.GetSeq() != 1 {
@@ -81,15 +73,8 @@ func TestRoomFencedByAnotherActivation(t *testing.T) {
 // a replay from the start, a duplicate of everything to the member).
 func TestRoomCatchesUpWithAMemberAhead(t *testing.T) {
 	t.Parallel()
-	st := store.NewMemory()
-	a := newTestNode(t, Config{Store: st})
-	b := newTestNode(t, Config{Store: st})
-	provision(t, st, "ahead", "alice", "bob")
-	pa, pb := newProbe(t, a), newProbe(t, b)
-	joinRoom(a, pa, "ahead", "alice", "join", nil) // a's activation: committed 0
-	pa.ackFor(t, "join")
-	joinRoom(b, pb, "ahead", "bob", "join", nil)
-	pb.ackFor(t, "join")
+	s := newSplit(t, "ahead", "alice", "bob") // a's activation: committed 0
+	a, b, pa, pb := s.a, s.b, s.pa, s.pb
 	for i := range 3 {
 		id := fmt.Sprint("b", i)
 		postTo(b, pb, "ahead", "bob", "from b", id, id)

@@ -2,11 +2,12 @@
 // rooms become virtual actors (grains of kind "room", placed by consistent
 // hashing with disthash) reachable from every member under their name, and
 // presence is merged from every member's share, which each member's
-// presence actor sends the others (package actors). Membership comes from one of Proto.Actor's providers (Consul,
-// etcd, Kubernetes) or, for a static list of peers (automanaged), from
-// Parley's own, which drops a peer that stops answering only after a grace
-// period since the library never lets a dropped member back in; nothing
-// here decides where a room lives.
+// presence actor sends the others (package actors). Membership comes from
+// one of Proto.Actor's providers (Consul, etcd, Kubernetes) or, for a
+// static list of peers (automanaged), from Parley's own, which drops a
+// peer that stops answering only after a grace period, since the library
+// never lets a dropped member back in, and tells a member split from the
+// others to leave (removal.go); nothing here decides where a room lives.
 //
 // What this package adds is the armour the library lacks in this version
 // (see docs/PROTOACTOR.md): lookups run off the actor's thread with a

@@ -193,15 +193,12 @@ func listenHealth(peers []string, health int) (net.Listener, string, error) {
 }
 
 func (p *peersProvider) health(w http.ResponseWriter, _ *http.Request) {
-	n := p.node
-	if p.report != nil {
+	n, leaving := p.node, p.leaving.Load()
+	if p.report != nil && !leaving {
 		v, ok := p.report()
-		if !ok {
-			p.leaving.Store(true)
-		}
-		n.View = &v
+		n.View, leaving = &v, !ok
 	}
-	if p.leaving.Load() {
+	if leaving {
 		http.Error(w, "shutting down", http.StatusServiceUnavailable)
 		return
 	}
